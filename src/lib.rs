@@ -1,0 +1,12 @@
+//! claimcheck proves that every dispatched agent session was claimed by the runtime it was
+//! dispatched to, promptly and exactly once.
+//!
+//! ```text
+//! sources ──lines──▶ parse ──Event──▶ correlate ──outcomes──▶ sinks (report · metrics · alerts)
+//! ```
+//!
+//! `parse` and `correlate` are pure: no I/O, no clock. See ARCHITECTURE.md.
+
+pub mod config;
+pub mod event;
+pub mod parse;

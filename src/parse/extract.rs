@@ -1,0 +1,261 @@
+//! Pulls a fixed set of dotted paths out of a JSON object in one pass, without building a tree.
+//!
+//! Why by hand: serde_json's `Value` allocates every key and value of every line, and a typed
+//! struct cannot follow paths that come from configuration. Walking the document with a
+//! `DeserializeSeed` over a trie of the configured paths keeps serde_json's full validation
+//! (truncated or invalid JSON is still an error) while borrowing the few strings we need and
+//! skipping everything else with `IgnoredAny`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::config::FieldPath;
+
+/// A leaf value found at a configured path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Num(f64),
+    Bool(bool),
+    Null,
+    /// An object or array where a scalar was expected.
+    Composite,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: Vec<(Box<str>, usize)>,
+    slot: Option<usize>,
+}
+
+/// A trie of paths; each path ends in a numbered slot.
+#[derive(Debug)]
+pub struct Extractor {
+    nodes: Vec<Node>,
+    slots: usize,
+}
+
+pub type Slots<'a> = Vec<Option<Scalar<'a>>>;
+
+impl Extractor {
+    pub fn new() -> Extractor {
+        Extractor { nodes: vec![Node::default()], slots: 0 }
+    }
+
+    /// Registers a path and returns its slot; the same path twice gets the same slot.
+    pub fn slot(&mut self, path: &FieldPath) -> usize {
+        let mut node = 0;
+        for seg in &path.0 {
+            let found = self.nodes[node].children.iter().find(|(k, _)| **k == **seg);
+            node = match found {
+                Some(&(_, child)) => child,
+                None => {
+                    self.nodes.push(Node::default());
+                    let child = self.nodes.len() - 1;
+                    self.nodes[node].children.push((seg.as_str().into(), child));
+                    child
+                }
+            };
+        }
+        *self.nodes[node].slot.get_or_insert_with(|| {
+            self.slots += 1;
+            self.slots - 1
+        })
+    }
+
+    pub fn slot_count(&self) -> usize {
+        self.slots
+    }
+
+    /// Fills `out` (one entry per slot) from the object in `json`; the first occurrence of a
+    /// path wins. Bytes after the object are ignored. Errors on anything that is not a
+    /// well-formed JSON object.
+    pub fn extract<'de>(&self, json: &'de [u8], out: &mut Slots<'de>) -> Result<(), serde_json::Error> {
+        out.clear();
+        out.resize(self.slots, None);
+        let mut de = serde_json::Deserializer::from_slice(json);
+        ObjectSeed { ex: self, node: 0, out }.deserialize(&mut de)
+    }
+}
+
+impl Default for Extractor {
+    fn default() -> Self {
+        Extractor::new()
+    }
+}
+
+/// Deserializes the root, which must be an object.
+struct ObjectSeed<'s, 'de> {
+    ex: &'s Extractor,
+    node: usize,
+    out: &'s mut Slots<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(ObjectVisitor(ValueSeed { ex: self.ex, node: self.node, out: self.out }))
+    }
+}
+
+struct ObjectVisitor<'s, 'de>(ValueSeed<'s, 'de>);
+
+impl<'de> Visitor<'de> for ObjectVisitor<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.0.visit_map(map)
+    }
+}
+
+/// Deserializes the value at one trie node: a scalar goes to the node's slot, an object is
+/// walked for the node's children.
+struct ValueSeed<'s, 'de> {
+    ex: &'s Extractor,
+    node: usize,
+    out: &'s mut Slots<'de>,
+}
+
+impl<'de> ValueSeed<'_, 'de> {
+    fn set(&mut self, v: Scalar<'de>) {
+        if let Some(slot) = self.ex.nodes[self.node].slot
+            && self.out[slot].is_none()
+        {
+            self.out[slot] = Some(v);
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Looks a key up among a node's children without allocating.
+struct KeySeed<'s> {
+    ex: &'s Extractor,
+    node: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        let children = &self.ex.nodes[self.node].children;
+        Ok(children.iter().find(|(k, _)| **k == *key).map(|&(_, c)| c))
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(mut self, v: &'de str) -> Result<(), E> {
+        self.set(Scalar::Str(Cow::Borrowed(v)));
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        self.set(Scalar::Str(Cow::Owned(v.to_owned())));
+        Ok(())
+    }
+    fn visit_string<E: de::Error>(mut self, v: String) -> Result<(), E> {
+        self.set(Scalar::Str(Cow::Owned(v)));
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
+        self.set(Scalar::Num(v as f64));
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
+        self.set(Scalar::Num(v as f64));
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
+        self.set(Scalar::Num(v));
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
+        self.set(Scalar::Bool(v));
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
+        self.set(Scalar::Null);
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(mut self) -> Result<(), E> {
+        self.set(Scalar::Null);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        self.set(Scalar::Composite);
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        self.set(Scalar::Composite);
+        while let Some(child) = map.next_key_seed(KeySeed { ex: self.ex, node: self.node })? {
+            match child {
+                Some(node) => {
+                    map.next_value_seed(ValueSeed { ex: self.ex, node, out: &mut *self.out })?
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(p: &str) -> FieldPath {
+        FieldPath(p.split('.').map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn finds_nested_paths_and_skips_the_rest() {
+        let mut ex = Extractor::new();
+        let a = ex.slot(&path("sessionId"));
+        let b = ex.slot(&path("context.sessionId"));
+        let c = ex.slot(&path("resolvedProfile.runner"));
+        let d = ex.slot(&path("time"));
+        assert_eq!(ex.slot(&path("sessionId")), a);
+        let json = br#"{"x":[1,{"sessionId":"no"}],"context":{"sessionId":"s\"1"},"resolvedProfile":{"runner":"go"},"time":12.5} trailing"#;
+        let mut out = Vec::new();
+        ex.extract(json, &mut out).unwrap();
+        assert_eq!(out[a], None);
+        assert_eq!(out[b], Some(Scalar::Str("s\"1".into())));
+        assert_eq!(out[c], Some(Scalar::Str("go".into())));
+        assert_eq!(out[d], Some(Scalar::Num(12.5)));
+    }
+
+    #[test]
+    fn malformed_input_is_an_error() {
+        let mut ex = Extractor::new();
+        ex.slot(&path("a"));
+        let mut out = Vec::new();
+        for bad in [&b"{\"a\":\"x"[..], b"[1,2]", b"{\"a\":\"\xff\"}", b"{\"a\":\"\0\"}", b""] {
+            assert!(ex.extract(bad, &mut out).is_err(), "{bad:?}");
+        }
+    }
+}

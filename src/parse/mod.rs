@@ -1,0 +1,299 @@
+//! parse: one raw line in, at most one [`Event`] out (PRODUCT.md §1).
+//!
+//! Every line shape is detected per line: a bare JSON object, a text prefix followed by a JSON
+//! object (Lambda tab prefix, `<RFC 3339> INFO {…}`, `[work-queue] Work queued {…}`), and a
+//! Vercel drain entry whose `message` string holds one of those. A line is *ignored* when it is
+//! not one of our events, and *rejected* with a [`Reject`] reason when it is one but is broken.
+//!
+//! parse never does I/O, never reads a clock (a live caller passes the receive time in
+//! [`LineContext`]) and never panics on input: a fuzz-style property test feeds it arbitrary bytes.
+
+mod extract;
+pub mod time;
+
+use memchr::memmem;
+
+use crate::config::ParseConfig;
+use crate::event::{Event, EventKind, Runner, SessionId, Timestamp};
+use extract::{Extractor, Scalar, Slots};
+
+/// Why a relevant line was rejected. A fixed set: these are metric labels and report keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reject {
+    /// Looks like one of our events but is not a well-formed JSON object (truncated, invalid
+    /// UTF-8, control bytes…).
+    MalformedJson,
+    /// No non-empty string at any sessionId path.
+    MissingSessionId,
+    /// A claim/completion/heartbeat/release that names no runtime, read from a source with no
+    /// default runtime.
+    MissingRuntime,
+    /// No usable time in the event, its envelope or its text prefix (batch mode only).
+    MissingTime,
+    /// A time field that is present but not RFC 3339 or an epoch number.
+    BadTime,
+    /// Longer than `max_line_bytes`; not parsed.
+    TooLong,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 6] = [
+        Reject::MalformedJson,
+        Reject::MissingSessionId,
+        Reject::MissingRuntime,
+        Reject::MissingTime,
+        Reject::BadTime,
+        Reject::TooLong,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::MalformedJson => "malformed_json",
+            Reject::MissingSessionId => "missing_session_id",
+            Reject::MissingRuntime => "missing_runtime",
+            Reject::MissingTime => "missing_time",
+            Reject::BadTime => "bad_time",
+            Reject::TooLong => "too_long",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Event(Event),
+    Ignored,
+    Rejected(Reject),
+}
+
+/// What the caller knows about a line that the line itself may not say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LineContext {
+    /// The runtime of claims/completions/heartbeats/releases that do not name one
+    /// (`--claims go=PATH`).
+    pub default_runtime: Option<Runner>,
+    /// Live mode: the receive time, used when the event has no time. Batch mode: `None`, and
+    /// such an event is rejected as `missing_time`.
+    pub received_at: Option<Timestamp>,
+}
+
+/// Slot numbers of each configured path group, in priority order.
+#[derive(Debug)]
+struct Groups {
+    event: Vec<usize>,
+    session_id: Vec<usize>,
+    runner: Vec<usize>,
+    runtime: Vec<usize>,
+    org: Vec<usize>,
+    worker: Vec<usize>,
+    version: Vec<usize>,
+    auth_mode: Vec<usize>,
+    status: Vec<usize>,
+    reason: Vec<usize>,
+    time: Vec<usize>,
+    message: usize,
+    envelope_time: usize,
+}
+
+/// A compiled [`ParseConfig`]; cheap to share between threads by reference.
+#[derive(Debug)]
+pub struct Parser {
+    config: ParseConfig,
+    extractor: Extractor,
+    groups: Groups,
+    /// `"name"` and `\"name\"` for every event name: a broken line that contains one is
+    /// relevant (rejected), one that does not is noise (ignored).
+    relevance: Vec<memmem::Finder<'static>>,
+}
+
+impl Parser {
+    pub fn new(config: ParseConfig) -> Parser {
+        let mut ex = Extractor::new();
+        let mut group = |paths: &[crate::config::FieldPath]| -> Vec<usize> {
+            paths.iter().map(|p| ex.slot(p)).collect()
+        };
+        let groups = Groups {
+            event: group(&config.event),
+            session_id: group(&config.session_id),
+            runner: group(&config.runner),
+            runtime: group(&config.runtime),
+            org: group(&config.org),
+            worker: group(&config.worker),
+            version: group(&config.version),
+            auth_mode: group(&config.auth_mode),
+            status: group(&config.status),
+            reason: group(&config.reason),
+            time: group(&config.time),
+            message: group(std::slice::from_ref(&config.message))[0],
+            envelope_time: group(std::slice::from_ref(&config.envelope_time))[0],
+        };
+        let relevance = config
+            .event_names
+            .keys()
+            .flat_map(|n| [format!("\"{n}\""), format!("\\\"{n}\\\"")])
+            .map(|p| memmem::Finder::new(p.as_bytes()).into_owned())
+            .collect();
+        Parser { config, extractor: ex, groups, relevance }
+    }
+
+    pub fn max_line_bytes(&self) -> usize {
+        self.config.max_line_bytes
+    }
+
+    /// Whether a line that could not be parsed looks like one of our events.
+    pub fn looks_relevant(&self, line: &[u8]) -> bool {
+        self.relevance.iter().any(|f| f.find(line).is_some())
+    }
+
+    /// A line longer than `max_line_bytes`, seen only through its first bytes.
+    pub fn overlong(&self, head: &[u8]) -> Parsed {
+        if self.looks_relevant(head) { Parsed::Rejected(Reject::TooLong) } else { Parsed::Ignored }
+    }
+
+    /// Parses one line (with or without its `\n` / `\r\n`).
+    pub fn parse_line(&self, line: &[u8], ctx: &LineContext) -> Parsed {
+        let line = trim_eol(line);
+        if line.len() > self.config.max_line_bytes {
+            return self.overlong(&line[..self.config.max_line_bytes]);
+        }
+        self.parse_shape(line, ctx, None, true)
+    }
+
+    /// Splits a line into text prefix and JSON object and parses the object. `envelope` is the
+    /// time of an enclosing drain entry; `outer` allows one level of `message` nesting.
+    fn parse_shape(
+        &self,
+        line: &[u8],
+        ctx: &LineContext,
+        envelope: Option<Timestamp>,
+        outer: bool,
+    ) -> Parsed {
+        let Some(start) = memchr::memchr(b'{', line) else {
+            return Parsed::Ignored;
+        };
+        let (prefix, json) = line.split_at(start);
+        let mut slots: Slots = Vec::with_capacity(self.extractor.slot_count());
+        if self.extractor.extract(json, &mut slots).is_err() {
+            return if self.looks_relevant(line) {
+                Parsed::Rejected(Reject::MalformedJson)
+            } else {
+                Parsed::Ignored
+            };
+        }
+        let g = &self.groups;
+        let kind = match first(&slots, &g.event) {
+            Some(Scalar::Str(name)) => match self.config.event_names.get(name.as_ref()) {
+                Some(&kind) => kind,
+                None => return Parsed::Ignored,
+            },
+            Some(_) => return Parsed::Ignored,
+            None => {
+                // Not an event itself: maybe a drain envelope around one.
+                return match (&slots[g.message], outer) {
+                    (Some(Scalar::Str(msg)), true) => {
+                        let env_time = match &slots[g.envelope_time] {
+                            Some(Scalar::Num(n)) => time::from_epoch_number(*n),
+                            Some(Scalar::Str(s)) => time::parse_rfc3339(s),
+                            _ => None,
+                        };
+                        self.parse_shape(trim_eol(msg.as_bytes()), ctx, env_time, false)
+                    }
+                    _ => Parsed::Ignored,
+                };
+            }
+        };
+        match self.build(kind, &slots, prefix, envelope, ctx) {
+            Ok(ev) => Parsed::Event(ev),
+            Err(r) => Parsed::Rejected(r),
+        }
+    }
+
+    fn build(
+        &self,
+        kind: EventKind,
+        slots: &Slots,
+        prefix: &[u8],
+        envelope: Option<Timestamp>,
+        ctx: &LineContext,
+    ) -> Result<Event, Reject> {
+        let g = &self.groups;
+        let time = match first(slots, &g.time) {
+            Some(Scalar::Str(s)) => time::parse_rfc3339(s).ok_or(Reject::BadTime)?,
+            Some(Scalar::Num(n)) => time::from_epoch_number(*n).ok_or(Reject::BadTime)?,
+            Some(_) => return Err(Reject::BadTime),
+            None => envelope
+                .or_else(|| time::leading_rfc3339(prefix))
+                .or(ctx.received_at)
+                .ok_or(Reject::MissingTime)?,
+        };
+        let session = match kind {
+            EventKind::Heartbeat => first_str(slots, &g.session_id).and_then(SessionId::new),
+            _ => Some(
+                first_str(slots, &g.session_id)
+                    .and_then(SessionId::new)
+                    .ok_or(Reject::MissingSessionId)?,
+            ),
+        };
+        let runner = match kind {
+            // No `runner` (or null): the legacy dispatchWork route, which is ts.
+            EventKind::Dispatch => match first(slots, &g.runner) {
+                None => Runner::Ts,
+                Some(Scalar::Str(s)) => Runner::from_value(s),
+                Some(_) => Runner::Other,
+            },
+            _ => match first(slots, &g.runtime) {
+                Some(Scalar::Str(s)) if !s.is_empty() => Runner::from_value(s),
+                _ => ctx.default_runtime.ok_or(Reject::MissingRuntime)?,
+            },
+        };
+        let detail = match kind {
+            EventKind::Dispatch => text(slots, &g.auth_mode),
+            EventKind::Completion => text(slots, &g.status)
+                .or_else(|| first_str(slots, &g.event).map(Box::from)),
+            EventKind::Release => text(slots, &g.reason),
+            EventKind::Claim | EventKind::Heartbeat => None,
+        };
+        let worker_event = kind != EventKind::Dispatch;
+        Ok(Event {
+            kind,
+            session,
+            runner,
+            time,
+            org: if worker_event { None } else { text(slots, &g.org) },
+            worker: if worker_event { text(slots, &g.worker) } else { None },
+            version: if worker_event { text(slots, &g.version) } else { None },
+            detail,
+        })
+    }
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The first present, non-null value among `group`'s slots.
+fn first<'s, 'a>(slots: &'s Slots<'a>, group: &[usize]) -> Option<&'s Scalar<'a>> {
+    group
+        .iter()
+        .filter_map(|&i| slots[i].as_ref())
+        .find(|v| !matches!(v, Scalar::Null))
+}
+
+fn first_str<'s>(slots: &'s Slots, group: &[usize]) -> Option<&'s str> {
+    match first(slots, group)? {
+        Scalar::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// A label-like field: a non-empty string, or a number written as JSON wrote it.
+fn text(slots: &Slots, group: &[usize]) -> Option<Box<str>> {
+    match first(slots, group)? {
+        Scalar::Str(s) if !s.is_empty() => Some(s.as_ref().into()),
+        Scalar::Num(n) => Some(n.to_string().into()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

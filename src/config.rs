@@ -16,7 +16,11 @@ pub enum ConfigError {
     #[error("invalid field path {path:?}: segments must be non-empty")]
     BadPath { path: String },
     #[error("event name {name:?} is mapped to both {first} and {second}")]
-    AmbiguousEventName { name: String, first: &'static str, second: &'static str },
+    AmbiguousEventName {
+        name: String,
+        first: &'static str,
+        second: &'static str,
+    },
     #[error("{key} must not be empty")]
     Empty { key: &'static str },
     #[error("{key}: {message}")]
@@ -215,7 +219,11 @@ impl ClaimTimeouts {
     pub const DEFAULT: Duration = Duration::from_secs(120);
 
     pub fn uniform(d: Duration) -> ClaimTimeouts {
-        ClaimTimeouts { go: d, ts: d, other: d }
+        ClaimTimeouts {
+            go: d,
+            ts: d,
+            other: d,
+        }
     }
 
     pub fn for_runner(&self, r: Runner) -> Duration {
@@ -232,7 +240,10 @@ impl ClaimTimeouts {
 
     /// `120s` sets every runner; `go=90s` sets one. Later settings override earlier ones.
     pub fn apply(&mut self, spec: &str) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { key: "claim-timeout", message };
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "claim-timeout",
+            message,
+        };
         let (runner, value) = match spec.split_once('=') {
             Some((r, v)) => (Some(r), v),
             None => (None, spec),
@@ -269,7 +280,9 @@ pub struct Config {
 impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        Ok(Config { parse: ParseConfig::new(&raw.parse)? })
+        Ok(Config {
+            parse: ParseConfig::new(&raw.parse)?,
+        })
     }
 }
 
@@ -288,9 +301,15 @@ mod tests {
     #[test]
     fn rejects_bad_config_with_clear_errors() {
         let e = Config::from_toml("[parse]\nsession_id_paths = [\"a..b\"]\n").unwrap_err();
-        assert_eq!(e.to_string(), "invalid field path \"a..b\": segments must be non-empty");
+        assert_eq!(
+            e.to_string(),
+            "invalid field path \"a..b\": segments must be non-empty"
+        );
         let e = Config::from_toml("[parse.events]\nclaim = [\"dispatch\"]\n").unwrap_err();
-        assert!(e.to_string().contains("mapped to both dispatch and claim"), "{e}");
+        assert!(
+            e.to_string().contains("mapped to both dispatch and claim"),
+            "{e}"
+        );
         assert!(Config::from_toml("[parse]\nnope = 1\n").is_err());
         let c = Config::from_toml("[parse.events]\nclaim = [\"picked\"]\n").unwrap();
         assert_eq!(c.parse.event_names.get("picked"), Some(&EventKind::Claim));

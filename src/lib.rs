@@ -8,5 +8,6 @@
 //! `parse` and `correlate` are pure: no I/O, no clock. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod correlate;
 pub mod event;
 pub mod parse;

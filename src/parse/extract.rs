@@ -41,7 +41,10 @@ pub type Slots<'a> = Vec<Option<Scalar<'a>>>;
 
 impl Extractor {
     pub fn new() -> Extractor {
-        Extractor { nodes: vec![Node::default()], slots: 0 }
+        Extractor {
+            nodes: vec![Node::default()],
+            slots: 0,
+        }
     }
 
     /// Registers a path and returns its slot; the same path twice gets the same slot.
@@ -72,11 +75,20 @@ impl Extractor {
     /// Fills `out` (one entry per slot) from the object in `json`; the first occurrence of a
     /// path wins. Bytes after the object are ignored. Errors on anything that is not a
     /// well-formed JSON object.
-    pub fn extract<'de>(&self, json: &'de [u8], out: &mut Slots<'de>) -> Result<(), serde_json::Error> {
+    pub fn extract<'de>(
+        &self,
+        json: &'de [u8],
+        out: &mut Slots<'de>,
+    ) -> Result<(), serde_json::Error> {
         out.clear();
         out.resize(self.slots, None);
         let mut de = serde_json::Deserializer::from_slice(json);
-        ObjectSeed { ex: self, node: 0, out }.deserialize(&mut de)
+        ObjectSeed {
+            ex: self,
+            node: 0,
+            out,
+        }
+        .deserialize(&mut de)
     }
 }
 
@@ -96,7 +108,11 @@ struct ObjectSeed<'s, 'de> {
 impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, 'de> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(ObjectVisitor(ValueSeed { ex: self.ex, node: self.node, out: self.out }))
+        d.deserialize_map(ObjectVisitor(ValueSeed {
+            ex: self.ex,
+            node: self.node,
+            out: self.out,
+        }))
     }
 }
 
@@ -210,11 +226,16 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         self.set(Scalar::Composite);
-        while let Some(child) = map.next_key_seed(KeySeed { ex: self.ex, node: self.node })? {
+        while let Some(child) = map.next_key_seed(KeySeed {
+            ex: self.ex,
+            node: self.node,
+        })? {
             match child {
-                Some(node) => {
-                    map.next_value_seed(ValueSeed { ex: self.ex, node, out: &mut *self.out })?
-                }
+                Some(node) => map.next_value_seed(ValueSeed {
+                    ex: self.ex,
+                    node,
+                    out: &mut *self.out,
+                })?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -254,7 +275,13 @@ mod tests {
         let mut ex = Extractor::new();
         ex.slot(&path("a"));
         let mut out = Vec::new();
-        for bad in [&b"{\"a\":\"x"[..], b"[1,2]", b"{\"a\":\"\xff\"}", b"{\"a\":\"\0\"}", b""] {
+        for bad in [
+            &b"{\"a\":\"x"[..],
+            b"[1,2]",
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\":\"\0\"}",
+            b"",
+        ] {
             assert!(ex.extract(bad, &mut out).is_err(), "{bad:?}");
         }
     }

@@ -132,7 +132,12 @@ impl Parser {
             .flat_map(|n| [format!("\"{n}\""), format!("\\\"{n}\\\"")])
             .map(|p| memmem::Finder::new(p.as_bytes()).into_owned())
             .collect();
-        Parser { config, extractor: ex, groups, relevance }
+        Parser {
+            config,
+            extractor: ex,
+            groups,
+            relevance,
+        }
     }
 
     pub fn max_line_bytes(&self) -> usize {
@@ -146,7 +151,11 @@ impl Parser {
 
     /// A line longer than `max_line_bytes`, seen only through its first bytes.
     pub fn overlong(&self, head: &[u8]) -> Parsed {
-        if self.looks_relevant(head) { Parsed::Rejected(Reject::TooLong) } else { Parsed::Ignored }
+        if self.looks_relevant(head) {
+            Parsed::Rejected(Reject::TooLong)
+        } else {
+            Parsed::Ignored
+        }
     }
 
     /// Parses one line (with or without its `\n` / `\r\n`).
@@ -247,8 +256,9 @@ impl Parser {
         };
         let detail = match kind {
             EventKind::Dispatch => text(slots, &g.auth_mode),
-            EventKind::Completion => text(slots, &g.status)
-                .or_else(|| first_str(slots, &g.event).map(Box::from)),
+            EventKind::Completion => {
+                text(slots, &g.status).or_else(|| first_str(slots, &g.event).map(Box::from))
+            }
             EventKind::Release => text(slots, &g.reason),
             EventKind::Claim | EventKind::Heartbeat => None,
         };
@@ -258,9 +268,21 @@ impl Parser {
             session,
             runner,
             time,
-            org: if worker_event { None } else { text(slots, &g.org) },
-            worker: if worker_event { text(slots, &g.worker) } else { None },
-            version: if worker_event { text(slots, &g.version) } else { None },
+            org: if worker_event {
+                None
+            } else {
+                text(slots, &g.org)
+            },
+            worker: if worker_event {
+                text(slots, &g.worker)
+            } else {
+                None
+            },
+            version: if worker_event {
+                text(slots, &g.version)
+            } else {
+                None
+            },
             detail,
         })
     }

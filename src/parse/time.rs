@@ -70,8 +70,14 @@ mod tests {
 
     #[test]
     fn epoch_seconds_and_millis() {
-        assert_eq!(from_epoch_number(1_795_428_000.5), Some(Timestamp(1_795_428_000_500)));
-        assert_eq!(from_epoch_number(1_795_428_000_500.0), Some(Timestamp(1_795_428_000_500)));
+        assert_eq!(
+            from_epoch_number(1_795_428_000.5),
+            Some(Timestamp(1_795_428_000_500))
+        );
+        assert_eq!(
+            from_epoch_number(1_795_428_000_500.0),
+            Some(Timestamp(1_795_428_000_500))
+        );
         assert_eq!(from_epoch_number(-1.0), None);
         assert_eq!(from_epoch_number(f64::NAN), None);
         assert_eq!(from_epoch_number(1e300), None);

@@ -1,0 +1,233 @@
+//! correlate: events in, per-session judgements out (PRODUCT.md §2).
+//!
+//! The [`Correlator`] is a pure state machine. It owns every session's evidence keyed by
+//! sessionId, deduplicates exact re-deliveries, tracks daemons from heartbeats and claims, and
+//! keeps the watermark (the largest event time seen). Judging is done by [`Session::judge`] with
+//! the time passed in, so `verify` judges on event time and `serve` on its own clock with the
+//! same rules. Memory is bounded by `max_sessions`: past it, the sessions whose evidence is
+//! oldest are evicted, judged on the evidence so far, and counted.
+//!
+//! correlate never does I/O and never reads a clock.
+
+mod intern;
+mod session;
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use crate::config::ClaimTimeouts;
+use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
+pub use intern::Interner;
+pub use session::{Judgement, Outcome, Record, Session};
+
+#[derive(Debug, Clone)]
+pub struct CorrelateConfig {
+    pub timeouts: ClaimTimeouts,
+    /// Sessions held at once; past it the oldest are evicted (judged early, and counted).
+    pub max_sessions: usize,
+}
+
+impl Default for CorrelateConfig {
+    fn default() -> Self {
+        CorrelateConfig {
+            timeouts: ClaimTimeouts::default(),
+            max_sessions: 20_000_000,
+        }
+    }
+}
+
+/// What the daemons said about themselves: the last heartbeat, version and claim count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Daemon {
+    pub last_heartbeat: Option<Timestamp>,
+    pub last_seen: Timestamp,
+    pub version: Option<Box<str>>,
+    pub heartbeats: u64,
+    pub claims: u64,
+    recent_heartbeats: std::collections::VecDeque<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorrelateStats {
+    /// Distinct events accepted, by kind (`EventKind as usize`).
+    pub events: [u64; 5],
+    /// Exact re-deliveries dropped.
+    pub duplicates: u64,
+    /// Sessions judged early because `max_sessions` was reached.
+    pub evicted: u64,
+}
+
+/// A session removed by eviction, with the watermark it was judged against.
+#[derive(Debug)]
+pub struct Evicted {
+    pub id: SessionId,
+    pub session: Session,
+    pub watermark: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct Correlator {
+    config: CorrelateConfig,
+    sessions: FxHashMap<SessionId, Session>,
+    orgs: Interner,
+    workers: Interner,
+    details: Interner,
+    daemons: BTreeMap<(Runner, u32), Daemon>,
+    watermark: Timestamp,
+    stats: CorrelateStats,
+    evicted: Vec<Evicted>,
+}
+
+impl Correlator {
+    pub fn new(config: CorrelateConfig) -> Correlator {
+        Correlator {
+            config,
+            sessions: FxHashMap::default(),
+            orgs: Interner::default(),
+            workers: Interner::default(),
+            details: Interner::default(),
+            daemons: BTreeMap::new(),
+            watermark: Timestamp::MIN,
+            stats: CorrelateStats::default(),
+            evicted: Vec::new(),
+        }
+    }
+
+    pub fn timeouts(&self) -> &ClaimTimeouts {
+        &self.config.timeouts
+    }
+
+    /// Takes one event. Returns `false` if it was an exact re-delivery (and changed nothing).
+    pub fn on_event(&mut self, ev: Event, origin: Origin) -> bool {
+        let worker = self.workers.intern(ev.worker.as_deref());
+        let extra = match ev.kind {
+            EventKind::Dispatch => self.orgs.intern(ev.org.as_deref()),
+            EventKind::Claim => self.details.intern(ev.version.as_deref()),
+            _ => self.details.intern(ev.detail.as_deref()),
+        };
+        let rec = Record {
+            time: ev.time,
+            kind: ev.kind,
+            runner: ev.runner,
+            worker,
+            extra,
+            origin,
+        };
+        let fresh = match ev.session {
+            Some(id) if ev.kind != EventKind::Heartbeat => {
+                let fresh = self.sessions.entry(id).or_default().insert(rec);
+                if self.sessions.len() > self.config.max_sessions {
+                    self.evict();
+                }
+                fresh
+            }
+            _ => self.fresh_heartbeat(&rec),
+        };
+        if !fresh {
+            self.stats.duplicates += 1;
+            return false;
+        }
+        self.stats.events[ev.kind as usize] += 1;
+        self.watermark = self.watermark.max(ev.time);
+        if matches!(ev.kind, EventKind::Heartbeat | EventKind::Claim) {
+            self.note_daemon(&rec, ev.version);
+        }
+        true
+    }
+
+    /// Heartbeats have no session to dedupe them against; each daemon remembers its recent
+    /// heartbeat times instead (a shipper re-delivers a recent batch, not last week's).
+    fn fresh_heartbeat(&mut self, rec: &Record) -> bool {
+        const RECENT: usize = 64;
+        let d = self.daemons.entry((rec.runner, rec.worker)).or_default();
+        if d.recent_heartbeats.contains(&rec.time) {
+            return false;
+        }
+        if d.recent_heartbeats.len() == RECENT {
+            d.recent_heartbeats.pop_front();
+        }
+        d.recent_heartbeats.push_back(rec.time);
+        true
+    }
+
+    fn note_daemon(&mut self, rec: &Record, version: Option<Box<str>>) {
+        let d = self.daemons.entry((rec.runner, rec.worker)).or_default();
+        if rec.time >= d.last_seen {
+            d.last_seen = rec.time;
+            if version.is_some() {
+                d.version = version;
+            }
+        }
+        if rec.kind == EventKind::Heartbeat {
+            d.heartbeats += 1;
+            d.last_heartbeat = d.last_heartbeat.max(Some(rec.time));
+        } else {
+            d.claims += 1;
+        }
+    }
+
+    /// Evicts the tenth of sessions whose latest evidence is oldest. O(n), but it runs once
+    /// per n/10 new sessions, so the amortised cost per event is constant.
+    fn evict(&mut self) {
+        let n = (self.sessions.len() / 10).max(1);
+        let mut by_age: Vec<(Timestamp, SessionId)> = self
+            .sessions
+            .iter()
+            .map(|(k, s)| (s.last_time(), k.clone()))
+            .collect();
+        by_age.select_nth_unstable(n - 1);
+        for (_, id) in by_age.into_iter().take(n) {
+            if let Some(session) = self.sessions.remove(&id) {
+                self.evicted.push(Evicted {
+                    id,
+                    session,
+                    watermark: self.watermark,
+                });
+            }
+        }
+        self.stats.evicted += n as u64;
+    }
+
+    /// Sessions evicted since the last call; the caller judges and tallies them.
+    pub fn take_evicted(&mut self) -> Vec<Evicted> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    pub fn watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    pub fn stats(&self) -> &CorrelateStats {
+        &self.stats
+    }
+
+    pub fn sessions(&self) -> impl Iterator<Item = (&SessionId, &Session)> {
+        self.sessions.iter()
+    }
+
+    pub fn session(&self, id: &SessionId) -> Option<&Session> {
+        self.sessions.get(id)
+    }
+
+    pub fn daemons(&self) -> impl Iterator<Item = (Runner, &str, &Daemon)> {
+        self.daemons
+            .iter()
+            .map(|(&(r, w), d)| (r, self.workers.name(w).unwrap_or("-"), d))
+    }
+
+    pub fn org_name(&self, id: u32) -> Option<&str> {
+        self.orgs.name(id)
+    }
+
+    pub fn worker_name(&self, id: u32) -> Option<&str> {
+        self.workers.name(id)
+    }
+
+    pub fn detail_name(&self, id: u32) -> Option<&str> {
+        self.details.name(id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,12 +2,18 @@
 //! dispatched to, promptly and exactly once.
 //!
 //! ```text
-//! sources ──lines──▶ parse ──Event──▶ correlate ──outcomes──▶ sinks (report · metrics · alerts)
+//! sources ──chunks──▶ parse ──Event──▶ correlate ──Judgement──▶ sinks (report · metrics · alerts)
 //! ```
 //!
 //! `parse` and `correlate` are pure: no I/O, no clock. See ARCHITECTURE.md.
 
+pub mod cli;
 pub mod config;
 pub mod correlate;
 pub mod event;
 pub mod parse;
+pub mod pipeline;
+//TMP pub mod simulate;
+pub mod sinks;
+pub mod sources;
+pub mod verify;

@@ -1,0 +1,55 @@
+//! cli: one short function per mode; flags become validated options here and nowhere else.
+
+//TMP mod simulate;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::sinks::report::Verdict;
+
+/// Proves that every dispatched agent session was claimed by the runtime it was dispatched to.
+#[derive(Debug, Parser)]
+#[command(name = "claimcheck", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify exported dispatcher and worker logs; exit 0 pass, 1 fail or inconclusive, 2 error.
+    Verify(verify::VerifyArgs),
+    //TMP2    /// Write a realistic platform workload with injected faults and its ground truth.
+    //TMP    Simulate(simulate::SimulateArgs),
+}
+
+/// Exit codes: 0 pass, 1 verification failed (or inconclusive), 2 usage or I/O error.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Verify(args) => verify::run(args).map(|r| match r.verdict {
+            Verdict::Pass => ExitCode::SUCCESS,
+            Verdict::Fail | Verdict::Inconclusive => ExitCode::from(1),
+        }),
+        //TMP        Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|e| {
+        #[allow(clippy::print_stderr)] // the one place errors reach the user
+        {
+            eprintln!("claimcheck: error: {e:#}");
+        }
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,193 @@
+//! Cutting a byte stream into chunks of whole lines without ever holding a whole file, or a
+//! whole overlong line, in memory.
+
+use std::io::{self, Read};
+
+/// Target chunk size: large enough that per-chunk overhead vanishes, small enough that two
+/// parser threads stay busy and memory stays flat.
+const CHUNK: usize = 4 << 20;
+
+/// Bytes kept from the head of an overlong line: enough to tell whether it is one of ours.
+pub const OVERLONG_HEAD: usize = 64 << 10;
+
+/// A line longer than the chunk buffer, seen only through its head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlong {
+    pub line: u64,
+    pub head: Vec<u8>,
+}
+
+/// Whole lines of one input. `data` ends with `\n`, except for the last chunk of an input
+/// whose last line has none.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub input: u16,
+    /// 1-based number of the first line in `data`.
+    pub first_line: u64,
+    pub data: Vec<u8>,
+    /// Lines too long to buffer, which sit before `data`'s first line.
+    pub overlong: Vec<Overlong>,
+}
+
+#[derive(Debug)]
+pub struct ChunkReader<R> {
+    inner: R,
+    input: u16,
+    capacity: usize,
+    /// Bytes read but not yet handed out: the start of an unfinished line.
+    carry: Vec<u8>,
+    next_line: u64,
+    /// Inside an overlong line: its head is in `overlong.last()`, skip to its newline.
+    skipping: bool,
+    overlong: Vec<Overlong>,
+    eof: bool,
+}
+
+impl<R: Read> ChunkReader<R> {
+    /// `max_line` is the longest line that must arrive whole.
+    pub fn new(inner: R, input: u16, max_line: usize) -> ChunkReader<R> {
+        ChunkReader {
+            inner,
+            input,
+            capacity: CHUNK.max(max_line.saturating_mul(2)),
+            carry: Vec::new(),
+            next_line: 1,
+            skipping: false,
+            overlong: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// The next chunk, or `None` at the end of the input.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        loop {
+            if self.eof {
+                if self.carry.is_empty() && self.overlong.is_empty() {
+                    return Ok(None);
+                }
+                let data = std::mem::take(&mut self.carry);
+                return Ok(Some(self.emit(data)));
+            }
+            let mut buf = std::mem::take(&mut self.carry);
+            let filled = buf.len();
+            buf.resize(self.capacity, 0);
+            let n = read_full(&mut self.inner, &mut buf[filled..])?;
+            buf.truncate(filled + n);
+            if n == 0 {
+                self.eof = true;
+                self.carry = buf;
+                continue;
+            }
+            if self.skipping {
+                match memchr::memchr(b'\n', &buf[filled..]) {
+                    Some(i) => {
+                        self.skipping = false;
+                        self.next_line += 1;
+                        buf.drain(..filled + i + 1);
+                    }
+                    None => {
+                        buf.clear();
+                        continue;
+                    }
+                }
+            }
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => {
+                    self.carry = buf.split_off(i + 1);
+                    return Ok(Some(self.emit(buf)));
+                }
+                None if buf.len() >= self.capacity => {
+                    // One line fills the whole buffer: keep its head, skip the rest.
+                    buf.truncate(OVERLONG_HEAD);
+                    self.overlong.push(Overlong {
+                        line: self.next_line,
+                        head: buf,
+                    });
+                    self.skipping = true;
+                }
+                None => self.carry = buf,
+            }
+        }
+    }
+
+    fn emit(&mut self, data: Vec<u8>) -> Chunk {
+        let lines = memchr::memchr_iter(b'\n', &data).count() as u64
+            + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
+        let chunk = Chunk {
+            input: self.input,
+            first_line: self.next_line,
+            data,
+            overlong: std::mem::take(&mut self.overlong),
+        };
+        self.next_line += lines;
+        chunk
+    }
+}
+
+/// Reads until `buf` is full or the stream ends (a pipe or a decoder returns short reads).
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads everything back as (line number, line) pairs plus overlong line numbers.
+    fn lines(input: &[u8], capacity: usize) -> (Vec<(u64, String)>, Vec<u64>) {
+        let mut r = ChunkReader::new(input, 0, 0);
+        r.capacity = capacity;
+        let (mut out, mut long) = (Vec::new(), Vec::new());
+        while let Some(c) = r.next_chunk().unwrap() {
+            long.extend(c.overlong.iter().map(|o| o.line));
+            let mut n = c.first_line;
+            for line in c.data.split_inclusive(|&b| b == b'\n') {
+                out.push((n, String::from_utf8_lossy(line).into_owned()));
+                n += 1;
+            }
+        }
+        (out, long)
+    }
+
+    #[test]
+    fn whole_lines_with_numbers_across_chunk_boundaries() {
+        let text = b"a\nbb\nccc\ndddd\ne";
+        for cap in [8, 9, 16, 64] {
+            let (got, long) = lines(text, cap);
+            let want: Vec<(u64, String)> = vec![
+                (1, "a\n".into()),
+                (2, "bb\n".into()),
+                (3, "ccc\n".into()),
+                (4, "dddd\n".into()),
+                (5, "e".into()),
+            ];
+            assert_eq!(got, want, "capacity {cap}");
+            assert!(long.is_empty());
+        }
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped_and_numbered() {
+        let mut text = b"ok\n".to_vec();
+        text.extend(vec![b'x'; 100]);
+        text.extend(b"\nafter\n");
+        text.extend(vec![b'y'; 50]);
+        let (got, long) = lines(&text, 16);
+        assert_eq!(got, vec![(1, "ok\n".into()), (3, "after\n".into())]);
+        assert_eq!(long, vec![2, 4]);
+    }
+
+    #[test]
+    fn empty_input() {
+        assert_eq!(lines(b"", 16), (vec![], vec![]));
+    }
+}

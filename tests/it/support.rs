@@ -1,0 +1,86 @@
+//! Running the real binary and summarising its JSON report.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub fn claimcheck() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_claimcheck"))
+}
+
+/// Runs `claimcheck` with `args` in `dir`, feeding `stdin`.
+pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = claimcheck();
+    cmd.current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn claimcheck");
+    if let Some(bytes) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// A compact, hand-checkable summary of a JSON report: the verdict, the counts and the failing
+/// sessions. Golden files hold the expected summary, written by hand from the inputs.
+pub fn summary(exit: i32, r: &Value) -> String {
+    let t = &r["totals"];
+    let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
+    let ingest = &r["ingest"];
+    let ev = &ingest["events"];
+    let rejected: Vec<String> = ingest["rejected"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}:{}", n(v)))
+        .collect();
+    let mut s = format!(
+        "exit {exit}\nverdict {}\ndispatched go={} ts={} other={}\n\
+         outcomes matched={} late={} mismatched={} unclaimed={} pending={}\n\
+         counts duplicate_claims={} cross_runtime={} orphan_claims={} reclaims={} skew_clamped={} unexpected_runner={}\n\
+         ingest lines={} dispatch={} claim={} completion={} heartbeat={} release={} duplicates={} ignored={} rejected={}\n",
+        r["verdict"].as_str().unwrap(),
+        n(&t["dispatched"]["go"]),
+        n(&t["dispatched"]["ts"]),
+        n(&t["dispatched"]["other"]),
+        n(&t["matched"]),
+        n(&t["late"]),
+        n(&t["mismatched"]),
+        n(&t["unclaimed"]),
+        n(&t["pending"]),
+        n(&t["duplicate_claims"]),
+        n(&t["duplicate_claims_cross_runtime"]),
+        n(&t["orphan_claims"]),
+        n(&t["reclaims"]),
+        n(&t["skew_clamped"]),
+        n(&t["unexpected_runner"]),
+        n(&ingest["lines"]),
+        n(&ev["dispatch"]),
+        n(&ev["claim"]),
+        n(&ev["completion"]),
+        n(&ev["heartbeat"]),
+        n(&ev["release"]),
+        n(&ingest["duplicates"]),
+        n(&ingest["ignored"]),
+        rejected.join(","),
+    );
+    for f in r["findings"].as_array().unwrap() {
+        let kinds: Vec<&str> = f["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        s.push_str(&format!(
+            "finding {} {}\n",
+            f["session_id"].as_str().unwrap(),
+            kinds.join(",")
+        ));
+    }
+    s
+}

@@ -1,4 +1,5 @@
 //! The one integration-test binary (one link step instead of one per file).
 
+mod hostile;
 mod support;
 mod verify;

@@ -1,1 +1,98 @@
-fn main() {}
+//! Throughput of the pure core: parse per line shape, and correlate per event.
+//! `cargo bench --bench pipeline`
+
+use std::hint::black_box;
+
+use claimcheck::config::ParseConfig;
+use claimcheck::correlate::{CorrelateConfig, Correlator};
+use claimcheck::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
+use claimcheck::parse::{LineContext, Parser};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const SHAPES: &[(&str, &str)] = &[
+    (
+        "bare_json",
+        r#"{"event":"dispatch","sessionId":"ses_0123456789abcdef","organizationId":"org_ejkmv9ojdyifipydw5l1","resolvedProfile":{"runner":"go","authMode":"host-session","provider":"anthropic","model":"claude"},"time":"2026-11-23T10:00:00.123Z"}"#,
+    ),
+    (
+        "lambda_prefix",
+        "2026-11-23T10:00:00.123Z\treq_0123\tINFO\t{\"event\":\"dispatch\",\"sessionId\":\"ses_0123456789abcdef\",\"organizationId\":\"org_a\",\"resolvedProfile\":{\"runner\":\"go\"}}",
+    ),
+    (
+        "vercel_drain",
+        r#"{"id":"1795428000123-abc","message":"{\"event\":\"dispatch\",\"sessionId\":\"ses_0123456789abcdef\",\"organizationId\":\"org_a\",\"resolvedProfile\":{\"runner\":\"go\",\"authMode\":\"host-session\"}}","timestamp":1795428000123,"source":"lambda","requestId":"req_1","deploymentId":"dpl_1","projectId":"prj_1","host":"app.example.com","path":"/api/dispatch"}"#,
+    ),
+    (
+        "go_slog_claim",
+        r#"{"time":"2026-11-23T10:00:01.5+00:00","level":"INFO","msg":"claimed","event":"claimed","sessionId":"ses_0123456789abcdef","workerId":"go-host-1","version":"0.5.2"}"#,
+    ),
+    (
+        "ts_logger_claim",
+        r#"{"timestamp":"2026-11-23T10:00:01.000Z","level":"info","message":"Work claimed","service":"donmai-worker","context":{"event":"claimed","sessionId":"ses_0123456789abcdef","workerId":"ts-worker-2"}}"#,
+    ),
+    (
+        "noise_text",
+        "daemon poll: 2 work item(s) received from https://platform.example.com",
+    ),
+    (
+        "noise_json",
+        r#"{"time":"2026-11-23T10:00:01Z","level":"DEBUG","msg":"poll","items":0,"latency_ms":12}"#,
+    ),
+];
+
+fn parse(c: &mut Criterion) {
+    let parser = Parser::new(ParseConfig::default());
+    let ctx = LineContext {
+        default_runtime: Some(Runner::Go),
+        received_at: None,
+    };
+    let mut g = c.benchmark_group("parse");
+    for (name, line) in SHAPES {
+        g.throughput(Throughput::Bytes(line.len() as u64));
+        g.bench_function(*name, |b| {
+            b.iter(|| parser.parse_line(black_box(line.as_bytes()), &ctx))
+        });
+    }
+    g.finish();
+}
+
+fn correlate(c: &mut Criterion) {
+    const N: usize = 100_000;
+    let ids: Vec<SessionId> = (0..N)
+        .filter_map(|i| SessionId::new(&format!("ses_{i:016x}")))
+        .collect();
+    let event = |kind, i: usize, runner, at: i64| Event {
+        kind,
+        session: Some(ids[i].clone()),
+        runner,
+        time: Timestamp(1_795_428_000_000 + at),
+        org: (kind == EventKind::Dispatch).then(|| format!("org_{}", i % 50).into()),
+        worker: (kind != EventKind::Dispatch).then(|| format!("w{}", i % 8).into()),
+        version: None,
+        detail: None,
+    };
+    let mut events = Vec::with_capacity(N * 2);
+    for i in 0..N {
+        events.push(event(EventKind::Dispatch, i, Runner::Go, i as i64 * 10));
+        events.push(event(EventKind::Claim, i, Runner::Go, i as i64 * 10 + 1500));
+    }
+    let mut g = c.benchmark_group("correlate");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("on_event_then_judge_100k_sessions", |b| {
+        b.iter(|| {
+            let mut c = Correlator::new(CorrelateConfig::default());
+            for e in &events {
+                c.on_event(e.clone(), Origin::default());
+            }
+            let w = c.watermark();
+            c.sessions()
+                .filter(|(_, s)| s.judge(c.timeouts(), w).outcome.is_some())
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, correlate);
+criterion_main!(benches);

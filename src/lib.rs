@@ -13,7 +13,7 @@ pub mod correlate;
 pub mod event;
 pub mod parse;
 pub mod pipeline;
-//TMP pub mod simulate;
+pub mod simulate;
 pub mod sinks;
 pub mod sources;
 pub mod verify;

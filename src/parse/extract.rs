@@ -37,7 +37,25 @@ pub struct Extractor {
     slots: usize,
 }
 
-pub type Slots<'a> = Vec<Option<Scalar<'a>>>;
+/// The values found in one document, by slot. A line holds a handful of the configured
+/// paths, so a short list beats a dense table that would be reset for every line.
+#[derive(Debug, Default)]
+pub struct Slots<'a> {
+    items: smallvec::SmallVec<[(usize, Scalar<'a>); 12]>,
+}
+
+impl<'a> Slots<'a> {
+    pub fn get(&self, slot: usize) -> Option<&Scalar<'a>> {
+        self.items.iter().find(|(s, _)| *s == slot).map(|(_, v)| v)
+    }
+
+    /// The first occurrence of a path wins.
+    fn set(&mut self, slot: usize, v: Scalar<'a>) {
+        if self.get(slot).is_none() {
+            self.items.push((slot, v));
+        }
+    }
+}
 
 impl Extractor {
     pub fn new() -> Extractor {
@@ -68,10 +86,6 @@ impl Extractor {
         })
     }
 
-    pub fn slot_count(&self) -> usize {
-        self.slots
-    }
-
     /// Fills `out` (one entry per slot) from the object in `json`; the first occurrence of a
     /// path wins. Bytes after the object are ignored. Errors on anything that is not a
     /// well-formed JSON object.
@@ -80,8 +94,7 @@ impl Extractor {
         json: &'de [u8],
         out: &mut Slots<'de>,
     ) -> Result<(), serde_json::Error> {
-        out.clear();
-        out.resize(self.slots, None);
+        out.items.clear();
         let mut de = serde_json::Deserializer::from_slice(json);
         ObjectSeed {
             ex: self,
@@ -138,10 +151,8 @@ struct ValueSeed<'s, 'de> {
 
 impl<'de> ValueSeed<'_, 'de> {
     fn set(&mut self, v: Scalar<'de>) {
-        if let Some(slot) = self.ex.nodes[self.node].slot
-            && self.out[slot].is_none()
-        {
-            self.out[slot] = Some(v);
+        if let Some(slot) = self.ex.nodes[self.node].slot {
+            self.out.set(slot, v);
         }
     }
 }
@@ -262,19 +273,19 @@ mod tests {
         let d = ex.slot(&path("time"));
         assert_eq!(ex.slot(&path("sessionId")), a);
         let json = br#"{"x":[1,{"sessionId":"no"}],"context":{"sessionId":"s\"1"},"resolvedProfile":{"runner":"go"},"time":12.5} trailing"#;
-        let mut out = Vec::new();
+        let mut out = Slots::default();
         ex.extract(json, &mut out).unwrap();
-        assert_eq!(out[a], None);
-        assert_eq!(out[b], Some(Scalar::Str("s\"1".into())));
-        assert_eq!(out[c], Some(Scalar::Str("go".into())));
-        assert_eq!(out[d], Some(Scalar::Num(12.5)));
+        assert_eq!(out.get(a), None);
+        assert_eq!(out.get(b), Some(&Scalar::Str("s\"1".into())));
+        assert_eq!(out.get(c), Some(&Scalar::Str("go".into())));
+        assert_eq!(out.get(d), Some(&Scalar::Num(12.5)));
     }
 
     #[test]
     fn malformed_input_is_an_error() {
         let mut ex = Extractor::new();
         ex.slot(&path("a"));
-        let mut out = Vec::new();
+        let mut out = Slots::default();
         for bad in [
             &b"{\"a\":\"x"[..],
             b"[1,2]",

@@ -103,6 +103,11 @@ pub struct Parser {
     /// `"name"` and `\"name\"` for every event name: a broken line that contains one is
     /// relevant (rejected), one that does not is noise (ignored).
     relevance: Vec<memmem::Finder<'static>>,
+    /// The last segment of every event path (`event`): a line that does not contain one cannot
+    /// be an event, so it is ignored without being parsed. Most noise never reaches serde_json.
+    /// (One memmem per key; a multi-pattern automaton over the event names measured twice as
+    /// slow on short lines.)
+    event_keys: Vec<memmem::Finder<'static>>,
 }
 
 impl Parser {
@@ -132,11 +137,24 @@ impl Parser {
             .flat_map(|n| [format!("\"{n}\""), format!("\\\"{n}\\\"")])
             .map(|p| memmem::Finder::new(p.as_bytes()).into_owned())
             .collect();
+        let mut keys: Vec<&str> = config
+            .event
+            .iter()
+            .filter_map(|p| p.0.last())
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let event_keys = keys
+            .iter()
+            .map(|k| memmem::Finder::new(k.as_bytes()).into_owned())
+            .collect();
         Parser {
             config,
             extractor: ex,
             groups,
             relevance,
+            event_keys,
         }
     }
 
@@ -180,7 +198,10 @@ impl Parser {
             return Parsed::Ignored;
         };
         let (prefix, json) = line.split_at(start);
-        let mut slots: Slots = Vec::with_capacity(self.extractor.slot_count());
+        if outer && !self.event_keys.iter().any(|k| k.find(json).is_some()) {
+            return Parsed::Ignored;
+        }
+        let mut slots = Slots::default();
         if self.extractor.extract(json, &mut slots).is_err() {
             return if self.looks_relevant(line) {
                 Parsed::Rejected(Reject::MalformedJson)
@@ -197,9 +218,9 @@ impl Parser {
             Some(_) => return Parsed::Ignored,
             None => {
                 // Not an event itself: maybe a drain envelope around one.
-                return match (&slots[g.message], outer) {
+                return match (slots.get(g.message), outer) {
                     (Some(Scalar::Str(msg)), true) => {
-                        let env_time = match &slots[g.envelope_time] {
+                        let env_time = match slots.get(g.envelope_time) {
                             Some(Scalar::Num(n)) => time::from_epoch_number(*n),
                             Some(Scalar::Str(s)) => time::parse_rfc3339(s),
                             _ => None,
@@ -297,7 +318,7 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 fn first<'s, 'a>(slots: &'s Slots<'a>, group: &[usize]) -> Option<&'s Scalar<'a>> {
     group
         .iter()
-        .filter_map(|&i| slots[i].as_ref())
+        .filter_map(|&i| slots.get(i))
         .find(|v| !matches!(v, Scalar::Null))
 }
 

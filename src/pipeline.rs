@@ -208,15 +208,15 @@ fn parse_chunk(parser: &Parser, chunk: &Chunk, ctx: &LineContext) -> ParsedChunk
             _ => stats.ignored += 1,
         }
     }
-    let mut line_no = chunk.first_line;
+    let data = &chunk.data;
+    // Line ends, plus the end of a last line that has no newline.
+    let unterminated = (!data.is_empty() && !data.ends_with(b"\n")).then_some(data.len());
+    let ends = memchr::memchr_iter(b'\n', data)
+        .map(|i| i + 1)
+        .chain(unterminated);
     let mut start = 0;
-    let ends = memchr::memchr_iter(b'\n', &chunk.data).map(|i| i + 1);
-    let last = (chunk.data.len() > start).then_some(chunk.data.len());
-    for end in ends.chain(last) {
-        if end <= start {
-            break;
-        }
-        let line = &chunk.data[start..end];
+    for (line_no, end) in (chunk.first_line..).zip(ends) {
+        let line = &data[start..end];
         start = end;
         stats.lines += 1;
         match parser.parse_line(line, ctx) {
@@ -227,7 +227,6 @@ fn parse_chunk(parser: &Parser, chunk: &Chunk, ctx: &LineContext) -> ParsedChunk
             Parsed::Ignored => stats.ignored += 1,
             Parsed::Rejected(r) => reject(&mut stats, r, line_no),
         }
-        line_no += 1;
     }
     stats.bytes = chunk.data.len() as u64;
     ParsedChunk {

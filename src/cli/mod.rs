@@ -1,6 +1,6 @@
 //! cli: one short function per mode; flags become validated options here and nowhere else.
 
-//TMP mod simulate;
+mod simulate;
 mod verify;
 
 use std::process::ExitCode;
@@ -21,8 +21,8 @@ pub struct Cli {
 enum Command {
     /// Verify exported dispatcher and worker logs; exit 0 pass, 1 fail or inconclusive, 2 error.
     Verify(verify::VerifyArgs),
-    //TMP2    /// Write a realistic platform workload with injected faults and its ground truth.
-    //TMP    Simulate(simulate::SimulateArgs),
+    /// Write a realistic platform workload with injected faults and its ground truth.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Exit codes: 0 pass, 1 verification failed (or inconclusive), 2 usage or I/O error.
@@ -43,7 +43,7 @@ pub fn main() -> ExitCode {
             Verdict::Pass => ExitCode::SUCCESS,
             Verdict::Fail | Verdict::Inconclusive => ExitCode::from(1),
         }),
-        //TMP        Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         #[allow(clippy::print_stderr)] // the one place errors reach the user

@@ -21,7 +21,11 @@ pub struct SimulateArgs {
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    let cfg = SimConfig { sessions: args.sessions, seed: args.seed, ..SimConfig::default() };
+    let cfg = SimConfig {
+        sessions: args.sessions,
+        seed: args.seed,
+        ..SimConfig::default()
+    };
     let truth = generate(&cfg, &args.out)
         .with_context(|| format!("cannot write the workload to {}", args.out.display()))?;
     let d = args.out.display();

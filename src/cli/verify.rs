@@ -159,7 +159,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Report> {
 }
 
 fn progress_bar(inputs: &[Input]) -> ProgressBar {
-    let sizes: Option<u64> = inputs.iter().map(Input::len).sum();
+    let sizes: Option<u64> = inputs.iter().map(Input::size_on_disk).sum();
     let bar = match sizes {
         Some(total) => ProgressBar::new(total).with_style(
             ProgressStyle::with_template(

@@ -162,9 +162,15 @@ impl Parser {
         self.config.max_line_bytes
     }
 
-    /// Whether a line that could not be parsed looks like one of our events.
+    /// Whether a line that could not be parsed looks like one of our events: it holds an
+    /// event key (`event`) and a quoted event name (`"claimed"`, or `\"claimed\"` inside a
+    /// drain entry). A line cut before its event key cannot be told from noise and is ignored.
     pub fn looks_relevant(&self, line: &[u8]) -> bool {
-        self.relevance.iter().any(|f| f.find(line).is_some())
+        self.has_event_key(line) && self.relevance.iter().any(|f| f.find(line).is_some())
+    }
+
+    fn has_event_key(&self, bytes: &[u8]) -> bool {
+        self.event_keys.iter().any(|k| k.find(bytes).is_some())
     }
 
     /// A line longer than `max_line_bytes`, seen only through its first bytes.
@@ -198,7 +204,7 @@ impl Parser {
             return Parsed::Ignored;
         };
         let (prefix, json) = line.split_at(start);
-        if outer && !self.event_keys.iter().any(|k| k.find(json).is_some()) {
+        if outer && !self.has_event_key(json) {
             return Parsed::Ignored;
         }
         let mut slots = Slots::default();

@@ -149,10 +149,8 @@ mod tests {
         let (mut out, mut long) = (Vec::new(), Vec::new());
         while let Some(c) = r.next_chunk().unwrap() {
             long.extend(c.overlong.iter().map(|o| o.line));
-            let mut n = c.first_line;
-            for line in c.data.split_inclusive(|&b| b == b'\n') {
+            for (n, line) in (c.first_line..).zip(c.data.split_inclusive(|&b| b == b'\n')) {
                 out.push((n, String::from_utf8_lossy(line).into_owned()));
-                n += 1;
             }
         }
         (out, long)

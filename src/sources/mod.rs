@@ -77,7 +77,7 @@ impl Input {
     }
 
     /// Size on disk, for the progress bar; `None` for stdin.
-    pub fn len(&self) -> Option<u64> {
+    pub fn size_on_disk(&self) -> Option<u64> {
         let p = self.path.as_ref()?;
         std::fs::metadata(p).ok().map(|m| m.len())
     }

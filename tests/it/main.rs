@@ -1,5 +1,8 @@
 //! The one integration-test binary (one link step instead of one per file).
 
+// Tests may panic on what they set up themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod hostile;
 mod support;
 mod tidy;

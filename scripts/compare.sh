@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# Measures `claimcheck verify` side by side with what a user would otherwise reach for
+# (PRODUCT.md §7): a jq correlator, a Python correlator, an mtail program that only counts
+# lines, and the floor of reading the bytes at all (`cat`, `wc -l`), all on the same simulated
+# workload. Prints the machine, the input, a Markdown table (wall time, MB/s, peak RSS, time as
+# a ratio to claimcheck's) and whether the correlators agree with claimcheck and the truth.
+#
+# usage: scripts/compare.sh [--sessions N] [--seed S] [--dir DIR] [--skip-slow]
+#                           [--repeat K] [--jq-budget SECONDS]
+#   --sessions N        dispatched sessions to simulate (default 1000000, about 1.5 GB of logs)
+#   --seed S            simulation seed (default 1); the same N and S give the same files
+#   --dir DIR           workload directory (default target/compare/<N>-<S>); reused when it
+#                       already holds truth.json
+#   --skip-slow         skip the jq and Python correlators
+#   --repeat K          runs of each fast tool (cat, wc -l, claimcheck, mtail); the median
+#                       wall time is reported (default 3)
+#   --jq-budget S       if jq is estimated to need more than S seconds on the whole input, it
+#                       runs on a proportional prefix of every file and its time is
+#                       extrapolated linearly, clearly marked (default 1500; 0 = never)
+#
+# Every tool reads warm files: nothing is dropped from the page cache, and one `cat` of all
+# inputs runs first to warm it. Times come from `/usr/bin/time -f '%e %M'`. Missing tools are
+# installed with `apt-get install -y jq mtail time`. Needs bash, cargo, python3.
+set -euo pipefail
+
+sessions=1000000
+seed=1
+dir=
+skip_slow=0
+repeat=3
+jq_budget=1500
+
+usage() {
+    sed -n '/^# usage:/,/^# *--jq-budget/p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-2}"
+}
+
+while (($#)); do
+    case $1 in
+    --sessions) sessions=${2:?--sessions needs a value} && shift 2 ;;
+    --seed) seed=${2:?--seed needs a value} && shift 2 ;;
+    --dir) dir=${2:?--dir needs a value} && shift 2 ;;
+    --skip-slow) skip_slow=1 && shift ;;
+    --repeat) repeat=${2:?--repeat needs a value} && shift 2 ;;
+    --jq-budget) jq_budget=${2:?--jq-budget needs a value} && shift 2 ;;
+    -h | --help) usage 0 ;;
+    *) echo "compare.sh: unknown argument: $1" >&2 && usage 2 ;;
+    esac
+done
+for n in "$sessions" "$seed" "$repeat" "$jq_budget"; do
+    [[ $n =~ ^[0-9]+$ ]] || { echo "compare.sh: not a number: $n" >&2 && exit 2; }
+done
+((repeat >= 1)) || { echo "compare.sh: --repeat must be at least 1" >&2 && exit 2; }
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+progs=scripts/compare
+dir=${dir:-target/compare/$sessions-$seed}
+bin=target/release/claimcheck
+
+say() { printf '%s\n' "$*" >&2; }
+
+# --- tools ------------------------------------------------------------------------------
+missing=()
+command -v jq >/dev/null || missing+=(jq)
+command -v mtail >/dev/null || missing+=(mtail)
+[[ -x /usr/bin/time ]] || missing+=(time)
+if ((${#missing[@]})); then
+    say "installing missing tools: ${missing[*]}"
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" apt-get install -y "${missing[@]}" >&2 ||
+        { "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y "${missing[@]}" >&2; }
+fi
+command -v python3 >/dev/null || { say "compare.sh: python3 is required" && exit 2; }
+
+say "building claimcheck (cargo build --release)"
+cargo build --release --quiet >&2
+
+# --- the correlators must be right before their speed means anything ---------------------
+say "checking the jq and Python correlators against the golden verify cases"
+golden=$(bash "$progs/golden.sh" 2>&1) && golden_ok=1 || golden_ok=0
+
+# --- workload ---------------------------------------------------------------------------
+mkdir -p "$dir"
+if [[ -f $dir/truth.json ]]; then
+    say "reusing the workload in $dir"
+else
+    say "simulating $sessions sessions (seed $seed) into $dir"
+    "$bin" simulate --out "$dir" --sessions "$sessions" --seed "$seed" >&2
+fi
+names=(dispatch.log vercel-drain.ndjson go-daemon.log ts-worker.log)
+files=()
+for f in "${names[@]}"; do
+    [[ -f $dir/$f ]] || { say "compare.sh: $dir/$f is missing; delete $dir/truth.json to regenerate" && exit 2; }
+    files+=("$dir/$f")
+done
+bytes=$(cat "${files[@]}" | wc -c)
+lines=$(cat "${files[@]}" | wc -l)
+work=$dir/results
+mkdir -p "$work"
+
+# --- measuring ---------------------------------------------------------------------------
+# CPU time (in clock ticks) spent by the whole machine so far, to tell how busy the machine
+# was with other work while a tool ran.
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+hz=$(getconf CLK_TCK)
+
+declare -A wall rss bg note
+order=()
+
+# measure KEY EXPECTED_EXIT_CODES CMD... — runs CMD (stdout to $work/KEY.out, stderr to
+# $work/KEY.err) under /usr/bin/time; records wall seconds, peak RSS and how much CPU other
+# processes used meanwhile. Exit codes not in EXPECTED_EXIT_CODES (a regex) abort the script.
+measure_once() {
+    local key=$1 ok=$2
+    shift 2
+    local before after rc=0 t m u s
+    before=$(busy_ticks)
+    /usr/bin/time -f '%e %M %U %S' -o "$work/$key.time" "$@" >"$work/$key.out" 2>"$work/$key.err" || rc=$?
+    after=$(busy_ticks)
+    if ! [[ $rc =~ ^($ok)$ ]]; then
+        say "compare.sh: $key exited with status $rc; see $work/$key.err:"
+        tail -5 "$work/$key.err" >&2
+        exit 2
+    fi
+    read -r t m u s < <(tail -1 "$work/$key.time")
+    # other processes' CPU seconds per wall second: machine busy time minus this tool's
+    awk -v b="$before" -v a="$after" -v hz="$hz" -v u="$u" -v s="$s" -v t="$t" -v m="$m" \
+        'BEGIN { o = (a - b) / hz - u - s; if (o < 0) o = 0; printf "%s %s %.2f\n", t, m, (t > 0 ? o / t : 0) }'
+}
+
+measure() {
+    local key=$1 runs=$2
+    shift 2
+    local i res walls=() rsss=() bgs=()
+    for ((i = 0; i < runs; i++)); do
+        res=$(measure_once "$key" "$@")
+        read -r -a r <<<"$res"
+        walls+=("${r[0]}") rsss+=("${r[1]}") bgs+=("${r[2]}")
+    done
+    # median wall time, largest RSS, largest background load
+    wall[$key]=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    rss[$key]=$(printf '%s\n' "${rsss[@]}" | sort -g | tail -1)
+    bg[$key]=$(printf '%s\n' "${bgs[@]}" | sort -g | tail -1)
+    order+=("$key")
+}
+
+claims_args=(--claims "go=$dir/go-daemon.log" --claims "ts=$dir/ts-worker.log")
+runtimes=$(jq -nc --arg g "$dir/go-daemon.log" --arg t "$dir/ts-worker.log" '{($g): "go", ($t): "ts"}')
+
+say "warming the page cache: cat of all inputs once (every tool then reads warm files)"
+cat "${files[@]}" >/dev/null
+
+say "running cat ×$repeat"
+measure cat "$repeat" 0 cat "${files[@]}"
+say "running wc -l ×$repeat"
+measure wc "$repeat" 0 wc -l "${files[@]}"
+say "running claimcheck verify ×$repeat"
+# exit 1 = the verification failed, as it must on a workload with injected faults
+measure claimcheck "$repeat" '0|1' "$bin" verify --dispatch "$dir/dispatch.log" \
+    --dispatch "$dir/vercel-drain.ndjson" "${claims_args[@]}" --format json \
+    --output "$work/claimcheck.json"
+say "running mtail --one_shot ×$repeat"
+logs=$(IFS=, && echo "${files[*]}")
+measure mtail "$repeat" 0 mtail --one_shot --one_shot_format=prometheus --logtostderr \
+    --port 0 --progs "$progs" --logs "$logs"
+
+if ((!skip_slow)); then
+    say "running the Python correlator (once)"
+    measure python 1 0 python3 "$progs/correlate.py" --dispatch "$dir/dispatch.log" \
+        --dispatch "$dir/vercel-drain.ndjson" "${claims_args[@]}"
+
+    # jq: estimate from a 2% prefix first; past the budget, run on a proportional prefix.
+    jq_files=("${files[@]}")
+    jq_fraction=100
+    if ((jq_budget > 0)); then
+        mkdir -p "$work/jq-probe"
+        probe=()
+        for f in "${names[@]}"; do
+            n=$(wc -l <"$dir/$f")
+            head -n $(((n * 2 + 99) / 100)) "$dir/$f" >"$work/jq-probe/$f"
+            probe+=("$work/jq-probe/$f")
+        done
+        probe_rt=$(jq -nc --arg g "$work/jq-probe/go-daemon.log" --arg t "$work/jq-probe/ts-worker.log" \
+            '{($g): "go", ($t): "ts"}')
+        say "timing jq on a 2% prefix of every file to estimate its run time"
+        res=$(measure_once jq-probe 0 jq -n -R -f "$progs/correlate.jq" --argjson timeout 120 \
+            --argjson runtimes "$probe_rt" "${probe[@]}")
+        probe_bytes=$(cat "${probe[@]}" | wc -c)
+        read -r probe_wall _ <<<"$res"
+        jq_estimate=$(awk -v t="$probe_wall" -v pb="$probe_bytes" -v b="$bytes" 'BEGIN { printf "%.0f", t * b / pb }')
+        say "jq estimate for the whole input: ${jq_estimate} s (budget ${jq_budget} s)"
+        if ((jq_estimate > jq_budget)); then
+            # aim for a third of the budget, in whole percent
+            jq_fraction=$(awk -v e="$jq_estimate" -v b="$jq_budget" 'BEGIN { f = int(100 * b / 3 / e); print (f < 2 ? 2 : f) }')
+            mkdir -p "$work/jq-subset"
+            jq_files=()
+            for f in "${names[@]}"; do
+                n=$(wc -l <"$dir/$f")
+                head -n $(((n * jq_fraction + 99) / 100)) "$dir/$f" >"$work/jq-subset/$f"
+                jq_files+=("$work/jq-subset/$f")
+            done
+            runtimes=$(jq -nc --arg g "$work/jq-subset/go-daemon.log" --arg t "$work/jq-subset/ts-worker.log" \
+                '{($g): "go", ($t): "ts"}')
+            cat "${jq_files[@]}" >/dev/null
+        fi
+    fi
+    if ((jq_fraction < 100)); then
+        say "running the jq correlator (once) on the first ${jq_fraction}% of every file"
+    else
+        say "running the jq correlator (once)"
+    fi
+    measure jq 1 0 jq -n -R -f "$progs/correlate.jq" --argjson timeout 120 \
+        --argjson runtimes "$runtimes" "${jq_files[@]}"
+    jq_bytes=$(cat "${jq_files[@]}" | wc -c)
+    if ((jq_fraction < 100)); then
+        # claimcheck on the very same prefix, so jq's answers can still be checked
+        measure_once claimcheck-subset '0|1' "$bin" verify --dispatch "${jq_files[0]}" \
+            --dispatch "${jq_files[1]}" --claims "go=${jq_files[2]}" --claims "ts=${jq_files[3]}" \
+            --format json --output "$work/claimcheck-subset.json" >/dev/null
+        jq_measured_wall=${wall[jq]}
+        wall[jq]=$(awk -v t="${wall[jq]}" -v jb="$jq_bytes" -v b="$bytes" 'BEGIN { printf "%.1f", t * b / jb }')
+        note[jq]="extrapolated"
+    fi
+fi
+
+# --- report -----------------------------------------------------------------------------
+cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+mem=$(awk '/^MemTotal/ { printf "%.1f GB", $2 * 1024 / 1e9 }' /proc/meminfo)
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
+
+declare -A what=(
+    [cat]="floor: read every byte (\`cat > /dev/null\`)"
+    [wc]="floor: read every byte, count lines (\`wc -l\`)"
+    [claimcheck]="parse every shape, correlate by sessionId, all outcomes, full JSON report"
+    [mtail]="regex-count dispatch lines by runner and claim lines; no JSON, no correlation"
+    [python]="json.loads per line, dict of sessions, the same totals as claimcheck"
+    [jq]="\`fromjson\` per raw line, one object of sessions, the same totals as claimcheck"
+)
+declare -A label=(
+    [cat]='`cat`' [wc]='`wc -l`' [claimcheck]='**claimcheck verify**'
+    [mtail]='mtail `--one_shot`' [python]='Python correlator' [jq]='jq correlator'
+)
+
+echo
+echo "## claimcheck verify vs the alternatives"
+echo
+echo "- machine: $(nproc) CPUs ($cpu), $mem RAM, $(uname -sr)"
+echo "- tools: $("$bin" --version), $(jq --version), Python $(python3 -c 'import platform; print(platform.python_version())'), mtail $(mtail --version 2>&1 | awk '{ print $3; exit }'), $(cat --version | head -1)"
+echo "- input: \`claimcheck simulate --sessions $sessions --seed $seed\` in \`$dir\`: 4 files, $(mb "$bytes") MB, $lines lines"
+echo "- every tool reads warm files: one \`cat\` of all inputs ran first to warm the page cache, nothing was dropped"
+echo "- fast tools ran $repeat× (median wall time, largest RSS); the correlators ran once. MB = 10^6 bytes"
+echo
+echo "| tool | what it does | wall s | MB/s | peak RSS MB | time ÷ claimcheck |"
+echo "|---|---|---:|---:|---:|---:|"
+cc=${wall[claimcheck]}
+rows=(cat wc claimcheck mtail python jq)
+for k in "${rows[@]}"; do
+    [[ -n ${wall[$k]:-} ]] || continue
+    t=${wall[$k]}
+    mark=
+    [[ -n ${note[$k]:-} ]] && mark=' ²'
+    awk -v l="${label[$k]}" -v w="${what[$k]}" -v t="$t" -v m="${rss[$k]}" -v b="$bytes" -v cc="$cc" -v mark="$mark" \
+        'BEGIN {
+            mbs = (t > 0 ? b / 1e6 / t : 0)
+            printf "| %s | %s | %s%s | %.0f%s | %.0f%s | %.2f×%s |\n", l, w, t, mark, mbs, mark, m * 1024 / 1e6, (mark != "" ? " ³" : ""), (cc > 0 ? t / cc : 0), mark
+        }'
+done
+echo
+if [[ -n ${note[jq]:-} ]]; then
+    echo "² jq was estimated (from a 2% prefix) to need ${jq_estimate} s for the whole input, over the ${jq_budget} s budget, so it ran on the first ${jq_fraction}% of every file ($(mb "$jq_bytes") MB) in ${jq_measured_wall} s; its wall time is that extrapolated linearly to the whole input (MB/s as measured)."
+    echo "³ peak RSS of the ${jq_fraction}% run; on the whole input it would be larger (it holds every session)."
+fi
+loaded=()
+for k in "${order[@]}"; do
+    awk -v v="${bg[$k]}" 'BEGIN { exit !(v >= 0.10) }' && loaded+=("$k (${bg[$k]} cores busy with other work)")
+done
+if ((${#loaded[@]})); then
+    echo "- **the machine was busy with other work during:** ${loaded[*]} — those times are pessimistic."
+else
+    echo "- other processes used under 0.1 core during every run: the machine was otherwise idle."
+fi
+
+# --- targets --------------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }'; }
+check() { awk -v v="$1" -v op="$2" -v lim="$3" 'BEGIN { ok = (op == ">=" ? v >= lim : v <= lim); print (ok ? "met" : "**NOT met**") }'; }
+echo
+echo "Targets (PRODUCT.md §7 / the issue):"
+for k in jq python; do
+    [[ -n ${wall[$k]:-} ]] || continue
+    r=$(ratio "${wall[$k]}" "$cc")
+    echo "- at least 20× faster than the ${label[$k]}: ${r}× — $(check "$r" '>=' 20)"
+done
+r=$(ratio "${wall[mtail]}" "$cc")
+echo "- faster than mtail: mtail takes ${r}× claimcheck's time — $(check "$r" '>=' 1)"
+r=$(ratio "$cc" "${wall[wc]}")
+echo "- within 3× of \`wc -l\`: claimcheck takes ${r}× wc's time — $(check "$r" '<=' 3)"
+
+# --- agreement --------------------------------------------------------------------------
+keys='[.dispatched.go, .dispatched.ts, .dispatched.other, .matched, .late, .mismatched,
+       .unclaimed, .pending, .duplicate_claims, .orphan_claims]'
+names_line="dispatched.go dispatched.ts dispatched.other matched late mismatched unclaimed pending duplicate_claims orphan_claims"
+totals() { jq -c ".totals | $keys" "$1"; }
+# compare A_NAME A_FILE B_NAME B_FILE — prints `agree` or the fields that differ
+compare() {
+    local a b
+    a=$(totals "$2") b=$(totals "$4")
+    if [[ $a == "$b" ]]; then
+        echo "agree"
+    else
+        jq -rn --argjson a "$a" --argjson b "$b" --arg an "$1" --arg bn "$3" --arg names "$names_line" '
+            ($names | split(" ")) as $n
+            | [range(0; $n | length) | select($a[.] != $b[.]) | "\($n[.]): \($an) \($a[.]), \($bn) \($b[.])"]
+            | "DIFFER — " + join("; ")'
+    fi
+}
+echo
+echo "Agreement of the totals (${names_line// /, }):"
+echo "- claimcheck vs truth.json: $(compare claimcheck "$work/claimcheck.json" truth "$dir/truth.json")"
+echo "- claimcheck totals: $(jq -c '.totals | {dispatched, matched, late, mismatched, unclaimed, pending, duplicate_claims, orphan_claims}' "$work/claimcheck.json")"
+if [[ -n ${wall[python]:-} ]]; then
+    echo "- Python vs claimcheck: $(compare python "$work/python.out" claimcheck "$work/claimcheck.json")"
+    echo "- Python vs truth.json: $(compare python "$work/python.out" truth "$dir/truth.json")"
+fi
+if [[ -n ${wall[jq]:-} ]]; then
+    if [[ -n ${note[jq]:-} ]]; then
+        echo "- jq (${jq_fraction}% prefix) vs claimcheck on the same prefix: $(compare jq "$work/jq.out" claimcheck "$work/claimcheck-subset.json") (truth.json describes the whole input only)"
+    else
+        echo "- jq vs claimcheck: $(compare jq "$work/jq.out" claimcheck "$work/claimcheck.json")"
+        echo "- jq vs truth.json: $(compare jq "$work/jq.out" truth "$dir/truth.json")"
+    fi
+fi
+mt=$(awk '/^claimcheck_mtail_dispatches_total/ { d += $2 } /^claimcheck_mtail_claims_total/ { c += $2 } END { printf "%d dispatch lines, %d claim lines", d, c }' "$work/mtail.out")
+echo "- mtail (counts lines, cannot dedupe, validate or correlate): $mt; claimcheck: $(jq -r '.ingest.events | "\(.dispatch) distinct dispatch events, \(.claim) distinct claim events"' "$work/claimcheck.json" 2>/dev/null || echo "?")"
+if ((golden_ok)); then
+    echo "- golden verify cases (tests/data/verify, unfiltered): jq and Python reproduce every \`expected\` count"
+else
+    echo "- **golden verify cases: a correlator disagrees with an \`expected\` summary:**"
+    printf '%s\n' "$golden" | sed 's/^/    /'
+fi
+echo
+echo "Raw outputs and timings: $work/"

@@ -253,7 +253,7 @@ fn context_line(r: &Report) -> String {
     };
     format!(
         "selection: {selection}; evidence until {}; claim timeout {}",
-        r.evidence_until.as_deref().unwrap_or("-"),
+        r.watermark.as_deref().unwrap_or("-"),
         timeouts.join(", "),
     )
 }

@@ -254,7 +254,7 @@ pub struct Report {
     pub selection: serde_json::Value,
     /// The watermark: the latest event time in the inputs. Unclaimed means "no claim by
     /// dispatch + T, and the evidence reaches dispatch + T".
-    pub evidence_until: Option<String>,
+    pub watermark: Option<String>,
     pub totals: Totals,
     pub claim_latency_seconds: LatencyByRunner,
     pub orgs: BTreeMap<String, Totals>,
@@ -397,7 +397,7 @@ impl Tally {
         self.trim_findings();
         let [go, ts] = std::mem::take(&mut self.latencies);
         let t = &self.totals;
-        let (verdict, reason) = verdict(t, self.findings_total);
+        let (verdict, reason) = verdict(t, self.findings_total, c.stats().evicted);
         let watermark = c.watermark();
         let stats = c.stats();
         let total = ingest.total();
@@ -439,7 +439,7 @@ impl Tally {
                 })
                 .collect(),
             selection,
-            evidence_until: (watermark != Timestamp::MIN).then(|| watermark.to_rfc3339()),
+            watermark: (watermark != Timestamp::MIN).then(|| watermark.to_rfc3339()),
             totals: self.totals.clone(),
             claim_latency_seconds: LatencyByRunner {
                 go: Latency::of(go),
@@ -512,8 +512,24 @@ fn failure_kinds(j: &Judgement, expect: Option<Runner>) -> Vec<String> {
 }
 
 /// `fail` on any mismatched, unclaimed, late or duplicate-claimed session or a broken
-/// expectation; `inconclusive` when nothing was selected or nothing could be judged yet.
-fn verdict(t: &Totals, failing: u64) -> (Verdict, String) {
+/// expectation; `inconclusive` when nothing was selected, nothing could be judged yet, or the
+/// session cap forced early judgements (which can split a session's evidence in two).
+fn verdict(t: &Totals, failing: u64, evicted: u64) -> (Verdict, String) {
+    let (v, reason) = verdict_on_counts(t, failing);
+    if evicted == 0 {
+        return (v, reason);
+    }
+    let note = format!(
+        "{evicted} sessions were judged before all their evidence was read because the session \
+         cap was reached; counts may be off, raise --max-sessions"
+    );
+    match v {
+        Verdict::Pass => (Verdict::Inconclusive, note),
+        _ => (v, format!("{reason}; {note}")),
+    }
+}
+
+fn verdict_on_counts(t: &Totals, failing: u64) -> (Verdict, String) {
     let failures: Vec<String> = [
         (t.mismatched, "mismatched"),
         (t.unclaimed, "unclaimed"),

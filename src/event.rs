@@ -80,14 +80,18 @@ impl fmt::Display for Runner {
     }
 }
 
+/// A short string stored inline (up to 24 bytes), so the ids and names of an event cost no
+/// allocation: events are made on parser threads and consumed on the correlator's.
+pub type Name = compact_str::CompactString;
+
 /// A session id as it appeared in the log: a non-empty string.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionId(Box<str>);
+pub struct SessionId(Name);
 
 impl SessionId {
     /// `None` for the empty string: an empty id is a malformed line, not a session.
     pub fn new(s: &str) -> Option<SessionId> {
-        (!s.is_empty()).then(|| SessionId(s.into()))
+        (!s.is_empty()).then(|| SessionId(Name::new(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -145,10 +149,10 @@ pub struct Event {
     pub session: Option<SessionId>,
     pub runner: Runner,
     pub time: Timestamp,
-    pub org: Option<Box<str>>,
-    pub worker: Option<Box<str>>,
-    pub version: Option<Box<str>>,
-    pub detail: Option<Box<str>>,
+    pub org: Option<Name>,
+    pub worker: Option<Name>,
+    pub version: Option<Name>,
+    pub detail: Option<Name>,
 }
 
 /// Where a line came from: which input (an index into the caller's list) and which line of it.

@@ -125,6 +125,11 @@ pub fn run(
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(workers * 2);
     let (parsed_tx, parsed_rx) = bounded::<ParsedChunk>(workers * 2);
+    let (recycle_tx, recycle_rx) = bounded::<Vec<u8>>(workers * 4 + 2);
+    let readers: Vec<_> = readers
+        .into_iter()
+        .map(|r| r.with_recycled(recycle_rx.clone()))
+        .collect();
     let mut ingest = Ingest {
         inputs: vec![InputStats::default(); inputs.len()],
         ..Default::default()
@@ -153,20 +158,23 @@ pub fn run(
             Ok(())
         });
         for _ in 0..workers {
-            let (rx, tx) = (chunk_rx.clone(), parsed_tx.clone());
+            let (rx, tx, recycle) = (chunk_rx.clone(), parsed_tx.clone(), recycle_tx.clone());
             s.spawn(move || {
                 for chunk in rx {
                     let ctx = LineContext {
                         default_runtime: inputs[usize::from(chunk.input)].default_runtime,
                         received_at: None,
                     };
-                    if tx.send(parse_chunk(parser, &chunk, &ctx)).is_err() {
+                    let parsed = parse_chunk(parser, &chunk, &ctx);
+                    // A full pool just drops the buffer.
+                    let _ = recycle.try_send(chunk.data);
+                    if tx.send(parsed).is_err() {
                         return;
                     }
                 }
             });
         }
-        drop((chunk_rx, parsed_tx));
+        drop((chunk_rx, parsed_tx, recycle_tx));
         for p in parsed_rx {
             for (ev, origin) in p.events {
                 correlator.on_event(ev, origin);

@@ -56,7 +56,14 @@ pub fn verify(
     progress: &mut dyn FnMut(),
 ) -> Result<Report, SourceError> {
     let parser = Parser::new(options.parse.clone());
-    let mut correlator = Correlator::new(options.correlate.clone());
+    // About one session per KiB of logs (simulate writes 1.4 KiB per session); only the
+    // table's control bytes are touched until sessions arrive.
+    let bytes: u64 = inputs.iter().filter_map(Input::size_on_disk).sum();
+    let mut correlate = options.correlate.clone();
+    if correlate.expected_sessions == 0 {
+        correlate.expected_sessions = usize::try_from(bytes / 1024).unwrap_or(usize::MAX);
+    }
+    let mut correlator = Correlator::new(correlate);
     let names = inputs.iter().map(Input::name).collect();
     let tally = Tally::new(
         options.selection.clone(),

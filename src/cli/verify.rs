@@ -119,6 +119,7 @@ impl VerifyArgs {
             correlate: CorrelateConfig {
                 timeouts,
                 max_sessions: self.max_sessions,
+                expected_sessions: 0,
             },
             selection,
             max_findings: self.max_findings,

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use crate::config::ClaimTimeouts;
-use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
+use crate::event::{Event, EventKind, Name, Origin, Runner, SessionId, Timestamp};
 pub use intern::Interner;
 pub use session::{Judgement, Outcome, Record, Session};
 
@@ -26,6 +26,9 @@ pub struct CorrelateConfig {
     pub timeouts: ClaimTimeouts,
     /// Sessions held at once; past it the oldest are evicted (judged early, and counted).
     pub max_sessions: usize,
+    /// Sessions expected, to size the table once: growing a table of a million sessions
+    /// step by step rehashes it and faults fresh pages in many times over.
+    pub expected_sessions: usize,
 }
 
 impl Default for CorrelateConfig {
@@ -33,6 +36,7 @@ impl Default for CorrelateConfig {
         CorrelateConfig {
             timeouts: ClaimTimeouts::default(),
             max_sessions: 20_000_000,
+            expected_sessions: 0,
         }
     }
 }
@@ -42,7 +46,7 @@ impl Default for CorrelateConfig {
 pub struct Daemon {
     pub last_heartbeat: Option<Timestamp>,
     pub last_seen: Timestamp,
-    pub version: Option<Box<str>>,
+    pub version: Option<Name>,
     pub heartbeats: u64,
     pub claims: u64,
     recent_heartbeats: std::collections::VecDeque<Timestamp>,
@@ -81,9 +85,10 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new(config: CorrelateConfig) -> Correlator {
+        let capacity = config.expected_sessions.min(config.max_sessions);
         Correlator {
             config,
-            sessions: FxHashMap::default(),
+            sessions: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             orgs: Interner::default(),
             workers: Interner::default(),
             details: Interner::default(),
@@ -106,14 +111,7 @@ impl Correlator {
             EventKind::Claim => self.details.intern(ev.version.as_deref()),
             _ => self.details.intern(ev.detail.as_deref()),
         };
-        let rec = Record {
-            time: ev.time,
-            kind: ev.kind,
-            runner: ev.runner,
-            worker,
-            extra,
-            origin,
-        };
+        let rec = Record::new(ev.kind, ev.runner, ev.time, worker, extra, origin);
         let fresh = match ev.session {
             Some(id) if ev.kind != EventKind::Heartbeat => {
                 let fresh = self.sessions.entry(id).or_default().insert(rec);
@@ -151,7 +149,7 @@ impl Correlator {
         true
     }
 
-    fn note_daemon(&mut self, rec: &Record, version: Option<Box<str>>) {
+    fn note_daemon(&mut self, rec: &Record, version: Option<Name>) {
         let d = self.daemons.entry((rec.runner, rec.worker)).or_default();
         if rec.time >= d.last_seen {
             d.last_seen = rec.time;

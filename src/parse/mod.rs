@@ -14,7 +14,7 @@ pub mod time;
 use memchr::memmem;
 
 use crate::config::ParseConfig;
-use crate::event::{Event, EventKind, Runner, SessionId, Timestamp};
+use crate::event::{Event, EventKind, Name, Runner, SessionId, Timestamp};
 use extract::{Extractor, Scalar, Slots};
 
 /// Why a relevant line was rejected. A fixed set: these are metric labels and report keys.
@@ -284,7 +284,7 @@ impl Parser {
         let detail = match kind {
             EventKind::Dispatch => text(slots, &g.auth_mode),
             EventKind::Completion => {
-                text(slots, &g.status).or_else(|| first_str(slots, &g.event).map(Box::from))
+                text(slots, &g.status).or_else(|| first_str(slots, &g.event).map(Name::new))
             }
             EventKind::Release => text(slots, &g.reason),
             EventKind::Claim | EventKind::Heartbeat => None,
@@ -336,10 +336,10 @@ fn first_str<'s>(slots: &'s Slots, group: &[usize]) -> Option<&'s str> {
 }
 
 /// A label-like field: a non-empty string, or a number written as JSON wrote it.
-fn text(slots: &Slots, group: &[usize]) -> Option<Box<str>> {
+fn text(slots: &Slots, group: &[usize]) -> Option<Name> {
     match first(slots, group)? {
-        Scalar::Str(s) if !s.is_empty() => Some(s.as_ref().into()),
-        Scalar::Num(n) => Some(n.to_string().into()),
+        Scalar::Str(s) if !s.is_empty() => Some(Name::new(s)),
+        Scalar::Num(n) => Some(compact_str::format_compact!("{n}")),
         _ => None,
     }
 }

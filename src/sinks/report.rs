@@ -376,7 +376,7 @@ impl Tally {
                     EventKind::Claim => c.detail_name(r.extra).map(|v| format!("version {v}")),
                     _ => c.detail_name(r.extra).map(str::to_owned),
                 },
-                source: self.source(r.origin),
+                source: self.source(r.origin()),
             })
             .collect();
         Finding {
@@ -401,7 +401,7 @@ impl Tally {
         let watermark = c.watermark();
         let stats = c.stats();
         let total = ingest.total();
-        let daemons = c
+        let mut daemons: Vec<DaemonReport> = c
             .daemons()
             .map(|(runtime, worker, d)| DaemonReport {
                 runtime: runtime.as_str().into(),
@@ -412,6 +412,7 @@ impl Tally {
                 claims: d.claims,
             })
             .collect();
+        daemons.sort_by(|a, b| (&a.runtime, &a.worker).cmp(&(&b.runtime, &b.worker)));
         let rejected_examples = ingest
             .samples
             .iter()

@@ -1,6 +1,6 @@
 //! Renders a [`Report`] for people (text, Markdown, HTML) or machines (JSON).
 //!
-//! The three human forms share one layout, built once as [`Block`]s: the verdict first, then
+//! The three human forms share one layout, built once as tables: the verdict first, then
 //! the summary tables, then the findings with their evidence, then ingest health.
 
 use std::fmt::Write as _;

@@ -77,7 +77,12 @@ fn tables(r: &Report) -> Vec<Table> {
         Table {
             title: "Sessions".into(),
             header: outcome_header.clone(),
-            rows: vec![outcome_row("all", t)],
+            rows: r
+                .runners
+                .iter()
+                .map(|(runner, t)| outcome_row(runner, t))
+                .chain(std::iter::once(outcome_row("all", t)))
+                .collect(),
         },
         Table {
             title: "Other counts".into(),

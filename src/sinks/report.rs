@@ -257,6 +257,9 @@ pub struct Report {
     pub watermark: Option<String>,
     pub totals: Totals,
     pub claim_latency_seconds: LatencyByRunner,
+    /// The `totals` shape per dispatched runner (`go`, `ts`, `other`): the migration's two
+    /// sides compared.
+    pub runners: BTreeMap<String, Totals>,
     pub orgs: BTreeMap<String, Totals>,
     pub daemons: Vec<DaemonReport>,
     pub ingest: IngestReport,
@@ -272,6 +275,7 @@ pub struct Tally {
     selection: Selection,
     timeouts: ClaimTimeouts,
     totals: Totals,
+    runners: BTreeMap<String, Totals>,
     orgs: BTreeMap<String, Totals>,
     latencies: [Vec<i64>; 2],
     findings: Vec<Finding>,
@@ -292,6 +296,7 @@ impl Tally {
             selection,
             timeouts,
             totals: Totals::default(),
+            runners: BTreeMap::new(),
             orgs: BTreeMap::new(),
             latencies: [Vec::new(), Vec::new()],
             findings: Vec::new(),
@@ -319,6 +324,10 @@ impl Tally {
         let expect = self.selection.expect_runner;
         self.totals.add(&j, expect);
         self.orgs.entry(org.to_owned()).or_default().add(&j, expect);
+        self.runners
+            .entry(d.runner.as_str().to_owned())
+            .or_default()
+            .add(&j, expect);
         if let Some(ms) = j.latency_ms {
             match d.runner {
                 Runner::Go => self.latencies[0].push(ms),
@@ -446,6 +455,7 @@ impl Tally {
                 go: Latency::of(go),
                 ts: Latency::of(ts),
             },
+            runners: self.runners,
             orgs: self.orgs,
             daemons,
             ingest: IngestReport {

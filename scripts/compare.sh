@@ -12,8 +12,8 @@
 #   --dir DIR           workload directory (default target/compare/<N>-<S>); reused when it
 #                       already holds truth.json
 #   --skip-slow         skip the jq and Python correlators
-#   --repeat K          runs of each fast tool (cat, wc -l, claimcheck, mtail); the median
-#                       wall time is reported (default 3)
+#   --repeat K          runs of cat, wc -l, claimcheck and mtail, each stopping early once a
+#                       run takes 30 s; the median wall time is reported (default 3)
 #   --jq-budget S       if jq is estimated to need more than S seconds on the whole input, it
 #                       runs on a proportional prefix of every file and its time is
 #                       extrapolated linearly, clearly marked (default 1500; 0 = never)
@@ -31,7 +31,7 @@ repeat=3
 jq_budget=1500
 
 usage() {
-    sed -n '/^# usage:/,/^# *--jq-budget/p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '/^# usage:/,/^# Every tool/p' "$0" | sed '$d; s/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -52,6 +52,8 @@ for n in "$sessions" "$seed" "$repeat" "$jq_budget"; do
 done
 ((repeat >= 1)) || { echo "compare.sh: --repeat must be at least 1" >&2 && exit 2; }
 
+# --dir is relative to where the script was started from, not to the repository
+[[ -n $dir && $dir != /* ]] && dir=$PWD/$dir
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 progs=scripts/compare
@@ -95,10 +97,16 @@ for f in "${names[@]}"; do
     [[ -f $dir/$f ]] || { say "compare.sh: $dir/$f is missing; delete $dir/truth.json to regenerate" && exit 2; }
     files+=("$dir/$f")
 done
+# a reused directory says itself what it holds
+sessions=$(jq -r .sessions "$dir/truth.json")
+seed=$(jq -r .seed "$dir/truth.json")
 bytes=$(cat "${files[@]}" | wc -c)
 lines=$(cat "${files[@]}" | wc -l)
 work=$dir/results
 mkdir -p "$work"
+# time a private copy: a concurrent `cargo build` must not swap the binary between runs
+cp "$bin" "$work/claimcheck"
+bin=$work/claimcheck
 
 # --- measuring ---------------------------------------------------------------------------
 # CPU time (in clock ticks) spent by the whole machine so far, to tell how busy the machine
@@ -106,18 +114,20 @@ mkdir -p "$work"
 busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 hz=$(getconf CLK_TCK)
 
-declare -A wall rss bg note
+declare -A wall rss cpu bg note nruns
 order=()
 
-# measure KEY EXPECTED_EXIT_CODES CMD... — runs CMD (stdout to $work/KEY.out, stderr to
-# $work/KEY.err) under /usr/bin/time; records wall seconds, peak RSS and how much CPU other
-# processes used meanwhile. Exit codes not in EXPECTED_EXIT_CODES (a regex) abort the script.
+# measure_once KEY EXPECTED_EXIT_CODES CMD... — runs CMD under /usr/bin/time, stdout to
+# $work/KEY.out (to /dev/null for cat), stderr to $work/KEY.err. Prints wall seconds, peak RSS
+# KB, CPU seconds (user + sys) and how many cores other processes kept busy meanwhile. An exit
+# code that does not match EXPECTED_EXIT_CODES (a regex) aborts the script.
 measure_once() {
     local key=$1 ok=$2
     shift 2
-    local before after rc=0 t m u s
+    local before after rc=0 t m u s out=$work/$key.out
+    [[ $key == cat ]] && out=/dev/null
     before=$(busy_ticks)
-    /usr/bin/time -f '%e %M %U %S' -o "$work/$key.time" "$@" >"$work/$key.out" 2>"$work/$key.err" || rc=$?
+    /usr/bin/time -f '%e %M %U %S' -o "$work/$key.time" "$@" >"$out" 2>"$work/$key.err" || rc=$?
     after=$(busy_ticks)
     if ! [[ $rc =~ ^($ok)$ ]]; then
         say "compare.sh: $key exited with status $rc; see $work/$key.err:"
@@ -125,24 +135,29 @@ measure_once() {
         exit 2
     fi
     read -r t m u s < <(tail -1 "$work/$key.time")
-    # other processes' CPU seconds per wall second: machine busy time minus this tool's
+    # other processes' CPU seconds per wall second: machine busy time minus this tool's (too
+    # coarse to tell under half a second)
     awk -v b="$before" -v a="$after" -v hz="$hz" -v u="$u" -v s="$s" -v t="$t" -v m="$m" \
-        'BEGIN { o = (a - b) / hz - u - s; if (o < 0) o = 0; printf "%s %s %.2f\n", t, m, (t > 0 ? o / t : 0) }'
+        'BEGIN { o = (a - b) / hz - u - s; if (o < 0 || t < 0.5) o = 0
+                 printf "%s %s %.2f %.2f\n", t, m, u + s, (t > 0 ? o / t : 0) }'
 }
 
 measure() {
     local key=$1 runs=$2
     shift 2
-    local i res walls=() rsss=() bgs=()
+    local i res r runs_out=()
     for ((i = 0; i < runs; i++)); do
         res=$(measure_once "$key" "$@")
-        read -r -a r <<<"$res"
-        walls+=("${r[0]}") rsss+=("${r[1]}") bgs+=("${r[2]}")
+        runs_out+=("$res")
+        # a run of 30 s or more is long enough to time once
+        awk -v t="${res%% *}" 'BEGIN { exit !(t >= 30) }' && break
     done
-    # median wall time, largest RSS, largest background load
-    wall[$key]=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-    rss[$key]=$(printf '%s\n' "${rsss[@]}" | sort -g | tail -1)
-    bg[$key]=$(printf '%s\n' "${bgs[@]}" | sort -g | tail -1)
+    nruns[$key]=${#runs_out[@]}
+    # the run with the median wall time; the largest RSS and background load of all runs
+    read -r -a r < <(printf '%s\n' "${runs_out[@]}" | sort -g -k1,1 | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }')
+    wall[$key]=${r[0]} cpu[$key]=${r[2]}
+    rss[$key]=$(printf '%s\n' "${runs_out[@]}" | awk '$2 > m { m = $2 } END { print m }')
+    bg[$key]=$(printf '%s\n' "${runs_out[@]}" | awk '$4 > m { m = $4 } END { printf "%.2f", m }')
     order+=("$key")
 }
 
@@ -152,16 +167,16 @@ runtimes=$(jq -nc --arg g "$dir/go-daemon.log" --arg t "$dir/ts-worker.log" '{($
 say "warming the page cache: cat of all inputs once (every tool then reads warm files)"
 cat "${files[@]}" >/dev/null
 
-say "running cat ×$repeat"
+say "running cat (up to ${repeat}×)"
 measure cat "$repeat" 0 cat "${files[@]}"
-say "running wc -l ×$repeat"
+say "running wc -l (up to ${repeat}×)"
 measure wc "$repeat" 0 wc -l "${files[@]}"
-say "running claimcheck verify ×$repeat"
+say "running claimcheck verify (up to ${repeat}×)"
 # exit 1 = the verification failed, as it must on a workload with injected faults
 measure claimcheck "$repeat" '0|1' "$bin" verify --dispatch "$dir/dispatch.log" \
     --dispatch "$dir/vercel-drain.ndjson" "${claims_args[@]}" --format json \
     --output "$work/claimcheck.json"
-say "running mtail --one_shot ×$repeat"
+say "running mtail --one_shot (up to ${repeat}×)"
 logs=$(IFS=, && echo "${files[*]}")
 measure mtail "$repeat" 0 mtail --one_shot --one_shot_format=prometheus --logtostderr \
     --port 0 --progs "$progs" --logs "$logs"
@@ -189,6 +204,7 @@ if ((!skip_slow)); then
             --argjson runtimes "$probe_rt" "${probe[@]}")
         probe_bytes=$(cat "${probe[@]}" | wc -c)
         read -r probe_wall _ <<<"$res"
+        probe_wall=$(awk -v t="$probe_wall" 'BEGIN { print (t < 0.01 ? 0.01 : t) }')
         jq_estimate=$(awk -v t="$probe_wall" -v pb="$probe_bytes" -v b="$bytes" 'BEGIN { printf "%.0f", t * b / pb }')
         say "jq estimate for the whole input: ${jq_estimate} s (budget ${jq_budget} s)"
         if ((jq_estimate > jq_budget)); then
@@ -221,12 +237,13 @@ if ((!skip_slow)); then
             --format json --output "$work/claimcheck-subset.json" >/dev/null
         jq_measured_wall=${wall[jq]}
         wall[jq]=$(awk -v t="${wall[jq]}" -v jb="$jq_bytes" -v b="$bytes" 'BEGIN { printf "%.1f", t * b / jb }')
+        cpu[jq]=$(awk -v t="${cpu[jq]}" -v jb="$jq_bytes" -v b="$bytes" 'BEGIN { printf "%.1f", t * b / jb }')
         note[jq]="extrapolated"
     fi
 fi
 
 # --- report -----------------------------------------------------------------------------
-cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ { printf "%.1f GB", $2 * 1024 / 1e9 }' /proc/meminfo)
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 
@@ -246,11 +263,15 @@ declare -A label=(
 echo
 echo "## claimcheck verify vs the alternatives"
 echo
-echo "- machine: $(nproc) CPUs ($cpu), $mem RAM, $(uname -sr)"
+echo "- machine: $(nproc) CPUs ($cpu_model), $mem RAM, $(uname -sr)"
 echo "- tools: $("$bin" --version), $(jq --version), Python $(python3 -c 'import platform; print(platform.python_version())'), mtail $(mtail --version 2>&1 | awk '{ print $3; exit }'), $(cat --version | head -1)"
 echo "- input: \`claimcheck simulate --sessions $sessions --seed $seed\` in \`$dir\`: 4 files, $(mb "$bytes") MB, $lines lines"
 echo "- every tool reads warm files: one \`cat\` of all inputs ran first to warm the page cache, nothing was dropped"
-echo "- fast tools ran $repeat× (median wall time, largest RSS); the correlators ran once. MB = 10^6 bytes"
+runs_line=()
+for k in cat wc claimcheck mtail python jq; do
+    [[ -n ${nruns[$k]:-} ]] && runs_line+=("${label[$k]} ${nruns[$k]}×")
+done
+echo "- runs: $(IFS=';' && echo "${runs_line[*]}" | sed 's/;/, /g') (a tool is timed once when a run takes 30 s or more); the table shows the median wall time and the largest RSS. MB = 10^6 bytes"
 echo
 echo "| tool | what it does | wall s | MB/s | peak RSS MB | time ÷ claimcheck |"
 echo "|---|---|---:|---:|---:|---:|"
@@ -264,7 +285,8 @@ for k in "${rows[@]}"; do
     awk -v l="${label[$k]}" -v w="${what[$k]}" -v t="$t" -v m="${rss[$k]}" -v b="$bytes" -v cc="$cc" -v mark="$mark" \
         'BEGIN {
             mbs = (t > 0 ? b / 1e6 / t : 0)
-            printf "| %s | %s | %s%s | %.0f%s | %.0f%s | %.2f×%s |\n", l, w, t, mark, mbs, mark, m * 1024 / 1e6, (mark != "" ? " ³" : ""), (cc > 0 ? t / cc : 0), mark
+            ratio = (cc > 0 ? sprintf("%.2f×", t / cc) : "n/a")
+            printf "| %s | %s | %s%s | %.0f%s | %.0f%s | %s%s |\n", l, w, t, mark, mbs, mark, m * 1024 / 1e6, (mark != "" ? " ³" : ""), ratio, mark
         }'
 done
 echo
@@ -272,30 +294,43 @@ if [[ -n ${note[jq]:-} ]]; then
     echo "² jq was estimated (from a 2% prefix) to need ${jq_estimate} s for the whole input, over the ${jq_budget} s budget, so it ran on the first ${jq_fraction}% of every file ($(mb "$jq_bytes") MB) in ${jq_measured_wall} s; its wall time is that extrapolated linearly to the whole input (MB/s as measured)."
     echo "³ peak RSS of the ${jq_fraction}% run; on the whole input it would be larger (it holds every session)."
 fi
+cpus=()
+for k in "${rows[@]}"; do
+    [[ -n ${cpu[$k]:-} ]] || continue
+    cpus+=("$(awk -v l="${label[$k]}" -v c="${cpu[$k]}" -v t="${wall[$k]}" \
+        'BEGIN { printf "%s %s s (%.1f cores)", l, c, (t > 0 ? c / t : 0) }')")
+done
+echo "- CPU time (user + sys) of the reported runs, and CPU ÷ wall: $(IFS=';' && echo "${cpus[*]}" | sed 's/;/, /g')"
 loaded=()
 for k in "${order[@]}"; do
-    awk -v v="${bg[$k]}" 'BEGIN { exit !(v >= 0.10) }' && loaded+=("$k (${bg[$k]} cores busy with other work)")
+    [[ $k == *-* ]] && continue
+    awk -v v="${bg[$k]}" 'BEGIN { exit !(v >= 0.10) }' && loaded+=("${label[$k]}: ${bg[$k]}")
 done
 if ((${#loaded[@]})); then
-    echo "- **the machine was busy with other work during:** ${loaded[*]} — those times are pessimistic."
+    echo "- **the machine was not idle**: other processes kept this many of the $(nproc) cores busy (largest over the runs) during $(IFS=';' && echo "${loaded[*]}" | sed 's/;/; /g'). Those tools' times are pessimistic."
 else
-    echo "- other processes used under 0.1 core during every run: the machine was otherwise idle."
+    echo "- other processes kept under 0.1 core busy during every run: the machine was otherwise idle."
 fi
 
 # --- targets --------------------------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }'; }
-check() { awk -v v="$1" -v op="$2" -v lim="$3" 'BEGIN { ok = (op == ">=" ? v >= lim : v <= lim); print (ok ? "met" : "**NOT met**") }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "n/a" }'; }
+x_of() { if [[ $1 == n/a ]]; then echo "n/a"; else echo "$1×"; fi; }
+check() {
+    awk -v v="$1" -v op="$2" -v lim="$3" 'BEGIN {
+        if (v == "n/a") { print "cannot tell (too fast to time)"; exit }
+        ok = (op == ">=" ? v >= lim : v <= lim); print (ok ? "met" : "**NOT met**") }'
+}
 echo
 echo "Targets (PRODUCT.md §7 / the issue):"
 for k in jq python; do
     [[ -n ${wall[$k]:-} ]] || continue
     r=$(ratio "${wall[$k]}" "$cc")
-    echo "- at least 20× faster than the ${label[$k]}: ${r}× — $(check "$r" '>=' 20)"
+    echo "- at least 20× faster than the ${label[$k]}: $(x_of "$r") — $(check "$r" '>=' 20)"
 done
 r=$(ratio "${wall[mtail]}" "$cc")
-echo "- faster than mtail: mtail takes ${r}× claimcheck's time — $(check "$r" '>=' 1)"
+echo "- faster than mtail: mtail takes $(x_of "$r") claimcheck's time — $(check "$r" '>=' 1)"
 r=$(ratio "$cc" "${wall[wc]}")
-echo "- within 3× of \`wc -l\`: claimcheck takes ${r}× wc's time — $(check "$r" '<=' 3)"
+echo "- within 3× of \`wc -l\`: claimcheck takes $(x_of "$r") wc's time — $(check "$r" '<=' 3)"
 
 # --- agreement --------------------------------------------------------------------------
 keys='[.dispatched.go, .dispatched.ts, .dispatched.other, .matched, .late, .mismatched,
@@ -332,7 +367,7 @@ if [[ -n ${wall[jq]:-} ]]; then
     fi
 fi
 mt=$(awk '/^claimcheck_mtail_dispatches_total/ { d += $2 } /^claimcheck_mtail_claims_total/ { c += $2 } END { printf "%d dispatch lines, %d claim lines", d, c }' "$work/mtail.out")
-echo "- mtail (counts lines, cannot dedupe, validate or correlate): $mt; claimcheck: $(jq -r '.ingest.events | "\(.dispatch) distinct dispatch events, \(.claim) distinct claim events"' "$work/claimcheck.json" 2>/dev/null || echo "?")"
+echo "- mtail (counts lines; cannot dedupe, validate or correlate; prints 7 significant digits): $mt; claimcheck: $(jq -r '.ingest.events | "\(.dispatch) distinct dispatch events, \(.claim) distinct claim events"' "$work/claimcheck.json" 2>/dev/null || echo "?")"
 if ((golden_ok)); then
     echo "- golden verify cases (tests/data/verify, unfiltered): jq and Python reproduce every \`expected\` count"
 else

@@ -136,30 +136,31 @@ pub fn run(
     };
 
     thread::scope(|s| {
-        let reader = s.spawn(move || -> Result<(), SourceError> {
-            for (mut r, input) in readers.into_iter().zip(inputs) {
-                loop {
-                    match r.next_chunk() {
-                        Ok(Some(chunk)) => {
-                            if chunk_tx.send(chunk).is_err() {
-                                return Ok(());
+        let reader =
+            named("claimcheck-read").spawn_scoped(s, move || -> Result<(), SourceError> {
+                for (mut r, input) in readers.into_iter().zip(inputs) {
+                    loop {
+                        match r.next_chunk() {
+                            Ok(Some(chunk)) => {
+                                if chunk_tx.send(chunk).is_err() {
+                                    return Ok(());
+                                }
                             }
-                        }
-                        Ok(None) => break,
-                        Err(source) => {
-                            return Err(SourceError::Read {
-                                path: input.name(),
-                                source,
-                            });
+                            Ok(None) => break,
+                            Err(source) => {
+                                return Err(SourceError::Read {
+                                    path: input.name(),
+                                    source,
+                                });
+                            }
                         }
                     }
                 }
-            }
-            Ok(())
-        });
+                Ok(())
+            })?;
         for _ in 0..workers {
             let (rx, tx, recycle) = (chunk_rx.clone(), parsed_tx.clone(), recycle_tx.clone());
-            s.spawn(move || {
+            named("claimcheck-parse").spawn_scoped(s, move || {
                 for chunk in rx {
                     let ctx = LineContext {
                         default_runtime: inputs[usize::from(chunk.input)].default_runtime,
@@ -172,7 +173,7 @@ pub fn run(
                         return;
                     }
                 }
-            });
+            })?;
         }
         drop((chunk_rx, parsed_tx, recycle_tx));
         for p in parsed_rx {
@@ -194,6 +195,10 @@ pub fn run(
             .unwrap_or_else(|e| std::panic::resume_unwind(e))
     })?;
     Ok(ingest)
+}
+
+fn named(name: &str) -> thread::Builder {
+    thread::Builder::new().name(name.to_owned())
 }
 
 fn parse_chunk(parser: &Parser, chunk: &Chunk, ctx: &LineContext) -> ParsedChunk {

@@ -22,6 +22,8 @@ pub enum SourceError {
     Open { path: String, source: io::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: io::Error },
+    #[error("cannot start a reader thread: {0}")]
+    Thread(#[from] io::Error),
 }
 
 /// Which flag an input came from. Only the default runtime differs: every line of every input

@@ -5,6 +5,21 @@ use serde_json::Value;
 
 use crate::support::run_in;
 
+/// `verify` on the workload `simulate --out w` wrote, as JSON.
+const VERIFY_WORKLOAD: &[&str] = &[
+    "verify",
+    "--dispatch",
+    "w/dispatch.log",
+    "--dispatch",
+    "w/vercel-drain.ndjson",
+    "--claims",
+    "go=w/go-daemon.log",
+    "--claims",
+    "ts=w/ts-worker.log",
+    "--format",
+    "json",
+];
+
 fn check(seed: u64, sessions: u64, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let out = run_in(
@@ -29,19 +44,7 @@ fn check(seed: u64, sessions: u64, extra: &[&str]) {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("w/truth.json")).unwrap())
             .unwrap();
 
-    let mut args = vec![
-        "verify",
-        "--dispatch",
-        "w/dispatch.log",
-        "--dispatch",
-        "w/vercel-drain.ndjson",
-        "--claims",
-        "go=w/go-daemon.log",
-        "--claims",
-        "ts=w/ts-worker.log",
-        "--format",
-        "json",
-    ];
+    let mut args = VERIFY_WORKLOAD.to_vec();
     args.extend(extra);
     let out = run_in(dir.path(), &args, None);
     let report: Value = serde_json::from_slice(&out.stdout)
@@ -120,23 +123,8 @@ fn a_session_cap_bounds_memory_and_is_reported() {
         ],
         None,
     );
-    let args = [
-        "verify",
-        "--dispatch",
-        "w/dispatch.log",
-        "--dispatch",
-        "w/vercel-drain.ndjson",
-        "--claims",
-        "go=w/go-daemon.log",
-        "--claims",
-        "ts=w/ts-worker.log",
-        "--format",
-        "json",
-        "--max-sessions",
-        "1000",
-        "--org",
-        "nobody-selects-this",
-    ];
+    let mut args = VERIFY_WORKLOAD.to_vec();
+    args.extend(["--max-sessions", "1000", "--org", "nobody-selects-this"]);
     let out = run_in(dir.path(), &args, None);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
@@ -151,7 +139,7 @@ fn a_session_cap_bounds_memory_and_is_reported() {
         report["reason"]
     );
     // without the cap the same input is judged in full
-    let out = run_in(dir.path(), &args[..11], None);
+    let out = run_in(dir.path(), VERIFY_WORKLOAD, None);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ingest"]["evicted_sessions"], 0);
 }

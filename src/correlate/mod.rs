@@ -10,6 +10,7 @@
 //! correlate never does I/O and never reads a clock.
 
 mod intern;
+pub mod live;
 mod session;
 
 use std::collections::BTreeMap;
@@ -185,6 +186,11 @@ impl Correlator {
             }
         }
         self.stats.evicted += n as u64;
+    }
+
+    /// Drops a session's evidence (live mode, past retention).
+    pub fn forget(&mut self, id: &SessionId) {
+        self.sessions.remove(id);
     }
 
     /// Sessions evicted since the last call; the caller judges and tallies them.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod hostile;
+mod live;
 mod simulate;
 mod support;
 mod tidy;

@@ -1,0 +1,240 @@
+//! Live correlation: every change a sink relies on, with the clock passed in.
+
+use super::*;
+
+const T0: i64 = 1_795_428_000_000;
+const SEC: i64 = 1000;
+/// The sidecar's clock in these tests runs a day after the events were stamped: deadlines
+/// must follow the receive time, not the event time.
+const NOW: Timestamp = Timestamp(T0 + 86_400 * SEC);
+
+fn at(s: i64) -> Timestamp {
+    Timestamp(NOW.0 + s * SEC)
+}
+
+fn ev(kind: EventKind, sid: &str, runner: Runner, event_s: i64, worker: &str) -> Event {
+    Event {
+        kind,
+        session: SessionId::new(sid),
+        runner,
+        time: Timestamp(T0 + event_s * SEC),
+        org: (kind == EventKind::Dispatch).then(|| "org_a".into()),
+        worker: Some(worker.into()),
+        version: None,
+        detail: None,
+    }
+}
+
+fn live() -> Live {
+    Live::new(LiveConfig::default())
+}
+
+fn feed(l: &mut Live, e: Event, now: Timestamp) -> Vec<Change> {
+    l.on_event(e, Origin::default(), now)
+        .expect("not a re-delivery")
+}
+
+fn sid(s: &str) -> SessionId {
+    SessionId::new(s).unwrap()
+}
+
+use EventKind::{Claim, Dispatch, Release};
+use Runner::{Go, Ts};
+
+#[test]
+fn matched_claim_is_judged_and_ends_pending() {
+    let mut l = live();
+    let c = feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(0));
+    assert_eq!(
+        c,
+        vec![
+            Change::Dispatched {
+                runner: Go,
+                org: Some("org_a".into())
+            },
+            Change::PendingStarted { runner: Go }
+        ]
+    );
+    let c = feed(&mut l, ev(Claim, "s", Go, 3, "g1"), at(1));
+    assert_eq!(
+        c,
+        vec![
+            Change::Claimed { runtime: Go },
+            Change::PendingEnded { runner: Go },
+            Change::Judged {
+                session: sid("s"),
+                runner: Go,
+                outcome: Outcome::Matched,
+                latency_ms: Some(3 * SEC),
+                skew_clamped: false
+            },
+        ]
+    );
+    // the deadline passes without effect
+    assert!(l.on_tick(at(500)).is_empty());
+}
+
+#[test]
+fn overdue_on_the_sidecar_clock_then_resolved_by_a_late_claim() {
+    let mut l = live();
+    feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(0));
+    // a day-old event time does not make it overdue at once: T runs from receipt
+    assert!(l.on_tick(at(119)).is_empty());
+    assert_eq!(l.next_due(), Some(at(120)));
+    assert_eq!(
+        l.on_tick(at(120)),
+        vec![
+            Change::PendingEnded { runner: Go },
+            Change::Overdue {
+                session: sid("s"),
+                runner: Go
+            }
+        ]
+    );
+    assert!(l.on_tick(at(121)).is_empty(), "overdue is reported once");
+    let c = feed(&mut l, ev(Claim, "s", Go, 200, "g1"), at(200));
+    assert!(
+        c.contains(&Change::OverdueResolved {
+            session: sid("s"),
+            runner: Go
+        }),
+        "{c:?}"
+    );
+    assert!(
+        c.iter().any(|x| matches!(
+            x,
+            Change::Judged {
+                outcome: Outcome::Late,
+                ..
+            }
+        )),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn claim_before_dispatch_is_judged_when_the_dispatch_arrives() {
+    let mut l = live();
+    assert_eq!(
+        feed(&mut l, ev(Claim, "s", Ts, 1, "t1"), at(0)),
+        vec![Change::Claimed { runtime: Ts }]
+    );
+    let c = feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(2));
+    assert_eq!(
+        c,
+        vec![
+            Change::Dispatched {
+                runner: Go,
+                org: Some("org_a".into())
+            },
+            Change::Judged {
+                session: sid("s"),
+                runner: Go,
+                outcome: Outcome::Mismatched,
+                latency_ms: None,
+                skew_clamped: false
+            },
+        ]
+    );
+    // dispatched within the grace: not an orphan
+    assert!(
+        l.on_tick(at(3600 - 1))
+            .iter()
+            .all(|c| !matches!(c, Change::Orphan { .. }))
+    );
+}
+
+#[test]
+fn duplicates_once_and_reclaims_after_release() {
+    let mut l = live();
+    feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(0));
+    feed(&mut l, ev(Claim, "s", Go, 1, "g1"), at(1));
+    feed(&mut l, ev(Release, "s", Go, 2, "g1"), at(2));
+    let c = feed(&mut l, ev(Claim, "s", Go, 3, "g2"), at(3));
+    assert_eq!(
+        c,
+        vec![
+            Change::Claimed { runtime: Go },
+            Change::Reclaimed { runtime: Go }
+        ]
+    );
+    let c = feed(&mut l, ev(Claim, "s", Ts, 4, "t1"), at(4));
+    assert_eq!(
+        c,
+        vec![
+            Change::Claimed { runtime: Ts },
+            Change::Duplicate {
+                session: sid("s"),
+                runtime: Ts,
+                cross_runtime: true
+            }
+        ]
+    );
+    let c = feed(&mut l, ev(Claim, "s", Go, 5, "g3"), at(5));
+    assert_eq!(
+        c,
+        vec![Change::Claimed { runtime: Go }],
+        "a duplicate is reported once per session"
+    );
+}
+
+#[test]
+fn orphans_after_the_grace_then_at_once() {
+    let mut l = live();
+    feed(&mut l, ev(Claim, "o", Go, 0, "g1"), at(0));
+    feed(&mut l, ev(Claim, "o", Go, 1, "g2"), at(1));
+    assert!(l.on_tick(at(299)).is_empty());
+    assert_eq!(
+        l.on_tick(at(300)),
+        vec![
+            Change::Orphan {
+                session: sid("o"),
+                runtime: Go
+            },
+            Change::Orphan {
+                session: sid("o"),
+                runtime: Go
+            }
+        ]
+    );
+    let c = feed(&mut l, ev(Claim, "o", Ts, 2, "t1"), at(301));
+    assert!(
+        c.contains(&Change::Orphan {
+            session: sid("o"),
+            runtime: Ts
+        }),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn redeliveries_change_nothing() {
+    let mut l = live();
+    feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(0));
+    assert_eq!(
+        l.on_event(ev(Dispatch, "s", Go, 0, "-"), Origin::default(), at(1)),
+        None
+    );
+    feed(&mut l, ev(Claim, "s", Go, 1, "g1"), at(1));
+    assert_eq!(
+        l.on_event(ev(Claim, "s", Go, 1, "g1"), Origin::default(), at(2)),
+        None
+    );
+}
+
+#[test]
+fn retention_forgets_and_releases_gauges() {
+    let mut l = live();
+    feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(0));
+    l.on_tick(at(120));
+    let c = l.on_tick(at(3600));
+    assert_eq!(
+        c,
+        vec![Change::OverdueForgotten {
+            session: sid("s"),
+            runner: Go
+        }]
+    );
+    assert!(l.core().session(&sid("s")).is_none());
+    assert_eq!(l.next_due(), None);
+}

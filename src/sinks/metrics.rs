@@ -1,0 +1,499 @@
+//! The Prometheus metrics of the live sidecar, registered into a registry that is passed in
+//! (no global registry: tests and several sidecars in one process stay apart).
+//!
+//! Label values come from enums or capped sets, never from a sessionId: orgs beyond
+//! `org_cap` share `org="other"`, workers beyond `worker_cap` share `worker="other"`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+use crate::correlate::live::Change;
+use crate::event::{Runner, Timestamp};
+use crate::parse::Reject;
+
+/// The result of one ingested line, for `claimcheck_ingest_lines_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineResult {
+    Event,
+    Ignored,
+    Rejected,
+    Duplicate,
+}
+
+impl LineResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineResult::Event => "event",
+            LineResult::Ignored => "ignored",
+            LineResult::Rejected => "rejected",
+            LineResult::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Claim latency buckets, 50 ms to 10 min (seconds).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// A set of label values that stops growing at `cap`: later values map to `other`.
+#[derive(Debug)]
+struct Capped {
+    cap: usize,
+    seen: BTreeSet<String>,
+}
+
+impl Capped {
+    fn label<'a>(&mut self, value: &'a str) -> &'a str {
+        if self.seen.contains(value) {
+            return value;
+        }
+        if self.seen.len() < self.cap {
+            self.seen.insert(value.to_owned());
+            return value;
+        }
+        "other"
+    }
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    dispatches: IntCounterVec,
+    claims: IntCounterVec,
+    outcomes: IntCounterVec,
+    unclaimed: IntGaugeVec,
+    deadline_missed: IntCounterVec,
+    pending: IntGaugeVec,
+    duplicates: IntCounterVec,
+    orphans: IntCounterVec,
+    reclaims: IntCounterVec,
+    latency: HistogramVec,
+    lines: IntCounterVec,
+    rejected: IntCounterVec,
+    source_last_event: GaugeVec,
+    heartbeat: GaugeVec,
+    daemon_info: IntGaugeVec,
+    orgs: Capped,
+    workers: Capped,
+    /// The version each daemon last reported, so a new version replaces the old series.
+    versions: BTreeMap<(Runner, String), String>,
+}
+
+fn counter(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn float_gauge(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<GaugeVec> {
+    let g = GaugeVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+impl Metrics {
+    pub fn register(
+        reg: &Registry,
+        org_cap: usize,
+        worker_cap: usize,
+    ) -> prometheus::Result<Metrics> {
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "claimcheck_claim_latency_seconds",
+                "Time from dispatch to first claim by the dispatched runner (event times, clamped at 0).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["runner"],
+        )?;
+        reg.register(Box::new(latency.clone()))?;
+        let m = Metrics {
+            dispatches: counter(
+                reg,
+                "claimcheck_dispatches_total",
+                "Sessions dispatched, by runner and org.",
+                &["runner", "org"],
+            )?,
+            claims: counter(
+                reg,
+                "claimcheck_claims_total",
+                "Distinct claim events, by claiming runtime.",
+                &["runtime"],
+            )?,
+            outcomes: counter(
+                reg,
+                "claimcheck_outcomes_total",
+                "Sessions judged on their first claim: matched, late or mismatched.",
+                &["runner", "outcome"],
+            )?,
+            unclaimed: gauge(
+                reg,
+                "claimcheck_unclaimed_sessions",
+                "Sessions overdue now: no claim by receive time + claim timeout.",
+                &["runner"],
+            )?,
+            deadline_missed: counter(
+                reg,
+                "claimcheck_claim_deadline_missed_total",
+                "Sessions that became overdue (a later claim does not undo it).",
+                &["runner"],
+            )?,
+            pending: gauge(
+                reg,
+                "claimcheck_pending_sessions",
+                "Dispatched sessions waiting for a first claim, not yet overdue.",
+                &["runner"],
+            )?,
+            duplicates: counter(
+                reg,
+                "claimcheck_duplicate_claims_total",
+                "Sessions claimed twice with no release between (double execution).",
+                &["runtime"],
+            )?,
+            orphans: counter(
+                reg,
+                "claimcheck_orphan_claims_total",
+                "Claims of sessions never dispatched within the grace period.",
+                &["runtime"],
+            )?,
+            reclaims: counter(
+                reg,
+                "claimcheck_reclaims_total",
+                "Claims after a release (NACK or stale-claim sweep).",
+                &["runtime"],
+            )?,
+            latency,
+            lines: counter(
+                reg,
+                "claimcheck_ingest_lines_total",
+                "Input lines by source and result.",
+                &["source", "result"],
+            )?,
+            rejected: counter(
+                reg,
+                "claimcheck_rejected_lines_total",
+                "Rejected relevant lines by source and reason.",
+                &["source", "reason"],
+            )?,
+            source_last_event: float_gauge(
+                reg,
+                "claimcheck_source_last_event_timestamp_seconds",
+                "Event time of the newest event from each source.",
+                &["source"],
+            )?,
+            heartbeat: float_gauge(
+                reg,
+                "claimcheck_daemon_last_heartbeat_timestamp_seconds",
+                "Event time of each daemon's last heartbeat.",
+                &["runtime", "worker"],
+            )?,
+            daemon_info: gauge(
+                reg,
+                "claimcheck_daemon_info",
+                "1 for each daemon's last reported version.",
+                &["runtime", "worker", "version"],
+            )?,
+            orgs: Capped {
+                cap: org_cap,
+                seen: BTreeSet::new(),
+            },
+            workers: Capped {
+                cap: worker_cap,
+                seen: BTreeSet::new(),
+            },
+            versions: BTreeMap::new(),
+        };
+        for r in [Runner::Go, Runner::Ts, Runner::Other] {
+            // Zero series exist from the start, so rate() and alerts see a 0, not "no data".
+            m.unclaimed.with_label_values(&[r.as_str()]).set(0);
+            m.pending.with_label_values(&[r.as_str()]).set(0);
+            m.deadline_missed.with_label_values(&[r.as_str()]);
+            m.claims.with_label_values(&[r.as_str()]);
+            m.duplicates.with_label_values(&[r.as_str()]);
+        }
+        Ok(m)
+    }
+
+    /// Applies one change of the live correlator.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Dispatched { runner, org } => {
+                let org = self.orgs.label(org.as_deref().unwrap_or("unknown"));
+                self.dispatches
+                    .with_label_values(&[runner.as_str(), org])
+                    .inc();
+            }
+            Change::Claimed { runtime } => self.claims.with_label_values(&[runtime.as_str()]).inc(),
+            Change::PendingStarted { runner } => {
+                self.pending.with_label_values(&[runner.as_str()]).inc()
+            }
+            Change::PendingEnded { runner } => {
+                self.pending.with_label_values(&[runner.as_str()]).dec()
+            }
+            Change::Judged {
+                runner,
+                outcome,
+                latency_ms,
+                ..
+            } => {
+                self.outcomes
+                    .with_label_values(&[runner.as_str(), outcome.as_str()])
+                    .inc();
+                if let Some(ms) = latency_ms {
+                    self.latency
+                        .with_label_values(&[runner.as_str()])
+                        .observe(*ms as f64 / 1000.0);
+                }
+            }
+            Change::Overdue { runner, .. } => {
+                self.unclaimed.with_label_values(&[runner.as_str()]).inc();
+                self.deadline_missed
+                    .with_label_values(&[runner.as_str()])
+                    .inc();
+            }
+            Change::OverdueResolved { runner, .. } | Change::OverdueForgotten { runner, .. } => {
+                self.unclaimed.with_label_values(&[runner.as_str()]).dec();
+            }
+            Change::Duplicate { runtime, .. } => {
+                self.duplicates.with_label_values(&[runtime.as_str()]).inc()
+            }
+            Change::Reclaimed { runtime } => {
+                self.reclaims.with_label_values(&[runtime.as_str()]).inc()
+            }
+            Change::Orphan { runtime, .. } => {
+                self.orphans.with_label_values(&[runtime.as_str()]).inc()
+            }
+        }
+    }
+
+    /// One line read from `source`.
+    pub fn line(&self, source: &str, result: LineResult) {
+        self.lines
+            .with_label_values(&[source, result.as_str()])
+            .inc();
+    }
+
+    pub fn rejected(&self, source: &str, reason: Reject) {
+        self.line(source, LineResult::Rejected);
+        self.rejected
+            .with_label_values(&[source, reason.as_str()])
+            .inc();
+    }
+
+    /// An event from `source` stamped `time`; the gauge only moves forward.
+    pub fn event_time(&self, source: &str, time: Timestamp) {
+        let g = self.source_last_event.with_label_values(&[source]);
+        g.set(g.get().max(time.millis() as f64 / 1000.0));
+    }
+
+    /// A heartbeat (or claim) from a daemon, with the version it reported.
+    pub fn daemon(
+        &mut self,
+        runtime: Runner,
+        worker: &str,
+        version: Option<&str>,
+        heartbeat_at: Option<Timestamp>,
+    ) {
+        let worker = self.workers.label(worker).to_owned();
+        if let Some(t) = heartbeat_at {
+            let g = self
+                .heartbeat
+                .with_label_values(&[runtime.as_str(), &worker]);
+            g.set(g.get().max(t.millis() as f64 / 1000.0));
+        }
+        if let Some(v) = version {
+            let key = (runtime, worker.clone());
+            if self.versions.get(&key).map(String::as_str) != Some(v) {
+                if let Some(old) = self.versions.insert(key, v.to_owned()) {
+                    let _ =
+                        self.daemon_info
+                            .remove_label_values(&[runtime.as_str(), &worker, &old]);
+                }
+                self.daemon_info
+                    .with_label_values(&[runtime.as_str(), &worker, v])
+                    .set(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::Outcome;
+    use crate::event::SessionId;
+
+    fn text(reg: &Registry) -> String {
+        let mut buf = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&reg.gather(), &mut buf)
+            .unwrap();
+        buf
+    }
+
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn changes_move_the_named_series() {
+        let reg = Registry::new();
+        let mut m = Metrics::register(&reg, 1, 10).unwrap();
+        let s = SessionId::new("s").unwrap();
+        for c in [
+            Change::Dispatched {
+                runner: Runner::Go,
+                org: Some("org_a".into()),
+            },
+            Change::Dispatched {
+                runner: Runner::Go,
+                org: Some("org_b".into()),
+            },
+            Change::PendingStarted { runner: Runner::Go },
+            Change::PendingEnded { runner: Runner::Go },
+            Change::Overdue {
+                session: s.clone(),
+                runner: Runner::Go,
+            },
+            Change::Judged {
+                session: s.clone(),
+                runner: Runner::Go,
+                outcome: Outcome::Late,
+                latency_ms: Some(130_000),
+                skew_clamped: false,
+            },
+            Change::OverdueResolved {
+                session: s.clone(),
+                runner: Runner::Go,
+            },
+            Change::Duplicate {
+                session: s.clone(),
+                runtime: Runner::Ts,
+                cross_runtime: true,
+            },
+        ] {
+            m.apply(&c);
+        }
+        let t = text(&reg);
+        assert!(
+            has(
+                &t,
+                r#"claimcheck_dispatches_total{org="org_a",runner="go"} 1"#
+            ),
+            "{t}"
+        );
+        assert!(
+            has(
+                &t,
+                r#"claimcheck_dispatches_total{org="other",runner="go"} 1"#
+            ),
+            "org cap: {t}"
+        );
+        assert!(has(
+            &t,
+            r#"claimcheck_outcomes_total{outcome="late",runner="go"} 1"#
+        ));
+        assert!(has(&t, r#"claimcheck_unclaimed_sessions{runner="go"} 0"#));
+        assert!(has(
+            &t,
+            r#"claimcheck_claim_deadline_missed_total{runner="go"} 1"#
+        ));
+        assert!(has(&t, r#"claimcheck_pending_sessions{runner="go"} 0"#));
+        assert!(has(
+            &t,
+            r#"claimcheck_duplicate_claims_total{runtime="ts"} 1"#
+        ));
+        assert!(has(
+            &t,
+            r#"claimcheck_claim_latency_seconds_bucket{runner="go",le="300"} 1"#
+        ));
+        assert!(has(
+            &t,
+            r#"claimcheck_claim_latency_seconds_bucket{runner="go",le="120"} 0"#
+        ));
+        // zero series exist before anything happens
+        assert!(has(&t, r#"claimcheck_claims_total{runtime="ts"} 0"#));
+    }
+
+    #[test]
+    fn ingest_and_daemon_series() {
+        let reg = Registry::new();
+        let mut m = Metrics::register(&reg, 10, 1).unwrap();
+        m.line("drain", LineResult::Event);
+        m.rejected("drain", Reject::MalformedJson);
+        m.event_time("drain", Timestamp(1_795_428_000_500));
+        m.event_time("drain", Timestamp(1_795_427_000_000));
+        m.daemon(
+            Runner::Go,
+            "g1",
+            Some("0.4.9"),
+            Some(Timestamp(1_795_428_000_000)),
+        );
+        m.daemon(Runner::Go, "g1", Some("0.5.2"), None);
+        m.daemon(Runner::Go, "g2", Some("0.5.2"), None);
+        let t = text(&reg);
+        assert!(
+            has(
+                &t,
+                r#"claimcheck_ingest_lines_total{result="rejected",source="drain"} 1"#
+            ),
+            "{t}"
+        );
+        assert!(has(
+            &t,
+            r#"claimcheck_rejected_lines_total{reason="malformed_json",source="drain"} 1"#
+        ));
+        assert!(
+            has(
+                &t,
+                r#"claimcheck_source_last_event_timestamp_seconds{source="drain"} 1795428000.5"#
+            ),
+            "{t}"
+        );
+        assert!(has(
+            &t,
+            r#"claimcheck_daemon_info{runtime="go",version="0.5.2",worker="g1"} 1"#
+        ));
+        assert!(
+            !t.contains(r#"version="0.4.9""#),
+            "old version series removed: {t}"
+        );
+        assert!(
+            has(
+                &t,
+                r#"claimcheck_daemon_info{runtime="go",version="0.5.2",worker="other"} 1"#
+            ),
+            "worker cap: {t}"
+        );
+        assert!(
+            has(
+                &t,
+                r#"claimcheck_daemon_last_heartbeat_timestamp_seconds{runtime="go",worker="g1"} 1795428000"#
+            ),
+            "{t}"
+        );
+    }
+}

@@ -7,12 +7,14 @@
 //!
 //! `parse` and `correlate` are pure: no I/O, no clock. See ARCHITECTURE.md.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod correlate;
 pub mod event;
 pub mod parse;
 pub mod pipeline;
+pub mod server;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;

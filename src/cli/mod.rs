@@ -1,5 +1,6 @@
 //! cli: one short function per mode; flags become validated options here and nowhere else.
 
+mod serve;
 mod simulate;
 mod verify;
 
@@ -21,6 +22,8 @@ pub struct Cli {
 enum Command {
     /// Verify exported dispatcher and worker logs; exit 0 pass, 1 fail or inconclusive, 2 error.
     Verify(verify::VerifyArgs),
+    /// Run the live sidecar: correlate as lines arrive, serve metrics and the API.
+    Serve(serve::ServeArgs),
     /// Write a realistic platform workload with injected faults and its ground truth.
     Simulate(simulate::SimulateArgs),
 }
@@ -43,6 +46,7 @@ pub fn main() -> ExitCode {
             Verdict::Pass => ExitCode::SUCCESS,
             Verdict::Fail | Verdict::Inconclusive => ExitCode::from(1),
         }),
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {

@@ -5,6 +5,7 @@
 
 mod hostile;
 mod live;
+mod serve;
 mod simulate;
 mod support;
 mod tidy;

@@ -1,0 +1,229 @@
+//! The live sidecar's one stateful task: an actor that owns the live correlator and the
+//! metrics, and `select!`s over ingested batches, a tick and shutdown. No state is shared
+//! across tasks: HTTP handlers send batches in and read a published summary out.
+
+use std::time::Duration;
+
+use prometheus::Registry;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::correlate::Outcome;
+use crate::correlate::live::{Change, Live, LiveConfig};
+use crate::event::{EventKind, Origin, Runner, Timestamp};
+use crate::parse::{LineContext, Parsed, Parser};
+use crate::sinks::metrics::{LineResult, Metrics};
+use crate::sinks::report::ByRunner;
+
+/// Lines from one source, and where to say they were recorded.
+#[derive(Debug)]
+pub struct Batch {
+    /// A bounded label: `stdin`, `ndjson`, a configured file name.
+    pub source: String,
+    pub default_runtime: Option<Runner>,
+    pub lines: Vec<Vec<u8>>,
+    pub done: Option<oneshot::Sender<BatchResult>>,
+}
+
+/// What became of a batch's lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BatchResult {
+    pub events: u64,
+    pub duplicates: u64,
+    pub ignored: u64,
+    pub rejected: u64,
+}
+
+/// Totals since start, in the shape of verify's `totals` (in memory until the store lands).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub dispatched: ByRunner,
+    pub matched: u64,
+    pub late: u64,
+    pub mismatched: u64,
+    /// Overdue now (no claim by receive time + T).
+    pub unclaimed: u64,
+    pub pending: u64,
+    pub duplicate_claims: u64,
+    pub orphan_claims: u64,
+    pub reclaims: u64,
+}
+
+impl Summary {
+    fn apply(&mut self, c: &Change) {
+        match c {
+            Change::Dispatched { runner, .. } => match runner {
+                Runner::Go => self.dispatched.go += 1,
+                Runner::Ts => self.dispatched.ts += 1,
+                Runner::Other => self.dispatched.other += 1,
+            },
+            Change::Judged { outcome, .. } => match outcome {
+                Outcome::Matched => self.matched += 1,
+                Outcome::Late => self.late += 1,
+                Outcome::Mismatched => self.mismatched += 1,
+                Outcome::Unclaimed | Outcome::Pending => {}
+            },
+            Change::PendingStarted { .. } => self.pending += 1,
+            Change::PendingEnded { .. } => self.pending = self.pending.saturating_sub(1),
+            Change::Overdue { .. } => self.unclaimed += 1,
+            Change::OverdueResolved { .. } | Change::OverdueForgotten { .. } => {
+                self.unclaimed = self.unclaimed.saturating_sub(1)
+            }
+            Change::Duplicate { .. } => self.duplicate_claims += 1,
+            Change::Orphan { .. } => self.orphan_claims += 1,
+            Change::Reclaimed { .. } => self.reclaims += 1,
+            Change::Claimed { .. } => {}
+        }
+    }
+}
+
+/// The sidecar's clock: wall time at start plus tokio's monotonic time since, so tests that
+/// pause tokio time control it completely.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall_at_start: Timestamp,
+    started: tokio::time::Instant,
+}
+
+impl Clock {
+    #[allow(clippy::disallowed_methods)] // the one place the sidecar reads the wall clock
+    pub fn system() -> Clock {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Clock::starting_at(Timestamp(wall))
+    }
+
+    pub fn starting_at(wall: Timestamp) -> Clock {
+        Clock {
+            wall_at_start: wall,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        let ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.wall_at_start.saturating_add_ms(ms)
+    }
+}
+
+pub struct Actor {
+    parser: Parser,
+    live: Live,
+    metrics: Metrics,
+    summary: Summary,
+    clock: Clock,
+    published: watch::Sender<Summary>,
+}
+
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor")
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor {
+    pub fn new(
+        parser: Parser,
+        config: LiveConfig,
+        registry: &Registry,
+        clock: Clock,
+    ) -> prometheus::Result<(Actor, watch::Receiver<Summary>)> {
+        let (published, summary_rx) = watch::channel(Summary::default());
+        let actor = Actor {
+            parser,
+            live: Live::new(config),
+            metrics: Metrics::register(registry, 200, 500)?,
+            summary: Summary::default(),
+            clock,
+            published,
+        };
+        Ok((actor, summary_rx))
+    }
+
+    /// Runs until `shutdown` is cancelled or every sender is gone, then drains what was sent.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                batch = rx.recv() => match batch {
+                    Some(b) => self.ingest(b),
+                    None => break,
+                },
+                _ = tick.tick() => self.tick(),
+            }
+        }
+        rx.close();
+        while let Some(b) = rx.recv().await {
+            self.ingest(b);
+        }
+    }
+
+    fn apply(&mut self, changes: Vec<Change>) {
+        for c in &changes {
+            self.metrics.apply(c);
+            self.summary.apply(c);
+        }
+    }
+
+    fn tick(&mut self) {
+        let changes = self.live.on_tick(self.clock.now());
+        if !changes.is_empty() {
+            self.apply(changes);
+            self.published.send_replace(self.summary.clone());
+        }
+    }
+
+    fn ingest(&mut self, batch: Batch) {
+        let now = self.clock.now();
+        let ctx = LineContext {
+            default_runtime: batch.default_runtime,
+            received_at: Some(now),
+        };
+        let mut result = BatchResult::default();
+        for line in &batch.lines {
+            match self.parser.parse_line(line, &ctx) {
+                Parsed::Ignored => {
+                    result.ignored += 1;
+                    self.metrics.line(&batch.source, LineResult::Ignored);
+                }
+                Parsed::Rejected(reason) => {
+                    result.rejected += 1;
+                    self.metrics.rejected(&batch.source, reason);
+                }
+                Parsed::Event(ev) => {
+                    let (kind, runtime, time) = (ev.kind, ev.runner, ev.time);
+                    let daemon = matches!(kind, EventKind::Heartbeat | EventKind::Claim)
+                        .then(|| (ev.worker.clone(), ev.version.clone()));
+                    match self.live.on_event(ev, Origin::default(), now) {
+                        None => {
+                            result.duplicates += 1;
+                            self.metrics.line(&batch.source, LineResult::Duplicate);
+                        }
+                        Some(changes) => {
+                            result.events += 1;
+                            self.metrics.line(&batch.source, LineResult::Event);
+                            self.metrics.event_time(&batch.source, time);
+                            if let Some((Some(worker), version)) = daemon {
+                                let hb = (kind == EventKind::Heartbeat).then_some(time);
+                                self.metrics
+                                    .daemon(runtime, &worker, version.as_deref(), hb);
+                            }
+                            self.apply(changes);
+                        }
+                    }
+                }
+            }
+        }
+        self.published.send_replace(self.summary.clone());
+        if let Some(done) = batch.done {
+            // The sender may have given up waiting; the lines are recorded all the same.
+            let _ = done.send(result);
+        }
+    }
+}

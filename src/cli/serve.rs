@@ -1,0 +1,161 @@
+//! `claimcheck serve`: the live sidecar. This first cut ingests stdin and `POST
+//! /ingest/ndjson`, correlates live and serves `/metrics`, `/healthz`, `/readyz` and
+//! `/api/summary`; tailing files, the Vercel drain and the durable store come next.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{Actor, Batch, Clock};
+use crate::config::{ClaimTimeouts, ParseConfig};
+use crate::correlate::CorrelateConfig;
+use crate::correlate::live::LiveConfig;
+use crate::event::Runner;
+use crate::parse::Parser;
+use crate::server::{AppState, router};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address for HTTP (metrics, API, ingest).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// Read log lines from stdin; lines that name no runtime get this one.
+    #[arg(long, value_name = "RUNTIME")]
+    pub stdin: Option<StdinRuntime>,
+    /// Claim timeout T: `120s`, `2m`, or per runner `go=90s` (repeatable).
+    #[arg(long, value_name = "DURATION", default_value = "120s")]
+    pub claim_timeout: Vec<String>,
+    /// Bearer token for `POST /ingest/ndjson` (without it the endpoint answers 401).
+    #[arg(long, env = "CLAIMCHECK_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StdinRuntime {
+    /// Dispatcher lines (no default runtime).
+    Dispatch,
+    Go,
+    Ts,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut timeouts = ClaimTimeouts::default();
+    for spec in &args.claim_timeout {
+        timeouts.apply(spec)?;
+    }
+    if args.stdin.is_none() && args.ingest_token.is_none() {
+        bail!(
+            "nothing to ingest: give --stdin RUNTIME and/or --ingest-token for POST /ingest/ndjson"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, timeouts))
+}
+
+async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
+    let registry = prometheus::Registry::new();
+    let config = LiveConfig {
+        correlate: CorrelateConfig {
+            timeouts,
+            ..CorrelateConfig::default()
+        },
+        ..LiveConfig::default()
+    };
+    let (actor, summary) = Actor::new(
+        Parser::new(ParseConfig::default()),
+        config,
+        &registry,
+        Clock::system(),
+    )
+    .context("cannot register metrics")?;
+    let (tx, rx) = mpsc::channel::<Batch>(64);
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(actor.run(rx, shutdown.clone()));
+    if let Some(rt) = args.stdin {
+        let runtime = match rt {
+            StdinRuntime::Dispatch => None,
+            StdinRuntime::Go => Some(Runner::Go),
+            StdinRuntime::Ts => Some(Runner::Ts),
+        };
+        tasks.spawn(read_stdin(tx.clone(), runtime, shutdown.clone()));
+    }
+    let state = AppState {
+        registry,
+        batches: tx,
+        summary,
+        ingest_token: args.ingest_token,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    server.await.context("http server failed")?;
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Sends stdin on in batches: up to 1024 lines, or what has arrived when the pipe pauses.
+async fn read_stdin(tx: mpsc::Sender<Batch>, runtime: Option<Runner>, shutdown: CancellationToken) {
+    let mut reader = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = reader.read_until(b'\n', &mut line) => r,
+        };
+        let eof = !matches!(read, Ok(n) if n > 0);
+        if !line.is_empty() {
+            lines.push(line);
+        }
+        if eof || lines.len() >= 1024 || reader.buffer().is_empty() {
+            let batch = Batch {
+                source: "stdin".into(),
+                default_runtime: runtime,
+                lines: std::mem::take(&mut lines),
+                done: None,
+            };
+            if !batch.lines.is_empty() && tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        if eof {
+            break;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

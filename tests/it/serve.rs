@@ -1,0 +1,173 @@
+//! `serve` through its router, with tokio time paused: ingest over HTTP, then read
+//! `/api/summary` and `/metrics` back.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use claimcheck::app::{Actor, Clock};
+use claimcheck::correlate::live::LiveConfig;
+use claimcheck::event::Timestamp;
+use claimcheck::parse::Parser;
+use claimcheck::server::{AppState, router};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const TOKEN: &str = "s3cret";
+
+fn app() -> (axum::Router, CancellationToken) {
+    let registry = prometheus::Registry::new();
+    let clock = Clock::starting_at(Timestamp(1_795_428_000_000));
+    let (actor, summary) = Actor::new(
+        Parser::new(Default::default()),
+        LiveConfig::default(),
+        &registry,
+        clock,
+    )
+    .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let stop = CancellationToken::new();
+    tokio::spawn(actor.run(rx, stop.clone()));
+    let state = AppState {
+        registry,
+        batches: tx,
+        summary,
+        ingest_token: Some(TOKEN.into()),
+    };
+    (router(state), stop)
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn post(runtime: &str, token: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::post(format!("/ingest/ndjson?runtime={runtime}"));
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+/// The summary once `ready` holds, letting the actor run between polls (time is paused, so
+/// only the actor's own progress is awaited; a bounded number of polls is the deadline).
+async fn summary_when(app: &axum::Router, ready: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+        let (_, body) = call(app, get("/api/summary")).await;
+        last = serde_json::from_str(&body).unwrap();
+        if ready(&last) {
+            return last;
+        }
+    }
+    panic!("condition not reached; last summary {last}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ingest_correlate_and_report_live() {
+    let (app, _stop) = app();
+    let dispatches = concat!(
+        r#"{"event":"dispatch","sessionId":"a","organizationId":"org_a","resolvedProfile":{"runner":"go"},"time":"2026-11-23T10:00:00Z"}"#,
+        "\n",
+        r#"{"event":"dispatch","sessionId":"b","organizationId":"org_a","resolvedProfile":{"runner":"go"},"time":"2026-11-23T10:00:00Z"}"#,
+        "\n",
+        "not json at all\n",
+    );
+    let (status, body) = call(&app, post("go", Some(TOKEN), dispatches)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let r: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (r["events"].as_u64(), r["ignored"].as_u64()),
+        (Some(2), Some(1))
+    );
+
+    let claim = r#"{"event":"claimed","sessionId":"a","workerId":"g1","version":"0.5.2","time":"2026-11-23T10:00:02Z"}"#;
+    let (status, _) = call(&app, post("go", Some(TOKEN), claim)).await;
+    assert_eq!(status, StatusCode::OK);
+    // re-posting the same batch is deduplicated
+    let (_, body) = call(&app, post("go", Some(TOKEN), claim)).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["duplicates"],
+        1
+    );
+
+    let (_, body) = call(&app, get("/api/summary")).await;
+    let s: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            s["dispatched"]["go"].as_u64(),
+            s["matched"].as_u64(),
+            s["pending"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+
+    // b gets no claim: on the sidecar's clock it becomes overdue after T = 120 s
+    tokio::time::advance(Duration::from_secs(119)).await;
+    let s = summary_when(&app, |_| true).await;
+    assert_eq!(s["unclaimed"], 0, "not before T: {s}");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let s = summary_when(&app, |s| s["unclaimed"] == 1).await;
+    assert_eq!(s["pending"], 0, "{s}");
+
+    let (_, metrics) = call(&app, get("/metrics")).await;
+    for line in [
+        r#"claimcheck_dispatches_total{org="org_a",runner="go"} 2"#,
+        r#"claimcheck_outcomes_total{outcome="matched",runner="go"} 1"#,
+        r#"claimcheck_unclaimed_sessions{runner="go"} 1"#,
+        r#"claimcheck_claim_deadline_missed_total{runner="go"} 1"#,
+        r#"claimcheck_ingest_lines_total{result="duplicate",source="ndjson"} 1"#,
+        r#"claimcheck_daemon_info{runtime="go",version="0.5.2",worker="g1"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line} in\n{metrics}"
+        );
+    }
+
+    // a late claim resolves it
+    let late =
+        r#"{"event":"claimed","sessionId":"b","workerId":"g1","time":"2026-11-23T10:03:00Z"}"#;
+    call(&app, post("go", Some(TOKEN), late)).await;
+    let (_, body) = call(&app, get("/api/summary")).await;
+    let s: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (s["unclaimed"].as_u64(), s["late"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ingest_needs_the_token_and_a_known_runtime() {
+    let (app, _stop) = app();
+    assert_eq!(
+        call(&app, post("go", None, "{}")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, post("go", Some("s3cres"), "{}")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, post("rust", Some(TOKEN), "{}")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let big = "x".repeat(claimcheck::server::MAX_BODY_BYTES + 1);
+    assert_eq!(
+        call(&app, post("go", Some(TOKEN), &big)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(call(&app, get("/healthz")).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::OK);
+}

@@ -16,12 +16,18 @@ use crate::correlate::live::LiveConfig;
 use crate::event::Runner;
 use crate::parse::Parser;
 use crate::server::{AppState, router};
+use crate::sources::tail::Tailer;
+use crate::sources::{Input, Role};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address for HTTP (metrics, API, ingest).
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
+    /// Follow a log file (repeatable): `dispatch.log`, or `go=daemon.log` to give lines that
+    /// name no runtime a default. Rotation (rename + create, copytruncate) is followed.
+    #[arg(long, value_name = "[RUNTIME=]PATH")]
+    pub file: Vec<String>,
     /// Read log lines from stdin; lines that name no runtime get this one.
     #[arg(long, value_name = "RUNTIME")]
     pub stdin: Option<StdinRuntime>,
@@ -46,9 +52,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     for spec in &args.claim_timeout {
         timeouts.apply(spec)?;
     }
-    if args.stdin.is_none() && args.ingest_token.is_none() {
+    if args.stdin.is_none() && args.ingest_token.is_none() && args.file.is_empty() {
         bail!(
-            "nothing to ingest: give --stdin RUNTIME and/or --ingest-token for POST /ingest/ndjson"
+            "nothing to ingest: give --file, --stdin RUNTIME or --ingest-token (for POST /ingest/ndjson)"
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -86,6 +92,24 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
         };
         tasks.spawn(read_stdin(tx.clone(), runtime, shutdown.clone()));
     }
+    for spec in &args.file {
+        let input = Input::parse(spec, Role::Claims).map_err(anyhow::Error::msg)?;
+        let Some(path) = input.path else {
+            bail!("--file needs a path; use --stdin for stdin")
+        };
+        let source = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let tailer = Tailer::new(path, ParseConfig::default().max_line_bytes);
+        tasks.spawn(follow(
+            tailer,
+            source,
+            input.default_runtime,
+            tx.clone(),
+            shutdown.clone(),
+        ));
+    }
     let state = AppState {
         registry,
         batches: tx,
@@ -104,6 +128,60 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Polls one file every 250 ms (and at once again while a backlog remains) and sends what
+/// is new. File reads run on the blocking pool.
+async fn follow(
+    mut tailer: Tailer,
+    source: String,
+    runtime: Option<Runner>,
+    tx: mpsc::Sender<Batch>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        loop {
+            let Ok((back, polled)) = tokio::task::spawn_blocking(move || {
+                let r = tailer.poll();
+                (tailer, r)
+            })
+            .await
+            else {
+                return;
+            };
+            tailer = back;
+            let polled = match polled {
+                Ok(p) => p,
+                Err(e) => {
+                    #[allow(clippy::print_stderr)] // until the serve issue brings tracing
+                    {
+                        eprintln!("claimcheck: cannot read {}: {e}", tailer.path().display());
+                    }
+                    break;
+                }
+            };
+            let more = polled.more;
+            if !polled.lines.is_empty() {
+                let batch = Batch {
+                    source: source.clone(),
+                    default_runtime: runtime,
+                    lines: polled.lines,
+                    done: None,
+                };
+                if tx.send(batch).await.is_err() {
+                    return;
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+    }
 }
 
 /// Sends stdin on in batches: up to 1024 lines, or what has arrived when the pipe pauses.

@@ -5,6 +5,7 @@
 //! lines and numbers them, so parsing can run on several cores and still cite `file:line`.
 
 mod chunks;
+pub mod tail;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};

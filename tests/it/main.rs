@@ -6,6 +6,7 @@
 mod hostile;
 mod live;
 mod serve;
+mod serve_files;
 mod simulate;
 mod support;
 mod tidy;

@@ -1,0 +1,132 @@
+//! The real `serve` binary following files through a rotation, read back over HTTP.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::claimcheck;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+/// Polls `/api/summary` until `ready` holds; the deadline is generous, the wait is not fixed.
+fn summary_when(port: u16, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Some(body) = http_get(port, "/api/summary")
+            && let Ok(v) = serde_json::from_str::<Value>(&body)
+        {
+            if ready(&v) {
+                return v;
+            }
+            last = v;
+        }
+        std::hint::spin_loop();
+    }
+    panic!("condition not reached within 20 s; last summary {last}");
+}
+
+fn append(path: &Path, s: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(s.as_bytes())
+        .unwrap();
+}
+
+fn dispatch(id: &str) -> String {
+    format!(
+        "{{\"event\":\"dispatch\",\"sessionId\":\"{id}\",\"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"2026-11-23T10:00:00Z\"}}\n"
+    )
+}
+
+fn claim(id: &str) -> String {
+    format!(
+        "{{\"event\":\"claimed\",\"sessionId\":\"{id}\",\"workerId\":\"g1\",\"time\":\"2026-11-23T10:00:01Z\"}}\n"
+    )
+}
+
+#[test]
+fn follows_files_across_rename_rotation_and_copytruncate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, c) = (
+        dir.path().join("dispatch.log"),
+        dir.path().join("daemon.log"),
+    );
+    append(&d, &dispatch("s1"));
+    let port = free_port();
+    let _server = Server(
+        claimcheck()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--file")
+            .arg(&d)
+            .arg("--file")
+            .arg(format!("go={}", c.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    summary_when(port, |s| s["dispatched"]["go"] == 1);
+
+    append(&c, &claim("s1"));
+    summary_when(port, |s| s["matched"] == 1);
+
+    // rename + create: the tail of the old file and the new file are both read
+    append(&d, &dispatch("s2"));
+    std::fs::rename(&d, dir.path().join("dispatch.log.1")).unwrap();
+    append(&d, &dispatch("s3"));
+    summary_when(port, |s| s["dispatched"]["go"] == 3);
+
+    // copytruncate of the claims file
+    std::fs::write(dir.path().join("daemon.log.1"), std::fs::read(&c).unwrap()).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&c)
+        .unwrap();
+    append(&c, &(claim("s2") + &claim("s3")));
+    let s = summary_when(port, |s| s["matched"] == 3);
+    assert_eq!(s["dispatched"]["go"], 3, "nothing counted twice: {s}");
+
+    let metrics = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l == r#"claimcheck_ingest_lines_total{result="event",source="dispatch.log"} 3"#
+        ),
+        "{metrics}"
+    );
+}

@@ -23,7 +23,48 @@ pub struct Batch {
     pub source: String,
     pub default_runtime: Option<Runner>,
     pub lines: Vec<Vec<u8>>,
+    /// Drain entry ids, one per line when present: a retried delivery is dropped whole.
+    pub entry_ids: Vec<Option<String>>,
     pub done: Option<oneshot::Sender<BatchResult>>,
+}
+
+impl Batch {
+    pub fn new(source: &str, default_runtime: Option<Runner>, lines: Vec<Vec<u8>>) -> Batch {
+        Batch {
+            source: source.to_owned(),
+            default_runtime,
+            lines,
+            entry_ids: Vec::new(),
+            done: None,
+        }
+    }
+}
+
+/// Ids seen lately, bounded: the oldest are forgotten first. A drain retries within minutes,
+/// not days.
+#[derive(Debug, Default)]
+struct RecentIds {
+    set: rustc_hash::FxHashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentIds {
+    const CAP: usize = 1_000_000;
+
+    /// `false` if `id` was seen already.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() == Self::CAP
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        true
+    }
 }
 
 /// What became of a batch's lines.
@@ -115,6 +156,7 @@ pub struct Actor {
     summary: Summary,
     clock: Clock,
     published: watch::Sender<Summary>,
+    entries: RecentIds,
 }
 
 impl std::fmt::Debug for Actor {
@@ -140,6 +182,7 @@ impl Actor {
             summary: Summary::default(),
             clock,
             published,
+            entries: RecentIds::default(),
         };
         Ok((actor, summary_rx))
     }
@@ -186,7 +229,14 @@ impl Actor {
             received_at: Some(now),
         };
         let mut result = BatchResult::default();
-        for line in &batch.lines {
+        for (i, line) in batch.lines.iter().enumerate() {
+            if let Some(Some(id)) = batch.entry_ids.get(i)
+                && !self.entries.insert(id)
+            {
+                result.duplicates += 1;
+                self.metrics.line(&batch.source, LineResult::Duplicate);
+                continue;
+            }
             match self.parser.parse_line(line, &ctx) {
                 Parsed::Ignored => {
                     result.ignored += 1;

@@ -24,6 +24,16 @@ pub struct AppState {
     pub summary: watch::Receiver<Summary>,
     /// Bearer token for `POST /ingest/ndjson`; `None` leaves it closed.
     pub ingest_token: Option<String>,
+    /// The Vercel drain: its secret and verification code; `None` leaves it closed.
+    pub vercel: Option<VercelDrain>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VercelDrain {
+    /// Signs each body: `x-vercel-signature` = hex HMAC-SHA1(secret, body).
+    pub secret: String,
+    /// Echoed in `x-vercel-verify` when Vercel checks the endpoint.
+    pub verify_code: String,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -33,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/api/summary", get(summary))
         .route("/ingest/ndjson", post(ingest_ndjson))
+        .route("/ingest/vercel", get(vercel_probe).post(ingest_vercel))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -92,17 +103,70 @@ async fn ingest_ndjson(
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .map(<[u8]>::to_vec)
         .collect();
-    let (done, recorded) = oneshot::channel();
-    let batch = Batch {
-        source: "ndjson".into(),
-        default_runtime,
-        lines,
-        done: Some(done),
+    record(&s, Batch::new("ndjson", default_runtime, lines)).await
+}
+
+fn verified(code: &str) -> Response {
+    match axum::http::HeaderValue::from_str(code) {
+        Ok(v) => (StatusCode::OK, [("x-vercel-verify", v)], "ok\n").into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "bad_verify_code"),
+    }
+}
+
+async fn vercel_probe(State(s): State<AppState>) -> Response {
+    match &s.vercel {
+        Some(v) => verified(&v.verify_code),
+        None => error(StatusCode::NOT_FOUND, "drain_not_configured"),
+    }
+}
+
+/// Whether `signature` (hex) is HMAC-SHA1(secret, body), compared in constant time.
+fn signed(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
+    use hmac::{Hmac, KeyInit, Mac};
+    let Some(sig) = signature.and_then(|s| hex::decode(s.trim()).ok()) else {
+        return false;
     };
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+async fn ingest_vercel(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(drain) = &s.vercel else {
+        return error(StatusCode::NOT_FOUND, "drain_not_configured");
+    };
+    let signature = headers
+        .get("x-vercel-signature")
+        .and_then(|v| v.to_str().ok());
+    if !signed(&drain.secret, &body, signature) {
+        // Vercel's endpoint check is unsigned and carries no entries.
+        if signature.is_none() && crate::parse::drain::is_verification_probe(&body) {
+            return verified(&drain.verify_code);
+        }
+        return error(StatusCode::FORBIDDEN, "invalid_signature");
+    }
+    let entries = crate::parse::drain::entries(&body);
+    let mut batch = Batch::new("vercel", None, Vec::with_capacity(entries.len()));
+    for e in entries {
+        batch.lines.push(e.json);
+        batch.entry_ids.push(e.id);
+    }
+    record(&s, batch).await
+}
+
+/// Hands a batch to the actor and answers 2xx only once it has recorded the lines.
+async fn record(s: &AppState, mut batch: Batch) -> Response {
+    let (done, recorded) = oneshot::channel();
+    batch.done = Some(done);
     if s.batches.send(batch).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
     }
-    // 2xx only once the actor has recorded the lines.
     match recorded.await {
         Ok(result) => Json(result).into_response(),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),

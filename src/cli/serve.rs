@@ -15,7 +15,7 @@ use crate::correlate::CorrelateConfig;
 use crate::correlate::live::LiveConfig;
 use crate::event::Runner;
 use crate::parse::Parser;
-use crate::server::{AppState, router};
+use crate::server::{AppState, VercelDrain, router};
 use crate::sources::tail::Tailer;
 use crate::sources::{Input, Role};
 
@@ -37,6 +37,12 @@ pub struct ServeArgs {
     /// Bearer token for `POST /ingest/ndjson` (without it the endpoint answers 401).
     #[arg(long, env = "CLAIMCHECK_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
+    /// Vercel drain secret: enables `POST /ingest/vercel` (bodies signed with it).
+    #[arg(long, env = "CLAIMCHECK_VERCEL_SECRET", hide_env_values = true)]
+    pub vercel_secret: Option<String>,
+    /// Code echoed in `x-vercel-verify` when Vercel checks the drain endpoint.
+    #[arg(long, env = "CLAIMCHECK_VERCEL_VERIFY_CODE")]
+    pub vercel_verify_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -52,7 +58,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     for spec in &args.claim_timeout {
         timeouts.apply(spec)?;
     }
-    if args.stdin.is_none() && args.ingest_token.is_none() && args.file.is_empty() {
+    if args.stdin.is_none()
+        && args.ingest_token.is_none()
+        && args.file.is_empty()
+        && args.vercel_secret.is_none()
+    {
         bail!(
             "nothing to ingest: give --file, --stdin RUNTIME or --ingest-token (for POST /ingest/ndjson)"
         );
@@ -115,6 +125,10 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
         batches: tx,
         summary,
         ingest_token: args.ingest_token,
+        vercel: args.vercel_secret.map(|secret| VercelDrain {
+            secret,
+            verify_code: args.vercel_verify_code.unwrap_or_default(),
+        }),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -167,12 +181,7 @@ async fn follow(
             };
             let more = polled.more;
             if !polled.lines.is_empty() {
-                let batch = Batch {
-                    source: source.clone(),
-                    default_runtime: runtime,
-                    lines: polled.lines,
-                    done: None,
-                };
+                let batch = Batch::new(&source, runtime, polled.lines);
                 if tx.send(batch).await.is_err() {
                     return;
                 }
@@ -199,12 +208,7 @@ async fn read_stdin(tx: mpsc::Sender<Batch>, runtime: Option<Runner>, shutdown: 
             lines.push(line);
         }
         if eof || lines.len() >= 1024 || reader.buffer().is_empty() {
-            let batch = Batch {
-                source: "stdin".into(),
-                default_runtime: runtime,
-                lines: std::mem::take(&mut lines),
-                done: None,
-            };
+            let batch = Batch::new("stdin", runtime, std::mem::take(&mut lines));
             if !batch.lines.is_empty() && tx.send(batch).await.is_err() {
                 break;
             }

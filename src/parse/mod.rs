@@ -8,6 +8,7 @@
 //! parse never does I/O, never reads a clock (a live caller passes the receive time in
 //! [`LineContext`]) and never panics on input: a fuzz-style property test feeds it arbitrary bytes.
 
+pub mod drain;
 mod extract;
 pub mod time;
 

@@ -9,13 +9,14 @@ use claimcheck::app::{Actor, Clock};
 use claimcheck::correlate::live::LiveConfig;
 use claimcheck::event::Timestamp;
 use claimcheck::parse::Parser;
-use claimcheck::server::{AppState, router};
+use claimcheck::server::{AppState, VercelDrain, router};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const TOKEN: &str = "s3cret";
+const DRAIN_SECRET: &str = "drain-secret";
 
 fn app() -> (axum::Router, CancellationToken) {
     let registry = prometheus::Registry::new();
@@ -35,6 +36,10 @@ fn app() -> (axum::Router, CancellationToken) {
         batches: tx,
         summary,
         ingest_token: Some(TOKEN.into()),
+        vercel: Some(VercelDrain {
+            secret: DRAIN_SECRET.into(),
+            verify_code: "vc-123".into(),
+        }),
     };
     (router(state), stop)
 }
@@ -170,4 +175,78 @@ async fn ingest_needs_the_token_and_a_known_runtime() {
     );
     assert_eq!(call(&app, get("/healthz")).await.0, StatusCode::OK);
     assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::OK);
+}
+
+fn sign(body: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(DRAIN_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn drain_post(body: &str, signature: Option<&str>) -> Request<Body> {
+    let mut b = Request::post("/ingest/vercel");
+    if let Some(sig) = signature {
+        b = b.header("x-vercel-signature", sig);
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn vercel_drain_contract() {
+    let (app, _stop) = app();
+    // the endpoint check: unsigned GET, or POST of [] / {}, answered with the code
+    for req in [
+        get("/ingest/vercel"),
+        drain_post("[]", None),
+        drain_post("{}", None),
+    ] {
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["x-vercel-verify"], "vc-123");
+    }
+    let body = concat!(
+        r#"[{"id":"e1","message":"{\"event\":\"dispatch\",\"sessionId\":\"v1\",\"resolvedProfile\":{\"runner\":\"go\"}}","timestamp":1795428000000,"source":"lambda"},"#,
+        r#"{"id":"e2","message":"{\"event\":\"dispatch\",\"sessionId\":\"v2\",\"resol","timestamp":1795428000000},"#,
+        r#"{"id":"e3","message":"GET /api/health 200","timestamp":1795428000000}]"#,
+    );
+    // unsigned, wrongly signed or signed over another body: 403, nothing recorded
+    for sig in [None, Some("00"), Some("zz"), Some(sign("[]").as_str())] {
+        let (status, text) = call(&app, drain_post(body, sig)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{sig:?}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["code"],
+            "invalid_signature"
+        );
+    }
+    let (status, text) = call(&app, drain_post(body, Some(&sign(body)))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            r["events"].as_u64(),
+            r["rejected"].as_u64(),
+            r["ignored"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{r}"
+    );
+    // Vercel retries the same batch: every entry is a duplicate, nothing counted twice
+    let (_, text) = call(&app, drain_post(body, Some(&sign(body)))).await;
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (r["events"].as_u64(), r["duplicates"].as_u64()),
+        (Some(0), Some(3)),
+        "{r}"
+    );
+    let (_, s) = call(&app, get("/api/summary")).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&s).unwrap()["dispatched"]["go"],
+        1
+    );
+    let big = "x".repeat(claimcheck::server::MAX_BODY_BYTES + 1);
+    assert_eq!(
+        call(&app, drain_post(&big, Some(&sign(&big)))).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 }

@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::correlate::Outcome;
 use crate::correlate::live::{Change, Live, LiveConfig};
-use crate::event::{EventKind, Origin, Runner, Timestamp};
+use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::parse::{LineContext, Parsed, Parser};
 use crate::sinks::metrics::{LineResult, Metrics};
-use crate::sinks::report::ByRunner;
+use crate::sinks::report::{ByRunner, Evidence};
 
 /// Lines from one source, and where to say they were recorded.
 #[derive(Debug)]
@@ -65,6 +65,29 @@ impl RecentIds {
         self.order.push_back(id.to_owned());
         true
     }
+}
+
+/// A question for the actor, answered on its own thread from its own state.
+#[derive(Debug)]
+pub enum Lookup {
+    Session(SessionId, oneshot::Sender<Option<SessionView>>),
+}
+
+/// Everything known about one session (`GET /api/sessions/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionView {
+    pub session_id: String,
+    /// Judged against the latest event time seen; `null` for a session never dispatched.
+    pub outcome: Option<&'static str>,
+    pub org: Option<String>,
+    pub runner: Option<&'static str>,
+    pub dispatched_at: Option<String>,
+    pub deadline: Option<String>,
+    pub latency_seconds: Option<f64>,
+    pub duplicate_claim: bool,
+    pub reclaims: u32,
+    /// Every event, oldest first, each citing `source:line`.
+    pub events: Vec<Evidence>,
 }
 
 /// What became of a batch's lines.
@@ -157,6 +180,8 @@ pub struct Actor {
     clock: Clock,
     published: watch::Sender<Summary>,
     entries: RecentIds,
+    /// Source names by index, and lines read from each: a record's origin cites them.
+    sources: Vec<(String, u32)>,
 }
 
 impl std::fmt::Debug for Actor {
@@ -183,12 +208,18 @@ impl Actor {
             clock,
             published,
             entries: RecentIds::default(),
+            sources: Vec::new(),
         };
         Ok((actor, summary_rx))
     }
 
     /// Runs until `shutdown` is cancelled or every sender is gone, then drains what was sent.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Batch>,
+        mut queries: mpsc::Receiver<Lookup>,
+        shutdown: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -198,6 +229,7 @@ impl Actor {
                     Some(b) => self.ingest(b),
                     None => break,
                 },
+                Some(q) = queries.recv() => self.answer(q),
                 _ = tick.tick() => self.tick(),
             }
         }
@@ -205,6 +237,58 @@ impl Actor {
         while let Some(b) = rx.recv().await {
             self.ingest(b);
         }
+    }
+
+    fn answer(&self, q: Lookup) {
+        match q {
+            Lookup::Session(id, reply) => {
+                let _ = reply.send(self.view(&id));
+            }
+        }
+    }
+
+    fn view(&self, id: &SessionId) -> Option<SessionView> {
+        let c = self.live.core();
+        let s = c.session(id)?;
+        let j = s.judge(c.timeouts(), c.watermark());
+        let source = |o: Origin| {
+            let name = self
+                .sources
+                .get(usize::from(o.input))
+                .map_or("?", |(n, _)| n.as_str());
+            format!("{name}:{}", o.line)
+        };
+        Some(SessionView {
+            session_id: id.to_string(),
+            outcome: j.outcome.map(Outcome::as_str),
+            org: j
+                .dispatch
+                .and_then(|d| c.org_name(d.extra))
+                .map(str::to_owned),
+            runner: j.dispatch.map(|d| d.runner.as_str()),
+            dispatched_at: j.dispatch.map(|d| d.time.to_rfc3339()),
+            deadline: j.deadline.map(Timestamp::to_rfc3339),
+            latency_seconds: j.latency_ms.map(|ms| ms as f64 / 1000.0),
+            duplicate_claim: j.duplicate,
+            reclaims: j.reclaims,
+            events: s
+                .records()
+                .iter()
+                .map(|r| Evidence::of(c, r, source(r.origin())))
+                .collect(),
+        })
+    }
+
+    /// The index of a source name, registered on first use.
+    fn source_index(&mut self, name: &str) -> u16 {
+        let i = match self.sources.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                self.sources.push((name.to_owned(), 0));
+                self.sources.len() - 1
+            }
+        };
+        u16::try_from(i).unwrap_or(u16::MAX)
     }
 
     fn apply(&mut self, changes: Vec<Change>) {
@@ -229,7 +313,15 @@ impl Actor {
             received_at: Some(now),
         };
         let mut result = BatchResult::default();
+        let input = self.source_index(&batch.source);
         for (i, line) in batch.lines.iter().enumerate() {
+            let origin = match self.sources.get_mut(usize::from(input)) {
+                Some((_, n)) => {
+                    *n = n.saturating_add(1);
+                    Origin { input, line: *n }
+                }
+                None => Origin::default(),
+            };
             if let Some(Some(id)) = batch.entry_ids.get(i)
                 && !self.entries.insert(id)
             {
@@ -250,7 +342,7 @@ impl Actor {
                     let (kind, runtime, time) = (ev.kind, ev.runner, ev.time);
                     let daemon = matches!(kind, EventKind::Heartbeat | EventKind::Claim)
                         .then(|| (ev.worker.clone(), ev.version.clone()));
-                    match self.live.on_event(ev, Origin::default(), now) {
+                    match self.live.on_event(ev, origin, now) {
                         None => {
                             result.duplicates += 1;
                             self.metrics.line(&batch.source, LineResult::Duplicate);

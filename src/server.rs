@@ -11,7 +11,7 @@ use prometheus::Registry;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::app::{Batch, Summary};
+use crate::app::{Batch, Lookup, Summary};
 use crate::event::Runner;
 
 /// Largest accepted ingest body.
@@ -21,6 +21,7 @@ pub const MAX_BODY_BYTES: usize = 8 << 20;
 pub struct AppState {
     pub registry: Registry,
     pub batches: mpsc::Sender<Batch>,
+    pub queries: mpsc::Sender<Lookup>,
     pub summary: watch::Receiver<Summary>,
     /// Bearer token for `POST /ingest/ndjson`; `None` leaves it closed.
     pub ingest_token: Option<String>,
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/api/summary", get(summary))
+        .route("/api/sessions/{id}", get(session))
         .route("/ingest/ndjson", post(ingest_ndjson))
         .route("/ingest/vercel", get(vercel_probe).post(ingest_vercel))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -58,6 +60,24 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn summary(State(s): State<AppState>) -> Json<Summary> {
     Json(s.summary.borrow().clone())
+}
+
+async fn session(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let Some(id) = crate::event::SessionId::new(&id) else {
+        return error(StatusCode::NOT_FOUND, "unknown_session");
+    };
+    let (reply, answer) = oneshot::channel();
+    if s.queries.send(Lookup::Session(id, reply)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
+    }
+    match answer.await {
+        Ok(Some(view)) => Json(view).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "unknown_session"),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -93,7 +93,8 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Batch>(64);
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(actor.run(rx, shutdown.clone()));
+    let (query_tx, query_rx) = mpsc::channel(16);
+    tasks.spawn(actor.run(rx, query_rx, shutdown.clone()));
     if let Some(rt) = args.stdin {
         let runtime = match rt {
             StdinRuntime::Dispatch => None,
@@ -123,6 +124,7 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
     let state = AppState {
         registry,
         batches: tx,
+        queries: query_tx,
         summary,
         ingest_token: args.ingest_token,
         vercel: args.vercel_secret.map(|secret| VercelDrain {

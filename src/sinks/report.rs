@@ -184,6 +184,24 @@ pub struct Evidence {
     pub source: String,
 }
 
+impl Evidence {
+    /// One record of a session, with names looked up and its origin as `source`.
+    pub fn of(c: &Correlator, r: &Record, source: String) -> Evidence {
+        Evidence {
+            event: r.kind.as_str().to_owned(),
+            runner: r.runner.as_str().to_owned(),
+            at: r.time.to_rfc3339(),
+            worker: c.worker_name(r.worker).map(str::to_owned),
+            detail: match r.kind {
+                EventKind::Dispatch => None,
+                EventKind::Claim => c.detail_name(r.extra).map(|v| format!("version {v}")),
+                _ => c.detail_name(r.extra).map(str::to_owned),
+            },
+            source,
+        }
+    }
+}
+
 /// A failing session with everything known about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
@@ -375,18 +393,7 @@ impl Tally {
             .records()
             .iter()
             .take(MAX_EVIDENCE)
-            .map(|r: &Record| Evidence {
-                event: r.kind.as_str().to_owned(),
-                runner: r.runner.as_str().to_owned(),
-                at: r.time.to_rfc3339(),
-                worker: c.worker_name(r.worker).map(str::to_owned),
-                detail: match r.kind {
-                    EventKind::Dispatch => None,
-                    EventKind::Claim => c.detail_name(r.extra).map(|v| format!("version {v}")),
-                    _ => c.detail_name(r.extra).map(str::to_owned),
-                },
-                source: self.source(r.origin()),
-            })
+            .map(|r| Evidence::of(c, r, self.source(r.origin())))
             .collect();
         Finding {
             session_id: id.to_string(),

@@ -30,10 +30,12 @@ fn app() -> (axum::Router, CancellationToken) {
     .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let stop = CancellationToken::new();
-    tokio::spawn(actor.run(rx, stop.clone()));
+    let (query_tx, query_rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(actor.run(rx, query_rx, stop.clone()));
     let state = AppState {
         registry,
         batches: tx,
+        queries: query_tx,
         summary,
         ingest_token: Some(TOKEN.into()),
         vercel: Some(VercelDrain {
@@ -139,6 +141,31 @@ async fn ingest_correlate_and_report_live() {
             "missing {line} in\n{metrics}"
         );
     }
+
+    // everything known about one session, citing source:line
+    let (status, body) = call(&app, get("/api/sessions/a")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            v["outcome"].as_str(),
+            v["org"].as_str(),
+            v["latency_seconds"].as_f64()
+        ),
+        (Some("matched"), Some("org_a"), Some(2.0)),
+        "{v}"
+    );
+    let sources: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["ndjson:1", "ndjson:4"], "{v}");
+    assert_eq!(
+        call(&app, get("/api/sessions/nope")).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // a late claim resolves it
     let late =

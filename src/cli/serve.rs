@@ -108,14 +108,11 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
         let Some(path) = input.path else {
             bail!("--file needs a path; use --stdin for stdin")
         };
-        let source = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let tailer = Tailer::new(path, ParseConfig::default().max_line_bytes);
-        tasks.spawn(follow(
-            tailer,
-            source,
+        let pattern = path.to_string_lossy().into_owned();
+        glob::Pattern::new(&pattern)
+            .with_context(|| format!("--file {pattern:?} is not a valid glob"))?;
+        tasks.spawn(follow_glob(
+            pattern,
             input.default_runtime,
             tx.clone(),
             shutdown.clone(),
@@ -144,6 +141,51 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Follows every file matching `pattern` (a plain path matches itself), picking up new
+/// matches every second. Each file is followed by its own task, owned here.
+async fn follow_glob(
+    pattern: String,
+    runtime: Option<Runner>,
+    tx: mpsc::Sender<Batch>,
+    shutdown: CancellationToken,
+) {
+    let literal = !pattern.contains(['*', '?', '[']);
+    let mut followed = std::collections::BTreeSet::new();
+    let mut followers = tokio::task::JoinSet::new();
+    let mut scan = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = scan.tick() => {}
+        }
+        let paths: Vec<std::path::PathBuf> = if literal {
+            // A named file is followed even before it exists.
+            vec![std::path::PathBuf::from(&pattern)]
+        } else {
+            glob::glob(&pattern)
+                .map(|it| it.filter_map(Result::ok).collect())
+                .unwrap_or_default()
+        };
+        for path in paths {
+            if followed.insert(path.clone()) {
+                let source = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                let tailer = Tailer::new(path, ParseConfig::default().max_line_bytes);
+                followers.spawn(follow(
+                    tailer,
+                    source,
+                    runtime,
+                    tx.clone(),
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
+    while followers.join_next().await.is_some() {}
 }
 
 /// Polls one file every 250 ms (and at once again while a backlog remains) and sends what

@@ -130,3 +130,37 @@ fn follows_files_across_rename_rotation_and_copytruncate() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_glob_picks_up_files_created_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let pattern = format!("go={}/daemon-*.log", dir.path().display());
+    let _server = Server(
+        claimcheck()
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--file",
+                &pattern,
+            ])
+            .arg("--file")
+            .arg(dir.path().join("dispatch.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    append(
+        &dir.path().join("dispatch.log"),
+        &(dispatch("g1") + &dispatch("g2")),
+    );
+    summary_when(port, |s| s["dispatched"]["go"] == 2);
+    append(&dir.path().join("daemon-a.log"), &claim("g1"));
+    summary_when(port, |s| s["matched"] == 1);
+    append(&dir.path().join("daemon-b.log"), &claim("g2"));
+    append(&dir.path().join("unrelated.log"), &claim("g3"));
+    let s = summary_when(port, |s| s["matched"] == 2);
+    assert_eq!(s["pending"], 0, "{s}");
+}

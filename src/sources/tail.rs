@@ -51,6 +51,19 @@ pub struct Tailer {
     open: Option<Open>,
     partial: Vec<u8>,
     max_line: usize,
+    /// Where a previous run stopped, applied when the file is first opened.
+    resume: Option<Position>,
+}
+
+/// How far a file has been read, durably storable: the file's identity, the offset after the
+/// last byte read, and the unterminated line held back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Position {
+    pub dev: u64,
+    pub ino: u64,
+    pub head: Vec<u8>,
+    pub offset: u64,
+    pub partial: Vec<u8>,
 }
 
 impl Tailer {
@@ -61,7 +74,29 @@ impl Tailer {
             open: None,
             partial: Vec::new(),
             max_line,
+            resume: None,
         }
+    }
+
+    /// Follows `path` from where a previous run stopped, if the file there is still the same
+    /// one (same device and inode, at least as long, same head); else from its start.
+    pub fn resume(path: impl Into<PathBuf>, max_line: usize, at: Position) -> Tailer {
+        Tailer {
+            resume: Some(at),
+            ..Tailer::new(path, max_line)
+        }
+    }
+
+    /// Where reading stands now, or `None` before the file was first opened.
+    pub fn position(&self) -> Option<Position> {
+        let o = self.open.as_ref()?;
+        Some(Position {
+            dev: o.dev,
+            ino: o.ino,
+            head: o.head.clone(),
+            offset: o.offset,
+            partial: self.partial.clone(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -114,13 +149,26 @@ impl Tailer {
             Err(e) => return Err(e),
         };
         let m = file.metadata()?;
-        self.open = Some(Open {
+        let mut open = Open {
             file,
             dev: m.dev(),
             ino: m.ino(),
             head: Vec::new(),
             offset: 0,
-        });
+        };
+        if let Some(at) = self.resume.take()
+            && (at.dev, at.ino) == (open.dev, open.ino)
+            && m.len() >= at.offset
+        {
+            let mut head = vec![0; at.head.len()];
+            let n = read_up_to(&mut open.file, &mut head)?;
+            if n == at.head.len() && head == at.head {
+                open.head = at.head;
+                open.offset = at.offset;
+                self.partial = at.partial;
+            }
+        }
+        self.open = Some(open);
         self.drain(&mut out)?;
         Ok(out)
     }
@@ -241,6 +289,24 @@ mod tests {
         let p = t.poll().unwrap();
         assert_eq!(lines(&p), vec!["3-unterminated", "4\n"]);
         assert_eq!(p.events, vec![TailEvent::Rotated]);
+    }
+
+    #[test]
+    fn resumes_where_it_stopped_only_in_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let mut t = Tailer::new(&path, 1 << 20);
+        append(&path, "1\n2\n3-part");
+        t.poll().unwrap();
+        let pos = t.position().unwrap();
+        append(&path, "ial\n4\n");
+        let mut again = Tailer::resume(&path, 1 << 20, pos.clone());
+        assert_eq!(lines(&again.poll().unwrap()), vec!["3-partial\n", "4\n"]);
+        // the path now holds another file: start it from the top
+        std::fs::rename(&path, dir.path().join("a.log.1")).unwrap();
+        append(&path, "new\n");
+        let mut other = Tailer::resume(&path, 1 << 20, pos);
+        assert_eq!(lines(&other.poll().unwrap()), vec!["new\n"]);
     }
 
     #[test]

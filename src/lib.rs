@@ -18,4 +18,5 @@ pub mod server;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;
+pub mod store;
 pub mod verify;

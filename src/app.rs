@@ -15,6 +15,8 @@ use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::parse::{LineContext, Parsed, Parser};
 use crate::sinks::metrics::{LineResult, Metrics};
 use crate::sinks::report::{ByRunner, Evidence};
+use crate::sources::tail::Position;
+use crate::store::{Commit, Store, StoreError, StoredLine};
 
 /// Lines from one source, and where to say they were recorded.
 #[derive(Debug)]
@@ -25,7 +27,10 @@ pub struct Batch {
     pub lines: Vec<Vec<u8>>,
     /// Drain entry ids, one per line when present: a retried delivery is dropped whole.
     pub entry_ids: Vec<Option<String>>,
-    pub done: Option<oneshot::Sender<BatchResult>>,
+    /// A followed file's position after these lines, committed with them.
+    pub position: Option<(String, Position)>,
+    /// Answered once the batch is recorded (durably, when there is a store).
+    pub done: Option<oneshot::Sender<Result<BatchResult, String>>>,
 }
 
 impl Batch {
@@ -35,6 +40,7 @@ impl Batch {
             default_runtime,
             lines,
             entry_ids: Vec::new(),
+            position: None,
             done: None,
         }
     }
@@ -99,8 +105,9 @@ pub struct BatchResult {
     pub rejected: u64,
 }
 
-/// Totals since start, in the shape of verify's `totals` (in memory until the store lands).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Totals in the shape of verify's `totals`: since the store was created (or since start,
+/// without a store).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Summary {
     pub dispatched: ByRunner,
     pub matched: u64,
@@ -137,7 +144,7 @@ impl Summary {
             Change::Duplicate { .. } => self.duplicate_claims += 1,
             Change::Orphan { .. } => self.orphan_claims += 1,
             Change::Reclaimed { .. } => self.reclaims += 1,
-            Change::Claimed { .. } => {}
+            Change::Claimed { .. } | Change::Forgotten { .. } => {}
         }
     }
 }
@@ -182,6 +189,15 @@ pub struct Actor {
     entries: RecentIds,
     /// Source names by index, and lines read from each: a record's origin cites them.
     sources: Vec<(String, u32)>,
+    store: Option<Store>,
+}
+
+/// What one line turned out to be.
+enum Line {
+    Event { session: Option<String> },
+    Duplicate,
+    Ignored,
+    Rejected(crate::parse::Reject),
 }
 
 impl std::fmt::Debug for Actor {
@@ -209,8 +225,40 @@ impl Actor {
             published,
             entries: RecentIds::default(),
             sources: Vec::new(),
+            store: None,
         };
         Ok((actor, summary_rx))
+    }
+
+    /// Makes the actor durable: replays what `store` holds (the lines of every retained
+    /// session, in order, at their receive times) and commits every batch from now on.
+    pub async fn recover(&mut self, store: Store) -> Result<(), StoreError> {
+        for l in store.lines().await? {
+            let changes = self.live.on_tick(l.received_at);
+            self.apply(changes);
+            let input = self.source_index(&l.source);
+            if let Some((_, n)) = self.sources.get_mut(usize::from(input)) {
+                *n = (*n).max(l.line);
+            }
+            let origin = Origin {
+                input,
+                line: l.line,
+            };
+            self.process(
+                &l.source,
+                origin,
+                &l.raw,
+                l.entry_id.as_deref(),
+                l.default_runtime,
+                l.received_at,
+            );
+        }
+        if let Some(json) = store.summary_json().await? {
+            self.summary = serde_json::from_str(&json)?;
+        }
+        self.store = Some(store);
+        self.published.send_replace(self.summary.clone());
+        Ok(())
     }
 
     /// Runs until `shutdown` is cancelled or every sender is gone, then drains what was sent.
@@ -226,16 +274,16 @@ impl Actor {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 batch = rx.recv() => match batch {
-                    Some(b) => self.ingest(b),
+                    Some(b) => self.ingest(b).await,
                     None => break,
                 },
                 Some(q) = queries.recv() => self.answer(q),
-                _ = tick.tick() => self.tick(),
+                _ = tick.tick() => self.tick().await,
             }
         }
         rx.close();
         while let Some(b) = rx.recv().await {
-            self.ingest(b);
+            self.ingest(b).await;
         }
     }
 
@@ -298,22 +346,88 @@ impl Actor {
         }
     }
 
-    fn tick(&mut self) {
+    async fn tick(&mut self) {
         let changes = self.live.on_tick(self.clock.now());
-        if !changes.is_empty() {
-            self.apply(changes);
-            self.published.send_replace(self.summary.clone());
+        if changes.is_empty() {
+            return;
+        }
+        let forgotten = forgotten(&changes);
+        self.apply(changes);
+        self.published.send_replace(self.summary.clone());
+        let commit = Commit {
+            forgotten,
+            summary_json: self.summary_json(),
+            ..Commit::default()
+        };
+        // A failed tick commit is retried by the next batch's summary; forgotten lines that
+        // stay stored are replayed and forgotten again after a restart.
+        let _ = self.commit(&commit).await;
+    }
+
+    fn summary_json(&self) -> Option<String> {
+        serde_json::to_string(&self.summary).ok()
+    }
+
+    async fn commit(&self, c: &Commit) -> Result<(), String> {
+        match &self.store {
+            Some(store) => store.commit(c).await.map_err(|e| e.to_string()),
+            None => Ok(()),
         }
     }
 
-    fn ingest(&mut self, batch: Batch) {
-        let now = self.clock.now();
+    /// One line through parse and the live correlator. Metrics and the summary follow.
+    fn process(
+        &mut self,
+        source: &str,
+        origin: Origin,
+        line: &[u8],
+        entry_id: Option<&str>,
+        default_runtime: Option<Runner>,
+        now: Timestamp,
+    ) -> Line {
+        if let Some(id) = entry_id
+            && !self.entries.insert(id)
+        {
+            return Line::Duplicate;
+        }
         let ctx = LineContext {
-            default_runtime: batch.default_runtime,
+            default_runtime,
             received_at: Some(now),
         };
+        let ev = match self.parser.parse_line(line, &ctx) {
+            Parsed::Ignored => return Line::Ignored,
+            Parsed::Rejected(reason) => return Line::Rejected(reason),
+            Parsed::Event(ev) => ev,
+        };
+        let (kind, runtime, time) = (ev.kind, ev.runner, ev.time);
+        let session = ev.session.as_ref().map(|s| s.to_string());
+        let daemon = matches!(kind, EventKind::Heartbeat | EventKind::Claim)
+            .then(|| (ev.worker.clone(), ev.version.clone()));
+        let Some(changes) = self.live.on_event(ev, origin, now) else {
+            return Line::Duplicate;
+        };
+        self.metrics.event_time(source, time);
+        if let Some((Some(worker), version)) = daemon {
+            let hb = (kind == EventKind::Heartbeat).then_some(time);
+            self.metrics
+                .daemon(runtime, &worker, version.as_deref(), hb);
+        }
+        self.apply(changes);
+        Line::Event { session }
+    }
+
+    async fn ingest(&mut self, batch: Batch) {
+        let now = self.clock.now();
         let mut result = BatchResult::default();
         let input = self.source_index(&batch.source);
+        let mut commit = Commit {
+            position: batch.position,
+            ..Commit::default()
+        };
+        // Expired sessions go first, as a replay would meet them.
+        let changes = self.live.on_tick(now);
+        commit.forgotten = forgotten(&changes);
+        self.apply(changes);
         for (i, line) in batch.lines.iter().enumerate() {
             let origin = match self.sources.get_mut(usize::from(input)) {
                 Some((_, n)) => {
@@ -322,50 +436,61 @@ impl Actor {
                 }
                 None => Origin::default(),
             };
-            if let Some(Some(id)) = batch.entry_ids.get(i)
-                && !self.entries.insert(id)
-            {
-                result.duplicates += 1;
-                self.metrics.line(&batch.source, LineResult::Duplicate);
-                continue;
-            }
-            match self.parser.parse_line(line, &ctx) {
-                Parsed::Ignored => {
+            let entry_id = batch.entry_ids.get(i).and_then(Option::as_deref);
+            let outcome = self.process(
+                &batch.source,
+                origin,
+                line,
+                entry_id,
+                batch.default_runtime,
+                now,
+            );
+            let source = batch.source.as_str();
+            match outcome {
+                Line::Event { session } => {
+                    result.events += 1;
+                    self.metrics.line(source, LineResult::Event);
+                    commit.lines.push(StoredLine {
+                        received_at: now,
+                        source: batch.source.clone(),
+                        line: origin.line,
+                        session,
+                        entry_id: entry_id.map(str::to_owned),
+                        default_runtime: batch.default_runtime,
+                        raw: line.clone(),
+                    });
+                }
+                Line::Duplicate => {
+                    result.duplicates += 1;
+                    self.metrics.line(source, LineResult::Duplicate);
+                }
+                Line::Ignored => {
                     result.ignored += 1;
-                    self.metrics.line(&batch.source, LineResult::Ignored);
+                    self.metrics.line(source, LineResult::Ignored);
                 }
-                Parsed::Rejected(reason) => {
+                Line::Rejected(reason) => {
                     result.rejected += 1;
-                    self.metrics.rejected(&batch.source, reason);
-                }
-                Parsed::Event(ev) => {
-                    let (kind, runtime, time) = (ev.kind, ev.runner, ev.time);
-                    let daemon = matches!(kind, EventKind::Heartbeat | EventKind::Claim)
-                        .then(|| (ev.worker.clone(), ev.version.clone()));
-                    match self.live.on_event(ev, origin, now) {
-                        None => {
-                            result.duplicates += 1;
-                            self.metrics.line(&batch.source, LineResult::Duplicate);
-                        }
-                        Some(changes) => {
-                            result.events += 1;
-                            self.metrics.line(&batch.source, LineResult::Event);
-                            self.metrics.event_time(&batch.source, time);
-                            if let Some((Some(worker), version)) = daemon {
-                                let hb = (kind == EventKind::Heartbeat).then_some(time);
-                                self.metrics
-                                    .daemon(runtime, &worker, version.as_deref(), hb);
-                            }
-                            self.apply(changes);
-                        }
-                    }
+                    self.metrics.rejected(source, reason);
                 }
             }
         }
+        commit.summary_json = self.summary_json();
+        let stored = self.commit(&commit).await.map(|()| result);
         self.published.send_replace(self.summary.clone());
         if let Some(done) = batch.done {
             // The sender may have given up waiting; the lines are recorded all the same.
-            let _ = done.send(result);
+            let _ = done.send(stored);
         }
     }
+}
+
+/// The sessions whose evidence `changes` dropped.
+fn forgotten(changes: &[Change]) -> Vec<String> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Forgotten { session } => Some(session.to_string()),
+            _ => None,
+        })
+        .collect()
 }

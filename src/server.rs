@@ -188,7 +188,9 @@ async fn record(s: &AppState, mut batch: Batch) -> Response {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
     }
     match recorded.await {
-        Ok(result) => Json(result).into_response(),
+        Ok(Ok(result)) => Json(result).into_response(),
+        // Not recorded durably: the sender must retry (Vercel does).
+        Ok(Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
     }
 }

@@ -18,6 +18,7 @@ use crate::parse::Parser;
 use crate::server::{AppState, VercelDrain, router};
 use crate::sources::tail::Tailer;
 use crate::sources::{Input, Role};
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -37,6 +38,10 @@ pub struct ServeArgs {
     /// Bearer token for `POST /ingest/ndjson` (without it the endpoint answers 401).
     #[arg(long, env = "CLAIMCHECK_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
+    /// Durable state: a SQLite file path or `sqlite://` URL. Without it, state lives in
+    /// memory and a restart starts over.
+    #[arg(long, value_name = "URL", env = "CLAIMCHECK_STORE")]
+    pub store: Option<String>,
     /// Vercel drain secret: enables `POST /ingest/vercel` (bodies signed with it).
     #[arg(long, env = "CLAIMCHECK_VERCEL_SECRET", hide_env_values = true)]
     pub vercel_secret: Option<String>,
@@ -83,13 +88,26 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
         },
         ..LiveConfig::default()
     };
-    let (actor, summary) = Actor::new(
+    let (mut actor, summary) = Actor::new(
         Parser::new(ParseConfig::default()),
         config,
         &registry,
         Clock::system(),
     )
     .context("cannot register metrics")?;
+    let store = match &args.store {
+        Some(url) => {
+            let store = Store::open(url)
+                .await
+                .with_context(|| format!("cannot open the store {url}"))?;
+            actor
+                .recover(store.clone())
+                .await
+                .context("cannot recover state from the store")?;
+            Some(store)
+        }
+        None => None,
+    };
     let (tx, rx) = mpsc::channel::<Batch>(64);
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -114,6 +132,7 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
         tasks.spawn(follow_glob(
             pattern,
             input.default_runtime,
+            store.clone(),
             tx.clone(),
             shutdown.clone(),
         ));
@@ -148,6 +167,7 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
 async fn follow_glob(
     pattern: String,
     runtime: Option<Runner>,
+    store: Option<Store>,
     tx: mpsc::Sender<Batch>,
     shutdown: CancellationToken,
 ) {
@@ -174,7 +194,16 @@ async fn follow_glob(
                     || path.display().to_string(),
                     |n| n.to_string_lossy().into_owned(),
                 );
-                let tailer = Tailer::new(path, ParseConfig::default().max_line_bytes);
+                let max_line = ParseConfig::default().max_line_bytes;
+                let key = path.display().to_string();
+                let resume = match &store {
+                    Some(s) => s.position(&key).await.ok().flatten(),
+                    None => None,
+                };
+                let tailer = match resume {
+                    Some(at) => Tailer::resume(path, max_line, at),
+                    None => Tailer::new(path, max_line),
+                };
                 followers.spawn(follow(
                     tailer,
                     source,
@@ -225,7 +254,10 @@ async fn follow(
             };
             let more = polled.more;
             if !polled.lines.is_empty() {
-                let batch = Batch::new(&source, runtime, polled.lines);
+                let mut batch = Batch::new(&source, runtime, polled.lines);
+                batch.position = tailer
+                    .position()
+                    .map(|p| (tailer.path().display().to_string(), p));
                 if tx.send(batch).await.is_err() {
                     return;
                 }

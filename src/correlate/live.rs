@@ -64,6 +64,8 @@ pub enum Change {
     OverdueResolved { session: SessionId, runner: Runner },
     /// An overdue session was forgotten unclaimed (unclaimed gauge down).
     OverdueForgotten { session: SessionId, runner: Runner },
+    /// The session's evidence was dropped (past retention, or the session cap).
+    Forgotten { session: SessionId },
     /// Two claims with no release between them, reported once per session.
     Duplicate {
         session: SessionId,
@@ -263,6 +265,7 @@ impl Live {
                 }
             }
             self.core.forget(&id);
+            out.push(Change::Forgotten { session: id });
         }
         out
     }

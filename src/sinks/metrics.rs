@@ -286,6 +286,7 @@ impl Metrics {
             Change::Orphan { runtime, .. } => {
                 self.orphans.with_label_values(&[runtime.as_str()]).inc()
             }
+            Change::Forgotten { .. } => {}
         }
     }
 

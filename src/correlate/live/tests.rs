@@ -230,10 +230,13 @@ fn retention_forgets_and_releases_gauges() {
     let c = l.on_tick(at(3600));
     assert_eq!(
         c,
-        vec![Change::OverdueForgotten {
-            session: sid("s"),
-            runner: Go
-        }]
+        vec![
+            Change::OverdueForgotten {
+                session: sid("s"),
+                runner: Go
+            },
+            Change::Forgotten { session: sid("s") }
+        ]
     );
     assert!(l.core().session(&sid("s")).is_none());
     assert_eq!(l.next_due(), None);

@@ -156,21 +156,60 @@ impl Tailer {
             head: Vec::new(),
             offset: 0,
         };
-        if let Some(at) = self.resume.take()
-            && (at.dev, at.ino) == (open.dev, open.ino)
-            && m.len() >= at.offset
-        {
-            let mut head = vec![0; at.head.len()];
-            let n = read_up_to(&mut open.file, &mut head)?;
-            if n == at.head.len() && head == at.head {
-                open.head = at.head;
-                open.offset = at.offset;
-                self.partial = at.partial;
+        if let Some(at) = self.resume.take() {
+            if (at.dev, at.ino) == (open.dev, open.ino) {
+                if m.len() >= at.offset && has_head(&mut open.file, &at.head)? {
+                    open.head = at.head;
+                    open.offset = at.offset;
+                    self.partial = at.partial;
+                }
+            } else {
+                // Rotated while we were down: finish the old file from where we stopped, if
+                // it still sits beside the path under a new name.
+                self.finish_rotated(at, &mut out)?;
             }
         }
         self.open = Some(open);
         self.drain(&mut out)?;
         Ok(out)
+    }
+
+    /// Reads a rotated file (found by device and inode in the path's directory) from a stored
+    /// position to its end; its unterminated last line is a line.
+    fn finish_rotated(&mut self, at: Position, out: &mut Polled) -> io::Result<()> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let Ok(m) = entry.metadata() else { continue };
+            if (m.dev(), m.ino()) != (at.dev, at.ino) || m.len() < at.offset {
+                continue;
+            }
+            let mut file = File::open(entry.path())?;
+            if !has_head(&mut file, &at.head)? {
+                continue;
+            }
+            self.partial = at.partial;
+            self.open = Some(Open {
+                file,
+                dev: at.dev,
+                ino: at.ino,
+                head: at.head,
+                offset: at.offset,
+            });
+            loop {
+                out.more = false;
+                self.drain(out)?;
+                if !out.more {
+                    break;
+                }
+            }
+            self.flush_partial(out);
+            self.open = None;
+            break;
+        }
+        Ok(())
     }
 
     fn same_head(&self, o: &Open) -> io::Result<bool> {
@@ -220,6 +259,13 @@ impl Tailer {
         }
         Ok(())
     }
+}
+
+/// Whether `f` starts with `head` (reads from the current position, which must be 0).
+fn has_head(f: &mut File, head: &[u8]) -> io::Result<bool> {
+    let mut now = vec![0; head.len()];
+    let n = read_up_to(f, &mut now)?;
+    Ok(n == head.len() && now == head)
 }
 
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -302,11 +348,19 @@ mod tests {
         append(&path, "ial\n4\n");
         let mut again = Tailer::resume(&path, 1 << 20, pos.clone());
         assert_eq!(lines(&again.poll().unwrap()), vec!["3-partial\n", "4\n"]);
-        // the path now holds another file: start it from the top
+        // rotated while down: the old file is finished from the stored position, then the
+        // new one is read from the top
         std::fs::rename(&path, dir.path().join("a.log.1")).unwrap();
         append(&path, "new\n");
-        let mut other = Tailer::resume(&path, 1 << 20, pos);
-        assert_eq!(lines(&other.poll().unwrap()), vec!["new\n"]);
+        let mut other = Tailer::resume(&path, 1 << 20, pos.clone());
+        assert_eq!(
+            lines(&other.poll().unwrap()),
+            vec!["3-partial\n", "4\n", "new\n"]
+        );
+        // rotated away entirely: only the new file
+        std::fs::remove_file(dir.path().join("a.log.1")).unwrap();
+        let mut gone = Tailer::resume(&path, 1 << 20, pos);
+        assert_eq!(lines(&gone.poll().unwrap()), vec!["new\n"]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::correlate::live::{Change, Live, LiveConfig};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::parse::{LineContext, Parsed, Parser};
 use crate::sinks::metrics::{LineResult, Metrics};
-use crate::sinks::report::{ByRunner, Evidence};
+use crate::sinks::report::{Evidence, Totals};
 use crate::sources::tail::Position;
 use crate::store::{Commit, Store, StoreError, StoredLine};
 
@@ -105,47 +105,41 @@ pub struct BatchResult {
     pub rejected: u64,
 }
 
-/// Totals in the shape of verify's `totals`: since the store was created (or since start,
-/// without a store).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Summary {
-    pub dispatched: ByRunner,
-    pub matched: u64,
-    pub late: u64,
-    pub mismatched: u64,
-    /// Overdue now (no claim by receive time + T).
-    pub unclaimed: u64,
-    pub pending: u64,
-    pub duplicate_claims: u64,
-    pub orphan_claims: u64,
-    pub reclaims: u64,
-}
+/// The durable totals behind `/api/summary`: verify's `totals`, kept live. `unclaimed` and
+/// `pending` are the sessions overdue or waiting *now*; `redispatches` and `unexpected_runner`
+/// stay 0 (live mode has no expectation to break).
+pub type Summary = Totals;
 
-impl Summary {
-    fn apply(&mut self, c: &Change) {
-        match c {
-            Change::Dispatched { runner, .. } => match runner {
-                Runner::Go => self.dispatched.go += 1,
-                Runner::Ts => self.dispatched.ts += 1,
-                Runner::Other => self.dispatched.other += 1,
-            },
-            Change::Judged { outcome, .. } => match outcome {
-                Outcome::Matched => self.matched += 1,
-                Outcome::Late => self.late += 1,
-                Outcome::Mismatched => self.mismatched += 1,
+/// Counts one change of the live correlator into the totals.
+fn count(t: &mut Totals, c: &Change) {
+    match c {
+        Change::Dispatched { runner, .. } => t.dispatched.bump(*runner),
+        Change::Judged {
+            outcome,
+            skew_clamped,
+            ..
+        } => {
+            match outcome {
+                Outcome::Matched => t.matched += 1,
+                Outcome::Late => t.late += 1,
+                Outcome::Mismatched => t.mismatched += 1,
                 Outcome::Unclaimed | Outcome::Pending => {}
-            },
-            Change::PendingStarted { .. } => self.pending += 1,
-            Change::PendingEnded { .. } => self.pending = self.pending.saturating_sub(1),
-            Change::Overdue { .. } => self.unclaimed += 1,
-            Change::OverdueResolved { .. } | Change::OverdueForgotten { .. } => {
-                self.unclaimed = self.unclaimed.saturating_sub(1)
             }
-            Change::Duplicate { .. } => self.duplicate_claims += 1,
-            Change::Orphan { .. } => self.orphan_claims += 1,
-            Change::Reclaimed { .. } => self.reclaims += 1,
-            Change::Claimed { .. } | Change::Forgotten { .. } => {}
+            t.skew_clamped += u64::from(*skew_clamped);
         }
+        Change::PendingStarted { .. } => t.pending += 1,
+        Change::PendingEnded { .. } => t.pending = t.pending.saturating_sub(1),
+        Change::Overdue { .. } => t.unclaimed += 1,
+        Change::OverdueResolved { .. } | Change::OverdueForgotten { .. } => {
+            t.unclaimed = t.unclaimed.saturating_sub(1)
+        }
+        Change::Duplicate { cross_runtime, .. } => {
+            t.duplicate_claims += 1;
+            t.duplicate_claims_cross_runtime += u64::from(*cross_runtime);
+        }
+        Change::Orphan { .. } => t.orphan_claims += 1,
+        Change::Reclaimed { .. } => t.reclaims += 1,
+        Change::Claimed { .. } | Change::Forgotten { .. } => {}
     }
 }
 
@@ -342,7 +336,7 @@ impl Actor {
     fn apply(&mut self, changes: Vec<Change>) {
         for c in &changes {
             self.metrics.apply(c);
-            self.summary.apply(c);
+            count(&mut self.summary, c);
         }
     }
 

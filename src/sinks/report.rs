@@ -67,7 +67,7 @@ pub struct ByRunner {
 }
 
 impl ByRunner {
-    fn bump(&mut self, r: Runner) {
+    pub fn bump(&mut self, r: Runner) {
         match r {
             Runner::Go => self.go += 1,
             Runner::Ts => self.ts += 1,

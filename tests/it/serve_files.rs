@@ -226,6 +226,9 @@ fn kill_9_and_restart_neither_lose_nor_double_count() {
     assert_eq!(s["orphan_claims"], 0, "{s}");
     // positions were committed with their lines: the last run re-read nothing already stored
     let metrics = http_get(port, "/metrics").unwrap();
-    let dups: Vec<&str> = metrics.lines().filter(|l| l.contains(r#"result="duplicate""#)).collect();
+    let dups: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains(r#"result="duplicate""#))
+        .collect();
     assert!(dups.is_empty(), "lines read twice: {dups:?}");
 }

@@ -14,6 +14,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::app::{Batch, Lookup, Summary};
 use crate::event::Runner;
 
+/// Longest any request may take, body upload included.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest accepted ingest body.
 pub const MAX_BODY_BYTES: usize = 8 << 20;
 
@@ -47,6 +50,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ingest/ndjson", post(ingest_ndjson))
         .route("/ingest/vercel", get(vercel_probe).post(ingest_vercel))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A slow client or a stalled actor cannot hold a connection forever; ingest senders
+        // retry what was not acknowledged.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
 }
 

@@ -277,3 +277,26 @@ async fn vercel_drain_contract() {
         StatusCode::PAYLOAD_TOO_LARGE
     );
 }
+
+/// A stalled actor cannot hold an ingest request forever: 408 after the request timeout, and
+/// the sender retries what was not acknowledged.
+#[tokio::test(start_paused = true)]
+async fn requests_time_out() {
+    let registry = prometheus::Registry::new();
+    let (tx, _held_but_never_read) = tokio::sync::mpsc::channel(16);
+    let (query_tx, _queries) = tokio::sync::mpsc::channel(16);
+    let (_, summary) = tokio::sync::watch::channel(Default::default());
+    let state = AppState {
+        registry,
+        batches: tx,
+        queries: query_tx,
+        summary,
+        ingest_token: Some(TOKEN.into()),
+        vercel: None,
+    };
+    let app = router(state);
+    let started = tokio::time::Instant::now();
+    let (status, _) = call(&app, post("go", Some(TOKEN), "{}\n")).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(started.elapsed(), claimcheck::server::REQUEST_TIMEOUT);
+}

@@ -208,12 +208,13 @@ impl Actor {
         config: LiveConfig,
         registry: &Registry,
         clock: Clock,
+        org_label_cap: usize,
     ) -> prometheus::Result<(Actor, watch::Receiver<Summary>)> {
         let (published, summary_rx) = watch::channel(Summary::default());
         let actor = Actor {
             parser,
             live: Live::new(config),
-            metrics: Metrics::register(registry, 200, 500)?,
+            metrics: Metrics::register(registry, org_label_cap, 500)?,
             summary: Summary::default(),
             clock,
             published,

@@ -265,23 +265,116 @@ impl Default for ClaimTimeouts {
     }
 }
 
-/// The optional `--config` file. Only `[parse]` exists so far; later modes add their tables.
+/// The `--config` file: `[parse]` for every mode, `[serve]` for the sidecar. Secrets (ingest
+/// token, drain secret) are not read from it: they come from flags or `CLAIMCHECK_*`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     pub parse: RawParseConfig,
+    pub serve: RawServeConfig,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServeConfig {
+    pub listen: String,
+    /// SQLite path or `sqlite://` URL; empty keeps state in memory.
+    pub store: String,
+    /// `[RUNTIME=]PATH_OR_GLOB`, as `--file`.
+    pub files: Vec<String>,
+    /// As `--claim-timeout`: `120s`, or per runner `go=90s`.
+    pub claim_timeout: Vec<String>,
+    /// A claim whose session is not dispatched this long after it arrived is an orphan.
+    pub orphan_grace: String,
+    /// Sessions are forgotten this long after they were first seen.
+    pub retention: String,
+    /// Distinct `org` label values on `claimcheck_dispatches_total`; the rest are `other`.
+    pub org_label_cap: usize,
+}
+
+impl Default for RawServeConfig {
+    fn default() -> Self {
+        RawServeConfig {
+            listen: "127.0.0.1:9464".into(),
+            store: String::new(),
+            files: Vec::new(),
+            claim_timeout: vec!["120s".into()],
+            orphan_grace: "5m".into(),
+            retention: "1h".into(),
+            org_label_cap: 200,
+        }
+    }
+}
+
+/// Validated `[serve]`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: std::net::SocketAddr,
+    pub store: Option<String>,
+    pub files: Vec<String>,
+    pub timeouts: ClaimTimeouts,
+    pub orphan_grace: Duration,
+    pub retention: Duration,
+    pub org_label_cap: usize,
+}
+
+fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(v).map_err(|e| ConfigError::Invalid {
+        key,
+        message: format!("{v:?}: {e}"),
+    })
+}
+
+impl ServeConfig {
+    pub fn new(raw: &RawServeConfig) -> Result<ServeConfig, ConfigError> {
+        let listen = raw.listen.parse().map_err(|e| ConfigError::Invalid {
+            key: "serve.listen",
+            message: format!("{:?}: {e}", raw.listen),
+        })?;
+        let mut timeouts = ClaimTimeouts::default();
+        for spec in &raw.claim_timeout {
+            timeouts.apply(spec)?;
+        }
+        if raw.org_label_cap == 0 {
+            return Err(ConfigError::Invalid {
+                key: "serve.org_label_cap",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(ServeConfig {
+            listen,
+            store: (!raw.store.is_empty()).then(|| raw.store.clone()),
+            files: raw.files.clone(),
+            timeouts,
+            orphan_grace: duration("serve.orphan_grace", &raw.orphan_grace)?,
+            retention: duration("serve.retention", &raw.retention)?,
+            org_label_cap: raw.org_label_cap,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Config {
     pub parse: ParseConfig,
+    pub serve: ServeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults are valid by construction; a test keeps it that way.
+        Config::from_raw(&RawConfig::default()).unwrap_or_else(|e| unreachable!("{e}"))
+    }
 }
 
 impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)?;
+        Config::from_raw(&toml::from_str(text)?)
+    }
+
+    pub fn from_raw(raw: &RawConfig) -> Result<Config, ConfigError> {
         Ok(Config {
             parse: ParseConfig::new(&raw.parse)?,
+            serve: ServeConfig::new(&raw.serve)?,
         })
     }
 }
@@ -314,6 +407,34 @@ mod tests {
         let c = Config::from_toml("[parse.events]\nclaim = [\"picked\"]\n").unwrap();
         assert_eq!(c.parse.event_names.get("picked"), Some(&EventKind::Claim));
         assert_eq!(c.parse.event_names.get("claimed"), None);
+    }
+
+    /// The example file in the repository is the defaults, written out: editing one without
+    /// the other fails here.
+    #[test]
+    fn example_config_equals_the_defaults() {
+        let text = include_str!("../claimcheck.example.toml");
+        let raw: RawConfig = toml::from_str(text).unwrap();
+        assert_eq!(raw, RawConfig::default());
+        Config::from_raw(&raw).unwrap();
+    }
+
+    #[test]
+    fn serve_config_is_validated() {
+        let bad = [
+            ("[serve]\nlisten = \"nowhere\"\n", "serve.listen"),
+            ("[serve]\nretention = \"forever\"\n", "serve.retention"),
+            ("[serve]\norg_label_cap = 0\n", "serve.org_label_cap"),
+            ("[serve]\nclaim_timeout = [\"rust=1s\"]\n", "claim-timeout"),
+        ];
+        for (text, key) in bad {
+            let e = Config::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let c = Config::from_toml("[serve]\nstore = \"state.db\"\nclaim_timeout = [\"go=90s\"]\n")
+            .unwrap();
+        assert_eq!(c.serve.store.as_deref(), Some("state.db"));
+        assert_eq!(c.serve.timeouts.go, Duration::from_secs(90));
     }
 
     #[test]

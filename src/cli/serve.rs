@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{Actor, Batch, Clock};
-use crate::config::{ClaimTimeouts, ParseConfig};
+use crate::config::{ClaimTimeouts, Config};
 use crate::correlate::CorrelateConfig;
 use crate::correlate::live::LiveConfig;
 use crate::event::Runner;
@@ -22,9 +22,12 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address for HTTP (metrics, API, ingest).
-    #[arg(long, default_value = "127.0.0.1:9464")]
-    pub listen: SocketAddr,
+    /// TOML config (`claimcheck.example.toml` lists every option); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Address for HTTP (metrics, API, ingest) [default: 127.0.0.1:9464].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Follow a log file (repeatable): `dispatch.log`, or `go=daemon.log` to give lines that
     /// name no runtime a default. Rotation (rename + create, copytruncate) is followed.
     #[arg(long, value_name = "[RUNTIME=]PATH")]
@@ -33,7 +36,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "RUNTIME")]
     pub stdin: Option<StdinRuntime>,
     /// Claim timeout T: `120s`, `2m`, or per runner `go=90s` (repeatable).
-    #[arg(long, value_name = "DURATION", default_value = "120s")]
+    #[arg(long, value_name = "DURATION")]
     pub claim_timeout: Vec<String>,
     /// Bearer token for `POST /ingest/ndjson` (without it the endpoint answers 401).
     #[arg(long, env = "CLAIMCHECK_INGEST_TOKEN", hide_env_values = true)]
@@ -58,14 +61,33 @@ pub enum StdinRuntime {
     Ts,
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut timeouts = ClaimTimeouts::default();
-    for spec in &args.claim_timeout {
-        timeouts.apply(spec)?;
+pub fn run(mut args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config {}", p.display()))?;
+            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))?
+        }
+        None => Config::default(),
+    };
+    // Flags override the file.
+    let sc = &mut config.serve;
+    if let Some(listen) = args.listen {
+        sc.listen = listen;
     }
+    if !args.claim_timeout.is_empty() {
+        sc.timeouts = ClaimTimeouts::default();
+        for spec in &args.claim_timeout {
+            sc.timeouts.apply(spec)?;
+        }
+    }
+    if let Some(store) = args.store.take() {
+        sc.store = Some(store);
+    }
+    sc.files.append(&mut args.file);
     if args.stdin.is_none()
         && args.ingest_token.is_none()
-        && args.file.is_empty()
+        && sc.files.is_empty()
         && args.vercel_secret.is_none()
     {
         bail!(
@@ -76,26 +98,34 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, timeouts))
+    runtime.block_on(serve(args, config))
 }
 
-async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
-    let config = LiveConfig {
+    let sc = &config.serve;
+    let live = LiveConfig {
         correlate: CorrelateConfig {
-            timeouts,
+            timeouts: sc.timeouts,
             ..CorrelateConfig::default()
         },
-        ..LiveConfig::default()
+        orphan_grace_ms: millis(sc.orphan_grace),
+        retention_ms: millis(sc.retention),
     };
+    let max_line = config.parse.max_line_bytes;
     let (mut actor, summary) = Actor::new(
-        Parser::new(ParseConfig::default()),
-        config,
+        Parser::new(config.parse.clone()),
+        live,
         &registry,
         Clock::system(),
+        sc.org_label_cap,
     )
     .context("cannot register metrics")?;
-    let store = match &args.store {
+    let store = match &sc.store {
         Some(url) => {
             let store = Store::open(url)
                 .await
@@ -121,7 +151,7 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
         };
         tasks.spawn(read_stdin(tx.clone(), runtime, shutdown.clone()));
     }
-    for spec in &args.file {
+    for spec in &sc.files {
         let input = Input::parse(spec, Role::Claims).map_err(anyhow::Error::msg)?;
         let Some(path) = input.path else {
             bail!("--file needs a path; use --stdin for stdin")
@@ -131,6 +161,7 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
             .with_context(|| format!("--file {pattern:?} is not a valid glob"))?;
         tasks.spawn(follow_glob(
             pattern,
+            max_line,
             input.default_runtime,
             store.clone(),
             tx.clone(),
@@ -148,9 +179,9 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
             verify_code: args.vercel_verify_code.unwrap_or_default(),
         }),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(sc.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", sc.listen))?;
     let stop = shutdown.clone();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         wait_for_signal().await;
@@ -166,6 +197,7 @@ async fn serve(args: ServeArgs, timeouts: ClaimTimeouts) -> anyhow::Result<()> {
 /// matches every second. Each file is followed by its own task, owned here.
 async fn follow_glob(
     pattern: String,
+    max_line: usize,
     runtime: Option<Runner>,
     store: Option<Store>,
     tx: mpsc::Sender<Batch>,
@@ -194,7 +226,6 @@ async fn follow_glob(
                     || path.display().to_string(),
                     |n| n.to_string_lossy().into_owned(),
                 );
-                let max_line = ParseConfig::default().max_line_bytes;
                 let key = path.display().to_string();
                 let resume = match &store {
                     Some(s) => s.position(&key).await.ok().flatten(),

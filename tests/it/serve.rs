@@ -26,6 +26,7 @@ fn app() -> (axum::Router, CancellationToken) {
         LiveConfig::default(),
         &registry,
         clock,
+        200,
     )
     .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(16);

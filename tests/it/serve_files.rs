@@ -232,3 +232,47 @@ fn kill_9_and_restart_neither_lose_nor_double_count() {
         .collect();
     assert!(dups.is_empty(), "lines read twice: {dups:?}");
 }
+
+#[test]
+fn a_config_file_sets_everything_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().join("dispatch.log");
+    append(&d, &dispatch("c1"));
+    let config = dir.path().join("claimcheck.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[serve]\nlisten = \"127.0.0.1:{port}\"\nfiles = [{:?}]\nstore = {:?}\nclaim_timeout = [\"go=90s\"]\n",
+            d.display().to_string(),
+            dir.path().join("state.db").display().to_string()
+        ),
+    )
+    .unwrap();
+    let _server = Server(
+        claimcheck()
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    summary_when(port, |s| s["dispatched"]["go"] == 1);
+    assert!(dir.path().join("state.db").exists());
+
+    std::fs::write(&config, "[serve]\nretention = \"forever\"\n").unwrap();
+    let out = claimcheck()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("serve.retention"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

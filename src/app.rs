@@ -77,6 +77,12 @@ impl RecentIds {
 #[derive(Debug)]
 pub enum Lookup {
     Session(SessionId, oneshot::Sender<Option<SessionView>>),
+    /// Recent findings, optionally of one kind and found at or after a time.
+    Findings {
+        kind: Option<String>,
+        since: Option<Timestamp>,
+        reply: oneshot::Sender<Vec<LiveFinding>>,
+    },
 }
 
 /// Everything known about one session (`GET /api/sessions/{id}`).
@@ -184,6 +190,24 @@ pub struct Actor {
     /// Source names by index, and lines read from each: a record's origin cites them.
     sources: Vec<(String, u32)>,
     store: Option<Store>,
+    findings: std::collections::VecDeque<LiveFinding>,
+}
+
+/// A finding as the sidecar saw it happen (`GET /api/findings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveFinding {
+    /// `late`, `mismatched`, `unclaimed`, `duplicate_claim`, `duplicate_claim_cross_runtime`,
+    /// `orphan_claim`.
+    pub kind: &'static str,
+    pub session_id: String,
+    /// The dispatched runner, or the claiming runtime for duplicates and orphans.
+    pub runner: &'static str,
+    /// When the sidecar found it (its own clock).
+    pub at: String,
+    #[serde(skip)]
+    found_at: Timestamp,
+    /// For `unclaimed`: when a late claim arrived.
+    pub resolved_at: Option<String>,
 }
 
 /// What one line turned out to be.
@@ -221,6 +245,7 @@ impl Actor {
             entries: RecentIds::default(),
             sources: Vec::new(),
             store: None,
+            findings: std::collections::VecDeque::new(),
         };
         Ok((actor, summary_rx))
     }
@@ -230,7 +255,7 @@ impl Actor {
     pub async fn recover(&mut self, store: Store) -> Result<(), StoreError> {
         for l in store.lines().await? {
             let changes = self.live.on_tick(l.received_at);
-            self.apply(changes);
+            self.apply(changes, l.received_at);
             let input = self.source_index(&l.source);
             if let Some((_, n)) = self.sources.get_mut(usize::from(input)) {
                 *n = (*n).max(l.line);
@@ -287,6 +312,16 @@ impl Actor {
             Lookup::Session(id, reply) => {
                 let _ = reply.send(self.view(&id));
             }
+            Lookup::Findings { kind, since, reply } => {
+                let found = self
+                    .findings
+                    .iter()
+                    .filter(|f| kind.as_deref().is_none_or(|k| k == f.kind))
+                    .filter(|f| since.is_none_or(|t| f.found_at >= t))
+                    .cloned()
+                    .collect();
+                let _ = reply.send(found);
+            }
         }
     }
 
@@ -334,20 +369,70 @@ impl Actor {
         u16::try_from(i).unwrap_or(u16::MAX)
     }
 
-    fn apply(&mut self, changes: Vec<Change>) {
+    fn apply(&mut self, changes: Vec<Change>, now: Timestamp) {
         for c in &changes {
             self.metrics.apply(c);
             count(&mut self.summary, c);
+            self.note_finding(c, now);
         }
     }
 
+    /// Keeps the recent findings for `/api/findings`, newest last, bounded.
+    fn note_finding(&mut self, c: &Change, now: Timestamp) {
+        const KEEP: usize = 1000;
+        let (kind, session, runner) = match c {
+            Change::Judged {
+                outcome: o @ (Outcome::Late | Outcome::Mismatched),
+                session,
+                runner,
+                ..
+            } => (o.as_str(), session, *runner),
+            Change::Overdue { session, runner } => ("unclaimed", session, *runner),
+            Change::Duplicate {
+                session,
+                runtime,
+                cross_runtime,
+            } => {
+                let kind = if *cross_runtime {
+                    "duplicate_claim_cross_runtime"
+                } else {
+                    "duplicate_claim"
+                };
+                (kind, session, *runtime)
+            }
+            Change::Orphan { session, runtime } => ("orphan_claim", session, *runtime),
+            Change::OverdueResolved { session, .. } => {
+                for f in self.findings.iter_mut().rev() {
+                    if f.kind == "unclaimed" && f.session_id == session.as_str() {
+                        f.resolved_at = Some(now.to_rfc3339());
+                        break;
+                    }
+                }
+                return;
+            }
+            _ => return,
+        };
+        if self.findings.len() == KEEP {
+            self.findings.pop_front();
+        }
+        self.findings.push_back(LiveFinding {
+            kind,
+            session_id: session.to_string(),
+            runner: runner.as_str(),
+            found_at: now,
+            at: now.to_rfc3339(),
+            resolved_at: None,
+        });
+    }
+
     async fn tick(&mut self) {
-        let changes = self.live.on_tick(self.clock.now());
+        let now = self.clock.now();
+        let changes = self.live.on_tick(now);
         if changes.is_empty() {
             return;
         }
         let forgotten = forgotten(&changes);
-        self.apply(changes);
+        self.apply(changes, now);
         self.published.send_replace(self.summary.clone());
         let commit = Commit {
             forgotten,
@@ -407,7 +492,7 @@ impl Actor {
             self.metrics
                 .daemon(runtime, &worker, version.as_deref(), hb);
         }
-        self.apply(changes);
+        self.apply(changes, now);
         Line::Event { session }
     }
 
@@ -422,7 +507,7 @@ impl Actor {
         // Expired sessions go first, as a replay would meet them.
         let changes = self.live.on_tick(now);
         commit.forgotten = forgotten(&changes);
-        self.apply(changes);
+        self.apply(changes, now);
         for (i, line) in batch.lines.iter().enumerate() {
             let origin = match self.sources.get_mut(usize::from(input)) {
                 Some((_, n)) => {

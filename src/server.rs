@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/api/summary", get(summary))
         .route("/api/sessions/{id}", get(session))
+        .route("/api/findings", get(findings))
         .route("/ingest/ndjson", post(ingest_ndjson))
         .route("/ingest/vercel", get(vercel_probe).post(ingest_vercel))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -85,6 +86,36 @@ async fn session(
     match answer.await {
         Ok(Some(view)) => Json(view).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "unknown_session"),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FindingsQuery {
+    kind: Option<String>,
+    since: Option<String>,
+}
+
+async fn findings(State(s): State<AppState>, Query(q): Query<FindingsQuery>) -> Response {
+    let since = match q.since.as_deref().map(crate::parse::time::parse_rfc3339) {
+        None => None,
+        Some(Some(t)) => Some(t),
+        Some(None) => return error(StatusCode::BAD_REQUEST, "invalid_since"),
+    };
+    let (reply, answer) = oneshot::channel();
+    if s.queries
+        .send(Lookup::Findings {
+            kind: q.kind,
+            since,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
+    }
+    match answer.await {
+        Ok(found) => Json(found).into_response(),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
     }
 }

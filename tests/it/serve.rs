@@ -179,6 +179,38 @@ async fn ingest_correlate_and_report_live() {
         (Some(0), Some(1)),
         "{s}"
     );
+
+    // the findings: b was overdue, then resolved by its late claim, and judged late
+    let (_, body) = call(&app, get("/api/findings")).await;
+    let f: Value = serde_json::from_str(&body).unwrap();
+    let kinds: Vec<(&str, &str, bool)> = f
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["kind"].as_str().unwrap(),
+                x["session_id"].as_str().unwrap(),
+                x["resolved_at"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("unclaimed", "b", true), ("late", "b", false)],
+        "{f}"
+    );
+    let (_, body) = call(&app, get("/api/findings?kind=late")).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (status, _) = call(&app, get("/api/findings?since=yesterday")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(start_paused = true)]

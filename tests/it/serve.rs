@@ -211,6 +211,15 @@ async fn ingest_correlate_and_report_live() {
     );
     let (status, _) = call(&app, get("/api/findings?since=yesterday")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // the status page shows the share and links the finding's session
+    let (status, page) = call(&app, get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("go 100.0%"), "{page}");
+    assert!(
+        page.contains(r#"<a href="/api/sessions/b">b</a>"#),
+        "{page}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,5 +1,6 @@
 //! cli: one short function per mode; flags become validated options here and nowhere else.
 
+mod demo;
 mod serve;
 mod simulate;
 mod verify;
@@ -22,6 +23,8 @@ pub struct Cli {
 enum Command {
     /// Verify exported dispatcher and worker logs; exit 0 pass, 1 fail or inconclusive, 2 error.
     Verify(verify::VerifyArgs),
+    /// Run serve on an embedded default, fed by a simulated platform writing its logs live.
+    Demo(demo::DemoArgs),
     /// Run the live sidecar: correlate as lines arrive, serve metrics and the API.
     Serve(serve::ServeArgs),
     /// Write a realistic platform workload with injected faults and its ground truth.
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
             Verdict::Pass => ExitCode::SUCCESS,
             Verdict::Fail | Verdict::Inconclusive => ExitCode::from(1),
         }),
+        Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
     };

@@ -105,7 +105,7 @@ fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
+pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
     let sc = &config.serve;
     let live = LiveConfig {

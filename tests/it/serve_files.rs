@@ -276,3 +276,36 @@ fn a_config_file_sets_everything_and_bad_ones_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `claimcheck demo`: a simulated platform writes its logs live and serve follows them, so
+/// every dispatched session shows up in the summary and the status page answers.
+#[test]
+fn demo_serves_a_live_simulated_platform() {
+    let port = free_port();
+    let _server = Server(
+        claimcheck()
+            .args([
+                "demo",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--sessions",
+                "2000",
+                "--seconds",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let s = summary_when(port, |s| {
+        let d = &s["dispatched"];
+        d["go"].as_u64().unwrap_or(0)
+            + d["ts"].as_u64().unwrap_or(0)
+            + d["other"].as_u64().unwrap_or(0)
+            == 2000
+    });
+    assert!(s["matched"].as_u64().unwrap() > 1800, "{s}");
+    let page = http_get(port, "/").unwrap();
+    assert!(page.contains("dispatched: 2000 sessions"), "{page}");
+}

@@ -1,0 +1,130 @@
+//! `claimcheck demo`: `serve` on the embedded default (a SQLite file in a temporary
+//! directory), fed by a simulated platform that writes its logs live — flips, faults and all.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::serve::{ServeArgs, serve};
+use crate::config::Config;
+use crate::simulate::{SimConfig, generate};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Address for the status page, metrics and API.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: std::net::SocketAddr,
+    /// Sessions the simulated platform dispatches.
+    #[arg(long, default_value_t = 20_000)]
+    pub sessions: u64,
+    /// Seconds over which the platform writes its logs.
+    #[arg(long, default_value_t = 120)]
+    pub seconds: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+const FILES: [(&str, Option<&str>); 4] = [
+    ("dispatch.log", None),
+    ("vercel-drain.ndjson", None),
+    ("go-daemon.log", Some("go")),
+    ("ts-worker.log", Some("ts")),
+];
+
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("claimcheck-demo-{}", std::process::id()));
+    let source = dir.join("platform");
+    let live = dir.join("live");
+    std::fs::create_dir_all(&live).with_context(|| format!("cannot create {}", live.display()))?;
+    generate(
+        &SimConfig {
+            sessions: args.sessions,
+            seed: args.seed,
+            ..SimConfig::default()
+        },
+        &source,
+    )
+    .context("cannot simulate the platform")?;
+    let mut config = Config::default();
+    config.serve.listen = args.listen;
+    config.serve.store = Some(dir.join("state.db").display().to_string());
+    config.serve.files = FILES
+        .iter()
+        .map(|(f, rt)| {
+            let p = live.join(f).display().to_string();
+            rt.map_or(p.clone(), |rt| format!("{rt}={p}"))
+        })
+        .collect();
+    #[allow(clippy::print_stderr)] // the CLI talking to the person who started it
+    {
+        eprintln!(
+            "claimcheck demo: a simulated platform writes {} sessions into {} over {} s\n  \
+             status page  http://{a}/\n  metrics      http://{a}/metrics\n  \
+             summary      http://{a}/api/summary\n  findings     http://{a}/api/findings\n\
+             Ctrl-C stops it.",
+            args.sessions,
+            live.display(),
+            args.seconds,
+            a = args.listen,
+        );
+    }
+    let serve_args = ServeArgs {
+        config: None,
+        listen: None,
+        file: Vec::new(),
+        stdin: None,
+        claim_timeout: Vec::new(),
+        ingest_token: None,
+        store: None,
+        vercel_secret: None,
+        vercel_verify_code: None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (from, to) = (source.clone(), live.clone());
+    let served = runtime.block_on(async move {
+        for (f, _) in FILES {
+            tokio::spawn(write_live(
+                from.join(f),
+                to.join(f),
+                Duration::from_secs(args.seconds.max(1)),
+            ));
+        }
+        serve(serve_args, config).await
+    });
+    // A demo leaves nothing behind when it is stopped.
+    let _ = std::fs::remove_dir_all(&dir);
+    served
+}
+
+/// Appends `from`'s lines to `to` evenly over `over`, as a running platform would.
+async fn write_live(from: PathBuf, to: PathBuf, over: Duration) {
+    let Ok(text) = std::fs::read(&from) else {
+        return;
+    };
+    let lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+    let steps = (over.as_millis() / 100).max(1) as usize;
+    let per_step = lines.len().div_ceil(steps).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for chunk in lines.chunks(per_step) {
+        tick.tick().await;
+        if append(&to, chunk).is_err() {
+            return;
+        }
+    }
+}
+
+fn append(path: &Path, lines: &[&[u8]]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for l in lines {
+        f.write_all(l)?;
+    }
+    Ok(())
+}

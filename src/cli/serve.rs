@@ -258,10 +258,15 @@ async fn follow(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    // Filesystem events only wake the poll early; the tick keeps it correct when they are
+    // missed (or when no watcher can be made, e.g. on some network filesystems).
+    let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+    let _watcher = watch_dir(tailer.path(), wake_tx);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            Some(()) = wake.recv() => {}
         }
         loop {
             let Ok((back, polled)) = tokio::task::spawn_blocking(move || {
@@ -298,6 +303,23 @@ async fn follow(
             }
         }
     }
+}
+
+/// Watches the directory of `path` (rotation creates and renames files there) and sends a
+/// wake-up on any change; `None` if the platform offers no watcher.
+fn watch_dir(path: &std::path::Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut w = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        // A full channel already holds a wake-up.
+        let _ = wake.try_send(());
+    })
+    .ok()?;
+    w.watch(&dir, notify::RecursiveMode::NonRecursive).ok()?;
+    Some(w)
 }
 
 /// Sends stdin on in batches: up to 1024 lines, or what has arrived when the pipe pauses.

@@ -31,6 +31,17 @@ enum Command {
     Simulate(simulate::SimulateArgs),
 }
 
+/// The `--config` file, or the defaults without one.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::Config> {
+    use anyhow::Context;
+    let Some(p) = path else {
+        return Ok(crate::config::Config::default());
+    };
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read config {}", p.display()))?;
+    crate::config::Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
+}
+
 /// Exit codes: 0 pass, 1 verification failed (or inconclusive), 2 usage or I/O error.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -62,14 +62,7 @@ pub enum StdinRuntime {
 }
 
 pub fn run(mut args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read config {}", p.display()))?;
-            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))?
-        }
-        None => Config::default(),
-    };
+    let mut config = super::load_config(args.config.as_deref())?;
     // Flags override the file.
     let sc = &mut config.serve;
     if let Some(listen) = args.listen {
@@ -309,10 +302,7 @@ async fn follow(
 /// wake-up on any change; `None` if the platform offers no watcher.
 fn watch_dir(path: &std::path::Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
+    let dir = crate::sources::tail::directory_of(path);
     let mut w = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
         // A full channel already holds a wake-up.
         let _ = wake.try_send(());

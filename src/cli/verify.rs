@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{ClaimTimeouts, Config};
+use crate::config::ClaimTimeouts;
 use crate::correlate::CorrelateConfig;
 use crate::event::{Runner, Timestamp};
 use crate::parse::time::parse_rfc3339;
@@ -90,14 +90,7 @@ impl VerifyArgs {
     }
 
     fn options(&self) -> anyhow::Result<VerifyOptions> {
-        let config = match &self.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config {}", p.display()))?;
-                Config::from_toml(&text).with_context(|| format!("in {}", p.display()))?
-            }
-            None => Config::default(),
-        };
+        let config = super::load_config(self.config.as_deref())?;
         let mut timeouts = ClaimTimeouts::default();
         for spec in &self.claim_timeout {
             timeouts.apply(spec)?;

@@ -177,10 +177,7 @@ impl Tailer {
     /// Reads a rotated file (found by device and inode in the path's directory) from a stored
     /// position to its end; its unterminated last line is a line.
     fn finish_rotated(&mut self, at: Position, out: &mut Polled) -> io::Result<()> {
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = directory_of(&self.path);
         for entry in std::fs::read_dir(dir)?.flatten() {
             let Ok(m) = entry.metadata() else { continue };
             if (m.dev(), m.ino()) != (at.dev, at.ino) || m.len() < at.offset {
@@ -258,6 +255,14 @@ impl Tailer {
             out.lines.push(std::mem::take(&mut self.partial));
         }
         Ok(())
+    }
+}
+
+/// The directory a file sits in, where rotation renames and creates it (`.` for a bare name).
+pub fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 

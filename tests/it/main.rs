@@ -5,9 +5,11 @@
 
 mod hostile;
 mod live;
+mod scratch_db;
 mod serve;
 mod serve_files;
 mod simulate;
+mod store;
 mod support;
 mod tidy;
 mod verify;

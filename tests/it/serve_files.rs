@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::scratch_db::ScratchDb;
 use crate::support::claimcheck;
 
 struct Server(Child);
@@ -165,7 +166,7 @@ fn a_glob_picks_up_files_created_later() {
     assert_eq!(s["pending"], 0, "{s}");
 }
 
-fn start(port: u16, store: &Path, files: &[String]) -> Server {
+fn start(port: u16, store: &str, files: &[String]) -> Server {
     let mut cmd = claimcheck();
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store"])
         .arg(store);
@@ -183,18 +184,27 @@ fn start(port: u16, store: &Path, files: &[String]) -> Server {
 /// SIGKILL at arbitrary points while a writer appends and rotates; after each restart the
 /// durable totals equal the writer's ledger: nothing lost, nothing counted twice.
 #[test]
-fn kill_9_and_restart_neither_lose_nor_double_count() {
+fn kill_9_and_restart_neither_lose_nor_double_count_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, c) = (
-        dir.path().join("dispatch.log"),
-        dir.path().join("daemon.log"),
-    );
-    let store = dir.path().join("state.db");
+    let store = dir.path().join("state.db").display().to_string();
+    kill_9_rounds(dir.path(), &store, 20);
+}
+
+#[test]
+fn kill_9_and_restart_neither_lose_nor_double_count_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(ScratchDb::new());
+    kill_9_rounds(dir.path(), &db.url, 8);
+}
+
+fn kill_9_rounds(dir: &Path, store: &str, rounds: u64) {
+    let (d, c) = (dir.join("dispatch.log"), dir.join("daemon.log"));
     let files = [d.display().to_string(), format!("go={}", c.display())];
     let mut written = 0u64;
-    for round in 0..20u64 {
+    for round in 0..rounds {
         let port = free_port();
-        let mut server = start(port, &store, &files);
+        let mut server = start(port, store, &files);
         // write a burst while it runs; rotate the dispatch log every other round
         for i in 0..50 {
             let id = format!("r{round}-{i}");
@@ -202,7 +212,7 @@ fn kill_9_and_restart_neither_lose_nor_double_count() {
             append(&c, &claim(&id));
             written += 1;
             if i == 25 && round % 2 == 1 {
-                std::fs::rename(&d, dir.path().join(format!("dispatch.log.{round}"))).unwrap();
+                std::fs::rename(&d, dir.join(format!("dispatch.log.{round}"))).unwrap();
             }
         }
         if round % 3 == 2 {
@@ -219,7 +229,7 @@ fn kill_9_and_restart_neither_lose_nor_double_count() {
         let _ = server.0.wait();
     }
     let port = free_port();
-    let _server = start(port, &store, &files);
+    let _server = start(port, store, &files);
     let s = summary_when(port, |s| s["dispatched"]["go"] == written);
     assert_eq!(s["matched"], written, "{s}");
     assert_eq!(s["duplicate_claims"], 0, "{s}");

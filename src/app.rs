@@ -31,6 +31,9 @@ pub struct Batch {
     pub position: Option<(String, Position)>,
     /// Answered once the batch is recorded (durably, when there is a store).
     pub done: Option<oneshot::Sender<Result<BatchResult, String>>>,
+    /// The source has more to read right now (a backlog): judgements wait until every source
+    /// has caught up, so a replay judges on all the evidence, as `verify` does.
+    pub backlog: bool,
 }
 
 impl Batch {
@@ -42,6 +45,7 @@ impl Batch {
             entry_ids: Vec::new(),
             position: None,
             done: None,
+            backlog: false,
         }
     }
 }
@@ -191,7 +195,14 @@ pub struct Actor {
     sources: Vec<(String, u32)>,
     store: Option<Store>,
     findings: std::collections::VecDeque<LiveFinding>,
+    /// Sources with a backlog, and since when judgements are held for them.
+    behind: rustc_hash::FxHashSet<String>,
+    holding_since: Option<Timestamp>,
 }
+
+/// Judgements are never held longer than this, whatever a source's backlog: a huge catch-up
+/// judges in rounds rather than all at the end.
+const HOLD_LIMIT_MS: i64 = 60_000;
 
 /// A finding as the sidecar saw it happen (`GET /api/findings`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -246,6 +257,8 @@ impl Actor {
             sources: Vec::new(),
             store: None,
             findings: std::collections::VecDeque::new(),
+            behind: rustc_hash::FxHashSet::default(),
+            holding_since: None,
         };
         Ok((actor, summary_rx))
     }
@@ -279,6 +292,41 @@ impl Actor {
         self.store = Some(store);
         self.published.send_replace(self.summary.clone());
         Ok(())
+    }
+
+    /// Names sources that have a backlog before they start sending (files that exist when
+    /// `serve` starts): until each has caught up, judgements wait for all the evidence.
+    pub fn catching_up(&mut self, sources: impl IntoIterator<Item = String>) {
+        self.behind.extend(sources);
+        let _ = self.sync_hold(self.clock.now());
+    }
+
+    /// Holds or releases judgements to match the set of sources behind; `true` if it judged
+    /// held sessions.
+    fn sync_hold(&mut self, now: Timestamp) -> bool {
+        let expired = self
+            .holding_since
+            .is_some_and(|t| now.millis() - t.millis() >= HOLD_LIMIT_MS);
+        if expired {
+            self.behind.clear();
+        }
+        let hold = !self.behind.is_empty();
+        match (hold, self.holding_since) {
+            (true, None) => {
+                self.holding_since = Some(now);
+                self.live.hold(true);
+            }
+            (false, Some(_)) => {
+                self.holding_since = None;
+                self.live.hold(false);
+                let changes = self.live.release();
+                let released = !changes.is_empty();
+                self.apply(changes, now);
+                return released;
+            }
+            _ => {}
+        }
+        false
     }
 
     /// Runs until `shutdown` is cancelled or every sender is gone, then drains what was sent.
@@ -427,8 +475,9 @@ impl Actor {
 
     async fn tick(&mut self) {
         let now = self.clock.now();
+        let released = self.sync_hold(now);
         let changes = self.live.on_tick(now);
-        if changes.is_empty() {
+        if changes.is_empty() && !released {
             return;
         }
         let forgotten = forgotten(&changes);
@@ -554,6 +603,12 @@ impl Actor {
                 }
             }
         }
+        if batch.backlog {
+            self.behind.insert(batch.source);
+        } else {
+            self.behind.remove(&batch.source);
+        }
+        let _ = self.sync_hold(now);
         commit.summary_json = self.summary_json();
         let stored = self.commit(&commit).await.map(|()| result);
         self.published.send_replace(self.summary.clone());

@@ -74,6 +74,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         config: None,
         listen: None,
         file: Vec::new(),
+        dispatch: Vec::new(),
+        claims: Vec::new(),
         stdin: None,
         claim_timeout: Vec::new(),
         ingest_token: None,

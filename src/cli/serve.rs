@@ -32,6 +32,13 @@ pub struct ServeArgs {
     /// name no runtime a default. Rotation (rename + create, copytruncate) is followed.
     #[arg(long, value_name = "[RUNTIME=]PATH")]
     pub file: Vec<String>,
+    /// Follow the dispatcher's log (path or glob, repeatable): the same as `--file`.
+    #[arg(long, value_name = "PATH")]
+    pub dispatch: Vec<String>,
+    /// Follow a worker log (path or glob, repeatable), `go=daemon-*.log` to give lines that
+    /// name no runtime a default: the same as `--file`.
+    #[arg(long, value_name = "[RUNTIME=]PATH")]
+    pub claims: Vec<String>,
     /// Read log lines from stdin; lines that name no runtime get this one.
     #[arg(long, value_name = "RUNTIME")]
     pub stdin: Option<StdinRuntime>,
@@ -77,6 +84,8 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     if let Some(store) = args.store.take() {
         sc.store = Some(store);
     }
+    sc.files.append(&mut args.dispatch);
+    sc.files.append(&mut args.claims);
     sc.files.append(&mut args.file);
     if args.stdin.is_none()
         && args.ingest_token.is_none()
@@ -84,7 +93,7 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         && args.vercel_secret.is_none()
     {
         bail!(
-            "nothing to ingest: give --file, --stdin RUNTIME or --ingest-token (for POST /ingest/ndjson)"
+            "nothing to ingest: give --dispatch/--claims/--file, --stdin RUNTIME or --ingest-token (for POST /ingest/ndjson)"
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -131,6 +140,9 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
         }
         None => None,
     };
+    // Files there already are read from their start (or their stored position): until each
+    // has caught up, judgements wait for all the evidence.
+    actor.catching_up(sc.files.iter().flat_map(|spec| existing_sources(spec)));
     let (tx, rx) = mpsc::channel::<Batch>(64);
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -186,6 +198,27 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The source names of the files `spec` matches now.
+fn existing_sources(spec: &str) -> Vec<String> {
+    let Ok(input) = Input::parse(spec, Role::Claims) else {
+        return Vec::new();
+    };
+    let Some(path) = input.path else {
+        return Vec::new();
+    };
+    glob::glob(&path.to_string_lossy())
+        .map(|it| it.filter_map(Result::ok).map(|p| source_name(&p)).collect())
+        .unwrap_or_default()
+}
+
+/// A file's source label: its name.
+fn source_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 /// Follows every file matching `pattern` (a plain path matches itself), picking up new
 /// matches every second. Each file is followed by its own task, owned here.
 async fn follow_glob(
@@ -215,10 +248,7 @@ async fn follow_glob(
         };
         for path in paths {
             if followed.insert(path.clone()) {
-                let source = path.file_name().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into_owned(),
-                );
+                let source = source_name(&path);
                 let key = path.display().to_string();
                 let resume = match &store {
                     Some(s) => s.position(&key).await.ok().flatten(),
@@ -255,6 +285,8 @@ async fn follow(
     // missed (or when no watcher can be made, e.g. on some network filesystems).
     let (wake_tx, mut wake) = mpsc::channel::<()>(1);
     let _watcher = watch_dir(tailer.path(), wake_tx);
+    // Every file starts behind (the actor may have been told so); it says when it caught up.
+    let mut behind = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -282,8 +314,10 @@ async fn follow(
                 }
             };
             let more = polled.more;
-            if !polled.lines.is_empty() {
+            if !polled.lines.is_empty() || behind != more {
+                behind = more;
                 let mut batch = Batch::new(&source, runtime, polled.lines);
+                batch.backlog = more;
                 batch.position = tailer
                     .position()
                     .map(|p| (tailer.path().display().to_string(), p));

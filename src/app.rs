@@ -198,6 +198,8 @@ pub struct Actor {
     /// Sources with a backlog, and since when judgements are held for them.
     behind: rustc_hash::FxHashSet<String>,
     holding_since: Option<Timestamp>,
+    /// Cancelled at shutdown: a commit that keeps failing stops retrying then.
+    stop: CancellationToken,
 }
 
 /// Judgements are never held longer than this, whatever a source's backlog: a huge catch-up
@@ -259,6 +261,7 @@ impl Actor {
             findings: std::collections::VecDeque::new(),
             behind: rustc_hash::FxHashSet::default(),
             holding_since: None,
+            stop: CancellationToken::new(),
         };
         Ok((actor, summary_rx))
     }
@@ -336,6 +339,7 @@ impl Actor {
         mut queries: mpsc::Receiver<Lookup>,
         shutdown: CancellationToken,
     ) {
+        self.stop = shutdown.clone();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -488,8 +492,8 @@ impl Actor {
             summary_json: self.summary_json(),
             ..Commit::default()
         };
-        // A failed tick commit is retried by the next batch's summary; forgotten lines that
-        // stay stored are replayed and forgotten again after a restart.
+        // Only fails at shutdown; forgotten lines that stay stored are replayed and forgotten
+        // again after a restart.
         let _ = self.commit(&commit).await;
     }
 
@@ -497,10 +501,30 @@ impl Actor {
         serde_json::to_string(&self.summary).ok()
     }
 
+    /// Commits `c`, retrying with capped backoff until it lands: the in-memory state already
+    /// holds the batch, so giving up would let memory and store disagree (a drain retry of an
+    /// accepted batch would then be dropped as a re-delivery and never stored). Ingestion
+    /// waits meanwhile — back-pressure, not loss. Only shutdown stops the retries.
     async fn commit(&self, c: &Commit) -> Result<(), String> {
-        match &self.store {
-            Some(store) => store.commit(c).await.map_err(|e| e.to_string()),
-            None => Ok(()),
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let err = match store.commit(c).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if self.stop.is_cancelled() {
+                tracing::error!(error = %err, "store commit failed at shutdown; the batch is not recorded");
+                return Err(err.to_string());
+            }
+            tracing::warn!(error = %err, retry_in = ?backoff, "store commit failed; ingestion waits and retries");
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 

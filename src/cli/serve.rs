@@ -187,14 +187,17 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     let listener = tokio::net::TcpListener::bind(sc.listen)
         .await
         .with_context(|| format!("cannot listen on {}", sc.listen))?;
+    tracing::info!(listen = %sc.listen, store = sc.store.is_some(), files = sc.files.len(), "serving");
     let stop = shutdown.clone();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         wait_for_signal().await;
+        tracing::info!("shutting down: flushing state");
         stop.cancel();
     });
     server.await.context("http server failed")?;
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -306,10 +309,7 @@ async fn follow(
             let polled = match polled {
                 Ok(p) => p,
                 Err(e) => {
-                    #[allow(clippy::print_stderr)] // until the serve issue brings tracing
-                    {
-                        eprintln!("claimcheck: cannot read {}: {e}", tailer.path().display());
-                    }
+                    tracing::warn!(path = %tailer.path().display(), error = %e, "cannot read");
                     break;
                 }
             };

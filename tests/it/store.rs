@@ -129,3 +129,75 @@ async fn unreachable_postgres_is_an_error_not_a_hang() {
         .unwrap_err();
     assert!(err.to_string().contains("store"), "{err}");
 }
+
+/// A commit that fails (here: the table is gone for a while) is retried until it lands, and
+/// the batch is answered only then: memory and store never disagree, and nothing is lost or
+/// recorded twice.
+#[tokio::test]
+async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
+    use claimcheck::app::{Actor, Batch, Clock};
+    use claimcheck::correlate::live::LiveConfig;
+    use claimcheck::parse::Parser;
+    use sqlx::Connection;
+
+    let db = ScratchDb::new().await;
+    let store = Store::open(&db.url).await.unwrap();
+    let registry = prometheus::Registry::new();
+    let (mut actor, summary) = Actor::new(
+        Parser::new(Default::default()),
+        LiveConfig::default(),
+        &registry,
+        Clock::system(),
+        200,
+    )
+    .unwrap();
+    actor.recover(store.clone()).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (_qtx, qrx) = tokio::sync::mpsc::channel(4);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let actor = tokio::spawn(actor.run(rx, qrx, stop.clone()));
+
+    let send = |id: &str| {
+        let line = format!(
+            r#"{{"event":"dispatch","sessionId":"{id}","time":"2026-11-23T10:00:00Z","resolvedProfile":{{"runner":"go"}}}}"#
+        );
+        let mut b = Batch::new("dispatch.log", None, vec![line.into_bytes()]);
+        let (done, answer) = tokio::sync::oneshot::channel();
+        b.done = Some(done);
+        (b, answer)
+    };
+    let (b, answer) = send("before");
+    tx.send(b).await.unwrap();
+    assert_eq!(answer.await.unwrap().unwrap().events, 1);
+
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("ALTER TABLE events RENAME TO events_away")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (b, mut answer) = send("during");
+    tx.send(b).await.unwrap();
+    // Still unanswered while the store refuses it: not acknowledged, not dropped.
+    let early = tokio::time::timeout(std::time::Duration::from_millis(400), &mut answer).await;
+    assert!(
+        early.is_err(),
+        "answered while the store was failing: {early:?}"
+    );
+    sqlx::query("ALTER TABLE events_away RENAME TO events")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(answer.await.unwrap().unwrap().events, 1);
+
+    let sessions: Vec<String> = store
+        .lines()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| l.session)
+        .collect();
+    assert_eq!(sessions, ["before", "during"]);
+    assert_eq!(summary.borrow().dispatched.go, 2);
+    stop.cancel();
+    actor.await.unwrap();
+}

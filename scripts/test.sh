@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 # Nothing outside Rust is needed yet; `serve` will add PostgreSQL and Redis here
 # (apt-get install -y postgresql redis-server, started when not running).
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# Prometheus and Alertmanager (Debian packages) for the alert-rule, dashboard and e2e tests.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+    || ! command -v prometheus-alertmanager >/dev/null; then
+  apt-get install -y prometheus prometheus-alertmanager
+fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -603,6 +603,19 @@ mod tests {
         assert_eq!(b[0].labels["severity"], "warning");
     }
 
+    /// The handle never waits: a full queue refuses and counts.
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let reg = Registry::new();
+        let mut c = AlertmanagerConfig::new("http://127.0.0.1:9".parse().unwrap());
+        c.queue = 1;
+        let (_pusher, handle) = AlertPusher::new(c, &reg, Clock::starting_at(T0)).unwrap();
+        assert!(handle.fire(finding(AlertKind::FlagDrift, "a")));
+        assert!(!handle.fire(finding(AlertKind::FlagDrift, "b")));
+        assert!(!handle.resolve(AlertKind::FlagDrift, "a"));
+        assert_eq!(handle.dropped.get(), 2);
+    }
+
     #[test]
     fn the_json_is_alertmanagers_shape() {
         let mut a = Alerts::default();

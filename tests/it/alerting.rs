@@ -116,3 +116,230 @@ pub fn yaml(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+// --- the Alertmanager pusher against a real Alertmanager --------------------------------------
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use claimcheck::app::Clock;
+use claimcheck::event::Runner;
+use claimcheck::sinks::alertmanager::{AlertKind, AlertPusher, AlertmanagerConfig, FindingAlert};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// A child process killed when the test ends, however it ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Alertmanager on `port` with its own storage in `dir`, clustering off.
+pub fn start_alertmanager(dir: &Path, port: u16) -> Killed {
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let data = dir.join(format!("am-data-{port}"));
+    std::fs::create_dir_all(&data).unwrap();
+    Killed(
+        Command::new(tool("prometheus-alertmanager", "prometheus-alertmanager"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, for at most `secs` seconds.
+pub async fn until<T, F, Fut>(secs: u64, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {secs} s: {what}"
+        );
+    }
+}
+
+pub async fn get_json(url: &str) -> Option<Value> {
+    let r = reqwest::get(url).await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// The alerts Alertmanager holds (active, not resolved) for `session`.
+async fn held(port: u16, session: &str) -> Option<Vec<Value>> {
+    let url = format!("http://127.0.0.1:{port}/api/v2/alerts?filter=session%3D%22{session}%22");
+    get_json(&url).await?.as_array().cloned()
+}
+
+fn counter(reg: &prometheus::Registry, line_prefix: &str) -> f64 {
+    let mut text = String::new();
+    prometheus::TextEncoder::new()
+        .encode_utf8(&reg.gather(), &mut text)
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn finding(kind: AlertKind, session: &str) -> FindingAlert {
+    FindingAlert {
+        kind,
+        session: session.to_owned(),
+        org: Some("org_acme".into()),
+        runner: Some(Runner::Go),
+        runtime: (kind == AlertKind::RunnerMismatch).then_some(Runner::Ts),
+        expected: None,
+        detail: Some("no claim by dispatch + 120s".into()),
+    }
+}
+
+fn config(port: u16) -> AlertmanagerConfig {
+    let mut c = AlertmanagerConfig::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    c.backoff_min = Duration::from_millis(50);
+    c.backoff_max = Duration::from_millis(400);
+    c.resend_interval = Duration::from_secs(1);
+    c.timeout = Duration::from_secs(2);
+    c.generator_base = Some("http://claimcheck.test:9464".into());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_holds_fired_alerts_and_drops_resolved_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _am = start_alertmanager(dir.path(), port);
+    until(20, "alertmanager ready", || async {
+        reqwest::get(format!("http://127.0.0.1:{port}/-/ready"))
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+
+    let reg = prometheus::Registry::new();
+    let stop = CancellationToken::new();
+    let (handle, task) =
+        AlertPusher::spawn(config(port), &reg, Clock::system(), stop.clone()).unwrap();
+    assert!(handle.fire(finding(AlertKind::UnclaimedGoSession, "ses_late1")));
+    assert!(handle.fire(finding(AlertKind::RunnerMismatch, "ses_mism1")));
+
+    let alerts = until(20, "the unclaimed alert in alertmanager", || async {
+        held(port, "ses_late1").await.filter(|a| a.len() == 1)
+    })
+    .await;
+    let a = &alerts[0];
+    assert_eq!(a["labels"]["alertname"], "ClaimcheckUnclaimedGoSession");
+    assert_eq!(a["labels"]["org"], "org_acme");
+    assert_eq!(a["labels"]["runner"], "go");
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert_eq!(a["status"]["state"], "active");
+    assert_eq!(
+        a["generatorURL"],
+        "http://claimcheck.test:9464/api/sessions/ses_late1"
+    );
+    assert!(
+        a["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("no claim by dispatch + 120s")
+    );
+    let mism = until(20, "the mismatch alert", || async {
+        held(port, "ses_mism1").await.filter(|a| a.len() == 1)
+    })
+    .await;
+    assert_eq!(mism[0]["labels"]["runtime"], "ts");
+
+    // re-sent while active: Alertmanager's endsAt moves forward
+    let first_end = a["endsAt"].as_str().unwrap().to_owned();
+    until(20, "a re-send refreshing endsAt", || async {
+        let a = held(port, "ses_late1").await?;
+        (a.first()?["endsAt"].as_str()? > first_end.as_str()).then_some(())
+    })
+    .await;
+
+    // its late claim arrives: resolved, gone from Alertmanager; the mismatch stays
+    assert!(handle.resolve(AlertKind::UnclaimedGoSession, "ses_late1"));
+    until(20, "the unclaimed alert resolved", || async {
+        held(port, "ses_late1").await.filter(|a| a.is_empty())
+    })
+    .await;
+    assert_eq!(held(port, "ses_mism1").await.unwrap().len(), 1);
+    until(20, "the resolved alert dropped by the pusher", || async {
+        (counter(&reg, "claimcheck_alertmanager_alerts ") == 1.0).then_some(())
+    })
+    .await;
+    assert!(counter(&reg, "claimcheck_alertmanager_posts_total{result=\"ok\"} ") >= 3.0);
+    assert_eq!(
+        counter(
+            &reg,
+            "claimcheck_alertmanager_posts_total{result=\"error\"} "
+        ),
+        0.0
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alertmanager_down_at_first_gets_the_alert_after_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let reg = prometheus::Registry::new();
+    let stop = CancellationToken::new();
+    let (handle, task) =
+        AlertPusher::spawn(config(port), &reg, Clock::system(), stop.clone()).unwrap();
+    assert!(handle.fire(finding(AlertKind::DuplicateClaim, "ses_dup1")));
+    // nobody listens: the pusher fails and backs off (50, 100, 200 ms…)
+    until(20, "two failed posts", || async {
+        (counter(
+            &reg,
+            "claimcheck_alertmanager_posts_total{result=\"error\"} ",
+        ) >= 2.0)
+            .then_some(())
+    })
+    .await;
+    let _am = start_alertmanager(dir.path(), port);
+    let alerts = until(
+        30,
+        "the alert delivered once alertmanager is up",
+        || async { held(port, "ses_dup1").await.filter(|a| a.len() == 1) },
+    )
+    .await;
+    assert_eq!(alerts[0]["labels"]["alertname"], "ClaimcheckDuplicateClaim");
+    assert!(counter(&reg, "claimcheck_alertmanager_posts_total{result=\"ok\"} ") >= 1.0);
+    stop.cancel();
+    task.await.unwrap();
+}

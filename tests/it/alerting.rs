@@ -343,3 +343,271 @@ async fn an_alertmanager_down_at_first_gets_the_alert_after_retries() {
     stop.cancel();
     task.await.unwrap();
 }
+
+// --- end to end: simulate → serve → Prometheus (rules) → Alertmanager ---------------------------
+
+/// A Prometheus query through the HTTP API: `Err` when it does not parse or evaluate,
+/// else the result vector.
+async fn prom_query(port: u16, q: &str) -> Result<Vec<Value>, String> {
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    if v["status"] != "success" {
+        return Err(format!("{}: {}", v["errorType"], v["error"]));
+    }
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+async fn prom_scalar(port: u16, q: &str) -> Option<f64> {
+    let r = prom_query(port, q).await.ok()?;
+    r.first()?["value"][1].as_str()?.parse().ok()
+}
+
+/// Alert names Prometheus reports in `state` ("firing" or "pending").
+async fn prom_alerts(port: u16, state: &str) -> Option<std::collections::BTreeSet<String>> {
+    let v = get_json(&format!("http://127.0.0.1:{port}/api/v1/alerts")).await?;
+    Some(
+        v["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .filter(|a| a["state"] == state)
+            .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+/// Grafana's variables, as the e2e test substitutes them: all orgs, a rate interval of four
+/// 1 s scrapes rounded up, the last hour.
+fn substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "30s")
+        .replace("$__range", "1h")
+        .replace("$org", ".*")
+}
+
+/// Metrics of the Alertmanager pusher: exported by the code (`AlertPusher::new` registers
+/// them), but `serve` starts no pusher on this branch yet (its wiring lands with the serve
+/// issue), so their panel is empty here.
+const NOT_SERVED_YET: &[&str] = &[
+    "claimcheck_alertmanager_posts_total",
+    "claimcheck_alertmanager_alerts",
+    "claimcheck_alertmanager_dropped_total",
+];
+
+/// The rules with every `for:` cut to 5 s, so faults fire within the test; the `for:`
+/// semantics themselves are proven by the promtool unit tests.
+fn rules_with_short_for() -> String {
+    let text = std::fs::read_to_string(repo().join("alerts/claimcheck.rules.yml")).unwrap();
+    text.lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 5s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (platform, live) = (dir.path().join("platform"), dir.path().join("live"));
+    std::fs::create_dir_all(&live).unwrap();
+    let out = crate::support::claimcheck()
+        .args(["simulate", "--sessions", "3000", "--seed", "7", "--out"])
+        .arg(&platform)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // claimcheck serve follows the (still empty) live files; T = 3 s so unclaimed go
+    // sessions become overdue during the test, and
+    let (cc, prom, am) = (free_port(), free_port(), free_port());
+    let files = [
+        ("dispatch.log", ""),
+        ("vercel-drain.ndjson", ""),
+        ("go-daemon.log", "go="),
+        ("ts-worker.log", "ts="),
+    ];
+    // orphan claims are counted after a 2 s grace instead of 5 min, so their panel has data
+    let config = dir.path().join("claimcheck.toml");
+    std::fs::write(
+        &config,
+        "[serve]\nclaim_timeout = [\"3s\"]\norphan_grace = \"2s\"\n",
+    )
+    .unwrap();
+    let mut serve = crate::support::claimcheck();
+    serve.args(["serve", "--listen", &format!("127.0.0.1:{cc}"), "--config"]);
+    serve.arg(&config);
+    for (f, rt) in files {
+        serve
+            .arg("--file")
+            .arg(format!("{rt}{}", live.join(f).display()));
+    }
+    let _serve = Killed(
+        serve
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _am = start_alertmanager(dir.path(), am);
+
+    // a real Prometheus scraping claimcheck every second, with the rules loaded
+    std::fs::write(dir.path().join("rules.yml"), rules_with_short_for()).unwrap();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             rule_files: [rules.yml]\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am}']\n\
+             scrape_configs:\n  - job_name: claimcheck\n    static_configs:\n      - targets: ['127.0.0.1:{cc}']\n"
+        ),
+    )
+    .unwrap();
+    let _prom = Killed(
+        Command::new(tool("prometheus", "prometheus"))
+            .current_dir(dir.path())
+            .arg("--config.file=prometheus.yml")
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until(30, "claimcheck scraped", || async {
+        (prom_scalar(prom, "up{job=\"claimcheck\"}").await? == 1.0).then_some(())
+    })
+    .await;
+
+    // The platform writes its logs in 15 rounds; each round waits until Prometheus has
+    // scraped every line of it, so rates and changes see a live workload.
+    let contents: Vec<Vec<String>> = files
+        .iter()
+        .map(|(f, _)| {
+            let text = std::fs::read_to_string(platform.join(f)).unwrap();
+            text.split_inclusive('\n').map(str::to_owned).collect()
+        })
+        .collect();
+    let rounds = 15;
+    let mut written = 0usize;
+    for round in 0..rounds {
+        for ((f, _), lines) in files.iter().zip(&contents) {
+            let per = lines.len().div_ceil(rounds);
+            let chunk = lines.iter().skip(round * per).take(per);
+            let text: String = chunk.map(String::as_str).collect();
+            written += text.matches('\n').count();
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(live.join(f))
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let want = written as f64;
+        until(
+            30,
+            &format!("round {round} scraped ({want} lines)"),
+            || async {
+                (prom_scalar(prom, "sum(claimcheck_ingest_lines_total)").await? >= want)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    // The faults simulate injects fire; nothing else does. The replayed logs are a day old,
+    // so the lag alert rightly fires too (events arrive, the newest is 18 hours behind).
+    let expected: std::collections::BTreeSet<String> = [
+        "ClaimcheckUnclaimedGoSessions",
+        "ClaimcheckRunnerMismatch",
+        "ClaimcheckDuplicateClaim",
+        "ClaimcheckGoDaemonOutdated",
+        "ClaimcheckSourceLagging",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let firing = until(60, "the expected alerts firing", || async {
+        let f = prom_alerts(prom, "firing").await?;
+        expected.is_subset(&f).then_some(f)
+    })
+    .await;
+    assert_eq!(firing, expected, "firing alerts");
+    eprintln!("e2e: firing alerts {firing:?}");
+
+    // every rule loaded and evaluates without error
+    let rules = get_json(&format!("http://127.0.0.1:{prom}/api/v1/rules"))
+        .await
+        .unwrap();
+    let mut rule_count = 0;
+    for g in rules["data"]["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            rule_count += 1;
+            assert_eq!(r["health"], "ok", "{}: {}", r["name"], r["lastError"]);
+        }
+    }
+    assert_eq!(rule_count, 15);
+
+    // every dashboard query parses and evaluates; the ones without data name only metrics
+    // that this branch's `serve` does not export yet
+    let dash = crate::dashboards::dashboard();
+    let in_flight = crate::dashboards::IN_FLIGHT;
+    let (mut with_data, mut empty) = (0, Vec::new());
+    let exprs = crate::dashboards::exprs(&dash);
+    for e in &exprs {
+        let q = substitute(e);
+        let result = prom_query(prom, &q)
+            .await
+            .unwrap_or_else(|err| panic!("dashboard query does not run: {q}: {err}"));
+        if result.is_empty() {
+            assert!(
+                in_flight
+                    .iter()
+                    .chain(NOT_SERVED_YET)
+                    .any(|m| e.contains(m)),
+                "no data for a query on exported metrics: {q}"
+            );
+            empty.push(e.clone());
+        } else {
+            with_data += 1;
+        }
+    }
+    eprintln!(
+        "e2e: {with_data} of {} dashboard queries returned data; empty (metrics not exported yet): {empty:#?}",
+        exprs.len()
+    );
+    assert!(with_data >= 25, "{with_data} queries with data");
+    // the org variable's values
+    let orgs = get_json(&format!(
+        "http://127.0.0.1:{prom}/api/v1/label/org/values?match[]=claimcheck_dispatches_total"
+    ))
+    .await
+    .unwrap();
+    assert!(orgs["data"].as_array().unwrap().len() > 1, "{orgs}");
+
+    // Prometheus delivered the firing rule alerts to Alertmanager
+    let held = until(30, "rule alerts in alertmanager", || async {
+        let v = get_json(&format!("http://127.0.0.1:{am}/api/v2/alerts")).await?;
+        let names: std::collections::BTreeSet<String> = v
+            .as_array()?
+            .iter()
+            .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_owned))
+            .collect();
+        expected.is_subset(&names).then_some(names)
+    })
+    .await;
+    eprintln!("e2e: alertmanager holds {held:?}");
+}

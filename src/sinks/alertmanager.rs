@@ -20,12 +20,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Clock;
+use crate::config::ConfigError;
+use crate::correlate::Outcome;
+use crate::correlate::live::Change;
 use crate::event::{Runner, Timestamp};
 
 /// Validated Alertmanager settings.
@@ -62,6 +65,71 @@ impl AlertmanagerConfig {
             generator_base: None,
             max_alerts: 10_000,
         }
+    }
+}
+
+/// The raw `[serve.alertmanager]` table (TOML, `deny_unknown_fields`): an empty `url` (the
+/// default) turns per-finding alerts off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlertmanagerConfig {
+    /// Alertmanager's base URL, e.g. `http://127.0.0.1:9093`.
+    pub url: String,
+    /// Firing alerts are re-sent this often (`1m`, `30s`).
+    pub resend_interval: String,
+    /// Alert updates queued for the pusher; beyond it they are dropped and counted.
+    pub queue: usize,
+    /// claimcheck's URL as people reach it; alerts link to `<external_url>/api/sessions/<id>`.
+    pub external_url: String,
+}
+
+impl Default for RawAlertmanagerConfig {
+    fn default() -> Self {
+        RawAlertmanagerConfig {
+            url: String::new(),
+            resend_interval: "1m".into(),
+            queue: 4096,
+            external_url: String::new(),
+        }
+    }
+}
+
+impl AlertmanagerConfig {
+    /// Validates the raw table: `None` when no `url` is set.
+    pub fn from_raw(
+        raw: &RawAlertmanagerConfig,
+    ) -> Result<Option<AlertmanagerConfig>, ConfigError> {
+        if raw.url.is_empty() {
+            return Ok(None);
+        }
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        let url: reqwest::Url = raw
+            .url
+            .parse()
+            .map_err(|e| invalid("serve.alertmanager.url", format!("{:?}: {e}", raw.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(
+                "serve.alertmanager.url",
+                format!("{:?}: not an http(s) URL", raw.url),
+            ));
+        }
+        let resend_interval = humantime::parse_duration(&raw.resend_interval).map_err(|e| {
+            invalid(
+                "serve.alertmanager.resend_interval",
+                format!("{:?}: {e}", raw.resend_interval),
+            )
+        })?;
+        if resend_interval < Duration::from_secs(1) || raw.queue == 0 {
+            return Err(invalid(
+                "serve.alertmanager",
+                "resend_interval must be at least 1s and queue at least 1".into(),
+            ));
+        }
+        let mut c = AlertmanagerConfig::new(url);
+        c.resend_interval = resend_interval;
+        c.queue = raw.queue;
+        c.generator_base = (!raw.external_url.is_empty()).then(|| raw.external_url.clone());
+        Ok(Some(c))
     }
 }
 
@@ -295,6 +363,87 @@ impl AlertHandle {
     /// Queues the resolution of (kind, session); false (and counted) when the queue is full.
     pub fn resolve(&self, kind: AlertKind, session: &str) -> bool {
         self.send(Command::Resolve(kind, session.to_owned()))
+    }
+
+    /// The alerts one change of the live correlator raises or resolves, so wiring the pusher
+    /// into the actor is one call per change (`org` is the session's org, when known):
+    /// - overdue go session → fire `ClaimcheckUnclaimedGoSession`; its late claim → resolve;
+    /// - judged mismatched → fire `ClaimcheckRunnerMismatch`;
+    /// - duplicate claim → fire `ClaimcheckDuplicateClaim` (cross-runtime said in the text);
+    /// - the session forgotten (retention) → resolve all of its alerts.
+    ///
+    /// Flag drift comes from the platform side: call [`AlertHandle::fire`] with
+    /// [`AlertKind::FlagDrift`] there.
+    pub fn on_change(&self, change: &Change, org: Option<&str>) {
+        let alert =
+            |kind, session: &crate::event::SessionId, runner, runtime, detail| FindingAlert {
+                kind,
+                session: session.as_str().to_owned(),
+                org: org.map(str::to_owned),
+                runner,
+                runtime,
+                expected: None,
+                detail,
+            };
+        match change {
+            Change::Overdue { session, runner } if *runner == Runner::Go => {
+                self.fire(alert(
+                    AlertKind::UnclaimedGoSession,
+                    session,
+                    Some(Runner::Go),
+                    None,
+                    Some("no claim within the claim timeout of its arrival".into()),
+                ));
+            }
+            Change::OverdueResolved { session, .. } => {
+                self.resolve(AlertKind::UnclaimedGoSession, session.as_str());
+            }
+            Change::Judged {
+                session,
+                runner,
+                outcome: Outcome::Mismatched,
+                ..
+            } => {
+                self.fire(alert(
+                    AlertKind::RunnerMismatch,
+                    session,
+                    Some(*runner),
+                    None,
+                    Some(format!(
+                        "first claimed by a runtime other than {}",
+                        runner.as_str()
+                    )),
+                ));
+            }
+            Change::Duplicate {
+                session,
+                runtime,
+                cross_runtime,
+            } => {
+                let detail = if *cross_runtime {
+                    "claimed again by another runtime, with no release between"
+                } else {
+                    "claimed again with no release between"
+                };
+                self.fire(alert(
+                    AlertKind::DuplicateClaim,
+                    session,
+                    None,
+                    Some(*runtime),
+                    Some(detail.into()),
+                ));
+            }
+            Change::OverdueForgotten { session, .. } | Change::Forgotten { session } => {
+                for kind in [
+                    AlertKind::UnclaimedGoSession,
+                    AlertKind::RunnerMismatch,
+                    AlertKind::DuplicateClaim,
+                ] {
+                    self.resolve(kind, session.as_str());
+                }
+            }
+            _ => {}
+        }
     }
 
     fn send(&self, c: Command) -> bool {
@@ -614,6 +763,103 @@ mod tests {
         assert!(!handle.fire(finding(AlertKind::FlagDrift, "b")));
         assert!(!handle.resolve(AlertKind::FlagDrift, "a"));
         assert_eq!(handle.dropped.get(), 2);
+    }
+
+    /// The live correlator's changes become fire and resolve commands.
+    #[tokio::test]
+    async fn changes_become_alerts() {
+        let reg = Registry::new();
+        let c = AlertmanagerConfig::new("http://127.0.0.1:9".parse().unwrap());
+        let (mut pusher, handle) = AlertPusher::new(c, &reg, Clock::starting_at(T0)).unwrap();
+        let s = crate::event::SessionId::new("s1").unwrap();
+        let t = crate::event::SessionId::new("t1").unwrap();
+        for ch in [
+            Change::Overdue {
+                session: s.clone(),
+                runner: Runner::Go,
+            },
+            // ts sessions overdue are not the go alert
+            Change::Overdue {
+                session: t.clone(),
+                runner: Runner::Ts,
+            },
+            Change::Judged {
+                session: t.clone(),
+                runner: Runner::Ts,
+                outcome: Outcome::Mismatched,
+                latency_ms: Some(10),
+                skew_clamped: false,
+            },
+            Change::Duplicate {
+                session: t.clone(),
+                runtime: Runner::Go,
+                cross_runtime: true,
+            },
+        ] {
+            handle.on_change(&ch, Some("org_a"));
+        }
+        while let Ok(cmd) = pusher.rx.try_recv() {
+            pusher.apply(cmd);
+        }
+        let b = pusher.alerts.batch(T0, Duration::from_secs(60), None);
+        let names: Vec<(&str, &str)> = b
+            .iter()
+            .map(|p| (p.labels["alertname"].as_str(), p.labels["session"].as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("ClaimcheckRunnerMismatch", "t1"),
+                ("ClaimcheckDuplicateClaim", "t1"),
+                ("ClaimcheckUnclaimedGoSession", "s1"),
+            ]
+        );
+        assert!(b.iter().all(|p| p.labels["org"] == "org_a"));
+        pusher.alerts.sent();
+
+        handle.on_change(
+            &Change::OverdueResolved {
+                session: s,
+                runner: Runner::Go,
+            },
+            None,
+        );
+        handle.on_change(&Change::Forgotten { session: t }, None);
+        while let Ok(cmd) = pusher.rx.try_recv() {
+            pusher.apply(cmd);
+        }
+        let b = pusher.alerts.batch(T0, Duration::from_secs(60), None);
+        assert!(
+            b.iter().all(|p| p.ends_at == T0.to_rfc3339()),
+            "all resolved"
+        );
+        pusher.alerts.sent();
+        assert!(pusher.alerts.is_empty());
+    }
+
+    #[test]
+    fn raw_config_is_validated() {
+        let off = AlertmanagerConfig::from_raw(&RawAlertmanagerConfig::default()).unwrap();
+        assert!(off.is_none(), "no url, no pusher");
+        let raw: RawAlertmanagerConfig = toml::from_str(
+            "url = \"http://am:9093\"\nresend_interval = \"30s\"\nexternal_url = \"http://cc\"",
+        )
+        .unwrap();
+        let c = AlertmanagerConfig::from_raw(&raw).unwrap().unwrap();
+        assert_eq!(c.resend_interval, Duration::from_secs(30));
+        assert_eq!(c.generator_base.as_deref(), Some("http://cc"));
+        for bad in [
+            "url = \"am:9093\"",
+            "url = \"ftp://am\"",
+            "url = \"http://am\"\nresend_interval = \"soon\"",
+            "url = \"http://am\"\nresend_interval = \"10ms\"",
+            "url = \"http://am\"\nqueue = 0",
+        ] {
+            let raw: RawAlertmanagerConfig = toml::from_str(bad).unwrap();
+            let e = AlertmanagerConfig::from_raw(&raw).unwrap_err().to_string();
+            assert!(e.contains("serve.alertmanager"), "{bad}: {e}");
+        }
+        assert!(toml::from_str::<RawAlertmanagerConfig>("uri = \"x\"").is_err());
     }
 
     #[test]

@@ -1,9 +1,20 @@
-//! The alert rules, proven by Prometheus' own tool: `promtool check rules` (syntax, templates)
-//! and `promtool test rules` (every alert fires on its fault and stays silent on near-misses,
-//! see `alerts/claimcheck.test.yml`).
+//! Alerting, proven against the real Prometheus tools (Debian `prometheus` and
+//! `prometheus-alertmanager`; a missing one fails the test, it is never skipped):
+//! - the rules: `promtool check rules` and `promtool test rules alerts/claimcheck.test.yml`;
+//! - the per-finding pusher against a real Alertmanager: fire, re-send, resolve, retry;
+//! - end to end: `simulate` → `serve` → Prometheus with the rules → Alertmanager, and every
+//!   dashboard query run against that Prometheus.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use claimcheck::app::Clock;
+use claimcheck::event::Runner;
+use claimcheck::sinks::alertmanager::{AlertKind, AlertPusher, AlertmanagerConfig, FindingAlert};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,7 +61,7 @@ fn promtool_unit_tests_pass() {
 /// README, and the unit tests make every alert fire at least once.
 #[test]
 fn every_alert_is_documented_and_tested() {
-    let rules: serde_json::Value = yaml(&repo().join("alerts/claimcheck.rules.yml"));
+    let rules: Value = yaml(&repo().join("alerts/claimcheck.rules.yml"));
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let tests = std::fs::read_to_string(repo().join("alerts/claimcheck.test.yml")).unwrap();
     let anchors: Vec<String> = readme
@@ -112,21 +123,12 @@ fn github_anchor(heading: &str) -> String {
 }
 
 /// YAML → JSON value through serde (the rules are plain YAML: maps, lists, strings).
-pub fn yaml(path: &Path) -> serde_json::Value {
+pub fn yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 // --- the Alertmanager pusher against a real Alertmanager --------------------------------------
-
-use std::process::{Child, Stdio};
-use std::time::Duration;
-
-use claimcheck::app::Clock;
-use claimcheck::event::Runner;
-use claimcheck::sinks::alertmanager::{AlertKind, AlertPusher, AlertmanagerConfig, FindingAlert};
-use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 /// A child process killed when the test ends, however it ends.
 pub struct Killed(pub Child);
@@ -368,7 +370,7 @@ async fn prom_scalar(port: u16, q: &str) -> Option<f64> {
 }
 
 /// Alert names Prometheus reports in `state` ("firing" or "pending").
-async fn prom_alerts(port: u16, state: &str) -> Option<std::collections::BTreeSet<String>> {
+async fn prom_alerts(port: u16, state: &str) -> Option<BTreeSet<String>> {
     let v = get_json(&format!("http://127.0.0.1:{port}/api/v1/alerts")).await?;
     Some(
         v["data"]["alerts"]
@@ -530,7 +532,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
 
     // The faults simulate injects fire; nothing else does. The replayed logs are a day old,
     // so the lag alert rightly fires too (events arrive, the newest is 18 hours behind).
-    let expected: std::collections::BTreeSet<String> = [
+    let expected: BTreeSet<String> = [
         "ClaimcheckUnclaimedGoSessions",
         "ClaimcheckRunnerMismatch",
         "ClaimcheckDuplicateClaim",
@@ -565,7 +567,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
     // that this branch's `serve` does not export yet
     let dash = crate::dashboards::dashboard();
     let in_flight = crate::dashboards::IN_FLIGHT;
-    let (mut with_data, mut empty) = (0, Vec::new());
+    let (mut with_data, mut empty, mut nan_only) = (0, Vec::new(), Vec::new());
     let exprs = crate::dashboards::exprs(&dash);
     for e in &exprs {
         let q = substitute(e);
@@ -583,6 +585,15 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
             empty.push(e.clone());
         } else {
             with_data += 1;
+            // a number somewhere, not only NaN (e.g. a quantile of an empty histogram)
+            let numbers = result
+                .iter()
+                .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+                .filter(|v| !v.is_nan())
+                .count();
+            if numbers == 0 {
+                nan_only.push(q.clone());
+            }
         }
     }
     eprintln!(
@@ -590,6 +601,10 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
         exprs.len()
     );
     assert!(with_data >= 25, "{with_data} queries with data");
+    assert!(
+        nan_only.is_empty(),
+        "queries answering only NaN: {nan_only:#?}"
+    );
     // the org variable's values
     let orgs = get_json(&format!(
         "http://127.0.0.1:{prom}/api/v1/label/org/values?match[]=claimcheck_dispatches_total"
@@ -601,7 +616,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
     // Prometheus delivered the firing rule alerts to Alertmanager
     let held = until(30, "rule alerts in alertmanager", || async {
         let v = get_json(&format!("http://127.0.0.1:{am}/api/v2/alerts")).await?;
-        let names: std::collections::BTreeSet<String> = v
+        let names: BTreeSet<String> = v
             .as_array()?
             .iter()
             .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_owned))

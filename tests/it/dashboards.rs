@@ -274,6 +274,22 @@ fn every_panel_has_a_unit_a_description_and_no_fixed_range() {
             assert!(p["gridPos"][g].is_u64(), "{title}: gridPos.{g}");
         }
     }
+    // no two panels overlap on the grid (rows included)
+    let all = d["panels"].as_array().unwrap();
+    let rect = |p: &Value| {
+        let g = &p["gridPos"];
+        let n = |k: &str| g[k].as_u64().unwrap();
+        (n("x"), n("y"), n("x") + n("w"), n("y") + n("h"))
+    };
+    for (i, a) in all.iter().enumerate() {
+        let (ax0, ay0, ax1, ay1) = rect(a);
+        assert!(ax1 <= 24, "{}: wider than the grid", a["title"]);
+        for b in &all[i + 1..] {
+            let (bx0, by0, bx1, by1) = rect(b);
+            let overlap = ax0 < bx1 && bx0 < ax1 && ay0 < by1 && by0 < ay1;
+            assert!(!overlap, "{} overlaps {}", a["title"], b["title"]);
+        }
+    }
     for e in exprs(&d) {
         // a range is `[$__rate_interval]` or `[$__range]`; `[5m]` would be wrong at some zoom
         for range in ranges(&e) {

@@ -595,7 +595,12 @@ impl AlertPusher {
                         resend_at = Instant::now() + self.config.resend_interval;
                         continue;
                     }
-                    if self.post().await {
+                    // a post in flight (up to `timeout`) does not hold up shutdown
+                    let posted = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        ok = self.post() => ok,
+                    };
+                    if posted {
                         backoff = self.config.backoff_min;
                         next_post = None;
                         resend_at = Instant::now() + self.config.resend_interval;

@@ -57,6 +57,20 @@ fn promtool_unit_tests_pass() {
     assert!(text.contains("SUCCESS"), "{text}");
 }
 
+/// The shipped Prometheus and Alertmanager examples are valid for the real tools.
+#[test]
+fn the_prometheus_and_alertmanager_examples_are_valid() {
+    let text = promtool(&["check", "config", "dashboards/prometheus.yml"]);
+    assert!(text.contains("SUCCESS: 1 rule files found"), "{text}");
+    let out = Command::new(tool("amtool", "prometheus-alertmanager"))
+        .args(["check-config", "dashboards/alertmanager.yml"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
+}
+
 /// Every alert has its severity, summary, description and a runbook anchor that exists in the
 /// README, and the unit tests make every alert fire at least once.
 #[test]

@@ -29,6 +29,11 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# Prometheus and Alertmanager (Debian packages) for the alert-rule, dashboard and e2e tests.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+    || ! command -v prometheus-alertmanager >/dev/null; then
+  apt-get install -y prometheus prometheus-alertmanager
+fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -3,6 +3,8 @@
 // Tests may panic on what they set up themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerting;
+mod dashboards;
 mod hostile;
 mod live;
 mod scratch_db;

@@ -13,6 +13,7 @@ use crate::correlate::Outcome;
 use crate::correlate::live::{Change, Live, LiveConfig};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::parse::{LineContext, Parsed, Parser};
+use crate::sinks::alertmanager::AlertHandle;
 use crate::sinks::metrics::{LineResult, Metrics};
 use crate::sinks::report::{Evidence, Totals};
 use crate::sources::tail::Position;
@@ -200,6 +201,8 @@ pub struct Actor {
     holding_since: Option<Timestamp>,
     /// Cancelled at shutdown: a commit that keeps failing stops retrying then.
     stop: CancellationToken,
+    /// Per-finding alerts, when an Alertmanager is configured.
+    alerts: Option<AlertHandle>,
 }
 
 /// Judgements are never held longer than this, whatever a source's backlog: a huge catch-up
@@ -262,6 +265,7 @@ impl Actor {
             behind: rustc_hash::FxHashSet::default(),
             holding_since: None,
             stop: CancellationToken::new(),
+            alerts: None,
         };
         Ok((actor, summary_rx))
     }
@@ -295,6 +299,11 @@ impl Actor {
         self.store = Some(store);
         self.published.send_replace(self.summary.clone());
         Ok(())
+    }
+
+    /// Sends every finding to Alertmanager through `alerts` from now on.
+    pub fn alert_to(&mut self, alerts: AlertHandle) {
+        self.alerts = Some(alerts);
     }
 
     /// Names sources that have a backlog before they start sending (files that exist when
@@ -422,11 +431,31 @@ impl Actor {
     }
 
     fn apply(&mut self, changes: Vec<Change>, now: Timestamp) {
+        if let Some(alerts) = &self.alerts {
+            for c in &changes {
+                alerts.on_change(c, self.org_of(c).as_deref());
+            }
+        }
         for c in &changes {
             self.metrics.apply(c);
             count(&mut self.summary, c);
             self.note_finding(c, now);
         }
+    }
+
+    /// The org a change's session was dispatched for, when known.
+    fn org_of(&self, c: &Change) -> Option<String> {
+        let session = match c {
+            Change::Judged { session, .. }
+            | Change::Overdue { session, .. }
+            | Change::OverdueResolved { session, .. }
+            | Change::Duplicate { session, .. } => session,
+            _ => return None,
+        };
+        let core = self.live.core();
+        let s = core.session(session)?;
+        let d = s.judge(core.timeouts(), core.watermark()).dispatch?;
+        core.org_name(d.extra).map(str::to_owned)
     }
 
     /// Keeps the recent findings for `/api/findings`, newest last, bounded.

@@ -82,6 +82,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         store: None,
         vercel_secret: None,
         vercel_verify_code: None,
+        alertmanager: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

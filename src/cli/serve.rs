@@ -16,6 +16,7 @@ use crate::correlate::live::LiveConfig;
 use crate::event::Runner;
 use crate::parse::Parser;
 use crate::server::{AppState, VercelDrain, router};
+use crate::sinks::alertmanager::AlertPusher;
 use crate::sources::tail::Tailer;
 use crate::sources::{Input, Role};
 use crate::store::Store;
@@ -58,6 +59,9 @@ pub struct ServeArgs {
     /// Code echoed in `x-vercel-verify` when Vercel checks the drain endpoint.
     #[arg(long, env = "CLAIMCHECK_VERCEL_VERIFY_CODE")]
     pub vercel_verify_code: Option<String>,
+    /// Alertmanager base URL (`http://127.0.0.1:9093`): push per-finding alerts there.
+    #[arg(long, value_name = "URL", env = "CLAIMCHECK_ALERTMANAGER_URL")]
+    pub alertmanager: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -83,6 +87,13 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(store) = args.store.take() {
         sc.store = Some(store);
+    }
+    if let Some(url) = args.alertmanager.take() {
+        let raw = crate::sinks::alertmanager::RawAlertmanagerConfig {
+            url,
+            ..Default::default()
+        };
+        sc.alertmanager = crate::sinks::alertmanager::AlertmanagerConfig::from_raw(&raw)?;
     }
     sc.files.append(&mut args.dispatch);
     sc.files.append(&mut args.claims);
@@ -146,6 +157,13 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     let (tx, rx) = mpsc::channel::<Batch>(64);
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(am) = &sc.alertmanager {
+        tracing::info!(url = %am.url, "pushing per-finding alerts to Alertmanager");
+        let (pusher, handle) = AlertPusher::new(am.clone(), &registry, Clock::system())
+            .context("cannot register the Alertmanager metrics")?;
+        tasks.spawn(pusher.run(shutdown.clone()));
+        actor.alert_to(handle);
+    }
     let (query_tx, query_rx) = mpsc::channel(16);
     tasks.spawn(actor.run(rx, query_rx, shutdown.clone()));
     if let Some(rt) = args.stdin {

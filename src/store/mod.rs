@@ -107,8 +107,10 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) ";
+/// 7 parameters a row stays well under SQLite's 32766 and Postgres' 65535 per statement.
+const ROWS_PER_INSERT: usize = 1000;
 const UPSERT_POSITION: &str = "INSERT INTO positions (path, dev, ino, head, \"offset\", partial) \
      VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, head = excluded.head, \
@@ -165,17 +167,19 @@ impl Store {
     pub async fn commit(&self, c: &Commit) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            for l in &c.lines {
-                sqlx::query(INSERT_EVENT)
-                    .bind(l.received_at.millis())
-                    .bind(text(&l.source))
-                    .bind(i64::from(l.line))
-                    .bind(l.session.as_deref().map(text))
-                    .bind(l.entry_id.as_deref().map(text))
-                    .bind(runtime_str(l.default_runtime))
-                    .bind(&l.raw)
-                    .execute(&mut *tx)
-                    .await?;
+            // Many rows per statement: one round trip per few hundred lines, not per line.
+            for rows in c.lines.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::new(INSERT_EVENTS);
+                insert.push_values(rows, |mut b, l| {
+                    b.push_bind(l.received_at.millis())
+                        .push_bind(text(&l.source).into_owned())
+                        .push_bind(i64::from(l.line))
+                        .push_bind(l.session.as_deref().map(|s| text(s).into_owned()))
+                        .push_bind(l.entry_id.as_deref().map(|s| text(s).into_owned()))
+                        .push_bind(runtime_str(l.default_runtime))
+                        .push_bind(l.raw.as_slice());
+                });
+                insert.build().execute(&mut *tx).await?;
             }
             if let Some((path, p)) = &c.position {
                 sqlx::query(UPSERT_POSITION)

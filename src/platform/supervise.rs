@@ -478,6 +478,8 @@ impl PgTask {
             observed_at: self.clock.now(),
             orgs,
         };
+        // up before the data: whoever sees the snapshot sees the dependency up
+        self.dep.ok();
         send(&self.tx, PlatformUpdate::Flags(snap)).await
     }
 
@@ -493,6 +495,7 @@ impl PgTask {
                 created_since(pool, cfg, since, SESSION_PAGE),
             )
             .await?;
+            self.dep.ok();
             let full = page.len() as i64 == SESSION_PAGE;
             let Some(last) = page.last().map(|s| s.created_at) else {
                 break;
@@ -534,7 +537,10 @@ impl PgTask {
         if !ask.is_empty() {
             let found = self.lookup(pool, &ask).await;
             let found = match found {
-                Ok(f) => f,
+                Ok(f) => {
+                    self.dep.ok();
+                    f
+                }
                 Err(e) => {
                     // keep the questions for when Postgres answers again
                     self.pending.extend(ask);
@@ -638,6 +644,7 @@ impl RedisTask {
         };
         if poll {
             let stats = deadline("redis queue", limit * 4, queue_stats(con, &self.cfg)).await?;
+            self.dep.ok();
             send(&self.tx, PlatformUpdate::Queue(stats)).await?;
         }
         while let Some(session) = self.pending.last().cloned() {
@@ -647,6 +654,7 @@ impl RedisTask {
                 claim_witness(con, &self.cfg, &session),
             )
             .await?;
+            self.dep.ok();
             self.pending.pop();
             send(&self.tx, PlatformUpdate::ClaimWitness { session, worker }).await?;
         }

@@ -5,6 +5,7 @@
 
 mod hostile;
 mod live;
+mod platform;
 mod serve;
 mod serve_files;
 mod simulate;

@@ -289,6 +289,13 @@ pub async fn connect_redis(cfg: &RedisConfig) -> Result<MultiplexedConnection, P
     .await
 }
 
+/// The client-side deadline of a Postgres call: a connection may take up to `call_timeout`
+/// to acquire, and the server cancels a statement at `call_timeout` (`statement_timeout`), so
+/// the server's clean cancellation comes first and this only catches a server that is silent.
+fn pg_deadline(cfg: &PostgresConfig) -> Duration {
+    cfg.call_timeout * 2 + Duration::from_millis(250)
+}
+
 /// `fut` with a deadline: a blackholed server fails the call instead of hanging the task.
 async fn deadline<T, E: Into<PlatformError>>(
     what: &'static str,
@@ -409,6 +416,7 @@ impl PgTask {
         let s_every = self.cfg.sessions.poll_interval;
         let (mut next_flags, mut next_sessions) = (Instant::now(), Instant::now());
         let mut batch_due: Option<Instant> = None;
+        let mut open = true;
         loop {
             let mut wake = next_flags.min(next_sessions);
             if let Some(b) = batch_due {
@@ -420,7 +428,7 @@ impl PgTask {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(wake) => {}
-                req = requests.recv(), if self.pending.len() < REQUESTS => match req {
+                req = requests.recv(), if open && self.pending.len() < REQUESTS => match req {
                     Some(id) => {
                         self.pending.insert(id);
                         let due = Instant::now() + ORG_BATCH_WAIT;
@@ -429,7 +437,8 @@ impl PgTask {
                             continue;
                         }
                     }
-                    None => break,
+                    // every requester is gone: polling goes on
+                    None => open = false,
                 },
             }
             let now = Instant::now();
@@ -467,7 +476,7 @@ impl PgTask {
     }
 
     async fn flags(&mut self, pool: &PgPool) -> Result<(), PlatformError> {
-        let limit = self.cfg.call_timeout;
+        let limit = pg_deadline(&self.cfg);
         let orgs = deadline(
             "postgres flags",
             limit,
@@ -491,7 +500,7 @@ impl PgTask {
         for _ in 0..SESSION_PAGES_PER_POLL {
             let page = deadline(
                 "postgres sessions",
-                self.cfg.call_timeout,
+                pg_deadline(&self.cfg),
                 created_since(pool, cfg, since, SESSION_PAGE),
             )
             .await?;
@@ -566,7 +575,7 @@ impl PgTask {
         pool: &PgPool,
         ids: &[String],
     ) -> Result<Vec<(String, Option<String>)>, PlatformError> {
-        let limit = self.cfg.call_timeout;
+        let limit = pg_deadline(&self.cfg);
         let kind = match self.id_kind {
             Some(k) => k,
             None => {
@@ -599,6 +608,7 @@ impl RedisTask {
     async fn run(mut self, mut requests: mpsc::Receiver<String>, shutdown: CancellationToken) {
         let every = self.cfg.poll_interval;
         let mut next_poll = Instant::now();
+        let mut open = true;
         loop {
             let mut wake = next_poll;
             if !self.pending.is_empty() {
@@ -610,9 +620,10 @@ impl RedisTask {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(wake) => {}
-                req = requests.recv(), if self.pending.len() < REQUESTS => match req {
+                req = requests.recv(), if open && self.pending.len() < REQUESTS => match req {
                     Some(id) => self.pending.push(id),
-                    None => break,
+                    // every requester is gone: polling goes on
+                    None => open = false,
                 },
             }
             let now = Instant::now();

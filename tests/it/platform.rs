@@ -244,9 +244,9 @@ impl Sidecar {
         self.up_history.get(dep).and_then(|h| h.last().copied())
     }
 
-    /// Feeds updates (and ticks) to the platform until `done` holds; 20 s at most.
+    /// Feeds updates (and ticks) to the platform until `done` holds; a generous 60 s at most.
     async fn until(&mut self, what: &str, done: impl Fn(&Sidecar) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         self.note_readiness();
         while !done(self) {
             let update = tokio::select! {
@@ -355,6 +355,13 @@ async fn flip_malformed_rollback_deleted_row_and_restart() {
     insert_org(&db.pool, "o_flip", "{}", hour_ago).await;
     insert_org(&db.pool, "o_bad", r#"{"plan": "pro"}"#, hour_ago).await;
     insert_org(&db.pool, "o_del", r#"{"runner_default": "go"}"#, hour_ago).await;
+    // the role claimcheck runs as cannot write (README: the read-only role)
+    let ro = sqlx::PgPool::connect(&db.readonly_url()).await.unwrap();
+    let refused = sqlx::raw_sql("UPDATE organizations SET features = '{}'")
+        .execute(&ro)
+        .await;
+    assert!(refused.is_err(), "the read-only role refuses writes");
+    ro.close().await;
     let cfg = config(Some(db.readonly_url()), None);
     let mut sc = Sidecar::start(&cfg, None, hour_ago);
     sc.until("the baseline", |s| {
@@ -695,7 +702,11 @@ async fn unclaimed_go_work_in_the_queue_and_claim_witnesses_change_no_key() {
         .unwrap();
 }
 
-/// `MONITOR` on a server of the test's own: every command claimcheck sends is a read.
+/// The Redis ACL rules the README gives (after `ACL SETUSER claimcheck on >password`).
+const README_ACL: &str = "~work:* resetchannels -@all +time +zcard +zrange +hmget +get +ping";
+
+/// `MONITOR` on a server of the test's own: every command claimcheck sends is a read, and it
+/// runs as a user that may not send anything else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_read_commands_reach_redis() {
     let server = RedisServer::start();
@@ -703,7 +714,28 @@ async fn only_read_commands_reach_redis() {
     let t0 = now_ms();
     enqueue(&mut con, "", &[("g1", "go", t0 - 1000), ("t1", "ts", t0)]).await;
     claim(&mut con, "", "g0", "w1").await;
+    // the README's ACL: read commands on the queue keys, nothing else
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("claimcheck")
+        .arg("reset")
+        .arg("on")
+        .arg(">s3cret")
+        .arg(README_ACL.split_whitespace().collect::<Vec<_>>())
+        .query_async(&mut con)
+        .await
+        .unwrap();
     drop(con);
+
+    let url = format!("redis://claimcheck:s3cret@127.0.0.1:{}/", server.port);
+    let mut as_claimcheck = redis_con(&url).await;
+    let refused: redis::RedisResult<()> = redis::cmd("SET")
+        .arg("work:queue")
+        .arg("x")
+        .query_async(&mut as_claimcheck)
+        .await;
+    assert!(refused.is_err(), "the ACL refuses writes");
+    drop(as_claimcheck);
 
     let mut monitor = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     monitor.write_all(b"MONITOR\r\n").unwrap();
@@ -714,7 +746,7 @@ async fn only_read_commands_reach_redis() {
     let reader =
         std::thread::spawn(move || lines.lines().map_while(Result::ok).collect::<Vec<String>>());
 
-    let cfg = config(None, Some((server.url(), String::new())));
+    let cfg = config(None, Some((url, String::new())));
     let mut sc = Sidecar::start(&cfg, None, t0);
     sc.platform.on_overdue("g0");
     sc.until("the witness and the queue", |s| {
@@ -726,6 +758,7 @@ async fn only_read_commands_reach_redis() {
     let seen = reader.join().unwrap();
 
     let allowed = [
+        "AUTH",
         "TIME",
         "ZCARD",
         "ZRANGE",
@@ -928,4 +961,96 @@ async fn postgres_outage_defers_drift_and_catches_up() {
         Some(1.0)
     );
     sc.stop().await;
+}
+
+/// A blackholed Redis (SIGSTOP: connected, silent) fails calls at the deadline instead of
+/// hanging the task; when it answers again, so does claimcheck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_fails_at_the_deadline_and_recovers() {
+    let server = RedisServer::start();
+    let mut con = redis_con(&server.url()).await;
+    let t0 = now_ms();
+    enqueue(&mut con, "", &[("g1", "go", t0)]).await;
+    claim(&mut con, "", "s_held", "go-worker-3").await;
+    drop(con);
+    let cfg = config(None, Some((server.url(), String::new())));
+    let mut sc = Sidecar::start(&cfg, None, t0);
+    sc.until("redis up", |s| {
+        s.up("redis") == Some(true) && s.queue.is_some()
+    })
+    .await;
+    server.pause();
+    let paused = std::time::Instant::now();
+    sc.until("redis down", |s| s.up("redis") == Some(false))
+        .await;
+    let took = paused.elapsed();
+    // one poll interval plus the 2 s queue deadline (4 x call_timeout), with room for a slow CI
+    assert!(took < Duration::from_secs(6), "detected after {took:?}");
+    let err = sc
+        .handle
+        .readiness
+        .borrow()
+        .redis
+        .clone()
+        .unwrap()
+        .last_error
+        .unwrap();
+    assert!(
+        err.contains("no answer within") || err.contains("timed out"),
+        "{err}"
+    );
+    assert!(sc.platform.on_overdue("s_held"));
+    server.resume();
+    sc.until("redis back and the witness", |s| {
+        s.up("redis") == Some(true) && !s.witnesses().is_empty()
+    })
+    .await;
+    assert_eq!(sc.witnesses(), [("s_held", Some("go-worker-3"))]);
+    sc.stop().await;
+}
+
+/// A query slower than the call timeout is cancelled by the server (`statement_timeout`), and
+/// counts as the dependency being down: no snapshot, so nothing judged on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_flag_query_is_cancelled_by_the_statement_timeout() {
+    let db = TestDb::create().await;
+    insert_org(&db.pool, "o1", r#"{"runner_default": "go"}"#, now_ms()).await;
+    let slow = format!(
+        "CREATE VIEW slow_orgs AS SELECT o.* FROM organizations o, pg_sleep(3);
+         GRANT SELECT ON slow_orgs TO {};",
+        db.role
+    );
+    exec(&db.pool, &slow).await;
+    let mut cfg = config(Some(db.readonly_url()), None);
+    if let Some(pg) = cfg.postgres.as_mut() {
+        pg.organizations.table =
+            claimcheck::platform::config::Ident::new("table", "slow_orgs").unwrap();
+    }
+    let mut sc = Sidecar::start(&cfg, None, now_ms());
+    sc.until("the first failure", |s| {
+        s.handle
+            .readiness
+            .borrow()
+            .postgres
+            .as_ref()
+            .is_some_and(|p| p.failures >= 1)
+    })
+    .await;
+    let err = sc
+        .handle
+        .readiness
+        .borrow()
+        .postgres
+        .clone()
+        .unwrap()
+        .last_error
+        .unwrap();
+    assert!(err.contains("statement timeout"), "{err}");
+    assert_eq!(sc.snapshots, 0);
+    assert_eq!(
+        sc.metric(r#"claimcheck_dependency_up{dependency="postgres"}"#),
+        Some(0.0)
+    );
+    sc.stop().await;
+    db.drop().await;
 }

@@ -813,9 +813,11 @@ async fn redis_outage_reads_down_then_catches_up() {
         Some(1.0)
     );
 
+    let killed = std::time::Instant::now();
     server.kill();
     sc.until("redis down", |s| s.up("redis") == Some(false))
         .await;
+    eprintln!("redis killed: down {:?} after the kill", killed.elapsed());
     assert_eq!(
         sc.metric(r#"claimcheck_dependency_up{dependency="redis"}"#),
         Some(0.0)
@@ -845,11 +847,16 @@ async fn redis_outage_reads_down_then_catches_up() {
     assert!(sc.witnesses().is_empty());
     assert_eq!(sc.queue, queue_polls, "no figures invented while down");
 
+    let back = std::time::Instant::now();
     server.restart();
     sc.until("redis back and the witness answered", |s| {
         s.up("redis") == Some(true) && s.witnesses().len() == 1
     })
     .await;
+    eprintln!(
+        "redis restarted: up and the held witness answered {:?} after the start",
+        back.elapsed()
+    );
     assert_eq!(sc.witnesses(), [("s_held", Some("go-worker-9"))]);
     let mut con = redis_con(&server.url()).await;
     enqueue(&mut con, "", &[("g3", "go", now_ms())]).await;
@@ -889,9 +896,14 @@ async fn postgres_outage_defers_drift_and_catches_up() {
     })
     .await;
 
+    let killed = std::time::Instant::now();
     pg.kill();
     sc.until("postgres down", |s| s.up("postgres") == Some(false))
         .await;
+    eprintln!(
+        "postgres killed: down {:?} after `pg_ctl stop -m immediate` began",
+        killed.elapsed()
+    );
     assert_eq!(
         sc.metric(r#"claimcheck_dependency_up{dependency="postgres"}"#),
         Some(0.0)
@@ -933,12 +945,16 @@ async fn postgres_outage_defers_drift_and_catches_up() {
     insert_session(&side_pool, "lost", "queued", "o1", d - 500).await;
     side_pool.close().await;
     pg.kill_on(side);
+    let back = std::time::Instant::now();
     pg.restart();
-
     sc.until("postgres back, the flip and the checks", |s| {
         s.up("postgres") == Some(true) && !s.flips().is_empty() && s.platform.waiting_checks() == 0
     })
     .await;
+    eprintln!(
+        "postgres restarted: up, flip found, deferred drift judged {:?} after `pg_ctl start` began",
+        back.elapsed()
+    );
     assert_eq!(
         (sc.flips()[0].to, sc.flips()[0].at),
         (Runner::Ts, Timestamp(d - 60_000))
@@ -984,6 +1000,7 @@ async fn a_silent_redis_fails_at_the_deadline_and_recovers() {
     sc.until("redis down", |s| s.up("redis") == Some(false))
         .await;
     let took = paused.elapsed();
+    eprintln!("redis paused: down after {took:?}");
     // one poll interval plus the 2 s queue deadline (4 x call_timeout), with room for a slow CI
     assert!(took < Duration::from_secs(6), "detected after {took:?}");
     let err = sc

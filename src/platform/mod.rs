@@ -17,6 +17,7 @@
 pub mod config;
 pub mod flags;
 pub mod metrics;
+pub mod orgs;
 pub mod queue;
 pub mod sessions;
 pub mod supervise;
@@ -27,6 +28,7 @@ use std::time::Duration;
 pub use config::{PlatformConfig, PlatformConfigError, RawPlatformConfig};
 pub use flags::{DriftVerdict, FlagBook, FlagSnapshot, Flip, MalformedFlag, OrgFlag, SavedBook};
 pub use metrics::{Dependency, PlatformMetrics};
+pub use orgs::OrgView;
 pub use queue::QueueStats;
 pub use sessions::{Coverage, CreatedSession};
 pub use supervise::{PlatformHandle, PlatformRequests, PlatformUpdate, Readiness, spawn};
@@ -97,7 +99,9 @@ struct Waiting {
 #[derive(Debug)]
 pub struct Platform {
     book: FlagBook,
-    coverage: Coverage,
+    /// Only with Postgres configured: nothing else feeds it rows.
+    coverage: Option<Coverage>,
+    share: orgs::DispatchShare,
     grace: Duration,
     metrics: PlatformMetrics,
     requests: PlatformRequests,
@@ -125,13 +129,14 @@ impl Platform {
     ) -> Platform {
         let book = saved.map_or_else(FlagBook::new, FlagBook::from_saved);
         metrics.flags(&book);
-        let coverage_grace = config
+        let coverage = config
             .postgres
             .as_ref()
-            .map_or(Duration::from_secs(600), |p| p.sessions.grace);
+            .map(|p| Coverage::new(p.sessions.grace, horizon));
         Platform {
             book,
-            coverage: Coverage::new(coverage_grace, horizon),
+            coverage,
+            share: orgs::DispatchShare::new(10_000),
             grace: config.drift_grace,
             metrics,
             requests,
@@ -146,8 +151,13 @@ impl Platform {
         &self.book
     }
 
-    pub fn coverage(&self) -> &Coverage {
-        &self.coverage
+    pub fn coverage(&self) -> Option<&Coverage> {
+        self.coverage.as_ref()
+    }
+
+    /// Each org's flag, go share dispatched over the last hour and last flip (`GET /api/orgs`).
+    pub fn orgs(&self, now: Timestamp) -> Vec<OrgView> {
+        orgs::org_views(&self.book, &self.share, now)
     }
 
     /// What to persist so a restart neither loses nor repeats a flip.
@@ -179,10 +189,17 @@ impl Platform {
         now: Timestamp,
     ) -> Vec<PlatformEvent> {
         let mut out = Vec::new();
-        if self.coverage.on_dispatch(session, now) {
+        if self
+            .coverage
+            .as_mut()
+            .is_some_and(|c| c.on_dispatch(session, now))
+        {
             out.push(PlatformEvent::MissingResolved {
                 session: session.to_owned(),
             });
+        }
+        if let Some(org) = org {
+            self.share.add(org, runner, now);
         }
         let w = Waiting {
             session: session.to_owned(),
@@ -201,6 +218,14 @@ impl Platform {
         }
         self.check(w, &mut out);
         out
+    }
+
+    /// A dispatch replayed from the store at start (`received_at` as `now`): it counts for log
+    /// coverage, but its drift was judged before the restart, so it is not judged again.
+    pub fn on_replayed_dispatch(&mut self, session: &str, received_at: Timestamp) {
+        if let Some(c) = self.coverage.as_mut() {
+            c.on_dispatch(session, received_at);
+        }
     }
 
     /// A session became overdue with no claim line: ask Redis who holds its claim key.
@@ -229,12 +254,17 @@ impl Platform {
                     self.check(w, &mut out);
                 }
             }
-            PlatformUpdate::SessionsCreated(rows) => self.coverage.on_created(&rows),
+            PlatformUpdate::SessionsCreated(rows) => {
+                if let Some(c) = self.coverage.as_mut() {
+                    c.on_created(&rows);
+                }
+            }
             PlatformUpdate::SessionOrgs(answers) => {
                 for (session, org) in answers {
                     if let Some(mut w) = self.need_org.remove(&session) {
                         match &org {
                             Some(o) => {
+                                self.share.add(o, w.runner, w.since);
                                 w.org = Some(o.clone());
                                 self.check(w, &mut out);
                             }
@@ -260,7 +290,11 @@ impl Platform {
 
     /// Sessions whose log grace ended, and drift checks that waited too long.
     pub fn on_tick(&mut self, now: Timestamp) -> Vec<PlatformEvent> {
-        let missing = self.coverage.on_tick(now);
+        let missing = self
+            .coverage
+            .as_mut()
+            .map(|c| c.on_tick(now))
+            .unwrap_or_default();
         self.metrics.missing(missing.len() as u64);
         let cutoff = now.saturating_add_ms(-Platform::WAITING_MAX_MS);
         while self.waiting.front().is_some_and(|w| w.since < cutoff) {

@@ -397,6 +397,11 @@ async fn flip_malformed_rollback_deleted_row_and_restart() {
     sc.dispatch("after_grace", Some("o_flip"), Runner::Ts, flip + 40_000);
     sc.dispatch("go_after", Some("o_flip"), Runner::Go, flip + 50_000);
     assert_eq!(sc.drifts(), [("after_grace", Runner::Go, Runner::Ts)]);
+    let orgs = sc.platform.orgs(sc.clock.now());
+    let o = orgs.iter().find(|o| o.org == "o_flip").unwrap();
+    assert_eq!(o.expected_runner, Some("go"));
+    assert_eq!(o.go_share_last_hour, Some(0.25));
+    assert_eq!(o.last_flip.as_ref().map(|f| f.to), Some("go"));
     sc.more_snapshots(3).await;
     assert_eq!(sc.flips().len(), 1, "a flip is found once");
 

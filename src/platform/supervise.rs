@@ -233,6 +233,9 @@ pub fn spawn(
             cache: OrgCache::new(100_000),
             pending: BTreeSet::new(),
             id_kind: None,
+            next_flags: Instant::now(),
+            next_sessions: Instant::now(),
+            batch_due: None,
         };
         tasks.spawn(task.run(org_rx, shutdown.clone()));
     }
@@ -400,6 +403,10 @@ struct PgTask {
     cache: OrgCache,
     pending: BTreeSet<String>,
     id_kind: Option<IdKind>,
+    next_flags: Instant,
+    next_sessions: Instant,
+    /// When the gathered org lookups go out.
+    batch_due: Option<Instant>,
 }
 
 impl PgTask {
@@ -412,14 +419,10 @@ impl PgTask {
                 return;
             }
         };
-        let o_every = self.cfg.organizations.poll_interval;
-        let s_every = self.cfg.sessions.poll_interval;
-        let (mut next_flags, mut next_sessions) = (Instant::now(), Instant::now());
-        let mut batch_due: Option<Instant> = None;
         let mut open = true;
         loop {
-            let mut wake = next_flags.min(next_sessions);
-            if let Some(b) = batch_due {
+            let mut wake = self.next_flags.min(self.next_sessions);
+            if let Some(b) = self.batch_due {
                 wake = wake.min(b);
             }
             if let Some(r) = self.dep.retry_at {
@@ -432,7 +435,7 @@ impl PgTask {
                     Some(id) => {
                         self.pending.insert(id);
                         let due = Instant::now() + ORG_BATCH_WAIT;
-                        batch_due = Some(batch_due.map_or(due, |b| b.min(due)));
+                        self.batch_due = Some(self.batch_due.map_or(due, |b| b.min(due)));
                         if self.pending.len() < ORG_BATCH {
                             continue;
                         }
@@ -445,34 +448,39 @@ impl PgTask {
             if self.dep.waiting(now) {
                 continue;
             }
-            let mut result = Ok(());
-            if now >= next_flags {
-                result = self.flags(&pool).await;
-                if result.is_ok() {
-                    next_flags = now + o_every;
-                }
-            }
-            if result.is_ok() && now >= next_sessions {
-                result = self.sessions(&pool).await;
-                if result.is_ok() {
-                    next_sessions = now + s_every;
-                }
-            }
-            if result.is_ok()
-                && batch_due.is_some_and(|b| now >= b || self.pending.len() >= ORG_BATCH)
-            {
-                result = self.orgs(&pool).await;
-                if result.is_ok() {
-                    batch_due = (!self.pending.is_empty()).then_some(now);
-                }
-            }
+            // a call in flight does not hold up shutdown
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.cycle(&pool, now) => r,
+            };
             match result {
+                // up only when everything due succeeded: a half-working integration is down
                 Ok(()) => self.dep.ok(),
                 Err(PlatformError::Closed) => break,
                 Err(e) => self.dep.failed(&e),
             }
         }
         pool.close().await;
+    }
+
+    /// Whatever is due: the flags, the new sessions, the gathered org lookups.
+    async fn cycle(&mut self, pool: &PgPool, now: Instant) -> Result<(), PlatformError> {
+        if now >= self.next_flags {
+            self.flags(pool).await?;
+            self.next_flags = now + self.cfg.organizations.poll_interval;
+        }
+        if now >= self.next_sessions {
+            self.sessions(pool).await?;
+            self.next_sessions = now + self.cfg.sessions.poll_interval;
+        }
+        if self
+            .batch_due
+            .is_some_and(|b| now >= b || self.pending.len() >= ORG_BATCH)
+        {
+            self.orgs(pool).await?;
+            self.batch_due = (!self.pending.is_empty()).then_some(now);
+        }
+        Ok(())
     }
 
     async fn flags(&mut self, pool: &PgPool) -> Result<(), PlatformError> {
@@ -487,8 +495,6 @@ impl PgTask {
             observed_at: self.clock.now(),
             orgs,
         };
-        // up before the data: whoever sees the snapshot sees the dependency up
-        self.dep.ok();
         send(&self.tx, PlatformUpdate::Flags(snap)).await
     }
 
@@ -504,7 +510,6 @@ impl PgTask {
                 created_since(pool, cfg, since, SESSION_PAGE),
             )
             .await?;
-            self.dep.ok();
             let full = page.len() as i64 == SESSION_PAGE;
             let Some(last) = page.last().map(|s| s.created_at) else {
                 break;
@@ -546,10 +551,7 @@ impl PgTask {
         if !ask.is_empty() {
             let found = self.lookup(pool, &ask).await;
             let found = match found {
-                Ok(f) => {
-                    self.dep.ok();
-                    f
-                }
+                Ok(f) => f,
                 Err(e) => {
                     // keep the questions for when Postgres answers again
                     self.pending.extend(ask);
@@ -631,7 +633,11 @@ impl RedisTask {
                 continue;
             }
             let poll = now >= next_poll;
-            match self.round(poll).await {
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.round(poll) => r,
+            };
+            match result {
                 Ok(()) => {
                     if poll {
                         next_poll = now + every;
@@ -655,7 +661,6 @@ impl RedisTask {
         };
         if poll {
             let stats = deadline("redis queue", limit * 4, queue_stats(con, &self.cfg)).await?;
-            self.dep.ok();
             send(&self.tx, PlatformUpdate::Queue(stats)).await?;
         }
         while let Some(session) = self.pending.last().cloned() {
@@ -665,7 +670,6 @@ impl RedisTask {
                 claim_witness(con, &self.cfg, &session),
             )
             .await?;
-            self.dep.ok();
             self.pending.pop();
             send(&self.tx, PlatformUpdate::ClaimWitness { session, worker }).await?;
         }

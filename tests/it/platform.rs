@@ -650,7 +650,10 @@ async fn unclaimed_go_work_in_the_queue_and_claim_witnesses_change_no_key() {
 
     let cfg = config(None, Some((url.into(), prefix.clone())));
     let mut sc = Sidecar::start(&cfg, None, t0);
-    sc.until("queue figures", |s| s.queue.is_some()).await;
+    sc.until("queue figures", |s| {
+        s.queue.is_some() && s.up("redis") == Some(true)
+    })
+    .await;
     let q = sc.queue.clone().unwrap();
     assert_eq!(
         (
@@ -808,9 +811,10 @@ async fn redis_outage_reads_down_then_catches_up() {
     let cfg = config(None, Some((server.url(), String::new())));
     let mut sc = Sidecar::start(&cfg, None, t0);
     sc.until("the queue", |s| {
-        s.queue
-            .as_ref()
-            .is_some_and(|q| q.runner(Runner::Go).depth == 2)
+        s.up("redis") == Some(true)
+            && s.queue
+                .as_ref()
+                .is_some_and(|q| q.runner(Runner::Go).depth == 2)
     })
     .await;
     assert_eq!(
@@ -1073,6 +1077,38 @@ async fn a_slow_flag_query_is_cancelled_by_the_statement_timeout() {
         sc.metric(r#"claimcheck_dependency_up{dependency="postgres"}"#),
         Some(0.0)
     );
+    sc.stop().await;
+    db.drop().await;
+}
+
+/// A half-working integration (the sessions table is misnamed) is down, with the cause, and
+/// does not flap: the flags that can be read still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misnamed_table_keeps_the_dependency_down_with_its_cause() {
+    let db = TestDb::create().await;
+    insert_org(&db.pool, "o1", "{}", now_ms()).await;
+    let mut cfg = config(Some(db.readonly_url()), None);
+    if let Some(pg) = cfg.postgres.as_mut() {
+        pg.sessions.table =
+            claimcheck::platform::config::Ident::new("table", "agent_session").unwrap();
+    }
+    let mut sc = Sidecar::start(&cfg, None, now_ms());
+    sc.until("three snapshots", |s| s.snapshots >= 3).await;
+    assert_eq!(
+        sc.up_history["postgres"],
+        [false],
+        "never up, never flapping"
+    );
+    let err = sc
+        .handle
+        .readiness
+        .borrow()
+        .postgres
+        .clone()
+        .unwrap()
+        .last_error
+        .unwrap();
+    assert!(err.contains("agent_session"), "{err}");
     sc.stop().await;
     db.drop().await;
 }

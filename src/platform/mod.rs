@@ -102,6 +102,8 @@ pub struct Platform {
     /// Only with Postgres configured: nothing else feeds it rows.
     coverage: Option<Coverage>,
     share: orgs::DispatchShare,
+    /// Drift is only judged with a flag source (Postgres) configured.
+    judge_drift: bool,
     grace: Duration,
     metrics: PlatformMetrics,
     requests: PlatformRequests,
@@ -137,6 +139,7 @@ impl Platform {
             book,
             coverage,
             share: orgs::DispatchShare::new(10_000),
+            judge_drift: config.postgres.is_some(),
             grace: config.drift_grace,
             metrics,
             requests,
@@ -200,6 +203,9 @@ impl Platform {
         }
         if let Some(org) = org {
             self.share.add(org, runner, now);
+        }
+        if !self.judge_drift {
+            return out;
         }
         let w = Waiting {
             session: session.to_owned(),

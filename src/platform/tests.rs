@@ -168,3 +168,19 @@ fn a_dispatch_without_an_org_is_checked_when_postgres_names_it() {
     }));
     assert_eq!(p.waiting_checks(), 0);
 }
+
+#[test]
+fn without_postgres_nothing_waits_for_a_flag() {
+    let reg = Registry::new();
+    let metrics = PlatformMetrics::new(&reg).unwrap();
+    let cfg = PlatformConfig::new(&RawPlatformConfig::default()).unwrap();
+    let mut p = Platform::new(&cfg, metrics, PlatformRequests::default(), None, t(0));
+    assert!(
+        p.on_dispatch("s", Some("o1"), Runner::Go, t(1), t(1))
+            .is_empty()
+    );
+    assert!(p.on_dispatch("s2", None, Runner::Go, t(1), t(1)).is_empty());
+    assert_eq!((p.waiting_checks(), p.unverifiable()), (0, 0));
+    assert!(p.coverage().is_none());
+    assert_eq!(p.orgs(t(2))[0].dispatched_last_hour.go, 1);
+}

@@ -314,3 +314,80 @@ fn an_older_snapshot_is_ignored() {
     assert_eq!(c, FlagChanges::default());
     assert_eq!(book.last_observed(), Some(t(10)));
 }
+
+mod model {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One org's row in a snapshot: absent, or a `runner_default` value.
+    fn cell() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(json!({}))),
+            Just(Some(json!({"runner_default": "go"}))),
+            Just(Some(json!({"runner_default": "ts"}))),
+            Just(Some(json!({"runner_default": "Go"}))),
+            Just(Some(json!({"runner_default": null}))),
+        ]
+    }
+
+    fn snapshots(rows: &[Vec<Option<Value>>]) -> Vec<FlagSnapshot> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let i = i as i64;
+                snap(
+                    i * 10,
+                    row.iter()
+                        .enumerate()
+                        .filter_map(|(o, v)| {
+                            v.as_ref()
+                                .map(|v| org(&format!("o{o}"), v.clone(), i * 10 - 5))
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn runner_of(v: &Option<Value>) -> Runner {
+        v.as_ref()
+            .map_or(Runner::Ts, |v| resolve(Some(v), "runner_default").expected)
+    }
+
+    proptest! {
+        /// Flips are exactly the changes of the resolved runner between consecutive snapshots
+        /// (an org first seen after the baseline is no flip), and saving and restoring the
+        /// book at any point neither loses nor repeats one.
+        #[test]
+        fn flips_match_the_model_across_any_restart(
+            rows in proptest::collection::vec(proptest::collection::vec(cell(), 3), 1..12),
+            split in 0usize..12,
+        ) {
+            let snaps = snapshots(&rows);
+            let mut whole = FlagBook::new();
+            let all: Vec<Flip> = snaps.iter().flat_map(|s| whole.apply(s).flips).collect();
+
+            let mut expected = 0;
+            for o in 0..3 {
+                let mut seen = false;
+                for w in rows.windows(2) {
+                    seen |= w[0][o].is_some();
+                    if seen && runner_of(&w[0][o]) != runner_of(&w[1][o]) {
+                        expected += 1;
+                    }
+                }
+            }
+            prop_assert_eq!(all.len(), expected);
+
+            let split = split.min(snaps.len());
+            let mut first = FlagBook::new();
+            let mut flips: Vec<Flip> = snaps[..split].iter().flat_map(|s| first.apply(s).flips).collect();
+            let json = serde_json::to_string(&first.saved()).unwrap();
+            let mut second = FlagBook::from_saved(serde_json::from_str(&json).unwrap());
+            flips.extend(snaps[split..].iter().flat_map(|s| second.apply(s).flips));
+            prop_assert_eq!(flips, all);
+        }
+    }
+}

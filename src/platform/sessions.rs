@@ -444,6 +444,52 @@ mod tests {
         assert!(c.on_tick(t(1000)).is_empty());
     }
 
+    proptest::proptest! {
+        /// Whatever the order rows and dispatch lines arrive in (rows re-read by the lookback
+        /// included), the sessions reported missing are exactly those never dispatched, once.
+        #[test]
+        fn missing_is_created_minus_dispatched_in_any_order(
+            sessions in proptest::collection::vec((0i64..100, proptest::bool::ANY), 1..40),
+            order in proptest::collection::vec(0usize..1000, 0..200),
+        ) {
+            // events: (row | dispatch, session index); rows appear twice (a re-read)
+            let mut events: Vec<(bool, usize)> = Vec::new();
+            for (i, (_, dispatched)) in sessions.iter().enumerate() {
+                events.push((true, i));
+                events.push((true, i));
+                if *dispatched {
+                    events.push((false, i));
+                }
+            }
+            for (k, j) in order.iter().enumerate() {
+                let n = events.len();
+                events.swap(k % n, j % n);
+            }
+            let mut c = Coverage::new(Duration::from_secs(60), t(0));
+            for (is_row, i) in events {
+                let id = format!("s{i}");
+                if is_row {
+                    c.on_created(&[created(&id, sessions[i].0)]);
+                } else {
+                    c.on_dispatch(&id, t(sessions[i].0 + 1));
+                }
+                c.on_tick(t(0));
+            }
+            let mut missing: Vec<String> =
+                c.on_tick(t(10_000)).into_iter().map(|s| s.id).collect();
+            missing.extend(c.on_tick(t(20_000)).into_iter().map(|s| s.id));
+            missing.sort();
+            let mut want: Vec<String> = sessions
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, d))| !d)
+                .map(|(i, _)| format!("s{i}"))
+                .collect();
+            want.sort();
+            proptest::prop_assert_eq!(missing, want);
+        }
+    }
+
     #[test]
     fn org_cache_is_bounded() {
         let mut cache = OrgCache::new(2);

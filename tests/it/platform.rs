@@ -67,6 +67,24 @@ struct TestDb {
     role: String,
     admin: sqlx::PgPool,
     pool: sqlx::PgPool,
+    dropped: bool,
+}
+
+/// A test that panicked before `drop()` still removes its database and role.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            format!("DROP ROLE IF EXISTS {}", self.role),
+        ] {
+            let _ = std::process::Command::new("psql")
+                .args([ADMIN_URL, "-qc", &sql])
+                .output();
+        }
+    }
 }
 
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -98,6 +116,7 @@ impl TestDb {
             role,
             admin,
             pool,
+            dropped: false,
         }
     }
 
@@ -105,7 +124,8 @@ impl TestDb {
         format!("postgres://{}@127.0.0.1:5432/{}", self.role, self.name)
     }
 
-    async fn drop(self) {
+    async fn drop(mut self) {
+        self.dropped = true;
         self.pool.close().await;
         // one statement per call: DROP DATABASE refuses to run in a transaction block
         for sql in [

@@ -7,7 +7,7 @@
 //! actor has not already been told. While a dependency is down, requests wait (bounded) and
 //! are answered when it returns; the actor keeps ingesting and correlating regardless.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -26,12 +26,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::PlatformError;
 use super::config::{PlatformConfig, PostgresConfig, RedisConfig};
-use super::flags::{FlagSnapshot, poll_flags};
+use super::flags::FlagSnapshot;
 use super::metrics::{Dependency, PlatformMetrics};
-use super::queue::{QueueStats, claim_witness, queue_stats};
-use super::sessions::{CreatedSession, IdKind, OrgCache, created_since, id_kind, org_of};
+use super::queue::QueueStats;
+use super::sessions::{CreatedSession, OrgCache};
 use crate::app::Clock;
 use crate::event::Timestamp;
+
+mod postgres;
+mod redis_task;
+
+use postgres::PgTask;
+use redis_task::RedisTask;
 
 /// What the tasks tell the actor.
 #[derive(Debug, Clone, PartialEq)]
@@ -292,13 +298,6 @@ pub async fn connect_redis(cfg: &RedisConfig) -> Result<MultiplexedConnection, P
     .await
 }
 
-/// The client-side deadline of a Postgres call: a connection may take up to `call_timeout`
-/// to acquire, and the server cancels a statement at `call_timeout` (`statement_timeout`), so
-/// the server's clean cancellation comes first and this only catches a server that is silent.
-fn pg_deadline(cfg: &PostgresConfig) -> Duration {
-    cfg.call_timeout * 2 + Duration::from_millis(250)
-}
-
 /// `fut` with a deadline: a blackholed server fails the call instead of hanging the task.
 async fn deadline<T, E: Into<PlatformError>>(
     what: &'static str,
@@ -391,290 +390,6 @@ impl DepState {
 
 async fn send(tx: &mpsc::Sender<PlatformUpdate>, u: PlatformUpdate) -> Result<(), PlatformError> {
     tx.send(u).await.map_err(|_| PlatformError::Closed)
-}
-
-struct PgTask {
-    cfg: PostgresConfig,
-    dep: DepState,
-    tx: mpsc::Sender<PlatformUpdate>,
-    clock: Clock,
-    /// The newest `created_at` read; each poll reads from `cursor - lookback`.
-    cursor: Timestamp,
-    cache: OrgCache,
-    pending: BTreeSet<String>,
-    id_kind: Option<IdKind>,
-    next_flags: Instant,
-    next_sessions: Instant,
-    /// When the gathered org lookups go out.
-    batch_due: Option<Instant>,
-}
-
-impl PgTask {
-    async fn run(mut self, mut requests: mpsc::Receiver<String>, shutdown: CancellationToken) {
-        let pool = match connect_postgres(&self.cfg) {
-            Ok(p) => p,
-            Err(e) => {
-                // a URL that does not parse never gets better: report it and stay down
-                self.dep.failed(&e);
-                return;
-            }
-        };
-        let mut open = true;
-        loop {
-            let mut wake = self.next_flags.min(self.next_sessions);
-            if let Some(b) = self.batch_due {
-                wake = wake.min(b);
-            }
-            if let Some(r) = self.dep.retry_at {
-                wake = wake.max(r);
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(wake) => {}
-                req = requests.recv(), if open && self.pending.len() < REQUESTS => match req {
-                    Some(id) => {
-                        self.pending.insert(id);
-                        let due = Instant::now() + ORG_BATCH_WAIT;
-                        self.batch_due = Some(self.batch_due.map_or(due, |b| b.min(due)));
-                        if self.pending.len() < ORG_BATCH {
-                            continue;
-                        }
-                    }
-                    // every requester is gone: polling goes on
-                    None => open = false,
-                },
-            }
-            let now = Instant::now();
-            if self.dep.waiting(now) {
-                continue;
-            }
-            // a call in flight does not hold up shutdown
-            let result = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = self.cycle(&pool, now) => r,
-            };
-            match result {
-                // up only when everything due succeeded: a half-working integration is down
-                Ok(()) => self.dep.ok(),
-                Err(PlatformError::Closed) => break,
-                Err(e) => self.dep.failed(&e),
-            }
-        }
-        pool.close().await;
-    }
-
-    /// Whatever is due: the flags, the new sessions, the gathered org lookups.
-    async fn cycle(&mut self, pool: &PgPool, now: Instant) -> Result<(), PlatformError> {
-        if now >= self.next_flags {
-            self.flags(pool).await?;
-            self.next_flags = now + self.cfg.organizations.poll_interval;
-        }
-        if now >= self.next_sessions {
-            self.sessions(pool).await?;
-            self.next_sessions = now + self.cfg.sessions.poll_interval;
-        }
-        if self
-            .batch_due
-            .is_some_and(|b| now >= b || self.pending.len() >= ORG_BATCH)
-        {
-            self.orgs(pool).await?;
-            self.batch_due = (!self.pending.is_empty()).then_some(now);
-        }
-        Ok(())
-    }
-
-    async fn flags(&mut self, pool: &PgPool) -> Result<(), PlatformError> {
-        let limit = pg_deadline(&self.cfg);
-        let orgs = deadline(
-            "postgres flags",
-            limit,
-            poll_flags(pool, &self.cfg.organizations),
-        )
-        .await?;
-        let snap = FlagSnapshot {
-            observed_at: self.clock.now(),
-            orgs,
-        };
-        send(&self.tx, PlatformUpdate::Flags(snap)).await
-    }
-
-    async fn sessions(&mut self, pool: &PgPool) -> Result<(), PlatformError> {
-        let cfg = &self.cfg.sessions;
-        let lookback = i64::try_from(cfg.lookback.as_millis()).unwrap_or(i64::MAX);
-        let mut since = self.cursor.saturating_add_ms(-lookback);
-        let mut seen = HashSet::new();
-        for _ in 0..SESSION_PAGES_PER_POLL {
-            let page = deadline(
-                "postgres sessions",
-                pg_deadline(&self.cfg),
-                created_since(pool, cfg, since, SESSION_PAGE),
-            )
-            .await?;
-            let full = page.len() as i64 == SESSION_PAGE;
-            let Some(last) = page.last().map(|s| s.created_at) else {
-                break;
-            };
-            self.cursor = self.cursor.max(last);
-            let rows: Vec<CreatedSession> = page
-                .into_iter()
-                .filter(|s| seen.insert(s.id.clone()))
-                .filter(|s| {
-                    s.status
-                        .as_ref()
-                        .is_none_or(|st| !cfg.exclude_statuses.contains(st))
-                })
-                .collect();
-            if !rows.is_empty() {
-                send(&self.tx, PlatformUpdate::SessionsCreated(rows)).await?;
-            }
-            // a full page of one instant cannot advance; the next poll goes on from the cursor
-            if !full || last == since {
-                break;
-            }
-            since = last;
-        }
-        Ok(())
-    }
-
-    async fn orgs(&mut self, pool: &PgPool) -> Result<(), PlatformError> {
-        let batch: Vec<String> = std::iter::from_fn(|| self.pending.pop_first())
-            .take(ORG_BATCH)
-            .collect();
-        let mut answers = Vec::with_capacity(batch.len());
-        let mut ask = Vec::new();
-        for id in batch {
-            match self.cache.get(&id) {
-                Some(org) => answers.push((id.clone(), org.map(str::to_owned))),
-                None => ask.push(id),
-            }
-        }
-        if !ask.is_empty() {
-            let found = self.lookup(pool, &ask).await;
-            let found = match found {
-                Ok(f) => f,
-                Err(e) => {
-                    // keep the questions for when Postgres answers again
-                    self.pending.extend(ask);
-                    if !answers.is_empty() {
-                        send(&self.tx, PlatformUpdate::SessionOrgs(answers)).await?;
-                    }
-                    return Err(e);
-                }
-            };
-            let found: std::collections::HashMap<String, Option<String>> =
-                found.into_iter().collect();
-            for id in ask {
-                let org = found.get(&id).cloned().flatten();
-                self.cache.insert(id.clone(), org.clone());
-                answers.push((id, org));
-            }
-        }
-        send(&self.tx, PlatformUpdate::SessionOrgs(answers)).await
-    }
-
-    async fn lookup(
-        &mut self,
-        pool: &PgPool,
-        ids: &[String],
-    ) -> Result<Vec<(String, Option<String>)>, PlatformError> {
-        let limit = pg_deadline(&self.cfg);
-        let kind = match self.id_kind {
-            Some(k) => k,
-            None => {
-                let k =
-                    deadline("postgres id type", limit, id_kind(pool, &self.cfg.sessions)).await?;
-                self.id_kind = Some(k);
-                k
-            }
-        };
-        deadline(
-            "postgres session orgs",
-            limit,
-            org_of(pool, &self.cfg.sessions, kind, ids),
-        )
-        .await
-    }
-}
-
-struct RedisTask {
-    cfg: RedisConfig,
-    dep: DepState,
-    tx: mpsc::Sender<PlatformUpdate>,
-    /// Dropped on any error and re-opened on the backoff schedule: the connection's state is
-    /// then always known, unlike a manager reconnecting behind the caller's back.
-    con: Option<MultiplexedConnection>,
-    pending: Vec<String>,
-}
-
-impl RedisTask {
-    async fn run(mut self, mut requests: mpsc::Receiver<String>, shutdown: CancellationToken) {
-        let every = self.cfg.poll_interval;
-        let mut next_poll = Instant::now();
-        let mut open = true;
-        loop {
-            let mut wake = next_poll;
-            if !self.pending.is_empty() {
-                wake = Instant::now();
-            }
-            if let Some(r) = self.dep.retry_at {
-                wake = wake.max(r);
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(wake) => {}
-                req = requests.recv(), if open && self.pending.len() < REQUESTS => match req {
-                    Some(id) => self.pending.push(id),
-                    // every requester is gone: polling goes on
-                    None => open = false,
-                },
-            }
-            let now = Instant::now();
-            if self.dep.waiting(now) {
-                continue;
-            }
-            let poll = now >= next_poll;
-            let result = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = self.round(poll) => r,
-            };
-            match result {
-                Ok(()) => {
-                    if poll {
-                        next_poll = now + every;
-                    }
-                    self.dep.ok();
-                }
-                Err(PlatformError::Closed) => break,
-                Err(e) => {
-                    self.con = None;
-                    self.dep.failed(&e);
-                }
-            }
-        }
-    }
-
-    async fn round(&mut self, poll: bool) -> Result<(), PlatformError> {
-        let limit = self.cfg.call_timeout;
-        let con = match &mut self.con {
-            Some(c) => c,
-            None => self.con.insert(connect_redis(&self.cfg).await?),
-        };
-        if poll {
-            let stats = deadline("redis queue", limit * 4, queue_stats(con, &self.cfg)).await?;
-            send(&self.tx, PlatformUpdate::Queue(stats)).await?;
-        }
-        while let Some(session) = self.pending.last().cloned() {
-            let worker = deadline(
-                "redis claim",
-                limit,
-                claim_witness(con, &self.cfg, &session),
-            )
-            .await?;
-            self.pending.pop();
-            send(&self.tx, PlatformUpdate::ClaimWitness { session, worker }).await?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod correlate;
 pub mod event;
 pub mod parse;
 pub mod pipeline;
+pub mod platform;
 pub mod server;
 pub mod simulate;
 pub mod sinks;

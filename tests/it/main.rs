@@ -7,6 +7,7 @@ mod alerting;
 mod dashboards;
 mod hostile;
 mod live;
+mod platform;
 mod scratch_db;
 mod serve;
 mod serve_files;

@@ -13,7 +13,8 @@ use crate::correlate::Outcome;
 use crate::correlate::live::{Change, Live, LiveConfig};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::parse::{LineContext, Parsed, Parser};
-use crate::sinks::alertmanager::AlertHandle;
+use crate::platform::{Platform, PlatformEvent, PlatformUpdate};
+use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
 use crate::sinks::metrics::{LineResult, Metrics};
 use crate::sinks::report::{Evidence, Totals};
 use crate::sources::tail::Position;
@@ -88,6 +89,8 @@ pub enum Lookup {
         since: Option<Timestamp>,
         reply: oneshot::Sender<Vec<LiveFinding>>,
     },
+    /// Each org's flag, go share and last flip; `None` without a platform configured.
+    Orgs(oneshot::Sender<Option<Vec<crate::platform::OrgView>>>),
 }
 
 /// Everything known about one session (`GET /api/sessions/{id}`).
@@ -203,6 +206,11 @@ pub struct Actor {
     stop: CancellationToken,
     /// Per-finding alerts, when an Alertmanager is configured.
     alerts: Option<AlertHandle>,
+    /// The platform's sources of truth, when configured, and the updates its tasks send.
+    platform: Option<Platform>,
+    platform_updates: Option<mpsc::Receiver<PlatformUpdate>>,
+    /// Set while `recover` replays stored lines: nothing is judged against the platform twice.
+    replaying: bool,
 }
 
 /// Judgements are never held longer than this, whatever a source's backlog: a huge catch-up
@@ -213,7 +221,8 @@ const HOLD_LIMIT_MS: i64 = 60_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LiveFinding {
     /// `late`, `mismatched`, `unclaimed`, `duplicate_claim`, `duplicate_claim_cross_runtime`,
-    /// `orphan_claim`.
+    /// `orphan_claim`; with the platform: `flip`, `flag_drift`, `malformed_flag`,
+    /// `missing_from_logs`.
     pub kind: &'static str,
     pub session_id: String,
     /// The dispatched runner, or the claiming runtime for duplicates and orphans.
@@ -224,6 +233,13 @@ pub struct LiveFinding {
     found_at: Timestamp,
     /// For `unclaimed`: when a late claim arrived.
     pub resolved_at: Option<String>,
+    /// The org, when known (always for platform findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// One sentence of evidence: a flip's direction, a drift's expected runner, who holds an
+    /// unclaimed session's Redis claim key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// What one line turned out to be.
@@ -266,6 +282,9 @@ impl Actor {
             holding_since: None,
             stop: CancellationToken::new(),
             alerts: None,
+            platform: None,
+            platform_updates: None,
+            replaying: false,
         };
         Ok((actor, summary_rx))
     }
@@ -273,6 +292,7 @@ impl Actor {
     /// Makes the actor durable: replays what `store` holds (the lines of every retained
     /// session, in order, at their receive times) and commits every batch from now on.
     pub async fn recover(&mut self, store: Store) -> Result<(), StoreError> {
+        self.replaying = true;
         for l in store.lines().await? {
             let changes = self.live.on_tick(l.received_at);
             self.apply(changes, l.received_at);
@@ -293,12 +313,20 @@ impl Actor {
                 l.received_at,
             );
         }
+        self.replaying = false;
         if let Some(json) = store.summary_json().await? {
             self.summary = serde_json::from_str(&json)?;
         }
         self.store = Some(store);
         self.published.send_replace(self.summary.clone());
         Ok(())
+    }
+
+    /// Joins the platform's view (flags, sessions, queue) to the logs, fed by `updates`.
+    /// Attach before [`Actor::recover`], so replayed dispatches count for log coverage.
+    pub fn attach_platform(&mut self, platform: Platform, updates: mpsc::Receiver<PlatformUpdate>) {
+        self.platform = Some(platform);
+        self.platform_updates = Some(updates);
     }
 
     /// Sends every finding to Alertmanager through `alerts` from now on.
@@ -349,6 +377,7 @@ impl Actor {
         shutdown: CancellationToken,
     ) {
         self.stop = shutdown.clone();
+        let mut updates = self.platform_updates.take();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -359,6 +388,7 @@ impl Actor {
                     None => break,
                 },
                 Some(q) = queries.recv() => self.answer(q),
+                Some(u) = next_update(&mut updates) => self.on_platform_update(u).await,
                 _ = tick.tick() => self.tick().await,
             }
         }
@@ -372,6 +402,10 @@ impl Actor {
         match q {
             Lookup::Session(id, reply) => {
                 let _ = reply.send(self.view(&id));
+            }
+            Lookup::Orgs(reply) => {
+                let now = self.clock.now();
+                let _ = reply.send(self.platform.as_ref().map(|p| p.orgs(now)));
             }
             Lookup::Findings { kind, since, reply } => {
                 let found = self
@@ -431,6 +465,16 @@ impl Actor {
     }
 
     fn apply(&mut self, changes: Vec<Change>, now: Timestamp) {
+        if let Some(p) = self.platform.as_mut()
+            && !self.replaying
+        {
+            for c in &changes {
+                if let Change::Overdue { session, .. } = c {
+                    // Who holds its Redis claim key tells a lost log line from a lost session.
+                    p.on_overdue(session.as_str());
+                }
+            }
+        }
         if let Some(alerts) = &self.alerts {
             for c in &changes {
                 alerts.on_change(c, self.org_of(c).as_deref());
@@ -440,6 +484,160 @@ impl Actor {
             self.metrics.apply(c);
             count(&mut self.summary, c);
             self.note_finding(c, now);
+        }
+    }
+
+    async fn on_platform_update(&mut self, u: PlatformUpdate) {
+        let now = self.clock.now();
+        let Some(p) = self.platform.as_mut() else {
+            return;
+        };
+        let events = p.on_update(u, now);
+        if self.platform_events(events, now) {
+            self.persist_book().await;
+        }
+    }
+
+    /// The flag book (flips, last snapshot), committed so a restart neither loses nor
+    /// repeats a flip.
+    async fn persist_book(&mut self) {
+        let Some(book) = self.platform.as_ref().map(Platform::saved_book) else {
+            return;
+        };
+        match serde_json::to_string(&book) {
+            Ok(json) => {
+                let commit = Commit {
+                    state: vec![(PLATFORM_BOOK, json)],
+                    ..Commit::default()
+                };
+                let _ = self.commit(&commit).await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot serialise the flag book"),
+        }
+    }
+
+    /// Findings, alerts and logs for what the platform reported; `true` if a flip changed
+    /// the flag book.
+    fn platform_events(&mut self, events: Vec<PlatformEvent>, now: Timestamp) -> bool {
+        let mut flipped = false;
+        for e in events {
+            let (kind, session, runner, org, detail) = match e {
+                PlatformEvent::Flip(f) => {
+                    flipped = true;
+                    tracing::info!(org = %f.org, from = f.from.as_str(), to = f.to.as_str(), at = %f.at.to_rfc3339(), "flip");
+                    let detail = format!(
+                        "{} → {} at {}",
+                        f.from.as_str(),
+                        f.to.as_str(),
+                        f.at.to_rfc3339()
+                    );
+                    ("flip", String::new(), f.to.as_str(), f.org, detail)
+                }
+                PlatformEvent::MalformedFlag(m) => {
+                    tracing::warn!(org = %m.org, raw = %m.raw, "malformed runner_default: the org stays on ts");
+                    let detail = format!("runner_default = {} (read as ts)", m.raw);
+                    ("malformed_flag", String::new(), "ts", m.org, detail)
+                }
+                PlatformEvent::Drift(d) => {
+                    if let Some(alerts) = &self.alerts {
+                        alerts.fire(FindingAlert {
+                            kind: AlertKind::FlagDrift,
+                            session: d.session.clone(),
+                            org: Some(d.org.clone()),
+                            runner: Some(d.dispatched),
+                            runtime: None,
+                            expected: Some(d.expected),
+                            detail: None,
+                        });
+                    }
+                    let detail = format!(
+                        "dispatched to {} at {}; the org's flag said {}",
+                        d.dispatched.as_str(),
+                        d.dispatched_at.to_rfc3339(),
+                        d.expected.as_str()
+                    );
+                    (
+                        "flag_drift",
+                        d.session,
+                        d.dispatched.as_str(),
+                        d.org,
+                        detail,
+                    )
+                }
+                PlatformEvent::MissingFromLogs(c) => {
+                    let detail = format!(
+                        "created {} in agent_sessions, never seen as a dispatch",
+                        c.created_at.to_rfc3339()
+                    );
+                    let org = c.org.unwrap_or_else(|| "unknown".into());
+                    ("missing_from_logs", c.id, "unknown", org, detail)
+                }
+                PlatformEvent::MissingResolved { session } => {
+                    self.resolve_finding("missing_from_logs", &session, now, None);
+                    continue;
+                }
+                PlatformEvent::Witness { session, worker } => {
+                    let detail = match worker {
+                        Some(w) => format!(
+                            "Redis claim key held by {w}: the session was claimed, its claim line is missing"
+                        ),
+                        None => "no Redis claim key: nobody holds the session".to_owned(),
+                    };
+                    self.annotate_finding("unclaimed", &session, detail);
+                    continue;
+                }
+                PlatformEvent::SessionOrg { .. } => continue,
+            };
+            self.push_finding(LiveFinding {
+                kind,
+                session_id: session,
+                runner,
+                at: now.to_rfc3339(),
+                found_at: now,
+                resolved_at: None,
+                org: Some(org),
+                detail: Some(detail),
+            });
+        }
+        flipped
+    }
+
+    fn push_finding(&mut self, f: LiveFinding) {
+        const KEEP: usize = 1000;
+        if self.findings.len() == KEEP {
+            self.findings.pop_front();
+        }
+        self.findings.push_back(f);
+    }
+
+    fn resolve_finding(
+        &mut self,
+        kind: &str,
+        session: &str,
+        now: Timestamp,
+        detail: Option<String>,
+    ) {
+        if let Some(f) = self
+            .findings
+            .iter_mut()
+            .rev()
+            .find(|f| f.kind == kind && f.session_id == session)
+        {
+            f.resolved_at = Some(now.to_rfc3339());
+            if detail.is_some() {
+                f.detail = detail;
+            }
+        }
+    }
+
+    fn annotate_finding(&mut self, kind: &str, session: &str, detail: String) {
+        if let Some(f) = self
+            .findings
+            .iter_mut()
+            .rev()
+            .find(|f| f.kind == kind && f.session_id == session)
+        {
+            f.detail = Some(detail);
         }
     }
 
@@ -460,7 +658,6 @@ impl Actor {
 
     /// Keeps the recent findings for `/api/findings`, newest last, bounded.
     fn note_finding(&mut self, c: &Change, now: Timestamp) {
-        const KEEP: usize = 1000;
         let (kind, session, runner) = match c {
             Change::Judged {
                 outcome: o @ (Outcome::Late | Outcome::Mismatched),
@@ -483,32 +680,32 @@ impl Actor {
             }
             Change::Orphan { session, runtime } => ("orphan_claim", session, *runtime),
             Change::OverdueResolved { session, .. } => {
-                for f in self.findings.iter_mut().rev() {
-                    if f.kind == "unclaimed" && f.session_id == session.as_str() {
-                        f.resolved_at = Some(now.to_rfc3339());
-                        break;
-                    }
-                }
+                self.resolve_finding("unclaimed", session.as_str(), now, None);
                 return;
             }
             _ => return,
         };
-        if self.findings.len() == KEEP {
-            self.findings.pop_front();
-        }
-        self.findings.push_back(LiveFinding {
+        self.push_finding(LiveFinding {
             kind,
             session_id: session.to_string(),
             runner: runner.as_str(),
             found_at: now,
             at: now.to_rfc3339(),
             resolved_at: None,
+            org: None,
+            detail: None,
         });
     }
 
     async fn tick(&mut self) {
         let now = self.clock.now();
         let released = self.sync_hold(now);
+        if let Some(p) = self.platform.as_mut() {
+            let events = p.on_tick(now);
+            if self.platform_events(events, now) {
+                self.persist_book().await;
+            }
+        }
         let changes = self.live.on_tick(now);
         if changes.is_empty() && !released {
             return;
@@ -582,6 +779,7 @@ impl Actor {
             Parsed::Event(ev) => ev,
         };
         let (kind, runtime, time) = (ev.kind, ev.runner, ev.time);
+        let org = ev.org.as_ref().map(|o| o.to_string());
         let session = ev.session.as_ref().map(|s| s.to_string());
         let daemon = matches!(kind, EventKind::Heartbeat | EventKind::Claim)
             .then(|| (ev.worker.clone(), ev.version.clone()));
@@ -594,7 +792,20 @@ impl Actor {
             self.metrics
                 .daemon(runtime, &worker, version.as_deref(), hb);
         }
+        let first_dispatch = changes
+            .iter()
+            .any(|c| matches!(c, Change::Dispatched { .. }));
         self.apply(changes, now);
+        if first_dispatch && let (Some(p), Some(id)) = (self.platform.as_mut(), session.as_deref())
+        {
+            if self.replaying {
+                p.on_replayed_dispatch(id, now);
+            } else {
+                let events = p.on_dispatch(id, org.as_deref(), runtime, time, now);
+                // A dispatch only yields drift findings; the flag book is unchanged.
+                let _ = self.platform_events(events, now);
+            }
+        }
         Line::Event { session }
     }
 
@@ -671,6 +882,17 @@ impl Actor {
         }
     }
 }
+
+/// The next platform update; never ready without a platform.
+async fn next_update(rx: &mut Option<mpsc::Receiver<PlatformUpdate>>) -> Option<PlatformUpdate> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The store's name for the platform flag book.
+pub const PLATFORM_BOOK: &str = "platform_book";
 
 /// The sessions whose evidence `changes` dropped.
 fn forgotten(changes: &[Change]) -> Vec<String> {

@@ -25,6 +25,8 @@ pub enum ConfigError {
     Empty { key: &'static str },
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("[platform] {0}")]
+    Platform(#[from] crate::platform::PlatformConfigError),
 }
 
 /// The `[parse]` table: where each field lives in a log object and what the events are called.
@@ -272,6 +274,7 @@ impl Default for ClaimTimeouts {
 pub struct RawConfig {
     pub parse: RawParseConfig,
     pub serve: RawServeConfig,
+    pub platform: crate::platform::RawPlatformConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -364,6 +367,7 @@ impl ServeConfig {
 pub struct Config {
     pub parse: ParseConfig,
     pub serve: ServeConfig,
+    pub platform: crate::platform::PlatformConfig,
 }
 
 impl Default for Config {
@@ -382,6 +386,7 @@ impl Config {
         Ok(Config {
             parse: ParseConfig::new(&raw.parse)?,
             serve: ServeConfig::new(&raw.serve)?,
+            platform: crate::platform::PlatformConfig::new(&raw.platform)?,
         })
     }
 }

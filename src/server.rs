@@ -30,6 +30,8 @@ pub struct AppState {
     pub ingest_token: Option<String>,
     /// The Vercel drain: its secret and verification code; `None` leaves it closed.
     pub vercel: Option<VercelDrain>,
+    /// The platform dependencies' states (`/readyz`); `None` without a platform configured.
+    pub readiness: Option<watch::Receiver<crate::platform::Readiness>>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,7 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/orgs", get(orgs))
         .route("/api/summary", get(summary))
         .route("/api/sessions/{id}", get(session))
         .route("/api/findings", get(findings))
@@ -157,6 +160,33 @@ async fn status_page(State(s): State<AppState>) -> Response {
          <a href=\"/api/findings\">/api/findings</a></p></body></html>\n",
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+/// Ready when every configured dependency is up; `/healthz` stays green meanwhile (ingestion
+/// and correlation go on without them).
+async fn readyz(State(s): State<AppState>) -> Response {
+    let Some(r) = &s.readiness else {
+        return "ready\n".into_response();
+    };
+    let r = r.borrow().clone();
+    let status = if r.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(r)).into_response()
+}
+
+async fn orgs(State(s): State<AppState>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if s.queries.send(Lookup::Orgs(reply)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
+    }
+    match answer.await {
+        Ok(Some(orgs)) => Json(orgs).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no_platform_configured"),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,7 @@ use crate::correlate::CorrelateConfig;
 use crate::correlate::live::LiveConfig;
 use crate::event::Runner;
 use crate::parse::Parser;
+use crate::platform;
 use crate::server::{AppState, VercelDrain, router};
 use crate::sinks::alertmanager::AlertPusher;
 use crate::sources::tail::Tailer;
@@ -138,11 +139,27 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
         sc.org_label_cap,
     )
     .context("cannot register metrics")?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
     let store = match &sc.store {
-        Some(url) => {
-            let store = Store::open(url)
+        Some(url) => Some(
+            Store::open(url)
                 .await
-                .with_context(|| format!("cannot open the store {url}"))?;
+                .with_context(|| format!("cannot open the store {url}"))?,
+        ),
+        None => None,
+    };
+    let readiness = attach_platform(
+        &config,
+        &registry,
+        store.as_ref(),
+        &mut actor,
+        &mut tasks,
+        &shutdown,
+    )
+    .await?;
+    let store = match store {
+        Some(store) => {
             actor
                 .recover(store.clone())
                 .await
@@ -155,8 +172,6 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     // has caught up, judgements wait for all the evidence.
     actor.catching_up(sc.files.iter().flat_map(|spec| existing_sources(spec)));
     let (tx, rx) = mpsc::channel::<Batch>(64);
-    let shutdown = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
     if let Some(am) = &sc.alertmanager {
         tracing::info!(url = %am.url, "pushing per-finding alerts to Alertmanager");
         let (pusher, handle) = AlertPusher::new(am.clone(), &registry, Clock::system())
@@ -201,6 +216,7 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
             secret,
             verify_code: args.vercel_verify_code.unwrap_or_default(),
         }),
+        readiness,
     };
     let listener = tokio::net::TcpListener::bind(sc.listen)
         .await
@@ -217,6 +233,44 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the platform tasks (Postgres flags and sessions, Redis queue) when configured and
+/// joins them to the actor, restoring the flag book from the store.
+async fn attach_platform(
+    config: &Config,
+    registry: &prometheus::Registry,
+    store: Option<&Store>,
+    actor: &mut Actor,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<tokio::sync::watch::Receiver<platform::Readiness>>> {
+    let pc = &config.platform;
+    if pc.postgres.is_none() && pc.redis.is_none() {
+        return Ok(None);
+    }
+    let saved = match store {
+        Some(s) => match s.state(crate::app::PLATFORM_BOOK).await? {
+            Some(json) => Some(serde_json::from_str(&json).context("stored flag book")?),
+            None => None,
+        },
+        None => None,
+    };
+    let metrics = platform::PlatformMetrics::new(registry).context("platform metrics")?;
+    let clock = Clock::system();
+    // Sessions created since the oldest dispatch evidence kept are checked against the logs.
+    let horizon = clock
+        .now()
+        .saturating_add_ms(-millis(config.serve.retention));
+    let handle = platform::spawn(pc, metrics.clone(), clock, horizon, tasks, shutdown.clone());
+    let p = platform::Platform::new(pc, metrics, handle.requests, saved, horizon);
+    actor.attach_platform(p, handle.updates);
+    tracing::info!(
+        postgres = pc.postgres.is_some(),
+        redis = pc.redis.is_some(),
+        "platform integrations on"
+    );
+    Ok(Some(handle.readiness))
 }
 
 /// The source names of the files `spec` matches now.

@@ -54,6 +54,8 @@ pub struct Commit {
     /// Sessions forgotten (past retention): their lines are deleted.
     pub forgotten: Vec<String>,
     pub summary_json: Option<String>,
+    /// Named JSON state to upsert (e.g. `platform_book`).
+    pub state: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +125,9 @@ const SELECT_LINES: &str = "SELECT received_at, source, line, session, entry_id,
 const SELECT_POSITION: &str =
     "SELECT dev, ino, head, \"offset\", partial FROM positions WHERE path = $1";
 const SELECT_SUMMARY: &str = "SELECT json FROM summary WHERE id = 1";
+const UPSERT_STATE: &str = "INSERT INTO state (name, json) VALUES ($1, $2) \
+     ON CONFLICT (name) DO UPDATE SET json = excluded.json";
+const SELECT_STATE: &str = "SELECT json FROM state WHERE name = $1";
 
 impl Store {
     /// Opens (creating if needed) the store at `url`: `postgres://…` (or `postgresql://…`),
@@ -198,6 +203,9 @@ impl Store {
             if let Some(json) = &c.summary_json {
                 sqlx::query(UPSERT_SUMMARY).bind(json).execute(&mut *tx).await?;
             }
+            for (name, json) in &c.state {
+                sqlx::query(UPSERT_STATE).bind(*name).bind(json).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(())
@@ -243,6 +251,14 @@ impl Store {
     pub async fn summary_json(&self) -> Result<Option<String>, StoreError> {
         on_pool!(self, pool => {
             let row = sqlx::query(SELECT_SUMMARY).fetch_optional(pool).await?;
+            Ok(row.map(|r| r.try_get(0)).transpose()?)
+        })
+    }
+
+    /// Named JSON state, as last committed.
+    pub async fn state(&self, name: &str) -> Result<Option<String>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(SELECT_STATE).bind(name).fetch_optional(pool).await?;
             Ok(row.map(|r| r.try_get(0)).transpose()?)
         })
     }

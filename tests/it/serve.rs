@@ -43,6 +43,7 @@ fn app() -> (axum::Router, CancellationToken) {
             secret: DRAIN_SECRET.into(),
             verify_code: "vc-123".into(),
         }),
+        readiness: None,
     };
     (router(state), stop)
 }
@@ -335,6 +336,7 @@ async fn requests_time_out() {
         summary,
         ingest_token: Some(TOKEN.into()),
         vercel: None,
+        readiness: None,
     };
     let app = router(state);
     let started = tokio::time::Instant::now();

@@ -54,6 +54,7 @@ async fn conformance(url: &str) {
         position: Some(("/x.log".into(), position(10))),
         forgotten: vec![],
         summary_json: Some("{\"matched\":1}".into()),
+        state: vec![("book", "[0]".into())],
     };
     store.commit(&first).await.unwrap();
     store
@@ -62,6 +63,7 @@ async fn conformance(url: &str) {
             position: Some(("/x.log".into(), position(20))),
             forgotten: vec!["a".into(), "sess\u{0}nul".into()],
             summary_json: Some("{\"matched\":2}".into()),
+            state: vec![("book", "[1]".into()), ("book", "[2]".into())],
         })
         .await
         .unwrap();
@@ -82,6 +84,9 @@ async fn conformance(url: &str) {
         store.summary_json().await.unwrap().as_deref(),
         Some("{\"matched\":2}")
     );
+
+    assert_eq!(store.state("book").await.unwrap().as_deref(), Some("[2]"));
+    assert_eq!(store.state("other").await.unwrap(), None);
 
     // Bytes survive exactly when not forgotten.
     store

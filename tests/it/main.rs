@@ -11,6 +11,7 @@ mod platform;
 mod scratch_db;
 mod serve;
 mod serve_files;
+mod serve_platform;
 mod simulate;
 mod store;
 mod support;

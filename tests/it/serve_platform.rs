@@ -1,0 +1,289 @@
+//! `serve` (the real binary) joined to a real platform: a scratch Postgres database with the
+//! seed's `organizations` and `agent_sessions` tables, Redis keys under a prefix of its own.
+//! Flip an org → one flip, drift for a ts dispatch after the grace, a session that never shows
+//! up in the logs, a Redis witness for an overdue session; kill -9 and restart → the flip is
+//! neither lost nor repeated.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::Connection;
+
+use crate::scratch_db::ScratchDb;
+use crate::support::claimcheck;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    out.split_once("\r\n\r\n")
+        .map(|(_, body)| (status, body.to_owned()))
+}
+
+/// Polls `path` until `ready` holds on its JSON body; a deadline, not a fixed wait.
+fn json_when(port: u16, path: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Some((_, body)) = http_get(port, path)
+            && let Ok(v) = serde_json::from_str::<Value>(&body)
+        {
+            if ready(&v) {
+                return v;
+            }
+            last = v;
+        }
+        std::hint::spin_loop();
+    }
+    panic!("{what}: not reached within 20 s; last {path}: {last}");
+}
+
+fn org<'a>(orgs: &'a Value, id: &str) -> Option<&'a Value> {
+    orgs.as_array()?.iter().find(|o| o["org"] == id)
+}
+
+fn append(path: &std::path::Path, line: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "{line}").unwrap();
+}
+
+fn rfc3339_in(secs: i64) -> String {
+    let ms = claimcheck::app::Clock::system().now().millis() + secs * 1000;
+    claimcheck::event::Timestamp(ms).to_rfc3339()
+}
+
+#[test]
+fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(ScratchDb::new());
+    let mut conn = rt.block_on(sqlx::PgConnection::connect(&db.url)).unwrap();
+    let sql = |conn: &mut sqlx::PgConnection, q: &str| {
+        rt.block_on(sqlx::raw_sql(q).execute(conn)).unwrap();
+    };
+    sql(
+        &mut conn,
+        "CREATE TABLE organizations (id text PRIMARY KEY, slug text, features jsonb, \
+           updated_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE agent_sessions (id text PRIMARY KEY, status text NOT NULL, \
+           created_at timestamptz NOT NULL DEFAULT now(), organization_id text);
+         INSERT INTO organizations VALUES ('org_a', 'a', '{}', now()), \
+           ('org_b', 'b', '{\"runner_default\":\"go\"}', now()), \
+           ('org_c', 'c', '{\"runner_default\":\"Go\"}', now());",
+    );
+    let prefix = format!("cc_test_{}:", std::process::id());
+    let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut r = redis.get_connection().unwrap();
+    redis::cmd("SET")
+        .arg(format!("{prefix}work:claim:held-1"))
+        .arg("go-worker-9")
+        .arg("EX")
+        .arg(600)
+        .exec(&mut r)
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let dispatch = dir.path().join("dispatch.log");
+    append(&dispatch, "");
+    let config = dir.path().join("claimcheck.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[serve]\nclaim_timeout = [\"120s\", \"go=1s\"]\n\
+             [platform]\ndrift_grace = \"2s\"\nbackoff_min = \"100ms\"\n\
+             [platform.postgres]\nurl = \"{}\"\n\
+             [platform.postgres.organizations]\npoll_interval = \"200ms\"\n\
+             [platform.postgres.sessions]\npoll_interval = \"200ms\"\ngrace = \"1s\"\n\
+             [platform.redis]\nkey_prefix = \"{prefix}\"\npoll_interval = \"200ms\"\n",
+            db.url
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("state.db");
+    let start = |port: u16| {
+        Server(
+            claimcheck()
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--config",
+                ])
+                .arg(&config)
+                .arg("--store")
+                .arg(&store)
+                .arg("--dispatch")
+                .arg(&dispatch)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let port = free_port();
+    let server = start(port);
+
+    // The first snapshot is a baseline: flags known, no flip, the malformed "Go" reported.
+    let orgs = json_when(port, "/api/orgs", "baseline", |o| {
+        org(o, "org_c").is_some_and(|c| c["malformed_flag"].is_string())
+    });
+    assert_eq!(org(&orgs, "org_a").unwrap()["expected_runner"], "ts");
+    assert_eq!(org(&orgs, "org_b").unwrap()["expected_runner"], "go");
+    assert_eq!(org(&orgs, "org_c").unwrap()["expected_runner"], "ts");
+    assert!(org(&orgs, "org_a").unwrap()["last_flip"].is_null());
+    json_when(port, "/readyz", "ready", |r| {
+        r["postgres"]["up"] == true && r["redis"]["up"] == true
+    });
+    assert_eq!(http_get(port, "/readyz").unwrap().0, 200);
+    json_when(
+        port,
+        "/api/findings?kind=malformed_flag",
+        "malformed",
+        |f| {
+            f.as_array()
+                .is_some_and(|a| a.len() == 1 && a[0]["org"] == "org_c")
+        },
+    );
+
+    // Flip org_a to go: one flip; a ts dispatch after the grace is drift, one inside it is not.
+    sql(
+        &mut conn,
+        "UPDATE organizations SET features = '{\"runner_default\":\"go\"}', updated_at = now() \
+         WHERE id = 'org_a'",
+    );
+    json_when(port, "/api/orgs", "the flip", |o| {
+        org(o, "org_a").is_some_and(|a| a["expected_runner"] == "go" && a["last_flip"].is_object())
+    });
+    let dispatch_line = |id: &str, runner: &str, org: &str, at: &str| {
+        format!(
+            r#"{{"event":"dispatch","sessionId":"{id}","organizationId":"{org}","resolvedProfile":{{"runner":"{runner}"}},"time":"{at}"}}"#
+        )
+    };
+    append(
+        &dispatch,
+        &dispatch_line("inside-grace", "ts", "org_a", &rfc3339_in(0)),
+    );
+    append(
+        &dispatch,
+        &dispatch_line("drifted", "ts", "org_a", &rfc3339_in(3)),
+    );
+    append(
+        &dispatch,
+        &dispatch_line("agrees", "go", "org_a", &rfc3339_in(3)),
+    );
+    let drift = json_when(port, "/api/findings?kind=flag_drift", "drift", |f| {
+        f.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let drifted: Vec<&str> = drift
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(drifted, ["drifted"]);
+
+    // A session created in the database that never reaches the logs is missing after the
+    // grace; the go session whose claim line is lost has a Redis witness.
+    sql(
+        &mut conn,
+        "INSERT INTO agent_sessions VALUES ('lost-1', 'queued', now(), 'org_a')",
+    );
+    append(
+        &dispatch,
+        &dispatch_line("held-1", "go", "org_b", &rfc3339_in(0)),
+    );
+    json_when(
+        port,
+        "/api/findings?kind=missing_from_logs",
+        "missing",
+        |f| {
+            f.as_array()
+                .is_some_and(|a| a.iter().any(|x| x["session_id"] == "lost-1"))
+        },
+    );
+    json_when(port, "/api/findings?kind=unclaimed", "witness", |f| {
+        f.as_array().is_some_and(|a| {
+            a.iter().any(|x| {
+                x["session_id"] == "held-1"
+                    && x["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("go-worker-9"))
+            })
+        })
+    });
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    for want in [
+        r#"claimcheck_flips_total{to="go"} 1"#,
+        r#"claimcheck_flag_drift_total{dispatched="ts",expected="go",org="org_a"} 1"#,
+        r#"claimcheck_org_flag_malformed{org="org_c"} 1"#,
+        r#"claimcheck_dependency_up{dependency="postgres"} 1"#,
+        r#"claimcheck_dependency_up{dependency="redis"} 1"#,
+        r#"claimcheck_claims_witnessed_total{source="redis"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == want), "{want} in\n{metrics}");
+    }
+
+    // kill -9 and restart: the flip survives in the store and is not raised again.
+    drop(server);
+    let port = free_port();
+    let _server = start(port);
+    let orgs = json_when(port, "/api/orgs", "orgs after restart", |o| {
+        org(o, "org_a").is_some_and(|a| a["last_flip"].is_object())
+    });
+    assert_eq!(
+        org(&orgs, "org_a").unwrap()["last_flip"]["to"],
+        "go",
+        "{orgs}"
+    );
+    // A later change proves the snapshots since the restart were all applied (in order).
+    sql(
+        &mut conn,
+        "UPDATE organizations SET features = '{\"runner_default\":42}', updated_at = now() \
+         WHERE id = 'org_c'",
+    );
+    json_when(
+        port,
+        "/api/findings?kind=malformed_flag",
+        "a later snapshot",
+        |f| {
+            f.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x["detail"].as_str().is_some_and(|d| d.contains("42")))
+            })
+        },
+    );
+    let (_, flips) = http_get(port, "/api/findings?kind=flip").unwrap();
+    assert_eq!(flips.trim(), "[]", "a flip raised twice");
+    let _ = redis::cmd("DEL")
+        .arg(format!("{prefix}work:claim:held-1"))
+        .exec(&mut r);
+}

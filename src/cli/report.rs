@@ -77,8 +77,8 @@ impl ReportArgs {
         let inputs = self.input.inputs()?;
         let config = self.input.config()?;
         let read_bytes = Arc::new(AtomicU64::new(0));
-        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
-            .then(|| progress_bar(&inputs));
+        let bar =
+            std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| progress_bar(&inputs));
         let counter = read_bytes.clone();
         let mut tick = || {
             if let Some(b) = &bar {

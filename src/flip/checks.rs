@@ -72,7 +72,9 @@ pub fn build(ev: &FlipEvidence, p: &FlipParams) -> Result<FlipReport, FlipError>
     for (e, o) in &ev.events {
         c.on_event(e.clone(), *o);
     }
-    let watermark = ev.watermark().map_or(c.watermark(), |w| w.max(c.watermark()));
+    let watermark = ev
+        .watermark()
+        .map_or(c.watermark(), |w| w.max(c.watermark()));
     let mut sessions: Vec<Judged> = c
         .sessions()
         .filter_map(|(id, session)| {
@@ -173,8 +175,7 @@ fn span(start: Timestamp, end: Timestamp) -> Span {
 
 fn duration(ms: i64) -> String {
     let d = Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0));
-    humantime::format_duration(Duration::from_secs(d.as_secs().max(u64::from(ms > 0))))
-        .to_string()
+    humantime::format_duration(Duration::from_secs(d.as_secs().max(u64::from(ms > 0)))).to_string()
 }
 
 fn locate(sessions: &[Judged], p: &FlipParams) -> Result<Flip, FlipError> {
@@ -394,9 +395,7 @@ impl Ctx<'_> {
                     s.j.latency_ms.unwrap_or(0) as f64 / 1000.0,
                     duration(t)
                 ),
-                Outcome::Pending => {
-                    "pending: the evidence ends before its deadline".to_owned()
-                }
+                Outcome::Pending => "pending: the evidence ends before its deadline".to_owned(),
                 Outcome::Matched | Outcome::Mismatched => continue,
             };
             self.list(&mut d, s, problem, o != Outcome::Pending);
@@ -505,7 +504,10 @@ impl Ctx<'_> {
                 Status::Pass,
                 format!("none of {n} sessions ({re} re-claimed after a release)"),
             ),
-            (n, b) => (Status::Fail, format!("{b} of {n} sessions ({cross} across runtimes)")),
+            (n, b) => (
+                Status::Fail,
+                format!("{b} of {n} sessions ({cross} across runtimes)"),
+            ),
         };
         d.finish(status, summary, self.p.max_listed)
     }
@@ -576,7 +578,10 @@ impl Ctx<'_> {
                 format!("{bad} of {held} finished on another runtime"),
             )
         } else if held == 0 {
-            (Status::Skipped, "no session was in flight at the flip".into())
+            (
+                Status::Skipped,
+                "no session was in flight at the flip".into(),
+            )
         } else if ok == 0 {
             (
                 Status::Unknown,
@@ -611,7 +616,8 @@ impl Ctx<'_> {
             )
         };
         let mut d = Draft::new("daemon", title);
-        let qualifies = |v: Option<&str>| !go || v.is_some_and(|v| version_at_least(v, MIN_GO_VERSION));
+        let qualifies =
+            |v: Option<&str>| !go || v.is_some_and(|v| version_at_least(v, MIN_GO_VERSION));
         let cover_end = self.end.min(self.watermark);
         let from = self.flip.at.saturating_add_ms(-age);
         // Per worker: heartbeats near the window, last version.
@@ -663,7 +669,11 @@ impl Ctx<'_> {
                 v.unwrap_or("an unknown version")
             ));
         }
-        let who = if go { "go daemon at >= 0.5.0" } else { "ts worker" };
+        let who = if go {
+            "go daemon at >= 0.5.0"
+        } else {
+            "ts worker"
+        };
         for (a, b) in &gaps {
             d.check.notes.push(format!(
                 "no {who} heartbeating from {} to {} ({})",
@@ -706,17 +716,18 @@ impl Ctx<'_> {
             .count("gaps", gaps.len())
             .count("stale_claims", stale);
         let (status, summary) = if gaps.is_empty() && stale == 0 {
-            (
-                Status::Pass,
-                format!("{} heartbeats, no gap", beats.len()),
-            )
+            (Status::Pass, format!("{} heartbeats, no gap", beats.len()))
         } else {
             let uncovered_ms: i64 = gaps.iter().map(|(a, b)| b - a).sum();
             (
                 Status::Fail,
                 format!(
                     "{} uncovered for {}; {stale} sessions claimed by an older daemon",
-                    if gaps.is_empty() { "never" } else { "heartbeats" },
+                    if gaps.is_empty() {
+                        "never"
+                    } else {
+                        "heartbeats"
+                    },
                     duration(uncovered_ms)
                 ),
             )
@@ -786,7 +797,18 @@ impl Ctx<'_> {
         let mut unhealthy = 0;
         let mut health = Vec::with_capacity(self.ev.sources.len());
         for s in &self.ev.sources {
-            let in_window: u64 = s.per_minute.range(first_min..=last_min).map(|(_, n)| n).sum();
+            // Counted by the minute (the sources keep per-minute counts, not every time), and
+            // exactly 0 when the source's events all fall outside the window.
+            let outside = s.last_event.is_none_or(|l| l < self.flip.at)
+                || s.first_event.is_some_and(|f| f >= self.end);
+            let in_window: u64 = if outside {
+                0
+            } else {
+                s.per_minute
+                    .range(first_min..=last_min)
+                    .map(|(_, n)| n)
+                    .sum()
+            };
             // Whole minutes strictly inside the window with no event.
             let (mut run, mut longest) = (0i64, 0i64);
             for m in first_min + 1..last_min {
@@ -839,7 +861,8 @@ impl Ctx<'_> {
                 status: status.into(),
             });
         }
-        d.count("sources", health.len()).count("unhealthy", unhealthy);
+        d.count("sources", health.len())
+            .count("unhealthy", unhealthy);
         let (status, summary) = if self.ev.sources.is_empty() {
             (Status::Unknown, "no source".into())
         } else if unhealthy > 0 {
@@ -935,10 +958,7 @@ fn verdict(checks: &[Check], counts: &SessionCounts, org: &str) -> (Verdict, Str
                 ),
             );
         }
-        return (
-            Verdict::Inconclusive,
-            format!("{}: {sources}", i.summary),
-        );
+        return (Verdict::Inconclusive, format!("{}: {sources}", i.summary));
     }
     if !failed.is_empty() {
         return (Verdict::Fail, format!("failed: {}", describe(&failed)));

@@ -101,7 +101,10 @@ impl SourceEvidence {
         self.events += 1;
         self.first_event = Some(self.first_event.map_or(t, |f| f.min(t)));
         self.last_event = Some(self.last_event.map_or(t, |l| l.max(t)));
-        *self.per_minute.entry(t.millis().div_euclid(60_000)).or_default() += 1;
+        *self
+            .per_minute
+            .entry(t.millis().div_euclid(60_000))
+            .or_default() += 1;
     }
 }
 
@@ -328,6 +331,7 @@ pub struct SourceHealth {
     pub rejected: u64,
     pub first_event: Option<String>,
     pub last_event: Option<String>,
+    /// Events stamped in the minutes the window touches (0 when none falls inside it).
     pub events_in_window: u64,
     /// The longest stretch of whole minutes inside the window with no event from it.
     pub longest_silence_seconds: f64,

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::svg::{self, esc};
 use super::{Check, FlipReport, Status};
-use crate::sinks::report::{Evidence, Verdict};
+use crate::sinks::report::Evidence;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -64,7 +64,11 @@ fn evidence_line(e: &Evidence) -> String {
 fn listed(c: &Check) -> Option<String> {
     (c.sessions_total > 0).then(|| {
         let more = if c.sessions_truncated {
-            format!(", first {} listed (cap {})", c.sessions.len(), c.sessions_cap)
+            format!(
+                ", first {} listed (cap {})",
+                c.sessions.len(),
+                c.sessions_cap
+            )
         } else {
             String::new()
         };
@@ -241,7 +245,9 @@ pub fn html(r: &FlipReport) -> String {
     o.push_str("<h2>Claim latency</h2>");
     o.push_str(&svg::latency(r));
     let l = &r.claim_latency_seconds;
-    o.push_str("<table><tr><th></th><th>count</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>");
+    o.push_str(
+        "<table><tr><th></th><th>count</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>",
+    );
     for (name, x) in [("before", &l.before), ("after", &l.after)] {
         let _ = write!(
             o,
@@ -316,15 +322,11 @@ pub fn html(r: &FlipReport) -> String {
             esc(&s.status)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "</table><p class=\"meta\">claimcheck {} · verdict {}</p></body></html>\n",
+        "</table><p class=\"meta\">claimcheck {} · verdict {}</p></body></html>",
         env!("CARGO_PKG_VERSION"),
-        match r.verdict {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-            Verdict::Inconclusive => "inconclusive",
-        }
+        r.verdict.as_str()
     );
     o
 }

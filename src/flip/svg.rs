@@ -93,8 +93,11 @@ pub fn share(r: &FlipReport) -> String {
             continue;
         }
         let mut y = TOP + ph;
-        for (count, color, name) in [(b.go, GO, "go"), (b.ts, TS, "ts"), (b.other, OTHER, "other")]
-        {
+        for (count, color, name) in [
+            (b.go, GO, "go"),
+            (b.ts, TS, "ts"),
+            (b.other, OTHER, "other"),
+        ] {
             if count == 0 {
                 continue;
             }

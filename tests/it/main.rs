@@ -5,6 +5,7 @@
 
 mod hostile;
 mod live;
+mod report;
 mod serve;
 mod serve_files;
 mod simulate;

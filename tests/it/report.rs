@@ -384,9 +384,9 @@ fn an_in_flight_session_completed_elsewhere_fails_in_flight_only() {
 #[test]
 fn silent_go_daemons_fail_the_daemon_check_only() {
     let (_w, org, mut ev, at) = clean(3);
-    // No go heartbeat from the flip to 100 s after it: 2 min after the last one before the
-    // flip, nothing proves a daemon alive.
-    let (from, to) = (at, at.saturating_add_ms(100_000));
+    // No go heartbeat from 30 s before the flip to 100 s after it: 2 min after the last one,
+    // at most 90 s into the window, nothing proves a go daemon alive until the next one.
+    let (from, to) = (at.saturating_add_ms(-30_000), at.saturating_add_ms(100_000));
     ev.events.retain(|(e, _)| {
         !(e.kind == EventKind::Heartbeat && e.runner == Runner::Go && e.time >= from && e.time < to)
     });

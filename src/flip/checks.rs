@@ -513,10 +513,14 @@ impl Ctx<'_> {
         } else {
             (
                 Status::Pass,
-                format!(
-                    "{ok} of {held} finished on their claimer; {unknown} with no completion in \
-                     the evidence (listed)"
-                ),
+                if unknown == 0 {
+                    format!("all {held} finished on their claimer")
+                } else {
+                    format!(
+                        "{ok} of {held} finished on their claimer; {unknown} with no completion \
+                         in the evidence (listed)"
+                    )
+                },
             )
         };
         (d.finish(status, summary, self.p.max_listed), held as u64)
@@ -525,7 +529,10 @@ impl Ctx<'_> {
     fn latency(&self, baseline: &[&Judged], window: &[&Judged]) -> (Check, LatencyComparison) {
         let of = |ss: &[&Judged]| Latency::of(ss.iter().filter_map(|s| s.j.latency_ms).collect());
         let (before, after) = (of(baseline), of(window));
-        let diff = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
+        // Whole milliseconds, as the latencies are: no float noise in the JSON.
+        let diff = |a: Option<f64>, b: Option<f64>| {
+            a.zip(b).map(|(a, b)| ((a - b) * 1000.0).round() / 1000.0)
+        };
         let change = LatencyChange {
             p50: diff(after.p50, before.p50),
             p95: diff(after.p95, before.p95),

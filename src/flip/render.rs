@@ -72,7 +72,11 @@ fn listed(c: &Check) -> Option<String> {
         } else {
             String::new()
         };
-        format!("{} sessions{more}", c.sessions_total)
+        format!(
+            "{} session{}{more}",
+            c.sessions_total,
+            if c.sessions_total == 1 { "" } else { "s" }
+        )
     })
 }
 

@@ -18,6 +18,7 @@ mod svg;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ClaimTimeouts;
@@ -132,6 +133,10 @@ pub struct EvidenceBuilder {
     sources: Vec<SourceEvidence>,
     kept: Vec<(Event, Origin)>,
     sessions: BTreeSet<SessionId>,
+    /// Sessions dispatched for other orgs: their later events are dropped at once, so memory
+    /// holds one id per foreign session instead of all its events (dispatch logs are usually
+    /// read first).
+    foreign: FxHashSet<SessionId>,
 }
 
 impl EvidenceBuilder {
@@ -141,6 +146,7 @@ impl EvidenceBuilder {
             sources,
             kept: Vec::new(),
             sessions: BTreeSet::new(),
+            foreign: FxHashSet::default(),
         }
     }
 
@@ -155,20 +161,20 @@ impl EvidenceBuilder {
         }
         match ev.kind {
             EventKind::Dispatch => {
+                let Some(id) = &ev.session else { return };
                 if ev.org.as_deref() != Some(self.org.as_str()) {
+                    self.foreign.insert(id.clone());
                     return;
                 }
-                if let Some(id) = &ev.session {
-                    self.sessions.insert(id.clone());
-                }
+                self.sessions.insert(id.clone());
             }
             EventKind::Heartbeat => {}
-            // Kept until the end: their dispatch may come later, from another source.
-            EventKind::Claim | EventKind::Completion | EventKind::Release => {
-                if ev.session.is_none() {
-                    return;
-                }
-            }
+            // Kept until the end unless known to be another org's: their dispatch may come
+            // later, from another source.
+            EventKind::Claim | EventKind::Completion | EventKind::Release => match &ev.session {
+                Some(id) if !self.foreign.contains(id) => {}
+                _ => return,
+            },
         }
         self.kept.push((ev.clone(), origin));
     }

@@ -31,7 +31,8 @@ impl Ctx<'_> {
         let from = self.flip.at.saturating_add_ms(-age);
         // Per worker: heartbeats near the window, last version.
         let mut workers: BTreeMap<&str, (u64, Option<&str>, Timestamp)> = BTreeMap::new();
-        let mut versions: BTreeMap<&str, &str> = BTreeMap::new();
+        // Each worker's latest stated version (events come in any order).
+        let mut versions: BTreeMap<&str, (Timestamp, &str)> = BTreeMap::new();
         let mut beats: Vec<i64> = Vec::new();
         let mut any = false;
         for (e, _) in &self.ev.events {
@@ -41,7 +42,10 @@ impl Ctx<'_> {
             any = true;
             let w = e.worker.as_deref().unwrap_or("-");
             if let Some(v) = e.version.as_deref() {
-                versions.insert(w, v);
+                let latest = versions.entry(w).or_insert((e.time, v));
+                if e.time >= latest.0 {
+                    *latest = (e.time, v);
+                }
             }
             if e.time < from || e.time > cover_end {
                 continue;
@@ -99,7 +103,7 @@ impl Ctx<'_> {
                         let v = self
                             .c
                             .detail_name(r.extra)
-                            .or_else(|| versions.get(self.worker(r)).copied());
+                            .or_else(|| versions.get(self.worker(r)).map(|&(_, v)| v));
                         v.is_some() && !qualifies(v)
                     }
                 });
@@ -108,7 +112,7 @@ impl Ctx<'_> {
                     let v = self
                         .c
                         .detail_name(r.extra)
-                        .or_else(|| versions.get(self.worker(r)).copied())
+                        .or_else(|| versions.get(self.worker(r)).map(|&(_, v)| v))
                         .unwrap_or("?");
                     let problem = format!("claimed by {} at {v} (< 0.5.0)", self.worker(r));
                     self.list(&mut d, s, problem, true);

@@ -50,6 +50,13 @@ fn headline(r: &FlipReport) -> String {
     )
 }
 
+fn located(r: &FlipReport) -> &'static str {
+    match r.flip_located.as_str() {
+        "given" => "flip time as given",
+        _ => "flip located at the org's first dispatch to the new runner",
+    }
+}
+
 fn evidence_line(e: &Evidence) -> String {
     let mut s = format!("{} {} {} {}", e.source, e.at, e.event, e.runner);
     if let Some(w) = &e.worker {
@@ -96,7 +103,7 @@ pub fn markdown(r: &FlipReport) -> String {
     let _ = writeln!(
         o,
         "Window {} → {} ({} s; baseline from {}), grace {} s, claim timeout go {} s / ts {} s, \
-         flip {}, evidence ends {}. Sessions: {} in the baseline, {} in the window ({} in the \
+         {}, evidence ends {}. Sessions: {} in the baseline, {} in the window ({} in the \
          grace), {} in flight at the flip.\n",
         r.window.start,
         r.window.end,
@@ -105,12 +112,25 @@ pub fn markdown(r: &FlipReport) -> String {
         r.grace_seconds,
         r.claim_timeout_seconds.get("go").copied().unwrap_or(0.0),
         r.claim_timeout_seconds.get("ts").copied().unwrap_or(0.0),
-        r.flip_located.replace('_', " "),
+        located(r),
         r.evidence_ends.as_deref().unwrap_or("-"),
         r.sessions.baseline,
         r.sessions.window,
         r.sessions.in_grace,
         r.sessions.in_flight,
+    );
+    let half = r.runner_share.len() / 2;
+    let share = |b: &[super::ShareBucket]| {
+        let (go, ts, other) = b
+            .iter()
+            .fold((0, 0, 0), |(g, t, o), x| (g + x.go, t + x.ts, o + x.other));
+        format!("go {go}, ts {ts}, other {other}")
+    };
+    let _ = writeln!(
+        o,
+        "Dispatches of the org: {} in the baseline; {} in the window.\n",
+        share(&r.runner_share[..half]),
+        share(&r.runner_share[half..])
     );
     o.push_str("| check | status | result |\n|---|---|---|\n");
     for c in &r.checks {
@@ -216,7 +236,7 @@ pub fn html(r: &FlipReport) -> String {
     let _ = write!(
         o,
         "<p class=\"meta\">Window {} → {} (baseline from {}); grace {} s; claim timeout go {} s, \
-         ts {} s; flip {}; evidence ends {}. Sessions: {} in the baseline, {} in the window ({} \
+         ts {} s; {}; evidence ends {}. Sessions: {} in the baseline, {} in the window ({} \
          in the grace), {} in flight at the flip.</p>",
         esc(&r.window.start),
         esc(&r.window.end),
@@ -224,7 +244,7 @@ pub fn html(r: &FlipReport) -> String {
         r.grace_seconds,
         r.claim_timeout_seconds.get("go").copied().unwrap_or(0.0),
         r.claim_timeout_seconds.get("ts").copied().unwrap_or(0.0),
-        esc(&r.flip_located.replace('_', " ")),
+        esc(located(r)),
         esc(r.evidence_ends.as_deref().unwrap_or("-")),
         r.sessions.baseline,
         r.sessions.window,

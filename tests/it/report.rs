@@ -731,3 +731,21 @@ fn markdown_and_json_carry_the_evidence() {
     let back: FlipReport = serde_json::from_value(v).unwrap();
     assert_eq!(back.checks.len(), r.checks.len());
 }
+
+#[test]
+fn the_report_does_not_depend_on_the_order_of_the_evidence() {
+    let (_w, org, mut ev, at) = clean(8);
+    // Some faults, so the listed sessions and their evidence are compared too.
+    let ids = middle(&ev, at, 2);
+    serve_on(&mut ev, &ids[0], Runner::Ts);
+    ev.events
+        .retain(|(e, _)| e.session.as_ref() != Some(&ids[1]) || e.kind == EventKind::Dispatch);
+    let want = render::json(&flip::build(&ev, &params(&org)).unwrap());
+    ev.events.reverse();
+    let n = ev.events.len();
+    ev.events.rotate_left(n / 3);
+    assert_eq!(
+        render::json(&flip::build(&ev, &params(&org)).unwrap()),
+        want
+    );
+}

@@ -4,9 +4,36 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Nothing outside Rust is needed yet; `serve` will add PostgreSQL and Redis here
-# (apt-get install -y postgresql redis-server, started when not running).
+# Real servers for the store, platform and alerting tests. Each is installed only when
+# missing and started only when not answering; tests make their own databases and key prefixes.
+apt_install() {
+    if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    version=$(ls /etc/postgresql | sort -V | tail -1)
+    hba=/etc/postgresql/$version/main/pg_hba.conf
+    # Tests connect as postgres over TCP without a password, as on the CI machine.
+    grep -q '^host all all 127.0.0.1/32 trust' "$hba" ||
+        sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    pg_ctlcluster "$version" main start || pg_ctlcluster "$version" main reload
+    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+fi
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    command -v redis-server >/dev/null || apt_install redis-server
+    redis-server --bind 127.0.0.1 --port 6379 --save '' --daemonize yes
+    for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# Prometheus and Alertmanager (Debian packages) for the alert-rule, dashboard and e2e tests.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+    || ! command -v prometheus-alertmanager >/dev/null; then
+  apt-get install -y prometheus prometheus-alertmanager
+fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -13,6 +13,7 @@ use crate::correlate::Outcome;
 use crate::correlate::live::{Change, Live, LiveConfig};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::parse::{LineContext, Parsed, Parser};
+use crate::sinks::alertmanager::AlertHandle;
 use crate::sinks::metrics::{LineResult, Metrics};
 use crate::sinks::report::{Evidence, Totals};
 use crate::sources::tail::Position;
@@ -31,6 +32,9 @@ pub struct Batch {
     pub position: Option<(String, Position)>,
     /// Answered once the batch is recorded (durably, when there is a store).
     pub done: Option<oneshot::Sender<Result<BatchResult, String>>>,
+    /// The source has more to read right now (a backlog): judgements wait until every source
+    /// has caught up, so a replay judges on all the evidence, as `verify` does.
+    pub backlog: bool,
 }
 
 impl Batch {
@@ -42,6 +46,7 @@ impl Batch {
             entry_ids: Vec::new(),
             position: None,
             done: None,
+            backlog: false,
         }
     }
 }
@@ -191,7 +196,18 @@ pub struct Actor {
     sources: Vec<(String, u32)>,
     store: Option<Store>,
     findings: std::collections::VecDeque<LiveFinding>,
+    /// Sources with a backlog, and since when judgements are held for them.
+    behind: rustc_hash::FxHashSet<String>,
+    holding_since: Option<Timestamp>,
+    /// Cancelled at shutdown: a commit that keeps failing stops retrying then.
+    stop: CancellationToken,
+    /// Per-finding alerts, when an Alertmanager is configured.
+    alerts: Option<AlertHandle>,
 }
+
+/// Judgements are never held longer than this, whatever a source's backlog: a huge catch-up
+/// judges in rounds rather than all at the end.
+const HOLD_LIMIT_MS: i64 = 60_000;
 
 /// A finding as the sidecar saw it happen (`GET /api/findings`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -246,6 +262,10 @@ impl Actor {
             sources: Vec::new(),
             store: None,
             findings: std::collections::VecDeque::new(),
+            behind: rustc_hash::FxHashSet::default(),
+            holding_since: None,
+            stop: CancellationToken::new(),
+            alerts: None,
         };
         Ok((actor, summary_rx))
     }
@@ -281,6 +301,46 @@ impl Actor {
         Ok(())
     }
 
+    /// Sends every finding to Alertmanager through `alerts` from now on.
+    pub fn alert_to(&mut self, alerts: AlertHandle) {
+        self.alerts = Some(alerts);
+    }
+
+    /// Names sources that have a backlog before they start sending (files that exist when
+    /// `serve` starts): until each has caught up, judgements wait for all the evidence.
+    pub fn catching_up(&mut self, sources: impl IntoIterator<Item = String>) {
+        self.behind.extend(sources);
+        let _ = self.sync_hold(self.clock.now());
+    }
+
+    /// Holds or releases judgements to match the set of sources behind; `true` if it judged
+    /// held sessions.
+    fn sync_hold(&mut self, now: Timestamp) -> bool {
+        let expired = self
+            .holding_since
+            .is_some_and(|t| now.millis() - t.millis() >= HOLD_LIMIT_MS);
+        if expired {
+            self.behind.clear();
+        }
+        let hold = !self.behind.is_empty();
+        match (hold, self.holding_since) {
+            (true, None) => {
+                self.holding_since = Some(now);
+                self.live.hold(true);
+            }
+            (false, Some(_)) => {
+                self.holding_since = None;
+                self.live.hold(false);
+                let changes = self.live.release();
+                let released = !changes.is_empty();
+                self.apply(changes, now);
+                return released;
+            }
+            _ => {}
+        }
+        false
+    }
+
     /// Runs until `shutdown` is cancelled or every sender is gone, then drains what was sent.
     pub async fn run(
         mut self,
@@ -288,6 +348,7 @@ impl Actor {
         mut queries: mpsc::Receiver<Lookup>,
         shutdown: CancellationToken,
     ) {
+        self.stop = shutdown.clone();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -370,11 +431,31 @@ impl Actor {
     }
 
     fn apply(&mut self, changes: Vec<Change>, now: Timestamp) {
+        if let Some(alerts) = &self.alerts {
+            for c in &changes {
+                alerts.on_change(c, self.org_of(c).as_deref());
+            }
+        }
         for c in &changes {
             self.metrics.apply(c);
             count(&mut self.summary, c);
             self.note_finding(c, now);
         }
+    }
+
+    /// The org a change's session was dispatched for, when known.
+    fn org_of(&self, c: &Change) -> Option<String> {
+        let session = match c {
+            Change::Judged { session, .. }
+            | Change::Overdue { session, .. }
+            | Change::OverdueResolved { session, .. }
+            | Change::Duplicate { session, .. } => session,
+            _ => return None,
+        };
+        let core = self.live.core();
+        let s = core.session(session)?;
+        let d = s.judge(core.timeouts(), core.watermark()).dispatch?;
+        core.org_name(d.extra).map(str::to_owned)
     }
 
     /// Keeps the recent findings for `/api/findings`, newest last, bounded.
@@ -427,8 +508,9 @@ impl Actor {
 
     async fn tick(&mut self) {
         let now = self.clock.now();
+        let released = self.sync_hold(now);
         let changes = self.live.on_tick(now);
-        if changes.is_empty() {
+        if changes.is_empty() && !released {
             return;
         }
         let forgotten = forgotten(&changes);
@@ -439,8 +521,8 @@ impl Actor {
             summary_json: self.summary_json(),
             ..Commit::default()
         };
-        // A failed tick commit is retried by the next batch's summary; forgotten lines that
-        // stay stored are replayed and forgotten again after a restart.
+        // Only fails at shutdown; forgotten lines that stay stored are replayed and forgotten
+        // again after a restart.
         let _ = self.commit(&commit).await;
     }
 
@@ -448,10 +530,30 @@ impl Actor {
         serde_json::to_string(&self.summary).ok()
     }
 
+    /// Commits `c`, retrying with capped backoff until it lands: the in-memory state already
+    /// holds the batch, so giving up would let memory and store disagree (a drain retry of an
+    /// accepted batch would then be dropped as a re-delivery and never stored). Ingestion
+    /// waits meanwhile — back-pressure, not loss. Only shutdown stops the retries.
     async fn commit(&self, c: &Commit) -> Result<(), String> {
-        match &self.store {
-            Some(store) => store.commit(c).await.map_err(|e| e.to_string()),
-            None => Ok(()),
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let err = match store.commit(c).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if self.stop.is_cancelled() {
+                tracing::error!(error = %err, "store commit failed at shutdown; the batch is not recorded");
+                return Err(err.to_string());
+            }
+            tracing::warn!(error = %err, retry_in = ?backoff, "store commit failed; ingestion waits and retries");
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -554,6 +656,12 @@ impl Actor {
                 }
             }
         }
+        if batch.backlog {
+            self.behind.insert(batch.source);
+        } else {
+            self.behind.remove(&batch.source);
+        }
+        let _ = self.sync_hold(now);
         commit.summary_json = self.summary_json();
         let stored = self.commit(&commit).await.map(|()| result);
         self.published.send_replace(self.summary.clone());

@@ -290,6 +290,8 @@ pub struct RawServeConfig {
     pub retention: String,
     /// Distinct `org` label values on `claimcheck_dispatches_total`; the rest are `other`.
     pub org_label_cap: usize,
+    /// Per-finding alerts pushed to Alertmanager (off while `url` is empty).
+    pub alertmanager: crate::sinks::alertmanager::RawAlertmanagerConfig,
 }
 
 impl Default for RawServeConfig {
@@ -302,6 +304,7 @@ impl Default for RawServeConfig {
             orphan_grace: "5m".into(),
             retention: "1h".into(),
             org_label_cap: 200,
+            alertmanager: Default::default(),
         }
     }
 }
@@ -316,6 +319,7 @@ pub struct ServeConfig {
     pub orphan_grace: Duration,
     pub retention: Duration,
     pub org_label_cap: usize,
+    pub alertmanager: Option<crate::sinks::alertmanager::AlertmanagerConfig>,
 }
 
 fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
@@ -349,6 +353,9 @@ impl ServeConfig {
             orphan_grace: duration("serve.orphan_grace", &raw.orphan_grace)?,
             retention: duration("serve.retention", &raw.retention)?,
             org_label_cap: raw.org_label_cap,
+            alertmanager: crate::sinks::alertmanager::AlertmanagerConfig::from_raw(
+                &raw.alertmanager,
+            )?,
         })
     }
 }

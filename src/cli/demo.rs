@@ -74,12 +74,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         config: None,
         listen: None,
         file: Vec::new(),
+        dispatch: Vec::new(),
+        claims: Vec::new(),
         stdin: None,
         claim_timeout: Vec::new(),
         ingest_token: None,
         store: None,
         vercel_secret: None,
         vercel_verify_code: None,
+        alertmanager: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -60,6 +60,13 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    // Diagnostics go to stderr; `CLAIMCHECK_LOG` filters them (`debug`, `claimcheck=trace`, …).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAIMCHECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let result = match cli.command {
         Command::Verify(args) => verify::run(args).map(|r| match r.verdict {
             Verdict::Pass => ExitCode::SUCCESS,

@@ -16,6 +16,7 @@ use crate::correlate::live::LiveConfig;
 use crate::event::Runner;
 use crate::parse::Parser;
 use crate::server::{AppState, VercelDrain, router};
+use crate::sinks::alertmanager::AlertPusher;
 use crate::sources::tail::Tailer;
 use crate::sources::{Input, Role};
 use crate::store::Store;
@@ -32,6 +33,13 @@ pub struct ServeArgs {
     /// name no runtime a default. Rotation (rename + create, copytruncate) is followed.
     #[arg(long, value_name = "[RUNTIME=]PATH")]
     pub file: Vec<String>,
+    /// Follow the dispatcher's log (path or glob, repeatable): the same as `--file`.
+    #[arg(long, value_name = "PATH")]
+    pub dispatch: Vec<String>,
+    /// Follow a worker log (path or glob, repeatable), `go=daemon-*.log` to give lines that
+    /// name no runtime a default: the same as `--file`.
+    #[arg(long, value_name = "[RUNTIME=]PATH")]
+    pub claims: Vec<String>,
     /// Read log lines from stdin; lines that name no runtime get this one.
     #[arg(long, value_name = "RUNTIME")]
     pub stdin: Option<StdinRuntime>,
@@ -51,6 +59,9 @@ pub struct ServeArgs {
     /// Code echoed in `x-vercel-verify` when Vercel checks the drain endpoint.
     #[arg(long, env = "CLAIMCHECK_VERCEL_VERIFY_CODE")]
     pub vercel_verify_code: Option<String>,
+    /// Alertmanager base URL (`http://127.0.0.1:9093`): push per-finding alerts there.
+    #[arg(long, value_name = "URL", env = "CLAIMCHECK_ALERTMANAGER_URL")]
+    pub alertmanager: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -77,6 +88,15 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     if let Some(store) = args.store.take() {
         sc.store = Some(store);
     }
+    if let Some(url) = args.alertmanager.take() {
+        let raw = crate::sinks::alertmanager::RawAlertmanagerConfig {
+            url,
+            ..Default::default()
+        };
+        sc.alertmanager = crate::sinks::alertmanager::AlertmanagerConfig::from_raw(&raw)?;
+    }
+    sc.files.append(&mut args.dispatch);
+    sc.files.append(&mut args.claims);
     sc.files.append(&mut args.file);
     if args.stdin.is_none()
         && args.ingest_token.is_none()
@@ -84,7 +104,7 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         && args.vercel_secret.is_none()
     {
         bail!(
-            "nothing to ingest: give --file, --stdin RUNTIME or --ingest-token (for POST /ingest/ndjson)"
+            "nothing to ingest: give --dispatch/--claims/--file, --stdin RUNTIME or --ingest-token (for POST /ingest/ndjson)"
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -131,9 +151,19 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
         }
         None => None,
     };
+    // Files there already are read from their start (or their stored position): until each
+    // has caught up, judgements wait for all the evidence.
+    actor.catching_up(sc.files.iter().flat_map(|spec| existing_sources(spec)));
     let (tx, rx) = mpsc::channel::<Batch>(64);
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(am) = &sc.alertmanager {
+        tracing::info!(url = %am.url, "pushing per-finding alerts to Alertmanager");
+        let (pusher, handle) = AlertPusher::new(am.clone(), &registry, Clock::system())
+            .context("cannot register the Alertmanager metrics")?;
+        tasks.spawn(pusher.run(shutdown.clone()));
+        actor.alert_to(handle);
+    }
     let (query_tx, query_rx) = mpsc::channel(16);
     tasks.spawn(actor.run(rx, query_rx, shutdown.clone()));
     if let Some(rt) = args.stdin {
@@ -175,15 +205,39 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     let listener = tokio::net::TcpListener::bind(sc.listen)
         .await
         .with_context(|| format!("cannot listen on {}", sc.listen))?;
+    tracing::info!(listen = %sc.listen, store = sc.store.is_some(), files = sc.files.len(), "serving");
     let stop = shutdown.clone();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         wait_for_signal().await;
+        tracing::info!("shutting down: flushing state");
         stop.cancel();
     });
     server.await.context("http server failed")?;
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// The source names of the files `spec` matches now.
+fn existing_sources(spec: &str) -> Vec<String> {
+    let Ok(input) = Input::parse(spec, Role::Claims) else {
+        return Vec::new();
+    };
+    let Some(path) = input.path else {
+        return Vec::new();
+    };
+    glob::glob(&path.to_string_lossy())
+        .map(|it| it.filter_map(Result::ok).map(|p| source_name(&p)).collect())
+        .unwrap_or_default()
+}
+
+/// A file's source label: its name.
+fn source_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Follows every file matching `pattern` (a plain path matches itself), picking up new
@@ -215,10 +269,7 @@ async fn follow_glob(
         };
         for path in paths {
             if followed.insert(path.clone()) {
-                let source = path.file_name().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into_owned(),
-                );
+                let source = source_name(&path);
                 let key = path.display().to_string();
                 let resume = match &store {
                     Some(s) => s.position(&key).await.ok().flatten(),
@@ -255,6 +306,8 @@ async fn follow(
     // missed (or when no watcher can be made, e.g. on some network filesystems).
     let (wake_tx, mut wake) = mpsc::channel::<()>(1);
     let _watcher = watch_dir(tailer.path(), wake_tx);
+    // Every file starts behind (the actor may have been told so); it says when it caught up.
+    let mut behind = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -274,16 +327,15 @@ async fn follow(
             let polled = match polled {
                 Ok(p) => p,
                 Err(e) => {
-                    #[allow(clippy::print_stderr)] // until the serve issue brings tracing
-                    {
-                        eprintln!("claimcheck: cannot read {}: {e}", tailer.path().display());
-                    }
+                    tracing::warn!(path = %tailer.path().display(), error = %e, "cannot read");
                     break;
                 }
             };
             let more = polled.more;
-            if !polled.lines.is_empty() {
+            if !polled.lines.is_empty() || behind != more {
+                behind = more;
                 let mut batch = Batch::new(&source, runtime, polled.lines);
+                batch.backlog = more;
                 batch.position = tailer
                     .position()
                     .map(|p| (tailer.path().display().to_string(), p));

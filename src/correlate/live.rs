@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 
-use super::{CorrelateConfig, Correlator, Outcome};
+use super::{CorrelateConfig, Correlator, Judgement, Outcome};
 use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 
 #[derive(Debug, Clone)]
@@ -103,6 +103,9 @@ pub struct Live {
     orphan_checks: BTreeSet<(Timestamp, SessionId)>,
     /// (first seen + retention, session).
     expiries: BTreeSet<(Timestamp, SessionId)>,
+    /// While set, sessions ready to be judged wait in `held` (see [`Live::hold`]).
+    holding: bool,
+    held: Vec<SessionId>,
 }
 
 impl Live {
@@ -114,7 +117,33 @@ impl Live {
             deadlines: BTreeSet::new(),
             orphan_checks: BTreeSet::new(),
             expiries: BTreeSet::new(),
+            holding: false,
+            held: Vec::new(),
         }
+    }
+
+    /// Holds judgements back while some source is still catching up on a backlog: its older
+    /// claims may still come, and the first claim by event time decides the outcome. Without
+    /// this, a replay that reads the go daemon's file before the ts workers' would judge a
+    /// cross-runtime double claim by whichever file came first. Live, with every source
+    /// caught up, nothing is held.
+    pub fn hold(&mut self, on: bool) {
+        self.holding = on;
+    }
+
+    /// Judges every held session on all the evidence now known.
+    pub fn release(&mut self) -> Vec<Change> {
+        let mut out = Vec::new();
+        for id in std::mem::take(&mut self.held) {
+            let Some(session) = self.core.session(&id) else {
+                continue;
+            };
+            let j = session.judge(self.core.timeouts(), Timestamp::MIN);
+            if let Some(mark) = self.marks.get_mut(&id) {
+                judged(mark, &id, &j, &mut out);
+            }
+        }
+        out
     }
 
     /// The batch correlator underneath: records, daemons, stats, watermark.
@@ -176,26 +205,12 @@ impl Live {
                 id.clone(),
             ));
         }
-        if let (Some(d), Some(_), Some(outcome), false) =
-            (j.dispatch, j.first_claim, j.outcome, mark.judged)
-        {
-            mark.judged = true;
-            if let Some(r) = mark.pending.take() {
-                out.push(Change::PendingEnded { runner: r });
+        if self.holding {
+            if j.outcome.is_some() && j.first_claim.is_some() && !mark.judged {
+                self.held.push(id.clone());
             }
-            if let Some(r) = mark.overdue.take() {
-                out.push(Change::OverdueResolved {
-                    session: id.clone(),
-                    runner: r,
-                });
-            }
-            out.push(Change::Judged {
-                session: id.clone(),
-                runner: d.runner,
-                outcome,
-                latency_ms: j.latency_ms,
-                skew_clamped: j.skew_clamped,
-            });
+        } else {
+            judged(mark, &id, &j, &mut out);
         }
         if j.duplicate && !mark.duplicate {
             mark.duplicate = true;
@@ -277,6 +292,32 @@ impl Live {
             .filter_map(|s| s.first().map(|(t, _)| *t))
             .min()
     }
+}
+
+/// The changes of judging `id`, once: its dispatch and first claim are both known.
+fn judged(mark: &mut Mark, id: &SessionId, j: &Judgement, out: &mut Vec<Change>) {
+    let (Some(d), Some(_), Some(outcome), false) =
+        (j.dispatch, j.first_claim, j.outcome, mark.judged)
+    else {
+        return;
+    };
+    mark.judged = true;
+    if let Some(r) = mark.pending.take() {
+        out.push(Change::PendingEnded { runner: r });
+    }
+    if let Some(r) = mark.overdue.take() {
+        out.push(Change::OverdueResolved {
+            session: id.clone(),
+            runner: r,
+        });
+    }
+    out.push(Change::Judged {
+        session: id.clone(),
+        runner: d.runner,
+        outcome,
+        latency_ms: j.latency_ms,
+        skew_clamped: j.skew_clamped,
+    });
 }
 
 fn pop_due(

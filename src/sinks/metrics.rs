@@ -234,6 +234,14 @@ impl Metrics {
             m.claims.with_label_values(&[r.as_str()]);
             m.duplicates.with_label_values(&[r.as_str()]);
         }
+        gauge(
+            reg,
+            "claimcheck_build_info",
+            "1, labelled with the running claimcheck's version.",
+            &["version"],
+        )?
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
         Ok(m)
     }
 

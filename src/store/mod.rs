@@ -1,18 +1,24 @@
-//! store: the sidecar's durable state through sqlx, SQLite for now (a file path or
-//! `sqlite://…` URL). Each batch is committed in one transaction with the file position
-//! that produced it, so a `kill -9` at any moment and a restart neither lose a line nor count
-//! one twice: lines after the committed position are read again, lines before it never are.
+//! store: the sidecar's durable state through sqlx — a SQLite file by default (a path or
+//! `sqlite://…` URL), Postgres by URL (`postgres://…`). Each batch is committed in one
+//! transaction with the file position that produced it, so a `kill -9` at any moment and a
+//! restart neither lose a line nor count one twice: lines after the committed position are
+//! read again, lines before it never are.
 //!
 //! What is stored is the accepted event lines themselves; recovery re-parses and replays them
 //! in order, with their receive times, which rebuilds the live state exactly.
+//!
+//! Both backends run the same SQL (`$N` placeholders, which SQLite reads as numbered
+//! parameters); each has its own migrations because column types differ.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Transaction};
 
 use crate::event::{Runner, Timestamp};
 use crate::sources::tail::Position;
@@ -51,8 +57,36 @@ pub struct Commit {
 }
 
 #[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever backend the store uses. The body is the same
+/// text for both; it type-checks once per backend.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+#[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+}
+
+/// Text from outside (session and entry ids, source names) may hold NUL, which Postgres text
+/// refuses; it is stored as U+FFFD on both backends so they keep the same values. A session id
+/// is only a deletion key here, so the rare collision costs nothing.
+fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 fn runtime_str(r: Option<Runner>) -> Option<&'static str> {
@@ -63,168 +97,153 @@ fn runtime_of(s: Option<String>) -> Option<Runner> {
     s.map(|s| Runner::from_value(&s))
 }
 
+/// Integers the store keeps are non-negative and fit in an `i64` column; anything else on
+/// disk is damage, read as the nearest bound rather than a panic.
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) ";
+/// 7 parameters a row stays well under SQLite's 32766 and Postgres' 65535 per statement.
+const ROWS_PER_INSERT: usize = 1000;
+const UPSERT_POSITION: &str = "INSERT INTO positions (path, dev, ino, head, \"offset\", partial) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, head = excluded.head, \
+     \"offset\" = excluded.\"offset\", partial = excluded.partial";
+const DELETE_SESSION: &str = "DELETE FROM events WHERE session = $1";
+const UPSERT_SUMMARY: &str = "INSERT INTO summary (id, json) VALUES (1, $1) \
+     ON CONFLICT (id) DO UPDATE SET json = excluded.json";
+const SELECT_LINES: &str = "SELECT received_at, source, line, session, entry_id, default_runtime, raw \
+     FROM events ORDER BY seq";
+const SELECT_POSITION: &str =
+    "SELECT dev, ino, head, \"offset\", partial FROM positions WHERE path = $1";
+const SELECT_SUMMARY: &str = "SELECT json FROM summary WHERE id = 1";
+
 impl Store {
-    /// Opens (creating if needed) the store at `url`: `sqlite://path`, or a plain path.
+    /// Opens (creating if needed) the store at `url`: `postgres://…` (or `postgresql://…`),
+    /// `sqlite://path`, or a plain path to a SQLite file. Migrations run on open.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let opts = match url.strip_prefix("sqlite:") {
-            Some(_) => SqliteConnectOptions::from_str(url)?,
-            None => SqliteConnectOptions::new().filename(Path::new(url)),
-        }
-        .create_if_missing(true)
-        // WAL + NORMAL: a committed transaction survives the process being killed.
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?.application_name("claimcheck");
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            Pool::Postgres(pool)
+        } else {
+            let opts = match url.strip_prefix("sqlite:") {
+                Some(_) => SqliteConnectOptions::from_str(url)?,
+                None => SqliteConnectOptions::new().filename(Path::new(url)),
+            }
+            .create_if_missing(true)
+            // WAL + NORMAL: a committed transaction survives the process being killed.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            Pool::Sqlite(pool)
+        };
         Ok(Store { pool })
     }
 
+    /// Which backend this is, for logs: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
     pub async fn commit(&self, c: &Commit) -> Result<(), StoreError> {
-        let mut tx: Transaction<'_, sqlx::Sqlite> = self.pool.begin().await?;
-        for l in &c.lines {
-            sqlx::query(
-                "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(l.received_at.millis())
-            .bind(&l.source)
-            .bind(i64::from(l.line))
-            .bind(&l.session)
-            .bind(&l.entry_id)
-            .bind(runtime_str(l.default_runtime))
-            .bind(&l.raw)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some((path, p)) = &c.position {
-            sqlx::query(
-                "INSERT INTO positions (path, dev, ino, head, \"offset\", partial) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, head = excluded.head, \
-                 \"offset\" = excluded.\"offset\", partial = excluded.partial",
-            )
-            .bind(path)
-            .bind(i64::try_from(p.dev).unwrap_or(i64::MAX))
-            .bind(i64::try_from(p.ino).unwrap_or(i64::MAX))
-            .bind(&p.head)
-            .bind(i64::try_from(p.offset).unwrap_or(i64::MAX))
-            .bind(&p.partial)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for s in &c.forgotten {
-            sqlx::query("DELETE FROM events WHERE session = ?")
-                .bind(s)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(json) = &c.summary_json {
-            sqlx::query("INSERT INTO summary (id, json) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET json = excluded.json")
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Many rows per statement: one round trip per few hundred lines, not per line.
+            for rows in c.lines.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::new(INSERT_EVENTS);
+                insert.push_values(rows, |mut b, l| {
+                    b.push_bind(l.received_at.millis())
+                        .push_bind(text(&l.source).into_owned())
+                        .push_bind(i64::from(l.line))
+                        .push_bind(l.session.as_deref().map(|s| text(s).into_owned()))
+                        .push_bind(l.entry_id.as_deref().map(|s| text(s).into_owned()))
+                        .push_bind(runtime_str(l.default_runtime))
+                        .push_bind(l.raw.as_slice());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            if let Some((path, p)) = &c.position {
+                sqlx::query(UPSERT_POSITION)
+                    .bind(text(path))
+                    .bind(to_i64(p.dev))
+                    .bind(to_i64(p.ino))
+                    .bind(&p.head)
+                    .bind(to_i64(p.offset))
+                    .bind(&p.partial)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for s in &c.forgotten {
+                sqlx::query(DELETE_SESSION).bind(text(s)).execute(&mut *tx).await?;
+            }
+            if let Some(json) = &c.summary_json {
+                sqlx::query(UPSERT_SUMMARY).bind(json).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// Every stored line, oldest first.
     pub async fn lines(&self) -> Result<Vec<StoredLine>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT received_at, source, line, session, entry_id, default_runtime, raw FROM events ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(StoredLine {
-                    received_at: Timestamp(r.try_get(0)?),
-                    source: r.try_get(1)?,
-                    line: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(u32::MAX),
-                    session: r.try_get(3)?,
-                    entry_id: r.try_get(4)?,
-                    default_runtime: runtime_of(r.try_get(5)?),
-                    raw: r.try_get(6)?,
+        on_pool!(self, pool => {
+            let rows = sqlx::query(SELECT_LINES).fetch_all(pool).await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(StoredLine {
+                        received_at: Timestamp(r.try_get(0)?),
+                        source: r.try_get(1)?,
+                        line: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(u32::MAX),
+                        session: r.try_get(3)?,
+                        entry_id: r.try_get(4)?,
+                        default_runtime: runtime_of(r.try_get(5)?),
+                        raw: r.try_get(6)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn position(&self, path: &str) -> Result<Option<Position>, StoreError> {
-        let row =
-            sqlx::query("SELECT dev, ino, head, \"offset\", partial FROM positions WHERE path = ?")
-                .bind(path)
-                .fetch_optional(&self.pool)
+        on_pool!(self, pool => {
+            let row = sqlx::query(SELECT_POSITION)
+                .bind(text(path))
+                .fetch_optional(pool)
                 .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(Position {
-            dev: u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
-            ino: u64::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
-            head: r.try_get(2)?,
-            offset: u64::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0),
-            partial: r.try_get(4)?,
-        }))
+            let Some(r) = row else { return Ok(None) };
+            Ok(Some(Position {
+                dev: to_u64(r.try_get(0)?),
+                ino: to_u64(r.try_get(1)?),
+                head: r.try_get(2)?,
+                offset: to_u64(r.try_get(3)?),
+                partial: r.try_get(4)?,
+            }))
+        })
     }
 
     pub async fn summary_json(&self) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT json FROM summary WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn commits_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = dir.path().join("state.db").display().to_string();
-        let store = Store::open(&url).await.unwrap();
-        let line = |s: &str, n: u32| StoredLine {
-            received_at: Timestamp(1),
-            source: "f".into(),
-            line: n,
-            session: Some(s.into()),
-            entry_id: None,
-            default_runtime: Some(Runner::Go),
-            raw: b"{}".to_vec(),
-        };
-        let pos = Position {
-            dev: 1,
-            ino: 2,
-            head: b"h".to_vec(),
-            offset: 10,
-            partial: b"p".to_vec(),
-        };
-        store
-            .commit(&Commit {
-                lines: vec![line("a", 1), line("b", 2)],
-                position: Some(("/x.log".into(), pos.clone())),
-                forgotten: vec![],
-                summary_json: Some("{\"matched\":1}".into()),
-            })
-            .await
-            .unwrap();
-        store
-            .commit(&Commit {
-                forgotten: vec!["a".into()],
-                ..Commit::default()
-            })
-            .await
-            .unwrap();
-        drop(store);
-        let store = Store::open(&url).await.unwrap();
-        assert_eq!(store.lines().await.unwrap(), vec![line("b", 2)]);
-        assert_eq!(store.position("/x.log").await.unwrap(), Some(pos));
-        assert_eq!(store.position("/y.log").await.unwrap(), None);
-        assert_eq!(
-            store.summary_json().await.unwrap().as_deref(),
-            Some("{\"matched\":1}")
-        );
+        on_pool!(self, pool => {
+            let row = sqlx::query(SELECT_SUMMARY).fetch_optional(pool).await?;
+            Ok(row.map(|r| r.try_get(0)).transpose()?)
+        })
     }
 }

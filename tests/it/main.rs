@@ -3,12 +3,16 @@
 // Tests may panic on what they set up themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerting;
+mod dashboards;
 mod hostile;
 mod live;
 mod report;
+mod scratch_db;
 mod serve;
 mod serve_files;
 mod simulate;
+mod store;
 mod support;
 mod tidy;
 mod verify;

@@ -241,3 +241,38 @@ fn retention_forgets_and_releases_gauges() {
     assert!(l.core().session(&sid("s")).is_none());
     assert_eq!(l.next_due(), None);
 }
+
+fn outcomes(changes: &[Change]) -> Vec<Outcome> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Judged { outcome, .. } => Some(*outcome),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn held_judgements_wait_for_earlier_claims_from_a_slower_source() {
+    // A go claim at 5 s arrives first; the ts claim stamped 2 s arrives after it (its file was
+    // read later). By event time the first claim is ts's: mismatched.
+    let mut l = live();
+    l.hold(true);
+    feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(0));
+    let c = feed(&mut l, ev(Claim, "s", Go, 5, "g1"), at(0));
+    assert_eq!(outcomes(&c), vec![], "held, not judged");
+    feed(&mut l, ev(Claim, "s", Ts, 2, "t1"), at(0));
+    l.hold(false);
+    let c = l.release();
+    assert_eq!(outcomes(&c), vec![Outcome::Mismatched]);
+    assert!(c.contains(&Change::PendingEnded { runner: Go }), "{c:?}");
+    assert_eq!(outcomes(&l.release()), vec![], "judged once");
+
+    // Not holding, the same arrival order judges on the evidence at hand, once.
+    let mut l = live();
+    feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(0));
+    let c = feed(&mut l, ev(Claim, "s", Go, 5, "g1"), at(0));
+    assert_eq!(outcomes(&c), vec![Outcome::Matched]);
+    let c = feed(&mut l, ev(Claim, "s", Ts, 2, "t1"), at(0));
+    assert_eq!(outcomes(&c), vec![]);
+}

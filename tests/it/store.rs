@@ -1,0 +1,203 @@
+//! One conformance suite for every store backend: SQLite (a file) and Postgres (a scratch
+//! database on the real server) must keep exactly the same things.
+
+use claimcheck::event::{Runner, Timestamp};
+use claimcheck::sources::tail::Position;
+use claimcheck::store::{Commit, Store, StoredLine};
+
+use crate::scratch_db::ScratchDb;
+
+fn line(session: &str, n: u32, raw: &[u8]) -> StoredLine {
+    StoredLine {
+        received_at: Timestamp(1_795_428_000_000 + i64::from(n)),
+        source: "dispatch.log".into(),
+        line: n,
+        session: Some(session.into()),
+        entry_id: None,
+        default_runtime: Some(Runner::Go),
+        raw: raw.to_vec(),
+    }
+}
+
+fn position(offset: u64) -> Position {
+    Position {
+        dev: 66_306,
+        ino: u64::from(u32::MAX) + 7,
+        head: b"{\"time\":\x00\xff".to_vec(),
+        offset,
+        partial: b"{\"event\":\"dis".to_vec(),
+    }
+}
+
+async fn conformance(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    // Empty.
+    assert_eq!(store.lines().await.unwrap(), vec![]);
+    assert_eq!(store.position("/x.log").await.unwrap(), None);
+    assert_eq!(store.summary_json().await.unwrap(), None);
+
+    // Lines keep their order and their bytes, NUL and invalid UTF-8 included; ids from outside
+    // may hold anything, even NUL, which Postgres text refuses.
+    let weird = StoredLine {
+        source: "drain".into(),
+        session: Some("sess\u{0}nul".into()),
+        entry_id: Some("id\u{0}1".into()),
+        default_runtime: None,
+        ..line("x", 3, b"\x00\xff\xfe{}")
+    };
+    let first = Commit {
+        lines: vec![
+            line("a", 1, b"{\"a\":1}"),
+            line("b", 2, b"{\"b\":2}"),
+            weird.clone(),
+        ],
+        position: Some(("/x.log".into(), position(10))),
+        forgotten: vec![],
+        summary_json: Some("{\"matched\":1}".into()),
+    };
+    store.commit(&first).await.unwrap();
+    store
+        .commit(&Commit {
+            lines: vec![line("c", 4, b"{}")],
+            position: Some(("/x.log".into(), position(20))),
+            forgotten: vec!["a".into(), "sess\u{0}nul".into()],
+            summary_json: Some("{\"matched\":2}".into()),
+        })
+        .await
+        .unwrap();
+    drop(store);
+
+    let store = Store::open(url).await.unwrap();
+    let lines = store.lines().await.unwrap();
+    let sessions: Vec<_> = lines.iter().map(|l| l.session.clone().unwrap()).collect();
+    assert_eq!(
+        sessions,
+        ["b", "c"],
+        "forgotten sessions are gone, order kept"
+    );
+    assert_eq!(lines[0], line("b", 2, b"{\"b\":2}"));
+    assert_eq!(store.position("/x.log").await.unwrap(), Some(position(20)));
+    assert_eq!(store.position("/y.log").await.unwrap(), None);
+    assert_eq!(
+        store.summary_json().await.unwrap().as_deref(),
+        Some("{\"matched\":2}")
+    );
+
+    // Bytes survive exactly when not forgotten.
+    store
+        .commit(&Commit {
+            lines: vec![weird.clone()],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let last = store.lines().await.unwrap().pop().unwrap();
+    assert_eq!(last.raw, weird.raw);
+    assert_eq!(last.default_runtime, None);
+    assert_eq!(last.source, "drain");
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&dir.path().join("state.db").display().to_string()).await;
+    // The URL form opens the same file.
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    assert_eq!(
+        Store::open(&url)
+            .await
+            .unwrap()
+            .lines()
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn postgres_store_conforms() {
+    let db = ScratchDb::new().await;
+    conformance(&db.url).await;
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_an_error_not_a_hang() {
+    // Nothing listens on port 1.
+    let err = Store::open("postgres://postgres@127.0.0.1:1/none")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("store"), "{err}");
+}
+
+/// A commit that fails (here: the table is gone for a while) is retried until it lands, and
+/// the batch is answered only then: memory and store never disagree, and nothing is lost or
+/// recorded twice.
+#[tokio::test]
+async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
+    use claimcheck::app::{Actor, Batch, Clock};
+    use claimcheck::correlate::live::LiveConfig;
+    use claimcheck::parse::Parser;
+    use sqlx::Connection;
+
+    let db = ScratchDb::new().await;
+    let store = Store::open(&db.url).await.unwrap();
+    let registry = prometheus::Registry::new();
+    let (mut actor, summary) = Actor::new(
+        Parser::new(Default::default()),
+        LiveConfig::default(),
+        &registry,
+        Clock::system(),
+        200,
+    )
+    .unwrap();
+    actor.recover(store.clone()).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (_qtx, qrx) = tokio::sync::mpsc::channel(4);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let actor = tokio::spawn(actor.run(rx, qrx, stop.clone()));
+
+    let send = |id: &str| {
+        let line = format!(
+            r#"{{"event":"dispatch","sessionId":"{id}","time":"2026-11-23T10:00:00Z","resolvedProfile":{{"runner":"go"}}}}"#
+        );
+        let mut b = Batch::new("dispatch.log", None, vec![line.into_bytes()]);
+        let (done, answer) = tokio::sync::oneshot::channel();
+        b.done = Some(done);
+        (b, answer)
+    };
+    let (b, answer) = send("before");
+    tx.send(b).await.unwrap();
+    assert_eq!(answer.await.unwrap().unwrap().events, 1);
+
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("ALTER TABLE events RENAME TO events_away")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (b, mut answer) = send("during");
+    tx.send(b).await.unwrap();
+    // Still unanswered while the store refuses it: not acknowledged, not dropped.
+    let early = tokio::time::timeout(std::time::Duration::from_millis(400), &mut answer).await;
+    assert!(
+        early.is_err(),
+        "answered while the store was failing: {early:?}"
+    );
+    sqlx::query("ALTER TABLE events_away RENAME TO events")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(answer.await.unwrap().unwrap().events, 1);
+
+    let sessions: Vec<String> = store
+        .lines()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| l.session)
+        .collect();
+    assert_eq!(sessions, ["before", "during"]);
+    assert_eq!(summary.borrow().dispatched.go, 2);
+    stop.cancel();
+    actor.await.unwrap();
+}

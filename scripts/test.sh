@@ -29,11 +29,13 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
-# Prometheus and Alertmanager (Debian packages) for the alert-rule, dashboard and e2e tests.
+# Prometheus and Alertmanager (Debian packages) for the alert-rule, dashboard and e2e tests;
+# Chromium for the HTML report test.
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
     || ! command -v prometheus-alertmanager >/dev/null; then
-  apt-get install -y prometheus prometheus-alertmanager
+    apt_install prometheus prometheus-alertmanager
 fi
+command -v chromium >/dev/null || apt_install chromium
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

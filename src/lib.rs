@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod correlate;
 pub mod event;
+pub mod flip;
 pub mod parse;
 pub mod pipeline;
 pub mod platform;

@@ -97,6 +97,9 @@ pub trait Observer {
     fn evicted(&mut self, correlator: &Correlator, sessions: Vec<Evicted>);
     /// A chunk was consumed; `read_bytes` has moved on.
     fn progress(&mut self) {}
+    /// The events of one parsed chunk of input `input`, before the correlator takes them, for
+    /// callers that keep evidence of their own (`report`). Called once per chunk.
+    fn events(&mut self, _input: u16, _events: &[(Event, Origin)]) {}
 }
 
 /// Runs every input through parse into `correlator`. `read_bytes` counts raw bytes read (before
@@ -177,6 +180,7 @@ pub fn run(
         }
         drop((chunk_rx, parsed_tx, recycle_tx));
         for p in parsed_rx {
+            observer.events(p.input, &p.events);
             for (ev, origin) in p.events {
                 correlator.on_event(ev, origin);
             }

@@ -1,6 +1,7 @@
 //! cli: one short function per mode; flags become validated options here and nowhere else.
 
 mod demo;
+mod report;
 mod serve;
 mod simulate;
 mod verify;
@@ -23,6 +24,9 @@ pub struct Cli {
 enum Command {
     /// Verify exported dispatcher and worker logs; exit 0 pass, 1 fail or inconclusive, 2 error.
     Verify(verify::VerifyArgs),
+    /// Post-flip (or rollback) verification report for one org; exit 0 pass, 1 fail,
+    /// 3 inconclusive, 2 error.
+    Report(report::ReportArgs),
     /// Run serve on an embedded default, fed by a simulated platform writing its logs live.
     Demo(demo::DemoArgs),
     /// Run the live sidecar: correlate as lines arrive, serve metrics and the API.
@@ -42,7 +46,8 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::
     crate::config::Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
 }
 
-/// Exit codes: 0 pass, 1 verification failed (or inconclusive), 2 usage or I/O error.
+/// Exit codes: 0 pass, 1 verification failed (or, for verify, inconclusive), 2 usage or I/O
+/// error, 3 report inconclusive.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -66,6 +71,13 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args).map(|r| match r.verdict {
             Verdict::Pass => ExitCode::SUCCESS,
             Verdict::Fail | Verdict::Inconclusive => ExitCode::from(1),
+        }),
+        // Inconclusive is never 0, and not 1 either: a rollout gate waits and re-runs on 3,
+        // rolls back on 1.
+        Command::Report(args) => report::run(args).map(|r| match r.verdict {
+            Verdict::Pass => ExitCode::SUCCESS,
+            Verdict::Fail => ExitCode::from(1),
+            Verdict::Inconclusive => ExitCode::from(3),
         }),
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),

@@ -18,12 +18,16 @@ pub struct SimulateArgs {
     /// Seed: the same seed and size give byte-identical files.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A clean platform: no injected faults, broken lines or outdated daemons.
+    #[arg(long)]
+    pub no_faults: bool,
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let cfg = SimConfig {
         sessions: args.sessions,
         seed: args.seed,
+        faults: !args.no_faults,
         ..SimConfig::default()
     };
     let truth = generate(&cfg, &args.out)

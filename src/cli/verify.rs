@@ -17,8 +17,9 @@ use crate::sinks::report::{Report, Selection};
 use crate::sources::{Input, Role};
 use crate::verify::{VerifyOptions, verify};
 
+/// The log inputs and how to read and judge them: shared by `verify` and `report`.
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
+pub struct InputArgs {
     /// Dispatcher log (repeatable; `-` for stdin; `.gz` is read transparently).
     #[arg(long, value_name = "PATH")]
     pub dispatch: Vec<String>,
@@ -29,6 +30,47 @@ pub struct VerifyArgs {
     /// Claim timeout T: `120s`, `2m`, or per runner `go=90s` (repeatable).
     #[arg(long, value_name = "DURATION", default_value = "120s")]
     pub claim_timeout: Vec<String>,
+    /// TOML config file (`[parse]` field paths and event names).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// The inputs, dispatch logs first; at least one, stdin at most once.
+    pub fn inputs(&self) -> anyhow::Result<Vec<Input>> {
+        let mut inputs = Vec::new();
+        for d in &self.dispatch {
+            inputs.push(Input::parse(d, Role::Dispatch).map_err(anyhow::Error::msg)?);
+        }
+        for c in &self.claims {
+            inputs.push(Input::parse(c, Role::Claims).map_err(anyhow::Error::msg)?);
+        }
+        if inputs.is_empty() {
+            bail!("nothing to verify: give at least one --dispatch or --claims input");
+        }
+        if inputs.iter().filter(|i| i.path.is_none()).count() > 1 {
+            bail!("stdin (-) can be given only once");
+        }
+        Ok(inputs)
+    }
+
+    pub fn timeouts(&self) -> anyhow::Result<ClaimTimeouts> {
+        let mut timeouts = ClaimTimeouts::default();
+        for spec in &self.claim_timeout {
+            timeouts.apply(spec)?;
+        }
+        Ok(timeouts)
+    }
+
+    pub fn config(&self) -> anyhow::Result<crate::config::Config> {
+        super::load_config(self.config.as_deref())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Only sessions of these orgs (repeatable).
     #[arg(long, value_name = "ID")]
     pub org: Vec<String>,
@@ -46,9 +88,6 @@ pub struct VerifyArgs {
     /// Write the report here instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// TOML config file (`[parse]` field paths and event names).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Findings listed in the report (the total is always given).
     #[arg(long, default_value_t = 100)]
     pub max_findings: usize,
@@ -63,7 +102,7 @@ pub enum ExpectRunner {
     Ts,
 }
 
-fn time_flag(name: &str, v: &Option<String>) -> anyhow::Result<Option<Timestamp>> {
+pub(super) fn time_flag(name: &str, v: &Option<String>) -> anyhow::Result<Option<Timestamp>> {
     v.as_deref()
         .map(|s| {
             parse_rfc3339(s).with_context(|| format!("--{name} {s:?} is not an RFC 3339 time"))
@@ -72,29 +111,9 @@ fn time_flag(name: &str, v: &Option<String>) -> anyhow::Result<Option<Timestamp>
 }
 
 impl VerifyArgs {
-    fn inputs(&self) -> anyhow::Result<Vec<Input>> {
-        let mut inputs = Vec::new();
-        for d in &self.dispatch {
-            inputs.push(Input::parse(d, Role::Dispatch).map_err(anyhow::Error::msg)?);
-        }
-        for c in &self.claims {
-            inputs.push(Input::parse(c, Role::Claims).map_err(anyhow::Error::msg)?);
-        }
-        if inputs.is_empty() {
-            bail!("nothing to verify: give at least one --dispatch or --claims input");
-        }
-        if inputs.iter().filter(|i| i.path.is_none()).count() > 1 {
-            bail!("stdin (-) can be given only once");
-        }
-        Ok(inputs)
-    }
-
     fn options(&self) -> anyhow::Result<VerifyOptions> {
-        let config = super::load_config(self.config.as_deref())?;
-        let mut timeouts = ClaimTimeouts::default();
-        for spec in &self.claim_timeout {
-            timeouts.apply(spec)?;
-        }
+        let config = self.input.config()?;
+        let timeouts = self.input.timeouts()?;
         if self.max_sessions == 0 {
             bail!("--max-sessions must be at least 1");
         }
@@ -122,7 +141,7 @@ impl VerifyArgs {
 
 /// Runs the verification and writes the report; the report's verdict decides the exit code.
 pub fn run(args: VerifyArgs) -> anyhow::Result<Report> {
-    let inputs = args.inputs()?;
+    let inputs = args.input.inputs()?;
     let options = args.options()?;
     let read_bytes = Arc::new(AtomicU64::new(0));
     let bar = std::io::stderr()
@@ -138,8 +157,13 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Report> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let rendered = render(&report, args.format);
-    match &args.output {
+    write_output(args.output.as_deref(), &render(&report, args.format))?;
+    Ok(report)
+}
+
+/// Writes a rendered report to `output`, or to stdout.
+pub(super) fn write_output(output: Option<&std::path::Path>, rendered: &str) -> anyhow::Result<()> {
+    match output {
         Some(path) => std::fs::write(path, rendered)
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
@@ -149,10 +173,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Report> {
             out.flush().context("cannot write the report")?;
         }
     }
-    Ok(report)
+    Ok(())
 }
 
-fn progress_bar(inputs: &[Input]) -> ProgressBar {
+pub(super) fn progress_bar(inputs: &[Input]) -> ProgressBar {
     let sizes: Option<u64> = inputs.iter().map(Input::size_on_disk).sum();
     let bar = match sizes {
         Some(total) => ProgressBar::new(total).with_style(

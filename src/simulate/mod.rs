@@ -54,6 +54,11 @@ pub struct SimConfig {
     pub seed: u64,
     /// The claim timeout T the truth is judged with; at least 2 s.
     pub claim_timeout: Duration,
+    /// `false` for a clean platform: every session is normal (no late, mismatched, unclaimed
+    /// or double claims), no orphan or broken lines, and every Go daemon is on a current
+    /// build. Re-deliveries stay (they are not faults). Post-flip report tests start from a
+    /// clean run and inject exactly the fault they test.
+    pub faults: bool,
 }
 
 impl Default for SimConfig {
@@ -62,6 +67,7 @@ impl Default for SimConfig {
             sessions: 1000,
             seed: 1,
             claim_timeout: Duration::from_secs(120),
+            faults: true,
         }
     }
 }
@@ -102,9 +108,14 @@ pub fn generate(cfg: &SimConfig, out: &Path) -> io::Result<Truth> {
         end: last + timeout_ms + model::TAIL_MS,
     };
     let orgs = model::orgs(&mut rng, model::START_MS, last);
-    let forced = model::forced(&mut rng, ordinary);
+    let forced = if cfg.faults {
+        model::forced(&mut rng, ordinary)
+    } else {
+        BTreeMap::new()
+    };
 
     let mut g = Generator::new(rng, tl, orgs, forced, cfg.sessions, last, out)?;
+    g.faults = cfg.faults;
     let mut arrivals = model::Arrivals::new(ChaCha8Rng::seed_from_u64(arrivals_seed));
     for i in 0..ordinary {
         let d = arrivals.next_time();
@@ -160,6 +171,8 @@ struct Generator {
     tl: Timeline,
     orgs: Vec<Org>,
     forced: BTreeMap<u64, Fault>,
+    /// See [`SimConfig::faults`].
+    faults: bool,
     /// Session ids are `ses_` + 3 random chars + the 13 base-36 digits of `mix(index + key)`:
     /// random-looking and unique by construction. Never-dispatched ids use indices ≥ N.
     id_key: u64,
@@ -211,6 +224,7 @@ impl Generator {
             tl,
             orgs,
             forced,
+            faults: true,
             next_fresh: sessions,
             last_dispatch,
             sinks,
@@ -260,7 +274,7 @@ impl Generator {
         let org = model::pick_org(&mut self.rng, &self.orgs);
         let org_logged = !self.rng.gen_ratio(1, 50);
         let scenario = match fault {
-            _ if pending => Scenario::Normal,
+            _ if pending || !self.faults => Scenario::Normal,
             Some(Fault::Scenario(s)) => s,
             _ => Scenario::pick(&mut self.rng),
         };
@@ -303,7 +317,7 @@ impl Generator {
             self.push(s.time, s.kind, s.worker, sid, s.extra, s.failed);
         }
 
-        if pending {
+        if pending || !self.faults {
             return Ok(());
         }
         if fault == Some(Fault::Orphan) || self.per_100k(model::ORPHAN_RATE) {

@@ -18,6 +18,9 @@ pub(super) const HEARTBEAT_MS: i64 = 30_000;
 /// How long past the deadline a late claim may come.
 const LATE_MAX_MS: i64 = 90_000;
 
+/// The current Go daemon build.
+pub(super) const GO_CURRENT: &str = "0.5.2";
+
 /// A worker process: three Go daemons (one still on a pre-0.5.0 build) and three TS workers.
 #[derive(Debug)]
 pub(super) struct Worker {

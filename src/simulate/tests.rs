@@ -144,6 +144,7 @@ fn check_against_pipeline(sessions: u64, seed: u64, timeout: Duration) {
         sessions,
         seed,
         claim_timeout: timeout,
+        faults: true,
     };
     let truth = generate(&cfg, dir.path()).unwrap();
     let (observed, cross) = recount(dir.path(), &truth);

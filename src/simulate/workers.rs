@@ -105,7 +105,16 @@ impl Generator {
     }
 
     fn worker_line(&mut self, due: &Due) -> io::Result<()> {
-        let worker = &WORKERS[usize::from(due.worker)];
+        let mut worker = &WORKERS[usize::from(due.worker)];
+        // A clean platform has no daemon left on a pre-0.5.0 build.
+        let upgraded;
+        if !self.faults && worker.runtime == Runner::Go && worker.version != model::GO_CURRENT {
+            upgraded = model::Worker {
+                version: model::GO_CURRENT,
+                ..*worker
+            };
+            worker = &upgraded;
+        }
         let go = worker.runtime == Runner::Go;
         let extra = if due.kind == EventKind::Heartbeat {
             self.rng.gen_range(0..4)

@@ -146,7 +146,7 @@ pub struct Latency {
 
 impl Latency {
     /// Nearest-rank percentiles of exact values, in seconds.
-    fn of(mut ms: Vec<i64>) -> Latency {
+    pub fn of(mut ms: Vec<i64>) -> Latency {
         ms.sort_unstable();
         let rank = |q: f64| -> Option<f64> {
             let n = ms.len();

@@ -8,6 +8,7 @@ mod dashboards;
 mod hostile;
 mod live;
 mod platform;
+mod report;
 mod scratch_db;
 mod serve;
 mod serve_files;

@@ -209,6 +209,8 @@ pub struct Actor {
     /// The platform's sources of truth, when configured, and the updates its tasks send.
     platform: Option<Platform>,
     platform_updates: Option<mpsc::Receiver<PlatformUpdate>>,
+    /// Detected flips go here, to the reporter that writes their post-flip reports.
+    flips_out: Option<mpsc::Sender<crate::platform::Flip>>,
     /// Set while `recover` replays stored lines: nothing is judged against the platform twice.
     replaying: bool,
 }
@@ -284,6 +286,7 @@ impl Actor {
             alerts: None,
             platform: None,
             platform_updates: None,
+            flips_out: None,
             replaying: false,
         };
         Ok((actor, summary_rx))
@@ -327,6 +330,11 @@ impl Actor {
     pub fn attach_platform(&mut self, platform: Platform, updates: mpsc::Receiver<PlatformUpdate>) {
         self.platform = Some(platform);
         self.platform_updates = Some(updates);
+    }
+
+    /// Hands every detected flip to `reports` (the post-flip reporter) from now on.
+    pub fn report_flips_to(&mut self, reports: mpsc::Sender<crate::platform::Flip>) {
+        self.flips_out = Some(reports);
     }
 
     /// Sends every finding to Alertmanager through `alerts` from now on.
@@ -524,6 +532,10 @@ impl Actor {
             let (kind, session, runner, org, detail) = match e {
                 PlatformEvent::Flip(f) => {
                     flipped = true;
+                    if let Some(out) = &self.flips_out {
+                        // Flips are rare; a full queue is caught up from the stored book.
+                        let _ = out.try_send(f.clone());
+                    }
                     tracing::info!(org = %f.org, from = f.from.as_str(), to = f.to.as_str(), at = %f.at.to_rfc3339(), "flip");
                     let detail = format!(
                         "{} → {} at {}",

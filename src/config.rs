@@ -293,6 +293,8 @@ pub struct RawServeConfig {
     pub retention: String,
     /// Distinct `org` label values on `claimcheck_dispatches_total`; the rest are `other`.
     pub org_label_cap: usize,
+    /// After a detected flip, the window its post-flip report covers (and the baseline before).
+    pub report_window: String,
     /// Per-finding alerts pushed to Alertmanager (off while `url` is empty).
     pub alertmanager: crate::sinks::alertmanager::RawAlertmanagerConfig,
 }
@@ -307,6 +309,7 @@ impl Default for RawServeConfig {
             orphan_grace: "5m".into(),
             retention: "1h".into(),
             org_label_cap: 200,
+            report_window: "30m".into(),
             alertmanager: Default::default(),
         }
     }
@@ -322,6 +325,7 @@ pub struct ServeConfig {
     pub orphan_grace: Duration,
     pub retention: Duration,
     pub org_label_cap: usize,
+    pub report_window: Duration,
     pub alertmanager: Option<crate::sinks::alertmanager::AlertmanagerConfig>,
 }
 
@@ -356,6 +360,7 @@ impl ServeConfig {
             orphan_grace: duration("serve.orphan_grace", &raw.orphan_grace)?,
             retention: duration("serve.retention", &raw.retention)?,
             org_label_cap: raw.org_label_cap,
+            report_window: duration("serve.report_window", &raw.report_window)?,
             alertmanager: crate::sinks::alertmanager::AlertmanagerConfig::from_raw(
                 &raw.alertmanager,
             )?,

@@ -2,7 +2,7 @@
 //! Handlers never touch correlation state: they send batches to the actor and read the
 //! summary it publishes.
 
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,6 +32,10 @@ pub struct AppState {
     pub vercel: Option<VercelDrain>,
     /// The platform dependencies' states (`/readyz`); `None` without a platform configured.
     pub readiness: Option<watch::Receiver<crate::platform::Readiness>>,
+    /// Where post-flip reports are kept; `None` without a store (no reports then).
+    pub store: Option<crate::store::Store>,
+    /// Flips whose report is not due yet.
+    pub pending_reports: Option<watch::Receiver<Vec<crate::flip::auto::PendingReport>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +53,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/orgs", get(orgs))
+        .route("/api/orgs/{org}/verification", get(verification))
+        .route("/api/reports", get(reports))
+        .route("/api/reports/{id}", get(report))
         .route("/api/summary", get(summary))
         .route("/api/sessions/{id}", get(session))
         .route("/api/findings", get(findings))
@@ -157,7 +164,8 @@ async fn status_page(State(s): State<AppState>) -> Response {
     }
     html.push_str(
         "</table><p><a href=\"/metrics\">/metrics</a> · <a href=\"/api/summary\">/api/summary</a> · \
-         <a href=\"/api/findings\">/api/findings</a></p></body></html>\n",
+         <a href=\"/api/findings\">/api/findings</a> · <a href=\"/api/orgs\">/api/orgs</a> · \
+         <a href=\"/api/reports\">post-flip reports</a></p></body></html>\n",
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
@@ -186,6 +194,130 @@ async fn orgs(State(s): State<AppState>) -> Response {
         Ok(Some(orgs)) => Json(orgs).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no_platform_configured"),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+    }
+}
+
+/// One stored report in `GET /api/reports`.
+#[derive(Debug, serde::Serialize)]
+struct ReportEntry {
+    id: String,
+    org: String,
+    flip_at: String,
+    verdict: String,
+    created_at: String,
+    json: String,
+    markdown: String,
+    html: String,
+}
+
+async fn reports(State(s): State<AppState>) -> Response {
+    let Some(store) = &s.store else {
+        return error(StatusCode::NOT_FOUND, "no_store_configured");
+    };
+    match store.reports().await {
+        Ok(list) => Json(
+            list.into_iter()
+                .map(|r| ReportEntry {
+                    json: format!("/api/reports/{}.json", r.id),
+                    markdown: format!("/api/reports/{}.md", r.id),
+                    html: format!("/api/reports/{}.html", r.id),
+                    id: r.id,
+                    org: r.org,
+                    flip_at: r.flip_at.to_rfc3339(),
+                    verdict: r.verdict,
+                    created_at: r.created_at.to_rfc3339(),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+    }
+}
+
+/// `GET /api/reports/{id}[.json|.md|.html]`: the stored report, rendered.
+async fn report(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(store) = &s.store else {
+        return error(StatusCode::NOT_FOUND, "no_store_configured");
+    };
+    let (id, format) = match id.rsplit_once('.') {
+        Some((id, "json")) => (id, "json"),
+        Some((id, "md")) => (id, "md"),
+        Some((id, "html")) => (id, "html"),
+        _ => (id.as_str(), "json"),
+    };
+    let stored = match store.report(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no_such_report"),
+        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+    };
+    if format == "json" {
+        return ([(header::CONTENT_TYPE, "application/json")], stored.json).into_response();
+    }
+    let Ok(r) = serde_json::from_str::<crate::flip::FlipReport>(&stored.json) else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stored_report_unreadable",
+        );
+    };
+    match format {
+        "md" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            crate::flip::render::markdown(&r),
+        )
+            .into_response(),
+        _ => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            crate::flip::render::html(&r),
+        )
+            .into_response(),
+    }
+}
+
+/// The current verdict for one org's latest flip, for a rollout controller to gate on:
+/// `pending` while its window runs, then the report's `pass`, `fail` or `inconclusive`.
+async fn verification(State(s): State<AppState>, Path(org): Path<String>) -> Response {
+    let Some(store) = &s.store else {
+        return error(StatusCode::NOT_FOUND, "no_store_configured");
+    };
+    let latest = match store.reports().await {
+        Ok(list) => list.into_iter().find(|r| r.org == org),
+        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+    };
+    let pending = s.pending_reports.as_ref().and_then(|p| {
+        p.borrow()
+            .iter()
+            .filter(|p| p.org == org)
+            .max_by(|a, b| a.flip_at.cmp(&b.flip_at))
+            .cloned()
+    });
+    match (pending, latest) {
+        (Some(p), l)
+            if l.as_ref()
+                .is_none_or(|l| l.flip_at.to_rfc3339() < p.flip_at) =>
+        {
+            Json(serde_json::json!({
+                "org": org,
+                "verdict": "pending",
+                "flip_at": p.flip_at,
+                "due": p.due,
+                "report": format!("/api/reports/{}.json", p.id),
+            }))
+            .into_response()
+        }
+        (_, Some(r)) => {
+            let reason = serde_json::from_str::<serde_json::Value>(&r.json)
+                .ok()
+                .and_then(|v| v["reason"].as_str().map(str::to_owned));
+            Json(serde_json::json!({
+                "org": org,
+                "verdict": r.verdict,
+                "reason": reason,
+                "flip_at": r.flip_at.to_rfc3339(),
+                "report": format!("/api/reports/{}.json", r.id),
+            }))
+            .into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, "no_flip_detected"),
     }
 }
 

@@ -172,6 +172,27 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     // has caught up, judgements wait for all the evidence.
     actor.catching_up(sc.files.iter().flat_map(|spec| existing_sources(spec)));
     let (tx, rx) = mpsc::channel::<Batch>(64);
+    let pending_reports = match &store {
+        Some(store) => {
+            let auto = crate::flip::auto::AutoConfig {
+                window_ms: millis(sc.report_window),
+                grace_ms: millis(config.platform.drift_grace),
+                timeouts: sc.timeouts,
+            };
+            let (reporter, flips_tx, pending) = crate::flip::auto::Reporter::new(
+                store.clone(),
+                Parser::new(config.parse.clone()),
+                auto,
+                Clock::system(),
+                &registry,
+            )
+            .context("cannot register the report metrics")?;
+            tasks.spawn(reporter.run(shutdown.clone()));
+            actor.report_flips_to(flips_tx);
+            Some(pending)
+        }
+        None => None,
+    };
     if let Some(am) = &sc.alertmanager {
         tracing::info!(url = %am.url, "pushing per-finding alerts to Alertmanager");
         let (pusher, handle) = AlertPusher::new(am.clone(), &registry, Clock::system())
@@ -217,6 +238,8 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
             verify_code: args.vercel_verify_code.unwrap_or_default(),
         }),
         readiness,
+        store: store.clone(),
+        pending_reports,
     };
     let listener = tokio::net::TcpListener::bind(sc.listen)
         .await

@@ -11,9 +11,11 @@
 //! (`Correlator`, `Session::judge`); this module only decides which sessions each check is
 //! about and what their judgements mean for the flip.
 
+pub mod auto;
 mod checks;
 pub mod logs;
 pub mod render;
+pub mod stored;
 mod svg;
 
 use std::collections::{BTreeMap, BTreeSet};

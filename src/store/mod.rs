@@ -45,6 +45,17 @@ pub struct StoredLine {
     pub raw: Vec<u8>,
 }
 
+/// A stored post-flip verification report: its index columns and its JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    pub id: String,
+    pub org: String,
+    pub flip_at: Timestamp,
+    pub verdict: String,
+    pub created_at: Timestamp,
+    pub json: String,
+}
+
 /// Everything one batch changes, written in one transaction.
 #[derive(Debug, Default)]
 pub struct Commit {
@@ -127,6 +138,12 @@ const SELECT_POSITION: &str =
 const SELECT_SUMMARY: &str = "SELECT json FROM summary WHERE id = 1";
 const UPSERT_STATE: &str = "INSERT INTO state (name, json) VALUES ($1, $2) \
      ON CONFLICT (name) DO UPDATE SET json = excluded.json";
+const INSERT_REPORT: &str = "INSERT INTO reports (id, org, flip_at, verdict, created_at, json) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+const SELECT_REPORTS: &str = "SELECT id, org, flip_at, verdict, created_at, json FROM reports \
+     ORDER BY flip_at DESC, id";
+const SELECT_REPORT: &str =
+    "SELECT id, org, flip_at, verdict, created_at, json FROM reports WHERE id = $1";
 const SELECT_STATE: &str = "SELECT json FROM state WHERE name = $1";
 
 impl Store {
@@ -262,4 +279,52 @@ impl Store {
             Ok(row.map(|r| r.try_get(0)).transpose()?)
         })
     }
+
+    /// Stores a report once: a second one with the same id is ignored (a restart that
+    /// regenerates it changes nothing).
+    pub async fn put_report(&self, r: &StoredReport) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(INSERT_REPORT)
+                .bind(&r.id)
+                .bind(text(&r.org))
+                .bind(r.flip_at.millis())
+                .bind(&r.verdict)
+                .bind(r.created_at.millis())
+                .bind(&r.json)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Every stored report, newest flip first.
+    pub async fn reports(&self) -> Result<Vec<StoredReport>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(SELECT_REPORTS).fetch_all(pool).await?;
+            rows.iter().map(report_of).collect()
+        })
+    }
+
+    pub async fn report(&self, id: &str) -> Result<Option<StoredReport>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(SELECT_REPORT).bind(id).fetch_optional(pool).await?;
+            row.as_ref().map(report_of).transpose()
+        })
+    }
+}
+
+fn report_of<R: Row>(r: &R) -> Result<StoredReport, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(StoredReport {
+        id: r.try_get(0)?,
+        org: r.try_get(1)?,
+        flip_at: Timestamp(r.try_get(2)?),
+        verdict: r.try_get(3)?,
+        created_at: Timestamp(r.try_get(4)?),
+        json: r.try_get(5)?,
+    })
 }

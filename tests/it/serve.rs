@@ -44,6 +44,8 @@ fn app() -> (axum::Router, CancellationToken) {
             verify_code: "vc-123".into(),
         }),
         readiness: None,
+        store: None,
+        pending_reports: None,
     };
     (router(state), stop)
 }
@@ -337,6 +339,8 @@ async fn requests_time_out() {
         ingest_token: Some(TOKEN.into()),
         vercel: None,
         readiness: None,
+        store: None,
+        pending_reports: None,
     };
     let app = router(state);
     let started = tokio::time::Instant::now();

@@ -287,3 +287,153 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
         .arg(format!("{prefix}work:claim:held-1"))
         .exec(&mut r);
 }
+
+/// PRODUCT.md §6 in serve: flipping an org in the database produces, once the window has
+/// passed, a stored report reachable over HTTP; meanwhile the org's verification is pending.
+#[test]
+fn a_detected_flip_gets_its_report_after_the_window() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(ScratchDb::new());
+    let mut conn = rt.block_on(sqlx::PgConnection::connect(&db.url)).unwrap();
+    let sql = |conn: &mut sqlx::PgConnection, q: &str| {
+        rt.block_on(sqlx::raw_sql(q).execute(conn)).unwrap();
+    };
+    sql(
+        &mut conn,
+        "CREATE TABLE organizations (id text PRIMARY KEY, slug text, features jsonb, \
+           updated_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE agent_sessions (id text PRIMARY KEY, status text NOT NULL, \
+           created_at timestamptz NOT NULL DEFAULT now(), organization_id text);
+         INSERT INTO organizations VALUES ('org_a', 'a', '{}', now());",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (dispatch, go, ts) = (
+        dir.path().join("dispatch.log"),
+        dir.path().join("go-daemon.log"),
+        dir.path().join("ts-worker.log"),
+    );
+    for f in [&dispatch, &go, &ts] {
+        append(f, "");
+    }
+    let config = dir.path().join("claimcheck.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[serve]\nclaim_timeout = [\"1s\"]\nreport_window = \"5s\"\n\
+             [platform]\ndrift_grace = \"1s\"\n\
+             [platform.postgres]\nurl = \"{}\"\n\
+             [platform.postgres.organizations]\npoll_interval = \"200ms\"\n",
+            db.url
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _server = Server(
+        claimcheck()
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--store")
+            .arg(dir.path().join("state.db"))
+            .arg("--dispatch")
+            .arg(&dispatch)
+            .arg("--claims")
+            .arg(format!("go={}", go.display()))
+            .arg("--claims")
+            .arg(format!("ts={}", ts.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    json_when(port, "/api/orgs", "baseline", |o| {
+        org(o, "org_a").is_some_and(|a| a["expected_runner"] == "ts")
+    });
+    let session = |id: &str, runner: &str, at: i64| {
+        append(
+            &dispatch,
+            &format!(
+                r#"{{"event":"dispatch","sessionId":"{id}","organizationId":"org_a","resolvedProfile":{{"runner":"{runner}"}},"time":"{}"}}"#,
+                rfc3339_in(at)
+            ),
+        );
+        let (file, worker) = if runner == "go" {
+            (&go, "g1")
+        } else {
+            (&ts, "t1")
+        };
+        append(
+            file,
+            &format!(
+                r#"{{"event":"claimed","sessionId":"{id}","workerId":"{worker}","time":"{}"}}"#,
+                rfc3339_in(at)
+            ),
+        );
+    };
+    let heartbeats = |at: i64| {
+        append(
+            &go,
+            &format!(
+                r#"{{"event":"heartbeat","workerId":"g1","version":"0.5.2","time":"{}"}}"#,
+                rfc3339_in(at)
+            ),
+        );
+        append(
+            &ts,
+            &format!(
+                r#"{{"event":"heartbeat","workerId":"t1","version":"1.0.0","time":"{}"}}"#,
+                rfc3339_in(at)
+            ),
+        );
+    };
+    // The baseline: ts sessions before the flip.
+    for i in 0..5 {
+        session(&format!("before-{i}"), "ts", -5 + i);
+    }
+    heartbeats(0);
+    sql(
+        &mut conn,
+        "UPDATE organizations SET features = '{\"runner_default\":\"go\"}', updated_at = now() \
+         WHERE id = 'org_a'",
+    );
+    let pending = json_when(port, "/api/orgs/org_a/verification", "pending", |v| {
+        v["verdict"] == "pending"
+    });
+    assert!(pending["due"].is_string(), "{pending}");
+    // After the grace every session goes to go and is claimed at once.
+    for i in 0..5 {
+        session(&format!("after-{i}"), "go", 2 + i / 2);
+        heartbeats(2 + i / 2);
+    }
+    let v = json_when(port, "/api/orgs/org_a/verification", "the report", |v| {
+        v["verdict"] != "pending" && v["verdict"].is_string()
+    });
+    assert_eq!(v["verdict"], "pass", "{v}");
+    let list = json_when(port, "/api/reports", "listed", |l| {
+        l.as_array().is_some_and(|a| a.len() == 1)
+    });
+    let entry = &list[0];
+    assert_eq!(entry["org"], "org_a");
+    let (status, html) = http_get(port, entry["html"].as_str().unwrap()).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("<svg") && html.to_lowercase().contains("pass"),
+        "{html}"
+    );
+    let (status, json) = http_get(port, entry["json"].as_str().unwrap()).unwrap();
+    assert_eq!(status, 200);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["to"], "go");
+    assert_eq!(report["sessions"]["window"], 5, "{report}");
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"claimcheck_flip_verifications_total{verdict="pass"} 1"#),
+        "{metrics}"
+    );
+}

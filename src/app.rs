@@ -653,6 +653,15 @@ impl Actor {
         }
     }
 
+    /// When sessions were forgotten, the receive time before which every stored line belongs
+    /// to a forgotten session.
+    fn prune_before(&self, changes: &[Change], now: Timestamp) -> Option<Timestamp> {
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Forgotten { .. }))
+            .then(|| now.saturating_add_ms(-self.live.retention_ms()))
+    }
+
     /// The org a change's session was dispatched for, when known.
     fn org_of(&self, c: &Change) -> Option<String> {
         let session = match c {
@@ -722,11 +731,11 @@ impl Actor {
         if changes.is_empty() && !released {
             return;
         }
-        let forgotten = forgotten(&changes);
+        let prune_before = self.prune_before(&changes, now);
         self.apply(changes, now);
         self.published.send_replace(self.summary.clone());
         let commit = Commit {
-            forgotten,
+            prune_before,
             summary_json: self.summary_json(),
             ..Commit::default()
         };
@@ -831,7 +840,7 @@ impl Actor {
         };
         // Expired sessions go first, as a replay would meet them.
         let changes = self.live.on_tick(now);
-        commit.forgotten = forgotten(&changes);
+        commit.prune_before = self.prune_before(&changes, now);
         self.apply(changes, now);
         for (i, line) in batch.lines.iter().enumerate() {
             let origin = match self.sources.get_mut(usize::from(input)) {
@@ -905,14 +914,3 @@ async fn next_update(rx: &mut Option<mpsc::Receiver<PlatformUpdate>>) -> Option<
 
 /// The store's name for the platform flag book.
 pub const PLATFORM_BOOK: &str = "platform_book";
-
-/// The sessions whose evidence `changes` dropped.
-fn forgotten(changes: &[Change]) -> Vec<String> {
-    changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Forgotten { session } => Some(session.to_string()),
-            _ => None,
-        })
-        .collect()
-}

@@ -432,7 +432,14 @@ async fn follow(
 fn watch_dir(path: &std::path::Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let dir = crate::sources::tail::directory_of(path);
-    let mut w = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+    let mut w = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading a file (ours included) raises access events: waking on them would make
+        // every poll wake every follower of the directory again, a loop.
+        if let Ok(e) = &event
+            && matches!(e.kind, notify::EventKind::Access(_))
+        {
+            return;
+        }
         // A full channel already holds a wake-up.
         let _ = wake.try_send(());
     })

@@ -146,6 +146,11 @@ impl Live {
         out
     }
 
+    /// How long a session is kept after it was first seen.
+    pub fn retention_ms(&self) -> i64 {
+        self.config.retention_ms
+    }
+
     /// The batch correlator underneath: records, daemons, stats, watermark.
     pub fn core(&self) -> &Correlator {
         &self.core

@@ -62,8 +62,9 @@ pub struct Commit {
     pub lines: Vec<StoredLine>,
     /// The followed file's position after the batch's lines.
     pub position: Option<(String, Position)>,
-    /// Sessions forgotten (past retention): their lines are deleted.
-    pub forgotten: Vec<String>,
+    /// Lines received before this are deleted: every session they belong to is past its
+    /// retention (a session is forgotten `retention` after its first line arrived).
+    pub prune_before: Option<Timestamp>,
     pub summary_json: Option<String>,
     /// Named JSON state to upsert (e.g. `platform_book`).
     pub state: Vec<(&'static str, String)>,
@@ -128,7 +129,7 @@ const UPSERT_POSITION: &str = "INSERT INTO positions (path, dev, ino, head, \"of
      VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, head = excluded.head, \
      \"offset\" = excluded.\"offset\", partial = excluded.partial";
-const DELETE_SESSION: &str = "DELETE FROM events WHERE session = $1";
+const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
 const UPSERT_SUMMARY: &str = "INSERT INTO summary (id, json) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET json = excluded.json";
 const SELECT_LINES: &str = "SELECT received_at, source, line, session, entry_id, default_runtime, raw \
@@ -214,8 +215,8 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            for s in &c.forgotten {
-                sqlx::query(DELETE_SESSION).bind(text(s)).execute(&mut *tx).await?;
+            if let Some(t) = c.prune_before {
+                sqlx::query(PRUNE).bind(t.millis()).execute(&mut *tx).await?;
             }
             if let Some(json) = &c.summary_json {
                 sqlx::query(UPSERT_SUMMARY).bind(json).execute(&mut *tx).await?;

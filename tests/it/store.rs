@@ -52,7 +52,7 @@ async fn conformance(url: &str) {
             weird.clone(),
         ],
         position: Some(("/x.log".into(), position(10))),
-        forgotten: vec![],
+        prune_before: None,
         summary_json: Some("{\"matched\":1}".into()),
         state: vec![("book", "[0]".into())],
     };
@@ -61,7 +61,8 @@ async fn conformance(url: &str) {
         .commit(&Commit {
             lines: vec![line("c", 4, b"{}")],
             position: Some(("/x.log".into(), position(20))),
-            forgotten: vec!["a".into(), "sess\u{0}nul".into()],
+            // Lines received before line 2's are past retention.
+            prune_before: Some(Timestamp(1_795_428_000_000 + 2)),
             summary_json: Some("{\"matched\":2}".into()),
             state: vec![("book", "[1]".into()), ("book", "[2]".into())],
         })
@@ -74,8 +75,8 @@ async fn conformance(url: &str) {
     let sessions: Vec<_> = lines.iter().map(|l| l.session.clone().unwrap()).collect();
     assert_eq!(
         sessions,
-        ["b", "c"],
-        "forgotten sessions are gone, order kept"
+        ["b", "sess\u{FFFD}nul", "c"],
+        "lines past retention are gone, order kept, NUL stored as U+FFFD"
     );
     assert_eq!(lines[0], line("b", 2, b"{\"b\":2}"));
     assert_eq!(store.position("/x.log").await.unwrap(), Some(position(20)));
@@ -116,7 +117,7 @@ async fn sqlite_store_conforms() {
             .await
             .unwrap()
             .len(),
-        3
+        4
     );
 }
 

@@ -42,6 +42,10 @@ pub struct ReportArgs {
     /// Sessions listed per check (the total is always given).
     #[arg(long, default_value_t = 50)]
     pub max_listed: usize,
+    /// Read the evidence from `serve`'s store (SQLite path or URL, `postgres://…`) instead of
+    /// log files; without `--flip-at`, the flip is the org's last one serve detected.
+    #[arg(long, value_name = "URL", env = "CLAIMCHECK_STORE")]
+    pub store: Option<String>,
 }
 
 fn millis(flag: &str, v: &str) -> anyhow::Result<i64> {
@@ -71,8 +75,50 @@ impl ReportArgs {
         Ok(p)
     }
 
-    /// The evidence. Log files today; a `--store URL` (serve's store, whose accepted lines
-    /// re-parse into the same [`FlipEvidence`]) plugs in here.
+    /// The evidence and, from a store, the flip serve detected (unless one was given).
+    fn evidence_from_store(
+        &self,
+        url: &str,
+        params: &mut FlipParams,
+    ) -> anyhow::Result<FlipEvidence> {
+        if !self.input.dispatch.is_empty() || !self.input.claims.is_empty() {
+            bail!(
+                "--store reads serve's store: give it instead of --dispatch/--claims, not with them"
+            );
+        }
+        let config = self.input.config()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(async {
+            let store = crate::store::Store::open(url)
+                .await
+                .with_context(|| format!("cannot open the store {url}"))?;
+            if params.at.is_none() {
+                let book = store
+                    .state(crate::app::PLATFORM_BOOK)
+                    .await?
+                    .map(|j| serde_json::from_str::<crate::platform::SavedBook>(&j))
+                    .transpose()
+                    .context("the store's flag book is unreadable")?;
+                let flip = book
+                    .and_then(|b| b.flips.into_iter().rev().find(|f| f.org == params.org))
+                    .with_context(|| {
+                        format!(
+                            "the store has no detected flip of org {:?}; give --flip-at",
+                            params.org
+                        )
+                    })?;
+                params.at = Some(flip.at);
+                params.to = params.to.or(Some(flip.to));
+            }
+            let parser = crate::parse::Parser::new(config.parse.clone());
+            Ok(crate::flip::stored::read(&store, &parser, &params.org).await?)
+        })
+    }
+
+    /// The evidence from log files.
     fn evidence(&self, org: &str) -> anyhow::Result<FlipEvidence> {
         let inputs = self.input.inputs()?;
         let config = self.input.config()?;
@@ -95,8 +141,11 @@ impl ReportArgs {
 
 /// Builds the report and writes it; the caller turns its verdict into the exit code.
 pub fn run(args: ReportArgs) -> anyhow::Result<FlipReport> {
-    let params = args.params()?;
-    let evidence = args.evidence(&params.org)?;
+    let mut params = args.params()?;
+    let evidence = match &args.store {
+        Some(url) => args.evidence_from_store(url, &mut params)?,
+        None => args.evidence(&params.org)?,
+    };
     let report = build(&evidence, &params)?;
     write_output(args.output.as_deref(), &render(&report, args.format))?;
     Ok(report)

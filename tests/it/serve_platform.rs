@@ -436,4 +436,20 @@ fn a_detected_flip_gets_its_report_after_the_window() {
             .any(|l| l == r#"claimcheck_flip_verifications_total{verdict="pass"} 1"#),
         "{metrics}"
     );
+
+    // `claimcheck report --store` reads the same store and finds the flip serve detected.
+    let out = claimcheck()
+        .args([
+            "report", "--org", "org_a", "--window", "5s", "--grace", "1s",
+        ])
+        .args(["--claim-timeout", "1s", "--format", "json", "--store"])
+        .arg(dir.path().join("state.db"))
+        .output()
+        .unwrap();
+    let cli: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{cli}");
+    assert_eq!(cli["verdict"], "pass");
+    assert_eq!(cli["flip_at"], report["flip_at"]);
+    assert_eq!(cli["sessions"], report["sessions"]);
 }

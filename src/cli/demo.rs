@@ -38,7 +38,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let source = dir.join("platform");
     let live = dir.join("live");
     std::fs::create_dir_all(&live).with_context(|| format!("cannot create {}", live.display()))?;
-    generate(
+    let truth = generate(
         &SimConfig {
             sessions: args.sessions,
             seed: args.seed,
@@ -62,7 +62,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         eprintln!(
             "claimcheck demo: a simulated platform writes {} sessions into {} over {} s\n  \
              status page  http://{a}/\n  metrics      http://{a}/metrics\n  \
-             summary      http://{a}/api/summary\n  findings     http://{a}/api/findings\n\
+             summary      http://{a}/api/summary\n  findings     http://{a}/api/findings\n  \
+             reports      http://{a}/api/reports (once the platform has written everything)\n\
              Ctrl-C stops it.",
             args.sessions,
             live.display(),
@@ -89,19 +90,81 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let (from, to) = (source.clone(), live.clone());
+    let store_url = config.serve.store.clone().unwrap_or_default();
+    let parse = config.parse.clone();
     let served = runtime.block_on(async move {
+        let mut writers = tokio::task::JoinSet::new();
         for (f, _) in FILES {
-            tokio::spawn(write_live(
+            writers.spawn(write_live(
                 from.join(f),
                 to.join(f),
                 Duration::from_secs(args.seconds.max(1)),
             ));
         }
+        tokio::spawn(async move {
+            while writers.join_next().await.is_some() {}
+            // The platform has written everything; give serve a moment to read the tail.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            demo_reports(&store_url, parse, &truth.flips, args.listen).await;
+        });
         serve(serve_args, config).await
     });
     // A demo leaves nothing behind when it is stopped.
     let _ = std::fs::remove_dir_all(&dir);
     served
+}
+
+/// The post-flip reports of the simulated flips, from serve's store (the demo has no
+/// Postgres to detect them, so the simulation's own record of them stands in).
+async fn demo_reports(
+    store_url: &str,
+    parse: crate::config::ParseConfig,
+    flips: &[crate::simulate::Flip],
+    listen: std::net::SocketAddr,
+) {
+    use crate::event::{Runner, Timestamp};
+    use crate::flip::auto::{AutoConfig, report_flip, report_id};
+    let Ok(store) = crate::store::Store::open(store_url).await else {
+        return;
+    };
+    let parser = crate::parse::Parser::new(parse);
+    let config = AutoConfig {
+        window_ms: 2 * 60 * 1000,
+        grace_ms: 30 * 1000,
+        timeouts: crate::config::ClaimTimeouts::default(),
+    };
+    let now = crate::app::Clock::system().now();
+    for f in flips {
+        let Some(at) = crate::parse::time::parse_rfc3339(&f.at) else {
+            continue;
+        };
+        let flip = crate::platform::Flip {
+            org: f.org.clone(),
+            from: Runner::from_value(&f.from),
+            to: Runner::from_value(&f.to),
+            at,
+            earliest: at,
+            observed_at: at,
+            cause: crate::platform::flags::FlipCause::Flag,
+        };
+        let id = report_id(&f.org, at);
+        if let Ok(r) = report_flip(
+            &store,
+            &parser,
+            &config,
+            &flip,
+            &id,
+            Timestamp(now.millis()),
+        )
+        .await
+        {
+            tracing::info!(
+                org = %f.org,
+                verdict = r.verdict.as_str(),
+                "post-flip report: http://{listen}/api/reports/{id}.html"
+            );
+        }
+    }
 }
 
 /// Appends `from`'s lines to `to` evenly over `over`, as a running platform would.

@@ -181,30 +181,8 @@ impl Reporter {
     }
 
     async fn write(&self, f: &Flip, id: &str, now: Timestamp) -> Result<(), String> {
-        let evidence = super::stored::read(&self.store, &self.parser, &f.org)
-            .await
-            .map_err(|e| e.to_string())?;
-        let params = FlipParams {
-            at: Some(f.at),
-            to: Some(f.to),
-            window_ms: self.config.window_ms,
-            grace_ms: self.config.grace_ms,
-            timeouts: self.config.timeouts,
-            ..FlipParams::new(f.org.clone())
-        };
-        let report = super::build(&evidence, &params).map_err(|e| e.to_string())?;
+        let report = report_flip(&self.store, &self.parser, &self.config, f, id, now).await?;
         let verdict = report.verdict.as_str();
-        self.store
-            .put_report(&StoredReport {
-                id: id.to_owned(),
-                org: f.org.clone(),
-                flip_at: f.at,
-                verdict: verdict.to_owned(),
-                created_at: now,
-                json: render::json(&report),
-            })
-            .await
-            .map_err(|e| e.to_string())?;
         self.verifications.with_label_values(&[verdict]).inc();
         match verdict {
             "pass" => tracing::info!(org = %f.org, report = id, "post-flip verification passed"),
@@ -214,4 +192,40 @@ impl Reporter {
         }
         Ok(())
     }
+}
+
+/// Builds the report of flip `f` from what `store` holds and stores it under `id`. Errors
+/// starting with `store` are worth retrying; the others mean the report cannot be built.
+pub async fn report_flip(
+    store: &Store,
+    parser: &Parser,
+    config: &AutoConfig,
+    f: &Flip,
+    id: &str,
+    now: Timestamp,
+) -> Result<super::FlipReport, String> {
+    let evidence = super::stored::read(store, parser, &f.org)
+        .await
+        .map_err(|e| e.to_string())?;
+    let params = FlipParams {
+        at: Some(f.at),
+        to: Some(f.to),
+        window_ms: config.window_ms,
+        grace_ms: config.grace_ms,
+        timeouts: config.timeouts,
+        ..FlipParams::new(f.org.clone())
+    };
+    let report = super::build(&evidence, &params).map_err(|e| e.to_string())?;
+    store
+        .put_report(&StoredReport {
+            id: id.to_owned(),
+            org: f.org.clone(),
+            flip_at: f.at,
+            verdict: report.verdict.as_str().to_owned(),
+            created_at: now,
+            json: render::json(&report),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(report)
 }

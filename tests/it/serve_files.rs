@@ -318,6 +318,20 @@ fn demo_serves_a_live_simulated_platform() {
     assert!(s["matched"].as_u64().unwrap() > 1800, "{s}");
     let page = http_get(port, "/").unwrap();
     assert!(page.contains("dispatched: 2000 sessions"), "{page}");
+    // Once the platform has written everything, the simulated flips get their reports.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reports = loop {
+        let list: Value = http_get(port, "/api/reports")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or(Value::Null);
+        if list.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
+            break list;
+        }
+        std::hint::spin_loop();
+    };
+    let first = &reports.as_array().expect("reports listed")[0];
+    let html = http_get(port, first["html"].as_str().unwrap()).unwrap();
+    assert!(html.contains("<svg"), "{html}");
 }
 
 /// Sum of every series of `name` whose labels include `filter` (e.g. `outcome="late"`).

@@ -4,54 +4,22 @@
 //! up in the logs, a Redis witness for an overdue session; kill -9 and restart → the flip is
 //! neither lost nor repeated.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::Connection;
 
 use crate::scratch_db::ScratchDb;
-use crate::support::claimcheck;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.get(9..12)?.parse().ok()?;
-    out.split_once("\r\n\r\n")
-        .map(|(_, body)| (status, body.to_owned()))
-}
+use crate::support::{Server, claimcheck, free_port, http_get_status};
 
 /// Polls `path` until `ready` holds on its JSON body; a deadline, not a fixed wait.
 fn json_when(port: u16, path: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = Value::Null;
     while Instant::now() < deadline {
-        if let Some((_, body)) = http_get(port, path)
+        if let Some((_, body)) = http_get_status(port, path)
             && let Ok(v) = serde_json::from_str::<Value>(&body)
         {
             if ready(&v) {
@@ -82,24 +50,34 @@ fn rfc3339_in(secs: i64) -> String {
     claimcheck::event::Timestamp(ms).to_rfc3339()
 }
 
-#[test]
-fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
+/// A scratch database with the seed's two platform tables and the given `organizations` rows.
+fn platform_db(rt: &tokio::runtime::Runtime, orgs: &str) -> (ScratchDb, sqlx::PgConnection) {
     let db = rt.block_on(ScratchDb::new());
     let mut conn = rt.block_on(sqlx::PgConnection::connect(&db.url)).unwrap();
-    let sql = |conn: &mut sqlx::PgConnection, q: &str| {
-        rt.block_on(sqlx::raw_sql(q).execute(conn)).unwrap();
-    };
-    sql(
-        &mut conn,
+    let schema = format!(
         "CREATE TABLE organizations (id text PRIMARY KEY, slug text, features jsonb, \
            updated_at timestamptz NOT NULL DEFAULT now());
          CREATE TABLE agent_sessions (id text PRIMARY KEY, status text NOT NULL, \
            created_at timestamptz NOT NULL DEFAULT now(), organization_id text);
-         INSERT INTO organizations VALUES ('org_a', 'a', '{}', now()), \
-           ('org_b', 'b', '{\"runner_default\":\"go\"}', now()), \
-           ('org_c', 'c', '{\"runner_default\":\"Go\"}', now());",
+         INSERT INTO organizations VALUES {orgs};"
     );
+    rt.block_on(sqlx::raw_sql(&schema).execute(&mut conn))
+        .unwrap();
+    (db, conn)
+}
+
+#[test]
+fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (db, mut conn) = platform_db(
+        &rt,
+        "('org_a', 'a', '{}', now()), \
+         ('org_b', 'b', '{\"runner_default\":\"go\"}', now()), \
+         ('org_c', 'c', '{\"runner_default\":\"Go\"}', now())",
+    );
+    let sql = |conn: &mut sqlx::PgConnection, q: &str| {
+        rt.block_on(sqlx::raw_sql(q).execute(conn)).unwrap();
+    };
     let prefix = format!("cc_test_{}:", std::process::id());
     let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
     let mut r = redis.get_connection().unwrap();
@@ -163,7 +141,7 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
     json_when(port, "/readyz", "ready", |r| {
         r["postgres"]["up"] == true && r["redis"]["up"] == true
     });
-    assert_eq!(http_get(port, "/readyz").unwrap().0, 200);
+    assert_eq!(http_get_status(port, "/readyz").unwrap().0, 200);
     json_when(
         port,
         "/api/findings?kind=malformed_flag",
@@ -240,7 +218,7 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
             })
         })
     });
-    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    let (_, metrics) = http_get_status(port, "/metrics").unwrap();
     for want in [
         r#"claimcheck_flips_total{to="go"} 1"#,
         r#"claimcheck_flag_drift_total{dispatched="ts",expected="go",org="org_a"} 1"#,
@@ -281,7 +259,7 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
             })
         },
     );
-    let (_, flips) = http_get(port, "/api/findings?kind=flip").unwrap();
+    let (_, flips) = http_get_status(port, "/api/findings?kind=flip").unwrap();
     assert_eq!(flips.trim(), "[]", "a flip raised twice");
     let _ = redis::cmd("DEL")
         .arg(format!("{prefix}work:claim:held-1"))
@@ -293,19 +271,10 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
 #[test]
 fn a_detected_flip_gets_its_report_after_the_window() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let db = rt.block_on(ScratchDb::new());
-    let mut conn = rt.block_on(sqlx::PgConnection::connect(&db.url)).unwrap();
+    let (db, mut conn) = platform_db(&rt, "('org_a', 'a', '{}', now())");
     let sql = |conn: &mut sqlx::PgConnection, q: &str| {
         rt.block_on(sqlx::raw_sql(q).execute(conn)).unwrap();
     };
-    sql(
-        &mut conn,
-        "CREATE TABLE organizations (id text PRIMARY KEY, slug text, features jsonb, \
-           updated_at timestamptz NOT NULL DEFAULT now());
-         CREATE TABLE agent_sessions (id text PRIMARY KEY, status text NOT NULL, \
-           created_at timestamptz NOT NULL DEFAULT now(), organization_id text);
-         INSERT INTO organizations VALUES ('org_a', 'a', '{}', now());",
-    );
     let dir = tempfile::tempdir().unwrap();
     let (dispatch, go, ts) = (
         dir.path().join("dispatch.log"),
@@ -418,18 +387,18 @@ fn a_detected_flip_gets_its_report_after_the_window() {
     });
     let entry = &list[0];
     assert_eq!(entry["org"], "org_a");
-    let (status, html) = http_get(port, entry["html"].as_str().unwrap()).unwrap();
+    let (status, html) = http_get_status(port, entry["html"].as_str().unwrap()).unwrap();
     assert_eq!(status, 200);
     assert!(
         html.contains("<svg") && html.to_lowercase().contains("pass"),
         "{html}"
     );
-    let (status, json) = http_get(port, entry["json"].as_str().unwrap()).unwrap();
+    let (status, json) = http_get_status(port, entry["json"].as_str().unwrap()).unwrap();
     assert_eq!(status, 200);
     let report: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(report["to"], "go");
     assert_eq!(report["sessions"]["window"], 5, "{report}");
-    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    let (_, metrics) = http_get_status(port, "/metrics").unwrap();
     assert!(
         metrics
             .lines()

@@ -1,9 +1,50 @@
 //! Running the real binary and summarising its JSON report.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
+
+/// A child process killed (SIGKILL) and reaped when dropped, even by a failing test.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status and the body, `None` if nothing answers.
+pub fn http_get_status(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    out.split_once("\r\n\r\n")
+        .map(|(_, body)| (status, body.to_owned()))
+}
+
+/// The body of `GET path`.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    http_get_status(port, path).map(|(_, body)| body)
+}
 
 pub fn claimcheck() -> Command {
     Command::new(env!("CARGO_BIN_EXE_claimcheck"))

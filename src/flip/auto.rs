@@ -43,6 +43,22 @@ pub fn report_id(org: &str, at: Timestamp) -> String {
     format!("{}-{}", at.millis(), hex::encode(&digest[..4]))
 }
 
+/// `claimcheck_flip_verifications_total{verdict}`, each verdict's series at 0 from the start.
+pub fn register_metrics(registry: &Registry) -> prometheus::Result<IntCounterVec> {
+    let verifications = IntCounterVec::new(
+        Opts::new(
+            "claimcheck_flip_verifications_total",
+            "Post-flip verification reports written by serve, by verdict.",
+        ),
+        &["verdict"],
+    )?;
+    registry.register(Box::new(verifications.clone()))?;
+    for v in ["pass", "fail", "inconclusive"] {
+        verifications.with_label_values(&[v]);
+    }
+    Ok(verifications)
+}
+
 #[derive(Debug)]
 pub struct Reporter {
     store: Store,
@@ -69,17 +85,7 @@ impl Reporter {
         mpsc::Sender<Flip>,
         watch::Receiver<Vec<PendingReport>>,
     )> {
-        let verifications = IntCounterVec::new(
-            Opts::new(
-                "claimcheck_flip_verifications_total",
-                "Post-flip verification reports written by serve, by verdict.",
-            ),
-            &["verdict"],
-        )?;
-        registry.register(Box::new(verifications.clone()))?;
-        for v in ["pass", "fail", "inconclusive"] {
-            verifications.with_label_values(&[v]);
-        }
+        let verifications = register_metrics(registry)?;
         let (pending, pending_rx) = watch::channel(Vec::new());
         let (tx, rx) = mpsc::channel(1024);
         let reporter = Reporter {

@@ -577,7 +577,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
     // every dashboard query parses and evaluates; the ones without data name only metrics
     // that this branch's `serve` does not export yet
     let dash = crate::dashboards::dashboard();
-    let in_flight = crate::dashboards::IN_FLIGHT;
+    let in_flight = crate::dashboards::PLATFORM_ONLY;
     let (mut with_data, mut empty, mut nan_only) = (0, Vec::new(), Vec::new());
     let exprs = crate::dashboards::exprs(&dash);
     for e in &exprs {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use prometheus::Registry;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -93,6 +94,12 @@ pub enum Lookup {
     Orgs(oneshot::Sender<Option<Vec<crate::platform::OrgView>>>),
 }
 
+/// The Redis claim key of an overdue session, read as a second witness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Witness {
+    pub holder: Option<String>,
+}
+
 /// Everything known about one session (`GET /api/sessions/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionView {
@@ -106,6 +113,10 @@ pub struct SessionView {
     pub latency_seconds: Option<f64>,
     pub duplicate_claim: bool,
     pub reclaims: u32,
+    /// With Redis configured, for a session overdue without a claim line: who holds its
+    /// `work:claim:<id>` key (`null` inside: nobody).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_claim_witness: Option<Witness>,
     /// Every event, oldest first, each citing `source:line`.
     pub events: Vec<Evidence>,
 }
@@ -211,6 +222,8 @@ pub struct Actor {
     platform_updates: Option<mpsc::Receiver<PlatformUpdate>>,
     /// Detected flips go here, to the reporter that writes their post-flip reports.
     flips_out: Option<mpsc::Sender<crate::platform::Flip>>,
+    /// Redis witnesses of overdue sessions, for their evidence (bounded).
+    witnesses: FxHashMap<String, Option<String>>,
     /// Set while `recover` replays stored lines: nothing is judged against the platform twice.
     replaying: bool,
 }
@@ -287,6 +300,7 @@ impl Actor {
             platform: None,
             platform_updates: None,
             flips_out: None,
+            witnesses: FxHashMap::default(),
             replaying: false,
         };
         Ok((actor, summary_rx))
@@ -452,6 +466,10 @@ impl Actor {
             latency_seconds: j.latency_ms.map(|ms| ms as f64 / 1000.0),
             duplicate_claim: j.duplicate,
             reclaims: j.reclaims,
+            redis_claim_witness: self
+                .witnesses
+                .get(id.as_str())
+                .map(|w| Witness { holder: w.clone() }),
             events: s
                 .records()
                 .iter()
@@ -589,6 +607,10 @@ impl Actor {
                     continue;
                 }
                 PlatformEvent::Witness { session, worker } => {
+                    if self.witnesses.len() >= 100_000 {
+                        self.witnesses.clear();
+                    }
+                    self.witnesses.insert(session.clone(), worker.clone());
                     let detail = match worker {
                         Some(w) => format!(
                             "Redis claim key held by {w}: the session was claimed, its claim line is missing"

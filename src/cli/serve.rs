@@ -172,6 +172,15 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     // has caught up, judgements wait for all the evidence.
     actor.catching_up(sc.files.iter().flat_map(|spec| existing_sources(spec)));
     let (tx, rx) = mpsc::channel::<Batch>(64);
+    let mut alert_handle = None;
+    if let Some(am) = &sc.alertmanager {
+        tracing::info!(url = %am.url, "pushing per-finding alerts to Alertmanager");
+        let (pusher, handle) = AlertPusher::new(am.clone(), &registry, Clock::system())
+            .context("cannot register the Alertmanager metrics")?;
+        tasks.spawn(pusher.run(shutdown.clone()));
+        actor.alert_to(handle.clone());
+        alert_handle = Some(handle);
+    }
     let pending_reports = match &store {
         Some(store) => {
             let auto = crate::flip::auto::AutoConfig {
@@ -179,7 +188,7 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
                 grace_ms: millis(config.platform.drift_grace),
                 timeouts: sc.timeouts,
             };
-            let (reporter, flips_tx, pending) = crate::flip::auto::Reporter::new(
+            let (mut reporter, flips_tx, pending) = crate::flip::auto::Reporter::new(
                 store.clone(),
                 Parser::new(config.parse.clone()),
                 auto,
@@ -187,19 +196,15 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
                 &registry,
             )
             .context("cannot register the report metrics")?;
+            if let Some(h) = &alert_handle {
+                reporter.alert_to(h.clone());
+            }
             tasks.spawn(reporter.run(shutdown.clone()));
             actor.report_flips_to(flips_tx);
             Some(pending)
         }
         None => None,
     };
-    if let Some(am) = &sc.alertmanager {
-        tracing::info!(url = %am.url, "pushing per-finding alerts to Alertmanager");
-        let (pusher, handle) = AlertPusher::new(am.clone(), &registry, Clock::system())
-            .context("cannot register the Alertmanager metrics")?;
-        tasks.spawn(pusher.run(shutdown.clone()));
-        actor.alert_to(handle);
-    }
     let (query_tx, query_rx) = mpsc::channel(16);
     tasks.spawn(actor.run(rx, query_rx, shutdown.clone()));
     if let Some(rt) = args.stdin {

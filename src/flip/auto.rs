@@ -69,6 +69,8 @@ pub struct Reporter {
     pending: watch::Sender<Vec<PendingReport>>,
     inbox: mpsc::Receiver<Flip>,
     flips: Vec<Flip>,
+    /// A report that does not pass is also pushed to Alertmanager, when configured.
+    alerts: Option<crate::sinks::alertmanager::AlertHandle>,
 }
 
 impl Reporter {
@@ -97,8 +99,14 @@ impl Reporter {
             pending,
             inbox: rx,
             flips: Vec::new(),
+            alerts: None,
         };
         Ok((reporter, tx, pending_rx))
+    }
+
+    /// Pushes every report that does not pass to Alertmanager through `alerts`.
+    pub fn alert_to(&mut self, alerts: crate::sinks::alertmanager::AlertHandle) {
+        self.alerts = Some(alerts);
     }
 
     fn due(&self, f: &Flip) -> Timestamp {

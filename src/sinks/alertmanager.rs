@@ -140,6 +140,8 @@ pub enum AlertKind {
     DuplicateClaim,
     UnclaimedGoSession,
     FlagDrift,
+    /// A post-flip report that did not pass; `session` holds the report id.
+    FlipVerification,
 }
 
 impl AlertKind {
@@ -149,6 +151,7 @@ impl AlertKind {
             AlertKind::DuplicateClaim => "ClaimcheckDuplicateClaim",
             AlertKind::UnclaimedGoSession => "ClaimcheckUnclaimedGoSession",
             AlertKind::FlagDrift => "ClaimcheckFlagDrift",
+            AlertKind::FlipVerification => "ClaimcheckFlipReportFailed",
         }
     }
 
@@ -169,6 +172,7 @@ impl AlertKind {
             }
             AlertKind::UnclaimedGoSession => "go session not claimed within the claim timeout",
             AlertKind::FlagDrift => "session dispatched to a runner its org's flag does not select",
+            AlertKind::FlipVerification => "post-flip verification report did not pass",
         }
     }
 }
@@ -315,18 +319,32 @@ fn postable(
     if let Some(r) = a.expected {
         put("expected", r.as_str());
     }
-    let mut description = format!(
-        "session {} (org {}, dispatched to {})",
-        a.session,
-        a.org.as_deref().unwrap_or("unknown"),
-        a.runner.map_or("?", Runner::as_str)
-    );
+    let report = a.kind == AlertKind::FlipVerification;
+    let mut description = if report {
+        format!(
+            "the flip of org {} to {}",
+            a.org.as_deref().unwrap_or("unknown"),
+            a.runner.map_or("?", Runner::as_str)
+        )
+    } else {
+        format!(
+            "session {} (org {}, dispatched to {})",
+            a.session,
+            a.org.as_deref().unwrap_or("unknown"),
+            a.runner.map_or("?", Runner::as_str)
+        )
+    };
     if let Some(d) = &a.detail {
         description.push_str(": ");
         description.push_str(d);
     }
-    description.push_str(". Check first its evidence: GET /api/sessions/");
-    description.push_str(&a.session);
+    let path = if report {
+        format!("/api/reports/{}.html", a.session)
+    } else {
+        format!("/api/sessions/{}", a.session)
+    };
+    description.push_str(". Check first its evidence: GET ");
+    description.push_str(&path);
     description.push_str(" on claimcheck.");
     let mut annotations = BTreeMap::new();
     annotations.insert("summary".to_owned(), a.kind.summary().to_owned());
@@ -336,8 +354,7 @@ fn postable(
         annotations,
         starts_at: starts_at.to_rfc3339(),
         ends_at: ends_at.to_rfc3339(),
-        generator_url: generator_base
-            .map(|b| format!("{}/api/sessions/{}", b.trim_end_matches('/'), a.session)),
+        generator_url: generator_base.map(|b| format!("{}{path}", b.trim_end_matches('/'))),
     }
 }
 

@@ -218,6 +218,13 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
             })
         })
     });
+    let view = json_when(port, "/api/sessions/held-1", "witness in evidence", |v| {
+        v["redis_claim_witness"].is_object()
+    });
+    assert_eq!(
+        view["redis_claim_witness"]["holder"], "go-worker-9",
+        "{view}"
+    );
     let (_, metrics) = http_get_status(port, "/metrics").unwrap();
     for want in [
         r#"claimcheck_flips_total{to="go"} 1"#,

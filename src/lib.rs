@@ -16,6 +16,7 @@ pub mod flip;
 pub mod parse;
 pub mod pipeline;
 pub mod platform;
+pub mod replay;
 pub mod server;
 pub mod simulate;
 pub mod sinks;

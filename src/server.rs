@@ -36,6 +36,15 @@ pub struct AppState {
     pub store: Option<crate::store::Store>,
     /// Flips whose report is not due yet.
     pub pending_reports: Option<watch::Receiver<Vec<crate::flip::auto::PendingReport>>>,
+    /// How stored lines are parsed and judged again for a filtered `/api/summary`.
+    pub replay: Option<Replay>,
+}
+
+/// What a filtered `/api/summary` needs to judge the store's lines as `verify` would.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub parse: crate::config::ParseConfig,
+    pub correlate: crate::correlate::CorrelateConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -79,8 +88,49 @@ async fn metrics(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn summary(State(s): State<AppState>) -> Json<Summary> {
-    Json(s.summary.borrow().clone())
+#[derive(Debug, Deserialize)]
+struct SummaryQuery {
+    org: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// The durable totals; with `org`, `since` or `until` (RFC 3339, on dispatch time), the
+/// store's retained lines judged again as `verify` judges files, for those dispatches.
+async fn summary(State(s): State<AppState>, Query(q): Query<SummaryQuery>) -> Response {
+    if q.org.is_none() && q.since.is_none() && q.until.is_none() {
+        return Json(s.summary.borrow().clone()).into_response();
+    }
+    let time = |v: &Option<String>| match v.as_deref().map(crate::parse::time::parse_rfc3339) {
+        None => Ok(None),
+        Some(Some(t)) => Ok(Some(t)),
+        Some(None) => Err(()),
+    };
+    let (Ok(since), Ok(until)) = (time(&q.since), time(&q.until)) else {
+        return error(StatusCode::BAD_REQUEST, "invalid_time");
+    };
+    let (Some(store), Some(replay)) = (s.store.clone(), s.replay.clone()) else {
+        return error(StatusCode::BAD_REQUEST, "filters_need_a_store");
+    };
+    let parser = crate::parse::Parser::new(replay.parse.clone());
+    let events = match crate::replay::events(&store, &parser).await {
+        Ok(e) => e,
+        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+    };
+    let selection = crate::sinks::report::Selection {
+        orgs: q.org.into_iter().collect(),
+        since,
+        until,
+        expect_runner: None,
+    };
+    let judged = tokio::task::spawn_blocking(move || {
+        crate::verify::totals_of(events, replay.correlate, selection)
+    })
+    .await;
+    match judged {
+        Ok(totals) => Json(totals).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "judging_failed"),
+    }
 }
 
 async fn session(

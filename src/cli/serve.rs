@@ -245,6 +245,13 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
         readiness,
         store: store.clone(),
         pending_reports,
+        replay: Some(crate::server::Replay {
+            parse: config.parse.clone(),
+            correlate: CorrelateConfig {
+                timeouts: sc.timeouts,
+                ..CorrelateConfig::default()
+            },
+        }),
     };
     let listener = tokio::net::TcpListener::bind(sc.listen)
         .await

@@ -325,6 +325,11 @@ impl Tally {
     }
 
     /// Judges one final session against `watermark` and counts it.
+    /// The totals so far.
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
     pub fn add(&mut self, c: &Correlator, id: &SessionId, s: &Session, watermark: Timestamp) {
         let j = s.judge(&self.timeouts, watermark);
         let Some(d) = j.dispatch else {

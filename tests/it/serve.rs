@@ -46,6 +46,7 @@ fn app() -> (axum::Router, CancellationToken) {
         readiness: None,
         store: None,
         pending_reports: None,
+        replay: None,
     };
     (router(state), stop)
 }
@@ -341,6 +342,7 @@ async fn requests_time_out() {
         readiness: None,
         store: None,
         pending_reports: None,
+        replay: None,
     };
     let app = router(state);
     let started = tokio::time::Instant::now();

@@ -374,6 +374,7 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
     std::fs::write(&config, "[serve]\norphan_grace = \"1s\"\n").unwrap();
     let port = free_port();
     let w = dir.path().join("w");
+    let store = dir.path().join("state.db");
     let _server = Server(
         claimcheck()
             .args([
@@ -383,6 +384,8 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
                 "--config",
             ])
             .arg(&config)
+            .arg("--store")
+            .arg(&store)
             .arg("--dispatch")
             .arg(w.join("dispatch.log"))
             .arg("--dispatch")
@@ -432,5 +435,57 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
     assert_eq!(
         seen, expected,
         "matched, late, mismatched, duplicate, orphan: serve vs verify"
+    );
+
+    // A filtered summary judges the store's lines as verify judges the files, for the same
+    // org and dispatch window.
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(w.join("truth.json")).unwrap()).unwrap();
+    let flip = &truth["flips"][0];
+    let (org, since) = (flip["org"].as_str().unwrap(), flip["at"].as_str().unwrap());
+    let out = crate::support::run_in(
+        dir.path(),
+        &[
+            "verify",
+            "--dispatch",
+            "w/dispatch.log",
+            "--dispatch",
+            "w/vercel-drain.ndjson",
+            "--claims",
+            "go=w/go-daemon.log",
+            "--claims",
+            "ts=w/ts-worker.log",
+            "--org",
+            org,
+            "--since",
+            since,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let filtered: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = &filtered["totals"];
+    let got: Value = serde_json::from_str(
+        &http_get(port, &format!("/api/summary?org={org}&since={since}")).unwrap(),
+    )
+    .unwrap();
+    assert!(want["dispatched"]["go"].as_u64().unwrap() > 0, "{want}");
+    for key in [
+        "dispatched",
+        "matched",
+        "late",
+        "mismatched",
+        "unclaimed",
+        "pending",
+        "duplicate_claims",
+        "orphan_claims",
+        "reclaims",
+    ] {
+        assert_eq!(got[key], want[key], "{key}: serve {got} vs verify {want}");
+    }
+    assert_ne!(
+        got["dispatched"], t["dispatched"],
+        "the filter selected a part"
     );
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use claimcheck::app::Clock;
@@ -15,6 +15,8 @@ use claimcheck::event::Runner;
 use claimcheck::sinks::alertmanager::{AlertKind, AlertPusher, AlertmanagerConfig, FindingAlert};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::{Server, free_port};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -144,26 +146,8 @@ pub fn yaml(path: &Path) -> Value {
 
 // --- the Alertmanager pusher against a real Alertmanager --------------------------------------
 
-/// A child process killed when the test ends, however it ends.
-pub struct Killed(pub Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A real Alertmanager on `port` with its own storage in `dir`, clustering off.
-pub fn start_alertmanager(dir: &Path, port: u16) -> Killed {
+pub fn start_alertmanager(dir: &Path, port: u16) -> Server {
     let config = dir.join("alertmanager.yml");
     std::fs::write(
         &config,
@@ -172,7 +156,7 @@ pub fn start_alertmanager(dir: &Path, port: u16) -> Killed {
     .unwrap();
     let data = dir.join(format!("am-data-{port}"));
     std::fs::create_dir_all(&data).unwrap();
-    Killed(
+    Server(
         Command::new(tool("prometheus-alertmanager", "prometheus-alertmanager"))
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", data.display()))
@@ -463,7 +447,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
             .arg("--file")
             .arg(format!("{rt}{}", live.join(f).display()));
     }
-    let _serve = Killed(
+    let _serve = Server(
         serve
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -484,7 +468,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
         ),
     )
     .unwrap();
-    let _prom = Killed(
+    let _prom = Server(
         Command::new(tool("prometheus", "prometheus"))
             .current_dir(dir.path())
             .arg("--config.file=prometheus.yml")

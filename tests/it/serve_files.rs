@@ -338,23 +338,7 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = crate::support::run_in(
-        dir.path(),
-        &[
-            "verify",
-            "--dispatch",
-            "w/dispatch.log",
-            "--dispatch",
-            "w/vercel-drain.ndjson",
-            "--claims",
-            "go=w/go-daemon.log",
-            "--claims",
-            "ts=w/ts-worker.log",
-            "--format",
-            "json",
-        ],
-        None,
-    );
+    let out = crate::support::run_in(dir.path(), crate::simulate::VERIFY_WORKLOAD, None);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let t = &report["totals"];
     let lines: u64 = [
@@ -443,27 +427,9 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
         serde_json::from_slice(&std::fs::read(w.join("truth.json")).unwrap()).unwrap();
     let flip = &truth["flips"][0];
     let (org, since) = (flip["org"].as_str().unwrap(), flip["at"].as_str().unwrap());
-    let out = crate::support::run_in(
-        dir.path(),
-        &[
-            "verify",
-            "--dispatch",
-            "w/dispatch.log",
-            "--dispatch",
-            "w/vercel-drain.ndjson",
-            "--claims",
-            "go=w/go-daemon.log",
-            "--claims",
-            "ts=w/ts-worker.log",
-            "--org",
-            org,
-            "--since",
-            since,
-            "--format",
-            "json",
-        ],
-        None,
-    );
+    let mut args = crate::simulate::VERIFY_WORKLOAD.to_vec();
+    args.extend(["--org", org, "--since", since]);
+    let out = crate::support::run_in(dir.path(), &args, None);
     let filtered: Value = serde_json::from_slice(&out.stdout).unwrap();
     let want = &filtered["totals"];
     let got: Value = serde_json::from_str(

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::support::run_in;
 
 /// `verify` on the workload `simulate --out w` wrote, as JSON.
-const VERIFY_WORKLOAD: &[&str] = &[
+pub const VERIFY_WORKLOAD: &[&str] = &[
     "verify",
     "--dispatch",
     "w/dispatch.log",

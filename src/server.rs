@@ -329,8 +329,8 @@ async fn verification(State(s): State<AppState>, Path(org): Path<String>) -> Res
     let Some(store) = &s.store else {
         return error(StatusCode::NOT_FOUND, "no_store_configured");
     };
-    let latest = match store.reports().await {
-        Ok(list) => list.into_iter().find(|r| r.org == org),
+    let latest = match store.latest_report(&org).await {
+        Ok(r) => r,
         Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
     };
     let pending = s.pending_reports.as_ref().and_then(|p| {

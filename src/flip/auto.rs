@@ -147,8 +147,14 @@ impl Reporter {
     }
 
     async fn write_due(&mut self) {
-        let done: std::collections::BTreeSet<String> = match self.store.reports().await {
-            Ok(r) => r.into_iter().map(|r| r.id).collect(),
+        if self.flips.is_empty() {
+            if !self.pending.borrow().is_empty() {
+                self.pending.send_replace(Vec::new());
+            }
+            return;
+        }
+        let done: std::collections::BTreeSet<String> = match self.store.report_ids().await {
+            Ok(ids) => ids.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list stored reports; retrying");
                 return;

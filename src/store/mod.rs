@@ -143,6 +143,9 @@ const INSERT_REPORT: &str = "INSERT INTO reports (id, org, flip_at, verdict, cre
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 const SELECT_REPORTS: &str = "SELECT id, org, flip_at, verdict, created_at, json FROM reports \
      ORDER BY flip_at DESC, id";
+const SELECT_REPORT_IDS: &str = "SELECT id FROM reports";
+const SELECT_LATEST_REPORT: &str = "SELECT id, org, flip_at, verdict, created_at, json FROM reports \
+     WHERE org = $1 ORDER BY flip_at DESC LIMIT 1";
 const SELECT_REPORT: &str =
     "SELECT id, org, flip_at, verdict, created_at, json FROM reports WHERE id = $1";
 const SELECT_STATE: &str = "SELECT json FROM state WHERE name = $1";
@@ -303,6 +306,25 @@ impl Store {
         on_pool!(self, pool => {
             let rows = sqlx::query(SELECT_REPORTS).fetch_all(pool).await?;
             rows.iter().map(report_of).collect()
+        })
+    }
+
+    /// The ids of every stored report.
+    pub async fn report_ids(&self) -> Result<Vec<String>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(SELECT_REPORT_IDS).fetch_all(pool).await?;
+            rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        })
+    }
+
+    /// The report of `org`'s latest reported flip.
+    pub async fn latest_report(&self, org: &str) -> Result<Option<StoredReport>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(SELECT_LATEST_REPORT)
+                .bind(text(org))
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(report_of).transpose()
         })
     }
 

@@ -89,6 +89,43 @@ async fn conformance(url: &str) {
     assert_eq!(store.state("book").await.unwrap().as_deref(), Some("[2]"));
     assert_eq!(store.state("other").await.unwrap(), None);
 
+    // Reports: stored once, listed newest flip first, the latest per org.
+    let report = |id: &str, org: &str, at: i64| claimcheck::store::StoredReport {
+        id: id.into(),
+        org: org.into(),
+        flip_at: Timestamp(at),
+        verdict: "pass".into(),
+        created_at: Timestamp(at + 1),
+        json: format!("{{\"id\":\"{id}\"}}"),
+    };
+    store.put_report(&report("r1", "org_a", 10)).await.unwrap();
+    store.put_report(&report("r2", "org_a", 20)).await.unwrap();
+    store.put_report(&report("r3", "org_b", 15)).await.unwrap();
+    let again = claimcheck::store::StoredReport {
+        verdict: "fail".into(),
+        ..report("r1", "org_a", 10)
+    };
+    store.put_report(&again).await.unwrap();
+    let ids: Vec<String> = store
+        .reports()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["r2", "r3", "r1"]);
+    assert_eq!(store.report_ids().await.unwrap().len(), 3);
+    assert_eq!(
+        store.report("r1").await.unwrap(),
+        Some(report("r1", "org_a", 10))
+    );
+    assert_eq!(store.report("nope").await.unwrap(), None);
+    assert_eq!(
+        store.latest_report("org_a").await.unwrap().map(|r| r.id),
+        Some("r2".into())
+    );
+    assert_eq!(store.latest_report("org_c").await.unwrap(), None);
+
     // Bytes survive exactly when not forgotten.
     store
         .commit(&Commit {

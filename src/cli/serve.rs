@@ -308,6 +308,43 @@ async fn attach_platform(
     Ok(Some(handle.readiness))
 }
 
+/// The files followers have read, by device and inode with the head they started with (an
+/// inode reused by a new file has another head). Shared by the followers of one glob.
+#[derive(Debug, Clone, Default)]
+struct ReadFiles(std::sync::Arc<std::sync::Mutex<rustc_hash::FxHashMap<(u64, u64), Vec<u8>>>>);
+
+impl ReadFiles {
+    fn note(&self, p: &crate::sources::tail::Position) {
+        if let Ok(mut m) = self.0.lock() {
+            let head = m.entry((p.dev, p.ino)).or_default();
+            if head.len() < p.head.len() {
+                head.clone_from(&p.head);
+            }
+        }
+    }
+
+    /// Whether `path` is a file already read (under another name): same identity, same head.
+    fn holds(&self, path: &std::path::Path) -> bool {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        let head = match self.0.lock() {
+            Ok(m) => match m.get(&(meta.dev(), meta.ino())) {
+                // Nothing was read of it: nothing can be read twice.
+                Some(h) if !h.is_empty() => h.clone(),
+                _ => return false,
+            },
+            Err(_) => return false,
+        };
+        let mut now = vec![0; head.len()];
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut now))
+            .is_ok_and(|()| now == head)
+    }
+}
+
 /// The source names of the files `spec` matches now.
 fn existing_sources(spec: &str) -> Vec<String> {
     let Ok(input) = Input::parse(spec, Role::Claims) else {
@@ -341,6 +378,14 @@ async fn follow_glob(
 ) {
     let literal = !pattern.contains(['*', '?', '[']);
     let mut followed = std::collections::BTreeSet::new();
+    // Files some follower has read (identity and head): a glob that also matches rotated names
+    // (`daemon.log.1`) must not follow again what the live name's follower already read.
+    let read = ReadFiles::default();
+    if let Some(s) = &store {
+        for p in s.positions().await.unwrap_or_default() {
+            read.note(&p);
+        }
+    }
     let mut followers = tokio::task::JoinSet::new();
     let mut scan = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
@@ -357,6 +402,11 @@ async fn follow_glob(
                 .unwrap_or_default()
         };
         for path in paths {
+            if !literal && !followed.contains(&path) && read.holds(&path) {
+                tracing::debug!(path = %path.display(), "a rotated name of a file already followed");
+                followed.insert(path.clone());
+                continue;
+            }
             if followed.insert(path.clone()) {
                 let source = source_name(&path);
                 let key = path.display().to_string();
@@ -373,6 +423,7 @@ async fn follow_glob(
                     source,
                     runtime,
                     tx.clone(),
+                    read.clone(),
                     shutdown.clone(),
                 ));
             }
@@ -388,6 +439,7 @@ async fn follow(
     source: String,
     runtime: Option<Runner>,
     tx: mpsc::Sender<Batch>,
+    read: ReadFiles,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
@@ -421,6 +473,9 @@ async fn follow(
                 }
             };
             let more = polled.more;
+            if let Some(p) = tailer.position() {
+                read.note(&p);
+            }
             if !polled.lines.is_empty() || behind != more {
                 behind = more;
                 let mut batch = Batch::new(&source, runtime, polled.lines);

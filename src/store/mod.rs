@@ -103,6 +103,11 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The positions row of a file by identity rather than path (no path starts with `#`).
+fn identity_key(p: &Position) -> String {
+    format!("#{}:{}", p.dev, p.ino)
+}
+
 fn runtime_str(r: Option<Runner>) -> Option<&'static str> {
     r.map(Runner::as_str)
 }
@@ -134,6 +139,7 @@ const UPSERT_SUMMARY: &str = "INSERT INTO summary (id, json) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET json = excluded.json";
 const SELECT_LINES: &str = "SELECT received_at, source, line, session, entry_id, default_runtime, raw \
      FROM events ORDER BY seq";
+const SELECT_POSITIONS: &str = "SELECT dev, ino, head, \"offset\", partial FROM positions";
 const SELECT_POSITION: &str =
     "SELECT dev, ino, head, \"offset\", partial FROM positions WHERE path = $1";
 const SELECT_SUMMARY: &str = "SELECT json FROM summary WHERE id = 1";
@@ -208,15 +214,19 @@ impl Store {
                 insert.build().execute(&mut *tx).await?;
             }
             if let Some((path, p)) = &c.position {
-                sqlx::query(UPSERT_POSITION)
-                    .bind(text(path))
-                    .bind(to_i64(p.dev))
-                    .bind(to_i64(p.ino))
-                    .bind(&p.head)
-                    .bind(to_i64(p.offset))
-                    .bind(&p.partial)
-                    .execute(&mut *tx)
-                    .await?;
+                // Under its path (where to resume) and under its identity, which outlives the
+                // path's next file: a rotated name found later is known as already read.
+                for key in [text(path).into_owned(), identity_key(p)] {
+                    sqlx::query(UPSERT_POSITION)
+                        .bind(key)
+                        .bind(to_i64(p.dev))
+                        .bind(to_i64(p.ino))
+                        .bind(&p.head)
+                        .bind(to_i64(p.offset))
+                        .bind(&p.partial)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             if let Some(t) = c.prune_before {
                 sqlx::query(PRUNE).bind(t.millis()).execute(&mut *tx).await?;
@@ -246,6 +256,25 @@ impl Store {
                         entry_id: r.try_get(4)?,
                         default_runtime: runtime_of(r.try_get(5)?),
                         raw: r.try_get(6)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Every stored position (every file followed before, by path and by identity), in no
+    /// order.
+    pub async fn positions(&self) -> Result<Vec<Position>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(SELECT_POSITIONS).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Position {
+                        dev: to_u64(r.try_get(0)?),
+                        ino: to_u64(r.try_get(1)?),
+                        head: r.try_get(2)?,
+                        offset: to_u64(r.try_get(3)?),
+                        partial: r.try_get(4)?,
                     })
                 })
                 .collect()

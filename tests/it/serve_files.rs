@@ -455,3 +455,48 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
         "the filter selected a part"
     );
 }
+
+/// A glob that also matches rotated names (`dispatch.log*`) reads each file once: the rotated
+/// `dispatch.log.1` is the file the live name's follower already read, also after a restart.
+#[test]
+fn a_glob_matching_rotated_names_reads_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("state.db").display().to_string();
+    let files = [
+        format!("{}/dispatch.log*", dir.path().display()),
+        format!("go={}", dir.path().join("daemon.log").display()),
+    ];
+    let d = dir.path().join("dispatch.log");
+    let c = dir.path().join("daemon.log");
+    let no_duplicates = |port: u16| {
+        let m = http_get(port, "/metrics").unwrap();
+        let dups: Vec<&str> = m
+            .lines()
+            .filter(|l| l.contains(r#"result="duplicate""#))
+            .collect();
+        assert!(dups.is_empty(), "lines read twice: {dups:?}");
+    };
+    let port = free_port();
+    let mut server = start(port, &store, &files);
+    for id in ["a1", "a2", "a3"] {
+        append(&d, &dispatch(id));
+        append(&c, &claim(id));
+    }
+    summary_when(port, |s| s["matched"] == 3);
+    std::fs::rename(&d, dir.path().join("dispatch.log.1")).unwrap();
+    append(&d, &dispatch("b1"));
+    append(&c, &claim("b1"));
+    // A new match is found by a scan that also sees dispatch.log.1.
+    append(&dir.path().join("dispatch.log.marker"), &dispatch("m1"));
+    summary_when(port, |s| s["dispatched"]["go"] == 5 && s["matched"] == 4);
+    no_duplicates(port);
+
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let port = free_port();
+    let _server = start(port, &store, &files);
+    append(&dir.path().join("dispatch.log.marker2"), &dispatch("m2"));
+    let s = summary_when(port, |s| s["dispatched"]["go"] == 6);
+    assert_eq!(s["matched"], 4, "{s}");
+    no_duplicates(port);
+}

@@ -311,7 +311,10 @@ async fn attach_platform(
 /// The files followers have read, by device and inode with the head they started with (an
 /// inode reused by a new file has another head). Shared by the followers of one glob.
 #[derive(Debug, Clone, Default)]
-struct ReadFiles(std::sync::Arc<std::sync::Mutex<rustc_hash::FxHashMap<(u64, u64), Vec<u8>>>>);
+struct ReadFiles(std::sync::Arc<std::sync::Mutex<Heads>>);
+
+/// The head read of each file, by (device, inode).
+type Heads = rustc_hash::FxHashMap<(u64, u64), Vec<u8>>;
 
 impl ReadFiles {
     fn note(&self, p: &crate::sources::tail::Position) {

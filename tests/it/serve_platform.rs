@@ -158,9 +158,16 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
         "UPDATE organizations SET features = '{\"runner_default\":\"go\"}', updated_at = now() \
          WHERE id = 'org_a'",
     );
-    json_when(port, "/api/orgs", "the flip", |o| {
+    let orgs = json_when(port, "/api/orgs", "the flip", |o| {
         org(o, "org_a").is_some_and(|a| a["expected_runner"] == "go" && a["last_flip"].is_object())
     });
+    // Dispatch times placed by the flip's own time (the 2 s grace runs from it).
+    let flip_at = org(&orgs, "org_a").unwrap()["last_flip"]["at"]
+        .as_str()
+        .and_then(claimcheck::parse::time::parse_rfc3339)
+        .unwrap()
+        .millis();
+    let after_flip = |ms: i64| claimcheck::event::Timestamp(flip_at + ms).to_rfc3339();
     let dispatch_line = |id: &str, runner: &str, org: &str, at: &str| {
         format!(
             r#"{{"event":"dispatch","sessionId":"{id}","organizationId":"{org}","resolvedProfile":{{"runner":"{runner}"}},"time":"{at}"}}"#
@@ -168,15 +175,15 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
     };
     append(
         &dispatch,
-        &dispatch_line("inside-grace", "ts", "org_a", &rfc3339_in(0)),
+        &dispatch_line("inside-grace", "ts", "org_a", &after_flip(500)),
     );
     append(
         &dispatch,
-        &dispatch_line("drifted", "ts", "org_a", &rfc3339_in(3)),
+        &dispatch_line("drifted", "ts", "org_a", &after_flip(3000)),
     );
     append(
         &dispatch,
-        &dispatch_line("agrees", "go", "org_a", &rfc3339_in(3)),
+        &dispatch_line("agrees", "go", "org_a", &after_flip(3000)),
     );
     let drift = json_when(port, "/api/findings?kind=flag_drift", "drift", |f| {
         f.as_array().is_some_and(|a| !a.is_empty())
@@ -329,12 +336,15 @@ fn a_detected_flip_gets_its_report_after_the_window() {
     json_when(port, "/api/orgs", "baseline", |o| {
         org(o, "org_a").is_some_and(|a| a["expected_runner"] == "ts")
     });
+    // Event times are absolute (epoch ms): the window is placed by the flip's `updated_at`.
+    let stamp = |ms: i64| claimcheck::event::Timestamp(ms).to_rfc3339();
+    let now = || claimcheck::app::Clock::system().now().millis();
     let session = |id: &str, runner: &str, at: i64| {
         append(
             &dispatch,
             &format!(
                 r#"{{"event":"dispatch","sessionId":"{id}","organizationId":"org_a","resolvedProfile":{{"runner":"{runner}"}},"time":"{}"}}"#,
-                rfc3339_in(at)
+                stamp(at)
             ),
         );
         let (file, worker) = if runner == "go" {
@@ -346,7 +356,7 @@ fn a_detected_flip_gets_its_report_after_the_window() {
             file,
             &format!(
                 r#"{{"event":"claimed","sessionId":"{id}","workerId":"{worker}","time":"{}"}}"#,
-                rfc3339_in(at)
+                stamp(at)
             ),
         );
     };
@@ -355,22 +365,23 @@ fn a_detected_flip_gets_its_report_after_the_window() {
             &go,
             &format!(
                 r#"{{"event":"heartbeat","workerId":"g1","version":"0.5.2","time":"{}"}}"#,
-                rfc3339_in(at)
+                stamp(at)
             ),
         );
         append(
             &ts,
             &format!(
                 r#"{{"event":"heartbeat","workerId":"t1","version":"1.0.0","time":"{}"}}"#,
-                rfc3339_in(at)
+                stamp(at)
             ),
         );
     };
     // The baseline: ts sessions before the flip.
+    let start = now();
     for i in 0..5 {
-        session(&format!("before-{i}"), "ts", -5 + i);
+        session(&format!("before-{i}"), "ts", start - 4000 + i * 800);
     }
-    heartbeats(0);
+    heartbeats(start);
     sql(
         &mut conn,
         "UPDATE organizations SET features = '{\"runner_default\":\"go\"}', updated_at = now() \
@@ -381,9 +392,12 @@ fn a_detected_flip_gets_its_report_after_the_window() {
     });
     assert!(pending["due"].is_string(), "{pending}");
     // After the grace every session goes to go and is claimed at once.
+    let flip_at = claimcheck::parse::time::parse_rfc3339(pending["flip_at"].as_str().unwrap())
+        .unwrap()
+        .millis();
     for i in 0..5 {
-        session(&format!("after-{i}"), "go", 2 + i / 2);
-        heartbeats(2 + i / 2);
+        session(&format!("after-{i}"), "go", flip_at + 1500 + i * 500);
+        heartbeats(flip_at + 1500 + i * 500);
     }
     let v = json_when(port, "/api/orgs/org_a/verification", "the report", |v| {
         v["verdict"] != "pending" && v["verdict"].is_string()

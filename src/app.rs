@@ -857,6 +857,9 @@ impl Actor {
         let mut result = BatchResult::default();
         let input = self.source_index(&batch.source);
         let mut commit = Commit {
+            // Sized once: grown by doubling, a 20,000-line batch reallocated megabytes a dozen
+            // times.
+            lines: Vec::with_capacity(batch.lines.len()),
             position: batch.position,
             ..Commit::default()
         };

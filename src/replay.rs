@@ -1,19 +1,33 @@
-//! replay: the events in `serve`'s store, parsed again exactly as at ingest (the same parser,
+//! replay: the lines in `serve`'s store, parsed again exactly as at ingest (the same parser,
 //! each source's default runtime, the receive time for lines without a time of their own).
 
-use crate::event::{Event, Origin};
+use crate::event::{Event, Origin, Runner};
 use crate::parse::{LineContext, Parsed, Parser};
 use crate::store::{Store, StoreError};
 
-/// Every stored event, oldest first, citing its source (by order of first appearance) and line.
-pub async fn events(store: &Store, parser: &Parser) -> Result<Vec<(Event, Origin)>, StoreError> {
-    let mut sources: Vec<String> = Vec::new();
-    let mut out = Vec::new();
+/// A source as the store names it, numbered by first appearance (`Origin::input`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSource {
+    pub name: String,
+    pub default_runtime: Option<Runner>,
+}
+
+/// Parses every stored line, oldest first, handing each result to `visit` with the line's
+/// origin and source; returns the sources the origins number.
+pub async fn each(
+    store: &Store,
+    parser: &Parser,
+    mut visit: impl FnMut(Parsed, Origin, &StoredSource),
+) -> Result<Vec<StoredSource>, StoreError> {
+    let mut sources: Vec<StoredSource> = Vec::new();
     for l in store.lines().await? {
-        let input = match sources.iter().position(|s| *s == l.source) {
+        let input = match sources.iter().position(|s| s.name == l.source) {
             Some(i) => i,
             None => {
-                sources.push(l.source.clone());
+                sources.push(StoredSource {
+                    name: l.source.clone(),
+                    default_runtime: l.default_runtime,
+                });
                 sources.len() - 1
             }
         };
@@ -21,13 +35,23 @@ pub async fn events(store: &Store, parser: &Parser) -> Result<Vec<(Event, Origin
             default_runtime: l.default_runtime,
             received_at: Some(l.received_at),
         };
-        if let Parsed::Event(ev) = parser.parse_line(&l.raw, &ctx) {
-            let origin = Origin {
-                input: u16::try_from(input).unwrap_or(u16::MAX),
-                line: l.line,
-            };
+        let origin = Origin {
+            input: u16::try_from(input).unwrap_or(u16::MAX),
+            line: l.line,
+        };
+        visit(parser.parse_line(&l.raw, &ctx), origin, &sources[input]);
+    }
+    Ok(sources)
+}
+
+/// Every stored event with its origin, oldest first.
+pub async fn events(store: &Store, parser: &Parser) -> Result<Vec<(Event, Origin)>, StoreError> {
+    let mut out = Vec::new();
+    each(store, parser, |parsed, origin, _| {
+        if let Parsed::Event(ev) = parsed {
             out.push((ev, origin));
         }
-    }
+    })
+    .await?;
     Ok(out)
 }

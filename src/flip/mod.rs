@@ -152,6 +152,11 @@ impl EvidenceBuilder {
         }
     }
 
+    /// Adds the next source (its index is the number of sources before it).
+    pub fn add_source(&mut self, source: SourceEvidence) {
+        self.sources.push(source);
+    }
+
     pub fn source_mut(&mut self, input: u16) -> Option<&mut SourceEvidence> {
         self.sources.get_mut(usize::from(input))
     }

@@ -125,8 +125,8 @@ fn exported_by_the_code() -> BTreeSet<String> {
     reg.gather().iter().map(|f| f.name().to_owned()).collect()
 }
 
-/// Metrics `serve` exports only with the platform (Postgres/Redis) or a store configured: the
-/// alerting e2e runs without them, so their panels are empty there.
+/// Metrics `serve` exports only with the platform (Postgres/Redis) or a store configured (the
+/// alerting e2e configures both, so their panels have data there too).
 pub const PLATFORM_ONLY: &[&str] = &[
     "claimcheck_org_expected_runner",
     "claimcheck_org_flag_malformed",

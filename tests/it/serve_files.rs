@@ -1,6 +1,5 @@
 //! The real `serve` binary following files through a rotation, read back over HTTP.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -8,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::scratch_db::ScratchDb;
-use crate::support::{Server, claimcheck, free_port, http_get};
+use crate::support::{Server, append, claimcheck, free_port, http_get};
 
 /// Polls `/api/summary` until `ready` holds; the deadline is generous, the wait is not fixed.
 fn summary_when(port: u16, ready: impl Fn(&Value) -> bool) -> Value {
@@ -26,16 +25,6 @@ fn summary_when(port: u16, ready: impl Fn(&Value) -> bool) -> Value {
         std::hint::spin_loop();
     }
     panic!("condition not reached within 20 s; last summary {last}");
-}
-
-fn append(path: &Path, s: &str) {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(s.as_bytes())
-        .unwrap();
 }
 
 fn dispatch(id: &str) -> String {

@@ -4,7 +4,6 @@
 //! up in the logs, a Redis witness for an overdue session; kill -9 and restart → the flip is
 //! neither lost nor repeated.
 
-use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -36,13 +35,9 @@ fn org<'a>(orgs: &'a Value, id: &str) -> Option<&'a Value> {
     orgs.as_array()?.iter().find(|o| o["org"] == id)
 }
 
+/// Appends one line (and its newline).
 fn append(path: &std::path::Path, line: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    writeln!(f, "{line}").unwrap();
+    crate::support::append(path, &format!("{line}\n"));
 }
 
 fn rfc3339_in(secs: i64) -> String {

@@ -17,6 +17,17 @@ impl Drop for Server {
     }
 }
 
+/// Appends `s` to the file at `path`, creating it, as a logging process would.
+pub fn append(path: &Path, s: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(s.as_bytes())
+        .unwrap();
+}
+
 /// A TCP port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::correlate::Outcome;
 use crate::correlate::live::{Change, Live, LiveConfig};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
@@ -18,40 +19,8 @@ use crate::platform::{Platform, PlatformEvent, PlatformUpdate};
 use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
 use crate::sinks::metrics::{LineResult, Metrics};
 use crate::sinks::report::{Evidence, Totals};
-use crate::sources::tail::Position;
+use crate::sources::batch::{Batch, BatchResult};
 use crate::store::{Commit, Store, StoreError, StoredLine};
-
-/// Lines from one source, and where to say they were recorded.
-#[derive(Debug)]
-pub struct Batch {
-    /// A bounded label: `stdin`, `ndjson`, a configured file name.
-    pub source: String,
-    pub default_runtime: Option<Runner>,
-    pub lines: Vec<Vec<u8>>,
-    /// Drain entry ids, one per line when present: a retried delivery is dropped whole.
-    pub entry_ids: Vec<Option<String>>,
-    /// A followed file's position after these lines, committed with them.
-    pub position: Option<(String, Position)>,
-    /// Answered once the batch is recorded (durably, when there is a store).
-    pub done: Option<oneshot::Sender<Result<BatchResult, String>>>,
-    /// The source has more to read right now (a backlog): judgements wait until every source
-    /// has caught up, so a replay judges on all the evidence, as `verify` does.
-    pub backlog: bool,
-}
-
-impl Batch {
-    pub fn new(source: &str, default_runtime: Option<Runner>, lines: Vec<Vec<u8>>) -> Batch {
-        Batch {
-            source: source.to_owned(),
-            default_runtime,
-            lines,
-            entry_ids: Vec::new(),
-            position: None,
-            done: None,
-            backlog: false,
-        }
-    }
-}
 
 /// Ids seen lately, bounded: the oldest are forgotten first. A drain retries within minutes,
 /// not days.
@@ -121,15 +90,6 @@ pub struct SessionView {
     pub events: Vec<Evidence>,
 }
 
-/// What became of a batch's lines.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct BatchResult {
-    pub events: u64,
-    pub duplicates: u64,
-    pub ignored: u64,
-    pub rejected: u64,
-}
-
 /// The durable totals behind `/api/summary`: verify's `totals`, kept live. `unclaimed` and
 /// `pending` are the sessions overdue or waiting *now*; `redispatches` and `unexpected_runner`
 /// stay 0 (live mode has no expectation to break).
@@ -165,36 +125,6 @@ fn count(t: &mut Totals, c: &Change) {
         Change::Orphan { .. } => t.orphan_claims += 1,
         Change::Reclaimed { .. } => t.reclaims += 1,
         Change::Claimed { .. } | Change::Forgotten { .. } => {}
-    }
-}
-
-/// The sidecar's clock: wall time at start plus tokio's monotonic time since, so tests that
-/// pause tokio time control it completely.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    wall_at_start: Timestamp,
-    started: tokio::time::Instant,
-}
-
-impl Clock {
-    #[allow(clippy::disallowed_methods)] // the one place the sidecar reads the wall clock
-    pub fn system() -> Clock {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Clock::starting_at(Timestamp(wall))
-    }
-
-    pub fn starting_at(wall: Timestamp) -> Clock {
-        Clock {
-            wall_at_start: wall,
-            started: tokio::time::Instant::now(),
-        }
-    }
-
-    pub fn now(&self) -> Timestamp {
-        let ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.wall_at_start.saturating_add_ms(ms)
     }
 }
 

@@ -11,8 +11,9 @@ use prometheus::Registry;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::app::{Batch, Lookup, Summary};
+use crate::app::{Lookup, Summary};
 use crate::event::Runner;
+use crate::sources::batch::Batch;
 
 /// Longest any request may take, body upload included.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

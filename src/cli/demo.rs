@@ -133,7 +133,7 @@ async fn demo_reports(
         grace_ms: 30 * 1000,
         timeouts: crate::config::ClaimTimeouts::default(),
     };
-    let now = crate::app::Clock::system().now();
+    let now = crate::clock::Clock::system().now();
     for f in flips {
         let Some(at) = crate::parse::time::parse_rfc3339(&f.at) else {
             continue;

@@ -9,7 +9,8 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{Actor, Batch, Clock};
+use crate::app::Actor;
+use crate::clock::Clock;
 use crate::config::{ClaimTimeouts, Config};
 use crate::correlate::CorrelateConfig;
 use crate::correlate::live::LiveConfig;
@@ -18,6 +19,7 @@ use crate::parse::Parser;
 use crate::platform;
 use crate::server::{AppState, VercelDrain, router};
 use crate::sinks::alertmanager::AlertPusher;
+use crate::sources::batch::Batch;
 use crate::sources::tail::Tailer;
 use crate::sources::{Input, Role};
 use crate::store::Store;

@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{FlipParams, render};
-use crate::app::{Clock, PLATFORM_BOOK};
+use crate::app::PLATFORM_BOOK;
+use crate::clock::Clock;
 use crate::config::ClaimTimeouts;
 use crate::event::{Runner, Timestamp};
 use crate::parse::Parser;

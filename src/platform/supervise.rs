@@ -30,7 +30,7 @@ use super::flags::FlagSnapshot;
 use super::metrics::{Dependency, PlatformMetrics};
 use super::queue::QueueStats;
 use super::sessions::{CreatedSession, OrgCache};
-use crate::app::Clock;
+use crate::clock::Clock;
 use crate::event::Timestamp;
 
 mod postgres;

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Clock;
+use crate::clock::Clock;
 use crate::config::ConfigError;
 use crate::correlate::Outcome;
 use crate::correlate::live::Change;

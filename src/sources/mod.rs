@@ -4,6 +4,7 @@
 //! `.gz` without the extension works too). [`ChunkReader`] cuts its stream into chunks of whole
 //! lines and numbers them, so parsing can run on several cores and still cite `file:line`.
 
+pub mod batch;
 mod chunks;
 pub mod tail;
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use claimcheck::app::Clock;
+use claimcheck::clock::Clock;
 use claimcheck::event::Runner;
 use claimcheck::sinks::alertmanager::{AlertKind, AlertPusher, AlertmanagerConfig, FindingAlert};
 use serde_json::Value;

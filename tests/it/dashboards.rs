@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use claimcheck::app::Clock;
+use claimcheck::clock::Clock;
 use claimcheck::correlate::Outcome;
 use claimcheck::correlate::live::Change;
 use claimcheck::event::{Runner, SessionId, Timestamp};

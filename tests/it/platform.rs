@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use claimcheck::app::Clock;
+use claimcheck::clock::Clock;
 use claimcheck::event::{Runner, Timestamp};
 use claimcheck::platform::config::{RawPostgres, RawRedis, RawSessions};
 use claimcheck::platform::flags::FlipCause;

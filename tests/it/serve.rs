@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use claimcheck::app::{Actor, Clock};
+use claimcheck::app::Actor;
+use claimcheck::clock::Clock;
 use claimcheck::correlate::live::LiveConfig;
 use claimcheck::event::Timestamp;
 use claimcheck::parse::Parser;

@@ -41,7 +41,7 @@ fn append(path: &std::path::Path, line: &str) {
 }
 
 fn rfc3339_in(secs: i64) -> String {
-    let ms = claimcheck::app::Clock::system().now().millis() + secs * 1000;
+    let ms = claimcheck::clock::Clock::system().now().millis() + secs * 1000;
     claimcheck::event::Timestamp(ms).to_rfc3339()
 }
 
@@ -333,7 +333,7 @@ fn a_detected_flip_gets_its_report_after_the_window() {
     });
     // Event times are absolute (epoch ms): the window is placed by the flip's `updated_at`.
     let stamp = |ms: i64| claimcheck::event::Timestamp(ms).to_rfc3339();
-    let now = || claimcheck::app::Clock::system().now().millis();
+    let now = || claimcheck::clock::Clock::system().now().millis();
     let session = |id: &str, runner: &str, at: i64| {
         append(
             &dispatch,

@@ -178,9 +178,11 @@ async fn unreachable_postgres_is_an_error_not_a_hang() {
 /// recorded twice.
 #[tokio::test]
 async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
-    use claimcheck::app::{Actor, Batch, Clock};
+    use claimcheck::app::Actor;
+    use claimcheck::clock::Clock;
     use claimcheck::correlate::live::LiveConfig;
     use claimcheck::parse::Parser;
+    use claimcheck::sources::batch::Batch;
     use sqlx::Connection;
 
     let db = ScratchDb::new().await;

@@ -13,7 +13,7 @@ use super::{
     DepState, ORG_BATCH, ORG_BATCH_WAIT, PlatformUpdate, REQUESTS, SESSION_PAGE,
     SESSION_PAGES_PER_POLL, connect_postgres, deadline, send,
 };
-use crate::app::Clock;
+use crate::clock::Clock;
 use crate::event::Timestamp;
 use crate::platform::PlatformError;
 use crate::platform::config::PostgresConfig;

@@ -16,9 +16,9 @@ use crate::correlate::live::{Change, Live, LiveConfig};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::parse::{LineContext, Parsed, Parser};
 use crate::platform::{Platform, PlatformEvent, PlatformUpdate};
+use crate::report::{Evidence, Totals};
 use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
 use crate::sinks::metrics::{LineResult, Metrics};
-use crate::sinks::report::{Evidence, Totals};
 use crate::sources::batch::{Batch, BatchResult};
 use crate::store::{Commit, Store, StoreError, StoredLine};
 

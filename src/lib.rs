@@ -2,7 +2,7 @@
 //! dispatched to, promptly and exactly once.
 //!
 //! ```text
-//! sources ──chunks──▶ parse ──Event──▶ correlate ──Judgement──▶ sinks (report · metrics · alerts)
+//! sources ──chunks──▶ parse ──Event──▶ correlate ──Judgement──▶ report · sinks (metrics · alerts)
 //! ```
 //!
 //! `parse` and `correlate` are pure: no I/O, no clock. See ARCHITECTURE.md.
@@ -18,6 +18,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod platform;
 pub mod replay;
+pub mod report;
 pub mod server;
 pub mod simulate;
 pub mod sinks;

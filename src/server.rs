@@ -118,7 +118,7 @@ async fn summary(State(s): State<AppState>, Query(q): Query<SummaryQuery>) -> Re
         Ok(e) => e,
         Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
     };
-    let selection = crate::sinks::report::Selection {
+    let selection = crate::report::Selection {
         orgs: q.org.into_iter().collect(),
         since,
         until,

@@ -7,7 +7,7 @@ use crate::config::ParseConfig;
 use crate::correlate::{CorrelateConfig, Correlator, Evicted};
 use crate::parse::Parser;
 use crate::pipeline::{self, Observer};
-use crate::sinks::report::{Report, Selection, Tally};
+use crate::report::{Report, Selection, Tally};
 use crate::sources::{Input, SourceError};
 
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ pub fn totals_of(
     events: impl IntoIterator<Item = (crate::event::Event, crate::event::Origin)>,
     correlate: CorrelateConfig,
     selection: Selection,
-) -> crate::sinks::report::Totals {
+) -> crate::report::Totals {
     let timeouts = correlate.timeouts;
     let mut correlator = Correlator::new(correlate);
     let mut tally = Tally::new(selection, timeouts, Vec::new(), 0);

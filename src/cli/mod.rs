@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::sinks::report::Verdict;
+use crate::report::Verdict;
 
 /// Proves that every dispatched agent session was claimed by the runtime it was dispatched to.
 #[derive(Debug, Parser)]

@@ -12,8 +12,8 @@ use crate::config::ClaimTimeouts;
 use crate::correlate::CorrelateConfig;
 use crate::event::{Runner, Timestamp};
 use crate::parse::time::parse_rfc3339;
-use crate::sinks::render::{Format, render};
-use crate::sinks::report::{Report, Selection};
+use crate::report::render::{Format, render};
+use crate::report::{Report, Selection};
 use crate::sources::{Input, Role};
 use crate::verify::{VerifyOptions, verify};
 

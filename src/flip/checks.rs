@@ -10,7 +10,7 @@ use super::{
 };
 use crate::correlate::{CorrelateConfig, Correlator, Judgement, Outcome, Record, Session};
 use crate::event::{EventKind, Runner, SessionId, Timestamp};
-use crate::sinks::report::{Evidence, Latency, Verdict};
+use crate::report::{Evidence, Latency, Verdict};
 
 /// The runbook's minimum Go daemon version: the agent-runner interface ships with it.
 const MIN_GO_VERSION: (u64, u64, u64) = (0, 5, 0);

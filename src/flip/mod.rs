@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ClaimTimeouts;
 use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
-use crate::sinks::report::{Evidence, Latency, Verdict};
+use crate::report::{Evidence, Latency, Verdict};
 
 pub use checks::build;
 

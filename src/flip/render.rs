@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::svg::{self, esc};
 use super::{Check, FlipReport, Status};
-use crate::sinks::report::Evidence;
+use crate::report::Evidence;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -1,7 +1,5 @@
-//! sinks: where judged sessions go. For now the verification report and its renderings;
-//! metrics and alerts join when `serve` lands. Sinks never change correlation state.
+//! sinks: where judged sessions go out of the process — Prometheus metrics and Alertmanager
+//! alerts. Sinks never change correlation state. (The verdict model is `report`.)
 
 pub mod alertmanager;
 pub mod metrics;
-pub mod render;
-pub mod report;

@@ -13,8 +13,8 @@ use claimcheck::config::ParseConfig;
 use claimcheck::event::{Event, EventKind, Name, Runner, SessionId, Timestamp};
 use claimcheck::flip::{self, FlipEvidence, FlipParams, FlipReport, Status, render};
 use claimcheck::parse::time::parse_rfc3339;
+use claimcheck::report::Verdict;
 use claimcheck::simulate::{SimConfig, Truth, generate};
-use claimcheck::sinks::report::Verdict;
 use claimcheck::sources::{Input, Role};
 
 use crate::support::run_in;

@@ -4,6 +4,8 @@
 //! The tally sees each session once, when it is final (at the end of input, or when evicted),
 //! so memory here is bounded by the findings cap, not by the number of sessions.
 
+pub mod render;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};

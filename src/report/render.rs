@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{Finding, Report, Totals, Verdict};
+use super::{Finding, Report, Totals, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -292,7 +292,7 @@ fn finding_summary(f: &Finding) -> String {
     )
 }
 
-fn evidence_line(e: &super::report::Evidence) -> String {
+fn evidence_line(e: &super::Evidence) -> String {
     let mut s = format!("{:<10} {:<5} {}", e.event, e.runner, e.at);
     if let Some(w) = &e.worker {
         let _ = write!(s, " worker {w}");

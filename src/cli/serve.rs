@@ -15,9 +15,9 @@ use crate::config::{ClaimTimeouts, Config};
 use crate::correlate::CorrelateConfig;
 use crate::correlate::live::LiveConfig;
 use crate::event::Runner;
+use crate::http::{AppState, VercelDrain, router};
 use crate::parse::Parser;
 use crate::platform;
-use crate::server::{AppState, VercelDrain, router};
 use crate::sinks::alertmanager::AlertPusher;
 use crate::sources::batch::Batch;
 use crate::sources::tail::Tailer;
@@ -247,7 +247,7 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
         readiness,
         store: store.clone(),
         pending_reports,
-        replay: Some(crate::server::Replay {
+        replay: Some(crate::http::Replay {
             parse: config.parse.clone(),
             correlate: CorrelateConfig {
                 timeouts: sc.timeouts,

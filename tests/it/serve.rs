@@ -9,8 +9,8 @@ use claimcheck::app::Actor;
 use claimcheck::clock::Clock;
 use claimcheck::correlate::live::LiveConfig;
 use claimcheck::event::Timestamp;
+use claimcheck::http::{AppState, VercelDrain, router};
 use claimcheck::parse::Parser;
-use claimcheck::server::{AppState, VercelDrain, router};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -242,7 +242,7 @@ async fn ingest_needs_the_token_and_a_known_runtime() {
         call(&app, post("rust", Some(TOKEN), "{}")).await.0,
         StatusCode::BAD_REQUEST
     );
-    let big = "x".repeat(claimcheck::server::MAX_BODY_BYTES + 1);
+    let big = "x".repeat(claimcheck::http::MAX_BODY_BYTES + 1);
     assert_eq!(
         call(&app, post("go", Some(TOKEN), &big)).await.0,
         StatusCode::PAYLOAD_TOO_LARGE
@@ -318,7 +318,7 @@ async fn vercel_drain_contract() {
         serde_json::from_str::<Value>(&s).unwrap()["dispatched"]["go"],
         1
     );
-    let big = "x".repeat(claimcheck::server::MAX_BODY_BYTES + 1);
+    let big = "x".repeat(claimcheck::http::MAX_BODY_BYTES + 1);
     assert_eq!(
         call(&app, drain_post(&big, Some(&sign(&big)))).await.0,
         StatusCode::PAYLOAD_TOO_LARGE
@@ -349,5 +349,5 @@ async fn requests_time_out() {
     let started = tokio::time::Instant::now();
     let (status, _) = call(&app, post("go", Some(TOKEN), "{}\n")).await;
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
-    assert_eq!(started.elapsed(), claimcheck::server::REQUEST_TIMEOUT);
+    assert_eq!(started.elapsed(), claimcheck::http::REQUEST_TIMEOUT);
 }

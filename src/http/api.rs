@@ -1,0 +1,142 @@
+//! Queries and probes: `/metrics`, `/readyz`, `/api/summary`, `/api/sessions/{id}`,
+//! `/api/findings`, `/api/orgs`. Answers come from the actor's published summary or from a
+//! query sent to it; nothing here holds state.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use super::{ApiError, AppState};
+use crate::app::Lookup;
+
+pub(super) async fn metrics(State(s): State<AppState>) -> Response {
+    let mut body = String::new();
+    match prometheus::TextEncoder::new().encode_utf8(&s.registry.gather(), &mut body) {
+        Ok(()) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Ready when every configured dependency is up; `/healthz` stays green meanwhile (ingestion
+/// and correlation go on without them).
+pub(super) async fn readyz(State(s): State<AppState>) -> Response {
+    let Some(r) = &s.readiness else {
+        return "ready\n".into_response();
+    };
+    let r = r.borrow().clone();
+    let status = if r.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(r)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SummaryQuery {
+    org: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// The durable totals; with `org`, `since` or `until` (RFC 3339, on dispatch time), the
+/// store's retained lines judged again as `verify` judges files, for those dispatches.
+pub(super) async fn summary(
+    State(s): State<AppState>,
+    Query(q): Query<SummaryQuery>,
+) -> Result<Response, ApiError> {
+    if q.org.is_none() && q.since.is_none() && q.until.is_none() {
+        return Ok(Json(s.summary.borrow().clone()).into_response());
+    }
+    let time = |v: &Option<String>| match v.as_deref().map(crate::parse::time::parse_rfc3339) {
+        None => Ok(None),
+        Some(Some(t)) => Ok(Some(t)),
+        Some(None) => Err(ApiError::InvalidTime),
+    };
+    let (since, until) = (time(&q.since)?, time(&q.until)?);
+    let (Some(store), Some(replay)) = (s.store.clone(), s.replay.clone()) else {
+        return Err(ApiError::FiltersNeedAStore);
+    };
+    let parser = crate::parse::Parser::new(replay.parse.clone());
+    let events = crate::replay::events(&store, &parser)
+        .await
+        .map_err(|_| ApiError::StoreUnavailable)?;
+    let selection = crate::report::Selection {
+        orgs: q.org.into_iter().collect(),
+        since,
+        until,
+        expect_runner: None,
+    };
+    let totals = tokio::task::spawn_blocking(move || {
+        crate::verify::totals_of(events, replay.correlate, selection)
+    })
+    .await
+    .map_err(|_| ApiError::JudgingFailed)?;
+    Ok(Json(totals).into_response())
+}
+
+pub(super) async fn session(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(id) = crate::event::SessionId::new(&id) else {
+        return Err(ApiError::UnknownSession);
+    };
+    let (reply, answer) = oneshot::channel();
+    if s.queries.send(Lookup::Session(id, reply)).await.is_err() {
+        return Err(ApiError::ShuttingDown);
+    }
+    match answer.await {
+        Ok(Some(view)) => Ok(Json(view).into_response()),
+        Ok(None) => Err(ApiError::UnknownSession),
+        Err(_) => Err(ApiError::ShuttingDown),
+    }
+}
+
+pub(super) async fn orgs(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    if s.queries.send(Lookup::Orgs(reply)).await.is_err() {
+        return Err(ApiError::ShuttingDown);
+    }
+    match answer.await {
+        Ok(Some(orgs)) => Ok(Json(orgs).into_response()),
+        Ok(None) => Err(ApiError::NoPlatformConfigured),
+        Err(_) => Err(ApiError::ShuttingDown),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct FindingsQuery {
+    kind: Option<String>,
+    since: Option<String>,
+}
+
+pub(super) async fn findings(
+    State(s): State<AppState>,
+    Query(q): Query<FindingsQuery>,
+) -> Result<Response, ApiError> {
+    let since = match q.since.as_deref().map(crate::parse::time::parse_rfc3339) {
+        None => None,
+        Some(Some(t)) => Some(t),
+        Some(None) => return Err(ApiError::InvalidSince),
+    };
+    let (reply, answer) = oneshot::channel();
+    if s.queries
+        .send(Lookup::Findings {
+            kind: q.kind,
+            since,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return Err(ApiError::ShuttingDown);
+    }
+    match answer.await {
+        Ok(found) => Ok(Json(found).into_response()),
+        Err(_) => Err(ApiError::ShuttingDown),
+    }
+}

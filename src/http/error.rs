@@ -1,0 +1,126 @@
+//! `ApiError`: every refusal the HTTP edge gives, each with its status and the stable `code`
+//! that clients read from the JSON body (`{"code": "invalid_token"}`).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Why a request was refused. The `code` strings are a contract: clients match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// `since`/`until` is not RFC 3339.
+    #[error("invalid_time")]
+    InvalidTime,
+    /// `since` on `/api/findings` is not RFC 3339.
+    #[error("invalid_since")]
+    InvalidSince,
+    /// `?runtime=` names no known runtime.
+    #[error("invalid_runtime")]
+    InvalidRuntime,
+    /// A filtered summary was asked of a serve without a store.
+    #[error("filters_need_a_store")]
+    FiltersNeedAStore,
+    /// Missing or wrong bearer token.
+    #[error("invalid_token")]
+    InvalidToken,
+    /// A drain body whose signature does not match.
+    #[error("invalid_signature")]
+    InvalidSignature,
+    #[error("unknown_session")]
+    UnknownSession,
+    #[error("no_platform_configured")]
+    NoPlatformConfigured,
+    #[error("no_store_configured")]
+    NoStoreConfigured,
+    #[error("no_such_report")]
+    NoSuchReport,
+    #[error("no_flip_detected")]
+    NoFlipDetected,
+    #[error("drain_not_configured")]
+    DrainNotConfigured,
+    /// The store did not answer; the sender retries.
+    #[error("store_unavailable")]
+    StoreUnavailable,
+    /// The actor is gone: serve is stopping.
+    #[error("shutting_down")]
+    ShuttingDown,
+    #[error("judging_failed")]
+    JudgingFailed,
+    #[error("stored_report_unreadable")]
+    StoredReportUnreadable,
+    /// The configured Vercel verification code is not a valid header value.
+    #[error("bad_verify_code")]
+    BadVerifyCode,
+}
+
+impl ApiError {
+    pub fn status(self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            InvalidTime | InvalidSince | InvalidRuntime | FiltersNeedAStore => {
+                StatusCode::BAD_REQUEST
+            }
+            InvalidToken => StatusCode::UNAUTHORIZED,
+            InvalidSignature => StatusCode::FORBIDDEN,
+            UnknownSession | NoPlatformConfigured | NoStoreConfigured | NoSuchReport
+            | NoFlipDetected | DrainNotConfigured => StatusCode::NOT_FOUND,
+            StoreUnavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            JudgingFailed | StoredReportUnreadable | BadVerifyCode => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        use ApiError::*;
+        match self {
+            InvalidTime => "invalid_time",
+            InvalidSince => "invalid_since",
+            InvalidRuntime => "invalid_runtime",
+            FiltersNeedAStore => "filters_need_a_store",
+            InvalidToken => "invalid_token",
+            InvalidSignature => "invalid_signature",
+            UnknownSession => "unknown_session",
+            NoPlatformConfigured => "no_platform_configured",
+            NoStoreConfigured => "no_store_configured",
+            NoSuchReport => "no_such_report",
+            NoFlipDetected => "no_flip_detected",
+            DrainNotConfigured => "drain_not_configured",
+            StoreUnavailable => "store_unavailable",
+            ShuttingDown => "shutting_down",
+            JudgingFailed => "judging_failed",
+            StoredReportUnreadable => "stored_report_unreadable",
+            BadVerifyCode => "bad_verify_code",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status(),
+            Json(serde_json::json!({ "code": self.code() })),
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_the_code() {
+        for e in [
+            ApiError::InvalidTime,
+            ApiError::InvalidToken,
+            ApiError::StoreUnavailable,
+            ApiError::BadVerifyCode,
+        ] {
+            assert_eq!(e.to_string(), e.code());
+        }
+        assert_eq!(ApiError::InvalidToken.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(ApiError::InvalidSignature.status(), StatusCode::FORBIDDEN);
+    }
+}

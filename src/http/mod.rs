@@ -1,0 +1,91 @@
+//! HTTP: `fn router(state)` is separate from serving, so tests call it without a socket.
+//! Handlers never touch correlation state: they send batches to the actor and read the
+//! summary it publishes.
+//!
+//! `ingest.rs` takes lines in (NDJSON, the Vercel drain), `api.rs` answers queries and probes,
+//! `reports.rs` serves post-flip reports and verdicts, `page.rs` the status page; `error.rs`
+//! turns every refusal into a status and a JSON `code`; `limits.rs` bounds what a client may
+//! cost.
+
+mod api;
+pub mod error;
+mod ingest;
+pub mod limits;
+mod page;
+mod reports;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use prometheus::Registry;
+use tokio::sync::{mpsc, watch};
+
+use crate::app::{Lookup, Summary};
+use crate::sources::batch::Batch;
+
+pub use error::ApiError;
+pub use limits::{MAX_BODY_BYTES, REQUEST_TIMEOUT};
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub batches: mpsc::Sender<Batch>,
+    pub queries: mpsc::Sender<Lookup>,
+    pub summary: watch::Receiver<Summary>,
+    /// Bearer token for `POST /ingest/ndjson`; `None` leaves it closed.
+    pub ingest_token: Option<String>,
+    /// The Vercel drain: its secret and verification code; `None` leaves it closed.
+    pub vercel: Option<VercelDrain>,
+    /// The platform dependencies' states (`/readyz`); `None` without a platform configured.
+    pub readiness: Option<watch::Receiver<crate::platform::Readiness>>,
+    /// Where post-flip reports are kept; `None` without a store (no reports then).
+    pub store: Option<crate::store::Store>,
+    /// Flips whose report is not due yet.
+    pub pending_reports: Option<watch::Receiver<Vec<crate::flip::auto::PendingReport>>>,
+    /// How stored lines are parsed and judged again for a filtered `/api/summary`.
+    pub replay: Option<Replay>,
+}
+
+/// What a filtered `/api/summary` needs to judge the store's lines as `verify` would.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub parse: crate::config::ParseConfig,
+    pub correlate: crate::correlate::CorrelateConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct VercelDrain {
+    /// Signs each body: `x-vercel-signature` = hex HMAC-SHA1(secret, body).
+    pub secret: String,
+    /// Echoed in `x-vercel-verify` when Vercel checks the endpoint.
+    pub verify_code: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page::status_page))
+        .route("/metrics", get(api::metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(api::readyz))
+        .route("/api/orgs", get(api::orgs))
+        .route("/api/orgs/{org}/verification", get(reports::verification))
+        .route("/api/reports", get(reports::reports))
+        .route("/api/reports/{id}", get(reports::report))
+        .route("/api/summary", get(api::summary))
+        .route("/api/sessions/{id}", get(api::session))
+        .route("/api/findings", get(api::findings))
+        .route("/ingest/ndjson", post(ingest::ndjson))
+        .route(
+            "/ingest/vercel",
+            get(ingest::vercel_probe).post(ingest::vercel),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A slow client or a stalled actor cannot hold a connection forever; ingest senders
+        // retry what was not acknowledged.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}

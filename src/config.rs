@@ -275,6 +275,68 @@ pub struct RawConfig {
     pub parse: RawParseConfig,
     pub serve: RawServeConfig,
     pub platform: crate::platform::RawPlatformConfig,
+    pub log: RawLogConfig,
+}
+
+/// The `[log]` table: claimcheck's own diagnostics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogConfig {
+    /// `text` or `json` (one object per line).
+    pub format: String,
+    /// An `EnvFilter` directive: `info`, `debug`, `info,claimcheck=debug`.
+    pub level: String,
+    /// Write to this file instead of stderr (reopened on SIGHUP); empty = stderr.
+    pub file: String,
+}
+
+impl Default for RawLogConfig {
+    fn default() -> Self {
+        RawLogConfig {
+            format: "text".into(),
+            level: "info".into(),
+            file: String::new(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Validated `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl LogConfig {
+    pub fn new(raw: &RawLogConfig) -> Result<LogConfig, ConfigError> {
+        let format = match raw.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "log.format",
+                    message: format!("{other:?}: text or json"),
+                });
+            }
+        };
+        tracing_subscriber::EnvFilter::try_new(&raw.level).map_err(|e| ConfigError::Invalid {
+            key: "log.level",
+            message: format!("{:?}: {e}", raw.level),
+        })?;
+        Ok(LogConfig {
+            format,
+            level: raw.level.clone(),
+            file: (!raw.file.is_empty()).then(|| raw.file.clone().into()),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -373,6 +435,7 @@ pub struct Config {
     pub parse: ParseConfig,
     pub serve: ServeConfig,
     pub platform: crate::platform::PlatformConfig,
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -392,6 +455,7 @@ impl Config {
             parse: ParseConfig::new(&raw.parse)?,
             serve: ServeConfig::new(&raw.serve)?,
             platform: crate::platform::PlatformConfig::new(&raw.platform)?,
+            log: LogConfig::new(&raw.log)?,
         })
     }
 }

@@ -33,7 +33,7 @@ const FILES: [(&str, Option<&str>); 4] = [
     ("ts-worker.log", Some("ts")),
 ];
 
-pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub fn run(args: DemoArgs, reload: super::signals::Reload) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("claimcheck-demo-{}", std::process::id()));
     let source = dir.join("platform");
     let live = dir.join("live");
@@ -107,7 +107,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(3)).await;
             demo_reports(&store_url, parse, &truth.flips, args.listen).await;
         });
-        serve(serve_args, config).await
+        serve(serve_args, config, reload).await
     });
     // A demo leaves nothing behind when it is stopped.
     let _ = std::fs::remove_dir_all(&dir);

@@ -75,7 +75,7 @@ pub enum StdinRuntime {
     Ts,
 }
 
-pub fn run(mut args: ServeArgs) -> anyhow::Result<()> {
+pub fn run(mut args: ServeArgs, reload: super::signals::Reload) -> anyhow::Result<()> {
     let mut config = super::load_config(args.config.as_deref())?;
     // Flags override the file.
     let sc = &mut config.serve;
@@ -114,14 +114,20 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, config))
+    runtime.block_on(serve(args, config, reload))
 }
 
 fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
+pub(super) async fn serve(
+    args: ServeArgs,
+    config: Config,
+    reload: super::signals::Reload,
+) -> anyhow::Result<()> {
+    // Before anything can say "serving": from here SIGHUP reloads instead of killing.
+    let signals = super::signals::Signals::install();
     let registry = prometheus::Registry::new();
     let sc = &config.serve;
     let live = LiveConfig {
@@ -176,7 +182,7 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     let (tx, rx) = mpsc::channel::<Batch>(64);
     let mut alert_handle = None;
     if let Some(am) = &sc.alertmanager {
-        tracing::info!(url = %am.url, "pushing per-finding alerts to Alertmanager");
+        tracing::info!(url = %crate::sinks::alertmanager::redacted(&am.url), "pushing per-finding alerts to Alertmanager");
         let (pusher, handle) = AlertPusher::new(am.clone(), &registry, Clock::system())
             .context("cannot register the Alertmanager metrics")?;
         tasks.spawn(pusher.run(shutdown.clone()));
@@ -261,7 +267,7 @@ pub(super) async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()>
     tracing::info!(listen = %sc.listen, store = sc.store.is_some(), files = sc.files.len(), "serving");
     let stop = shutdown.clone();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        wait_for_signal().await;
+        signals.until_stopped(reload).await;
         tracing::info!("shutting down: flushing state");
         stop.cancel();
     });
@@ -543,28 +549,5 @@ async fn read_stdin(tx: mpsc::Sender<Batch>, runtime: Option<Runner>, shutdown: 
         if eof {
             break;
         }
-    }
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }

@@ -372,6 +372,14 @@ impl DepState {
         self.retry_at = None;
         self.backoff.reset();
         if !self.up || self.failures > 0 {
+            if !self.up {
+                tracing::info!(
+                    dependency = self.which.as_str(),
+                    state = "up",
+                    after_failures = self.failures,
+                    "dependency up"
+                );
+            }
             self.up = true;
             self.failures = 0;
             self.metrics.dependency_up(self.which, true);
@@ -380,9 +388,22 @@ impl DepState {
     }
 
     fn failed(&mut self, e: &PlatformError) {
+        let delay = self.backoff.next_delay();
+        // One line when it goes down (or fails to come up at all); retries log at debug.
+        if self.up || self.failures == 0 {
+            tracing::warn!(
+                dependency = self.which.as_str(),
+                state = "down",
+                error = %e,
+                retry_in = ?delay,
+                "dependency down"
+            );
+        } else {
+            tracing::debug!(dependency = self.which.as_str(), error = %e, failures = self.failures + 1, retry_in = ?delay, "dependency still down");
+        }
         self.up = false;
         self.failures += 1;
-        self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+        self.retry_at = Some(Instant::now() + delay);
         self.metrics.dependency_up(self.which, false);
         self.publish(Some(e.to_string()));
     }

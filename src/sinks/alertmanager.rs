@@ -489,6 +489,17 @@ pub struct AlertPusher {
     alerts: Alerts,
     dropped: IntCounter,
     metrics: PushMetrics,
+    /// The last post failed (its line was logged; the next success logs one too).
+    failing: bool,
+}
+
+/// `url` without a password, for logs.
+pub fn redacted(url: &reqwest::Url) -> reqwest::Url {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("REDACTED"));
+    }
+    u
 }
 
 /// Why the pusher could not be built.
@@ -555,6 +566,7 @@ impl AlertPusher {
             alerts: Alerts::default(),
             dropped,
             metrics: PushMetrics { posts, active },
+            failing: false,
         };
         Ok((pusher, handle))
     }
@@ -653,7 +665,7 @@ impl AlertPusher {
             self.config.resend_interval * 4,
             self.config.generator_base.as_deref(),
         );
-        let mut ok = true;
+        let mut failure = None;
         // Alertmanager takes any number per post; chunks keep one body small.
         for chunk in batch.chunks(1000) {
             let res = self
@@ -663,11 +675,38 @@ impl AlertPusher {
                 .send()
                 .await;
             // A refusal or a transport error: counted below, retried with backoff.
-            if !res.is_ok_and(|r| r.status().is_success()) {
-                ok = false;
-                break;
+            match res {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    failure = Some(format!("answered {}", r.status()));
+                    break;
+                }
+                Err(e) => {
+                    // the URL is in `target` once, without its credentials
+                    failure = Some(e.without_url().to_string());
+                    break;
+                }
             }
         }
+        let ok = failure.is_none();
+        // One line per change of the push target's state; repeats are counted, not logged.
+        match (&failure, self.failing) {
+            (Some(error), false) => tracing::warn!(
+                target_url = %redacted(&self.endpoint),
+                state = "failing",
+                error = %error,
+                alerts = batch.len(),
+                "alertmanager push failing"
+            ),
+            (None, true) => tracing::info!(
+                target_url = %redacted(&self.endpoint),
+                state = "ok",
+                alerts = batch.len(),
+                "alertmanager push recovered"
+            ),
+            _ => {}
+        }
+        self.failing = !ok;
         self.metrics
             .posts
             .with_label_values(&[if ok { "ok" } else { "error" }])

@@ -7,6 +7,7 @@ mod alerting;
 mod dashboards;
 mod hostile;
 mod live;
+mod ops;
 mod platform;
 mod report;
 mod scratch_db;

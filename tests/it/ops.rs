@@ -1,0 +1,236 @@
+//! Operating the real binary: log formats, signals, layered config, `check-config`.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Server, claimcheck, free_port, http_get_status};
+
+/// Lines of a child's stderr, read on a thread as they come.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(child: &mut Child) -> Lines {
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most 30 s) for a line that `pred` accepts; panics with what was seen.
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} within 30 s; stderr so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything until the stream closes (the process exited).
+    fn rest(&mut self) -> Vec<String> {
+        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(30)) {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+fn json(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+fn wait_healthy(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if http_get_status(port, "/healthz").is_some_and(|(s, _)| s == 200) {
+            return;
+        }
+        std::thread::yield_now();
+    }
+    panic!("/healthz did not answer within 30 s");
+}
+
+fn serve(dir: &Path, port: u16, config: &str, extra: &[&str]) -> Server {
+    let cfg = dir.join("claimcheck.toml");
+    std::fs::write(&cfg, config).unwrap();
+    Server(
+        claimcheck()
+            .current_dir(dir)
+            .args(["serve", "--ingest-token", "t", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(extra)
+            .env_remove("CLAIMCHECK_LOG")
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `--log-format json`: every line is one JSON object with the event's fields at the top;
+/// an unreachable Postgres says so once, with the dependency and its state as fields.
+#[test]
+fn json_logs_parse_and_carry_the_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let dead = free_port();
+    let config = format!(
+        "[platform]\nbackoff_min = \"50ms\"\nbackoff_max = \"100ms\"\n\
+         [platform.postgres]\nurl = \"postgres://claimcheck@127.0.0.1:{dead}/platform\"\ncall_timeout = \"1s\"\n"
+    );
+    let mut server = serve(dir.path(), port, &config, &["--log-format", "json"]);
+    let mut lines = Lines::of(&mut server.0);
+    let serving = json(&lines.wait_for("the serving line", |l| l.contains("serving")));
+    assert_eq!(serving["level"], "INFO", "{serving}");
+    assert_eq!(serving["listen"], format!("127.0.0.1:{port}"), "{serving}");
+    assert!(serving["timestamp"].is_string(), "{serving}");
+    let down = json(&lines.wait_for("postgres down", |l| l.contains("dependency down")));
+    assert_eq!(down["dependency"], "postgres", "{down}");
+    assert_eq!(down["state"], "down", "{down}");
+    assert_eq!(down["level"], "WARN", "{down}");
+    assert!(
+        down["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{down}"
+    );
+    // Retries (every 50-100 ms) are not logged again at info.
+    wait_healthy(port);
+    signal(&server.0, "TERM");
+    let all = lines.rest();
+    let downs = all.iter().filter(|l| l.contains("dependency down")).count();
+    assert_eq!(downs, 1, "one line per state change:\n{}", all.join("\n"));
+    for l in &all {
+        let v = json(l);
+        assert!(v["level"].is_string() && v["message"].is_string(), "{l}");
+    }
+    assert!(
+        all.iter().any(|l| l.contains("\"stopped\"")),
+        "{}",
+        all.join("\n")
+    );
+}
+
+/// Text logs to a pipe carry no colour codes, even without `NO_COLOR`.
+#[test]
+fn text_logs_to_a_pipe_have_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = serve(dir.path(), port, "", &[]);
+    let mut lines = Lines::of(&mut server.0);
+    let serving = lines.wait_for("the serving line", |l| l.contains("serving"));
+    assert!(!serving.contains('\u{1b}'), "{serving:?}");
+    assert!(serving.contains("listen=127.0.0.1:"), "{serving}");
+}
+
+/// SIGHUP leaves serve running and applies a changed log level from the file.
+#[test]
+fn sighup_reloads_the_log_level_and_never_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let quiet = "[log]\nformat = \"json\"\nlevel = \"warn\"\n";
+    let mut server = serve(dir.path(), port, quiet, &[]);
+    let mut lines = Lines::of(&mut server.0);
+    wait_healthy(port);
+    // At warn, the reload's own info line is filtered out; the process stays up.
+    signal(&server.0, "HUP");
+    wait_healthy(port);
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "SIGHUP killed serve"
+    );
+    std::fs::write(
+        dir.path().join("claimcheck.toml"),
+        "[log]\nformat = \"json\"\nlevel = \"info\"\n",
+    )
+    .unwrap();
+    signal(&server.0, "HUP");
+    let reloaded = json(&lines.wait_for("the reload line", |l| l.contains("reloaded")));
+    assert_eq!(reloaded["level_changed"], true, "{reloaded}");
+    assert_eq!(reloaded["log_level"], "info", "{reloaded}");
+    // Only the first reload was at warn: exactly one reload line was let through.
+    wait_healthy(port);
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "SIGHUP killed serve"
+    );
+    signal(&server.0, "TERM");
+    let all = lines.rest();
+    assert_eq!(
+        all.iter().filter(|l| l.contains("reloaded")).count(),
+        1,
+        "{all:?}"
+    );
+    assert!(all.iter().any(|l| l.contains("\"stopped\"")), "{all:?}");
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "SIGTERM after SIGHUP: {status:?}");
+}
+
+/// `[log] file`: SIGHUP reopens it at its path after logrotate moved it away.
+#[test]
+fn sighup_reopens_the_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("claimcheck.log");
+    let config = format!("[log]\nfile = {:?}\n", log.display().to_string());
+    let mut server = serve(dir.path(), port, &config, &[]);
+    wait_healthy(port);
+    let rotated = dir.path().join("claimcheck.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    signal(&server.0, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).is_ok_and(|s| s.contains("reloaded on SIGHUP")) {
+        assert!(
+            Instant::now() < deadline,
+            "no reload line in the reopened file"
+        );
+        std::thread::yield_now();
+    }
+    assert!(
+        std::fs::read_to_string(&rotated)
+            .unwrap()
+            .contains("serving")
+    );
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "SIGHUP killed serve"
+    );
+}

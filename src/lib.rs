@@ -7,7 +7,6 @@
 //!
 //! `parse` and `correlate` are pure: no I/O, no clock. See ARCHITECTURE.md.
 
-pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -20,6 +19,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod replay;
 pub mod report;
+pub mod serve;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;

@@ -97,7 +97,7 @@ impl ReportArgs {
                 .with_context(|| format!("cannot open the store {url}"))?;
             if params.at.is_none() {
                 let book = store
-                    .state(crate::app::PLATFORM_BOOK)
+                    .state(crate::serve::PLATFORM_BOOK)
                     .await?
                     .map(|j| serde_json::from_str::<crate::platform::SavedBook>(&j))
                     .transpose()

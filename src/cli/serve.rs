@@ -9,7 +9,6 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Actor;
 use crate::clock::Clock;
 use crate::config::{ClaimTimeouts, Config};
 use crate::correlate::CorrelateConfig;
@@ -18,6 +17,7 @@ use crate::event::Runner;
 use crate::http::{AppState, VercelDrain, router};
 use crate::parse::Parser;
 use crate::platform;
+use crate::serve::Actor;
 use crate::sinks::alertmanager::AlertPusher;
 use crate::sources::batch::Batch;
 use crate::sources::tail::Tailer;
@@ -293,7 +293,7 @@ async fn attach_platform(
         return Ok(None);
     }
     let saved = match store {
-        Some(s) => match s.state(crate::app::PLATFORM_BOOK).await? {
+        Some(s) => match s.state(crate::serve::PLATFORM_BOOK).await? {
             Some(json) => Some(serde_json::from_str(&json).context("stored flag book")?),
             None => None,
         },

@@ -54,14 +54,24 @@ pub enum Change {
     Judged {
         session: SessionId,
         runner: Runner,
+        /// The dispatch's org, so no consumer reaches back into the correlator for it.
+        org: Option<String>,
         outcome: Outcome,
         latency_ms: Option<i64>,
         skew_clamped: bool,
     },
     /// No claim by receive time + T (unclaimed gauge up, deadline-missed counter up, alert).
-    Overdue { session: SessionId, runner: Runner },
+    Overdue {
+        session: SessionId,
+        runner: Runner,
+        org: Option<String>,
+    },
     /// An overdue session was claimed after all (unclaimed gauge down, alert resolved).
-    OverdueResolved { session: SessionId, runner: Runner },
+    OverdueResolved {
+        session: SessionId,
+        runner: Runner,
+        org: Option<String>,
+    },
     /// An overdue session was forgotten unclaimed (unclaimed gauge down).
     OverdueForgotten { session: SessionId, runner: Runner },
     /// The session's evidence was dropped (past retention, or the session cap).
@@ -71,11 +81,27 @@ pub enum Change {
         session: SessionId,
         runtime: Runner,
         cross_runtime: bool,
+        /// The dispatch's org, when the session was dispatched.
+        org: Option<String>,
     },
     /// A claim after a release.
     Reclaimed { runtime: Runner },
     /// A claim for a session that was not dispatched within the grace period.
     Orphan { session: SessionId, runtime: Runner },
+}
+
+impl Change {
+    /// The org of the session a change is about, when it carries one.
+    pub fn org(&self) -> Option<&str> {
+        match self {
+            Change::Dispatched { org, .. }
+            | Change::Judged { org, .. }
+            | Change::Overdue { org, .. }
+            | Change::OverdueResolved { org, .. }
+            | Change::Duplicate { org, .. } => org.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// What the live side remembers of a session beyond its records.
@@ -139,8 +165,9 @@ impl Live {
                 continue;
             };
             let j = session.judge(self.core.timeouts(), Timestamp::MIN);
+            let org = j.dispatch.and_then(|d| self.core.org_name(d.extra));
             if let Some(mark) = self.marks.get_mut(&id) {
-                judged(mark, &id, &j, &mut out);
+                judged(mark, &id, &j, org, &mut out);
             }
         }
         out
@@ -215,7 +242,8 @@ impl Live {
                 self.held.push(id.clone());
             }
         } else {
-            judged(mark, &id, &j, &mut out);
+            let org = j.dispatch.and_then(|d| self.core.org_name(d.extra));
+            judged(mark, &id, &j, org, &mut out);
         }
         if j.duplicate && !mark.duplicate {
             mark.duplicate = true;
@@ -223,6 +251,9 @@ impl Live {
                 session: id.clone(),
                 runtime: runner,
                 cross_runtime: j.duplicate_cross_runtime,
+                org: j
+                    .dispatch
+                    .and_then(|d| self.core.org_name(d.extra).map(str::to_owned)),
             });
         }
         for _ in mark.reclaims..j.reclaims {
@@ -242,6 +273,7 @@ impl Live {
                 mark.overdue = Some(runner);
                 out.push(Change::PendingEnded { runner });
                 out.push(Change::Overdue {
+                    org: org_of(&self.core, &id),
                     session: id,
                     runner,
                 });
@@ -300,7 +332,13 @@ impl Live {
 }
 
 /// The changes of judging `id`, once: its dispatch and first claim are both known.
-fn judged(mark: &mut Mark, id: &SessionId, j: &Judgement, out: &mut Vec<Change>) {
+fn judged(
+    mark: &mut Mark,
+    id: &SessionId,
+    j: &Judgement,
+    org: Option<&str>,
+    out: &mut Vec<Change>,
+) {
     let (Some(d), Some(_), Some(outcome), false) =
         (j.dispatch, j.first_claim, j.outcome, mark.judged)
     else {
@@ -314,15 +352,26 @@ fn judged(mark: &mut Mark, id: &SessionId, j: &Judgement, out: &mut Vec<Change>)
         out.push(Change::OverdueResolved {
             session: id.clone(),
             runner: r,
+            org: org.map(str::to_owned),
         });
     }
     out.push(Change::Judged {
         session: id.clone(),
         runner: d.runner,
+        org: org.map(str::to_owned),
         outcome,
         latency_ms: j.latency_ms,
         skew_clamped: j.skew_clamped,
     });
+}
+
+/// The org `id` was dispatched for, when known.
+fn org_of(core: &Correlator, id: &SessionId) -> Option<String> {
+    let d = core
+        .session(id)?
+        .judge(core.timeouts(), Timestamp::MIN)
+        .dispatch?;
+    core.org_name(d.extra).map(str::to_owned)
 }
 
 fn pop_due(

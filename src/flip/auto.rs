@@ -13,12 +13,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{FlipParams, render};
-use crate::app::PLATFORM_BOOK;
 use crate::clock::Clock;
 use crate::config::ClaimTimeouts;
 use crate::event::{Runner, Timestamp};
 use crate::parse::Parser;
 use crate::platform::{Flip, SavedBook};
+use crate::serve::PLATFORM_BOOK;
 use crate::store::{Store, StoredReport};
 
 /// How reports are made.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::{ApiError, AppState};
-use crate::app::Lookup;
+use crate::serve::Lookup;
 
 pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     let mut body = String::new();

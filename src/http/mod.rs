@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use prometheus::Registry;
 use tokio::sync::{mpsc, watch};
 
-use crate::app::{Lookup, Summary};
+use crate::serve::{Lookup, Summary};
 use crate::sources::batch::Batch;
 
 pub use error::ApiError;

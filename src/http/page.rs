@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
 use super::AppState;
-use crate::app::Lookup;
+use crate::serve::Lookup;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

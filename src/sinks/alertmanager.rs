@@ -403,7 +403,9 @@ impl AlertHandle {
                 detail,
             };
         match change {
-            Change::Overdue { session, runner } if *runner == Runner::Go => {
+            Change::Overdue {
+                session, runner, ..
+            } if *runner == Runner::Go => {
                 self.fire(alert(
                     AlertKind::UnclaimedGoSession,
                     session,
@@ -436,6 +438,7 @@ impl AlertHandle {
                 session,
                 runtime,
                 cross_runtime,
+                ..
             } => {
                 let detail = if *cross_runtime {
                     "claimed again by another runtime, with no release between"

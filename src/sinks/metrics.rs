@@ -384,10 +384,12 @@ mod tests {
             Change::PendingStarted { runner: Runner::Go },
             Change::PendingEnded { runner: Runner::Go },
             Change::Overdue {
+                org: None,
                 session: s.clone(),
                 runner: Runner::Go,
             },
             Change::Judged {
+                org: None,
                 session: s.clone(),
                 runner: Runner::Go,
                 outcome: Outcome::Late,
@@ -395,10 +397,12 @@ mod tests {
                 skew_clamped: false,
             },
             Change::OverdueResolved {
+                org: None,
                 session: s.clone(),
                 runner: Runner::Go,
             },
             Change::Duplicate {
+                org: None,
                 session: s.clone(),
                 runtime: Runner::Ts,
                 cross_runtime: true,

@@ -65,6 +65,7 @@ fn exported_by_the_code() -> BTreeSet<String> {
         },
         Change::PendingStarted { runner: Runner::Go },
         Change::Judged {
+            org: None,
             session: s.clone(),
             runner: Runner::Go,
             outcome: Outcome::Mismatched,
@@ -72,10 +73,12 @@ fn exported_by_the_code() -> BTreeSet<String> {
             skew_clamped: false,
         },
         Change::Overdue {
+            org: None,
             session: s.clone(),
             runner: Runner::Go,
         },
         Change::Duplicate {
+            org: None,
             session: s.clone(),
             runtime: Runner::Go,
             cross_runtime: false,

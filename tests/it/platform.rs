@@ -3,7 +3,7 @@
 //! servers (`servers.rs`) killed and restarted mid-run for the outage tests (`outages.rs`).
 //!
 //! `Sidecar` plays the serve actor: it `select!`s on the platform updates and feeds them to the
-//! pure `Platform`, as `app.rs` will. Waits are on conditions with a deadline, never fixed.
+//! pure `Platform`, as `serve`'s actor does. Waits are on conditions with a deadline, never fixed.
 
 mod outages;
 mod servers;

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use claimcheck::app::Actor;
 use claimcheck::clock::Clock;
 use claimcheck::correlate::live::LiveConfig;
 use claimcheck::event::Timestamp;
 use claimcheck::http::{AppState, VercelDrain, router};
 use claimcheck::parse::Parser;
+use claimcheck::serve::Actor;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

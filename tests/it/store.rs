@@ -178,10 +178,10 @@ async fn unreachable_postgres_is_an_error_not_a_hang() {
 /// recorded twice.
 #[tokio::test]
 async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
-    use claimcheck::app::Actor;
     use claimcheck::clock::Clock;
     use claimcheck::correlate::live::LiveConfig;
     use claimcheck::parse::Parser;
+    use claimcheck::serve::Actor;
     use claimcheck::sources::batch::Batch;
     use sqlx::Connection;
 

@@ -62,6 +62,7 @@ fn matched_claim_is_judged_and_ends_pending() {
             Change::Claimed { runtime: Go },
             Change::PendingEnded { runner: Go },
             Change::Judged {
+                org: Some("org_a".into()),
                 session: sid("s"),
                 runner: Go,
                 outcome: Outcome::Matched,
@@ -86,6 +87,7 @@ fn overdue_on_the_sidecar_clock_then_resolved_by_a_late_claim() {
         vec![
             Change::PendingEnded { runner: Go },
             Change::Overdue {
+                org: Some("org_a".into()),
                 session: sid("s"),
                 runner: Go
             }
@@ -95,6 +97,7 @@ fn overdue_on_the_sidecar_clock_then_resolved_by_a_late_claim() {
     let c = feed(&mut l, ev(Claim, "s", Go, 200, "g1"), at(200));
     assert!(
         c.contains(&Change::OverdueResolved {
+            org: Some("org_a".into()),
             session: sid("s"),
             runner: Go
         }),
@@ -128,6 +131,7 @@ fn claim_before_dispatch_is_judged_when_the_dispatch_arrives() {
                 org: Some("org_a".into())
             },
             Change::Judged {
+                org: Some("org_a".into()),
                 session: sid("s"),
                 runner: Go,
                 outcome: Outcome::Mismatched,
@@ -164,6 +168,7 @@ fn duplicates_once_and_reclaims_after_release() {
         vec![
             Change::Claimed { runtime: Ts },
             Change::Duplicate {
+                org: Some("org_a".into()),
                 session: sid("s"),
                 runtime: Ts,
                 cross_runtime: true

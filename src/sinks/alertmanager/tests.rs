@@ -116,15 +116,18 @@ async fn changes_become_alerts() {
     let t = crate::event::SessionId::new("t1").unwrap();
     for ch in [
         Change::Overdue {
+            org: None,
             session: s.clone(),
             runner: Runner::Go,
         },
         // ts sessions overdue are not the go alert
         Change::Overdue {
+            org: None,
             session: t.clone(),
             runner: Runner::Ts,
         },
         Change::Judged {
+            org: None,
             session: t.clone(),
             runner: Runner::Ts,
             outcome: Outcome::Mismatched,
@@ -132,6 +135,7 @@ async fn changes_become_alerts() {
             skew_clamped: false,
         },
         Change::Duplicate {
+            org: None,
             session: t.clone(),
             runtime: Runner::Go,
             cross_runtime: true,
@@ -160,6 +164,7 @@ async fn changes_become_alerts() {
 
     handle.on_change(
         &Change::OverdueResolved {
+            org: None,
             session: s,
             runner: Runner::Go,
         },

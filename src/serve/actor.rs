@@ -1,0 +1,228 @@
+//! The sidecar's one stateful task: it owns the live correlator and `select!`s over ingested
+//! batches, platform updates, queries, a tick and shutdown. What each input does lives beside
+//! it (`ingest`, `telemetry`, `durable`, `view`); this file is the loop and its wiring.
+
+use std::time::Duration;
+
+use prometheus::Registry;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::durable::Durable;
+use super::ingest::{Hold, RecentIds, Sources};
+use super::telemetry::Telemetry;
+use super::view::{self, Lookup, Summary};
+use crate::clock::Clock;
+use crate::correlate::live::{Change, Live, LiveConfig};
+use crate::event::Timestamp;
+use crate::parse::Parser;
+use crate::platform::{Platform, PlatformUpdate};
+use crate::sinks::alertmanager::AlertHandle;
+use crate::sinks::metrics::Metrics;
+use crate::sources::batch::Batch;
+use crate::store::Commit;
+
+pub struct Actor {
+    pub(super) parser: Parser,
+    pub(super) live: Live,
+    pub(super) telemetry: Telemetry,
+    pub(super) clock: Clock,
+    /// Drain entry ids seen lately: a retried delivery is dropped.
+    pub(super) entries: RecentIds,
+    pub(super) sources: Sources,
+    pub(super) durable: Durable,
+    pub(super) hold: Hold,
+    /// The platform's sources of truth, when configured, and the updates its tasks send.
+    pub(super) platform: Option<Platform>,
+    platform_updates: Option<mpsc::Receiver<PlatformUpdate>>,
+    /// Set while `recover` replays stored lines: nothing is judged against the platform twice.
+    pub(super) replaying: bool,
+}
+
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor")
+            .field("summary", self.telemetry.summary())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor {
+    pub fn new(
+        parser: Parser,
+        config: LiveConfig,
+        registry: &Registry,
+        clock: Clock,
+        org_label_cap: usize,
+    ) -> prometheus::Result<(Actor, watch::Receiver<Summary>)> {
+        let (telemetry, summary_rx) =
+            Telemetry::new(Metrics::register(registry, org_label_cap, 500)?);
+        let actor = Actor {
+            parser,
+            live: Live::new(config),
+            telemetry,
+            clock,
+            entries: RecentIds::default(),
+            sources: Sources::default(),
+            durable: Durable::default(),
+            hold: Hold::default(),
+            platform: None,
+            platform_updates: None,
+            replaying: false,
+        };
+        Ok((actor, summary_rx))
+    }
+
+    /// Joins the platform's view (flags, sessions, queue) to the logs, fed by `updates`.
+    /// Attach before [`Actor::recover`], so replayed dispatches count for log coverage.
+    pub fn attach_platform(&mut self, platform: Platform, updates: mpsc::Receiver<PlatformUpdate>) {
+        self.platform = Some(platform);
+        self.platform_updates = Some(updates);
+    }
+
+    /// Hands every detected flip to `reports` (the post-flip reporter) from now on.
+    pub fn report_flips_to(&mut self, reports: mpsc::Sender<crate::platform::Flip>) {
+        self.telemetry.report_flips_to(reports);
+    }
+
+    /// Sends every finding to Alertmanager through `alerts` from now on.
+    pub fn alert_to(&mut self, alerts: AlertHandle) {
+        self.telemetry.alert_to(alerts);
+    }
+
+    /// Runs until `shutdown` is cancelled or every sender is gone, then drains what was sent.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Batch>,
+        mut queries: mpsc::Receiver<Lookup>,
+        shutdown: CancellationToken,
+    ) {
+        self.durable.stop_on(shutdown.clone());
+        let mut updates = self.platform_updates.take();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                batch = rx.recv() => match batch {
+                    Some(b) => self.ingest(b).await,
+                    None => break,
+                },
+                Some(q) = queries.recv() => self.answer(q),
+                Some(u) = next_update(&mut updates) => self.on_platform_update(u).await,
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+        rx.close();
+        while let Some(b) = rx.recv().await {
+            self.ingest(b).await;
+        }
+    }
+
+    fn answer(&self, q: Lookup) {
+        match q {
+            Lookup::Session(id, reply) => {
+                let name = |i: u16| self.sources.name(i).to_owned();
+                let _ = reply.send(view::session(
+                    &self.live,
+                    self.telemetry.findings(),
+                    name,
+                    &id,
+                ));
+            }
+            Lookup::Orgs(reply) => {
+                let now = self.clock.now();
+                let _ = reply.send(self.platform.as_ref().map(|p| p.orgs(now)));
+            }
+            Lookup::Findings { kind, since, reply } => {
+                let _ = reply.send(self.telemetry.findings().query(kind.as_deref(), since));
+            }
+        }
+    }
+
+    /// Every change through the one emitter; overdue sessions also ask the platform who
+    /// holds their Redis claim key (it tells a lost log line from a lost session).
+    pub(super) fn apply(&mut self, changes: Vec<Change>, now: Timestamp) {
+        if let Some(p) = self.platform.as_mut()
+            && !self.replaying
+        {
+            for c in &changes {
+                if let Change::Overdue { session, .. } = c {
+                    p.on_overdue(session.as_str());
+                }
+            }
+        }
+        for c in &changes {
+            self.telemetry.change(c, now);
+        }
+    }
+
+    /// Platform events through the one emitter; a flip commits the flag book.
+    pub(super) async fn platform_events(
+        &mut self,
+        events: Vec<crate::platform::PlatformEvent>,
+        now: Timestamp,
+    ) {
+        let mut flipped = false;
+        for e in events {
+            flipped |= self.telemetry.platform(e, now);
+        }
+        if flipped && let Some(book) = self.platform.as_ref().map(Platform::saved_book) {
+            self.durable.save_book(&book).await;
+        }
+    }
+
+    async fn on_platform_update(&mut self, u: PlatformUpdate) {
+        let now = self.clock.now();
+        let Some(p) = self.platform.as_mut() else {
+            return;
+        };
+        let events = p.on_update(u, now);
+        self.platform_events(events, now).await;
+    }
+
+    async fn tick(&mut self) {
+        let now = self.clock.now();
+        let released = self.sync_hold(now);
+        if let Some(p) = self.platform.as_mut() {
+            let events = p.on_tick(now);
+            self.platform_events(events, now).await;
+        }
+        let changes = self.live.on_tick(now);
+        if changes.is_empty() && !released {
+            return;
+        }
+        let prune_before = self.prune_before(&changes, now);
+        self.apply(changes, now);
+        self.telemetry.publish();
+        let commit = Commit {
+            prune_before,
+            summary_json: self.summary_json(),
+            ..Commit::default()
+        };
+        // Only fails at shutdown; forgotten lines that stay stored are replayed and forgotten
+        // again after a restart.
+        let _ = self.durable.commit(&commit).await;
+    }
+
+    pub(super) fn summary_json(&self) -> Option<String> {
+        serde_json::to_string(self.telemetry.summary()).ok()
+    }
+
+    /// When sessions were forgotten, the receive time before which every stored line belongs
+    /// to a forgotten session.
+    pub(super) fn prune_before(&self, changes: &[Change], now: Timestamp) -> Option<Timestamp> {
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Forgotten { .. }))
+            .then(|| now.saturating_add_ms(-self.live.retention_ms()))
+    }
+}
+
+/// The next platform update; never ready without a platform.
+async fn next_update(rx: &mut Option<mpsc::Receiver<PlatformUpdate>>) -> Option<PlatformUpdate> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,71 @@
+//! What makes `serve` durable: commits that retry with backoff until they land (or shutdown),
+//! and the store's names for the state it keeps beside the lines (the flag book).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Commit, Store};
+
+/// The store's name for the platform flag book.
+pub const PLATFORM_BOOK: &str = "platform_book";
+
+/// The store, when there is one, and the token that stops a commit's retries.
+#[derive(Debug, Default)]
+pub struct Durable {
+    store: Option<Store>,
+    /// Cancelled at shutdown: a commit that keeps failing stops retrying then.
+    stop: CancellationToken,
+}
+
+impl Durable {
+    pub fn attach(&mut self, store: Store) {
+        self.store = Some(store);
+    }
+
+    pub fn stop_on(&mut self, stop: CancellationToken) {
+        self.stop = stop;
+    }
+
+    /// Commits `c`, retrying with capped backoff until it lands: the in-memory state already
+    /// holds the batch, so giving up would let memory and store disagree (a drain retry of an
+    /// accepted batch would then be dropped as a re-delivery and never stored). Ingestion
+    /// waits meanwhile — back-pressure, not loss. Only shutdown stops the retries.
+    pub async fn commit(&self, c: &Commit) -> Result<(), String> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let err = match store.commit(c).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if self.stop.is_cancelled() {
+                tracing::error!(error = %err, "store commit failed at shutdown; the batch is not recorded");
+                return Err(err.to_string());
+            }
+            tracing::warn!(error = %err, retry_in = ?backoff, "store commit failed; ingestion waits and retries");
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Commits the flag book (flips, last snapshot), so a restart neither loses nor repeats a
+    /// flip.
+    pub async fn save_book(&self, book: &impl serde::Serialize) {
+        match serde_json::to_string(book) {
+            Ok(json) => {
+                let commit = Commit {
+                    state: vec![(PLATFORM_BOOK, json)],
+                    ..Commit::default()
+                };
+                let _ = self.commit(&commit).await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot serialise the flag book"),
+        }
+    }
+}

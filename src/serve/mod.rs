@@ -1,0 +1,22 @@
+//! `serve`'s core: one actor owns the live correlation state; HTTP handlers and sources talk
+//! to it through bounded channels.
+//!
+//! - `actor` — the `select!` loop: batches in, platform updates, queries, a tick, shutdown.
+//! - `ingest` — a batch's lines through dedupe, parse and the live correlator; recovery.
+//! - `telemetry` — THE emitter: each correlator change and platform event becomes metrics,
+//!   summary, findings, alerts and one tracing line, in one place.
+//! - `findings` — `FindingKind` and the finding log.
+//! - `durable` — commits with backoff, the flag book.
+//! - `view` — what queries answer.
+
+mod actor;
+mod durable;
+mod findings;
+mod ingest;
+mod telemetry;
+mod view;
+
+pub use actor::Actor;
+pub use durable::PLATFORM_BOOK;
+pub use findings::{FindingKind, LiveFinding};
+pub use view::{Lookup, SessionView, Summary, Witness};

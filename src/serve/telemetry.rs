@@ -1,0 +1,324 @@
+//! THE emitter of `serve`: every correlator [`Change`] and every [`PlatformEvent`] goes through
+//! one call here, which turns it into metrics, the summary, findings, alerts and one tracing
+//! line. Nothing else in the sidecar counts, logs or alerts on them, so the log, the counter
+//! and the alert about one occurrence cannot disagree.
+
+use tokio::sync::{mpsc, watch};
+
+use super::findings::{FindingKind, Findings, LiveFinding};
+use super::view::Summary;
+use crate::correlate::Outcome;
+use crate::correlate::live::Change;
+use crate::event::{Runner, Timestamp};
+use crate::parse::Reject;
+use crate::platform::{Flip, PlatformEvent};
+use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
+use crate::sinks::metrics::{LineResult, Metrics};
+
+/// Where the sidecar's observations go.
+#[derive(Debug)]
+pub struct Telemetry {
+    metrics: Metrics,
+    summary: Summary,
+    published: watch::Sender<Summary>,
+    findings: Findings,
+    /// Per-finding alerts, when an Alertmanager is configured.
+    alerts: Option<AlertHandle>,
+    /// Detected flips go here, to the reporter that writes their post-flip reports.
+    flips_out: Option<mpsc::Sender<Flip>>,
+}
+
+impl Telemetry {
+    pub fn new(metrics: Metrics) -> (Telemetry, watch::Receiver<Summary>) {
+        let (published, rx) = watch::channel(Summary::default());
+        let t = Telemetry {
+            metrics,
+            summary: Summary::default(),
+            published,
+            findings: Findings::default(),
+            alerts: None,
+            flips_out: None,
+        };
+        (t, rx)
+    }
+
+    pub fn alert_to(&mut self, alerts: AlertHandle) {
+        self.alerts = Some(alerts);
+    }
+
+    pub fn report_flips_to(&mut self, reports: mpsc::Sender<Flip>) {
+        self.flips_out = Some(reports);
+    }
+
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Replaces the totals (recovery restores them).
+    pub fn restore_summary(&mut self, summary: Summary) {
+        self.summary = summary;
+    }
+
+    pub fn findings(&self) -> &Findings {
+        &self.findings
+    }
+
+    /// Makes the current totals what `/api/summary` answers.
+    pub fn publish(&self) {
+        self.published.send_replace(self.summary.clone());
+    }
+
+    pub fn line(&self, source: &str, result: LineResult) {
+        self.metrics.line(source, result);
+    }
+
+    pub fn rejected(&self, source: &str, reason: Reject) {
+        tracing::trace!(source, reason = reason.as_str(), "line rejected");
+        self.metrics.rejected(source, reason);
+    }
+
+    /// An event accepted from `source`: its time, and the daemon it speaks for (heartbeats
+    /// and claims name their worker).
+    pub fn event(
+        &mut self,
+        source: &str,
+        time: Timestamp,
+        daemon: Option<(Runner, &str, Option<&str>, Option<Timestamp>)>,
+    ) {
+        self.metrics.event_time(source, time);
+        if let Some((runtime, worker, version, heartbeat)) = daemon {
+            self.metrics.daemon(runtime, worker, version, heartbeat);
+        }
+    }
+
+    /// One change of the live correlator, everywhere it matters.
+    pub fn change(&mut self, c: &Change, now: Timestamp) {
+        self.metrics.apply(c);
+        if let Some(alerts) = &self.alerts {
+            alerts.on_change(c, c.org());
+        }
+        let t = &mut self.summary;
+        let found = match c {
+            Change::Dispatched { runner, org } => {
+                tracing::trace!(runner = runner.as_str(), org, "dispatched");
+                t.dispatched.bump(*runner);
+                None
+            }
+            Change::Claimed { runtime } => {
+                tracing::trace!(runtime = runtime.as_str(), "claimed");
+                None
+            }
+            Change::PendingStarted { .. } => {
+                t.pending += 1;
+                None
+            }
+            Change::PendingEnded { .. } => {
+                t.pending = t.pending.saturating_sub(1);
+                None
+            }
+            Change::Judged {
+                session,
+                runner,
+                org,
+                outcome,
+                skew_clamped,
+                ..
+            } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    runner = runner.as_str(),
+                    org,
+                    outcome = outcome.as_str(),
+                    "judged"
+                );
+                t.skew_clamped += u64::from(*skew_clamped);
+                match outcome {
+                    Outcome::Matched => {
+                        t.matched += 1;
+                        None
+                    }
+                    Outcome::Late => {
+                        t.late += 1;
+                        Some((FindingKind::Late, session, *runner, org))
+                    }
+                    Outcome::Mismatched => {
+                        t.mismatched += 1;
+                        Some((FindingKind::Mismatched, session, *runner, org))
+                    }
+                    Outcome::Unclaimed | Outcome::Pending => None,
+                }
+            }
+            Change::Overdue {
+                session,
+                runner,
+                org,
+            } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    runner = runner.as_str(),
+                    org,
+                    "overdue: no claim within the claim timeout"
+                );
+                t.unclaimed += 1;
+                Some((FindingKind::Unclaimed, session, *runner, org))
+            }
+            Change::OverdueResolved { session, .. } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    "overdue session claimed after all"
+                );
+                t.unclaimed = t.unclaimed.saturating_sub(1);
+                self.findings
+                    .resolve(FindingKind::Unclaimed, session.as_str(), now);
+                None
+            }
+            Change::OverdueForgotten { .. } => {
+                t.unclaimed = t.unclaimed.saturating_sub(1);
+                None
+            }
+            Change::Duplicate {
+                session,
+                runtime,
+                cross_runtime,
+                org,
+            } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    runtime = runtime.as_str(),
+                    cross_runtime,
+                    "duplicate claim"
+                );
+                t.duplicate_claims += 1;
+                t.duplicate_claims_cross_runtime += u64::from(*cross_runtime);
+                let kind = if *cross_runtime {
+                    FindingKind::DuplicateClaimCrossRuntime
+                } else {
+                    FindingKind::DuplicateClaim
+                };
+                Some((kind, session, *runtime, org))
+            }
+            Change::Orphan { session, runtime } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    runtime = runtime.as_str(),
+                    "orphan claim"
+                );
+                t.orphan_claims += 1;
+                Some((FindingKind::OrphanClaim, session, *runtime, &None))
+            }
+            Change::Reclaimed { runtime } => {
+                tracing::trace!(runtime = runtime.as_str(), "re-claimed after a release");
+                t.reclaims += 1;
+                None
+            }
+            Change::Forgotten { session } => {
+                tracing::trace!(session = session.as_str(), "forgotten");
+                None
+            }
+        };
+        if let Some((kind, session, runner, org)) = found {
+            self.findings.push(LiveFinding::new(
+                kind,
+                session.as_str(),
+                runner.as_str(),
+                org.clone(),
+                now,
+            ));
+        }
+    }
+
+    /// One platform event: its finding, alert and log line. `true` if a flip changed the
+    /// flag book (which the caller then commits).
+    pub fn platform(&mut self, e: PlatformEvent, now: Timestamp) -> bool {
+        let (kind, session, runner, org, detail) = match e {
+            PlatformEvent::Flip(f) => {
+                if let Some(out) = &self.flips_out {
+                    // Flips are rare; a full queue is caught up from the stored book.
+                    let _ = out.try_send(f.clone());
+                }
+                tracing::info!(org = %f.org, from = f.from.as_str(), to = f.to.as_str(), at = %f.at.to_rfc3339(), "flip");
+                let detail = format!(
+                    "{} → {} at {}",
+                    f.from.as_str(),
+                    f.to.as_str(),
+                    f.at.to_rfc3339()
+                );
+                let mut found =
+                    LiveFinding::new(FindingKind::Flip, "", f.to.as_str(), Some(f.org), now);
+                found.detail = Some(detail);
+                self.findings.push(found);
+                return true;
+            }
+            PlatformEvent::MalformedFlag(m) => {
+                tracing::warn!(org = %m.org, raw = %m.raw, "malformed runner_default: the org stays on ts");
+                let detail = format!("runner_default = {} (read as ts)", m.raw);
+                (
+                    FindingKind::MalformedFlag,
+                    String::new(),
+                    "ts",
+                    m.org,
+                    detail,
+                )
+            }
+            PlatformEvent::Drift(d) => {
+                tracing::info!(session = %d.session, org = %d.org, dispatched = d.dispatched.as_str(), expected = d.expected.as_str(), "flag drift");
+                if let Some(alerts) = &self.alerts {
+                    alerts.fire(FindingAlert {
+                        kind: AlertKind::FlagDrift,
+                        session: d.session.clone(),
+                        org: Some(d.org.clone()),
+                        runner: Some(d.dispatched),
+                        runtime: None,
+                        expected: Some(d.expected),
+                        detail: None,
+                    });
+                }
+                let detail = format!(
+                    "dispatched to {} at {}; the org's flag said {}",
+                    d.dispatched.as_str(),
+                    d.dispatched_at.to_rfc3339(),
+                    d.expected.as_str()
+                );
+                (
+                    FindingKind::FlagDrift,
+                    d.session,
+                    d.dispatched.as_str(),
+                    d.org,
+                    detail,
+                )
+            }
+            PlatformEvent::MissingFromLogs(c) => {
+                tracing::info!(session = %c.id, "in agent_sessions, never seen as a dispatch");
+                let detail = format!(
+                    "created {} in agent_sessions, never seen as a dispatch",
+                    c.created_at.to_rfc3339()
+                );
+                let org = c.org.unwrap_or_else(|| "unknown".into());
+                (FindingKind::MissingFromLogs, c.id, "unknown", org, detail)
+            }
+            PlatformEvent::MissingResolved { session } => {
+                self.findings
+                    .resolve(FindingKind::MissingFromLogs, &session, now);
+                return false;
+            }
+            PlatformEvent::Witness { session, worker } => {
+                let detail = match &worker {
+                    Some(w) => format!(
+                        "Redis claim key held by {w}: the session was claimed, its claim line is missing"
+                    ),
+                    None => "no Redis claim key: nobody holds the session".to_owned(),
+                };
+                tracing::debug!(session = %session, holder = worker.as_deref(), "redis claim witness");
+                self.findings.note_witness(&session, worker);
+                self.findings
+                    .annotate(FindingKind::Unclaimed, &session, detail);
+                return false;
+            }
+            PlatformEvent::SessionOrg { .. } => return false,
+        };
+        let mut found = LiveFinding::new(kind, &session, runner, Some(org), now);
+        found.detail = Some(detail);
+        self.findings.push(found);
+        false
+    }
+}

@@ -1,0 +1,92 @@
+//! What queries answer: the published totals, one session's evidence, the findings, the orgs.
+//! Answers are built from the actor's state on its own task; nothing here changes state.
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::findings::{Findings, LiveFinding};
+use crate::correlate::Outcome;
+use crate::correlate::live::Live;
+use crate::event::{Origin, SessionId, Timestamp};
+use crate::report::{Evidence, Totals};
+
+/// The durable totals behind `/api/summary`: verify's `totals`, kept live. `unclaimed` and
+/// `pending` are the sessions overdue or waiting *now*; `redispatches` and `unexpected_runner`
+/// stay 0 (live mode has no expectation to break).
+pub type Summary = Totals;
+
+/// A question for the actor, answered on its own thread from its own state.
+#[derive(Debug)]
+pub enum Lookup {
+    Session(SessionId, oneshot::Sender<Option<SessionView>>),
+    /// Recent findings, optionally of one kind and found at or after a time.
+    Findings {
+        kind: Option<String>,
+        since: Option<Timestamp>,
+        reply: oneshot::Sender<Vec<LiveFinding>>,
+    },
+    /// Each org's flag, go share and last flip; `None` without a platform configured.
+    Orgs(oneshot::Sender<Option<Vec<crate::platform::OrgView>>>),
+}
+
+/// The Redis claim key of an overdue session, read as a second witness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Witness {
+    pub holder: Option<String>,
+}
+
+/// Everything known about one session (`GET /api/sessions/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionView {
+    pub session_id: String,
+    /// Judged against the latest event time seen; `null` for a session never dispatched.
+    pub outcome: Option<&'static str>,
+    pub org: Option<String>,
+    pub runner: Option<&'static str>,
+    pub dispatched_at: Option<String>,
+    pub deadline: Option<String>,
+    pub latency_seconds: Option<f64>,
+    pub duplicate_claim: bool,
+    pub reclaims: u32,
+    /// With Redis configured, for a session overdue without a claim line: who holds its
+    /// `work:claim:<id>` key (`null` inside: nobody).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_claim_witness: Option<Witness>,
+    /// Every event, oldest first, each citing `source:line`.
+    pub events: Vec<Evidence>,
+}
+
+/// One session as `live` holds it; `source_name` names an origin's input.
+pub fn session(
+    live: &Live,
+    findings: &Findings,
+    source_name: impl Fn(u16) -> String,
+    id: &SessionId,
+) -> Option<SessionView> {
+    let c = live.core();
+    let s = c.session(id)?;
+    let j = s.judge(c.timeouts(), c.watermark());
+    let source = |o: Origin| format!("{}:{}", source_name(o.input), o.line);
+    Some(SessionView {
+        session_id: id.to_string(),
+        outcome: j.outcome.map(Outcome::as_str),
+        org: j
+            .dispatch
+            .and_then(|d| c.org_name(d.extra))
+            .map(str::to_owned),
+        runner: j.dispatch.map(|d| d.runner.as_str()),
+        dispatched_at: j.dispatch.map(|d| d.time.to_rfc3339()),
+        deadline: j.deadline.map(Timestamp::to_rfc3339),
+        latency_seconds: j.latency_ms.map(|ms| ms as f64 / 1000.0),
+        duplicate_claim: j.duplicate,
+        reclaims: j.reclaims,
+        redis_claim_witness: findings
+            .witness(id.as_str())
+            .map(|w| Witness { holder: w.clone() }),
+        events: s
+            .records()
+            .iter()
+            .map(|r| Evidence::of(c, r, source(r.origin())))
+            .collect(),
+    })
+}

@@ -22,8 +22,11 @@ pub struct ReportArgs {
     /// dispatch to the new runner.
     #[arg(long, value_name = "TIME")]
     pub flip_at: Option<String>,
-    /// The runner the org moved to (`ts` for a rollback). Default: the runner of its latest
-    /// dispatch, or with --flip-at the one its baseline was not on.
+    /// The runner the org moved to (`ts` for a rollback). Default: the store's detected flip
+    /// (with --store); else, with --flip-at, away from the runner its baseline was on, or with
+    /// no dispatch before the flip the runner its dispatches after the grace went to; without
+    /// --flip-at, the runner of its latest dispatch. With no dispatch at all, the report is
+    /// `inconclusive` (no sessions in the window).
     #[arg(long, value_name = "RUNNER")]
     pub to: Option<ExpectRunner>,
     /// The window after the flip checked; the baseline is as long, before it.
@@ -95,23 +98,41 @@ impl ReportArgs {
             let store = crate::store::Store::open(url)
                 .await
                 .with_context(|| format!("cannot open the store {url}"))?;
-            if params.at.is_none() {
+            if params.at.is_none() || params.to.is_none() {
                 let book = store
                     .state(crate::serve::PLATFORM_BOOK)
                     .await?
                     .map(|j| serde_json::from_str::<crate::platform::SavedBook>(&j))
                     .transpose()
                     .context("the store's flag book is unreadable")?;
-                let flip = book
-                    .and_then(|b| b.flips.into_iter().rev().find(|f| f.org == params.org))
-                    .with_context(|| {
-                        format!(
-                            "the store has no detected flip of org {:?}; give --flip-at",
-                            params.org
-                        )
-                    })?;
-                params.at = Some(flip.at);
-                params.to = params.to.or(Some(flip.to));
+                let flips: Vec<_> = book
+                    .map(|b| b.flips)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|f| f.org == params.org)
+                    .collect();
+                match params.at {
+                    None => {
+                        let flip = flips.last().with_context(|| {
+                            format!(
+                                "the store has no detected flip of org {:?}; give --flip-at",
+                                params.org
+                            )
+                        })?;
+                        params.at = Some(flip.at);
+                        params.to = params.to.or(Some(flip.to));
+                    }
+                    // A given flip time serve also detected: its direction is the detected one
+                    // (within the grace, as the flag reaches dispatchers at slightly different
+                    // times); otherwise it is found in the dispatches.
+                    Some(at) => {
+                        params.to = flips
+                            .iter()
+                            .filter(|f| (f.at.millis() - at.millis()).abs() <= params.grace_ms)
+                            .min_by_key(|f| (f.at.millis() - at.millis()).abs())
+                            .map(|f| f.to);
+                    }
+                }
             }
             let parser = crate::parse::Parser::new(config.parse.clone());
             Ok(crate::flip::stored::read(&store, &parser, &params.org).await?)

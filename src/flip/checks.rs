@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     Check, FlipError, FlipEvidence, FlipKind, FlipParams, FlipReport, LatencyChange,
-    LatencyComparison, SessionCounts, SessionItem, ShareBucket, Span, Status,
+    LatencyComparison, RuntimeLatency, SessionCounts, SessionItem, ShareBucket, Span, Status,
 };
 use crate::correlate::{CorrelateConfig, Correlator, Judgement, Outcome, Record, Session};
 use crate::event::{EventKind, Runner, SessionId, Timestamp};
@@ -44,6 +44,8 @@ struct Ctx<'a> {
     end: Timestamp,
     baseline_start: Timestamp,
     watermark: Timestamp,
+    /// The earliest event time in the evidence: what lies before it is not known.
+    start: Timestamp,
 }
 
 /// Builds the report for `p.org` from `ev`.
@@ -94,6 +96,7 @@ pub fn build(ev: &FlipEvidence, p: &FlipParams) -> Result<FlipReport, FlipError>
         baseline_start: flip.at.saturating_add_ms(-p.window_ms),
         flip,
         watermark,
+        start: ev.start().unwrap_or(Timestamp::MIN),
     };
     let window: Vec<&Judged> = sessions
         .iter()
@@ -107,13 +110,26 @@ pub fn build(ev: &FlipEvidence, p: &FlipParams) -> Result<FlipReport, FlipError>
     let (in_flight, held) = x.in_flight(&sessions);
     let (latency_check, latency) = x.latency(&baseline, &window);
     let (ingest, sources) = x.ingest();
+    let daemon = if x.flip.direction == "unknown" {
+        Draft::new(
+            "daemon",
+            "the new runtime's daemons were heartbeating".into(),
+        )
+        .finish(
+            Status::Skipped,
+            "which runtime the org moved to is unknown: no dispatch, and none was given".into(),
+            p.max_listed,
+        )
+    } else {
+        x.daemon(&window)
+    };
     let checks = vec![
         x.new_runner(&window),
         x.claimed_in_time(&window),
         x.no_mismatch(&window),
         x.no_duplicate(&window),
         in_flight,
-        x.daemon(&window),
+        daemon,
         latency_check,
         ingest,
     ];
@@ -125,17 +141,32 @@ pub fn build(ev: &FlipEvidence, p: &FlipParams) -> Result<FlipReport, FlipError>
         in_flight: held,
     };
     let (verdict, reason) = verdict(&checks, &counts, &p.org);
+    let unknown = x.flip.direction == "unknown";
     Ok(FlipReport {
         org: p.org.clone(),
-        kind: if x.flip.to == Runner::Ts {
+        kind: if unknown {
+            FlipKind::Unknown
+        } else if x.flip.to == Runner::Ts {
             FlipKind::Rollback
         } else {
             FlipKind::Flip
         },
-        from: x.flip.from.as_str().into(),
-        to: x.flip.to.as_str().into(),
+        from: if unknown {
+            "unknown"
+        } else {
+            x.flip.from.as_str()
+        }
+        .into(),
+        to: if unknown {
+            "unknown"
+        } else {
+            x.flip.to.as_str()
+        }
+        .into(),
         flip_at: x.flip.at.to_rfc3339(),
         flip_located: x.flip.located.into(),
+        direction_from: x.flip.direction.into(),
+        evidence_starts: (x.start != Timestamp::MIN).then(|| x.start.to_rfc3339()),
         verdict,
         reason,
         window: span(x.flip.at, x.end),
@@ -180,6 +211,8 @@ fn duration(ms: i64) -> String {
 struct Draft {
     check: Check,
     items: Vec<((bool, Timestamp, String), SessionItem)>,
+    /// List the most recent sessions first (the ones nearest the flip).
+    newest_first: bool,
 }
 
 impl Draft {
@@ -199,6 +232,7 @@ impl Draft {
                 positive: false,
             },
             items: Vec::new(),
+            newest_first: false,
         }
     }
 
@@ -208,7 +242,12 @@ impl Draft {
     }
 
     fn finish(mut self, status: Status, summary: String, cap: usize) -> Check {
-        self.items.sort_by(|a, b| a.0.cmp(&b.0));
+        let newest_first = self.newest_first;
+        self.items.sort_by(|a, b| {
+            let ((fa, ta, ia), (fb, tb, ib)) = (&a.0, &b.0);
+            let time = if newest_first { tb.cmp(ta) } else { ta.cmp(tb) };
+            fa.cmp(fb).then(time).then(ia.cmp(ib))
+        });
         self.check.sessions_total = self.items.len() as u64;
         self.check.sessions_cap = cap;
         self.check.sessions_truncated = self.items.len() > cap;
@@ -436,14 +475,49 @@ impl Ctx<'_> {
     }
 
     /// Sessions held at the flip (claimed before it, not released or completed by then) must
-    /// finish on the runtime holding them: the flag only affects new dispatches.
+    /// finish on the runtime holding them: the flag only affects new dispatches. Only claims
+    /// within a look-back before the flip count (the longer claim timeout plus the longest
+    /// session observed, claim to completion): older ones are not "in flight" but lost, and
+    /// other checks' business. When the old runtime logs no completion at all, nothing can
+    /// be told: the check is skipped, saying so once.
     fn in_flight(&self, sessions: &[Judged]) -> (Check, u64) {
         let at = self.flip.at;
+        let from = self.flip.from;
+        let longest = sessions
+            .iter()
+            .filter_map(|s| {
+                let r = s.session.records();
+                let claim = r.iter().find(|r| r.kind == EventKind::Claim)?;
+                let done = r
+                    .iter()
+                    .find(|r| r.kind == EventKind::Completion && r.time >= claim.time)?;
+                Some(done.time.millis() - claim.time.millis())
+            })
+            .max()
+            .unwrap_or(0);
+        let t_max = [Runner::Go, Runner::Ts]
+            .iter()
+            .map(|&r| self.p.timeouts.millis(r))
+            .max()
+            .unwrap_or(0);
+        let lookback = t_max.saturating_add(longest);
+        let since = at.saturating_add_ms(-lookback);
         let mut d = Draft::new(
             "in_flight",
-            "sessions in flight at the flip finished on the runtime that claimed them".into(),
+            format!(
+                "sessions in flight at the flip (claimed within {} before it) finished on the \
+                 runtime that claimed them",
+                duration(lookback)
+            ),
         );
         d.check.positive = true;
+        d.newest_first = true;
+        let old_completes = sessions.iter().any(|s| {
+            s.session
+                .records()
+                .iter()
+                .any(|r| r.kind == EventKind::Completion && r.runner == from)
+        });
         let (mut held, mut ok, mut bad, mut unknown) = (0, 0, 0, 0);
         for s in sessions.iter().filter(|s| s.dispatched.time < at) {
             let records = s.session.records();
@@ -455,9 +529,11 @@ impl Ctx<'_> {
                     EventKind::Dispatch | EventKind::Heartbeat => {}
                 }
             }
-            let Some(h) = holder else { continue };
+            let Some(h) = holder.filter(|h| h.time >= since) else {
+                continue;
+            };
             held += 1;
-            // The first completion after the flip, or a claim by another runtime before it.
+            // The first completion after the flip, or a claim by another runtime after it.
             let next = records.iter().filter(|r| r.time >= at).find(|r| {
                 r.kind == EventKind::Completion
                     || (r.kind == EventKind::Claim && r.runner != h.runner)
@@ -482,29 +558,64 @@ impl Ctx<'_> {
                 }
                 None => {
                     unknown += 1;
-                    let problem = format!(
-                        "claimed by {} ({}) before the flip; no completion in the evidence",
-                        h.runner,
-                        self.worker(&h)
-                    );
-                    self.list(&mut d, s, problem, false);
+                    // Not listed when the runtime logs no completions: every one would be.
+                    if h.runner != from || old_completes {
+                        let problem = format!(
+                            "claimed by {} ({}) before the flip; no completion in the evidence",
+                            h.runner,
+                            self.worker(&h)
+                        );
+                        self.list(&mut d, s, problem, false);
+                    }
                 }
             }
         }
         d.count("in_flight", held)
             .count("finished_on_claimer", ok)
             .count("finished_elsewhere", bad)
-            .count("no_completion", unknown);
+            .count("no_completion", unknown)
+            .count(
+                "lookback_seconds",
+                usize::try_from(lookback / 1000).unwrap_or(0),
+            );
+        let reach = if self.start > since {
+            Some(format!(
+                "the evidence starts at {}, after the look-back began ({}): sessions claimed \
+                 before it are not in it",
+                self.start, since
+            ))
+        } else {
+            None
+        };
+        if let Some(r) = &reach {
+            d.check.notes.push(r.clone());
+        }
         let (status, summary) = if bad > 0 {
             (
                 Status::Fail,
                 format!("{bad} of {held} finished on another runtime"),
             )
-        } else if held == 0 {
+        } else if !old_completes && held > 0 {
             (
                 Status::Skipped,
-                "no session was in flight at the flip".into(),
+                format!(
+                    "{from} logs no completions in the evidence, so where the {held} sessions in \
+                     flight at the flip finished cannot be told"
+                ),
             )
+        } else if held == 0 {
+            match reach {
+                Some(_) => (
+                    Status::Unknown,
+                    "no session in flight at the flip in the evidence, which does not reach \
+                     back over the look-back"
+                        .into(),
+                ),
+                None => (
+                    Status::Skipped,
+                    "no session was in flight at the flip".into(),
+                ),
+            }
         } else if ok == 0 {
             (
                 Status::Unknown,
@@ -518,7 +629,7 @@ impl Ctx<'_> {
                 } else {
                     format!(
                         "{ok} of {held} finished on their claimer; {unknown} with no completion \
-                         in the evidence (listed)"
+                         in the evidence (listed, most recent first)"
                     )
                 },
             )
@@ -526,9 +637,37 @@ impl Ctx<'_> {
         (d.finish(status, summary, self.p.max_listed), held as u64)
     }
 
+    /// Claim latency compared like with like: the new runtime before and after the flip when
+    /// it claimed sessions on both sides (an org already partly on it), else the old runtime's
+    /// before against the new one's after, labelled cross-runtime.
     fn latency(&self, baseline: &[&Judged], window: &[&Judged]) -> (Check, LatencyComparison) {
-        let of = |ss: &[&Judged]| Latency::of(ss.iter().filter_map(|s| s.j.latency_ms).collect());
-        let (before, after) = (of(baseline), of(window));
+        let of = |ss: &[&Judged], r: Runner| {
+            Latency::of(
+                ss.iter()
+                    .filter(|s| s.dispatched.runner == r)
+                    .filter_map(|s| s.j.latency_ms)
+                    .collect(),
+            )
+        };
+        let (to, from) = (self.flip.to, self.flip.from);
+        let by_runtime: Vec<RuntimeLatency> = [Runner::Go, Runner::Ts]
+            .iter()
+            .map(|&r| RuntimeLatency {
+                runtime: r.as_str().into(),
+                before: of(baseline, r),
+                after: of(window, r),
+            })
+            .collect();
+        let both = |r: Runner| {
+            by_runtime
+                .iter()
+                .find(|l| l.runtime == r.as_str())
+                .is_some_and(|l| l.before.count > 0 && l.after.count > 0)
+        };
+        // The new runtime is the one on trial: its own latency before, when it had any.
+        let (rb, ra) = if both(to) { (to, to) } else { (from, to) };
+        let cross = rb != ra;
+        let (before, after) = (of(baseline, rb), of(window, ra));
         // Whole milliseconds, as the latencies are: no float noise in the JSON.
         let diff = |a: Option<f64>, b: Option<f64>| {
             a.zip(b).map(|(a, b)| ((a - b) * 1000.0).round() / 1000.0)
@@ -542,16 +681,31 @@ impl Ctx<'_> {
             "claim_latency",
             format!(
                 "claim latency p95 after the flip is at most max({LATENCY_FACTOR} × before, \
-                 before + {LATENCY_SLACK_S} s)"
+                 before + {LATENCY_SLACK_S} s), same runtime on both sides where there is one"
             ),
         );
         d.check.positive = true;
         d.count("before", before.count as usize)
             .count("after", after.count as usize);
+        let label = if cross {
+            format!("cross-runtime: {rb} before vs {ra} after")
+        } else {
+            format!("{rb} before vs {ra} after")
+        };
+        if cross {
+            d.check.notes.push(format!(
+                "no runtime claimed sessions on both sides of the flip, so {rb}'s latency \
+                 before is compared with {ra}'s after: a difference is the runtimes', not a \
+                 regression of either"
+            ));
+        }
         let (status, summary) = match (before.p95, after.p95) {
             (Some(b), Some(a)) => {
                 let limit = (b * LATENCY_FACTOR).max(b + LATENCY_SLACK_S);
-                let text = format!("p95 {b:.3} s before, {a:.3} s after ({:+.3} s)", a - b);
+                let text = format!(
+                    "{label}: p95 {b:.3} s before, {a:.3} s after ({:+.3} s)",
+                    a - b
+                );
                 if a > limit {
                     (Status::Fail, format!("{text}; limit {limit:.3} s"))
                 } else {
@@ -560,7 +714,14 @@ impl Ctx<'_> {
             }
             _ => (
                 Status::Unknown,
-                "no claimed session on one side of the flip to compare".into(),
+                if self.start > self.baseline_start && before.count == 0 {
+                    format!(
+                        "the evidence starts at {}: no baseline to compare with",
+                        self.start
+                    )
+                } else {
+                    "no claimed session on one side of the flip to compare".into()
+                },
             ),
         };
         let check = d.finish(status, summary, self.p.max_listed);
@@ -570,6 +731,10 @@ impl Ctx<'_> {
                 before,
                 after,
                 change,
+                before_runtime: Some(rb.as_str().into()),
+                after_runtime: Some(ra.as_str().into()),
+                cross_runtime: cross,
+                by_runtime,
             },
         )
     }
@@ -633,7 +798,7 @@ fn verdict(checks: &[Check], counts: &SessionCounts, org: &str) -> (Verdict, Str
     if counts.window == 0 {
         return (
             Verdict::Inconclusive,
-            format!("no session of org {org} was dispatched in the window"),
+            format!("no sessions in the window: no session of org {org} was dispatched in it"),
         );
     }
     let undecided: Vec<&Check> = checks

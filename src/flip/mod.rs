@@ -123,6 +123,36 @@ impl FlipEvidence {
     pub fn watermark(&self) -> Option<Timestamp> {
         self.sources.iter().filter_map(|s| s.last_event).max()
     }
+
+    /// Where the evidence starts: the latest of the sources' first event times, the moment
+    /// from which every source that delivered anything covers (or, with no source counted,
+    /// the earliest kept event). Before it, absence proves nothing.
+    pub fn start(&self) -> Option<Timestamp> {
+        self.sources
+            .iter()
+            .filter_map(|s| s.first_event)
+            .max()
+            .or_else(|| self.events.iter().map(|(e, _)| e.time).min())
+    }
+
+    /// Where the evidence of `runtime`'s workers starts: the earliest first event of the
+    /// claims sources that carry it (`runtime=PATH`, or no default runtime); the earliest
+    /// kept heartbeat of it when no source is counted.
+    pub fn start_of(&self, runtime: Runner) -> Option<Timestamp> {
+        let of_sources = self
+            .sources
+            .iter()
+            .filter(|s| s.role == "claims" && s.default_runtime.is_none_or(|r| r == runtime))
+            .filter_map(|s| s.first_event)
+            .min();
+        of_sources.or_else(|| {
+            self.events
+                .iter()
+                .filter(|(e, _)| e.kind == EventKind::Heartbeat && e.runner == runtime)
+                .map(|(e, _)| e.time)
+                .min()
+        })
+    }
 }
 
 /// Builds [`FlipEvidence`] for one org from a stream of events in any order: keeps the org's
@@ -213,19 +243,21 @@ pub enum FlipError {
     NoFlip { org: String, to: &'static str },
     #[error(
         "cannot tell which way org {0:?} was flipped (no go or ts dispatch before the flip \
-         time); give the runner it moved to"
+         time, and those after it do not say); give the runner it moved to"
     )]
     NoDirection(String),
     #[error("the window must be longer than the grace ({window_ms} ms <= {grace_ms} ms)")]
     Window { window_ms: i64, grace_ms: i64 },
 }
 
-/// `flip` when the org moved to go, `rollback` when it moved back to ts.
+/// `flip` when the org moved to go, `rollback` when it moved back to ts, `unknown` when no
+/// dispatch says which (and none was given): such a report is `inconclusive`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlipKind {
     Flip,
     Rollback,
+    Unknown,
 }
 
 /// One check's result.
@@ -296,6 +328,16 @@ pub struct Check {
     pub positive: bool,
 }
 
+/// Claim latency per runtime on each side of the flip, and which pair the check compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeLatency {
+    pub runtime: String,
+    /// Sessions of this runtime dispatched in the baseline.
+    pub before: Latency,
+    /// Sessions of this runtime dispatched in the window.
+    pub after: Latency,
+}
+
 /// Sessions by where their dispatch falls.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCounts {
@@ -317,12 +359,22 @@ pub struct LatencyChange {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencyComparison {
-    /// Sessions dispatched in the baseline.
+    /// The compared sessions dispatched in the baseline (of `before_runtime`).
     pub before: Latency,
-    /// Sessions dispatched in the window.
+    /// The compared sessions dispatched in the window (of `after_runtime`).
     pub after: Latency,
     /// `after − before`, in seconds.
     pub change: LatencyChange,
+    /// The runtime of `before` and of `after`: the new runtime on both sides when it claimed
+    /// sessions on both (like with like), else the old runtime's before against the new
+    /// one's after.
+    pub before_runtime: Option<String>,
+    pub after_runtime: Option<String>,
+    /// `before` and `after` are different runtimes: the change is the runtimes' difference,
+    /// not a regression of either.
+    pub cross_runtime: bool,
+    /// Every runtime's latencies on both sides.
+    pub by_runtime: Vec<RuntimeLatency>,
 }
 
 /// The org's dispatches in one slice of `[baseline.start, window.end)`.
@@ -362,6 +414,15 @@ pub struct FlipReport {
     pub flip_at: String,
     /// `given`, or `first_dispatch_to_new_runner` when located in the dispatches.
     pub flip_located: String,
+    /// How the direction (`to`) was found: `given` (`--to`, or the store's detected flip),
+    /// `baseline` (away from the runner most of the baseline went to), `after_flip` (to the
+    /// runner most dispatches after the grace went to), `dispatches` (the runner of the org's
+    /// latest dispatch, where the flip was located), `unknown` (no dispatch at all).
+    pub direction_from: String,
+    /// Where the evidence starts (every source delivering): checks that need evidence before
+    /// the flip (baseline, in-flight sessions; heartbeats from the runtime's own logs) say
+    /// `unknown`, never `fail`, for what lies before it.
+    pub evidence_starts: Option<String>,
     pub verdict: Verdict,
     pub reason: String,
     pub window: Span,

@@ -43,6 +43,7 @@ fn headline(r: &FlipReport) -> String {
     let what = match r.kind {
         super::FlipKind::Flip => "Flip",
         super::FlipKind::Rollback => "Rollback",
+        super::FlipKind::Unknown => "Flip (direction unknown)",
     };
     format!(
         "{what} of org {}: {} → {} at {}",
@@ -50,12 +51,63 @@ fn headline(r: &FlipReport) -> String {
     )
 }
 
-fn located(r: &FlipReport) -> &'static str {
-    match r.flip_located.as_str() {
+fn located(r: &FlipReport) -> String {
+    let at = match r.flip_located.as_str() {
         "given" => "flip time as given",
         _ => "flip located at the org's first dispatch to the new runner",
-    }
+    };
+    let direction = match r.direction_from.as_str() {
+        "given" => "direction as given",
+        "baseline" => "direction: away from the runner of most baseline dispatches",
+        "after_flip" => "direction: the runner of most dispatches after the grace",
+        "dispatches" => "direction: the runner of the org's latest dispatch",
+        _ => "direction unknown: no dispatch on either side",
+    };
+    format!("{at}; {direction}")
 }
+
+/// The latency table's rows: the compared pair (labelled with their runtimes), the change,
+/// then each runtime on each side. Every value is in seconds.
+fn latency_rows(r: &FlipReport) -> Vec<[String; 6]> {
+    let l = &r.claim_latency_seconds;
+    let rt = |x: &Option<String>| x.clone().unwrap_or_else(|| "-".into());
+    let row = |name: String, x: &crate::report::Latency| {
+        [
+            name,
+            x.count.to_string(),
+            seconds(x.p50),
+            seconds(x.p95),
+            seconds(x.p99),
+            seconds(x.max),
+        ]
+    };
+    let mut rows = vec![
+        row(format!("before ({})", rt(&l.before_runtime)), &l.before),
+        row(format!("after ({})", rt(&l.after_runtime)), &l.after),
+        [
+            if l.cross_runtime {
+                "change (cross-runtime)".into()
+            } else {
+                "change".into()
+            },
+            String::new(),
+            change(l.change.p50),
+            change(l.change.p95),
+            change(l.change.p99),
+            String::new(),
+        ],
+    ];
+    for b in &l.by_runtime {
+        for (side, x) in [("before", &b.before), ("after", &b.after)] {
+            if x.count > 0 {
+                rows.push(row(format!("{} {side}", b.runtime), x));
+            }
+        }
+    }
+    rows
+}
+
+const LATENCY_HEAD: [&str; 6] = ["", "count", "p50 (s)", "p95 (s)", "p99 (s)", "max (s)"];
 
 fn evidence_line(e: &Evidence) -> String {
     let mut s = format!("{} {} {} {}", e.source, e.at, e.event, e.runner);
@@ -142,26 +194,15 @@ pub fn markdown(r: &FlipReport) -> String {
             md_cell(&c.summary)
         );
     }
-    let l = &r.claim_latency_seconds;
-    o.push_str("\n## Claim latency (seconds)\n\n| | count | p50 | p95 | p99 | max |\n|---|---|---|---|---|---|\n");
-    for (name, x) in [("before", &l.before), ("after", &l.after)] {
-        let _ = writeln!(
-            o,
-            "| {name} | {} | {} | {} | {} | {} |",
-            x.count,
-            seconds(x.p50),
-            seconds(x.p95),
-            seconds(x.p99),
-            seconds(x.max)
-        );
-    }
+    o.push_str("\n## Claim latency (seconds)\n\n");
     let _ = writeln!(
         o,
-        "| change | | {} | {} | {} | |",
-        change(l.change.p50),
-        change(l.change.p95),
-        change(l.change.p99)
+        "| {} |\n|---|---|---|---|---|---|",
+        LATENCY_HEAD.join(" | ")
     );
+    for row in latency_rows(r) {
+        let _ = writeln!(o, "| {} |", row.join(" | "));
+    }
     for c in &r.checks {
         let Some(count) = listed(c) else {
             if c.notes.is_empty() {
@@ -244,7 +285,7 @@ pub fn html(r: &FlipReport) -> String {
         r.grace_seconds,
         r.claim_timeout_seconds.get("go").copied().unwrap_or(0.0),
         r.claim_timeout_seconds.get("ts").copied().unwrap_or(0.0),
-        esc(located(r)),
+        esc(&located(r)),
         esc(r.evidence_ends.as_deref().unwrap_or("-")),
         r.sessions.baseline,
         r.sessions.window,
@@ -268,28 +309,19 @@ pub fn html(r: &FlipReport) -> String {
     o.push_str(&svg::share(r));
     o.push_str("<h2>Claim latency</h2>");
     o.push_str(&svg::latency(r));
-    let l = &r.claim_latency_seconds;
-    o.push_str(
-        "<table><tr><th></th><th>count</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>",
-    );
-    for (name, x) in [("before", &l.before), ("after", &l.after)] {
-        let _ = write!(
-            o,
-            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            x.count,
-            seconds(x.p50),
-            seconds(x.p95),
-            seconds(x.p99),
-            seconds(x.max)
-        );
+    o.push_str("<table><tr>");
+    for h in LATENCY_HEAD {
+        let _ = write!(o, "<th>{}</th>", esc(h));
     }
-    let _ = write!(
-        o,
-        "<tr><td>change</td><td></td><td>{}</td><td>{}</td><td>{}</td><td></td></tr></table>",
-        change(l.change.p50),
-        change(l.change.p95),
-        change(l.change.p99)
-    );
+    o.push_str("</tr>");
+    for row in latency_rows(r) {
+        o.push_str("<tr>");
+        for cell in row {
+            let _ = write!(o, "<td>{}</td>", esc(&cell));
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("</table>");
     for c in r
         .checks
         .iter()

@@ -137,13 +137,17 @@ pub fn share(r: &FlipReport) -> String {
 /// Grouped bars: p50 / p95 / p99 claim latency, before vs after the flip.
 pub fn latency(r: &FlipReport) -> String {
     let mut out = String::new();
-    open(
-        &mut out,
-        "chart-latency",
-        "Claim latency before vs after the flip (seconds)",
-    );
-    legend(&mut out, &[("before", BEFORE), ("after", GO)]);
     let l = &r.claim_latency_seconds;
+    let rt = |x: &Option<String>| x.as_deref().unwrap_or("-").to_owned();
+    let (rb, ra) = (rt(&l.before_runtime), rt(&l.after_runtime));
+    let title = if l.cross_runtime {
+        format!("Claim latency (seconds), cross-runtime: {rb} before vs {ra} after the flip")
+    } else {
+        format!("Claim latency (seconds): {ra} before vs after the flip")
+    };
+    open(&mut out, "chart-latency", &title);
+    let (lb, la) = (format!("before ({rb})"), format!("after ({ra})"));
+    legend(&mut out, &[(lb.as_str(), BEFORE), (la.as_str(), GO)]);
     let groups = [
         ("p50", l.before.p50, l.after.p50),
         ("p95", l.before.p95, l.after.p95),
@@ -167,6 +171,13 @@ pub fn latency(r: &FlipReport) -> String {
             top * frac
         );
     }
+    // The value axis's unit.
+    let _ = write!(
+        out,
+        r#"<text x="12" y="{:.1}" text-anchor="middle" transform="rotate(-90 12 {:.1})">seconds</text>"#,
+        TOP + ph / 2.0,
+        TOP + ph / 2.0
+    );
     let gw = pw / groups.len() as f64;
     let bw = (gw - 40.0) / 2.0;
     for (i, (name, before, after)) in groups.iter().enumerate() {

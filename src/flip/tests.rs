@@ -109,12 +109,119 @@ fn no_change_or_no_dispatch_is_an_error_not_a_report() {
         build(&evidence(""), &params(2)),
         Err(FlipError::NoDispatches("org_a".into()))
     );
-    let mut p = params(2);
-    p.at = Some(at(1.0));
+    // Split evenly after a given flip with no baseline: which way is not told.
+    let mut p = params(4);
+    p.at = Some(at(-0.5));
     assert_eq!(
-        build(&evidence(""), &p),
+        build(&evidence("gt"), &p),
         Err(FlipError::NoDirection("org_a".into()))
     );
+}
+
+#[test]
+fn no_dispatch_at_all_at_a_given_time_is_inconclusive_not_an_error() {
+    let mut p = params(2);
+    p.at = Some(at(1.0));
+    let r = build(&evidence(""), &p).unwrap();
+    assert_eq!(r.verdict, Verdict::Inconclusive);
+    assert!(
+        r.reason.starts_with("no sessions in the window"),
+        "{}",
+        r.reason
+    );
+    assert_eq!((r.kind, r.to.as_str()), (FlipKind::Unknown, "unknown"));
+    assert_eq!(r.direction_from, "unknown");
+    assert_eq!(r.check("daemon").unwrap().status, Status::Skipped);
+    assert!(!r.checks.iter().any(|c| c.status == Status::Fail));
+}
+
+#[test]
+fn with_no_baseline_the_direction_comes_from_the_dispatches_after_the_grace() {
+    // Evidence from minute 0; the flip given at minute 0 (logs start at the flip).
+    for (runners, to) in [("gggg", "go"), ("tttt", "ts"), ("tggg", "go")] {
+        let mut p = params(3);
+        p.at = Some(at(0.0));
+        let r = build(&evidence(runners), &p).unwrap();
+        assert_eq!(r.to, to, "{runners}");
+        assert_eq!(r.direction_from, "after_flip", "{runners}");
+    }
+    // With a baseline, from the baseline.
+    let mut p = params(3);
+    p.at = Some(at(2.5));
+    let r = build(&evidence("tttggg"), &p).unwrap();
+    assert_eq!(
+        (r.to.as_str(), r.direction_from.as_str()),
+        ("go", "baseline")
+    );
+    // Given wins.
+    p.to = Some(Runner::Ts);
+    let r = build(&evidence("tttggg"), &p).unwrap();
+    assert_eq!((r.to.as_str(), r.direction_from.as_str()), ("ts", "given"));
+}
+
+/// The evidence with every event before `from` dropped, and its source's counts made again
+/// (as if the logs began there).
+fn cut(ev: &FlipEvidence, from: Timestamp) -> FlipEvidence {
+    let mut src = SourceEvidence::new("all.log", "claims");
+    let events: Vec<(Event, Origin)> = ev
+        .events
+        .iter()
+        .filter(|(e, _)| e.time >= from)
+        .cloned()
+        .collect();
+    for (e, _) in &events {
+        src.saw(e.time);
+    }
+    FlipEvidence {
+        events,
+        sources: vec![src],
+    }
+}
+
+#[test]
+fn a_heartbeat_gap_is_between_observations_never_before_the_first() {
+    // Heartbeats every 30 s from minute 0; go from minute 5.
+    let full = evidence("tttttgggggg");
+    let mut p = params(4);
+    p.at = Some(at(5.0));
+    p.to = Some(Runner::Go);
+    assert_eq!(
+        build(&full, &p).unwrap().check("daemon").unwrap().status,
+        Status::Pass
+    );
+
+    // Logs starting 10 s after the flip: the first 10 s are not reached — unknown, not fail.
+    let late = cut(&full, at(5.0).saturating_add_ms(10_000));
+    let r = build(&late, &p).unwrap();
+    let d = r.check("daemon").unwrap();
+    assert_eq!(d.status, Status::Unknown, "{} {:?}", d.summary, d.notes);
+    assert_eq!(d.counts["gaps"], 0);
+    assert!(
+        d.notes.iter().any(|n| n.contains("is not known")),
+        "{:?}",
+        d.notes
+    );
+
+    // A real gap (go heartbeats stop for 3 min inside the window) still fails, even in
+    // evidence that starts at the flip.
+    let mut gap = cut(&full, at(5.0));
+    gap.events.retain(|(e, _)| {
+        !(e.kind == EventKind::Heartbeat
+            && e.runner == Runner::Go
+            && e.time > at(5.5)
+            && e.time < at(8.5))
+    });
+    let d = build(&gap, &p).unwrap().check("daemon").unwrap().clone();
+    assert_eq!(d.status, Status::Fail, "{} {:?}", d.summary, d.notes);
+    assert_eq!(d.counts["gaps"], 1);
+
+    // Heartbeats that stop before the window ends: a gap from the last one to the end.
+    let mut stop = full.clone();
+    stop.events.retain(|(e, _)| {
+        !(e.kind == EventKind::Heartbeat && e.runner == Runner::Go && e.time > at(6.0))
+    });
+    let d = build(&stop, &p).unwrap().check("daemon").unwrap().clone();
+    assert_eq!(d.status, Status::Fail, "{} {:?}", d.summary, d.notes);
 }
 
 #[test]

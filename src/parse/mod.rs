@@ -253,6 +253,18 @@ impl Parser {
         ctx: &LineContext,
     ) -> Result<Event, Reject> {
         let g = &self.groups;
+        // One reason per line shape, whatever the mode: what the line itself lacks (its
+        // session id) is decided before what the context may supply (a receive time in
+        // `serve`, a default runtime from `--claims go=PATH`), so `verify` and `serve` give a
+        // line the same reason.
+        let session = match kind {
+            EventKind::Heartbeat => first_str(slots, &g.session_id).and_then(SessionId::new),
+            _ => Some(
+                first_str(slots, &g.session_id)
+                    .and_then(SessionId::new)
+                    .ok_or(Reject::MissingSessionId)?,
+            ),
+        };
         let time = match first(slots, &g.time) {
             Some(Scalar::Str(s)) => time::parse_rfc3339(s).ok_or(Reject::BadTime)?,
             Some(Scalar::Num(n)) => time::from_epoch_number(*n).ok_or(Reject::BadTime)?,
@@ -261,14 +273,6 @@ impl Parser {
                 .or_else(|| time::leading_rfc3339(prefix))
                 .or(ctx.received_at)
                 .ok_or(Reject::MissingTime)?,
-        };
-        let session = match kind {
-            EventKind::Heartbeat => first_str(slots, &g.session_id).and_then(SessionId::new),
-            _ => Some(
-                first_str(slots, &g.session_id)
-                    .and_then(SessionId::new)
-                    .ok_or(Reject::MissingSessionId)?,
-            ),
         };
         let runner = match kind {
             // No `runner` (or null): the legacy dispatchWork route, which is ts.

@@ -420,7 +420,10 @@ impl Tally {
         self.trim_findings();
         let [go, ts] = std::mem::take(&mut self.latencies);
         let t = &self.totals;
-        let (verdict, reason) = verdict(t, self.findings_total, c.stats().evicted);
+        let (verdict, mut reason) = verdict(t, self.findings_total, c.stats().evicted);
+        if let Some(cause) = rejected_inputs(ingest, inputs) {
+            reason = format!("{cause}; {reason}");
+        }
         let watermark = c.watermark();
         let stats = c.stats();
         let total = ingest.total();
@@ -508,6 +511,51 @@ impl Tally {
             findings_cap: self.cap,
         }
     }
+}
+
+/// The inputs rejected whole or mostly (more rejected lines than events), each with its main
+/// reason and, for a claims input without a runtime, the fix: a configuration mistake is named
+/// before the sessions it made fail.
+fn rejected_inputs(ingest: &Ingest, inputs: &[Input]) -> Option<String> {
+    let causes: Vec<String> = inputs
+        .iter()
+        .zip(&ingest.inputs)
+        .filter_map(|(i, s)| {
+            let (rejected, events) = (s.rejected_total(), s.events.iter().sum::<u64>());
+            if rejected == 0 || rejected <= events {
+                return None;
+            }
+            let (top, _) = Reject::ALL
+                .iter()
+                .map(|&r| (r, s.rejected[r as usize]))
+                .max_by_key(|&(r, n)| (n, std::cmp::Reverse(r as usize)))?;
+            let name = i.name();
+            let hint = if top == Reject::MissingRuntime && i.default_runtime.is_none() {
+                let file = name.rsplit('/').next().unwrap_or(&name);
+                let guess = if file.contains("ts") && !file.contains("go") {
+                    "ts=PATH"
+                } else if file.contains("go") && !file.contains("ts") {
+                    "go=PATH"
+                } else {
+                    "go=PATH or ts=PATH"
+                };
+                format!(" — pass --claims {guess}")
+            } else {
+                String::new()
+            };
+            Some(format!(
+                "{name}: {rejected} of {} {} lines rejected: {}{hint}",
+                rejected + events,
+                if i.role == crate::sources::Role::Dispatch {
+                    "dispatch"
+                } else {
+                    "claim"
+                },
+                top.as_str()
+            ))
+        })
+        .collect();
+    (!causes.is_empty()).then(|| causes.join("; "))
 }
 
 fn failure_kinds(j: &Judgement, expect: Option<Runner>) -> Vec<String> {

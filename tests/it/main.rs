@@ -9,6 +9,7 @@ mod hostile;
 mod live;
 mod ops;
 mod platform;
+mod reasons;
 mod report;
 mod scratch_db;
 mod serve;

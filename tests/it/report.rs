@@ -690,6 +690,11 @@ fn the_html_report_renders_in_chromium_with_its_verdict_and_both_charts() {
     let latency = &latency[..latency.find("</svg>").unwrap()];
     assert_eq!(latency.matches(r#"class="bar-before""#).count(), 3);
     assert_eq!(latency.matches(r#"class="bar-after""#).count(), 3);
+    // Its unit is on the axis, and which runtime each side is (ts before, go after: labelled
+    // as the runtimes' difference, not a regression).
+    assert!(latency.contains(">seconds</text>"), "{latency}");
+    assert!(latency.contains(">before (ts)</text>") && latency.contains(">after (go)</text>"));
+    assert!(latency.contains("cross-runtime"), "{latency}");
 
     // And it is drawn: the screenshot has the charts' colours (go and ts bars; the latency
     // chart's grey "before" bars), and the verdict's red border.
@@ -747,5 +752,309 @@ fn the_report_does_not_depend_on_the_order_of_the_evidence() {
     assert_eq!(
         render::json(&flip::build(&ev, &params(&org)).unwrap()),
         want
+    );
+}
+
+// ---- The evidence's edges (issue 16): unknown where the evidence does not reach, never fail.
+
+/// The workload's files as logs that begin at `from`: every line stamped before it dropped
+/// (a line that carries no event follows the one before it), and the ts worker's completions
+/// dropped too when `ts_completions` is false.
+fn cut(w: &Workload, from: Timestamp, ts_completions: bool) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let parser = claimcheck::parse::Parser::new(ParseConfig::default());
+    for (name, runtime) in [
+        ("dispatch.log", None),
+        ("vercel-drain.ndjson", None),
+        ("go-daemon.log", Some(Runner::Go)),
+        ("ts-worker.log", Some(Runner::Ts)),
+    ] {
+        let ctx = claimcheck::parse::LineContext {
+            default_runtime: runtime,
+            received_at: None,
+        };
+        let text = std::fs::read_to_string(w.path(name)).unwrap();
+        let mut keep = false;
+        let mut kept = String::new();
+        for l in text.lines() {
+            let mut completion = false;
+            if let claimcheck::parse::Parsed::Event(e) = parser.parse_line(l.as_bytes(), &ctx) {
+                keep = e.time >= from;
+                completion = e.kind == EventKind::Completion;
+            }
+            if keep && !(completion && !ts_completions && runtime == Some(Runner::Ts)) {
+                kept.push_str(l);
+                kept.push('\n');
+            }
+        }
+        std::fs::write(out.path().join(name), kept).unwrap();
+    }
+    out
+}
+
+fn evidence_in(dir: &Path, org: &str) -> FlipEvidence {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let inputs = vec![
+        Input::parse(&p("dispatch.log"), Role::Dispatch).unwrap(),
+        Input::parse(&p("vercel-drain.ndjson"), Role::Dispatch).unwrap(),
+        Input::parse(&format!("go={}", p("go-daemon.log")), Role::Claims).unwrap(),
+        Input::parse(&format!("ts={}", p("ts-worker.log")), Role::Claims).unwrap(),
+    ];
+    flip::logs::read(
+        &inputs,
+        &ParseConfig::default(),
+        org,
+        Arc::new(AtomicU64::new(0)),
+        &mut || {},
+    )
+    .unwrap()
+}
+
+#[track_caller]
+fn assert_statuses(r: &FlipReport, want: &[(&str, Status)]) {
+    let got = statuses(r);
+    for (id, s) in want {
+        assert_eq!(
+            got[*id],
+            *s,
+            "{id}: {} ({:?})\n{}",
+            r.check(id).unwrap().summary,
+            r.check(id).unwrap().notes,
+            r.reason
+        );
+    }
+}
+
+#[test]
+fn logs_that_start_at_the_flip_pass_with_unknowns_never_a_fail() {
+    let (w, org, _, at) = clean(3);
+    let truth = w.flipped().1;
+    let pass = Status::Pass;
+    let sessions = [
+        ("new_runner", pass),
+        ("claimed_in_time", pass),
+        ("no_mismatch", pass),
+        ("no_duplicate", pass),
+        ("ingest", pass),
+    ];
+    // (cut at, the statuses of the checks that need evidence before the flip)
+    let cases = [
+        // A minute of evidence before the flip: every check can be judged.
+        (
+            at.saturating_add_ms(-60_000),
+            [
+                ("in_flight", pass),
+                ("daemon", pass),
+                ("claim_latency", pass),
+            ],
+        ),
+        // From the flag's change (ts dispatches in the grace, none before), and from the
+        // first dispatch to go (no dispatch before the flip at all).
+        (
+            truth,
+            [
+                ("in_flight", Status::Unknown),
+                ("daemon", Status::Unknown),
+                ("claim_latency", Status::Unknown),
+            ],
+        ),
+        (
+            at,
+            [
+                ("in_flight", Status::Unknown),
+                ("daemon", Status::Unknown),
+                ("claim_latency", Status::Unknown),
+            ],
+        ),
+    ];
+    for (from, edge) in cases {
+        let dir = cut(&w, from, true);
+        let ev = evidence_in(dir.path(), &org);
+        for to in [None, Some(Runner::Go)] {
+            let mut p = params(&org);
+            p.at = Some(at);
+            p.to = to;
+            let r = flip::build(&ev, &p).unwrap();
+            let case = format!("cut at {from}, to {to:?}");
+            assert_eq!(r.verdict, Verdict::Pass, "{case}: {}", r.reason);
+            assert_eq!((r.from.as_str(), r.to.as_str()), ("ts", "go"), "{case}");
+            assert_statuses(&r, &sessions);
+            assert_statuses(&r, &edge);
+            let d = r.check("daemon").unwrap();
+            assert_eq!(d.counts["gaps"], 0, "{case}: {:?}", d.notes);
+            if edge[1].1 == Status::Unknown {
+                assert!(
+                    d.notes.iter().any(|n| n.contains("is not known")),
+                    "{:?}",
+                    d.notes
+                );
+                let want = if to.is_some() { "given" } else { "after_flip" };
+                if from == at {
+                    assert_eq!(r.direction_from, want, "{case}");
+                }
+            }
+        }
+        // The real binary, without --to: the same verdict, exit 0.
+        if from == at {
+            let (code, v) = cli(dir.path(), &org, &["--flip-at", &at.to_rfc3339()]);
+            assert_eq!(
+                (code, v["verdict"].as_str()),
+                (0, Some("pass")),
+                "{}",
+                v["reason"]
+            );
+            assert_eq!(v["direction_from"], "after_flip");
+        }
+    }
+}
+
+#[test]
+fn an_org_with_no_traffic_is_inconclusive_not_an_error() {
+    let w = Workload::new(3);
+    let (_, at) = w.flipped();
+    let flip_at = at.to_rfc3339();
+    for extra in [
+        vec!["--flip-at", &flip_at],
+        vec!["--flip-at", &flip_at, "--to", "go"],
+    ] {
+        let (code, v) = cli(w.dir.path(), "org_nobody", &extra);
+        assert_eq!(
+            (code, v["verdict"].as_str()),
+            (3, Some("inconclusive")),
+            "{extra:?}: {}",
+            v["reason"]
+        );
+        assert!(
+            v["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("no sessions in the window"),
+            "{}",
+            v["reason"]
+        );
+        let statuses: Vec<(&str, &str)> = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["id"].as_str().unwrap(), c["status"].as_str().unwrap()))
+            .collect();
+        assert!(!statuses.iter().any(|(_, s)| *s == "fail"), "{statuses:?}");
+        for id in [
+            "new_runner",
+            "claimed_in_time",
+            "no_mismatch",
+            "no_duplicate",
+        ] {
+            assert!(statuses.contains(&(id, "unknown")), "{id}: {statuses:?}");
+        }
+        let daemon = if extra.len() == 2 { "skipped" } else { "pass" };
+        assert!(statuses.contains(&("daemon", daemon)), "{statuses:?}");
+    }
+}
+
+#[test]
+fn in_flight_is_bounded_skipped_without_old_completions_and_lists_the_most_recent() {
+    let (w, org, ev, at) = clean(3);
+    // With the ts worker's completions: every held session finished on its claimer.
+    let r = flip::build(&ev, &params(&org)).unwrap();
+    let c = r.check("in_flight").unwrap();
+    assert_eq!(c.status, Status::Pass, "{}", c.summary);
+    let lookback = c.counts["lookback_seconds"];
+    assert!((120..3600).contains(&lookback), "{lookback}");
+    // Every counted session was claimed within the look-back.
+    assert!(c.counts["in_flight"] > 0 && c.counts["in_flight"] == c.counts["finished_on_claimer"]);
+
+    // Three lose their completions: listed (not failing), most recent first.
+    let held = in_flight(&ev, at);
+    assert!(held.len() >= 3);
+    let mut some = ev.clone();
+    some.events.retain(|(e, _)| {
+        e.kind != EventKind::Completion || e.session.as_ref().is_none_or(|s| !held[..3].contains(s))
+    });
+    let r = flip::build(&some, &params(&org)).unwrap();
+    let c = r.check("in_flight").unwrap();
+    assert_eq!(c.status, Status::Pass);
+    assert_eq!(c.counts["no_completion"], 3);
+    let times: Vec<&str> = c
+        .sessions
+        .iter()
+        .map(|s| s.dispatched_at.as_deref().unwrap())
+        .collect();
+    let mut newest_first = times.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, newest_first);
+
+    // The old runtime logs no completions at all: skipped, saying so once, nothing listed.
+    let dir = cut(&w, Timestamp(i64::MIN / 2), false);
+    let ev = evidence_in(dir.path(), &org);
+    let r = flip::build(&ev, &params(&org)).unwrap();
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
+    let c = r.check("in_flight").unwrap();
+    assert_eq!(c.status, Status::Skipped, "{}", c.summary);
+    assert!(
+        c.summary.starts_with("ts logs no completions"),
+        "{}",
+        c.summary
+    );
+    assert!(c.sessions.is_empty());
+    assert_statuses(
+        &r,
+        &[
+            ("new_runner", Status::Pass),
+            ("claimed_in_time", Status::Pass),
+            ("daemon", Status::Pass),
+            ("claim_latency", Status::Pass),
+        ],
+    );
+}
+
+#[test]
+fn latency_is_compared_like_with_like_and_cross_runtime_is_labelled() {
+    let (_w, org, mut ev, at) = clean(8);
+    let r = flip::build(&ev, &params(&org)).unwrap();
+    let l = &r.claim_latency_seconds;
+    assert!(l.cross_runtime);
+    assert_eq!(
+        (l.before_runtime.as_deref(), l.after_runtime.as_deref()),
+        (Some("ts"), Some("go"))
+    );
+    let c = r.check("claim_latency").unwrap();
+    assert!(
+        c.summary
+            .starts_with("cross-runtime: ts before vs go after"),
+        "{}",
+        c.summary
+    );
+    let md = render::markdown(&r);
+    assert!(
+        md.contains("| before (ts) |") && md.contains("| after (go) |"),
+        "{md}"
+    );
+    assert!(md.contains("p95 (s)"));
+
+    // The org already ran part of its sessions on go before the flip: go is compared with go.
+    let baseline = dispatched(&ev, at.saturating_add_ms(-WINDOW_MS), at);
+    for id in baseline.iter().step_by(3) {
+        edit(&mut ev, id, EventKind::Dispatch, |e| e.runner = Runner::Go);
+        serve_on(&mut ev, id, Runner::Go);
+    }
+    let mut p = params(&org);
+    p.at = Some(at);
+    p.to = Some(Runner::Go);
+    let r = flip::build(&ev, &p).unwrap();
+    let l = &r.claim_latency_seconds;
+    assert!(!l.cross_runtime);
+    assert_eq!(
+        (l.before_runtime.as_deref(), l.after_runtime.as_deref()),
+        (Some("go"), Some("go"))
+    );
+    let go = l.by_runtime.iter().find(|b| b.runtime == "go").unwrap();
+    assert_eq!(l.before.count, go.before.count);
+    assert!(go.before.count > 0);
+    assert!(
+        r.check("claim_latency")
+            .unwrap()
+            .summary
+            .starts_with("go before vs go after")
     );
 }

@@ -75,7 +75,19 @@ impl Ctx<'_> {
             );
         }
         beats.sort_unstable();
-        let gaps = uncovered(&beats, self.flip.at.millis(), cover_end.millis(), age);
+        // A gap is between two heartbeats, or between one and the window's end, never before
+        // the first: until `age` after the evidence starts, no heartbeat is no evidence of a
+        // dead daemon (its last beat may lie just before the logs begin). That stretch is
+        // not judged: `unknown`, never `fail`.
+        let start = self.ev.start_of(rt).unwrap_or(self.start);
+        let reach = start.saturating_add_ms(age);
+        let judged_from = self.flip.at.max(reach).min(cover_end);
+        let gaps = uncovered(&beats, judged_from.millis(), cover_end.millis(), age);
+        let unreached_end = beats
+            .first()
+            .map_or(reach, |&b| reach.min(Timestamp(b)))
+            .min(cover_end);
+        let unreached = (unreached_end > self.flip.at).then_some((self.flip.at, unreached_end));
         for (w, (n, v, last)) in &workers {
             d.check.notes.push(format!(
                 "{rt} worker {w} at {}: {n} heartbeats, last {last}",
@@ -87,6 +99,13 @@ impl Ctx<'_> {
         } else {
             "ts worker"
         };
+        if let Some((a, b)) = unreached {
+            d.check.notes.push(format!(
+                "the evidence starts at {}: whether a {who} was heartbeating from {a} to {b} \
+                 is not known",
+                start
+            ));
+        }
         for (a, b) in &gaps {
             d.check.notes.push(format!(
                 "no {who} heartbeating from {} to {} ({})",
@@ -129,7 +148,18 @@ impl Ctx<'_> {
             .count("gaps", gaps.len())
             .count("stale_claims", stale);
         let (status, summary) = if gaps.is_empty() && stale == 0 {
-            (Status::Pass, format!("{} heartbeats, no gap", beats.len()))
+            match unreached {
+                Some((a, b)) => (
+                    Status::Unknown,
+                    format!(
+                        "{} heartbeats, no gap where the evidence reaches; from {a} to {b} \
+                         (before the evidence's first {}) not known",
+                        beats.len(),
+                        duration(age)
+                    ),
+                ),
+                None => (Status::Pass, format!("{} heartbeats, no gap", beats.len())),
+            }
         } else {
             let uncovered_ms: i64 = gaps.iter().map(|(a, b)| b - a).sum();
             let mut parts = Vec::new();

@@ -9,6 +9,10 @@ pub(super) struct Flip {
     pub from: Runner,
     pub to: Runner,
     pub located: &'static str,
+    /// How the direction was found: `given`, `baseline` (away from the runner most of the
+    /// baseline went to), `after_flip` (to the runner most dispatches after the grace went
+    /// to), `dispatches` (located in them), or `unknown` (no dispatch on either side).
+    pub direction: &'static str,
 }
 
 pub(super) fn locate(sessions: &[Judged], p: &FlipParams) -> Result<Flip, FlipError> {
@@ -19,19 +23,41 @@ pub(super) fn locate(sessions: &[Judged], p: &FlipParams) -> Result<Flip, FlipEr
         .filter(|(_, r)| *r != Runner::Other)
         .collect();
     if let Some(at) = p.at {
-        let to = match p.to {
-            Some(to) => to,
+        // (go, ts) dispatches in [from, to).
+        let count = |from: i64, to: i64| {
+            let side = known
+                .iter()
+                .filter(|(t, _)| t.millis() >= from && t.millis() < to);
+            let go = side.clone().filter(|(_, r)| *r == Runner::Go).count();
+            (go, side.count() - go)
+        };
+        let (to, direction) = match p.to {
+            Some(to) => (to, "given"),
             None => {
-                let before = known
-                    .iter()
-                    .filter(|(t, _)| *t < at && t.millis() >= at.millis() - p.window_ms);
-                let go = before.clone().filter(|(_, r)| *r == Runner::Go).count();
-                let ts = before.count() - go;
+                let (go, ts) = count(at.millis() - p.window_ms, at.millis());
                 match go.cmp(&ts) {
-                    std::cmp::Ordering::Greater => Runner::Ts,
-                    std::cmp::Ordering::Less => Runner::Go,
+                    std::cmp::Ordering::Greater => (Runner::Ts, "baseline"),
+                    std::cmp::Ordering::Less => (Runner::Go, "baseline"),
                     std::cmp::Ordering::Equal => {
-                        return Err(FlipError::NoDirection(p.org.clone()));
+                        // No baseline to move away from: where the dispatches went once the
+                        // flag reached every dispatcher.
+                        let (go, ts) = count(at.millis() + p.grace_ms, at.millis() + p.window_ms);
+                        match go.cmp(&ts) {
+                            std::cmp::Ordering::Greater => (Runner::Go, "after_flip"),
+                            std::cmp::Ordering::Less => (Runner::Ts, "after_flip"),
+                            std::cmp::Ordering::Equal if go == 0 => {
+                                let (go, ts) = count(at.millis(), at.millis() + p.window_ms);
+                                if go + ts > 0 {
+                                    return Err(FlipError::NoDirection(p.org.clone()));
+                                }
+                                // Nothing dispatched on either side: the report says
+                                // `inconclusive` (no sessions in the window), not an error.
+                                (Runner::Go, "unknown")
+                            }
+                            std::cmp::Ordering::Equal => {
+                                return Err(FlipError::NoDirection(p.org.clone()));
+                            }
+                        }
                     }
                 }
             }
@@ -41,6 +67,7 @@ pub(super) fn locate(sessions: &[Judged], p: &FlipParams) -> Result<Flip, FlipEr
             from: other(to),
             to,
             located: "given",
+            direction,
         });
     }
     let Some(&(_, last)) = known.last() else {
@@ -82,5 +109,10 @@ pub(super) fn locate(sessions: &[Judged], p: &FlipParams) -> Result<Flip, FlipEr
         from: old,
         to,
         located: "first_dispatch_to_new_runner",
+        direction: if p.to.is_some() {
+            "given"
+        } else {
+            "dispatches"
+        },
     })
 }

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{EventKind, Runner};
 
+pub mod layers;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid config: {0}")]
@@ -27,6 +29,8 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
     #[error("[platform] {0}")]
     Platform(#[from] crate::platform::PlatformConfigError),
+    #[error("{var}: {message}")]
+    Env { var: String, message: String },
 }
 
 /// The `[parse]` table: where each field lives in a log object and what the events are called.
@@ -251,6 +255,11 @@ impl ClaimTimeouts {
             None => (None, spec),
         };
         let d = humantime::parse_duration(value).map_err(|e| invalid(format!("{value:?}: {e}")))?;
+        if d.is_zero() {
+            return Err(invalid(format!(
+                "{value:?}: must be more than zero (every claim would be late)"
+            )));
+        }
         match runner {
             None => *self = ClaimTimeouts::uniform(d),
             Some("go") => self.go = d,
@@ -398,12 +407,32 @@ fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
     })
 }
 
+/// `127.0.0.1:9464`, `[::1]:9464` or `localhost:9464` (a name resolves to its first address).
+fn listen_addr(v: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "serve.listen",
+        message: format!("{v:?}: {message}"),
+    };
+    if let Ok(a) = v.parse() {
+        return Ok(a);
+    }
+    if v.rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(invalid("expected HOST:PORT".into()));
+    }
+    let mut addrs = v
+        .to_socket_addrs()
+        .map_err(|e| invalid(format!("cannot resolve: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| invalid("resolves to no address".into()))
+}
+
 impl ServeConfig {
     pub fn new(raw: &RawServeConfig) -> Result<ServeConfig, ConfigError> {
-        let listen = raw.listen.parse().map_err(|e| ConfigError::Invalid {
-            key: "serve.listen",
-            message: format!("{:?}: {e}", raw.listen),
-        })?;
+        let listen = listen_addr(&raw.listen)?;
         let mut timeouts = ClaimTimeouts::default();
         for spec in &raw.claim_timeout {
             timeouts.apply(spec)?;
@@ -500,6 +529,46 @@ mod tests {
         Config::from_raw(&raw).unwrap();
     }
 
+    /// Every key the example sets has a comment just above it, and every key of the model
+    /// (the optional platform tables included) appears in it, set or commented out.
+    #[test]
+    fn example_config_comments_every_key() {
+        let text = include_str!("../claimcheck.example.toml");
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let is_key = line.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            });
+            if is_key {
+                assert!(
+                    i > 0 && lines[i - 1].starts_with('#'),
+                    "no comment above {line:?} in claimcheck.example.toml"
+                );
+            }
+        }
+        for (_, path) in layers::env_names() {
+            let key = path.rsplit('.').next().unwrap_or_default();
+            let table = &path[..path.len() - key.len()].trim_end_matches('.');
+            let header = format!("[{table}]");
+            let at = text
+                .find(&header)
+                .unwrap_or_else(|| panic!("{header} missing"));
+            assert!(
+                text[at..].contains(&format!("{key} = ")),
+                "{path} is not in claimcheck.example.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_takes_a_host_name() {
+        let c = Config::from_toml("[serve]\nlisten = \"localhost:9999\"\n").unwrap();
+        assert_eq!(c.serve.listen.port(), 9999);
+        assert!(c.serve.listen.ip().is_loopback());
+        let e = Config::from_toml("[serve]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(e.to_string().contains("HOST:PORT"), "{e}");
+    }
+
     #[test]
     fn serve_config_is_validated() {
         let bad = [
@@ -527,5 +596,7 @@ mod tests {
         assert_eq!(t.go, Duration::from_secs(90));
         assert!(t.apply("rust=1s").is_err());
         assert!(t.apply("soon").is_err());
+        assert!(t.apply("0s").is_err());
+        assert!(t.apply("go=0s").is_err());
     }
 }

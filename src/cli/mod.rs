@@ -1,5 +1,6 @@
 //! cli: one short function per mode; flags become validated options here and nowhere else.
 
+mod check_config;
 mod demo;
 pub mod logging;
 mod report;
@@ -55,10 +56,8 @@ impl LogArgs {
                 crate::config::LogFormat::Json => "json".into(),
             };
         }
-        match (&self.log_level, std::env::var("CLAIMCHECK_LOG")) {
-            (Some(level), _) => raw.level.clone_from(level),
-            (None, Ok(level)) if !level.is_empty() => raw.level = level,
-            _ => {}
+        if let Some(level) = &self.log_level {
+            raw.level.clone_from(level);
         }
         if let Some(p) = &self.log_file {
             raw.file = p.display().to_string();
@@ -80,17 +79,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Write a realistic platform workload with injected faults and its ground truth.
     Simulate(simulate::SimulateArgs),
-}
-
-/// The `--config` file, or the defaults without one.
-fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::Config> {
-    use anyhow::Context;
-    let Some(p) = path else {
-        return Ok(crate::config::Config::default());
-    };
-    let text = std::fs::read_to_string(p)
-        .with_context(|| format!("cannot read config {}", p.display()))?;
-    crate::config::Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
+    /// Validate a config (file, then `CLAIMCHECK_*` environment) and print the effective
+    /// result with secrets redacted; exit 0 valid, 2 invalid.
+    CheckConfig(check_config::CheckConfigArgs),
 }
 
 /// Exit codes: 0 pass, 1 verification failed (or, for verify, inconclusive), 2 usage or I/O
@@ -111,23 +102,42 @@ pub fn main() -> ExitCode {
     result.unwrap_or_else(|e| {
         #[allow(clippy::print_stderr)] // the one place errors reach the user
         {
-            eprintln!("claimcheck: error: {e:#}");
+            eprintln!("claimcheck: error: {}", describe(&e));
         }
         ExitCode::from(2)
     })
+}
+
+/// An error and its causes on one line, each cause once: a message that already quotes its
+/// source (`cannot open x: No such file…`) is not followed by that source again.
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
 }
 
 /// The `[log]` table of the command's config file (if it has one) under the log flags.
 fn start_logging(cli: &Cli) -> anyhow::Result<signals::Reload> {
     let path = match &cli.command {
         Command::Serve(a) => a.config.as_deref(),
+        Command::CheckConfig(a) => a.file.as_deref(),
+        Command::Verify(a) => a.input.config.as_deref(),
         _ => None,
     };
-    let raw = match path {
-        Some(p) => read_raw(p)?.log,
-        None => crate::config::RawLogConfig::default(),
-    };
-    let handle = logging::init(&cli.log.apply(raw)?)?;
+    let layered = load_raw(path)?;
+    let handle = logging::init(&cli.log.apply(layered.raw.log)?)?;
+    for var in &layered.unknown_env {
+        tracing::warn!(var = %var, "environment variable names no config key; ignored");
+    }
     Ok(signals::Reload::new(
         path.map(ToOwned::to_owned),
         cli.log.clone(),
@@ -135,14 +145,38 @@ fn start_logging(cli: &Cli) -> anyhow::Result<signals::Reload> {
     ))
 }
 
-/// The config file, parsed but not validated.
-fn read_raw(p: &std::path::Path) -> anyhow::Result<crate::config::RawConfig> {
+/// The config file (if any) under the `CLAIMCHECK_*` environment, merged, not yet validated.
+fn load_raw(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::layers::Layered> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(p)
-        .with_context(|| format!("cannot read config {}", p.display()))?;
-    toml::from_str(&text)
-        .map_err(crate::config::ConfigError::from)
-        .with_context(|| format!("in {}", p.display()))
+    let text = match path {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config {}", p.display()))?,
+        ),
+        None => None,
+    };
+    // Variables that are not valid UTF-8 cannot be ours.
+    let env: std::collections::BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("CLAIMCHECK_"))
+        .collect();
+    let layered =
+        crate::config::layers::layer(text.as_deref(), &env, |p: &str| std::fs::read_to_string(p));
+    match path {
+        Some(p) => layered.with_context(|| format!("in {}", p.display())),
+        None => Ok(layered?),
+    }
+}
+
+/// The layered config, validated (before any flag: for modes whose flags do not touch it).
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::Config> {
+    use anyhow::Context;
+    let layered = load_raw(path)?;
+    let config = crate::config::Config::from_raw(&layered.raw);
+    match path {
+        Some(p) => config.with_context(|| format!("in {}", p.display())),
+        None => Ok(config?),
+    }
 }
 
 fn run(command: Command, log: signals::Reload) -> anyhow::Result<ExitCode> {
@@ -161,5 +195,6 @@ fn run(command: Command, log: signals::Reload) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args, log).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args, log).map(|()| ExitCode::SUCCESS),
         Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig(args) => check_config::run(args).map(|()| ExitCode::SUCCESS),
     }
 }

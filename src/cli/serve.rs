@@ -2,15 +2,13 @@
 //! /ingest/ndjson`, correlates live and serves `/metrics`, `/healthz`, `/readyz` and
 //! `/api/summary`; tailing files, the Vercel drain and the durable store come next.
 
-use std::net::SocketAddr;
-
 use anyhow::{Context, bail};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{ClaimTimeouts, Config};
+use crate::config::Config;
 use crate::correlate::CorrelateConfig;
 use crate::correlate::live::LiveConfig;
 use crate::event::Runner;
@@ -26,12 +24,14 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// TOML config (`claimcheck.example.toml` lists every option); flags override it.
+    /// TOML config (`claimcheck.example.toml` lists every option); `CLAIMCHECK_<SECTION>_<KEY>`
+    /// variables override its keys, flags override both.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
-    /// Address for HTTP (metrics, API, ingest) [default: 127.0.0.1:9464].
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
+    /// Address for HTTP (metrics, API, ingest): `127.0.0.1:9464`, `localhost:9464`, `[::]:9464`
+    /// [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
     /// Follow a log file (repeatable): `dispatch.log`, or `go=daemon.log` to give lines that
     /// name no runtime a default. Rotation (rename + create, copytruncate) is followed.
     #[arg(long, value_name = "[RUNTIME=]PATH")]
@@ -49,21 +49,25 @@ pub struct ServeArgs {
     /// Claim timeout T: `120s`, `2m`, or per runner `go=90s` (repeatable).
     #[arg(long, value_name = "DURATION")]
     pub claim_timeout: Vec<String>,
-    /// Bearer token for `POST /ingest/ndjson` (without it the endpoint answers 401).
+    /// Bearer token for `POST /ingest/ndjson` (without it the endpoint answers 401); also
+    /// read from the file `CLAIMCHECK_INGEST_TOKEN_FILE` names.
     #[arg(long, env = "CLAIMCHECK_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
-    /// Durable state: a SQLite file path or `sqlite://` URL. Without it, state lives in
-    /// memory and a restart starts over.
-    #[arg(long, value_name = "URL", env = "CLAIMCHECK_STORE")]
+    /// Durable state: a SQLite file path, a `sqlite://` URL or a `postgres://` URL
+    /// [`serve.store`, `CLAIMCHECK_SERVE_STORE`]. Without it, state lives in memory and a
+    /// restart starts over.
+    #[arg(long, value_name = "URL")]
     pub store: Option<String>,
-    /// Vercel drain secret: enables `POST /ingest/vercel` (bodies signed with it).
+    /// Vercel drain secret: enables `POST /ingest/vercel` (bodies signed with it); also read
+    /// from the file `CLAIMCHECK_VERCEL_SECRET_FILE` names.
     #[arg(long, env = "CLAIMCHECK_VERCEL_SECRET", hide_env_values = true)]
     pub vercel_secret: Option<String>,
     /// Code echoed in `x-vercel-verify` when Vercel checks the drain endpoint.
     #[arg(long, env = "CLAIMCHECK_VERCEL_VERIFY_CODE")]
     pub vercel_verify_code: Option<String>,
-    /// Alertmanager base URL (`http://127.0.0.1:9093`): push per-finding alerts there.
-    #[arg(long, value_name = "URL", env = "CLAIMCHECK_ALERTMANAGER_URL")]
+    /// Alertmanager base URL (`http://127.0.0.1:9093`): push per-finding alerts there; the
+    /// rest of `[serve.alertmanager]` still applies [`CLAIMCHECK_SERVE_ALERTMANAGER_URL`].
+    #[arg(long, value_name = "URL")]
     pub alertmanager: Option<String>,
 }
 
@@ -75,32 +79,60 @@ pub enum StdinRuntime {
     Ts,
 }
 
-pub fn run(mut args: ServeArgs, reload: super::signals::Reload) -> anyhow::Result<()> {
-    let mut config = super::load_config(args.config.as_deref())?;
-    // Flags override the file.
-    let sc = &mut config.serve;
-    if let Some(listen) = args.listen {
-        sc.listen = listen;
-    }
-    if !args.claim_timeout.is_empty() {
-        sc.timeouts = ClaimTimeouts::default();
-        for spec in &args.claim_timeout {
-            sc.timeouts.apply(spec)?;
+impl ServeArgs {
+    /// Flags over the layered file and environment, key by key: a flag replaces its key and
+    /// nothing else (`--alertmanager` keeps the rest of `[serve.alertmanager]`); file
+    /// options are appended to the file's.
+    pub fn merge_into(&mut self, raw: &mut crate::config::RawConfig) {
+        let sc = &mut raw.serve;
+        if let Some(listen) = self.listen.take() {
+            sc.listen = listen;
         }
+        if !self.claim_timeout.is_empty() {
+            sc.claim_timeout = std::mem::take(&mut self.claim_timeout);
+        }
+        if let Some(store) = self.store.take() {
+            sc.store = store;
+        }
+        if let Some(url) = self.alertmanager.take() {
+            sc.alertmanager.url = url;
+        }
+        sc.files.append(&mut self.dispatch);
+        sc.files.append(&mut self.claims);
+        sc.files.append(&mut self.file);
     }
-    if let Some(store) = args.store.take() {
-        sc.store = Some(store);
+
+    /// Secrets given as `CLAIMCHECK_*_FILE` (a mounted secret) when the flag and its
+    /// variable are absent.
+    fn secrets_from_files(&mut self) -> anyhow::Result<()> {
+        for (slot, var) in [
+            (&mut self.ingest_token, "CLAIMCHECK_INGEST_TOKEN_FILE"),
+            (&mut self.vercel_secret, "CLAIMCHECK_VERCEL_SECRET_FILE"),
+        ] {
+            if slot.is_none()
+                && let Some(path) = std::env::var_os(var)
+            {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("{var}: cannot read {}", path.to_string_lossy()))?;
+                *slot = Some(text.trim_end_matches(['\n', '\r']).to_owned());
+            }
+        }
+        Ok(())
     }
-    if let Some(url) = args.alertmanager.take() {
-        let raw = crate::sinks::alertmanager::RawAlertmanagerConfig {
-            url,
-            ..Default::default()
-        };
-        sc.alertmanager = crate::sinks::alertmanager::AlertmanagerConfig::from_raw(&raw)?;
-    }
-    sc.files.append(&mut args.dispatch);
-    sc.files.append(&mut args.claims);
-    sc.files.append(&mut args.file);
+}
+
+pub fn run(mut args: ServeArgs, reload: super::signals::Reload) -> anyhow::Result<()> {
+    let mut layered = super::load_raw(args.config.as_deref())?;
+    args.merge_into(&mut layered.raw);
+    args.secrets_from_files()?;
+    let config = Config::from_raw(&layered.raw);
+    let config = match &args.config {
+        Some(p) => {
+            config.with_context(|| format!("in {} (with flags and environment)", p.display()))?
+        }
+        None => config?,
+    };
+    let sc = &config.serve;
     if args.stdin.is_none()
         && args.ingest_token.is_none()
         && sc.files.is_empty()
@@ -150,11 +182,7 @@ pub(super) async fn serve(
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     let store = match &sc.store {
-        Some(url) => Some(
-            Store::open(url)
-                .await
-                .with_context(|| format!("cannot open the store {url}"))?,
-        ),
+        Some(url) => Some(open_store(url).await?),
         None => None,
     };
     let readiness = attach_platform(
@@ -264,7 +292,8 @@ pub(super) async fn serve(
     let listener = tokio::net::TcpListener::bind(sc.listen)
         .await
         .with_context(|| format!("cannot listen on {}", sc.listen))?;
-    tracing::info!(listen = %sc.listen, store = sc.store.is_some(), files = sc.files.len(), "serving");
+    let bound = listener.local_addr().unwrap_or(sc.listen);
+    tracing::info!(listen = %bound, store = sc.store.is_some(), files = sc.files.len(), "serving");
     let stop = shutdown.clone();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         signals.until_stopped(reload).await;
@@ -276,6 +305,19 @@ pub(super) async fn serve(
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the store, saying where (without its password) and giving up with a message when
+/// it does not answer, instead of waiting silently.
+async fn open_store(url: &str) -> anyhow::Result<Store> {
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+    let shown = crate::config::layers::redact_url(url);
+    tracing::info!(store = %shown, "opening the store");
+    match tokio::time::timeout(DEADLINE, Store::open(url)).await {
+        Ok(Ok(store)) => Ok(store),
+        Ok(Err(e)) => Err(anyhow::Error::from(e).context(format!("cannot open the store {shown}"))),
+        Err(_) => bail!("cannot open the store {shown}: no answer within {DEADLINE:?}"),
+    }
 }
 
 /// Starts the platform tasks (Postgres flags and sessions, Redis queue) when configured and
@@ -549,5 +591,45 @@ async fn read_stdin(tx: mpsc::Sender<Batch>, runtime: Option<Runner>, shutdown: 
         if eof {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// A flag replaces its key only: `--alertmanager` keeps `external_url` and the rest of
+    /// `[serve.alertmanager]`; files add to the file's; `--listen` takes a host name.
+    #[test]
+    fn flags_merge_into_their_tables() {
+        let cli = crate::cli::Cli::try_parse_from([
+            "claimcheck",
+            "serve",
+            "--alertmanager",
+            "http://am.flag:9093",
+            "--listen",
+            "localhost:9999",
+            "--claims",
+            "go=daemon.log",
+            "--claim-timeout",
+            "go=90s",
+        ])
+        .unwrap();
+        let crate::cli::Command::Serve(mut args) = cli.command else {
+            panic!("not serve")
+        };
+        let file = "[serve]\nfiles = [\"dispatch.log\"]\nretention = \"2h\"\n\
+                    [serve.alertmanager]\nurl = \"http://am.file:9093\"\nexternal_url = \"http://cc.example\"\nresend_interval = \"30s\"\n";
+        let mut raw: crate::config::RawConfig = toml::from_str(file).unwrap();
+        args.merge_into(&mut raw);
+        let c = crate::config::Config::from_raw(&raw).unwrap();
+        let am = c.serve.alertmanager.unwrap();
+        assert_eq!(am.url.as_str(), "http://am.flag:9093/");
+        assert_eq!(am.generator_base.as_deref(), Some("http://cc.example"));
+        assert_eq!(am.resend_interval, std::time::Duration::from_secs(30));
+        assert_eq!(c.serve.files, ["dispatch.log", "go=daemon.log"]);
+        assert_eq!(c.serve.listen.port(), 9999);
+        assert_eq!(c.serve.timeouts.go, std::time::Duration::from_secs(90));
+        assert_eq!(c.serve.retention, std::time::Duration::from_secs(7200));
     }
 }

@@ -25,7 +25,10 @@ pub struct Reload {
 
 impl Reload {
     pub(super) fn new(config: Option<PathBuf>, flags: LogArgs, log: LogHandle) -> Reload {
-        let loaded = config.as_deref().and_then(|p| super::read_raw(p).ok());
+        let loaded = config
+            .as_deref()
+            .and_then(|p| super::load_raw(Some(p)).ok())
+            .map(|l| l.raw);
         Reload {
             config,
             flags,
@@ -38,11 +41,11 @@ impl Reload {
     /// process keeps running on what it has, and says why.
     pub fn reload(&mut self) {
         let raw = match &self.config {
-            Some(p) => match super::read_raw(p) {
-                Ok(raw) => Some(raw),
+            Some(p) => match super::load_raw(Some(p)) {
+                Ok(l) => Some(l.raw),
                 Err(e) => {
                     tracing::error!(
-                        error = format!("{e:#}"),
+                        error = super::describe(&e),
                         "reload failed: the running configuration stays"
                     );
                     return;
@@ -57,19 +60,19 @@ impl Reload {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(
-                    error = format!("{e:#}"),
+                    error = super::describe(&e),
                     "reload failed: the running configuration stays"
                 );
                 return;
             }
         };
         if let Err(e) = self.log.reopen() {
-            tracing::error!(error = format!("{e:#}"), "cannot reopen the log file");
+            tracing::error!(error = super::describe(&e), "cannot reopen the log file");
         }
         let level_changed = match self.log.set_level(&log.level) {
             Ok(changed) => changed,
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "log level not applied");
+                tracing::error!(error = super::describe(&e), "log level not applied");
                 false
             }
         };

@@ -126,6 +126,15 @@ impl VerifyArgs {
                 ExpectRunner::Ts => Runner::Ts,
             }),
         };
+        if let (Some(since), Some(until)) = (selection.since, selection.until)
+            && since > until
+        {
+            bail!(
+                "--since {} is later than --until {}: nothing could be selected",
+                self.since.as_deref().unwrap_or_default(),
+                self.until.as_deref().unwrap_or_default()
+            );
+        }
         Ok(VerifyOptions {
             parse: config.parse,
             correlate: CorrelateConfig {

@@ -61,6 +61,16 @@ impl Input {
             Some((r @ ("go" | "ts"), p)) if role == Role::Claims => {
                 (Some(Runner::from_value(r)), p)
             }
+            // `xx=daemon.log`: a runtime that does not exist, not a file named so.
+            Some((r, _))
+                if role == Role::Claims
+                    && !r.is_empty()
+                    && r.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    && !std::path::Path::new(spec).exists() =>
+            {
+                return Err(format!("unknown runtime {r:?} in {spec:?} (go or ts)"));
+            }
             _ => (None, spec),
         };
         if path.is_empty() {

@@ -234,3 +234,140 @@ fn sighup_reopens_the_log_file() {
         "SIGHUP killed serve"
     );
 }
+
+/// `check-config`: the file under the environment, validated, printed as TOML with the
+/// password of a URL read from a `*_FILE` secret redacted; an invalid one exits 2 naming
+/// its key.
+#[test]
+fn check_config_prints_the_layered_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("claimcheck.toml");
+    std::fs::write(
+        &cfg,
+        "[serve]\nretention = \"2h\"\n[serve.alertmanager]\nexternal_url = \"http://cc.example\"\n",
+    )
+    .unwrap();
+    let secret = dir.path().join("pg-url");
+    std::fs::write(&secret, "postgres://ro:hunter2@db.internal/platform\n").unwrap();
+    let out = claimcheck()
+        .arg("check-config")
+        .arg(&cfg)
+        .env("CLAIMCHECK_PLATFORM_POSTGRES_URL_FILE", &secret)
+        .env("CLAIMCHECK_SERVE_ALERTMANAGER_URL", "http://am:9093")
+        .env("CLAIMCHECK_SERVE_LISTN", "typo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(
+        stdout.contains("# ignored: CLAIMCHECK_SERVE_LISTN"),
+        "{stdout}"
+    );
+    let v: toml::Table = toml::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["platform"]["postgres"]["url"].as_str(),
+        Some("postgres://ro:REDACTED@db.internal/platform")
+    );
+    assert_eq!(v["serve"]["retention"].as_str(), Some("2h"));
+    assert_eq!(
+        v["serve"]["alertmanager"]["url"].as_str(),
+        Some("http://am:9093")
+    );
+    assert_eq!(
+        v["serve"]["alertmanager"]["external_url"].as_str(),
+        Some("http://cc.example")
+    );
+    assert_eq!(v["log"]["level"].as_str(), Some("info"));
+
+    let out = claimcheck()
+        .arg("check-config")
+        .arg(&cfg)
+        .env("CLAIMCHECK_SERVE_ORG_LABEL_CAP", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("serve.org_label_cap: must be at least 1"),
+        "{stderr}"
+    );
+}
+
+/// The refusals an SRE hit, each with its cause said once.
+#[test]
+fn bad_flags_are_refused_with_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "verify",
+                "--dispatch",
+                "/dev/null",
+                "--since",
+                "2026-11-24T00:00:00Z",
+                "--until",
+                "2026-11-23T00:00:00Z",
+            ],
+            "is later than --until",
+        ),
+        (
+            &["verify", "--dispatch", "/dev/null", "--claim-timeout", "0s"],
+            "must be more than zero",
+        ),
+        (
+            &[
+                "verify",
+                "--dispatch",
+                "/dev/null",
+                "--claims",
+                "xx=/dev/null",
+            ],
+            "unknown runtime \"xx\"",
+        ),
+        (
+            &["serve", "--ingest-token", "t", "--claims", "xx=/dev/null"],
+            "unknown runtime \"xx\"",
+        ),
+        (
+            &["verify", "--dispatch", "/nonexistent/dispatch.log"],
+            "No such file or directory",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = claimcheck()
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.matches(want).count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.matches("(os error").count() <= 1,
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// `--listen localhost:PORT` is a valid address.
+#[test]
+fn listen_accepts_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = Server(
+        claimcheck()
+            .current_dir(dir.path())
+            .args(["serve", "--ingest-token", "t", "--listen"])
+            .arg(format!("localhost:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port);
+}

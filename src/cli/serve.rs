@@ -1,6 +1,9 @@
-//! `claimcheck serve`: the live sidecar. This first cut ingests stdin and `POST
-//! /ingest/ndjson`, correlates live and serves `/metrics`, `/healthz`, `/readyz` and
-//! `/api/summary`; tailing files, the Vercel drain and the durable store come next.
+//! `claimcheck serve`: the live sidecar. Sources — followed files and globs (rotation and
+//! checkpoints), stdin, `POST /ingest/ndjson`, the Vercel drain — feed the actor, which
+//! correlates live, commits to the store (SQLite or Postgres) when one is given, watches the
+//! platform (Postgres flags, Redis queue) when configured, pushes per-finding alerts, writes
+//! post-flip reports and answers the HTTP API, `/metrics` and the status page. This file
+//! turns flags into the layered config and wires those tasks together.
 
 use anyhow::{Context, bail};
 use tokio::io::AsyncBufReadExt;

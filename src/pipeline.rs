@@ -225,17 +225,11 @@ fn parse_chunk(parser: &Parser, chunk: &Chunk, ctx: &LineContext) -> ParsedChunk
             _ => stats.ignored += 1,
         }
     }
-    let data = &chunk.data;
-    // Line ends, plus the end of a last line that has no newline.
-    let unterminated = (!data.is_empty() && !data.ends_with(b"\n")).then_some(data.len());
-    let ends = memchr::memchr_iter(b'\n', data)
-        .map(|i| i + 1)
-        .chain(unterminated);
-    let mut start = 0;
-    for (line_no, end) in (chunk.first_line..).zip(ends) {
-        let line = &data[start..end];
-        start = end;
-        stats.lines += 1;
+    // Only the lines that may be events or rejections are parsed; the rest are ignored
+    // unseen (`parse::scan` says why that is exact).
+    let mut relevant = 0;
+    let lines = parser.candidates(&chunk.data, chunk.first_line, |line_no, line| {
+        relevant += 1;
         match parser.parse_line(line, ctx) {
             Parsed::Event(ev) => {
                 stats.events[ev.kind as usize] += 1;
@@ -244,7 +238,9 @@ fn parse_chunk(parser: &Parser, chunk: &Chunk, ctx: &LineContext) -> ParsedChunk
             Parsed::Ignored => stats.ignored += 1,
             Parsed::Rejected(r) => reject(&mut stats, r, line_no),
         }
-    }
+    });
+    stats.lines += lines;
+    stats.ignored += lines - relevant;
     stats.bytes = chunk.data.len() as u64;
     ParsedChunk {
         input: chunk.input,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::simulate::{SimConfig, generate};
+use crate::simulate::{NoiseProfile, SimConfig, generate};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -21,6 +21,17 @@ pub struct SimulateArgs {
     /// A clean platform: no injected faults, broken lines or outdated daemons.
     #[arg(long)]
     pub no_faults: bool,
+    /// The noise around the events: `classic` (text and JSON, as the golden tests use) or
+    /// `realistic` (adds the services' own JSON event lines, about ten lines per session; the
+    /// speed comparison's workload). The truth is the same for both.
+    #[arg(long, value_enum, default_value_t = Noise::Classic)]
+    pub noise: Noise,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Noise {
+    Classic,
+    Realistic,
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
@@ -28,6 +39,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         sessions: args.sessions,
         seed: args.seed,
         faults: !args.no_faults,
+        noise: match args.noise {
+            Noise::Classic => NoiseProfile::Classic,
+            Noise::Realistic => NoiseProfile::Realistic,
+        },
         ..SimConfig::default()
     };
     let truth = generate(&cfg, &args.out)

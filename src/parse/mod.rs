@@ -10,6 +10,7 @@
 
 pub mod drain;
 mod extract;
+pub mod scan;
 pub mod time;
 
 use memchr::memmem;
@@ -17,6 +18,7 @@ use memchr::memmem;
 use crate::config::ParseConfig;
 use crate::event::{Event, EventKind, Name, Runner, SessionId, Timestamp};
 use extract::{Extractor, Scalar, Slots};
+use scan::Prefilter;
 
 /// Why a relevant line was rejected. A fixed set: these are metric labels and report keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -109,6 +111,8 @@ pub struct Parser {
     /// (One memmem per key; a multi-pattern automaton over the event names measured twice as
     /// slow on short lines.)
     event_keys: Vec<memmem::Finder<'static>>,
+    /// The lines worth parsing at all, found over a whole chunk (`scan`).
+    prefilter: Prefilter,
 }
 
 impl Parser {
@@ -150,8 +154,10 @@ impl Parser {
             .iter()
             .map(|k| memmem::Finder::new(k.as_bytes()).into_owned())
             .collect();
+        let prefilter = Prefilter::new(config.event_names.keys().map(String::as_str));
         Parser {
             config,
+            prefilter,
             extractor: ex,
             groups,
             relevance,
@@ -161,6 +167,18 @@ impl Parser {
 
     pub fn max_line_bytes(&self) -> usize {
         self.config.max_line_bytes
+    }
+
+    /// Calls `each(line_number, line)` for every line of `data` (whole lines numbered from
+    /// `first_line`) that may parse as something other than [`Parsed::Ignored`], and returns
+    /// the number of lines in `data`. Every line it skips, `parse_line` would ignore.
+    pub fn candidates(&self, data: &[u8], first_line: u64, each: impl FnMut(u64, &[u8])) -> u64 {
+        self.prefilter.candidates(data, first_line, each)
+    }
+
+    /// Whether `line` is one [`Parser::candidates`] would hand out.
+    pub fn is_candidate(&self, line: &[u8]) -> bool {
+        self.prefilter.is_candidate(line)
     }
 
     /// Whether a line that could not be parsed looks like one of our events: it holds an

@@ -18,6 +18,7 @@
 mod dispatch;
 mod lines;
 mod model;
+mod noise;
 mod truth;
 mod workers;
 mod write;
@@ -37,6 +38,7 @@ use model::{Fault, Org, Scenario, Step, Timeline, WORKERS};
 use workers::Due;
 use write::Sink;
 
+pub use noise::NoiseProfile;
 pub use truth::{EventCounts, Files, Flip, Ingest, OrgCounts, RunnerCounts, Totals, Truth};
 
 /// The files `generate` writes into its output directory.
@@ -59,6 +61,8 @@ pub struct SimConfig {
     /// build. Re-deliveries stay (they are not faults). Post-flip report tests start from a
     /// clean run and inject exactly the fault they test.
     pub faults: bool,
+    /// The noise around the events; it never changes the truth.
+    pub noise: NoiseProfile,
 }
 
 impl Default for SimConfig {
@@ -68,6 +72,7 @@ impl Default for SimConfig {
             seed: 1,
             claim_timeout: Duration::from_secs(120),
             faults: true,
+            noise: NoiseProfile::Classic,
         }
     }
 }
@@ -116,6 +121,11 @@ pub fn generate(cfg: &SimConfig, out: &Path) -> io::Result<Truth> {
 
     let mut g = Generator::new(rng, tl, orgs, forced, cfg.sessions, last, out)?;
     g.faults = cfg.faults;
+    if cfg.noise == NoiseProfile::Realistic {
+        // Its own stream, so the events (and the truth) are those of the classic profile.
+        let rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6e6f_6973_655f_7265);
+        g.realistic = Some(noise::Realistic::new(rng));
+    }
     let mut arrivals = model::Arrivals::new(ChaCha8Rng::seed_from_u64(arrivals_seed));
     for i in 0..ordinary {
         let d = arrivals.next_time();
@@ -173,6 +183,8 @@ struct Generator {
     forced: BTreeMap<u64, Fault>,
     /// See [`SimConfig::faults`].
     faults: bool,
+    /// The realistic noise profile's stream, when it is on.
+    realistic: Option<noise::Realistic>,
     /// Session ids are `ses_` + 3 random chars + the 13 base-36 digits of `mix(index + key)`:
     /// random-looking and unique by construction. Never-dispatched ids use indices ≥ N.
     id_key: u64,
@@ -225,6 +237,7 @@ impl Generator {
             orgs,
             forced,
             faults: true,
+            realistic: None,
             next_fresh: sessions,
             last_dispatch,
             sinks,
@@ -290,6 +303,9 @@ impl Generator {
 
         let redeliver = fault == Some(Fault::Redelivery) || self.redelivery();
         self.dispatch_line(&sid, d, org, org_logged, runner_value, redeliver)?;
+        if let Some(r) = &mut self.realistic {
+            r.dispatcher_session(&mut self.sinks.dispatch, &sid, d, &self.orgs[org].id)?;
+        }
 
         if pending {
             self.steps.clear();

@@ -138,13 +138,18 @@ fn recount(dir: &Path, truth: &Truth) -> (Truth, u64) {
     (observed, cross)
 }
 
-fn check_against_pipeline(sessions: u64, seed: u64, timeout: Duration) {
+fn check_against_pipeline(sessions: u64, seed: u64, timeout: Duration) -> Truth {
+    check_with_noise(sessions, seed, timeout, NoiseProfile::Classic)
+}
+
+fn check_with_noise(sessions: u64, seed: u64, timeout: Duration, noise: NoiseProfile) -> Truth {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SimConfig {
         sessions,
         seed,
         claim_timeout: timeout,
         faults: true,
+        noise,
     };
     let truth = generate(&cfg, dir.path()).unwrap();
     let (observed, cross) = recount(dir.path(), &truth);
@@ -155,6 +160,50 @@ fn check_against_pipeline(sessions: u64, seed: u64, timeout: Duration) {
     assert_eq!(observed, truth);
     if sessions >= 1000 {
         assert!(cross > 0, "no cross-runtime duplicate claim");
+    }
+    truth
+}
+
+#[test]
+fn realistic_noise_changes_no_truth_and_is_all_ignored() {
+    let t = Duration::from_secs(120);
+    let realistic = check_with_noise(2000, 6, t, NoiseProfile::Realistic);
+    assert_eq!(realistic, check_against_pipeline(2000, 6, t));
+
+    // About ten lines per session, most of them JSON with an `event` key, and many holding
+    // our event names as values of other keys.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimConfig {
+        sessions: 2000,
+        seed: 6,
+        noise: NoiseProfile::Realistic,
+        ..SimConfig::default()
+    };
+    generate(&cfg, dir.path()).unwrap();
+    let lines: Vec<Vec<u8>> = [DISPATCH_LOG, VERCEL_DRAIN, GO_DAEMON_LOG, TS_WORKER_LOG]
+        .iter()
+        .flat_map(|f| read_lines(&dir.path().join(f)))
+        .collect();
+    let per_session = lines.len() as f64 / 2000.0;
+    assert!(
+        (8.0..14.0).contains(&per_session),
+        "{per_session} lines per session"
+    );
+    let has = |needle: &[u8]| {
+        lines
+            .iter()
+            .filter(|l| memchr::memmem::find(l, needle).is_some())
+            .count()
+    };
+    let keyed = has(b"\"event\"") + has(b"\\\"event\\\"");
+    assert!(keyed * 3 > lines.len() * 2, "most lines have an event key");
+    for decoy in [
+        &b"\"state\":\"claimed\""[..],
+        b"\"queue\":\"dispatch\"",
+        b"\"service\":\"dispatcher\"",
+        b"\"claimedTotal\"",
+    ] {
+        assert!(has(decoy) > 10, "{}", String::from_utf8_lossy(decoy));
     }
 }
 

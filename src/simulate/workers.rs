@@ -204,6 +204,9 @@ impl Generator {
             n.write(&mut self.line, &ev);
             sink.line(&self.line)?;
         }
+        if let Some(r) = &mut self.realistic {
+            r.worker(sink, &ev, usize::from(due.worker))?;
+        }
 
         if due.kind == EventKind::Heartbeat && due.time + model::HEARTBEAT_MS <= self.tl.end {
             self.push(

@@ -1,0 +1,323 @@
+//! Finding the lines worth parsing: one multi-needle search over a whole chunk for the quoted
+//! event names, instead of a JSON walk of every line.
+//!
+//! A line can only become an event or a rejection if it holds a configured event name as a
+//! JSON string. How that name can appear in the raw bytes decides what may be skipped:
+//! - written plainly: `"claimed"` at the top level, `\"claimed\"` inside a drain entry's
+//!   message, `\\\"claimed\\\"` when the message itself quotes a line (the relevance test
+//!   of a malformed inner line). Every one of them contains `"claimed"` or `"claimed\`, so
+//!   those two are the needles;
+//! - written with escapes: the only escape that can spell a letter is `\uXXXX` (at any level
+//!   of nesting it still contains `\u`), so a line holding `\u` is a candidate too;
+//! - a name containing `"`, `\`, `/` or a control character could also be spelled with the
+//!   other escapes (`\/`, `\n`…); with such a name in the configuration nothing is skipped.
+//!
+//! A line that is not a candidate is exactly a line `Parser::parse_line` would ignore: a
+//! proptest holds the two to that on arbitrary and adversarial lines.
+
+use aho_corasick::packed;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use memchr::memmem;
+
+/// The candidate test, compiled from the configured event names.
+#[derive(Debug, Clone)]
+pub struct Prefilter {
+    /// `None`: every line is a candidate (a name that escapes could spell otherwise, or an
+    /// automaton that could not be built).
+    names: Option<Needles>,
+    /// No configured names: nothing can be an event.
+    empty: bool,
+    escape: memmem::Finder<'static>,
+}
+
+impl Prefilter {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Prefilter {
+        let names: Vec<&str> = names.into_iter().collect();
+        let spellable = |n: &str| {
+            n.bytes()
+                .any(|b| matches!(b, b'"' | b'\\' | b'/' | 0..0x20))
+        };
+        let automaton = if names.iter().any(|n| spellable(n)) {
+            None
+        } else {
+            let needles: Vec<String> = names
+                .iter()
+                .flat_map(|n| [format!("\"{n}\""), format!("\"{n}\\")])
+                .collect();
+            Needles::new(&needles)
+        };
+        Prefilter {
+            empty: names.is_empty(),
+            names: automaton,
+            escape: memmem::Finder::new(b"\\u").into_owned(),
+        }
+    }
+
+    /// Whether `line` may be an event or a rejection (if not, parsing it would ignore it).
+    pub fn is_candidate(&self, line: &[u8]) -> bool {
+        if self.empty {
+            return false;
+        }
+        match &self.names {
+            Some(n) => n.find(line, 0).is_some() || self.escape.find(line).is_some(),
+            None => true,
+        }
+    }
+
+    /// Calls `each(line_number, line)` for every candidate line of `data` (whole lines, the
+    /// last one possibly without its `\n`; lines numbered from `first_line`) in order, and
+    /// returns the number of lines in `data`.
+    pub fn candidates(
+        &self,
+        data: &[u8],
+        first_line: u64,
+        mut each: impl FnMut(u64, &[u8]),
+    ) -> u64 {
+        let mut line_no = first_line;
+        // `data[..counted]` has been counted into `line_no`.
+        let mut counted = 0;
+        let mut pos = 0;
+        let mut next_escape = self.next_escape(data, 0);
+        while pos < data.len() && !self.empty {
+            let hit = match &self.names {
+                Some(n) => {
+                    let name = n.find(data, pos);
+                    if next_escape.is_some_and(|e| e < pos) {
+                        next_escape = self.next_escape(data, pos);
+                    }
+                    match (name, next_escape) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                None => Some(pos),
+            };
+            let Some(hit) = hit else { break };
+            let start = memchr::memrchr(b'\n', &data[pos..hit]).map_or(pos, |i| pos + i + 1);
+            let end = memchr::memchr(b'\n', &data[hit..]).map_or(data.len(), |i| hit + i + 1);
+            line_no += count_lines(&data[counted..start]);
+            counted = start;
+            each(line_no, &data[start..end]);
+            pos = end;
+        }
+        line_no - first_line + count_lines(&data[counted..])
+    }
+
+    fn next_escape(&self, data: &[u8], from: usize) -> Option<usize> {
+        self.escape.find(&data[from..]).map(|i| from + i)
+    }
+}
+
+/// The needles: Teddy (SIMD over the first bytes of every needle) when the CPU has it. Every
+/// needle starts with `"`, so an automaton's own prefilter would stop at every quote.
+#[derive(Debug, Clone)]
+enum Needles {
+    Packed(packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Needles {
+    fn new(needles: &[String]) -> Option<Needles> {
+        let packed = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(needles)
+            .build();
+        match packed {
+            Some(p) => Some(Needles::Packed(p)),
+            None => AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(needles)
+                .ok()
+                .map(Needles::Automaton),
+        }
+    }
+
+    /// The start of the first needle in `data[from..]`.
+    fn find(&self, data: &[u8], from: usize) -> Option<usize> {
+        match self {
+            Needles::Packed(p) => p.find_in(data, aho_corasick::Span::from(from..data.len())),
+            Needles::Automaton(a) => a.find(aho_corasick::Input::new(data).span(from..data.len())),
+        }
+        .map(|m| m.start())
+    }
+}
+
+/// Lines in `data`: its newlines, plus one for a last line without one.
+fn count_lines(data: &[u8]) -> u64 {
+    let newlines = memchr::memchr_iter(b'\n', data).count() as u64;
+    newlines + u64::from(!data.is_empty() && !data.ends_with(b"\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use crate::config::ParseConfig;
+    use crate::event::Runner;
+    use crate::parse::{LineContext, Parsed, Parser};
+
+    const CTX: LineContext = LineContext {
+        default_runtime: Some(Runner::Go),
+        received_at: None,
+    };
+
+    /// Pieces of lines that parse: real events, decoys and every spelling of a name.
+    const PIECES: &[&str] = &[
+        "{",
+        "}",
+        ",",
+        ":",
+        "\"",
+        "\\\"",
+        "\\\\",
+        "\"event\"",
+        "\"claimed\"",
+        "\"dispatch\"",
+        "\"nack\"",
+        "\"heartbeat\"",
+        "\"claimedTotal\"",
+        "\"dispatcher\"",
+        "\"c\\u006caimed\"",
+        "\"\\u0065vent\"",
+        "\\u0022claimed\\u0022",
+        "\"sessionId\":\"s1\"",
+        "\"time\":\"2026-11-23T10:00:00Z\"",
+        "\"ts\":1795428000000",
+        "\"message\":\"",
+        "\"context\":{",
+        "\\\"event\\\":\\\"claimed\\\"",
+        "\\\\\\\"claimed\\\\\\\"",
+        "\"state\":\"claimed\"",
+        "2026-11-23T10:00:00Z INFO ",
+        "\t",
+        "x",
+        "\u{e9}",
+        "\\n",
+        "\\/",
+        "\r",
+    ];
+
+    fn line() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => proptest::sample::select(PIECES).prop_map(|s| s.as_bytes().to_vec()),
+            1 => proptest::collection::vec(any::<u8>(), 1..4),
+        ];
+        (proptest::collection::vec(piece, 0..24), 0u8..4).prop_map(|(pieces, wrap)| {
+            let mut line: Vec<u8> = pieces.concat();
+            line.retain(|&b| b != b'\n');
+            // Some lines go inside a drain entry's message, once or twice.
+            for _ in 0..wrap.saturating_sub(1) {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                let quoted = serde_json::to_string(&text).unwrap_or_default();
+                line = format!("{{\"message\":{quoted},\"timestamp\":1795428000000}}").into_bytes();
+            }
+            line
+        })
+    }
+
+    fn parsers() -> Vec<Parser> {
+        let custom: crate::config::RawConfig = toml::from_str(
+            "[parse.events]\nclaim = [\"picked_up\", \"claimed\"]\nrelease = [\"é\"]\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        vec![
+            Parser::new(ParseConfig::default()),
+            Parser::new(ParseConfig::new(&custom.parse).unwrap_or_else(|e| panic!("{e}"))),
+        ]
+    }
+
+    #[test]
+    fn every_spelling_of_a_name_is_a_candidate() {
+        let p = Parser::new(ParseConfig::default());
+        for line in [
+            &br#"{"event":"claimed","sessionId":"s","time":"2026-11-23T10:00:00Z"}"#[..],
+            br#"{"event":"claim\u0065d","sessionId":"s","time":"2026-11-23T10:00:00Z"}"#,
+            br#"{"message":"{\"event\":\"claimed\",\"sessionId\":\"s\"}","timestamp":1}"#,
+            br#"{"message":"{\"event\":\"claimed\",\"sessionId\":\"s\"","timestamp":1}"#,
+            br#"{"message":"{\"event\":1,\"note\":\"\\\"claimed\\\"\",","timestamp":1}"#,
+        ] {
+            assert!(p.is_candidate(line), "{}", String::from_utf8_lossy(line));
+            assert_ne!(p.parse_line(line, &CTX), Parsed::Ignored);
+        }
+        for line in [
+            &br#"{"event":"lease_renewed","state":"claimed_later","claimedTotal":3}"#[..],
+            br#"{"service":"dispatcher","event":"enqueued"}"#,
+            b"GET /api/health 200",
+        ] {
+            assert!(!p.is_candidate(line), "{}", String::from_utf8_lossy(line));
+        }
+        // A name escapes could spell with `\/` turns the prefilter off.
+        let raw: crate::config::RawConfig =
+            toml::from_str("[parse.events]\nclaim = [\"a/b\"]\n").unwrap_or_else(|e| panic!("{e}"));
+        let p = Parser::new(ParseConfig::new(&raw.parse).unwrap_or_else(|e| panic!("{e}")));
+        assert!(p.is_candidate(b"anything at all"));
+    }
+
+    #[test]
+    fn candidates_number_lines_and_count_them() {
+        let p = Parser::new(ParseConfig::default());
+        let data = b"noise\n{\"event\":\"claimed\"}\r\nmore\n\nx \"nack\" y\nlast \"dispatch\\";
+        let mut seen = Vec::new();
+        let n = p.candidates(data, 10, |no, l| seen.push((no, l.to_vec())));
+        assert_eq!(n, 6);
+        assert_eq!(
+            seen,
+            vec![
+                (11, b"{\"event\":\"claimed\"}\r\n".to_vec()),
+                (14, b"x \"nack\" y\n".to_vec()),
+                (15, b"last \"dispatch\\".to_vec()),
+            ]
+        );
+        assert_eq!(p.candidates(b"", 1, |_, _| panic!("no line")), 0);
+        assert_eq!(p.candidates(b"a\nb\n", 1, |_, _| panic!("no candidate")), 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// The prefilter only skips what parsing would ignore.
+        #[test]
+        fn a_skipped_line_parses_as_ignored(line in line()) {
+            for p in parsers() {
+                if !p.is_candidate(&line) {
+                    prop_assert_eq!(p.parse_line(&line, &CTX), Parsed::Ignored,
+                        "{}", String::from_utf8_lossy(&line));
+                }
+            }
+        }
+
+        /// Over a chunk: the candidates, parsed, give exactly what parsing every line gives.
+        #[test]
+        fn prefilter_and_parse_equal_parse(lines in proptest::collection::vec(line(), 0..12),
+                                           newline_at_end in any::<bool>()) {
+            let mut data = lines.join(&b'\n');
+            if newline_at_end && !lines.is_empty() {
+                data.push(b'\n');
+            }
+            for p in parsers() {
+                let mut got = Vec::new();
+                let n = p.candidates(&data, 1, |no, l| {
+                    let parsed = p.parse_line(l, &CTX);
+                    if parsed != Parsed::Ignored {
+                        got.push((no, parsed));
+                    }
+                });
+                let mut want = Vec::new();
+                let mut count = 0;
+                if !data.is_empty() {
+                    let body = data.strip_suffix(b"\n").unwrap_or(&data);
+                    for (no, l) in (1..).zip(body.split(|&b| b == b'\n')) {
+                        count += 1;
+                        let parsed = p.parse_line(l, &CTX);
+                        if parsed != Parsed::Ignored {
+                            want.push((no, parsed));
+                        }
+                    }
+                }
+                prop_assert_eq!(n, count);
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+}

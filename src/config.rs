@@ -368,6 +368,8 @@ pub struct RawServeConfig {
     pub report_window: String,
     /// Per-finding alerts pushed to Alertmanager (off while `url` is empty).
     pub alertmanager: crate::sinks::alertmanager::RawAlertmanagerConfig,
+    /// Limits at the HTTP edge.
+    pub http: crate::http::RawHttpConfig,
 }
 
 impl Default for RawServeConfig {
@@ -382,6 +384,7 @@ impl Default for RawServeConfig {
             org_label_cap: 200,
             report_window: "30m".into(),
             alertmanager: Default::default(),
+            http: Default::default(),
         }
     }
 }
@@ -398,6 +401,7 @@ pub struct ServeConfig {
     pub org_label_cap: usize,
     pub report_window: Duration,
     pub alertmanager: Option<crate::sinks::alertmanager::AlertmanagerConfig>,
+    pub http: crate::http::HttpConfig,
 }
 
 fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
@@ -455,6 +459,7 @@ impl ServeConfig {
             alertmanager: crate::sinks::alertmanager::AlertmanagerConfig::from_raw(
                 &raw.alertmanager,
             )?,
+            http: crate::http::HttpConfig::from_raw(&raw.http)?,
         })
     }
 }

@@ -291,6 +291,7 @@ pub(super) async fn serve(
                 ..CorrelateConfig::default()
             },
         }),
+        http: sc.http.clone(),
     };
     let listener = tokio::net::TcpListener::bind(sc.listen)
         .await
@@ -298,12 +299,12 @@ pub(super) async fn serve(
     let bound = listener.local_addr().unwrap_or(sc.listen);
     tracing::info!(listen = %bound, store = sc.store.is_some(), files = sc.files.len(), "serving");
     let stop = shutdown.clone();
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    crate::http::listen::serve(listener, router(state), sc.http.clone(), async move {
         signals.until_stopped(reload).await;
         tracing::info!("shutting down: flushing state");
         stop.cancel();
-    });
-    server.await.context("http server failed")?;
+    })
+    .await;
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");

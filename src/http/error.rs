@@ -51,18 +51,40 @@ pub enum ApiError {
     /// The configured Vercel verification code is not a valid header value.
     #[error("bad_verify_code")]
     BadVerifyCode,
+    /// The body as sent is over `max_body_bytes`.
+    #[error("body_too_large")]
+    BodyTooLarge,
+    /// The gzip body decodes to more than `max_decoded_bytes`.
+    #[error("decoded_too_large")]
+    DecodedTooLarge,
+    /// A `Content-Encoding` other than `gzip` or `identity`.
+    #[error("unsupported_encoding")]
+    UnsupportedEncoding,
+    /// `Content-Encoding: gzip` over bytes that are not gzip.
+    #[error("invalid_gzip")]
+    InvalidGzip,
+    /// Not a JSON array, a JSON object or NDJSON with an object on some line.
+    #[error("not_json")]
+    NotJson,
+    /// No such route.
+    #[error("not_found")]
+    NotFound,
+    /// The body could not be read to its end (the client went away).
+    #[error("body_unreadable")]
+    BodyUnreadable,
 }
 
 impl ApiError {
     pub fn status(self) -> StatusCode {
         use ApiError::*;
         match self {
-            InvalidTime | InvalidSince | InvalidRuntime | FiltersNeedAStore => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidTime | InvalidSince | InvalidRuntime | FiltersNeedAStore | InvalidGzip
+            | NotJson | BodyUnreadable => StatusCode::BAD_REQUEST,
+            BodyTooLarge | DecodedTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidToken => StatusCode::UNAUTHORIZED,
             InvalidSignature => StatusCode::FORBIDDEN,
-            UnknownSession | NoPlatformConfigured | NoStoreConfigured | NoSuchReport
+            NotFound | UnknownSession | NoPlatformConfigured | NoStoreConfigured | NoSuchReport
             | NoFlipDetected | DrainNotConfigured => StatusCode::NOT_FOUND,
             StoreUnavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             JudgingFailed | StoredReportUnreadable | BadVerifyCode => {
@@ -92,6 +114,13 @@ impl ApiError {
             JudgingFailed => "judging_failed",
             StoredReportUnreadable => "stored_report_unreadable",
             BadVerifyCode => "bad_verify_code",
+            BodyTooLarge => "body_too_large",
+            DecodedTooLarge => "decoded_too_large",
+            UnsupportedEncoding => "unsupported_encoding",
+            InvalidGzip => "invalid_gzip",
+            NotJson => "not_json",
+            BodyUnreadable => "body_unreadable",
+            NotFound => "not_found",
         }
     }
 }

@@ -3,13 +3,14 @@
 //! one `Batch`, answered 2xx only once the actor has recorded it.
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, body};
 use crate::event::Runner;
 use crate::sources::batch::Batch;
 
@@ -24,11 +25,24 @@ pub(super) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The body as sent and then decoded: within the limits, gzip inflated off the async threads.
+async fn decoded(s: &AppState, headers: &HeaderMap, raw: &Bytes) -> Result<Bytes, ApiError> {
+    if !body::is_gzip(headers)? {
+        return Ok(raw.clone());
+    }
+    let raw = raw.clone();
+    let limit = s.http.max_decoded_bytes;
+    tokio::task::spawn_blocking(move || body::gunzip(&raw, limit))
+        .await
+        .map_err(|_| ApiError::BodyUnreadable)?
+        .map(Bytes::from)
+}
+
 pub(super) async fn ndjson(
     State(s): State<AppState>,
     Query(q): Query<IngestQuery>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -47,11 +61,20 @@ pub(super) async fn ndjson(
         Some("ts") => Some(Runner::Ts),
         Some(_) => return Err(ApiError::InvalidRuntime),
     };
+    // The token is checked before the body is read: an unknown client cannot make serve
+    // buffer anything.
+    let body = body::read(body, s.http.max_body_bytes).await?;
+    let body = decoded(&s, &headers, &body).await?;
     let lines: Vec<Vec<u8>> = body
         .split(|&b| b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .map(<[u8]>::to_vec)
         .collect();
+    // Malformed lines among good ones are counted (rejected or ignored) and the rest kept;
+    // a body with no JSON object on any line is no NDJSON at all.
+    if !lines.is_empty() && crate::parse::drain::entries(&body).is_err() {
+        return Err(ApiError::NotJson);
+    }
     record(&s, Batch::new("ndjson", default_runtime, lines)).await
 }
 
@@ -82,25 +105,35 @@ fn signed(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
+/// The drain. The signature is checked over the body as sent; for a gzip body, a signature
+/// over the decoded body is accepted as well (either needs the secret).
 pub(super) async fn vercel(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let Some(drain) = &s.vercel else {
         return Err(ApiError::DrainNotConfigured);
     };
+    let raw = body::read(body, s.http.max_body_bytes).await?;
     let signature = headers
         .get("x-vercel-signature")
         .and_then(|v| v.to_str().ok());
-    if !signed(&drain.secret, &body, signature) {
+    let signed_raw = signed(&drain.secret, &raw, signature);
+    if !signed_raw && signature.is_none() && crate::parse::drain::is_verification_probe(&raw) {
         // Vercel's endpoint check is unsigned and carries no entries.
-        if signature.is_none() && crate::parse::drain::is_verification_probe(&body) {
-            return verified(&drain.verify_code);
-        }
+        return verified(&drain.verify_code);
+    }
+    if !signed_raw && signature.is_none() {
         return Err(ApiError::InvalidSignature);
     }
-    let entries = crate::parse::drain::entries(&body);
+    // Unsigned clients learn nothing about encodings: the encoding is looked at only once a
+    // signature is present.
+    let body = decoded(&s, &headers, &raw).await?;
+    if !signed_raw && !signed(&drain.secret, &body, signature) {
+        return Err(ApiError::InvalidSignature);
+    }
+    let entries = crate::parse::drain::entries(&body).map_err(|_| ApiError::NotJson)?;
     let mut batch = Batch::new("vercel", None, Vec::with_capacity(entries.len()));
     for e in entries {
         batch.lines.push(e.json);

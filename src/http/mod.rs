@@ -8,14 +8,15 @@
 //! cost.
 
 mod api;
+mod body;
 pub mod error;
 mod ingest;
 pub mod limits;
+pub mod listen;
 mod page;
 mod reports;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use prometheus::Registry;
@@ -25,7 +26,7 @@ use crate::serve::{Lookup, Summary};
 use crate::sources::batch::Batch;
 
 pub use error::ApiError;
-pub use limits::{MAX_BODY_BYTES, REQUEST_TIMEOUT};
+pub use limits::{HttpConfig, MAX_BODY_BYTES, RawHttpConfig, REQUEST_TIMEOUT};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -45,6 +46,8 @@ pub struct AppState {
     pub pending_reports: Option<watch::Receiver<Vec<crate::flip::auto::PendingReport>>>,
     /// How stored lines are parsed and judged again for a filtered `/api/summary`.
     pub replay: Option<Replay>,
+    /// Limits on requests (the connection limits are `listen`'s).
+    pub http: HttpConfig,
 }
 
 /// What a filtered `/api/summary` needs to judge the store's lines as `verify` would.
@@ -63,6 +66,18 @@ pub struct VercelDrain {
 }
 
 pub fn router(state: AppState) -> Router {
+    let limits = state.http.clone();
+    // Ingest requests beyond the in-flight cap wait before their bodies are read, so memory
+    // for bodies is bounded by the cap times the body limits.
+    let ingest = Router::new()
+        .route("/ingest/ndjson", post(ingest::ndjson))
+        .route(
+            "/ingest/vercel",
+            get(ingest::vercel_probe).post(ingest::vercel),
+        )
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_ingest_in_flight,
+        ));
     Router::new()
         .route("/", get(page::status_page))
         .route("/metrics", get(api::metrics))
@@ -75,17 +90,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/summary", get(api::summary))
         .route("/api/sessions/{id}", get(api::session))
         .route("/api/findings", get(api::findings))
-        .route("/ingest/ndjson", post(ingest::ndjson))
-        .route(
-            "/ingest/vercel",
-            get(ingest::vercel_probe).post(ingest::vercel),
-        )
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(ingest)
+        .fallback(|| async { ApiError::NotFound })
         // A slow client or a stalled actor cannot hold a connection forever; ingest senders
         // retry what was not acknowledged.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            limits.request_timeout,
         ))
         .with_state(state)
 }

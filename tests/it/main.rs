@@ -6,6 +6,7 @@
 mod alerting;
 mod dashboards;
 mod hostile;
+mod http_edge;
 mod live;
 mod ops;
 mod platform;

@@ -16,10 +16,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-const TOKEN: &str = "s3cret";
+pub(crate) const TOKEN: &str = "s3cret";
 const DRAIN_SECRET: &str = "drain-secret";
 
-fn app() -> (axum::Router, CancellationToken) {
+pub(crate) fn app() -> (axum::Router, CancellationToken) {
     let registry = prometheus::Registry::new();
     let clock = Clock::starting_at(Timestamp(1_795_428_000_000));
     let (actor, summary) = Actor::new(
@@ -48,18 +48,19 @@ fn app() -> (axum::Router, CancellationToken) {
         store: None,
         pending_reports: None,
         replay: None,
+        http: Default::default(),
     };
     (router(state), stop)
 }
 
-async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+pub(crate) async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn post(runtime: &str, token: Option<&str>, body: &str) -> Request<Body> {
+pub(crate) fn post(runtime: &str, token: Option<&str>, body: &str) -> Request<Body> {
     let mut b = Request::post(format!("/ingest/ndjson?runtime={runtime}"));
     if let Some(t) = token {
         b = b.header("authorization", format!("Bearer {t}"));
@@ -67,7 +68,7 @@ fn post(runtime: &str, token: Option<&str>, body: &str) -> Request<Body> {
     b.body(Body::from(body.to_owned())).unwrap()
 }
 
-fn get(path: &str) -> Request<Body> {
+pub(crate) fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 
@@ -251,14 +252,14 @@ async fn ingest_needs_the_token_and_a_known_runtime() {
     assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::OK);
 }
 
-fn sign(body: &str) -> String {
+pub(crate) fn sign(body: &str) -> String {
     use hmac::{Hmac, KeyInit, Mac};
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(DRAIN_SECRET.as_bytes()).unwrap();
     mac.update(body.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn drain_post(body: &str, signature: Option<&str>) -> Request<Body> {
+pub(crate) fn drain_post(body: &str, signature: Option<&str>) -> Request<Body> {
     let mut b = Request::post("/ingest/vercel");
     if let Some(sig) = signature {
         b = b.header("x-vercel-signature", sig);
@@ -344,6 +345,7 @@ async fn requests_time_out() {
         store: None,
         pending_reports: None,
         replay: None,
+        http: Default::default(),
     };
     let app = router(state);
     let started = tokio::time::Instant::now();

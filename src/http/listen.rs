@@ -1,0 +1,146 @@
+//! Serving the router on a socket, with the connection limits of `[serve.http]`.
+//!
+//! The accept loop follows mini-redis's `server.rs`: a permit from a semaphore of
+//! `max_connections` is taken *before* `accept`, so at the cap serve stops accepting and the
+//! kernel's backlog pushes back on new clients instead of serve running out of file
+//! descriptors. A client address holding `max_connections_per_client` already has any further
+//! connection closed at once, so no single client can take every permit and `/healthz` stays
+//! reachable. hyper's `header_read_timeout` closes connections that trickle their request head
+//! (slowloris) or sit idle between keep-alive requests.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::limits::HttpConfig;
+
+/// How long an accept failure (EMFILE: out of file descriptors) pauses accepting, so the
+/// loop does not spin while connections close.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Open connections per client address.
+type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One client's claim on a connection slot, given back when the connection ends.
+struct ClientSlot {
+    clients: Clients,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(clients: &Clients, ip: IpAddr, cap: usize) -> Option<ClientSlot> {
+        let mut map = clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: clients.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish for
+/// up to the request timeout.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: HttpConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let clients = Clients::default();
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // Finished connections are reaped here so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        let Some(slot) = ClientSlot::take(&clients, peer.ip(), config.max_connections_per_client)
+        else {
+            tracing::debug!(%peer, "connection refused: the client holds its cap");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        connections.spawn(async move {
+            connection(&builder, watcher, stream, app).await;
+            drop((permit, slot));
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(config.request_timeout) => {
+            tracing::warn!("connections still open after the request timeout: closing them");
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn connection<I>(
+    builder: &hyper::server::conn::http1::Builder,
+    graceful: hyper_util::server::graceful::Watcher,
+    io: I,
+    app: Router,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+    if let Err(e) = graceful.watch(conn).await {
+        // Timeouts, resets and malformed requests end here: the client's problem.
+        tracing::debug!(error = %e, "connection ended");
+    }
+}

@@ -293,8 +293,7 @@ pub(super) async fn serve(
         }),
         http: sc.http.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(sc.listen)
-        .await
+    let listener = crate::http::listen::bind(sc.listen)
         .with_context(|| format!("cannot listen on {}", sc.listen))?;
     let bound = listener.local_addr().unwrap_or(sc.listen);
     tracing::info!(listen = %bound, store = sc.store.is_some(), files = sc.files.len(), "serving");

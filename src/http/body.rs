@@ -94,7 +94,14 @@ mod tests {
         assert_eq!(with("gzip"), Ok(true));
         assert_eq!(with("GZIP"), Ok(true));
         assert_eq!(with("identity"), Ok(false));
-        for bad in ["br", "deflate", "zstd", "gzip, gzip", "gzip, br", "compress"] {
+        for bad in [
+            "br",
+            "deflate",
+            "zstd",
+            "gzip, gzip",
+            "gzip, br",
+            "compress",
+        ] {
             assert_eq!(with(bad), Err(ApiError::UnsupportedEncoding), "{bad}");
         }
     }

@@ -28,6 +28,24 @@ use super::limits::HttpConfig;
 /// loop does not spin while connections close.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The listen backlog asked of the kernel (it caps it at `net.core.somaxconn`, 4096 on
+/// current Linux): a burst of connections from one client queues there while the accept loop
+/// closes them, instead of overflowing it and delaying everyone's handshake by a SYN
+/// retransmission (1 s).
+const BACKLOG: u32 = 4096;
+
+/// Binds the listening socket.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Open connections per client address.
 type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
 

@@ -26,7 +26,7 @@ use crate::serve::{Lookup, Summary};
 use crate::sources::batch::Batch;
 
 pub use error::ApiError;
-pub use limits::{HttpConfig, MAX_BODY_BYTES, RawHttpConfig, REQUEST_TIMEOUT};
+pub use limits::{HttpConfig, MAX_BODY_BYTES, REQUEST_TIMEOUT, RawHttpConfig};
 
 #[derive(Debug, Clone)]
 pub struct AppState {

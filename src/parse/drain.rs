@@ -123,7 +123,8 @@ mod tests {
         );
         // a broken array degrades to lines instead of losing the batch
         assert_eq!(entries(b"[{\"id\":\"1\"},\n{oops").unwrap().len(), 2);
-        let pretty = entries(b"[\n{\"id\":\"1\"},\n{\"id\":\"2\", oops},\n{\"id\":\"3\"}\n]").unwrap();
+        let pretty =
+            entries(b"[\n{\"id\":\"1\"},\n{\"id\":\"2\", oops},\n{\"id\":\"3\"}\n]").unwrap();
         assert_eq!(
             pretty.iter().map(|e| e.id.as_deref()).collect::<Vec<_>>(),
             [None, Some("1"), None, Some("3"), None]

@@ -24,8 +24,7 @@ fn code(body: &str) -> String {
 }
 
 fn signed_drain(body: Vec<u8>, encoding: Option<&str>, sig_over: &[u8]) -> Request<Body> {
-    let mut b = Request::post("/ingest/vercel")
-        .header("x-vercel-signature", sign_bytes(sig_over));
+    let mut b = Request::post("/ingest/vercel").header("x-vercel-signature", sign_bytes(sig_over));
     if let Some(e) = encoding {
         b = b.header("content-encoding", e);
     }
@@ -57,7 +56,16 @@ async fn every_bad_body_kind_has_its_status_and_code() {
     let deep = "[".repeat(100_000);
     let deep_obj = "{\"a\":".repeat(100_000);
     // signed drain bodies that are not JSON: 400 not_json, nothing recorded
-    for body in ["[", "null", "\"text\"", "17", &deep, &deep_obj, "[1,\n", "\u{0}\u{1}"] {
+    for body in [
+        "[",
+        "null",
+        "\"text\"",
+        "17",
+        &deep,
+        &deep_obj,
+        "[1,\n",
+        "\u{0}\u{1}",
+    ] {
         let (status, text) = call(&app, drain_post(body, Some(&sign(body)))).await;
         assert_eq!(
             (status, code(&text).as_str()),
@@ -87,7 +95,11 @@ async fn every_bad_body_kind_has_its_status_and_code() {
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{enc}");
     }
     // gzip that is not gzip: 400
-    let (status, text) = call(&app, signed_drain(b"plain".to_vec(), Some("gzip"), b"plain")).await;
+    let (status, text) = call(
+        &app,
+        signed_drain(b"plain".to_vec(), Some("gzip"), b"plain"),
+    )
+    .await;
     assert_eq!(
         (status, code(&text).as_str()),
         (StatusCode::BAD_REQUEST, "invalid_gzip")
@@ -125,7 +137,10 @@ async fn every_bad_body_kind_has_its_status_and_code() {
     );
     // nothing of the refused bodies was recorded
     let (_, s) = call(&app, crate::serve::get("/api/summary")).await;
-    assert_eq!(serde_json::from_str::<Value>(&s).unwrap()["dispatched"]["go"], 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&s).unwrap()["dispatched"]["go"],
+        0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -141,7 +156,9 @@ async fn gzip_bodies_are_decoded_and_a_bomb_is_refused() {
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["events"], 1);
     // or over the decoded body
-    let other = entries.replace("g1", "g2").replace("\\\"e1\\\"", "\\\"e2\\\"");
+    let other = entries
+        .replace("g1", "g2")
+        .replace("\\\"e1\\\"", "\\\"e2\\\"");
     let (status, text) = call(
         &app,
         signed_drain(gz(other.as_bytes()), Some("gzip"), other.as_bytes()),
@@ -170,7 +187,10 @@ async fn gzip_bodies_are_decoded_and_a_bomb_is_refused() {
     let (status, _) = call(&app, ndjson(bomb, Some("gzip"))).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let (_, s) = call(&app, crate::serve::get("/api/summary")).await;
-    assert_eq!(serde_json::from_str::<Value>(&s).unwrap()["dispatched"]["go"], 3);
+    assert_eq!(
+        serde_json::from_str::<Value>(&s).unwrap()["dispatched"]["go"],
+        3
+    );
 }
 
 /// A good batch with malformed entries: the good kept, the bad counted, 200.
@@ -183,7 +203,11 @@ async fn malformed_entries_in_a_good_batch_are_counted_and_the_rest_kept() {
             serde_json::to_string(&DISPATCH.replace("\"e1\"", &format!("\"{id}\""))).unwrap()
         )
     };
-    let body = format!("[{}, 17, null, \"x\", {{\"id\":\"bad\"}}, {}]", good("m1"), good("m2"));
+    let body = format!(
+        "[{}, 17, null, \"x\", {{\"id\":\"bad\"}}, {}]",
+        good("m1"),
+        good("m2")
+    );
     let (status, text) = call(&app, drain_post(&body, Some(&sign(&body)))).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let r: Value = serde_json::from_str(&text).unwrap();

@@ -7,6 +7,7 @@ mod alerting;
 mod dashboards;
 mod hostile;
 mod http_edge;
+mod http_load;
 mod live;
 mod ops;
 mod platform;

@@ -17,6 +17,7 @@ pub mod http;
 pub mod parse;
 pub mod pipeline;
 pub mod platform;
+pub mod redact;
 pub mod replay;
 pub mod report;
 pub mod serve;

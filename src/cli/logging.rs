@@ -91,14 +91,19 @@ enum LineWriter {
 }
 
 impl Write for LineWriter {
+    /// Every line loses its URL passwords on the way out (`crate::redact`): whatever an
+    /// error quoted, no log shows a secret.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let shown = crate::redact::secrets_in_bytes(buf);
         match self {
-            LineWriter::Stderr(s) => s.write(buf),
-            LineWriter::File(f) => match f.file.lock() {
-                Ok(mut file) => file.write(buf),
-                Err(_) => Ok(buf.len()),
-            },
+            LineWriter::Stderr(s) => s.write_all(&shown)?,
+            LineWriter::File(f) => {
+                if let Ok(mut file) = f.file.lock() {
+                    file.write_all(&shown)?;
+                }
+            }
         }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -102,7 +102,10 @@ pub fn main() -> ExitCode {
     result.unwrap_or_else(|e| {
         #[allow(clippy::print_stderr)] // the one place errors reach the user
         {
-            eprintln!("claimcheck: error: {}", describe(&e));
+            eprintln!(
+                "claimcheck: error: {}",
+                crate::redact::secrets(&describe(&e))
+            );
         }
         ExitCode::from(2)
     })

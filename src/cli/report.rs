@@ -95,9 +95,9 @@ impl ReportArgs {
             .build()
             .context("cannot start the async runtime")?;
         runtime.block_on(async {
-            let store = crate::store::Store::open(url)
-                .await
-                .with_context(|| format!("cannot open the store {url}"))?;
+            let store = crate::store::Store::open(url).await.with_context(|| {
+                format!("cannot open the store {}", crate::redact::secrets(url))
+            })?;
             if params.at.is_none() || params.to.is_none() {
                 let book = store
                     .state(crate::serve::PLATFORM_BOOK)

@@ -213,7 +213,7 @@ pub(super) async fn serve(
     let (tx, rx) = mpsc::channel::<Batch>(64);
     let mut alert_handle = None;
     if let Some(am) = &sc.alertmanager {
-        tracing::info!(url = %crate::sinks::alertmanager::redacted(&am.url), "pushing per-finding alerts to Alertmanager");
+        tracing::info!(url = %crate::redact::secrets(am.url.as_str()), "pushing per-finding alerts to Alertmanager");
         let (pusher, handle) = AlertPusher::new(am.clone(), &registry, Clock::system())
             .context("cannot register the Alertmanager metrics")?;
         tasks.spawn(pusher.run(shutdown.clone()));
@@ -314,7 +314,7 @@ pub(super) async fn serve(
 /// it does not answer, instead of waiting silently.
 async fn open_store(url: &str) -> anyhow::Result<Store> {
     const DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
-    let shown = crate::config::layers::redact_url(url);
+    let shown = crate::redact::secrets(url);
     tracing::info!(store = %shown, "opening the store");
     match tokio::time::timeout(DEADLINE, Store::open(url)).await {
         Ok(Ok(store)) => Ok(store),

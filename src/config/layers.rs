@@ -209,25 +209,11 @@ fn redact_table(t: &mut toml::Table) {
                 {
                     *s = "REDACTED".into();
                 } else {
-                    *s = redact_url(s);
+                    *s = crate::redact::secrets(s).into_owned();
                 }
             }
             _ => {}
         }
-    }
-}
-
-/// `scheme://user:password@host/…` → `scheme://user:REDACTED@host/…`; anything else as is.
-pub fn redact_url(s: &str) -> String {
-    match reqwest::Url::parse(s) {
-        Ok(mut u) if u.password().is_some() => {
-            if u.set_password(Some("REDACTED")).is_ok() {
-                u.to_string()
-            } else {
-                "REDACTED".into()
-            }
-        }
-        _ => s.to_owned(),
     }
 }
 

@@ -103,14 +103,16 @@ impl AlertmanagerConfig {
             return Ok(None);
         }
         let invalid = |key, message: String| ConfigError::Invalid { key, message };
-        let url: reqwest::Url = raw
-            .url
-            .parse()
-            .map_err(|e| invalid("serve.alertmanager.url", format!("{:?}: {e}", raw.url)))?;
+        let url: reqwest::Url = raw.url.parse().map_err(|e| {
+            invalid(
+                "serve.alertmanager.url",
+                format!("{:?}: {e}", crate::redact::secrets(&raw.url)),
+            )
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(
                 "serve.alertmanager.url",
-                format!("{:?}: not an http(s) URL", raw.url),
+                format!("{:?}: not an http(s) URL", crate::redact::secrets(&raw.url)),
             ));
         }
         let resend_interval = humantime::parse_duration(&raw.resend_interval).map_err(|e| {
@@ -496,15 +498,6 @@ pub struct AlertPusher {
     failing: bool,
 }
 
-/// `url` without a password, for logs.
-pub fn redacted(url: &reqwest::Url) -> reqwest::Url {
-    let mut u = url.clone();
-    if u.password().is_some() {
-        let _ = u.set_password(Some("REDACTED"));
-    }
-    u
-}
-
 /// Why the pusher could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PusherError {
@@ -695,14 +688,14 @@ impl AlertPusher {
         // One line per change of the push target's state; repeats are counted, not logged.
         match (&failure, self.failing) {
             (Some(error), false) => tracing::warn!(
-                target_url = %redacted(&self.endpoint),
+                target_url = %crate::redact::secrets(self.endpoint.as_str()),
                 state = "failing",
                 error = %error,
                 alerts = batch.len(),
                 "alertmanager push failing"
             ),
             (None, true) => tracing::info!(
-                target_url = %redacted(&self.endpoint),
+                target_url = %crate::redact::secrets(self.endpoint.as_str()),
                 state = "ok",
                 alerts = batch.len(),
                 "alertmanager push recovered"

@@ -11,6 +11,7 @@ mod http_load;
 mod live;
 mod ops;
 mod platform;
+mod redaction;
 mod reasons;
 mod report;
 mod scratch_db;

@@ -362,6 +362,14 @@ pub struct RawServeConfig {
     pub orphan_grace: String,
     /// Sessions are forgotten this long after they were first seen.
     pub retention: String,
+    /// A session is judged once every active source has delivered past its first claim's
+    /// event time plus this (events stamped earlier may still arrive from a slower source).
+    pub allowed_lateness: String,
+    /// A source that delivered nothing for this long stops holding judgements back.
+    pub source_idle_after: String,
+    /// A session is judged after at most this long, settled or not (then counted in
+    /// `claimcheck_judged_before_settled_total`).
+    pub max_hold: String,
     /// Distinct `org` label values on `claimcheck_dispatches_total`; the rest are `other`.
     pub org_label_cap: usize,
     /// After a detected flip, the window its post-flip report covers (and the baseline before).
@@ -381,6 +389,9 @@ impl Default for RawServeConfig {
             claim_timeout: vec!["120s".into()],
             orphan_grace: "5m".into(),
             retention: "1h".into(),
+            allowed_lateness: "3s".into(),
+            source_idle_after: "5s".into(),
+            max_hold: "1m".into(),
             org_label_cap: 200,
             report_window: "30m".into(),
             alertmanager: Default::default(),
@@ -398,6 +409,9 @@ pub struct ServeConfig {
     pub timeouts: ClaimTimeouts,
     pub orphan_grace: Duration,
     pub retention: Duration,
+    pub allowed_lateness: Duration,
+    pub source_idle_after: Duration,
+    pub max_hold: Duration,
     pub org_label_cap: usize,
     pub report_window: Duration,
     pub alertmanager: Option<crate::sinks::alertmanager::AlertmanagerConfig>,
@@ -454,6 +468,9 @@ impl ServeConfig {
             timeouts,
             orphan_grace: duration("serve.orphan_grace", &raw.orphan_grace)?,
             retention: duration("serve.retention", &raw.retention)?,
+            allowed_lateness: duration("serve.allowed_lateness", &raw.allowed_lateness)?,
+            source_idle_after: duration("serve.source_idle_after", &raw.source_idle_after)?,
+            max_hold: duration("serve.max_hold", &raw.max_hold)?,
             org_label_cap: raw.org_label_cap,
             report_window: duration("serve.report_window", &raw.report_window)?,
             alertmanager: crate::sinks::alertmanager::AlertmanagerConfig::from_raw(

@@ -172,6 +172,9 @@ pub(super) async fn serve(
         },
         orphan_grace_ms: millis(sc.orphan_grace),
         retention_ms: millis(sc.retention),
+        allowed_lateness_ms: millis(sc.allowed_lateness),
+        idle_after_ms: millis(sc.source_idle_after),
+        max_hold_ms: millis(sc.max_hold),
     };
     let max_line = config.parse.max_line_bytes;
     let (mut actor, summary) = Actor::new(

@@ -6,9 +6,13 @@
 //! with no claim becomes overdue is judged on the sidecar's own clock: receive time of the
 //! dispatch + T, so hosts whose clocks disagree, or a replay of last week, raise no false alarm.
 //!
-//! A session is judged once, when its dispatch and its first claim have both arrived. A claim
-//! that arrives later but is stamped earlier does not change the emitted outcome (counters do
-//! not go back); in a replay whose inputs are roughly in time order that never happens.
+//! A session is judged once, on settled evidence: when the low watermark of the sources (see
+//! [`watermark`]) has passed its first claim's event time plus an allowed lateness, so a claim
+//! stamped earlier that a slower source still has to deliver is not missed. Duplicate and
+//! re-claim decisions read only the settled part of a session's records, for the same reason.
+//! A maximum hold on the sidecar's clock bounds the wait (a judgement made then is flagged
+//! with [`Change::JudgedBeforeSettled`]). Evidence that arrives later still than that does not
+//! change an emitted outcome (counters do not go back).
 //!
 //! `now` is always an argument: this module does no I/O and reads no clock.
 
@@ -16,8 +20,12 @@ use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 
+use super::session::Session;
 use super::{CorrelateConfig, Correlator, Judgement, Outcome};
 use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
+
+pub mod watermark;
+use watermark::{END_OF_TIME, Watermarks};
 
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
@@ -27,6 +35,15 @@ pub struct LiveConfig {
     pub orphan_grace_ms: i64,
     /// A session is forgotten this long after it was first seen (memory stays bounded).
     pub retention_ms: i64,
+    /// Evidence stamped up to this long before the low watermark may still arrive: a session
+    /// is judged once the watermark passes its first claim's time plus this.
+    pub allowed_lateness_ms: i64,
+    /// A source that delivered nothing for this long (sidecar clock) stops holding the
+    /// watermark back.
+    pub idle_after_ms: i64,
+    /// A session with evidence to judge is judged after at most this long (sidecar clock),
+    /// settled or not.
+    pub max_hold_ms: i64,
 }
 
 impl Default for LiveConfig {
@@ -35,6 +52,11 @@ impl Default for LiveConfig {
             correlate: CorrelateConfig::default(),
             orphan_grace_ms: 5 * 60 * 1000,
             retention_ms: 60 * 60 * 1000,
+            // No lateness: with one source in time order, a claim settles as it arrives.
+            // `serve` configures a few seconds.
+            allowed_lateness_ms: 0,
+            idle_after_ms: 5_000,
+            max_hold_ms: 60_000,
         }
     }
 }
@@ -50,7 +72,10 @@ pub enum Change {
     PendingStarted { runner: Runner },
     /// It stopped waiting: claimed, overdue or forgotten (pending gauge down).
     PendingEnded { runner: Runner },
-    /// Dispatch and first claim are both known: the outcome, judged on event times.
+    /// The next `Judged` was made because the maximum hold expired, before the evidence
+    /// settled (an earlier claim may still come from a slow source).
+    JudgedBeforeSettled,
+    /// Dispatch and first claim are both known and settled: the outcome, on event times.
     Judged {
         session: SessionId,
         runner: Runner,
@@ -74,6 +99,9 @@ pub enum Change {
     },
     /// An overdue session was forgotten unclaimed (unclaimed gauge down).
     OverdueForgotten { session: SessionId, runner: Runner },
+    /// What the counters hold for a session about to be forgotten: its share of the
+    /// cumulative totals, which outlives its evidence (`serve` keeps it durable).
+    Retired(Counted),
     /// The session's evidence was dropped (past retention, or the session cap).
     Forgotten { session: SessionId },
     /// Two claims with no release between them, reported once per session.
@@ -82,6 +110,12 @@ pub enum Change {
         runtime: Runner,
         cross_runtime: bool,
         /// The dispatch's org, when the session was dispatched.
+        org: Option<String>,
+    },
+    /// A session already reported duplicate turned out to be claimed twice across runtimes
+    /// too (a later-settled claim from the other runtime).
+    DuplicateCrossRuntime {
+        session: SessionId,
         org: Option<String>,
     },
     /// A claim after a release.
@@ -104,11 +138,26 @@ impl Change {
     }
 }
 
+/// One session's share of the cumulative counters: dispatched (by runner), its outcome,
+/// duplicate, re-claims and orphan claims as they were emitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    pub dispatched: Option<Runner>,
+    pub outcome: Option<Outcome>,
+    pub skew_clamped: bool,
+    pub duplicate: bool,
+    pub duplicate_cross_runtime: bool,
+    pub reclaims: u32,
+    pub orphan_claims: u32,
+}
+
 /// What the live side remembers of a session beyond its records.
 #[derive(Debug, Clone, Default)]
 struct Mark {
     first_seen: Timestamp,
     dispatched: bool,
+    /// What the counters hold for it.
+    counted: Counted,
     judged: bool,
     pending: Option<Runner>,
     overdue: Option<Runner>,
@@ -116,6 +165,11 @@ struct Mark {
     reclaims: u32,
     /// Claims already reported as orphans; once set, further claims are orphans at once.
     orphan_claims: Option<u32>,
+    /// Records stamped up to here have been judged; its key in `Live::settle`, if any.
+    settled_through: Option<Timestamp>,
+    settle_key: Option<Timestamp>,
+    /// Its key in `Live::holds`, if any.
+    hold_until: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -129,48 +183,61 @@ pub struct Live {
     orphan_checks: BTreeSet<(Timestamp, SessionId)>,
     /// (first seen + retention, session).
     expiries: BTreeSet<(Timestamp, SessionId)>,
-    /// While set, sessions ready to be judged wait in `held` (see [`Live::hold`]).
+    /// Each source's largest event time, and which sources are active.
+    watermarks: Watermarks,
+    /// (earliest unsettled record's time + allowed lateness, session): judged when the low
+    /// watermark reaches it.
+    settle: BTreeSet<(Timestamp, SessionId)>,
+    /// (first unsettled arrival + max hold, session), on the sidecar's clock.
+    holds: BTreeSet<(Timestamp, SessionId)>,
+    /// While set, nothing settles (see [`Live::hold`]).
     holding: bool,
-    held: Vec<SessionId>,
 }
 
 impl Live {
     pub fn new(config: LiveConfig) -> Live {
         Live {
             core: Correlator::new(config.correlate.clone()),
-            config,
             marks: FxHashMap::default(),
             deadlines: BTreeSet::new(),
             orphan_checks: BTreeSet::new(),
             expiries: BTreeSet::new(),
+            watermarks: Watermarks::new(config.idle_after_ms),
+            settle: BTreeSet::new(),
+            holds: BTreeSet::new(),
             holding: false,
-            held: Vec::new(),
+            config,
         }
     }
 
-    /// Holds judgements back while some source is still catching up on a backlog: its older
-    /// claims may still come, and the first claim by event time decides the outcome. Without
-    /// this, a replay that reads the go daemon's file before the ts workers' would judge a
-    /// cross-runtime double claim by whichever file came first. Live, with every source
-    /// caught up, nothing is held.
+    /// Suspends settling altogether while `on` (tests, and whoever must judge on all the
+    /// evidence at once); [`Live::release`] then judges everything waiting.
     pub fn hold(&mut self, on: bool) {
         self.holding = on;
     }
 
-    /// Judges every held session on all the evidence now known.
+    /// Judges every session waiting to settle on all the evidence now known.
     pub fn release(&mut self) -> Vec<Change> {
         let mut out = Vec::new();
-        for id in std::mem::take(&mut self.held) {
-            let Some(session) = self.core.session(&id) else {
-                continue;
-            };
-            let j = session.judge(self.core.timeouts(), Timestamp::MIN);
-            let org = j.dispatch.and_then(|d| self.core.org_name(d.extra));
+        while let Some((_, id)) = self.settle.pop_first() {
             if let Some(mark) = self.marks.get_mut(&id) {
-                judged(mark, &id, &j, org, &mut out);
+                mark.settle_key = None;
             }
+            self.evaluate(&id, END_OF_TIME, false, &mut out);
         }
         out
+    }
+
+    /// Source `input` delivered a batch (or announced itself, before its first line) at
+    /// `now`; `backlog` when it has more to read at once. A known source holds the watermark
+    /// until it delivers or goes idle.
+    pub fn source_seen(&mut self, input: u16, now: Timestamp, backlog: bool) {
+        self.watermarks.seen(input, now, backlog);
+    }
+
+    /// The event time up to which evidence counts as settled at `now`.
+    pub fn low_watermark(&self, now: Timestamp) -> Timestamp {
+        self.watermarks.low(now)
     }
 
     /// How long a session is kept after it was first seen.
@@ -185,7 +252,8 @@ impl Live {
 
     /// Takes one event received at `now`. Returns `None` for an exact re-delivery.
     pub fn on_event(&mut self, ev: Event, origin: Origin, now: Timestamp) -> Option<Vec<Change>> {
-        let (kind, runner, org) = (ev.kind, ev.runner, ev.org.as_ref().map(|o| o.to_string()));
+        let (kind, runner, time) = (ev.kind, ev.runner, ev.time);
+        let org = ev.org.as_ref().map(|o| o.to_string());
         let id = match (&ev.session, kind) {
             (Some(id), k) if k != EventKind::Heartbeat => Some(id.clone()),
             _ => None,
@@ -193,8 +261,12 @@ impl Live {
         if !self.core.on_event(ev, origin) {
             return None;
         }
+        self.watermarks.event(origin.input, time, now);
         let mut out = Vec::new();
-        let Some(id) = id else { return Some(out) };
+        let Some(id) = id else {
+            self.settle(now, &mut out);
+            return Some(out);
+        };
         if !self.marks.contains_key(&id) {
             self.expiries
                 .insert((now.saturating_add_ms(self.config.retention_ms), id.clone()));
@@ -212,6 +284,7 @@ impl Live {
             out.push(Change::Claimed { runtime: runner });
             if let Some(n) = mark.orphan_claims.as_mut() {
                 *n += 1;
+                mark.counted.orphan_claims += 1;
                 out.push(Change::Orphan {
                     session: id.clone(),
                     runtime: runner,
@@ -221,6 +294,7 @@ impl Live {
         if kind == EventKind::Dispatch && !mark.dispatched {
             mark.dispatched = true;
             let runner = j.dispatch.map_or(runner, |d| d.runner);
+            mark.counted.dispatched = Some(runner);
             out.push(Change::Dispatched { runner, org });
             if j.first_claim.is_none() {
                 mark.pending = Some(runner);
@@ -237,37 +311,140 @@ impl Live {
                 id.clone(),
             ));
         }
-        if self.holding {
-            if j.outcome.is_some() && j.first_claim.is_some() && !mark.judged {
-                self.held.push(id.clone());
+        if matches!(
+            kind,
+            EventKind::Dispatch | EventKind::Claim | EventKind::Release
+        ) {
+            let key = time.saturating_add_ms(self.config.allowed_lateness_ms);
+            if mark.settle_key.is_none_or(|k| key < k) {
+                if let Some(k) = mark.settle_key.replace(key) {
+                    self.settle.remove(&(k, id.clone()));
+                }
+                self.settle.insert((key, id.clone()));
             }
-        } else {
-            let org = j.dispatch.and_then(|d| self.core.org_name(d.extra));
-            judged(mark, &id, &j, org, &mut out);
+            if mark.hold_until.is_none() {
+                let until = now.saturating_add_ms(self.config.max_hold_ms);
+                mark.hold_until = Some(until);
+                self.holds.insert((until, id.clone()));
+            }
         }
-        if j.duplicate && !mark.duplicate {
-            mark.duplicate = true;
-            out.push(Change::Duplicate {
-                session: id.clone(),
-                runtime: runner,
-                cross_runtime: j.duplicate_cross_runtime,
-                org: j
-                    .dispatch
-                    .and_then(|d| self.core.org_name(d.extra).map(str::to_owned)),
-            });
-        }
-        for _ in mark.reclaims..j.reclaims {
-            out.push(Change::Reclaimed { runtime: runner });
-        }
-        mark.reclaims = mark.reclaims.max(j.reclaims);
+        self.settle(now, &mut out);
         Some(out)
     }
 
-    /// Everything whose time has come by `now`: overdue sessions, orphans, forgotten sessions.
+    /// Judges what has settled by `now`: sessions whose next records the low watermark has
+    /// passed (plus the allowed lateness), then those held for the maximum hold.
+    fn settle(&mut self, now: Timestamp, out: &mut Vec<Change>) {
+        if self.holding {
+            return;
+        }
+        let low = self.watermarks.low(now);
+        let through = low.saturating_add_ms(-self.config.allowed_lateness_ms);
+        while let Some((_, id)) = pop_due(&mut self.settle, low) {
+            if let Some(mark) = self.marks.get_mut(&id) {
+                mark.settle_key = None;
+            }
+            self.evaluate(&id, through, false, out);
+        }
+        while let Some((_, id)) = pop_due(&mut self.holds, now) {
+            if let Some(mark) = self.marks.get_mut(&id) {
+                mark.hold_until = None;
+            }
+            self.evaluate(&id, END_OF_TIME, true, out);
+        }
+    }
+
+    /// Judges `id` on its records stamped up to `through` (all of them when `early`): the
+    /// outcome once dispatch and first claim are in, duplicates and re-claims as they show.
+    fn evaluate(&mut self, id: &SessionId, through: Timestamp, early: bool, out: &mut Vec<Change>) {
+        let (Some(mark), Some(session)) = (self.marks.get_mut(id), self.core.session(id)) else {
+            return;
+        };
+        let records = session.records();
+        let through = mark.settled_through.map_or(through, |t| t.max(through));
+        let last = records.last().map_or(Timestamp::MIN, |r| r.time);
+        let j = if last <= through {
+            session.judge(self.core.timeouts(), Timestamp::MIN)
+        } else {
+            let mut prefix = Session::default();
+            for r in records.iter().take_while(|r| r.time <= through) {
+                prefix.insert(*r);
+            }
+            prefix.judge(self.core.timeouts(), Timestamp::MIN)
+        };
+        let org = j.dispatch.and_then(|d| self.core.org_name(d.extra));
+        let settled = &records[..records.partition_point(|r| r.time <= through)];
+        if early && j.dispatch.is_some() && j.first_claim.is_some() && !mark.judged {
+            out.push(Change::JudgedBeforeSettled);
+        }
+        judged(mark, id, &j, org, out);
+        if j.duplicate && !mark.duplicate {
+            mark.duplicate = true;
+            mark.counted.duplicate = true;
+            mark.counted.duplicate_cross_runtime = j.duplicate_cross_runtime;
+            out.push(Change::Duplicate {
+                session: id.clone(),
+                runtime: first_duplicate_runtime(settled),
+                cross_runtime: j.duplicate_cross_runtime,
+                org: org.map(str::to_owned),
+            });
+        }
+        if j.duplicate_cross_runtime && mark.duplicate && !mark.counted.duplicate_cross_runtime {
+            mark.counted.duplicate_cross_runtime = true;
+            out.push(Change::DuplicateCrossRuntime {
+                session: id.clone(),
+                org: org.map(str::to_owned),
+            });
+        }
+        let runtime = settled
+            .iter()
+            .rev()
+            .find(|r| r.kind == EventKind::Claim)
+            .map_or(Runner::Other, |r| r.runner);
+        for _ in mark.reclaims..j.reclaims {
+            out.push(Change::Reclaimed { runtime });
+        }
+        mark.reclaims = mark.reclaims.max(j.reclaims);
+        mark.counted.reclaims = mark.reclaims;
+        // What was judged is settled for good; a record stamped before it that arrives later
+        // still is late evidence, judged as it comes.
+        let through = through.min(last);
+        mark.settled_through = Some(through);
+        // The next record to settle, if one is stamped later.
+        let next = records.iter().find(|r| r.time > through).map(|r| r.time);
+        match next {
+            Some(t) => {
+                let key = t.saturating_add_ms(self.config.allowed_lateness_ms);
+                if let Some(k) = mark.settle_key.replace(key) {
+                    self.settle.remove(&(k, id.clone()));
+                }
+                self.settle.insert((key, id.clone()));
+            }
+            None => {
+                if let Some(k) = mark.settle_key.take() {
+                    self.settle.remove(&(k, id.clone()));
+                }
+                if let Some(t) = mark.hold_until.take() {
+                    self.holds.remove(&(t, id.clone()));
+                }
+            }
+        }
+    }
+
+    /// Everything whose time has come by `now`: settled and held-too-long sessions, overdue
+    /// sessions, orphans, forgotten sessions.
     pub fn on_tick(&mut self, now: Timestamp) -> Vec<Change> {
         let mut out = Vec::new();
+        // Sources go idle and holds expire with the sidecar's clock alone.
+        self.settle(now, &mut out);
         while let Some((_, id)) = pop_due(&mut self.deadlines, now) {
+            // A claim that arrived but has not settled yet: claimed, not overdue.
+            let claimed = self
+                .core
+                .session(&id)
+                .is_some_and(|s| s.records().iter().any(|r| r.kind == EventKind::Claim));
             if let Some(mark) = self.marks.get_mut(&id)
+                && !claimed
                 && let Some(runner) = mark.pending.take()
             {
                 mark.overdue = Some(runner);
@@ -292,6 +469,7 @@ impl Live {
                 && mark.orphan_claims.is_none()
             {
                 mark.orphan_claims = Some(claims.len() as u32);
+                mark.counted.orphan_claims += claims.len() as u32;
                 out.extend(claims.into_iter().map(|runtime| Change::Orphan {
                     session: id.clone(),
                     runtime,
@@ -306,6 +484,13 @@ impl Live {
         forget.extend(self.core.take_evicted().into_iter().map(|e| e.id));
         for id in forget {
             if let Some(mark) = self.marks.remove(&id) {
+                out.push(Change::Retired(mark.counted));
+                if let Some(k) = mark.settle_key {
+                    self.settle.remove(&(k, id.clone()));
+                }
+                if let Some(t) = mark.hold_until {
+                    self.holds.remove(&(t, id.clone()));
+                }
                 if let Some(runner) = mark.pending {
                     out.push(Change::PendingEnded { runner });
                 }
@@ -324,10 +509,15 @@ impl Live {
 
     /// When the next tick has work to do, if ever.
     pub fn next_due(&self) -> Option<Timestamp> {
-        [&self.deadlines, &self.orphan_checks, &self.expiries]
-            .iter()
-            .filter_map(|s| s.first().map(|(t, _)| *t))
-            .min()
+        [
+            &self.deadlines,
+            &self.orphan_checks,
+            &self.expiries,
+            &self.holds,
+        ]
+        .iter()
+        .filter_map(|s| s.first().map(|(t, _)| *t))
+        .min()
     }
 }
 
@@ -345,6 +535,8 @@ fn judged(
         return;
     };
     mark.judged = true;
+    mark.counted.outcome = Some(outcome);
+    mark.counted.skew_clamped = j.skew_clamped;
     if let Some(r) = mark.pending.take() {
         out.push(Change::PendingEnded { runner: r });
     }
@@ -363,6 +555,20 @@ fn judged(
         latency_ms: j.latency_ms,
         skew_clamped: j.skew_clamped,
     });
+}
+
+/// The runtime of the claim that first followed another with no release between.
+fn first_duplicate_runtime(records: &[super::session::Record]) -> Runner {
+    let mut held = false;
+    for r in records {
+        match r.kind {
+            EventKind::Claim if held => return r.runner,
+            EventKind::Claim => held = true,
+            EventKind::Release => held = false,
+            _ => {}
+        }
+    }
+    Runner::Other
 }
 
 /// The org `id` was dispatched for, when known.

@@ -8,8 +8,8 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::durable::Durable;
-use super::ingest::{Hold, RecentIds, Sources};
+use super::durable::{Durable, RETIRED_TOTALS};
+use super::ingest::{RecentIds, Sources};
 use super::telemetry::Telemetry;
 use super::view::{self, Lookup, Summary};
 use crate::clock::Clock;
@@ -31,7 +31,6 @@ pub struct Actor {
     pub(super) entries: RecentIds,
     pub(super) sources: Sources,
     pub(super) durable: Durable,
-    pub(super) hold: Hold,
     /// The platform's sources of truth, when configured, and the updates its tasks send.
     pub(super) platform: Option<Platform>,
     platform_updates: Option<mpsc::Receiver<PlatformUpdate>>,
@@ -65,7 +64,6 @@ impl Actor {
             entries: RecentIds::default(),
             sources: Sources::default(),
             durable: Durable::default(),
-            hold: Hold::default(),
             platform: None,
             platform_updates: None,
             replaying: false,
@@ -183,30 +181,36 @@ impl Actor {
 
     async fn tick(&mut self) {
         let now = self.clock.now();
-        let released = self.sync_hold(now);
         if let Some(p) = self.platform.as_mut() {
             let events = p.on_tick(now);
             self.platform_events(events, now).await;
         }
         let changes = self.live.on_tick(now);
-        if changes.is_empty() && !released {
+        if changes.is_empty() {
             return;
         }
         let prune_before = self.prune_before(&changes, now);
         self.apply(changes, now);
-        self.telemetry.publish();
         let commit = Commit {
             prune_before,
-            summary_json: self.summary_json(),
+            state: self.retired_state(prune_before),
             ..Commit::default()
         };
         // Only fails at shutdown; forgotten lines that stay stored are replayed and forgotten
-        // again after a restart.
+        // again after a restart. Published once durable: nothing shown is lost by a crash.
         let _ = self.durable.commit(&commit).await;
+        self.telemetry.publish();
     }
 
-    pub(super) fn summary_json(&self) -> Option<String> {
-        serde_json::to_string(self.telemetry.summary()).ok()
+    /// The retired totals to save with a prune (the two go together or not at all).
+    pub(super) fn retired_state(
+        &self,
+        prune_before: Option<Timestamp>,
+    ) -> Vec<(&'static str, String)> {
+        prune_before
+            .and_then(|_| self.telemetry.retired_json())
+            .map(|json| vec![(RETIRED_TOTALS, json)])
+            .unwrap_or_default()
     }
 
     /// When sessions were forgotten, the receive time before which every stored line belongs

@@ -10,6 +10,11 @@ use crate::store::{Commit, Store};
 /// The store's name for the platform flag book.
 pub const PLATFORM_BOOK: &str = "platform_book";
 
+/// The store's name for the totals of forgotten sessions, saved in the commit that prunes
+/// their lines: the durable totals are these plus what the stored lines replay to, so they
+/// cannot drift from the evidence (no separately saved summary that can go stale).
+pub const RETIRED_TOTALS: &str = "retired_totals";
+
 /// The store, when there is one, and the token that stops a commit's retries.
 #[derive(Debug, Default)]
 pub struct Durable {

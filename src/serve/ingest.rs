@@ -5,6 +5,7 @@
 use rustc_hash::FxHashSet;
 
 use super::actor::Actor;
+use super::durable::RETIRED_TOTALS;
 use crate::correlate::live::Change;
 use crate::event::{EventKind, Origin, Runner, Timestamp};
 use crate::parse::{LineContext, Parsed};
@@ -81,17 +82,6 @@ impl Sources {
     }
 }
 
-/// Judgements are never held longer than this, whatever a source's backlog: a huge catch-up
-/// judges in rounds rather than all at the end.
-const HOLD_LIMIT_MS: i64 = 60_000;
-
-/// Sources with a backlog, and since when judgements are held for them.
-#[derive(Debug, Default)]
-pub struct Hold {
-    behind: FxHashSet<String>,
-    since: Option<Timestamp>,
-}
-
 /// What one line turned out to be.
 enum Line {
     Event { session: Option<String> },
@@ -104,6 +94,9 @@ impl Actor {
     /// Makes the actor durable: replays what `store` holds (the lines of every retained
     /// session, in order, at their receive times) and commits every batch from now on.
     pub async fn recover(&mut self, store: Store) -> Result<(), StoreError> {
+        if let Some(json) = store.state(RETIRED_TOTALS).await? {
+            self.telemetry.restore_retired(serde_json::from_str(&json)?);
+        }
         self.replaying = true;
         for l in store.lines().await? {
             let changes = self.live.on_tick(l.received_at);
@@ -124,48 +117,23 @@ impl Actor {
             );
         }
         self.replaying = false;
-        if let Some(json) = store.summary_json().await? {
-            self.telemetry.restore_summary(serde_json::from_str(&json)?);
-        }
+        // Sources that have been quiet since stop holding judgements back now.
+        let now = self.clock.now();
+        let changes = self.live.on_tick(now);
+        self.apply(changes, now);
         self.durable.attach(store);
         self.telemetry.publish();
         Ok(())
     }
 
-    /// Names sources that have a backlog before they start sending (files that exist when
-    /// `serve` starts): until each has caught up, judgements wait for all the evidence.
+    /// Names sources known before they send (files that exist when `serve` starts): each
+    /// holds judgements back until it has delivered past them or gone idle.
     pub fn catching_up(&mut self, sources: impl IntoIterator<Item = String>) {
-        self.hold.behind.extend(sources);
-        let _ = self.sync_hold(self.clock.now());
-    }
-
-    /// Holds or releases judgements to match the set of sources behind; `true` if it judged
-    /// held sessions.
-    pub(super) fn sync_hold(&mut self, now: Timestamp) -> bool {
-        let expired = self
-            .hold
-            .since
-            .is_some_and(|t| now.millis() - t.millis() >= HOLD_LIMIT_MS);
-        if expired {
-            self.hold.behind.clear();
+        let now = self.clock.now();
+        for name in sources {
+            let input = self.sources.index(&name);
+            self.live.source_seen(input, now, false);
         }
-        let hold = !self.hold.behind.is_empty();
-        match (hold, self.hold.since) {
-            (true, None) => {
-                self.hold.since = Some(now);
-                self.live.hold(true);
-            }
-            (false, Some(_)) => {
-                self.hold.since = None;
-                self.live.hold(false);
-                let changes = self.live.release();
-                let released = !changes.is_empty();
-                self.apply(changes, now);
-                return released;
-            }
-            _ => {}
-        }
-        false
     }
 
     /// One line through parse and the live correlator. Metrics and the summary follow.
@@ -239,6 +207,7 @@ impl Actor {
             position: batch.position,
             ..Commit::default()
         };
+        self.live.source_seen(input, now, batch.backlog);
         // Expired sessions go first, as a replay would meet them.
         let changes = self.live.on_tick(now);
         commit.prune_before = self.prune_before(&changes, now);
@@ -283,13 +252,7 @@ impl Actor {
                 }
             }
         }
-        if batch.backlog {
-            self.hold.behind.insert(batch.source);
-        } else {
-            self.hold.behind.remove(&batch.source);
-        }
-        let _ = self.sync_hold(now);
-        commit.summary_json = self.summary_json();
+        commit.state = self.retired_state(commit.prune_before);
         let stored = self.durable.commit(&commit).await.map(|()| result);
         self.telemetry.publish();
         if let Some(done) = batch.done {

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use super::findings::{FindingKind, Findings, LiveFinding};
 use super::view::Summary;
 use crate::correlate::Outcome;
-use crate::correlate::live::Change;
+use crate::correlate::live::{Change, Counted};
 use crate::event::{Runner, Timestamp};
 use crate::parse::Reject;
 use crate::platform::{Flip, PlatformEvent};
@@ -20,6 +20,10 @@ use crate::sinks::metrics::{LineResult, Metrics};
 pub struct Telemetry {
     metrics: Metrics,
     summary: Summary,
+    /// The share of `summary` that belongs to forgotten sessions: their evidence is pruned
+    /// from the store in the same commit that saves this, so the durable totals are always
+    /// this plus what the stored evidence replays to.
+    retired: Summary,
     published: watch::Sender<Summary>,
     findings: Findings,
     /// Per-finding alerts, when an Alertmanager is configured.
@@ -34,6 +38,7 @@ impl Telemetry {
         let t = Telemetry {
             metrics,
             summary: Summary::default(),
+            retired: Summary::default(),
             published,
             findings: Findings::default(),
             alerts: None,
@@ -54,9 +59,22 @@ impl Telemetry {
         &self.summary
     }
 
-    /// Replaces the totals (recovery restores them).
-    pub fn restore_summary(&mut self, summary: Summary) {
-        self.summary = summary;
+    /// Starts recovery from the totals of the sessions already forgotten; replaying the
+    /// stored evidence adds the rest.
+    pub fn restore_retired(&mut self, retired: Summary) {
+        self.summary = retired.clone();
+        self.retired = retired;
+    }
+
+    /// The totals of forgotten sessions, as JSON for the store.
+    pub fn retired_json(&self) -> Option<String> {
+        match serde_json::to_string(&self.retired) {
+            Ok(json) => Some(json),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialise the retired totals");
+                None
+            }
+        }
     }
 
     pub fn findings(&self) -> &Findings {
@@ -197,6 +215,12 @@ impl Telemetry {
                 };
                 Some((kind, session, *runtime, org))
             }
+            Change::DuplicateCrossRuntime { session, org } => {
+                tracing::debug!(session = session.as_str(), "duplicate claim, across runtimes after all");
+                t.duplicate_claims_cross_runtime += 1;
+                let runner = Runner::Other;
+                Some((FindingKind::DuplicateClaimCrossRuntime, session, runner, org))
+            }
             Change::Orphan { session, runtime } => {
                 tracing::debug!(
                     session = session.as_str(),
@@ -209,6 +233,14 @@ impl Telemetry {
             Change::Reclaimed { runtime } => {
                 tracing::trace!(runtime = runtime.as_str(), "re-claimed after a release");
                 t.reclaims += 1;
+                None
+            }
+            Change::JudgedBeforeSettled => {
+                tracing::debug!("judged before its evidence settled: the maximum hold expired");
+                None
+            }
+            Change::Retired(counted) => {
+                retire(&mut self.retired, counted);
                 None
             }
             Change::Forgotten { session } => {
@@ -321,4 +353,22 @@ impl Telemetry {
         self.findings.push(found);
         false
     }
+}
+
+/// Adds a forgotten session's share of the cumulative counters to `t`.
+fn retire(t: &mut Summary, c: &Counted) {
+    if let Some(r) = c.dispatched {
+        t.dispatched.bump(r);
+    }
+    match c.outcome {
+        Some(Outcome::Matched) => t.matched += 1,
+        Some(Outcome::Late) => t.late += 1,
+        Some(Outcome::Mismatched) => t.mismatched += 1,
+        _ => {}
+    }
+    t.skew_clamped += u64::from(c.skew_clamped);
+    t.duplicate_claims += u64::from(c.duplicate);
+    t.duplicate_claims_cross_runtime += u64::from(c.duplicate_cross_runtime);
+    t.reclaims += u64::from(c.reclaims);
+    t.orphan_claims += u64::from(c.orphan_claims);
 }

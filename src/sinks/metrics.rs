@@ -70,6 +70,7 @@ pub struct Metrics {
     duplicates: IntCounterVec,
     orphans: IntCounterVec,
     reclaims: IntCounterVec,
+    judged_early: prometheus::IntCounter,
     latency: HistogramVec,
     lines: IntCounterVec,
     rejected: IntCounterVec,
@@ -130,7 +131,13 @@ impl Metrics {
             &["runner"],
         )?;
         reg.register(Box::new(latency.clone()))?;
+        let judged_early = prometheus::IntCounter::new(
+            "claimcheck_judged_before_settled_total",
+            "Sessions judged because the maximum hold expired before the low watermark settled their evidence.",
+        )?;
+        reg.register(Box::new(judged_early.clone()))?;
         let m = Metrics {
+            judged_early,
             dispatches: counter(
                 reg,
                 "claimcheck_dispatches_total",
@@ -164,7 +171,7 @@ impl Metrics {
             pending: gauge(
                 reg,
                 "claimcheck_pending_sessions",
-                "Dispatched sessions waiting for a first claim, not yet overdue.",
+                "Dispatched sessions waiting for a first claim (or for it to settle), not yet overdue.",
                 &["runner"],
             )?,
             duplicates: counter(
@@ -294,7 +301,8 @@ impl Metrics {
             Change::Orphan { runtime, .. } => {
                 self.orphans.with_label_values(&[runtime.as_str()]).inc()
             }
-            Change::Forgotten { .. } => {}
+            Change::JudgedBeforeSettled => self.judged_early.inc(),
+            Change::Retired(_) | Change::Forgotten { .. } | Change::DuplicateCrossRuntime { .. } => {}
         }
     }
 

@@ -236,6 +236,10 @@ fn retention_forgets_and_releases_gauges() {
     assert_eq!(
         c,
         vec![
+            Change::Retired(Counted {
+                dispatched: Some(Go),
+                ..Counted::default()
+            }),
             Change::OverdueForgotten {
                 session: sid("s"),
                 runner: Go
@@ -280,4 +284,138 @@ fn held_judgements_wait_for_earlier_claims_from_a_slower_source() {
     assert_eq!(outcomes(&c), vec![Outcome::Matched]);
     let c = feed(&mut l, ev(Claim, "s", Ts, 2, "t1"), at(0));
     assert_eq!(outcomes(&c), vec![]);
+}
+
+// ---- judged on settled evidence ---------------------------------------------------------
+
+mod settled {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::correlate::{CorrelateConfig, Correlator};
+
+    /// What a run says about each session: outcome, duplicate (cross-runtime), and the total
+    /// of re-claims.
+    type Said = (
+        std::collections::BTreeMap<String, (Option<Outcome>, bool, bool)>,
+        u32,
+    );
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        let kind = prop_oneof![
+            3 => Just(Dispatch),
+            4 => Just(Claim),
+            2 => Just(Release),
+        ];
+        let runner = prop_oneof![Just(Go), Just(Ts), Just(Runner::Other)];
+        (kind, 0..6u8, runner, 0..300i64, 0..3u8).prop_map(|(kind, s, runner, at, w)| {
+            ev(kind, &format!("s{s}"), runner, at, &format!("w{w}"))
+        })
+    }
+
+    /// `verify`'s view: every event at once.
+    fn batch(events: &[Event]) -> Said {
+        let mut c = Correlator::new(CorrelateConfig::default());
+        for e in events {
+            c.on_event(e.clone(), Origin::default());
+        }
+        let mut out = std::collections::BTreeMap::new();
+        let mut reclaims = 0;
+        for (id, s) in c.sessions() {
+            let j = s.judge(c.timeouts(), Timestamp::MIN);
+            let outcome = j.first_claim.and(j.outcome);
+            reclaims += j.reclaims;
+            if outcome.is_some() || j.duplicate {
+                out.insert(
+                    id.to_string(),
+                    (outcome, j.duplicate, j.duplicate_cross_runtime),
+                );
+            }
+        }
+        (out, reclaims)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Any split of the same events into sources (each delivering in its own time order),
+        /// merged in any order with any pauses shorter than the idle timeout, judges every
+        /// session as `verify` judges the whole set, and never before it settled.
+        #[test]
+        fn any_split_and_delivery_order_judges_as_verify(
+            events in proptest::collection::vec(arb_event(), 0..40),
+            split in proptest::collection::vec(0u16..4, 40),
+            picks in proptest::collection::vec(0usize..8, 1..60),
+            pauses in proptest::collection::vec(0i64..600, 60),
+            ticks in proptest::collection::vec(any::<bool>(), 60),
+            lateness_s in 0i64..5,
+        ) {
+            let sources = 4;
+            let mut per: Vec<Vec<Event>> = vec![Vec::new(); sources];
+            for (e, s) in events.iter().zip(&split) {
+                per[usize::from(*s)].push(e.clone());
+            }
+            for p in &mut per {
+                p.sort_by_key(|e| e.time);
+            }
+            let mut l = Live::new(LiveConfig {
+                allowed_lateness_ms: lateness_s * SEC,
+                idle_after_ms: 30 * SEC,
+                max_hold_ms: 60 * SEC,
+                ..LiveConfig::default()
+            });
+            let mut now = NOW;
+            for s in 0..sources {
+                l.source_seen(s as u16, now, false);
+            }
+            let mut changes = Vec::new();
+            let mut pos = vec![0; sources];
+            let mut pick = picks.iter().cycle();
+            let mut step = 0;
+            while pos.iter().zip(&per).any(|(p, v)| *p < v.len()) {
+                let open: Vec<usize> = (0..sources).filter(|&i| pos[i] < per[i].len()).collect();
+                let i = open[pick.next().copied().unwrap_or(0) % open.len()];
+                let e = per[i][pos[i]].clone();
+                pos[i] += 1;
+                now = Timestamp(now.0 + pauses[step % pauses.len()]);
+                if ticks[step % ticks.len()] {
+                    changes.extend(l.on_tick(now));
+                }
+                let origin = Origin { input: i as u16, line: pos[i] as u32 };
+                changes.extend(l.on_event(e, origin, now).unwrap_or_default());
+                step += 1;
+            }
+            // Every source goes quiet: what is left settles.
+            changes.extend(l.on_tick(Timestamp(now.0 + 31 * SEC)));
+
+            prop_assert!(!changes.contains(&Change::JudgedBeforeSettled), "{changes:?}");
+            let mut said = std::collections::BTreeMap::new();
+            let mut reclaims = 0;
+            for c in &changes {
+                match c {
+                    Change::Judged { session, outcome, .. } => {
+                        let e = said.entry(session.to_string()).or_insert((None, false, false));
+                        prop_assert!(e.0.is_none(), "{session} judged twice");
+                        e.0 = Some(*outcome);
+                    }
+                    Change::Duplicate { session, cross_runtime, .. } => {
+                        let e = said.entry(session.to_string()).or_insert((None, false, false));
+                        prop_assert!(!e.1, "{session}: duplicate twice");
+                        e.1 = true;
+                        e.2 = *cross_runtime;
+                    }
+                    Change::DuplicateCrossRuntime { session, .. } => {
+                        let e = said.entry(session.to_string()).or_insert((None, false, false));
+                        prop_assert!(e.1 && !e.2, "{session}: cross-runtime without a duplicate");
+                        e.2 = true;
+                    }
+                    Change::Reclaimed { .. } => reclaims += 1,
+                    _ => {}
+                }
+            }
+            let (want, want_reclaims) = batch(&events);
+            prop_assert_eq!(said, want);
+            prop_assert_eq!(reclaims, want_reclaims);
+        }
+    }
 }

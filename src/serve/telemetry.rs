@@ -216,10 +216,18 @@ impl Telemetry {
                 Some((kind, session, *runtime, org))
             }
             Change::DuplicateCrossRuntime { session, org } => {
-                tracing::debug!(session = session.as_str(), "duplicate claim, across runtimes after all");
+                tracing::debug!(
+                    session = session.as_str(),
+                    "duplicate claim, across runtimes after all"
+                );
                 t.duplicate_claims_cross_runtime += 1;
                 let runner = Runner::Other;
-                Some((FindingKind::DuplicateClaimCrossRuntime, session, runner, org))
+                Some((
+                    FindingKind::DuplicateClaimCrossRuntime,
+                    session,
+                    runner,
+                    org,
+                ))
             }
             Change::Orphan { session, runtime } => {
                 tracing::debug!(

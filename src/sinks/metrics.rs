@@ -302,7 +302,9 @@ impl Metrics {
                 self.orphans.with_label_values(&[runtime.as_str()]).inc()
             }
             Change::JudgedBeforeSettled => self.judged_early.inc(),
-            Change::Retired(_) | Change::Forgotten { .. } | Change::DuplicateCrossRuntime { .. } => {}
+            Change::Retired(_)
+            | Change::Forgotten { .. }
+            | Change::DuplicateCrossRuntime { .. } => {}
         }
     }
 

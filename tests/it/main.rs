@@ -18,6 +18,7 @@ mod scratch_db;
 mod serve;
 mod serve_files;
 mod serve_platform;
+mod serve_settled;
 mod simulate;
 mod store;
 mod support;

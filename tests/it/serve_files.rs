@@ -299,7 +299,7 @@ fn demo_serves_a_live_simulated_platform() {
 }
 
 /// Sum of every series of `name` whose labels include `filter` (e.g. `outcome="late"`).
-fn metric_sum(metrics: &str, name: &str, filter: &str) -> f64 {
+pub(crate) fn metric_sum(metrics: &str, name: &str, filter: &str) -> f64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(filter))

@@ -106,8 +106,9 @@ fn a_full_queue_drops_and_counts() {
     assert_eq!(handle.dropped.get(), 2);
 }
 
-/// The live correlator's changes become fire and resolve commands.
-#[tokio::test]
+/// The live correlator's changes become fire and resolve commands. Time is paused: the
+/// resolve time read from the clock is exactly its start.
+#[tokio::test(start_paused = true)]
 async fn changes_become_alerts() {
     let reg = Registry::new();
     let c = AlertmanagerConfig::new("http://127.0.0.1:9".parse().unwrap());

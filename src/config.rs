@@ -374,6 +374,9 @@ pub struct RawServeConfig {
     pub org_label_cap: usize,
     /// After a detected flip, the window its post-flip report covers (and the baseline before).
     pub report_window: String,
+    /// A worker's `claimcheck_daemon_*` series are removed after this much silence (event
+    /// time) while other workers still heartbeat.
+    pub worker_series_ttl: String,
     /// Per-finding alerts pushed to Alertmanager (off while `url` is empty).
     pub alertmanager: crate::sinks::alertmanager::RawAlertmanagerConfig,
     /// Limits at the HTTP edge.
@@ -394,6 +397,7 @@ impl Default for RawServeConfig {
             max_hold: "1m".into(),
             org_label_cap: 200,
             report_window: "30m".into(),
+            worker_series_ttl: "1h".into(),
             alertmanager: Default::default(),
             http: Default::default(),
         }
@@ -414,6 +418,7 @@ pub struct ServeConfig {
     pub max_hold: Duration,
     pub org_label_cap: usize,
     pub report_window: Duration,
+    pub worker_series_ttl: Duration,
     pub alertmanager: Option<crate::sinks::alertmanager::AlertmanagerConfig>,
     pub http: crate::http::HttpConfig,
 }
@@ -473,6 +478,7 @@ impl ServeConfig {
             max_hold: duration("serve.max_hold", &raw.max_hold)?,
             org_label_cap: raw.org_label_cap,
             report_window: duration("serve.report_window", &raw.report_window)?,
+            worker_series_ttl: duration("serve.worker_series_ttl", &raw.worker_series_ttl)?,
             alertmanager: crate::sinks::alertmanager::AlertmanagerConfig::from_raw(
                 &raw.alertmanager,
             )?,

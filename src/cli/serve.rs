@@ -20,6 +20,7 @@ use crate::parse::Parser;
 use crate::platform;
 use crate::serve::Actor;
 use crate::sinks::alertmanager::AlertPusher;
+use crate::sinks::self_metrics::{QueueDepths, StoreMetrics};
 use crate::sources::batch::Batch;
 use crate::sources::tail::Tailer;
 use crate::sources::{Input, Role};
@@ -248,6 +249,18 @@ pub(super) async fn serve(
         None => None,
     };
     let (query_tx, query_rx) = mpsc::channel(16);
+    let mut queues = vec![
+        ("batches", QueueDepths::probe(&tx)),
+        ("queries", QueueDepths::probe(&query_tx)),
+    ];
+    if let Some(h) = &alert_handle {
+        queues.push(("alerts", h.depth_probe()));
+    }
+    QueueDepths::register(&registry, queues).context("cannot register the queue metrics")?;
+    actor.measure_commits(
+        StoreMetrics::register(&registry).context("cannot register the store metrics")?,
+    );
+    actor.retire_workers_after(sc.worker_series_ttl);
     tasks.spawn(actor.run(rx, query_rx, shutdown.clone()));
     if let Some(rt) = args.stdin {
         let runtime = match rt {
@@ -301,7 +314,10 @@ pub(super) async fn serve(
     let bound = listener.local_addr().unwrap_or(sc.listen);
     tracing::info!(listen = %bound, store = sc.store.is_some(), files = sc.files.len(), "serving");
     let stop = shutdown.clone();
-    crate::http::listen::serve(listener, router(state), sc.http.clone(), async move {
+    let app = crate::sinks::self_metrics::HttpMetrics::register(&state.registry)
+        .context("cannot register the HTTP metrics")?
+        .layer(router(state));
+    crate::http::listen::serve(listener, app, sc.http.clone(), async move {
         signals.until_stopped(reload).await;
         tracing::info!("shutting down: flushing state");
         stop.cancel();

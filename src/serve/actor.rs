@@ -83,6 +83,16 @@ impl Actor {
         self.telemetry.report_flips_to(reports);
     }
 
+    /// Measures store commits (latency, failures) into `metrics`.
+    pub fn measure_commits(&mut self, metrics: crate::sinks::self_metrics::StoreMetrics) {
+        self.durable.measure(metrics);
+    }
+
+    /// Removes a worker's series once it has been silent for `ttl` while others heartbeat.
+    pub fn retire_workers_after(&mut self, ttl: Duration) {
+        self.telemetry.metrics_mut().retire_workers_after(ttl);
+    }
+
     /// Sends every finding to Alertmanager through `alerts` from now on.
     pub fn alert_to(&mut self, alerts: AlertHandle) {
         self.telemetry.alert_to(alerts);

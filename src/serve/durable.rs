@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::sinks::self_metrics::StoreMetrics;
 use crate::store::{Commit, Store};
 
 /// The store's name for the platform flag book.
@@ -21,6 +22,8 @@ pub struct Durable {
     store: Option<Store>,
     /// Cancelled at shutdown: a commit that keeps failing stops retrying then.
     stop: CancellationToken,
+    /// Commit latency and failures, when registered.
+    metrics: Option<StoreMetrics>,
 }
 
 impl Durable {
@@ -32,6 +35,10 @@ impl Durable {
         self.stop = stop;
     }
 
+    pub fn measure(&mut self, metrics: StoreMetrics) {
+        self.metrics = Some(metrics);
+    }
+
     /// Commits `c`, retrying with capped backoff until it lands: the in-memory state already
     /// holds the batch, so giving up would let memory and store disagree (a drain retry of an
     /// accepted batch would then be dropped as a re-delivery and never stored). Ingestion
@@ -41,16 +48,38 @@ impl Durable {
             return Ok(());
         };
         let mut backoff = Duration::from_millis(50);
+        let mut failures = 0u32;
         loop {
-            let err = match store.commit(c).await {
-                Ok(()) => return Ok(()),
+            let start = tokio::time::Instant::now();
+            let result = store.commit(c).await;
+            if let Some(m) = &self.metrics {
+                m.attempt(start.elapsed().as_secs_f64(), result.is_ok());
+            }
+            let err = match result {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(
+                            dependency = "store",
+                            state = "up",
+                            after_failures = failures,
+                            "store commits again"
+                        );
+                    }
+                    return Ok(());
+                }
                 Err(e) => e,
             };
+            failures += 1;
             if self.stop.is_cancelled() {
                 tracing::error!(error = %err, "store commit failed at shutdown; the batch is not recorded");
                 return Err(err.to_string());
             }
-            tracing::warn!(error = %err, retry_in = ?backoff, "store commit failed; ingestion waits and retries");
+            // One line when commits start failing; the retries are at debug.
+            if failures == 1 {
+                tracing::warn!(dependency = "store", state = "down", error = %err, retry_in = ?backoff, "store commit failed; ingestion waits and retries");
+            } else {
+                tracing::debug!(dependency = "store", error = %err, failures, retry_in = ?backoff, "store commit failed again");
+            }
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 () = self.stop.cancelled() => {}

@@ -33,6 +33,11 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// The metrics, for settings made after start (`serve.worker_series_ttl`).
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+
     pub fn new(metrics: Metrics) -> (Telemetry, watch::Receiver<Summary>) {
         let (published, rx) = watch::channel(Summary::default());
         let t = Telemetry {

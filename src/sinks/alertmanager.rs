@@ -375,6 +375,11 @@ pub struct AlertHandle {
 
 impl AlertHandle {
     /// Queues a firing finding; false (and counted) when the queue is full.
+    /// The queue's depth for `claimcheck_queue_items{queue="alerts"}`.
+    pub fn depth_probe(&self) -> crate::sinks::self_metrics::DepthProbe {
+        crate::sinks::self_metrics::QueueDepths::probe(&self.tx)
+    }
+
     pub fn fire(&self, alert: FindingAlert) -> bool {
         self.send(Command::Fire(alert))
     }

@@ -79,6 +79,13 @@ pub struct Metrics {
     daemon_info: IntGaugeVec,
     orgs: Capped,
     workers: Capped,
+    /// Newest heartbeat time (ms) of each worker, for retiring the series of silent ones.
+    worker_seen: BTreeMap<(Runner, String), i64>,
+    /// A worker's series go once the newest heartbeat of any worker is this much newer than
+    /// its own (event time: a replay retires the same workers as the live run did).
+    worker_ttl_ms: i64,
+    /// The event time of the last retirement sweep.
+    swept_at_ms: i64,
     /// The version each daemon last reported, so a new version replaces the old series.
     versions: BTreeMap<(Runner, String), String>,
 }
@@ -232,6 +239,9 @@ impl Metrics {
                 seen: BTreeSet::new(),
             },
             versions: BTreeMap::new(),
+            worker_seen: BTreeMap::new(),
+            worker_ttl_ms: 3_600_000,
+            swept_at_ms: i64::MIN,
         };
         for r in [Runner::Go, Runner::Ts, Runner::Other] {
             // Zero series exist from the start, so rate() and alerts see a 0, not "no data".
@@ -240,15 +250,30 @@ impl Metrics {
             m.deadline_missed.with_label_values(&[r.as_str()]);
             m.claims.with_label_values(&[r.as_str()]);
             m.duplicates.with_label_values(&[r.as_str()]);
+            m.orphans.with_label_values(&[r.as_str()]);
+            m.reclaims.with_label_values(&[r.as_str()]);
+            m.latency.with_label_values(&[r.as_str()]);
+            for o in ["matched", "late", "mismatched"] {
+                m.outcomes.with_label_values(&[r.as_str(), o]);
+            }
         }
         gauge(
             reg,
             "claimcheck_build_info",
-            "1, labelled with the running claimcheck's version.",
-            &["version"],
+            "1, labelled with the running claimcheck's version, git revision and rustc version.",
+            &["version", "revision", "rustc"],
         )?
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            env!("CLAIMCHECK_REVISION"),
+            env!("CLAIMCHECK_RUSTC"),
+        ])
         .set(1);
+        // `process_*`: CPU, memory, open files, start time (Linux /proc).
+        #[cfg(target_os = "linux")]
+        reg.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(m)
     }
 
@@ -342,6 +367,12 @@ impl Metrics {
                 .heartbeat
                 .with_label_values(&[runtime.as_str(), &worker]);
             g.set(g.get().max(t.millis() as f64 / 1000.0));
+            let seen = self
+                .worker_seen
+                .entry((runtime, worker.clone()))
+                .or_insert(i64::MIN);
+            *seen = (*seen).max(t.millis());
+            self.retire_silent_workers(t.millis());
         }
         if let Some(v) = version {
             let key = (runtime, worker.clone());
@@ -355,6 +386,46 @@ impl Metrics {
                     .with_label_values(&[runtime.as_str(), &worker, v])
                     .set(1);
             }
+        }
+    }
+}
+
+impl Metrics {
+    /// Per-worker series (`claimcheck_daemon_*`) of a worker silent this long, while others
+    /// still heartbeat, are removed: a replaced pod's series do not stay forever. (When every
+    /// worker falls silent, nothing is retired: that is what the daemon-silent alert is for.)
+    pub fn retire_workers_after(&mut self, ttl: std::time::Duration) {
+        self.worker_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    }
+
+    /// Sweeps at most once a minute of event time.
+    fn retire_silent_workers(&mut self, now_ms: i64) {
+        if now_ms.saturating_sub(self.swept_at_ms) < 60_000 {
+            return;
+        }
+        self.swept_at_ms = now_ms;
+        let horizon = now_ms.saturating_sub(self.worker_ttl_ms);
+        let silent: Vec<(Runner, String)> = self
+            .worker_seen
+            .iter()
+            .filter(|(_, last)| **last < horizon)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (runtime, worker) in silent {
+            self.worker_seen.remove(&(runtime, worker.clone()));
+            let _ = self
+                .heartbeat
+                .remove_label_values(&[runtime.as_str(), &worker]);
+            if let Some(v) = self.versions.remove(&(runtime, worker.clone())) {
+                let _ = self
+                    .daemon_info
+                    .remove_label_values(&[runtime.as_str(), &worker, &v]);
+            }
+            let still_used = self.worker_seen.keys().any(|(_, w)| *w == worker);
+            if !still_used {
+                self.workers.seen.remove(&worker);
+            }
+            tracing::debug!(runtime = runtime.as_str(), worker = %worker, "retired a silent worker's series");
         }
     }
 }
@@ -459,6 +530,50 @@ mod tests {
         ));
         // zero series exist before anything happens
         assert!(has(&t, r#"claimcheck_claims_total{runtime="ts"} 0"#));
+    }
+
+    #[test]
+    fn silent_workers_series_are_retired() {
+        let reg = Registry::new();
+        let mut m = Metrics::register(&reg, 10, 10).unwrap();
+        m.retire_workers_after(std::time::Duration::from_secs(3600));
+        let t0 = Timestamp(1_700_000_000_000);
+        m.daemon(Runner::Go, "old", Some("0.5.0"), Some(t0));
+        m.daemon(Runner::Go, "new", Some("0.5.1"), Some(t0));
+        let t = text(&reg);
+        assert!(t.contains("worker=\"old\""), "{t}");
+        // an hour and more later only `new` still heartbeats
+        for minutes in [30, 61, 62] {
+            m.daemon(
+                Runner::Go,
+                "new",
+                None,
+                Some(t0.saturating_add_ms(minutes * 60_000)),
+            );
+        }
+        let t = text(&reg);
+        assert!(!t.contains("worker=\"old\""), "{t}");
+        assert!(
+            t.contains("claimcheck_daemon_info{runtime=\"go\",version=\"0.5.1\",worker=\"new\"} 1"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn counters_exist_at_zero_before_anything_happens() {
+        let reg = Registry::new();
+        let _m = Metrics::register(&reg, 10, 10).unwrap();
+        let t = text(&reg);
+        for line in [
+            "claimcheck_orphan_claims_total{runtime=\"go\"} 0",
+            "claimcheck_reclaims_total{runtime=\"ts\"} 0",
+            "claimcheck_outcomes_total{outcome=\"mismatched\",runner=\"go\"} 0",
+            "claimcheck_claim_latency_seconds_count{runner=\"go\"} 0",
+        ] {
+            assert!(t.contains(line), "{line} missing:\n{t}");
+        }
+        assert!(t.contains("claimcheck_build_info{revision=\""), "{t}");
+        assert!(t.contains("process_resident_memory_bytes"), "{t}");
     }
 
     #[test]

@@ -3,3 +3,4 @@
 
 pub mod alertmanager;
 pub mod metrics;
+pub mod self_metrics;

@@ -47,6 +47,42 @@ fn promtool(args: &[&str]) -> String {
     text
 }
 
+/// `scripts/runbook-base.sh` moves every `runbook_url` to another base, keeps each anchor,
+/// and the result still passes `promtool check rules`.
+#[test]
+fn runbook_urls_take_a_configurable_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(repo().join("scripts/runbook-base.sh"))
+        .arg("https://wiki.example/ops/claimcheck/")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let original = std::fs::read_to_string(repo().join("alerts/claimcheck.rules.yml")).unwrap();
+    let urls: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .collect();
+    assert_eq!(urls.len(), original.matches("runbook_url: ").count());
+    for u in &urls {
+        let (base, anchor) = u.split_once('#').unwrap();
+        assert_eq!(base, "https://wiki.example/ops/claimcheck", "{u}");
+        assert!(original.contains(&format!("README.md#{anchor}\n")), "{u}");
+    }
+    let rewritten = dir.path().join("rules.yml");
+    std::fs::write(&rewritten, &text).unwrap();
+    promtool(&["check", "rules", rewritten.to_str().unwrap()]);
+    let bad = Command::new(repo().join("scripts/runbook-base.sh"))
+        .arg("wiki.example")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
 #[test]
 fn promtool_checks_the_rules() {
     let text = promtool(&["check", "rules", "alerts/claimcheck.rules.yml"]);

@@ -125,6 +125,14 @@ fn exported_by_the_code() -> BTreeSet<String> {
     });
     platform.flags(&book);
     let _reports = claimcheck::flip::auto::register_metrics(&reg).unwrap();
+    // claimcheck about itself: HTTP, store commits, internal queues
+    use claimcheck::sinks::self_metrics::{HttpMetrics, QueueDepths, StoreMetrics};
+    HttpMetrics::register(&reg)
+        .unwrap()
+        .observe("/metrics", "GET", "200", 0.001);
+    StoreMetrics::register(&reg).unwrap().attempt(0.01, false);
+    let (tx, _rx) = tokio::sync::mpsc::channel::<()>(1);
+    QueueDepths::register(&reg, vec![("batches", QueueDepths::probe(&tx))]).unwrap();
     reg.gather().iter().map(|f| f.name().to_owned()).collect()
 }
 
@@ -142,11 +150,17 @@ pub const PLATFORM_ONLY: &[&str] = &[
     "claimcheck_dependency_up",
     "claimcheck_flip_verifications_total",
 ];
-/// `claimcheck_…` names in a text; histogram series map to their family.
+/// `claimcheck_…` and `process_…` names in a text; histogram series map to their family.
 fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut out = prefixed_names(text, "claimcheck_");
+    out.extend(prefixed_names(text, "process_"));
+    out
+}
+
+fn prefixed_names(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut rest = text;
-    while let Some(i) = rest.find("claimcheck_") {
+    while let Some(i) = rest.find(prefix) {
         let tail = &rest[i..];
         let end = tail
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -393,7 +407,47 @@ fn the_required_panels_exist() {
         "claimcheck_rejected_lines_total",
         "claimcheck_source_last_event_timestamp_seconds",
         "claimcheck_dependency_up",
+        // claimcheck itself
+        "sum by (route, status) (rate(claimcheck_http_requests_total",
+        "claimcheck_http_request_duration_seconds_bucket",
+        "claimcheck_store_commit_duration_seconds_bucket",
+        "claimcheck_store_commit_failures_total",
+        "claimcheck_queue_items / claimcheck_queue_capacity",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "max by (version, revision, rustc) (claimcheck_build_info)",
     ] {
         assert!(has(needle), "no panel queries {needle}");
+    }
+}
+
+/// A single-number panel (stat, gauge, bar gauge, table) over a counter means "in this
+/// window": `increase(…[$__range])`. A raw counter would show "since claimcheck started" and
+/// stay red until a restart.
+#[test]
+fn counters_in_single_number_panels_count_the_window() {
+    let d = dashboard();
+    for p in data_panels(&d) {
+        let kind = p["type"].as_str().unwrap();
+        if !matches!(kind, "stat" | "gauge" | "bargauge" | "table") {
+            continue;
+        }
+        for t in p["targets"].as_array().unwrap() {
+            let e = t["expr"].as_str().unwrap();
+            for name in metric_names(e).iter().filter(|n| n.ends_with("_total")) {
+                let mut rest = e;
+                while let Some(i) = rest.find(name.as_str()) {
+                    let before = &rest[..i];
+                    assert!(
+                        before.ends_with("increase(") || before.ends_with("rate("),
+                        "{}: {name} is not inside increase()/rate() in {e}",
+                        p["title"]
+                    );
+                    rest = &rest[i + name.len()..];
+                    let range = ranges(rest).into_iter().next().unwrap_or_default();
+                    assert_eq!(range, "$__range", "{}: {e}", p["title"]);
+                }
+            }
+        }
     }
 }

@@ -371,3 +371,117 @@ fn listen_accepts_a_host_name() {
     );
     wait_healthy(port);
 }
+
+/// `POST body` to 127.0.0.1:`port` with a bearer token; the status.
+fn post(port: u16, path: &str, token: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// The value of the sample `series` (name and labels, exactly as exposed) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `/metrics` with the self-metrics: `process_*`, build info with a revision, HTTP requests
+/// by route and status, store commits, queue depths, counters at zero before anything
+/// happened; and `promtool check metrics` finds nothing to say about it.
+#[test]
+fn self_metrics_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let dead = free_port();
+    let config = format!(
+        "[serve]\nstore = \"state.db\"\n[serve.alertmanager]\nurl = \"http://127.0.0.1:{dead}\"\n"
+    );
+    let mut server = serve(dir.path(), port, &config, &[]);
+    let _lines = Lines::of(&mut server.0);
+    wait_healthy(port);
+    let body = "{\"event\":\"dispatch\",\"sessionId\":\"s1\",\"resolvedProfile\":{\"runner\":\"go\"},\"time\":\"2026-11-23T10:00:00Z\"}\n\
+                {\"event\":\"claimed\",\"sessionId\":\"s1\",\"runtime\":\"ts\",\"workerId\":\"w1\",\"time\":\"2026-11-23T10:00:01Z\"}\n";
+    assert_eq!(post(port, "/ingest/ndjson?runtime=go", "t", body), 200);
+    assert_eq!(post(port, "/ingest/ndjson?runtime=go", "wrong", body), 401);
+    let _ = http_get_status(port, "/api/sessions/s1");
+    let _ = http_get_status(port, "/no/such/page");
+    let text = http_get_status(port, "/metrics").unwrap().1;
+    for (series, at_least) in [
+        (
+            "claimcheck_http_requests_total{method=\"POST\",route=\"/ingest/ndjson\",status=\"200\"}",
+            1.0,
+        ),
+        (
+            "claimcheck_http_requests_total{method=\"POST\",route=\"/ingest/ndjson\",status=\"401\"}",
+            1.0,
+        ),
+        (
+            "claimcheck_http_requests_total{method=\"GET\",route=\"/api/sessions/{id}\",status=\"200\"}",
+            1.0,
+        ),
+        (
+            "claimcheck_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}",
+            1.0,
+        ),
+        (
+            "claimcheck_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"}",
+            1.0,
+        ),
+        ("claimcheck_store_commit_duration_seconds_count", 1.0),
+        ("claimcheck_store_commit_failures_total", 0.0),
+        ("claimcheck_queue_capacity{queue=\"batches\"}", 1.0),
+        ("claimcheck_queue_items{queue=\"alerts\"}", 0.0),
+        ("claimcheck_orphan_claims_total{runtime=\"go\"}", 0.0),
+        (
+            "claimcheck_outcomes_total{outcome=\"mismatched\",runner=\"go\"}",
+            1.0,
+        ),
+        ("process_resident_memory_bytes", 1.0),
+        ("process_open_fds", 1.0),
+    ] {
+        let v = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+        assert!(v >= at_least, "{series} = {v}");
+    }
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("claimcheck_build_info{"))
+        .unwrap();
+    assert!(
+        build.contains("revision=\"") && !build.contains("revision=\"\""),
+        "{build}"
+    );
+    assert!(build.contains("rustc=\"1."), "{build}");
+    let mut child = std::process::Command::new(crate::alerting::tool("promtool", "prometheus"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics:\n{said}"
+    );
+}

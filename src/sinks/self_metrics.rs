@@ -1,0 +1,243 @@
+//! What claimcheck says about itself, beside what it says about the platform: HTTP requests
+//! by route and status, store commits, and the depth of its internal queues. (`process_*` and
+//! `claimcheck_build_info` are registered with the live metrics, `crate::sinks::metrics`.)
+//!
+//! Labels stay bounded: routes are axum's matched templates (`/api/sessions/{id}`, never an
+//! id), anything unmatched is `route="unmatched"`, and queue names are fixed strings.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// Request latency buckets, 1 ms to 10 s (seconds).
+const HTTP_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Store commit latency buckets, 1 ms to 10 s (seconds).
+const COMMIT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
+];
+
+/// `claimcheck_http_requests_total{route,method,status}` and
+/// `claimcheck_http_request_duration_seconds{route,method}`.
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl HttpMetrics {
+    pub fn register(reg: &Registry) -> prometheus::Result<HttpMetrics> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "claimcheck_http_requests_total",
+                "HTTP requests answered, by route template, method and status code.",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "claimcheck_http_request_duration_seconds",
+                "Time to answer an HTTP request (until its headers), by route template and method.",
+            )
+            .buckets(HTTP_BUCKETS.to_vec()),
+            &["route", "method"],
+        )?;
+        reg.register(Box::new(requests.clone()))?;
+        reg.register(Box::new(duration.clone()))?;
+        Ok(HttpMetrics { requests, duration })
+    }
+
+    /// One request answered.
+    pub fn observe(&self, route: &str, method: &str, status: &str, seconds: f64) {
+        self.duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
+        self.requests
+            .with_label_values(&[route, method, status])
+            .inc();
+    }
+
+    /// Wraps every route of `router` (and its fallback) in the counting middleware.
+    pub fn layer<S: Clone + Send + Sync + 'static>(
+        self,
+        router: axum::Router<S>,
+    ) -> axum::Router<S> {
+        router.layer(axum::middleware::from_fn_with_state(self, track))
+    }
+}
+
+async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // Only the methods the API knows get their own value; the rest are `other`.
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "HEAD" => "HEAD",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let start = tokio::time::Instant::now();
+    let resp = next.run(req).await;
+    m.observe(
+        &route,
+        method,
+        resp.status().as_str(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// `claimcheck_store_commit_duration_seconds` and `claimcheck_store_commit_failures_total`.
+#[derive(Debug, Clone)]
+pub struct StoreMetrics {
+    duration: prometheus::Histogram,
+    failures: IntCounter,
+}
+
+impl StoreMetrics {
+    pub fn register(reg: &Registry) -> prometheus::Result<StoreMetrics> {
+        let duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "claimcheck_store_commit_duration_seconds",
+                "Time of one store commit attempt (a batch's lines, positions and totals in one transaction).",
+            )
+            .buckets(COMMIT_BUCKETS.to_vec()),
+        )?;
+        let failures = IntCounter::new(
+            "claimcheck_store_commit_failures_total",
+            "Store commit attempts that failed (each is retried with backoff; ingestion waits).",
+        )?;
+        reg.register(Box::new(duration.clone()))?;
+        reg.register(Box::new(failures.clone()))?;
+        Ok(StoreMetrics { duration, failures })
+    }
+
+    /// One attempt took `seconds`; `ok` says whether it landed.
+    pub fn attempt(&self, seconds: f64, ok: bool) {
+        self.duration.observe(seconds);
+        if !ok {
+            self.failures.inc();
+        }
+    }
+}
+
+/// Reads one queue's (depth, capacity) at scrape time; `None` once the queue is gone.
+pub type DepthProbe = Box<dyn Fn() -> Option<(usize, usize)> + Send + Sync>;
+
+/// `claimcheck_queue_items{queue}` and `claimcheck_queue_capacity{queue}`, read from the
+/// channels themselves when Prometheus scrapes (nothing to keep current between scrapes).
+#[derive(Clone)]
+pub struct QueueDepths {
+    probes: Arc<Vec<(&'static str, DepthProbe)>>,
+    items: IntGaugeVec,
+    capacity: IntGaugeVec,
+}
+
+impl std::fmt::Debug for QueueDepths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.probes.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("QueueDepths")
+            .field("queues", &names)
+            .finish()
+    }
+}
+
+impl QueueDepths {
+    /// Registers one collector for `probes` (queue name → probe).
+    pub fn register(
+        reg: &Registry,
+        probes: Vec<(&'static str, DepthProbe)>,
+    ) -> prometheus::Result<()> {
+        let items = IntGaugeVec::new(
+            Opts::new(
+                "claimcheck_queue_items",
+                "Items waiting in one of claimcheck's internal queues (batches to the core, queries, alerts).",
+            ),
+            &["queue"],
+        )?;
+        let capacity = IntGaugeVec::new(
+            Opts::new(
+                "claimcheck_queue_capacity",
+                "Capacity of each internal queue; items near it mean back-pressure.",
+            ),
+            &["queue"],
+        )?;
+        reg.register(Box::new(QueueDepths {
+            probes: Arc::new(probes),
+            items,
+            capacity,
+        }))
+    }
+
+    /// The (depth, capacity) of a tokio channel, through a weak sender: the collector never
+    /// keeps a channel open.
+    pub fn probe<T: Send + 'static>(tx: &tokio::sync::mpsc::Sender<T>) -> DepthProbe {
+        let weak = tx.downgrade();
+        Box::new(move || {
+            let tx = weak.upgrade()?;
+            Some((tx.max_capacity() - tx.capacity(), tx.max_capacity()))
+        })
+    }
+}
+
+impl Collector for QueueDepths {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut d = self.items.desc();
+        d.extend(self.capacity.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        for (name, probe) in self.probes.iter() {
+            let (depth, cap) = probe().unwrap_or((0, 0));
+            self.items
+                .with_label_values(&[name])
+                .set(i64::try_from(depth).unwrap_or(i64::MAX));
+            self.capacity
+                .with_label_values(&[name])
+                .set(i64::try_from(cap).unwrap_or(i64::MAX));
+        }
+        let mut out = self.items.collect();
+        out.extend(self.capacity.collect());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn queue_depth_is_read_at_scrape_time() {
+        let reg = Registry::new();
+        let (tx, _rx) = tokio::sync::mpsc::channel::<u8>(8);
+        QueueDepths::register(&reg, vec![("batches", QueueDepths::probe(&tx))]).unwrap();
+        tx.send(1).await.unwrap();
+        tx.send(2).await.unwrap();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&reg.gather())
+            .unwrap();
+        assert!(
+            text.contains("claimcheck_queue_items{queue=\"batches\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("claimcheck_queue_capacity{queue=\"batches\"} 8"),
+            "{text}"
+        );
+    }
+}

@@ -140,7 +140,10 @@ pub fn build(ev: &FlipEvidence, p: &FlipParams) -> Result<FlipReport, FlipError>
         in_grace: window.iter().filter(|s| s.dispatched.time < grace).count() as u64,
         in_flight: held,
     };
-    let (verdict, reason) = verdict(&checks, &counts, &p.org);
+    let (verdict, mut reason) = verdict(&checks, &counts, &p.org);
+    if let Some(cause) = rejected_sources(ev) {
+        reason = format!("{cause}; {reason}");
+    }
     let unknown = x.flip.direction == "unknown";
     Ok(FlipReport {
         org: p.org.clone(),
@@ -767,6 +770,41 @@ impl Ctx<'_> {
         }
         buckets
     }
+}
+
+/// The sources rejected whole or mostly (more rejected lines than events), named with their
+/// main reason and, for a claims input without a runtime, the fix: a configuration mistake
+/// is said before the sessions it made fail (as `verify` does).
+fn rejected_sources(ev: &FlipEvidence) -> Option<String> {
+    let causes: Vec<String> = ev
+        .sources
+        .iter()
+        .filter(|s| s.rejected > 0 && s.rejected > s.events)
+        .map(|s| {
+            let top = s
+                .rejected_by
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map_or("rejected", |(r, _)| r.as_str());
+            let hint = if top == "missing_runtime" && s.default_runtime.is_none() {
+                format!(" — pass --claims {}", crate::report::runtime_hint(&s.name))
+            } else {
+                String::new()
+            };
+            let role = if s.role == "dispatch" {
+                "dispatch"
+            } else {
+                "claim"
+            };
+            format!(
+                "{}: {} of {} {role} lines rejected: {top}{hint}",
+                s.name,
+                s.rejected,
+                s.rejected + s.events
+            )
+        })
+        .collect();
+    (!causes.is_empty()).then(|| causes.join("; "))
 }
 
 fn verdict(checks: &[Check], counts: &SessionCounts, org: &str) -> (Verdict, String) {

@@ -66,6 +66,11 @@ pub fn read(
         if let Some(s) = u16::try_from(i).ok().and_then(|i| builder.source_mut(i)) {
             s.lines = stats.lines;
             s.rejected = stats.rejected_total();
+            s.rejected_by = crate::parse::Reject::ALL
+                .iter()
+                .map(|&r| (r.as_str().to_owned(), stats.rejected[r as usize]))
+                .filter(|(_, n)| *n > 0)
+                .collect();
         }
     }
     Ok(builder.finish())

@@ -84,6 +84,8 @@ pub struct SourceEvidence {
     pub lines: u64,
     pub events: u64,
     pub rejected: u64,
+    /// Rejected lines by reason (`missing_runtime` …).
+    pub rejected_by: BTreeMap<String, u64>,
     pub first_event: Option<Timestamp>,
     pub last_event: Option<Timestamp>,
     /// Events by the minute they are stamped in (epoch minutes).

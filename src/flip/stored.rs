@@ -23,7 +23,10 @@ pub async fn read(store: &Store, parser: &Parser, org: &str) -> Result<FlipEvide
         }
         if let Some(s) = builder.source_mut(origin.input) {
             s.lines += 1;
-            s.rejected += u64::from(matches!(parsed, Parsed::Rejected(_)));
+            if let Parsed::Rejected(r) = parsed {
+                s.rejected += 1;
+                *s.rejected_by.entry(r.as_str().to_owned()).or_default() += 1;
+            }
         }
         if let Parsed::Event(ev) = parsed {
             builder.event(&ev, origin);

@@ -531,15 +531,7 @@ fn rejected_inputs(ingest: &Ingest, inputs: &[Input]) -> Option<String> {
                 .max_by_key(|&(r, n)| (n, std::cmp::Reverse(r as usize)))?;
             let name = i.name();
             let hint = if top == Reject::MissingRuntime && i.default_runtime.is_none() {
-                let file = name.rsplit('/').next().unwrap_or(&name);
-                let guess = if file.contains("ts") && !file.contains("go") {
-                    "ts=PATH"
-                } else if file.contains("go") && !file.contains("ts") {
-                    "go=PATH"
-                } else {
-                    "go=PATH or ts=PATH"
-                };
-                format!(" — pass --claims {guess}")
+                format!(" — pass --claims {}", runtime_hint(&name))
             } else {
                 String::new()
             };
@@ -556,6 +548,17 @@ fn rejected_inputs(ingest: &Ingest, inputs: &[Input]) -> Option<String> {
         })
         .collect();
     (!causes.is_empty()).then(|| causes.join("; "))
+}
+
+/// The `--claims RUNTIME=PATH` to suggest for an input named `name` whose lines name no
+/// runtime: the runtime its file name says (`ts-workers.log`), else both.
+pub fn runtime_hint(name: &str) -> &'static str {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    match (file.contains("ts"), file.contains("go")) {
+        (true, false) => "ts=PATH",
+        (false, true) => "go=PATH",
+        _ => "go=PATH or ts=PATH",
+    }
 }
 
 fn failure_kinds(j: &Judgement, expect: Option<Runner>) -> Vec<String> {

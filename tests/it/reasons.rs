@@ -211,3 +211,52 @@ fn a_claims_input_rejected_whole_is_named_first_in_the_verdict() {
     assert_eq!(r["verdict"], "pass", "{}", r["reason"]);
     assert!(!r["reason"].as_str().unwrap().contains("rejected"));
 }
+
+#[test]
+fn a_post_flip_report_names_a_rejected_input_first_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut d, mut c) = (String::new(), String::new());
+    for i in 0..6 {
+        d.push_str(&format!(
+            "{{\"event\":\"dispatch\",\"sessionId\":\"s{i}\",\"organizationId\":\"o\",\
+             \"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"2026-11-23T10:0{i}:00Z\"}}\n"
+        ));
+        c.push_str(&format!(
+            "{{\"event\":\"claimed\",\"sessionId\":\"s{i}\",\"workerId\":\"g\",\
+             \"time\":\"2026-11-23T10:0{i}:01Z\"}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("dispatch.log"), d).unwrap();
+    std::fs::write(dir.path().join("go-daemon.log"), c).unwrap();
+    let out = run_in(
+        dir.path(),
+        &[
+            "report",
+            "--org",
+            "o",
+            "--flip-at",
+            "2026-11-23T10:00:00Z",
+            "--window",
+            "5m",
+            "--dispatch",
+            "dispatch.log",
+            "--claims",
+            "go-daemon.log",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "go-daemon.log: 6 of 6 claim lines rejected: missing_runtime — pass --claims go=PATH; "
+        ),
+        "{reason}"
+    );
+    // Every claim rejected: the claims source delivered nothing, so absence of claims proves
+    // nothing — inconclusive, not a mass outage.
+    assert_eq!(r["verdict"], "inconclusive", "{reason}");
+}

@@ -18,8 +18,14 @@ fn refused_pg() -> String {
 }
 
 fn assert_redacted(what: &str, out: &str) {
-    assert!(!out.contains(PASSWORD), "{what} printed the password:\n{out}");
-    assert!(out.contains("REDACTED"), "{what} printed no redacted URL:\n{out}");
+    assert!(
+        !out.contains(PASSWORD),
+        "{what} printed the password:\n{out}"
+    );
+    assert!(
+        out.contains("REDACTED"),
+        "{what} printed no redacted URL:\n{out}"
+    );
 }
 
 #[test]
@@ -42,7 +48,10 @@ fn store_errors_in_serve_and_report() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert_redacted("report with CLAIMCHECK_STORE", &String::from_utf8_lossy(&out.stderr));
+    assert_redacted(
+        "report with CLAIMCHECK_STORE",
+        &String::from_utf8_lossy(&out.stderr),
+    );
 }
 
 #[test]
@@ -53,7 +62,10 @@ fn config_errors_and_the_printed_config() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert_redacted("a bad alertmanager URL", &String::from_utf8_lossy(&out.stderr));
+    assert_redacted(
+        "a bad alertmanager URL",
+        &String::from_utf8_lossy(&out.stderr),
+    );
 
     let out = claimcheck()
         .arg("check-config")

@@ -1,4 +1,5 @@
-//! Throughput of the pure core: parse per line shape, and correlate per event.
+//! Throughput of each stage of the pure core: scan (finding the candidate lines of a chunk),
+//! parse per line shape and per realistic chunk, and correlate per event.
 //! `cargo bench --bench pipeline`
 
 use std::hint::black_box;
@@ -6,7 +7,8 @@ use std::hint::black_box;
 use claimcheck::config::ParseConfig;
 use claimcheck::correlate::{CorrelateConfig, Correlator};
 use claimcheck::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
-use claimcheck::parse::{LineContext, Parser};
+use claimcheck::parse::{LineContext, Parsed, Parser};
+use claimcheck::simulate::{NoiseProfile, SimConfig, generate};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const SHAPES: &[(&str, &str)] = &[
@@ -56,6 +58,62 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
+/// 1 MiB of `simulate --noise realistic` output (all four files, cut at line ends), the
+/// comparison workload's mix of events and decoys.
+fn realistic_chunk() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = SimConfig {
+        sessions: 3000,
+        noise: NoiseProfile::Realistic,
+        ..SimConfig::default()
+    };
+    generate(&cfg, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut all = Vec::new();
+    for f in ["dispatch.log", "vercel-drain.ndjson", "go-daemon.log", "ts-worker.log"] {
+        let bytes = std::fs::read(dir.path().join(f)).unwrap_or_else(|e| panic!("{e}"));
+        let take = bytes.len().min(256 << 10);
+        let end = bytes[..take].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        all.extend_from_slice(&bytes[..end]);
+    }
+    all
+}
+
+fn scan(c: &mut Criterion) {
+    let parser = Parser::new(ParseConfig::default());
+    let ctx = LineContext {
+        default_runtime: Some(Runner::Go),
+        received_at: None,
+    };
+    let chunk = realistic_chunk();
+    let mut g = c.benchmark_group("scan");
+    g.throughput(Throughput::Bytes(chunk.len() as u64));
+    g.bench_function("candidates_realistic_1mib", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            let lines = parser.candidates(black_box(&chunk), 1, |_, _| n += 1);
+            (lines, n)
+        })
+    });
+    g.bench_function("candidates_and_parse_realistic_1mib", |b| {
+        b.iter(|| {
+            let mut events = 0u64;
+            parser.candidates(black_box(&chunk), 1, |_, line| {
+                events += u64::from(matches!(parser.parse_line(line, &ctx), Parsed::Event(_)));
+            });
+            events
+        })
+    });
+    g.bench_function("parse_every_line_realistic_1mib", |b| {
+        b.iter(|| {
+            black_box(&chunk)
+                .split(|&b| b == b'\n')
+                .filter(|l| matches!(parser.parse_line(l, &ctx), Parsed::Event(_)))
+                .count()
+        })
+    });
+    g.finish();
+}
+
 fn correlate(c: &mut Criterion) {
     const N: usize = 100_000;
     let ids: Vec<SessionId> = (0..N)
@@ -94,5 +152,5 @@ fn correlate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, correlate);
+criterion_group!(benches, scan, parse, correlate);
 criterion_main!(benches);

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Measures `claimcheck verify` side by side with what a user would otherwise reach for
-# (PRODUCT.md §7): a jq correlator, a Python correlator, an mtail program that only counts
-# lines, and the floor of reading the bytes at all (`cat`, `wc -l`), all on the same simulated
-# workload. Prints the machine, the input, a Markdown table (wall time, MB/s, peak RSS, time as
+# (PRODUCT.md §7): a DuckDB SQL correlator, a jq correlator, a Python correlator, an mtail
+# program that only counts lines, and the floor of reading the bytes at all (`cat`, `wc -l`),
+# all on the same simulated workload (`simulate --noise realistic` by default: the services'
+# own JSON lines, most with an `event` key, many holding our event names as other values). Prints the machine, the input, a Markdown table (wall time, MB/s, peak RSS, time as
 # a ratio to claimcheck's) and whether the correlators agree with claimcheck and the truth.
 #
-# usage: scripts/compare.sh [--sessions N] [--seed S] [--dir DIR] [--skip-slow]
-#                           [--repeat K] [--jq-budget SECONDS]
-#   --sessions N        dispatched sessions to simulate (default 1000000, about 1.5 GB of logs)
+# usage: scripts/compare.sh [--sessions N] [--seed S] [--noise P] [--dir DIR] [--skip-slow]
+#                           [--skip-sql] [--repeat K] [--jq-budget SECONDS]
+#   --sessions N        dispatched sessions to simulate (default 1000000, about 2.8 GB of logs;
+#                       --sessions 100000 runs the whole comparison in a few minutes)
+#   --noise P           `realistic` (default) or `classic` (the golden tests' mix)
 #   --seed S            simulation seed (default 1); the same N and S give the same files
 #   --dir DIR           workload directory (default target/compare/<N>-<S>); reused when it
 #                       already holds truth.json
 #   --skip-slow         skip the jq and Python correlators
+#   --skip-sql          skip DuckDB (else installed with pip into target/compare/venv)
 #   --repeat K          runs of cat, wc -l, claimcheck and mtail, each stopping early once a
 #                       run takes 30 s; the median wall time is reported (default 3)
 #   --jq-budget S       if jq is estimated to need more than S seconds on the whole input, it
@@ -25,6 +29,8 @@ set -euo pipefail
 
 sessions=1000000
 seed=1
+noise=realistic
+skip_sql=0
 dir=
 skip_slow=0
 repeat=3
@@ -41,6 +47,8 @@ while (($#)); do
     --seed) seed=${2:?--seed needs a value} && shift 2 ;;
     --dir) dir=${2:?--dir needs a value} && shift 2 ;;
     --skip-slow) skip_slow=1 && shift ;;
+    --skip-sql) skip_sql=1 && shift ;;
+    --noise) noise=${2:?--noise needs a value} && shift 2 ;;
     --repeat) repeat=${2:?--repeat needs a value} && shift 2 ;;
     --jq-budget) jq_budget=${2:?--jq-budget needs a value} && shift 2 ;;
     -h | --help) usage 0 ;;
@@ -50,6 +58,7 @@ done
 for n in "$sessions" "$seed" "$repeat" "$jq_budget"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "compare.sh: not a number: $n" >&2 && exit 2; }
 done
+[[ $noise == realistic || $noise == classic ]] || { echo "compare.sh: --noise is realistic or classic" >&2 && exit 2; }
 ((repeat >= 1)) || { echo "compare.sh: --repeat must be at least 1" >&2 && exit 2; }
 
 # --dir is relative to where the script was started from, not to the repository
@@ -57,7 +66,7 @@ done
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 progs=scripts/compare
-dir=${dir:-target/compare/$sessions-$seed}
+dir=${dir:-target/compare/$sessions-$seed-$noise}
 bin=target/release/claimcheck
 
 say() { printf '%s\n' "$*" >&2; }
@@ -75,6 +84,16 @@ if ((${#missing[@]})); then
         { "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y "${missing[@]}" >&2; }
 fi
 command -v python3 >/dev/null || { say "compare.sh: python3 is required" && exit 2; }
+# DuckDB from the package index, in a venv of its own
+venv=target/compare/venv
+sql_note=
+if ((!skip_sql)); then
+    if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+        say "installing DuckDB into $venv (pip)"
+        python3 -m venv "$venv" >&2 && "$venv/bin/pip" install -q duckdb >&2 ||
+            { sql_note="DuckDB could not be installed with pip; its row is missing" && skip_sql=1; }
+    fi
+fi
 
 say "building claimcheck (cargo build --release)"
 cargo build --release --quiet >&2
@@ -89,7 +108,7 @@ if [[ -f $dir/truth.json ]]; then
     say "reusing the workload in $dir"
 else
     say "simulating $sessions sessions (seed $seed) into $dir"
-    "$bin" simulate --out "$dir" --sessions "$sessions" --seed "$seed" >&2
+    "$bin" simulate --out "$dir" --sessions "$sessions" --seed "$seed" --noise "$noise" >&2
 fi
 names=(dispatch.log vercel-drain.ndjson go-daemon.log ts-worker.log)
 files=()
@@ -181,6 +200,12 @@ logs=$(IFS=, && echo "${files[*]}")
 measure mtail "$repeat" 0 mtail --one_shot --one_shot_format=prometheus --logtostderr \
     --port 0 --progs "$progs" --logs "$logs"
 
+if ((!skip_sql)); then
+    say "running the DuckDB correlator (up to ${repeat}×)"
+    measure duckdb "$repeat" 0 "$venv/bin/python" "$progs/correlate_sql.py" --engine duckdb \
+        --dispatch "$dir/dispatch.log" --dispatch "$dir/vercel-drain.ndjson" "${claims_args[@]}"
+fi
+
 if ((!skip_slow)); then
     say "running the Python correlator (once)"
     measure python 1 0 python3 "$progs/correlate.py" --dispatch "$dir/dispatch.log" \
@@ -251,42 +276,43 @@ declare -A what=(
     [cat]="floor: read every byte (\`cat > /dev/null\`)"
     [wc]="floor: read every byte, count lines (\`wc -l\`)"
     [claimcheck]="parse every shape, correlate by sessionId, all outcomes, full JSON report"
+    [duckdb]="SQL: lines → JSON functions (one parse per object) → DISTINCT → window functions; the same totals"
     [mtail]="regex-count dispatch lines by runner and claim lines; no JSON, no correlation"
     [python]="json.loads per line, dict of sessions, the same totals as claimcheck"
     [jq]="\`fromjson\` per raw line, one object of sessions, the same totals as claimcheck"
 )
 declare -A label=(
     [cat]='`cat`' [wc]='`wc -l`' [claimcheck]='**claimcheck verify**'
-    [mtail]='mtail `--one_shot`' [python]='Python correlator' [jq]='jq correlator'
+    [mtail]='mtail `--one_shot`' [duckdb]='DuckDB correlator' [python]='Python correlator' [jq]='jq correlator'
 )
 
 echo
 echo "## claimcheck verify vs the alternatives"
 echo
 echo "- machine: $(nproc) CPUs ($cpu_model), $mem RAM, $(uname -sr)"
-echo "- tools: $("$bin" --version), $(jq --version), Python $(python3 -c 'import platform; print(platform.python_version())'), mtail $(mtail --version 2>&1 | awk '{ print $3; exit }'), $(cat --version | head -1)"
-echo "- input: \`claimcheck simulate --sessions $sessions --seed $seed\` in \`$dir\`: 4 files, $(mb "$bytes") MB, $lines lines"
+echo "- tools: $("$bin" --version), $(jq --version), Python $(python3 -c 'import platform; print(platform.python_version())'), mtail $(mtail --version 2>&1 | awk '{ print $3; exit }'), $(cat --version | head -1)$( ((skip_sql)) || echo ", DuckDB $("$venv/bin/python" -c "import duckdb; print(duckdb.__version__)")")"
+echo "- input: \`claimcheck simulate --sessions $sessions --seed $seed --noise $noise\` in \`$dir\`: 4 files, $(mb "$bytes") MB, $lines lines"
 echo "- every tool reads warm files: one \`cat\` of all inputs ran first to warm the page cache, nothing was dropped"
 runs_line=()
-for k in cat wc claimcheck mtail python jq; do
+for k in cat wc claimcheck duckdb mtail python jq; do
     [[ -n ${nruns[$k]:-} ]] && runs_line+=("${label[$k]} ${nruns[$k]}×")
 done
 echo "- runs: $(IFS=';' && echo "${runs_line[*]}" | sed 's/;/, /g') (a tool is timed once when a run takes 30 s or more); the table shows the median wall time and the largest RSS. MB = 10^6 bytes"
 echo
-echo "| tool | what it does | wall s | MB/s | peak RSS MB | time ÷ claimcheck |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| tool | what it does | wall s | MB/s | CPU s | peak RSS MB | time ÷ claimcheck |"
+echo "|---|---|---:|---:|---:|---:|---:|"
 cc=${wall[claimcheck]}
-rows=(cat wc claimcheck mtail python jq)
+rows=(cat wc claimcheck duckdb mtail python jq)
 for k in "${rows[@]}"; do
     [[ -n ${wall[$k]:-} ]] || continue
     t=${wall[$k]}
     mark=
     [[ -n ${note[$k]:-} ]] && mark=' ²'
-    awk -v l="${label[$k]}" -v w="${what[$k]}" -v t="$t" -v m="${rss[$k]}" -v b="$bytes" -v cc="$cc" -v mark="$mark" \
+    awk -v l="${label[$k]}" -v w="${what[$k]}" -v t="$t" -v m="${rss[$k]}" -v b="$bytes" -v cc="$cc" -v mark="$mark" -v cpu="${cpu[$k]}" \
         'BEGIN {
             mbs = (t > 0 ? b / 1e6 / t : 0)
             ratio = (cc > 0 ? sprintf("%.2f×", t / cc) : "n/a")
-            printf "| %s | %s | %s%s | %.0f%s | %.0f%s | %s%s |\n", l, w, t, mark, mbs, mark, m * 1024 / 1e6, (mark != "" ? " ³" : ""), ratio, mark
+            printf "| %s | %s | %s%s | %.0f%s | %s%s | %.0f%s | %s%s |\n", l, w, t, mark, mbs, mark, cpu, mark, m * 1024 / 1e6, (mark != "" ? " ³" : ""), ratio, mark
         }'
 done
 echo
@@ -327,6 +353,11 @@ for k in jq python; do
     r=$(ratio "${wall[$k]}" "$cc")
     echo "- at least 20× faster than the ${label[$k]}: $(x_of "$r") — $(check "$r" '>=' 20)"
 done
+if [[ -n ${wall[duckdb]:-} ]]; then
+    r=$(ratio "${wall[duckdb]}" "$cc")
+    echo "- at least 3× faster than DuckDB: $(x_of "$r") — $(check "$r" '>=' 3)"
+fi
+echo "- peak RSS at most 200 MB: $(awk -v m="${rss[claimcheck]}" 'BEGIN { printf "%.0f MB — %s", m * 1024 / 1e6, (m * 1024 / 1e6 <= 200 ? "met" : "**NOT met**") }')"
 r=$(ratio "${wall[mtail]}" "$cc")
 echo "- faster than mtail: mtail takes $(x_of "$r") claimcheck's time — $(check "$r" '>=' 1)"
 r=$(ratio "$cc" "${wall[wc]}")
@@ -354,6 +385,12 @@ echo
 echo "Agreement of the totals (${names_line// /, }):"
 echo "- claimcheck vs truth.json: $(compare claimcheck "$work/claimcheck.json" truth "$dir/truth.json")"
 echo "- claimcheck totals: $(jq -c '.totals | {dispatched, matched, late, mismatched, unclaimed, pending, duplicate_claims, orphan_claims}' "$work/claimcheck.json")"
+if [[ -n ${wall[duckdb]:-} ]]; then
+    echo "- DuckDB vs claimcheck: $(compare duckdb "$work/duckdb.out" claimcheck "$work/claimcheck.json")"
+    echo "- DuckDB vs truth.json: $(compare duckdb "$work/duckdb.out" truth "$dir/truth.json")"
+fi
+[[ -n $sql_note ]] && echo "- $sql_note"
+echo "- chDB (ClickHouse): not in the table yet: it installs from pip (chdb 4.4.0 did here), but its SQL correlator is not written"
 if [[ -n ${wall[python]:-} ]]; then
     echo "- Python vs claimcheck: $(compare python "$work/python.out" claimcheck "$work/claimcheck.json")"
     echo "- Python vs truth.json: $(compare python "$work/python.out" truth "$dir/truth.json")"

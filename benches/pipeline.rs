@@ -69,10 +69,18 @@ fn realistic_chunk() -> Vec<u8> {
     };
     generate(&cfg, dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let mut all = Vec::new();
-    for f in ["dispatch.log", "vercel-drain.ndjson", "go-daemon.log", "ts-worker.log"] {
+    for f in [
+        "dispatch.log",
+        "vercel-drain.ndjson",
+        "go-daemon.log",
+        "ts-worker.log",
+    ] {
         let bytes = std::fs::read(dir.path().join(f)).unwrap_or_else(|e| panic!("{e}"));
         let take = bytes.len().min(256 << 10);
-        let end = bytes[..take].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let end = bytes[..take]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         all.extend_from_slice(&bytes[..end]);
     }
     all

@@ -128,7 +128,10 @@ fn a_glob_picks_up_files_created_later() {
 fn start(port: u16, store: &str, files: &[String]) -> Server {
     let mut cmd = claimcheck();
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store"])
-        .arg(store);
+        .arg(store)
+        // Every line here carries the same event time, so only idle sources settle a claim:
+        // a short idle timeout keeps twenty kill rounds quick.
+        .env("CLAIMCHECK_SERVE_SOURCE_IDLE_AFTER", "1s");
     for f in files {
         cmd.arg("--file").arg(f);
     }

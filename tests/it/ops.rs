@@ -403,8 +403,9 @@ fn self_metrics_pass_promtool() {
     let port = free_port();
     let dead = free_port();
     let config = format!(
-        "[serve]\nstore = \"state.db\"\n[serve.alertmanager]\nurl = \"http://127.0.0.1:{dead}\"\n"
+        "[serve]\nstore = \"state.db\"\nallowed_lateness = \"0s\"\n[serve.alertmanager]\nurl = \"http://127.0.0.1:{dead}\"\n"
     );
+    // No allowed lateness: the one source's own claim settles its session at once.
     let mut server = serve(dir.path(), port, &config, &[]);
     let _lines = Lines::of(&mut server.0);
     wait_healthy(port);

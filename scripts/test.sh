@@ -36,6 +36,8 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
     apt_install prometheus prometheus-alertmanager
 fi
 command -v chromium >/dev/null || apt_install chromium
+# systemd-analyze verifies the packaged unit (tests/it/packaging.rs).
+command -v systemd-analyze >/dev/null || apt_install systemd
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -2,6 +2,7 @@
 
 mod check_config;
 mod demo;
+mod generate;
 pub mod logging;
 mod report;
 mod serve;
@@ -28,19 +29,17 @@ pub struct Cli {
 /// Flags over the `[log]` table (every mode).
 #[derive(Debug, Clone, clap::Args)]
 struct LogArgs {
-    /// Log lines as `text` or `json` (one object per line) [default: text].
-    #[arg(long, global = true, value_enum, env = "CLAIMCHECK_LOG_FORMAT")]
+    /// Log lines as `text` or `json` (one object per line) [default: text; `[log] format`,
+    /// `CLAIMCHECK_LOG_FORMAT`].
+    #[arg(long, global = true, value_enum)]
     log_format: Option<crate::config::LogFormat>,
-    /// Log filter: `info`, `debug`, `info,claimcheck=debug` [default: info; also `CLAIMCHECK_LOG`].
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILTER",
-        env = "CLAIMCHECK_LOG_LEVEL"
-    )]
+    /// Log filter: `info`, `debug`, `info,claimcheck=debug` [default: info; `[log] level`,
+    /// `CLAIMCHECK_LOG_LEVEL`].
+    #[arg(long, global = true, value_name = "FILTER")]
     log_level: Option<String>,
-    /// Write logs to this file instead of stderr (reopened on SIGHUP).
-    #[arg(long, global = true, value_name = "PATH", env = "CLAIMCHECK_LOG_FILE")]
+    /// Write logs to this file instead of stderr, reopened on SIGHUP [`[log] file`,
+    /// `CLAIMCHECK_LOG_FILE`].
+    #[arg(long, global = true, value_name = "PATH")]
     log_file: Option<std::path::PathBuf>,
 }
 
@@ -82,6 +81,10 @@ enum Command {
     /// Validate a config (file, then `CLAIMCHECK_*` environment) and print the effective
     /// result with secrets redacted; exit 0 valid, 2 invalid.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Print shell completions to stdout (`claimcheck completions bash > …`).
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (roff) to stdout (`claimcheck man > claimcheck.1`).
+    Man,
 }
 
 /// Exit codes: 0 pass, 1 verification failed (or, for verify, inconclusive), 2 usage or I/O
@@ -199,5 +202,7 @@ fn run(command: Command, log: signals::Reload) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args, log).map(|()| ExitCode::SUCCESS),
         Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig(args) => check_config::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Completions(args) => generate::completions(args).map(|()| ExitCode::SUCCESS),
+        Command::Man => generate::man().map(|()| ExitCode::SUCCESS),
     }
 }

@@ -21,8 +21,11 @@ const ALIASES: [(&str, &str); 3] = [
     ("CLAIMCHECK_LOG", "log.level"),
 ];
 
-/// `CLAIMCHECK_*` variables that are flags' own (secrets given to `serve`), not file keys.
-pub const FLAG_VARS: [&str; 5] = [
+/// `CLAIMCHECK_*` variables that are not file keys: flags' own (secrets given to `serve`),
+/// and the build's (`build.rs` reads them at compile time; `cargo test` passes them on).
+pub const FLAG_VARS: [&str; 7] = [
+    "CLAIMCHECK_REVISION",
+    "CLAIMCHECK_RUSTC",
     "CLAIMCHECK_INGEST_TOKEN",
     "CLAIMCHECK_INGEST_TOKEN_FILE",
     "CLAIMCHECK_VERCEL_SECRET",

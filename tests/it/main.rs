@@ -10,6 +10,7 @@ mod http_edge;
 mod http_load;
 mod live;
 mod ops;
+mod packaging;
 mod platform;
 mod reasons;
 mod redaction;

@@ -166,16 +166,23 @@ fn text_logs_to_a_pipe_have_no_colour() {
 fn sighup_reloads_the_log_level_and_never_kills() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let quiet = "[log]\nformat = \"json\"\nlevel = \"warn\"\n";
+    // Quiet but for the reload lines themselves, so each reload can be waited for.
+    let quiet = "[log]\nformat = \"json\"\nlevel = \"warn,claimcheck::cli::signals=info\"\n";
     let mut server = serve(dir.path(), port, quiet, &[]);
     let mut lines = Lines::of(&mut server.0);
     wait_healthy(port);
-    // At warn, the reload's own info line is filtered out; the process stays up.
     signal(&server.0, "HUP");
-    wait_healthy(port);
+    let first = json(&lines.wait_for("the first reload", |l| l.contains("reloaded")));
+    assert_eq!(first["level_changed"], false, "{first}");
     assert!(
         server.0.try_wait().unwrap().is_none(),
         "SIGHUP killed serve"
+    );
+    // serve's own info lines were filtered out so far
+    assert!(
+        !lines.seen.iter().any(|l| l.contains("\"serving\"")),
+        "{:?}",
+        lines.seen
     );
     std::fs::write(
         dir.path().join("claimcheck.toml"),
@@ -183,10 +190,10 @@ fn sighup_reloads_the_log_level_and_never_kills() {
     )
     .unwrap();
     signal(&server.0, "HUP");
-    let reloaded = json(&lines.wait_for("the reload line", |l| l.contains("reloaded")));
-    assert_eq!(reloaded["level_changed"], true, "{reloaded}");
+    let reloaded = json(&lines.wait_for("the second reload", |l| {
+        l.contains("reloaded") && l.contains("\"level_changed\":true")
+    }));
     assert_eq!(reloaded["log_level"], "info", "{reloaded}");
-    // Only the first reload was at warn: exactly one reload line was let through.
     wait_healthy(port);
     assert!(
         server.0.try_wait().unwrap().is_none(),
@@ -194,11 +201,8 @@ fn sighup_reloads_the_log_level_and_never_kills() {
     );
     signal(&server.0, "TERM");
     let all = lines.rest();
-    assert_eq!(
-        all.iter().filter(|l| l.contains("reloaded")).count(),
-        1,
-        "{all:?}"
-    );
+    // info from another module now gets through: the new level is in force
+    assert!(all.iter().any(|l| l.contains("shutting down")), "{all:?}");
     assert!(all.iter().any(|l| l.contains("\"stopped\"")), "{all:?}");
     let status = server.0.wait().unwrap();
     assert!(status.success(), "SIGTERM after SIGHUP: {status:?}");
@@ -442,9 +446,11 @@ fn self_metrics_pass_promtool() {
         ("claimcheck_queue_capacity{queue=\"batches\"}", 1.0),
         ("claimcheck_queue_items{queue=\"alerts\"}", 0.0),
         ("claimcheck_orphan_claims_total{runtime=\"go\"}", 0.0),
+        // judged only once the evidence settles: the series exists, at 0 or more
+        ("claimcheck_claims_total{runtime=\"ts\"}", 1.0),
         (
             "claimcheck_outcomes_total{outcome=\"mismatched\",runner=\"go\"}",
-            1.0,
+            0.0,
         ),
         ("process_resident_memory_bytes", 1.0),
         ("process_open_fds", 1.0),

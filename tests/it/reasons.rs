@@ -82,8 +82,11 @@ fn write(dir: &std::path::Path, name: &str, lines: &[(String, &str)]) {
     std::fs::write(dir.join(name), text).unwrap();
 }
 
-/// `claimcheck_rejected_lines_total` summed by reason, once serve has read `lines` lines.
+/// `claimcheck_rejected_lines_total` of this test's files (named uniquely, so a server of
+/// another test on a reused port is not mistaken for ours) summed by reason, once serve has
+/// read `lines` lines of them.
 fn serve_reasons(port: u16, lines: u64) -> BTreeMap<String, u64> {
+    let ours = |l: &&str| l.contains("source=\"reasons-");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -92,6 +95,7 @@ fn serve_reasons(port: u16, lines: u64) -> BTreeMap<String, u64> {
             let read: f64 = m
                 .lines()
                 .filter(|l| l.starts_with("claimcheck_ingest_lines_total{"))
+                .filter(ours)
                 .filter_map(value)
                 .sum();
             if read as u64 >= lines {
@@ -99,6 +103,7 @@ fn serve_reasons(port: u16, lines: u64) -> BTreeMap<String, u64> {
                 for l in m
                     .lines()
                     .filter(|l| l.starts_with("claimcheck_rejected_lines_total{"))
+                    .filter(ours)
                 {
                     let reason = l
                         .split("reason=\"")
@@ -106,7 +111,10 @@ fn serve_reasons(port: u16, lines: u64) -> BTreeMap<String, u64> {
                         .and_then(|r| r.split('"').next())
                         .unwrap()
                         .to_owned();
-                    *by.entry(reason).or_default() += value(l).unwrap() as u64;
+                    let n = value(l).unwrap() as u64;
+                    if n > 0 {
+                        *by.entry(reason).or_default() += n;
+                    }
                 }
                 return by;
             }
@@ -120,8 +128,8 @@ fn serve_reasons(port: u16, lines: u64) -> BTreeMap<String, u64> {
 #[test]
 fn verify_and_serve_give_a_line_the_same_rejection_reason() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "dispatch.log", &dispatch_lines());
-    write(dir.path(), "daemon.log", &claim_lines());
+    write(dir.path(), "reasons-dispatch.log", &dispatch_lines());
+    write(dir.path(), "reasons-daemon.log", &claim_lines());
     let want = expected();
 
     let out = run_in(
@@ -129,9 +137,9 @@ fn verify_and_serve_give_a_line_the_same_rejection_reason() {
         &[
             "verify",
             "--dispatch",
-            "dispatch.log",
+            "reasons-dispatch.log",
             "--claims",
-            "go=daemon.log",
+            "go=reasons-daemon.log",
             "--format",
             "json",
         ],
@@ -148,9 +156,12 @@ fn verify_and_serve_give_a_line_the_same_rejection_reason() {
         claimcheck()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--file")
-            .arg(dir.path().join("dispatch.log"))
+            .arg(dir.path().join("reasons-dispatch.log"))
             .arg("--file")
-            .arg(format!("go={}", dir.path().join("daemon.log").display()))
+            .arg(format!(
+                "go={}",
+                dir.path().join("reasons-daemon.log").display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -151,8 +151,9 @@ fn appended_one_after_another(order: [usize; 4]) {
         seen, expected,
         "matched, late, mismatched, duplicate, orphan: serve /metrics vs verify"
     );
-    let got: Value = serde_json::from_str(&http_get(port, "/api/summary").unwrap()).unwrap();
-    for key in [
+    // The summary is published once its commit lands, a moment after the metrics move: wait
+    // for it (bounded), then compare every key.
+    let keys = [
         "dispatched",
         "matched",
         "late",
@@ -162,7 +163,17 @@ fn appended_one_after_another(order: [usize; 4]) {
         "orphan_claims",
         "reclaims",
         "skew_clamped",
-    ] {
+    ];
+    let mut got = Value::Null;
+    while Instant::now() < deadline {
+        if let Some(body) = http_get(port, "/api/summary") {
+            got = serde_json::from_str(&body).unwrap();
+            if keys.iter().all(|k| got[k] == t[k]) {
+                break;
+            }
+        }
+    }
+    for key in keys {
         assert_eq!(
             got[key], t[key],
             "{key}: serve /api/summary {got} vs verify {t}"

@@ -381,6 +381,9 @@ pub struct RawServeConfig {
     pub alertmanager: crate::sinks::alertmanager::RawAlertmanagerConfig,
     /// Limits at the HTTP edge.
     pub http: crate::http::RawHttpConfig,
+    /// A followed file no path names any more (rotated away) is read until it has not grown
+    /// for this long (or is deleted and read to its end).
+    pub close_inactive: String,
 }
 
 impl Default for RawServeConfig {
@@ -400,6 +403,7 @@ impl Default for RawServeConfig {
             worker_series_ttl: "1h".into(),
             alertmanager: Default::default(),
             http: Default::default(),
+            close_inactive: "30s".into(),
         }
     }
 }
@@ -421,6 +425,7 @@ pub struct ServeConfig {
     pub worker_series_ttl: Duration,
     pub alertmanager: Option<crate::sinks::alertmanager::AlertmanagerConfig>,
     pub http: crate::http::HttpConfig,
+    pub close_inactive: Duration,
 }
 
 fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
@@ -483,6 +488,7 @@ impl ServeConfig {
                 &raw.alertmanager,
             )?,
             http: crate::http::HttpConfig::from_raw(&raw.http)?,
+            close_inactive: duration("serve.close_inactive", &raw.close_inactive)?,
         })
     }
 }

@@ -22,7 +22,7 @@ use crate::serve::Actor;
 use crate::sinks::alertmanager::AlertPusher;
 use crate::sinks::self_metrics::{QueueDepths, StoreMetrics};
 use crate::sources::batch::Batch;
-use crate::sources::tail::Tailer;
+use crate::sources::file::FollowConfig;
 use crate::sources::{Input, Role};
 use crate::store::Store;
 
@@ -211,9 +211,19 @@ pub(super) async fn serve(
         }
         None => None,
     };
-    // Files there already are read from their start (or their stored position): until each
-    // has caught up, judgements wait for all the evidence.
-    actor.catching_up(sc.files.iter().flat_map(|spec| existing_sources(spec)));
+    // Followed files are read from their start (or their checkpoint): until each source has
+    // caught up, judgements wait for all the evidence.
+    let follows = file_sources(&sc.files, max_line, sc.close_inactive)?;
+    actor.catching_up(follows.iter().map(|(cfg, _)| cfg.pattern.clone()));
+    let checkpoints = match &store {
+        Some(s) => s
+            .checkpoints()
+            .await
+            .context("cannot read file checkpoints from the store")?,
+        None => Vec::new(),
+    };
+    let file_metrics = crate::sources::file::FileMetrics::register(&registry)
+        .context("cannot register the file metrics")?;
     let (tx, rx) = mpsc::channel::<Batch>(64);
     let mut alert_handle = None;
     if let Some(am) = &sc.alertmanager {
@@ -270,19 +280,12 @@ pub(super) async fn serve(
         };
         tasks.spawn(read_stdin(tx.clone(), runtime, shutdown.clone()));
     }
-    for spec in &sc.files {
-        let input = Input::parse(spec, Role::Claims).map_err(anyhow::Error::msg)?;
-        let Some(path) = input.path else {
-            bail!("--file needs a path; use --stdin for stdin")
-        };
-        let pattern = path.to_string_lossy().into_owned();
-        glob::Pattern::new(&pattern)
-            .with_context(|| format!("--file {pattern:?} is not a valid glob"))?;
-        tasks.spawn(follow_glob(
-            pattern,
-            max_line,
-            input.default_runtime,
-            store.clone(),
+    for (cfg, runtime) in follows {
+        tasks.spawn(crate::sources::file::follow::run(
+            cfg,
+            checkpoints.clone(),
+            runtime,
+            file_metrics.clone(),
             tx.clone(),
             shutdown.clone(),
         ));
@@ -380,214 +383,27 @@ async fn attach_platform(
     Ok(Some(handle.readiness))
 }
 
-/// The files followers have read, by device and inode with the head they started with (an
-/// inode reused by a new file has another head). Shared by the followers of one glob.
-#[derive(Debug, Clone, Default)]
-struct ReadFiles(std::sync::Arc<std::sync::Mutex<Heads>>);
-
-/// The head read of each file, by (device, inode).
-type Heads = rustc_hash::FxHashMap<(u64, u64), Vec<u8>>;
-
-impl ReadFiles {
-    fn note(&self, p: &crate::sources::tail::Position) {
-        if let Ok(mut m) = self.0.lock() {
-            let head = m.entry((p.dev, p.ino)).or_default();
-            if head.len() < p.head.len() {
-                head.clone_from(&p.head);
-            }
-        }
-    }
-
-    /// Whether `path` is a file already read (under another name): same identity, same head.
-    fn holds(&self, path: &std::path::Path) -> bool {
-        use std::io::Read;
-        use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(path) else {
-            return false;
-        };
-        let head = match self.0.lock() {
-            Ok(m) => match m.get(&(meta.dev(), meta.ino())) {
-                // Nothing was read of it: nothing can be read twice.
-                Some(h) if !h.is_empty() => h.clone(),
-                _ => return false,
-            },
-            Err(_) => return false,
-        };
-        let mut now = vec![0; head.len()];
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_exact(&mut now))
-            .is_ok_and(|()| now == head)
-    }
-}
-
-/// The source names of the files `spec` matches now.
-fn existing_sources(spec: &str) -> Vec<String> {
-    let Ok(input) = Input::parse(spec, Role::Claims) else {
-        return Vec::new();
-    };
-    let Some(path) = input.path else {
-        return Vec::new();
-    };
-    glob::glob(&path.to_string_lossy())
-        .map(|it| it.filter_map(Result::ok).map(|p| source_name(&p)).collect())
-        .unwrap_or_default()
-}
-
-/// A file's source label: its name.
-fn source_name(path: &std::path::Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
-}
-
-/// Follows every file matching `pattern` (a plain path matches itself), picking up new
-/// matches every second. Each file is followed by its own task, owned here.
-async fn follow_glob(
-    pattern: String,
+/// What to follow for each `[RUNTIME=]PATH_OR_GLOB`: the pattern (also its source label)
+/// and the runtime its lines default to.
+fn file_sources(
+    specs: &[String],
     max_line: usize,
-    runtime: Option<Runner>,
-    store: Option<Store>,
-    tx: mpsc::Sender<Batch>,
-    shutdown: CancellationToken,
-) {
-    let literal = !pattern.contains(['*', '?', '[']);
-    let mut followed = std::collections::BTreeSet::new();
-    // Files some follower has read (identity and head): a glob that also matches rotated names
-    // (`daemon.log.1`) must not follow again what the live name's follower already read.
-    let read = ReadFiles::default();
-    if let Some(s) = &store {
-        for p in s.positions().await.unwrap_or_default() {
-            read.note(&p);
-        }
-    }
-    let mut followers = tokio::task::JoinSet::new();
-    let mut scan = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = scan.tick() => {}
-        }
-        let paths: Vec<std::path::PathBuf> = if literal {
-            // A named file is followed even before it exists.
-            vec![std::path::PathBuf::from(&pattern)]
-        } else {
-            glob::glob(&pattern)
-                .map(|it| it.filter_map(Result::ok).collect())
-                .unwrap_or_default()
+    close_inactive: std::time::Duration,
+) -> anyhow::Result<Vec<(FollowConfig, Option<Runner>)>> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let input = Input::parse(spec, Role::Claims).map_err(anyhow::Error::msg)?;
+        let Some(path) = input.path else {
+            bail!("--file needs a path; use --stdin for stdin")
         };
-        for path in paths {
-            if !literal && !followed.contains(&path) && read.holds(&path) {
-                tracing::debug!(path = %path.display(), "a rotated name of a file already followed");
-                followed.insert(path.clone());
-                continue;
-            }
-            if followed.insert(path.clone()) {
-                let source = source_name(&path);
-                let key = path.display().to_string();
-                let resume = match &store {
-                    Some(s) => s.position(&key).await.ok().flatten(),
-                    None => None,
-                };
-                let tailer = match resume {
-                    Some(at) => Tailer::resume(path, max_line, at),
-                    None => Tailer::new(path, max_line),
-                };
-                followers.spawn(follow(
-                    tailer,
-                    source,
-                    runtime,
-                    tx.clone(),
-                    read.clone(),
-                    shutdown.clone(),
-                ));
-            }
-        }
+        let pattern = path.to_string_lossy().into_owned();
+        glob::Pattern::new(&pattern)
+            .with_context(|| format!("--file {pattern:?} is not a valid glob"))?;
+        let mut cfg = FollowConfig::new(&pattern, max_line);
+        cfg.close_inactive = close_inactive;
+        out.push((cfg, input.default_runtime));
     }
-    while followers.join_next().await.is_some() {}
-}
-
-/// Polls one file every 250 ms (and at once again while a backlog remains) and sends what
-/// is new. File reads run on the blocking pool.
-async fn follow(
-    mut tailer: Tailer,
-    source: String,
-    runtime: Option<Runner>,
-    tx: mpsc::Sender<Batch>,
-    read: ReadFiles,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    // Filesystem events only wake the poll early; the tick keeps it correct when they are
-    // missed (or when no watcher can be made, e.g. on some network filesystems).
-    let (wake_tx, mut wake) = mpsc::channel::<()>(1);
-    let _watcher = watch_dir(tailer.path(), wake_tx);
-    // Every file starts behind (the actor may have been told so); it says when it caught up.
-    let mut behind = true;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-            Some(()) = wake.recv() => {}
-        }
-        loop {
-            let Ok((back, polled)) = tokio::task::spawn_blocking(move || {
-                let r = tailer.poll();
-                (tailer, r)
-            })
-            .await
-            else {
-                return;
-            };
-            tailer = back;
-            let polled = match polled {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(path = %tailer.path().display(), error = %e, "cannot read");
-                    break;
-                }
-            };
-            let more = polled.more;
-            if let Some(p) = tailer.position() {
-                read.note(&p);
-            }
-            if !polled.lines.is_empty() || behind != more {
-                behind = more;
-                let mut batch = Batch::new(&source, runtime, polled.lines);
-                batch.backlog = more;
-                batch.position = tailer
-                    .position()
-                    .map(|p| (tailer.path().display().to_string(), p));
-                if tx.send(batch).await.is_err() {
-                    return;
-                }
-            }
-            if !more {
-                break;
-            }
-        }
-    }
-}
-
-/// Watches the directory of `path` (rotation creates and renames files there) and sends a
-/// wake-up on any change; `None` if the platform offers no watcher.
-fn watch_dir(path: &std::path::Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let dir = crate::sources::tail::directory_of(path);
-    let mut w = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reading a file (ours included) raises access events: waking on them would make
-        // every poll wake every follower of the directory again, a loop.
-        if let Ok(e) = &event
-            && matches!(e.kind, notify::EventKind::Access(_))
-        {
-            return;
-        }
-        // A full channel already holds a wake-up.
-        let _ = wake.try_send(());
-    })
-    .ok()?;
-    w.watch(&dir, notify::RecursiveMode::NonRecursive).ok()?;
-    Some(w)
+    Ok(out)
 }
 
 /// Sends stdin on in batches: up to 1024 lines, or what has arrived when the pipe pauses.

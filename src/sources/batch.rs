@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::event::Runner;
-use crate::sources::tail::Position;
+use crate::sources::file::Checkpoint;
 
 /// Lines from one source, and where to say they were recorded.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub struct Batch {
     /// Drain entry ids, one per line when present: a retried delivery is dropped whole.
     pub entry_ids: Vec<Option<String>>,
     /// A followed file's position after these lines, committed with them.
-    pub position: Option<(String, Position)>,
+    pub position: Option<Checkpoint>,
     /// Answered once the batch is recorded (durably, when there is a store).
     pub done: Option<oneshot::Sender<Result<BatchResult, String>>>,
     /// The source has more to read right now (a backlog): judgements wait until every source

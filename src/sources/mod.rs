@@ -6,7 +6,7 @@
 
 pub mod batch;
 mod chunks;
-pub mod tail;
+pub mod file;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};

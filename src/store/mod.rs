@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 };
 
 use crate::event::{Runner, Timestamp};
-use crate::sources::tail::Position;
+use crate::sources::file::Checkpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -60,8 +60,9 @@ pub struct StoredReport {
 #[derive(Debug, Default)]
 pub struct Commit {
     pub lines: Vec<StoredLine>,
-    /// The followed file's position after the batch's lines.
-    pub position: Option<(String, Position)>,
+    /// The followed file's checkpoint after the batch's lines (dropped when it says the
+    /// file is deleted and read to its end).
+    pub position: Option<Checkpoint>,
     /// Lines received before this are deleted: every session they belong to is past its
     /// retention (a session is forgotten `retention` after its first line arrived).
     pub prune_before: Option<Timestamp>,
@@ -103,11 +104,6 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The positions row of a file by identity rather than path (no path starts with `#`).
-fn identity_key(p: &Position) -> String {
-    format!("#{}:{}", p.dev, p.ino)
-}
-
 fn runtime_str(r: Option<Runner>) -> Option<&'static str> {
     r.map(Runner::as_str)
 }
@@ -130,18 +126,20 @@ const INSERT_EVENTS: &str =
     "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) ";
 /// 7 parameters a row stays well under SQLite's 32766 and Postgres' 65535 per statement.
 const ROWS_PER_INSERT: usize = 1000;
-const UPSERT_POSITION: &str = "INSERT INTO positions (path, dev, ino, head, \"offset\", partial) \
-     VALUES ($1, $2, $3, $4, $5, $6) \
-     ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, head = excluded.head, \
-     \"offset\" = excluded.\"offset\", partial = excluded.partial";
+const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints \
+     (dev, ino, head, \"offset\", tail_len, tail_crc, skipping, source, path) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     ON CONFLICT (dev, ino) DO UPDATE SET head = excluded.head, \"offset\" = excluded.\"offset\", \
+     tail_len = excluded.tail_len, tail_crc = excluded.tail_crc, skipping = excluded.skipping, \
+     source = excluded.source, path = excluded.path";
+const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino = $2";
+const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, head, \"offset\", tail_len, tail_crc, skipping, \
+     source, path FROM checkpoints";
 const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
 const UPSERT_SUMMARY: &str = "INSERT INTO summary (id, json) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET json = excluded.json";
 const SELECT_LINES: &str = "SELECT received_at, source, line, session, entry_id, default_runtime, raw \
      FROM events ORDER BY seq";
-const SELECT_POSITIONS: &str = "SELECT dev, ino, head, \"offset\", partial FROM positions";
-const SELECT_POSITION: &str =
-    "SELECT dev, ino, head, \"offset\", partial FROM positions WHERE path = $1";
 const SELECT_SUMMARY: &str = "SELECT json FROM summary WHERE id = 1";
 const UPSERT_STATE: &str = "INSERT INTO state (name, json) VALUES ($1, $2) \
      ON CONFLICT (name) DO UPDATE SET json = excluded.json";
@@ -213,17 +211,24 @@ impl Store {
                 });
                 insert.build().execute(&mut *tx).await?;
             }
-            if let Some((path, p)) = &c.position {
-                // Under its path (where to resume) and under its identity, which outlives the
-                // path's next file: a rotated name found later is known as already read.
-                for key in [text(path).into_owned(), identity_key(p)] {
-                    sqlx::query(UPSERT_POSITION)
-                        .bind(key)
-                        .bind(to_i64(p.dev))
-                        .bind(to_i64(p.ino))
-                        .bind(&p.head)
-                        .bind(to_i64(p.offset))
-                        .bind(&p.partial)
+            if let Some(cp) = &c.position {
+                if cp.forget {
+                    sqlx::query(DELETE_CHECKPOINT)
+                        .bind(to_i64(cp.dev))
+                        .bind(to_i64(cp.ino))
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    sqlx::query(UPSERT_CHECKPOINT)
+                        .bind(to_i64(cp.dev))
+                        .bind(to_i64(cp.ino))
+                        .bind(&cp.head)
+                        .bind(to_i64(cp.offset))
+                        .bind(i64::from(cp.tail_len))
+                        .bind(i64::from(cp.tail_crc))
+                        .bind(cp.skipping)
+                        .bind(text(&cp.source).into_owned())
+                        .bind(text(&cp.path).into_owned())
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -262,39 +267,26 @@ impl Store {
         })
     }
 
-    /// Every stored position (every file followed before, by path and by identity), in no
-    /// order.
-    pub async fn positions(&self) -> Result<Vec<Position>, StoreError> {
+    /// Every followed file's checkpoint, in no order.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         on_pool!(self, pool => {
-            let rows = sqlx::query(SELECT_POSITIONS).fetch_all(pool).await?;
+            let rows = sqlx::query(SELECT_CHECKPOINTS).fetch_all(pool).await?;
             rows.iter()
                 .map(|r| {
-                    Ok(Position {
+                    Ok(Checkpoint {
                         dev: to_u64(r.try_get(0)?),
                         ino: to_u64(r.try_get(1)?),
                         head: r.try_get(2)?,
                         offset: to_u64(r.try_get(3)?),
-                        partial: r.try_get(4)?,
+                        tail_len: u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(0),
+                        tail_crc: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
+                        skipping: r.try_get(6)?,
+                        source: r.try_get(7)?,
+                        path: r.try_get(8)?,
+                        forget: false,
                     })
                 })
                 .collect()
-        })
-    }
-
-    pub async fn position(&self, path: &str) -> Result<Option<Position>, StoreError> {
-        on_pool!(self, pool => {
-            let row = sqlx::query(SELECT_POSITION)
-                .bind(text(path))
-                .fetch_optional(pool)
-                .await?;
-            let Some(r) = row else { return Ok(None) };
-            Ok(Some(Position {
-                dev: to_u64(r.try_get(0)?),
-                ino: to_u64(r.try_get(1)?),
-                head: r.try_get(2)?,
-                offset: to_u64(r.try_get(3)?),
-                partial: r.try_get(4)?,
-            }))
         })
     }
 

@@ -82,13 +82,13 @@ fn follows_files_across_rename_rotation_and_copytruncate() {
     let s = summary_when(port, |s| s["matched"] == 3);
     assert_eq!(s["dispatched"]["go"], 3, "nothing counted twice: {s}");
 
+    // The source label is the configured path (bounded: one per `--file`), not the file.
     let metrics = http_get(port, "/metrics").unwrap();
-    assert!(
-        metrics.lines().any(
-            |l| l == r#"claimcheck_ingest_lines_total{result="event",source="dispatch.log"} 3"#
-        ),
-        "{metrics}"
+    let want = format!(
+        r#"claimcheck_ingest_lines_total{{result="event",source="{}"}} 3"#,
+        d.display()
     );
+    assert!(metrics.lines().any(|l| l == want), "{metrics}");
 }
 
 #[test]

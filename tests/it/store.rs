@@ -2,7 +2,7 @@
 //! database on the real server) must keep exactly the same things.
 
 use claimcheck::event::{Runner, Timestamp};
-use claimcheck::sources::tail::Position;
+use claimcheck::sources::file::Checkpoint;
 use claimcheck::store::{Commit, Store, StoredLine};
 
 use crate::scratch_db::ScratchDb;
@@ -19,21 +19,38 @@ fn line(session: &str, n: u32, raw: &[u8]) -> StoredLine {
     }
 }
 
-fn position(offset: u64) -> Position {
-    Position {
+fn checkpoint(ino: u64, offset: u64) -> Checkpoint {
+    Checkpoint {
         dev: 66_306,
-        ino: u64::from(u32::MAX) + 7,
+        ino,
         head: b"{\"time\":\x00\xff".to_vec(),
         offset,
-        partial: b"{\"event\":\"dis".to_vec(),
+        tail_len: 256,
+        tail_crc: u32::MAX - 3,
+        skipping: offset % 2 == 1,
+        source: "/var/log/daemon-*.log".into(),
+        path: "/var/log/daemon-2026-11-22.log\u{0}".into(),
+        forget: false,
     }
+}
+
+/// Checkpoints as read back: sorted, NUL in text as U+FFFD.
+async fn checkpoints(store: &Store) -> Vec<Checkpoint> {
+    let mut all = store.checkpoints().await.unwrap();
+    all.sort_by_key(|c| (c.dev, c.ino));
+    all
+}
+
+fn stored(mut c: Checkpoint) -> Checkpoint {
+    c.path = c.path.replace('\0', "\u{FFFD}");
+    c
 }
 
 async fn conformance(url: &str) {
     let store = Store::open(url).await.unwrap();
     // Empty.
     assert_eq!(store.lines().await.unwrap(), vec![]);
-    assert_eq!(store.position("/x.log").await.unwrap(), None);
+    assert_eq!(store.checkpoints().await.unwrap(), vec![]);
     assert_eq!(store.summary_json().await.unwrap(), None);
 
     // Lines keep their order and their bytes, NUL and invalid UTF-8 included; ids from outside
@@ -51,7 +68,7 @@ async fn conformance(url: &str) {
             line("b", 2, b"{\"b\":2}"),
             weird.clone(),
         ],
-        position: Some(("/x.log".into(), position(10))),
+        position: Some(checkpoint(u64::from(u32::MAX) + 7, 10)),
         prune_before: None,
         summary_json: Some("{\"matched\":1}".into()),
         state: vec![("book", "[0]".into())],
@@ -60,7 +77,7 @@ async fn conformance(url: &str) {
     store
         .commit(&Commit {
             lines: vec![line("c", 4, b"{}")],
-            position: Some(("/x.log".into(), position(20))),
+            position: Some(checkpoint(u64::from(u32::MAX) + 7, 21)),
             // Lines received before line 2's are past retention.
             prune_before: Some(Timestamp(1_795_428_000_000 + 2)),
             summary_json: Some("{\"matched\":2}".into()),
@@ -79,8 +96,41 @@ async fn conformance(url: &str) {
         "lines past retention are gone, order kept, NUL stored as U+FFFD"
     );
     assert_eq!(lines[0], line("b", 2, b"{\"b\":2}"));
-    assert_eq!(store.position("/x.log").await.unwrap(), Some(position(20)));
-    assert_eq!(store.position("/y.log").await.unwrap(), None);
+    // One checkpoint per file identity, the last one committed, every field kept.
+    assert_eq!(
+        checkpoints(&store).await,
+        [stored(checkpoint(u64::from(u32::MAX) + 7, 21))]
+    );
+    let other = Checkpoint {
+        dev: u64::from(u32::MAX) * 4,
+        ..checkpoint(3, 0)
+    };
+    store
+        .commit(&Commit {
+            position: Some(other.clone()),
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        checkpoints(&store).await,
+        [
+            stored(checkpoint(u64::from(u32::MAX) + 7, 21)),
+            stored(other.clone())
+        ]
+    );
+    // A file deleted and read to its end: its checkpoint goes (with the batch's lines).
+    store
+        .commit(&Commit {
+            position: Some(Checkpoint {
+                forget: true,
+                ..checkpoint(u64::from(u32::MAX) + 7, 30)
+            }),
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(checkpoints(&store).await, [stored(other)]);
     assert_eq!(
         store.summary_json().await.unwrap().as_deref(),
         Some("{\"matched\":2}")

@@ -1,0 +1,434 @@
+//! One open file, read as whole lines from a checkpoint on. The file is read through its own
+//! descriptor (positioned reads), so a rename, a delete or a new file at its path never
+//! changes what this reads; whether the path still names it is the follower's business.
+//!
+//! Before each read it checks that the bytes it has verified are still there: the size is not
+//! below what was read, the head is the same, and the bytes just before the checkpoint are the
+//! same. Anything else is a truncation (in place, or truncated and rewritten with the same
+//! head), reported to the follower, which decides where the lost bytes might still be.
+//!
+//! A partial last line is held until its newline; an over-long line is handed out once as
+//! its first `max_line + 1` bytes (parse counts it `too_long` or ignores it, as `verify`
+//! does) and the rest of it skipped, so no fragment of it is ever parsed.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Checkpoint, FileId};
+
+/// Bytes of a file's head that identify it.
+pub const HEAD: usize = 256;
+/// Bytes before a checkpoint that its checksum covers.
+pub const TAIL: usize = 256;
+
+/// What a read found.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub lines: Vec<Vec<u8>>,
+    /// Bytes read from the file.
+    pub bytes: u64,
+    /// The read stopped at the limit: there is more right now.
+    pub more: bool,
+    /// The file has no name left (deleted); with `!more`, it has been read to its end.
+    pub deleted: bool,
+}
+
+/// The file no longer holds the bytes this tailer verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncation {
+    /// Lines before this were handed out.
+    pub committed: u64,
+    /// The file's size when last seen intact: bytes `[read, seen)` were never read.
+    pub seen: u64,
+    /// Bytes read (beyond `committed`: a held partial line).
+    pub read: u64,
+}
+
+#[derive(Debug)]
+pub struct Tailer {
+    file: File,
+    id: FileId,
+    path: PathBuf,
+    head: Vec<u8>,
+    /// Bytes read from the file.
+    read: u64,
+    /// Every line before this was handed out (or it is inside a skipped over-long line).
+    committed: u64,
+    partial: Vec<u8>,
+    skipping: bool,
+    /// The last bytes before `committed` (the last `TAIL` of them count; up to twice that is
+    /// kept so that trimming is rare).
+    recent: Vec<u8>,
+    max_line: usize,
+    /// Size at the last read: bytes past `read` known to exist.
+    seen: u64,
+    /// When the file last grew (or was opened).
+    pub(super) last_growth: Duration,
+    /// Since when no scanned path names this file (renamed away, deleted, replaced).
+    pub(super) unnamed_since: Option<Duration>,
+    /// The read buffer, kept between reads.
+    buf: Vec<u8>,
+}
+
+impl Tailer {
+    /// Follows an open file from its start.
+    pub fn open(file: File, path: &Path, max_line: usize, now: Duration) -> io::Result<Tailer> {
+        let meta = file.metadata()?;
+        let mut t = Tailer {
+            file,
+            id: FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
+            path: path.to_path_buf(),
+            head: Vec::new(),
+            read: 0,
+            committed: 0,
+            partial: Vec::new(),
+            skipping: false,
+            recent: Vec::new(),
+            max_line,
+            seen: meta.len(),
+            last_growth: now,
+            unnamed_since: None,
+            buf: Vec::new(),
+        };
+        t.head = read_at(&t.file, 0, HEAD.min(usize::try_from(meta.len()).unwrap_or(HEAD)))?;
+        Ok(t)
+    }
+
+    /// Follows an open file from `offset`, trusting that the bytes before it were handed out
+    /// (the caller verified it, see [`holds`]); `skipping` if that is inside an over-long line.
+    pub fn at(
+        file: File,
+        path: &Path,
+        max_line: usize,
+        now: Duration,
+        offset: u64,
+        skipping: bool,
+    ) -> io::Result<Tailer> {
+        let mut t = Tailer::open(file, path, max_line, now)?;
+        let offset = offset.min(t.seen);
+        let k = TAIL.min(usize::try_from(offset).unwrap_or(TAIL));
+        t.recent = read_at(&t.file, offset - k as u64, k)?;
+        t.read = offset;
+        t.committed = offset;
+        t.skipping = skipping;
+        Ok(t)
+    }
+
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// Lines before this were handed out.
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// The file was found under `path` now.
+    pub fn named(&mut self, path: &Path) {
+        if self.path != path {
+            tracing::info!(from = %self.path.display(), to = %path.display(), "followed file renamed");
+            self.path = path.to_path_buf();
+        }
+        self.unnamed_since = None;
+    }
+
+    /// The checkpoint to commit with the lines handed out so far.
+    pub fn checkpoint(&self, source: &str) -> Checkpoint {
+        let tail = &self.recent[self.recent.len().saturating_sub(TAIL)..];
+        Checkpoint {
+            dev: self.id.dev,
+            ino: self.id.ino,
+            head: self.head.clone(),
+            offset: self.committed,
+            tail_len: u32::try_from(tail.len()).unwrap_or(0),
+            tail_crc: crc32fast::hash(tail),
+            skipping: self.skipping,
+            source: source.to_owned(),
+            path: self.path.display().to_string(),
+            forget: false,
+        }
+    }
+
+    /// Whether the file still holds what was verified: not shorter than what was read, the
+    /// same head, the same bytes before the checkpoint.
+    pub fn check(&self) -> io::Result<Result<(), Truncation>> {
+        let size = self.file.metadata()?.len();
+        let tail = &self.recent[self.recent.len().saturating_sub(TAIL)..];
+        let intact = size >= self.read
+            && read_at(&self.file, 0, self.head.len())? == self.head
+            && read_at(&self.file, self.committed - tail.len() as u64, tail.len())? == tail;
+        Ok(if intact {
+            Ok(())
+        } else {
+            Err(Truncation {
+                committed: self.committed,
+                seen: self.seen.max(self.read),
+                read: self.read,
+            })
+        })
+    }
+
+    /// Starts over from the file's start: what was held is gone with the old content.
+    pub fn restart(&mut self, now: Duration) -> io::Result<()> {
+        let size = self.file.metadata()?.len();
+        self.head = read_at(&self.file, 0, HEAD.min(usize::try_from(size).unwrap_or(HEAD)))?;
+        self.read = 0;
+        self.committed = 0;
+        self.partial.clear();
+        self.skipping = false;
+        self.recent.clear();
+        self.seen = size;
+        self.last_growth = now;
+        Ok(())
+    }
+
+    /// Reads up to `limit` new bytes as lines. Call [`Tailer::check`] first.
+    pub fn read(&mut self, limit: u64, now: Duration) -> io::Result<Read> {
+        let meta = self.file.metadata()?;
+        let mut out = Read {
+            deleted: meta.nlink() == 0,
+            ..Read::default()
+        };
+        self.seen = meta.len();
+        let avail = meta.len().saturating_sub(self.read).min(limit);
+        if avail == 0 {
+            return Ok(out);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.resize(usize::try_from(avail).unwrap_or(0), 0);
+        let n = read_full_at(&self.file, self.read, &mut buf)?;
+        buf.truncate(n);
+        out.bytes = n as u64;
+        out.more = n as u64 == limit && meta.len() > self.read + n as u64;
+        if n > 0 {
+            self.last_growth = now;
+        }
+        if self.head.len() < HEAD && (self.read as usize) <= self.head.len() {
+            let start = usize::try_from(self.read).unwrap_or(HEAD);
+            if start == self.head.len() {
+                let take = (HEAD - start).min(buf.len());
+                self.head.extend_from_slice(&buf[..take]);
+            }
+        }
+        self.read += n as u64;
+        self.lines(&buf, &mut out.lines);
+        if buf.capacity() > 16 * (buf.len() + 4096) {
+            buf.shrink_to(buf.len() + 4096);
+        }
+        self.buf = buf;
+        Ok(out)
+    }
+
+    /// Cuts `buf` (the bytes after what was read before) into lines.
+    fn lines(&mut self, buf: &[u8], out: &mut Vec<Vec<u8>>) {
+        let mut rest = buf;
+        if self.skipping {
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    self.consumed(&rest[..=i]);
+                    self.skipping = false;
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    self.consumed(rest);
+                    return;
+                }
+            }
+        }
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&rest[..=i]);
+            rest = &rest[i + 1..];
+            self.consumed(&line);
+            if line.len() > self.max_line + 1 {
+                // Over-long and complete in one read: handed out as its head, like the rest.
+                line.truncate(self.max_line + 1);
+            }
+            out.push(line);
+        }
+        self.partial.extend_from_slice(rest);
+        if self.partial.len() > self.max_line {
+            // Over-long: its head now, the rest skipped up to its newline.
+            let whole = std::mem::take(&mut self.partial);
+            self.consumed(&whole);
+            let mut head = whole;
+            head.truncate(self.max_line + 1);
+            out.push(head);
+            self.skipping = true;
+        }
+    }
+
+    /// The held partial line becomes a line: the file is finished (deleted or rotated away and
+    /// idle), so nothing will complete it.
+    pub fn finish(&mut self, out: &mut Vec<Vec<u8>>) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.consumed(&line);
+            out.push(line);
+        }
+        self.committed = self.read;
+    }
+
+    /// `bytes` (the next ones after `committed`) are handed out or skipped.
+    fn consumed(&mut self, bytes: &[u8]) {
+        self.committed += bytes.len() as u64;
+        if bytes.len() >= TAIL {
+            self.recent.clear();
+            self.recent.extend_from_slice(&bytes[bytes.len() - TAIL..]);
+        } else {
+            self.recent.extend_from_slice(bytes);
+            if self.recent.len() > 2 * TAIL {
+                self.recent.drain(..self.recent.len() - TAIL);
+            }
+        }
+    }
+}
+
+/// Whether `file` (of `size` bytes) holds what `cp` verified: the same head, at least
+/// `offset` bytes, the same bytes just before `offset`.
+pub fn holds(file: &File, size: u64, cp: &Checkpoint) -> io::Result<bool> {
+    if size < cp.offset || read_at(file, 0, cp.head.len())? != cp.head {
+        return Ok(false);
+    }
+    let k = cp.tail_len as usize;
+    let Some(start) = cp.offset.checked_sub(k as u64) else {
+        return Ok(false);
+    };
+    Ok(crc32fast::hash(&read_at(file, start, k)?) == cp.tail_crc)
+}
+
+/// Whether `file` starts with `head` (a non-empty one).
+pub fn starts_with(file: &File, head: &[u8]) -> io::Result<bool> {
+    Ok(!head.is_empty() && read_at(file, 0, head.len())? == head)
+}
+
+/// Up to `len` bytes at `offset` (fewer at the end of the file).
+pub fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    let n = read_full_at(file, offset, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn read_full_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn append(path: &Path, s: &[u8]) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(s)
+            .unwrap();
+    }
+
+    fn text(lines: &[Vec<u8>]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect()
+    }
+
+    const T0: Duration = Duration::ZERO;
+
+    #[test]
+    fn holds_a_partial_line_and_resumes_at_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        append(&path, b"one\ntw");
+        let mut t = Tailer::open(File::open(&path).unwrap(), &path, 100, T0).unwrap();
+        assert_eq!(text(&t.read(1 << 20, T0).unwrap().lines), ["one\n"]);
+        let cp = t.checkpoint("a");
+        assert_eq!((cp.offset, cp.tail_len), (4, 4));
+        append(&path, b"o\nthree\n");
+        assert_eq!(text(&t.read(1 << 20, T0).unwrap().lines), ["two\n", "three\n"]);
+        // a restart at the checkpoint reads the partial line again, whole
+        let f = File::open(&path).unwrap();
+        assert!(holds(&f, 14, &cp).unwrap());
+        let mut again = Tailer::at(f, &path, 100, T0, cp.offset, false).unwrap();
+        assert_eq!(text(&again.read(1 << 20, T0).unwrap().lines), ["two\n", "three\n"]);
+    }
+
+    #[test]
+    fn an_over_long_line_is_handed_out_once_as_its_head_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        append(&path, b"ok\n");
+        append(&path, &[b'x'; 50]);
+        let mut t = Tailer::open(File::open(&path).unwrap(), &path, 16, T0).unwrap();
+        let r = t.read(20, T0).unwrap();
+        assert_eq!(r.lines, vec![b"ok\n".to_vec(), vec![b'x'; 17]]);
+        assert!(r.more);
+        assert!(t.read(1 << 20, T0).unwrap().lines.is_empty(), "the rest is skipped");
+        let cp = t.checkpoint("a");
+        assert_eq!(cp.offset, 53);
+        assert!(cp.skipping);
+        append(&path, b"{\"event\":\"dispatch\"}\nnext\n");
+        // neither this run nor one resumed from the checkpoint sees the line's end
+        let f = File::open(&path).unwrap();
+        let mut again = Tailer::at(f, &path, 16, T0, cp.offset, cp.skipping).unwrap();
+        assert_eq!(text(&again.read(1 << 20, T0).unwrap().lines), ["next\n"]);
+        let mut lines = Vec::new();
+        while let Ok(r) = t.read(20, T0) {
+            lines.extend(r.lines);
+            if !r.more {
+                break;
+            }
+        }
+        assert_eq!(text(&lines), ["next\n"]);
+    }
+
+    #[test]
+    fn truncation_and_a_rewrite_with_the_same_head_are_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let header = "# header line that every rewrite repeats\n";
+        append(&path, format!("{header}1\n2\n").as_bytes());
+        let mut t = Tailer::open(File::open(&path).unwrap(), &path, 100, T0).unwrap();
+        assert_eq!(t.read(1 << 20, T0).unwrap().lines.len(), 3);
+        assert_eq!(t.check().unwrap(), Ok(()));
+        // rewritten past the old size with the same head
+        std::fs::write(&path, format!("{header}3333\n4\n")).unwrap();
+        assert!(t.check().unwrap().is_err());
+        let cp = t.checkpoint("a");
+        assert!(!holds(&File::open(&path).unwrap(), 100, &cp).unwrap());
+        t.restart(T0).unwrap();
+        assert_eq!(text(&t.read(1 << 20, T0).unwrap().lines)[1..], ["3333\n", "4\n"]);
+        // truncated in place
+        std::fs::write(&path, "5\n").unwrap();
+        let cut = t.check().unwrap().unwrap_err();
+        assert_eq!((cut.committed, cut.read), (header.len() as u64 + 7, header.len() as u64 + 7));
+    }
+}

@@ -5,6 +5,8 @@
 CREATE TABLE checkpoints (
     dev BIGINT NOT NULL,
     ino BIGINT NOT NULL,
+    -- birth time (ns), 0 where the filesystem keeps none: a reused inode is another file
+    born BIGINT NOT NULL,
     head BYTEA NOT NULL,
     "offset" BIGINT NOT NULL,
     tail_len BIGINT NOT NULL,
@@ -16,8 +18,8 @@ CREATE TABLE checkpoints (
 );
 -- Positions (kept by path and by identity) become checkpoints: the offset moves back to the
 -- start of the held partial line, which is read again; no tail checksum is known yet.
-INSERT INTO checkpoints (dev, ino, head, "offset", tail_len, tail_crc, skipping, source, path)
-SELECT dev, ino, head, "offset" - length(partial), 0, 0, FALSE, '', ''
+INSERT INTO checkpoints (dev, ino, born, head, "offset", tail_len, tail_crc, skipping, source, path)
+SELECT dev, ino, 0, head, "offset" - length(partial), 0, 0, FALSE, '', ''
 FROM positions WHERE path LIKE '#%'
 ON CONFLICT (dev, ino) DO NOTHING;
 DROP TABLE positions;

@@ -5,6 +5,8 @@
 CREATE TABLE checkpoints (
     dev INTEGER NOT NULL,
     ino INTEGER NOT NULL,
+    -- birth time (ns), 0 where the filesystem keeps none: a reused inode is another file
+    born INTEGER NOT NULL,
     head BLOB NOT NULL,
     "offset" INTEGER NOT NULL,
     tail_len INTEGER NOT NULL,
@@ -16,8 +18,8 @@ CREATE TABLE checkpoints (
 );
 -- Positions (kept by path and by identity) become checkpoints: the offset moves back to the
 -- start of the held partial line, which is read again; no tail checksum is known yet.
-INSERT INTO checkpoints (dev, ino, head, "offset", tail_len, tail_crc, skipping, source, path)
-SELECT dev, ino, head, "offset" - length(partial), 0, 0, 0, '', ''
+INSERT INTO checkpoints (dev, ino, born, head, "offset", tail_len, tail_crc, skipping, source, path)
+SELECT dev, ino, 0, head, "offset" - length(partial), 0, 0, 0, '', ''
 FROM positions WHERE path LIKE '#%'
 ON CONFLICT (dev, ino) DO NOTHING;
 DROP TABLE positions;

@@ -127,14 +127,14 @@ const INSERT_EVENTS: &str =
 /// 7 parameters a row stays well under SQLite's 32766 and Postgres' 65535 per statement.
 const ROWS_PER_INSERT: usize = 1000;
 const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints \
-     (dev, ino, head, \"offset\", tail_len, tail_crc, skipping, source, path) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-     ON CONFLICT (dev, ino) DO UPDATE SET head = excluded.head, \"offset\" = excluded.\"offset\", \
+     (dev, ino, born, head, \"offset\", tail_len, tail_crc, skipping, source, path) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (dev, ino) DO UPDATE SET born = excluded.born, head = excluded.head, \"offset\" = excluded.\"offset\", \
      tail_len = excluded.tail_len, tail_crc = excluded.tail_crc, skipping = excluded.skipping, \
      source = excluded.source, path = excluded.path";
 const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino = $2";
-const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, head, \"offset\", tail_len, tail_crc, skipping, \
-     source, path FROM checkpoints";
+const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_len, tail_crc, \
+     skipping, source, path FROM checkpoints";
 const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
 const UPSERT_SUMMARY: &str = "INSERT INTO summary (id, json) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET json = excluded.json";
@@ -222,6 +222,7 @@ impl Store {
                     sqlx::query(UPSERT_CHECKPOINT)
                         .bind(to_i64(cp.dev))
                         .bind(to_i64(cp.ino))
+                        .bind(to_i64(cp.born))
                         .bind(&cp.head)
                         .bind(to_i64(cp.offset))
                         .bind(i64::from(cp.tail_len))
@@ -276,13 +277,14 @@ impl Store {
                     Ok(Checkpoint {
                         dev: to_u64(r.try_get(0)?),
                         ino: to_u64(r.try_get(1)?),
-                        head: r.try_get(2)?,
-                        offset: to_u64(r.try_get(3)?),
-                        tail_len: u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(0),
-                        tail_crc: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
-                        skipping: r.try_get(6)?,
-                        source: r.try_get(7)?,
-                        path: r.try_get(8)?,
+                        born: to_u64(r.try_get(2)?),
+                        head: r.try_get(3)?,
+                        offset: to_u64(r.try_get(4)?),
+                        tail_len: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
+                        tail_crc: u32::try_from(r.try_get::<i64, _>(6)?).unwrap_or(0),
+                        skipping: r.try_get(7)?,
+                        source: r.try_get(8)?,
+                        path: r.try_get(9)?,
                         forget: false,
                     })
                 })

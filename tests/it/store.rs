@@ -23,6 +23,7 @@ fn checkpoint(ino: u64, offset: u64) -> Checkpoint {
     Checkpoint {
         dev: 66_306,
         ino,
+        born: 1_795_428_000_123_456_789,
         head: b"{\"time\":\x00\xff".to_vec(),
         offset,
         tail_len: 256,

@@ -88,6 +88,21 @@ enum PathState {
     Unreadable(String),
 }
 
+/// A new file that looks like a copy of a followed one, held unread until that one is
+/// truncated (copytruncate copies, then truncates at once).
+#[derive(Debug)]
+struct Pending {
+    path: PathBuf,
+    of: FileId,
+    size: u64,
+    file: File,
+    since: Duration,
+}
+
+/// How long a copy waits for its original's truncation before it is taken for a file of its
+/// own (read from its start).
+const COPY_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub struct Follower {
     cfg: FollowConfig,
@@ -97,11 +112,14 @@ pub struct Follower {
     known: FxHashMap<FileId, Checkpoint>,
     /// New files that are copies of a followed one (by its head): read only once it is
     /// truncated, from where it was read.
-    copies: FxHashMap<FileId, (PathBuf, FileId)>,
+    /// With the copy's size when found: a copy that grows is not one.
+    copies: FxHashMap<FileId, Pending>,
     /// Each path's last state, so a change is logged once.
     states: FxHashMap<PathBuf, PathState>,
     /// The first scan also looks for checkpointed files by identity in the directory.
     started: bool,
+    /// Checkpoints a copy continued from: their own file is not read on from them again.
+    used: rustc_hash::FxHashSet<FileId>,
 }
 
 impl Follower {
@@ -116,6 +134,7 @@ impl Follower {
             copies: FxHashMap::default(),
             states: FxHashMap::default(),
             started: false,
+            used: rustc_hash::FxHashSet::default(),
         }
     }
 
@@ -163,7 +182,7 @@ impl Follower {
                 tracing::warn!(path = %path.display(), error = %e, "cannot reread a truncated file");
                 return true;
             }
-            out.truncated_bytes += self.truncated(id, &path, &old, cut.seen, now);
+            out.truncated_bytes += self.truncated(id, &path, &old, cut.seen, now, out);
         }
         let t = &mut self.tailers[i];
         let read = match t.read(self.cfg.read_limit, now) {
@@ -176,8 +195,7 @@ impl Follower {
         lines.extend(read.lines);
         out.more |= read.more;
         let idle = now.saturating_sub(t.last_growth) >= self.cfg.close_inactive;
-        let finished = !read.more
-            && (read.deleted || (t.unnamed_since.is_some() && idle));
+        let finished = !read.more && (read.deleted || (t.unnamed_since.is_some() && idle));
         if finished {
             t.finish(&mut lines);
         }
@@ -213,29 +231,45 @@ impl Follower {
         old: &Checkpoint,
         seen: u64,
         now: Duration,
+        out: &mut Polled,
     ) -> u64 {
-        let copy = self
+        // Copies of it found while it was intact: one that holds what was read goes on from
+        // there (two such hold the same bytes up to there; each goes on); a shorter one was
+        // checked against the file then and holds nothing new: it starts at its end.
+        let pending: Vec<(FileId, PathBuf)> = self
             .copies
             .iter()
-            .filter(|(_, (_, of))| *of == id)
-            .map(|(c, (p, _))| (*c, p.clone()))
-            .next();
-        if let Some((cid, cpath)) = copy {
+            .filter(|(_, p)| p.of == id)
+            .map(|(c, p)| (*c, p.path.clone()))
+            .collect();
+        let mut continued = false;
+        for (cid, cpath) in pending {
             self.copies.remove(&cid);
-            if let Some(start) = open_copy(&cpath, cid, old) {
-                match Tailer::at(start.0, &cpath, self.cfg.max_line, now, start.1, old.skipping)
-                {
-                    Ok(t) => {
-                        tracing::info!(path = %path.display(), copy = %cpath.display(), from = start.1,
-                            "file truncated (copytruncate): reading its rotated copy from where it was read");
-                        self.tailers.push(t);
-                        return 0;
-                    }
-                    Err(e) => {
-                        tracing::warn!(copy = %cpath.display(), error = %e, "cannot read a rotated copy")
-                    }
+            let Some((file, len, holds)) = open_copy(&cpath, cid, old) else {
+                continue;
+            };
+            let (start, skipping) = if holds {
+                continued = true;
+                (old.offset, old.skipping)
+            } else if len < old.offset {
+                (len, false)
+            } else {
+                // Grew into something else: a file of its own, found again by the next scan.
+                continue;
+            };
+            match Tailer::at(file, &cpath, self.cfg.max_line, now, start, skipping) {
+                Ok(t) => {
+                    tracing::info!(path = %path.display(), copy = %cpath.display(), from = start,
+                        "file truncated (copytruncate): reading its rotated copy from where it was read");
+                    self.adopt_copy(t, out);
+                }
+                Err(e) => {
+                    tracing::warn!(copy = %cpath.display(), error = %e, "cannot read a rotated copy")
                 }
             }
+        }
+        if continued {
+            return 0;
         }
         // Not followed: the loss is what is known to have existed past what was read; a copy
         // in the same directory tells exactly.
@@ -279,17 +313,46 @@ impl Follower {
                 t.named(&path);
                 continue;
             }
-            if self.copies.contains_key(&id) {
-                continue;
+            if let Some(p) = self.copies.get_mut(&id) {
+                if p.size == size {
+                    p.path.clone_from(&path);
+                    continue;
+                }
+                // It grew: not a copy after all (or another file now).
+                self.copies.remove(&id);
             }
             fresh.push((path, file, size, id));
         }
-        self.copies.retain(|id, _| named.contains(id));
+        // A copy whose original was not truncated soon, or that went away unread, is a file
+        // of its own: read from its start (through its descriptor if it has no name).
+        let released: Vec<FileId> = self
+            .copies
+            .iter()
+            .filter(|(id, p)| !named.contains(id) || now.saturating_sub(p.since) >= COPY_WAIT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in released {
+            let Some(p) = self.copies.remove(&id) else {
+                continue;
+            };
+            if let Ok(mut t) = Tailer::open(p.file, &p.path, self.cfg.max_line, now) {
+                if !named.contains(&id) {
+                    t.unnamed_since = Some(now);
+                }
+                self.tailers.push(t);
+            }
+        }
         for t in &mut self.tailers {
             if !named.contains(&t.id()) && t.unnamed_since.is_none() {
                 tracing::info!(path = %t.path().display(), "followed file no longer named by the pattern: reading it until it is deleted or idle");
                 t.unnamed_since = Some(now);
             }
+        }
+        // After a restart, files rotated away while we were down are opened first: a new file
+        // with the same first bytes is then not taken for their continuation.
+        if !self.started {
+            self.started = true;
+            self.finish_unnamed(&named, now);
         }
         // Files with a checkpoint first: one truncated while down may have its copy among
         // the new ones.
@@ -310,50 +373,90 @@ impl Follower {
                     continue;
                 }
             };
-            let started = match self.known.get(&id).cloned() {
-                Some(cp) => match tail::holds(&file, size, &cp) {
-                    Ok(true) => Tailer::at(file, &path, self.cfg.max_line, now, cp.offset, cp.skipping),
-                    _ => {
-                        // Truncated (or rewritten) while we were down: its copy, if followed,
-                        // is among the new files.
-                        let copy = fresh.iter().find(|(_, f, s, cid)| {
-                            *cid != id
-                                && !self.known.contains_key(cid)
-                                && !taken.contains(cid)
-                                && is_copy(f, *s, &cp)
-                        });
-                        match copy {
-                            Some((cpath, cfile, csize, cid)) => {
-                                let start = cp.offset.min(*csize);
-                                if let Ok(f) = cfile.try_clone()
-                                    && let Ok(t) = Tailer::at(f, cpath, self.cfg.max_line, now, start, cp.skipping && start == cp.offset)
-                                {
-                                    tracing::info!(path = %path.display(), copy = %cpath.display(), from = start,
-                                        "file truncated while stopped (copytruncate): reading its rotated copy from where it was read");
-                                    taken.insert(*cid);
-                                    self.tailers.push(t);
-                                }
-                            }
-                            None => {
-                                out.truncated_bytes += self.truncated(id, &path, &cp, cp.offset, now);
-                            }
-                        }
-                        Tailer::open(file, &path, self.cfg.max_line, now)
-                    }
-                },
-                None => {
-                    // A copy of a followed file (copytruncate's first step) waits for it to be
-                    // truncated.
-                    if let Some(of) = self.copy_of(&file, size) {
-                        tracing::debug!(path = %path.display(), "a copy of a followed file: read once that file is truncated");
-                        self.copies.insert(id, (path.clone(), of));
-                        i += 1;
-                        continue;
-                    }
-                    Tailer::open(file, &path, self.cfg.max_line, now)
+            let mut copy = false;
+            // A checkpoint of another file on the same inode (deleted, the inode reused) is
+            // not this file's.
+            let known = self
+                .known
+                .get(&id)
+                .filter(|cp| tail::same_file(&file, cp))
+                .cloned();
+            let resume = match &known {
+                Some(cp) => {
+                    tail::holds(&file, size, cp).unwrap_or(false)
+                        && !self.holds_more_of_another(&file, size, cp)
                 }
+                None => false,
+            };
+            if let (Some(cp), false) = (&known, resume) {
+                // Truncated (or rewritten) while we were down, or another file on a reused
+                // inode: what was read of it may go on in a copy among the new files.
+                let found = fresh.iter().find(|(_, f, s, cid)| {
+                    *cid != id
+                        && !self
+                            .known
+                            .get(cid)
+                            .is_some_and(|own| tail::same_file(f, own))
+                        && !taken.contains(cid)
+                        && is_copy(f, *s, cp)
+                });
+                match found {
+                    Some((cpath, cfile, csize, cid)) => {
+                        let start = cp.offset.min(*csize);
+                        if let Ok(f) = cfile.try_clone()
+                            && let Ok(t) = Tailer::at(
+                                f,
+                                cpath,
+                                self.cfg.max_line,
+                                now,
+                                start,
+                                cp.skipping && start == cp.offset,
+                            )
+                        {
+                            tracing::info!(path = %path.display(), copy = %cpath.display(), from = start,
+                                "file truncated while stopped (copytruncate): reading its rotated copy from where it was read");
+                            taken.insert(*cid);
+                            self.adopt_copy(t, out);
+                        }
+                    }
+                    None => {
+                        out.truncated_bytes += self.truncated(id, &path, cp, cp.offset, now, out);
+                    }
+                }
+                // Its old checkpoint continues nowhere else (it still tells copies of it).
+                self.used.insert(id);
+            }
+            let started = if let (Some(cp), true) = (&known, resume) {
+                Tailer::at(file, &path, self.cfg.max_line, now, cp.offset, cp.skipping)
+            } else if let Some(of) = self.copy_of(&file, size) {
+                // A copy of a followed file (copytruncate's first step) waits for it to be
+                // truncated.
+                tracing::debug!(path = %path.display(), "a copy of a followed file: read once that file is truncated");
+                self.copies.insert(
+                    id,
+                    Pending {
+                        path: path.clone(),
+                        of,
+                        size,
+                        file,
+                        since: now,
+                    },
+                );
+                i += 1;
+                continue;
+            } else if let Some(cp) = self.copy_of_checkpoint(&file, size) {
+                // A copy of a file read before that is not followed any more (truncated or
+                // deleted while we were down): read from where that file was read.
+                tracing::info!(path = %path.display(), of = %cp.path, from = cp.offset,
+                    "a copy of a file read before: reading it from where that file was read");
+                self.used.insert(cp.id());
+                copy = true;
+                Tailer::at(file, &path, self.cfg.max_line, now, cp.offset, cp.skipping)
+            } else {
+                Tailer::open(file, &path, self.cfg.max_line, now)
             };
             match started {
+                Ok(t) if copy => self.adopt_copy(t, out),
                 Ok(t) => self.tailers.push(t),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot follow a file")
@@ -362,19 +465,76 @@ impl Follower {
             taken.insert(id);
             i += 1;
         }
-        if !self.started {
-            self.started = true;
-            self.finish_unnamed(&named, now);
-        }
     }
 
-    /// The followed file `file` is a copy of, if any: the same head, and the same bytes as far
-    /// as both were verified.
+    /// The followed file `file` (of `size` bytes) is a copy of, if any: it starts with that
+    /// file's head and ends with the bytes that file holds at the same place; or, when that
+    /// file was just truncated, it holds what was read of it.
     fn copy_of(&self, file: &File, size: u64) -> Option<FileId> {
         self.tailers
             .iter()
-            .find(|t| is_copy(file, size, &t.checkpoint("")))
+            .find(|t| {
+                if !tail::starts_with(file, t.head()).unwrap_or(false) {
+                    return false;
+                }
+                match t.check() {
+                    Ok(Ok(())) => {
+                        let k = tail::TAIL.min(usize::try_from(size).unwrap_or(tail::TAIL));
+                        let at = size - k as u64;
+                        let mine = tail::read_at(file, at, k).ok();
+                        mine.is_some_and(|m| t.bytes_at(at, k).ok() == Some(m))
+                    }
+                    // Truncated since: a copy holds what was read. (One shorter than that, made
+                    // before the last read and truncated after it, cannot be told from a new
+                    // file with the same head: it is read as new, which doubles its lines.)
+                    Ok(Err(_)) => is_copy(file, size, &t.checkpoint("")),
+                    Err(_) => false,
+                }
+            })
             .map(Tailer::id)
+    }
+
+    /// Follows a copy that continues another file's checkpoint. Its own checkpoint is handed
+    /// out at once, before anything that resets the original: a crash in between must not
+    /// leave the store with neither.
+    fn adopt_copy(&mut self, t: Tailer, out: &mut Polled) {
+        let cp = t.checkpoint(&self.cfg.pattern);
+        self.known.insert(cp.id(), cp.clone());
+        out.files.push(FileLines {
+            lines: Vec::new(),
+            checkpoint: cp,
+        });
+        self.tailers.push(t);
+    }
+
+    /// Whether `file`, which holds its own checkpoint `cp`, also holds more of another file's
+    /// (two files with the same first bytes, `cp` of a deleted file whose inode `file` reuses):
+    /// then it is a copy of that other file, not the file `cp` was about.
+    /// Only where the filesystem keeps no birth times: otherwise those tell a reused inode.
+    fn holds_more_of_another(&self, file: &File, size: u64, cp: &Checkpoint) -> bool {
+        if cp.born != 0 {
+            return false;
+        }
+        self.known
+            .values()
+            .any(|o| o.id() != cp.id() && o.offset > cp.offset && is_copy(file, size, o))
+    }
+
+    /// The checkpoint of a file not open now that `file` holds a copy of (its head and the
+    /// bytes before its offset).
+    fn copy_of_checkpoint(&self, file: &File, size: u64) -> Option<Checkpoint> {
+        let head = tail::read_at(file, 0, tail::HEAD).ok()?;
+        self.known
+            .values()
+            .filter(|cp| {
+                cp.offset > 0
+                    && !cp.head.is_empty()
+                    && head.starts_with(&cp.head)
+                    && !self.used.contains(&cp.id())
+                    && !self.tailers.iter().any(|t| t.is(cp))
+            })
+            .find(|cp| tail::holds(file, size, cp).unwrap_or(false))
+            .cloned()
     }
 
     /// After a restart: files of this pattern with a checkpoint that no path names (rotated
@@ -384,7 +544,11 @@ impl Follower {
         let wanted: Vec<Checkpoint> = self
             .known
             .values()
-            .filter(|c| c.source == self.cfg.pattern && !named.contains(&c.id()))
+            .filter(|c| {
+                c.source == self.cfg.pattern
+                    && !named.contains(&c.id())
+                    && !self.used.contains(&c.id())
+            })
             .cloned()
             .collect();
         if wanted.is_empty() {
@@ -408,15 +572,22 @@ impl Follower {
             let Some(cp) = wanted.iter().find(|c| c.id() == id) else {
                 continue;
             };
-            if meta.len() <= cp.offset {
-                continue;
-            }
             let path = entry.path();
-            let Ok(file) = File::open(&path) else { continue };
-            if !tail::holds(&file, meta.len(), cp).unwrap_or(false) {
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            let cp = cp.clone();
+            // Only a file that still holds what was read is finished: one that does not was
+            // truncated since, or is another file on a reused inode, and no pattern names it.
+            if !tail::same_file(&file, &cp)
+                || !tail::holds(&file, meta.len(), &cp).unwrap_or(false)
+                || meta.len() == cp.offset
+                || self.holds_more_of_another(&file, meta.len(), &cp)
+            {
                 continue;
             }
-            if let Ok(mut t) = Tailer::at(file, &path, self.cfg.max_line, now, cp.offset, cp.skipping) {
+            let started = Tailer::at(file, &path, self.cfg.max_line, now, cp.offset, cp.skipping);
+            if let Ok(mut t) = started {
                 tracing::info!(path = %path.display(), from = cp.offset, "finishing a file rotated while stopped");
                 t.unnamed_since = Some(now);
                 self.tailers.push(t);
@@ -496,23 +667,23 @@ fn probe(path: &Path) -> (PathState, Option<(File, u64, FileId)>) {
     }
 }
 
-/// Whether `file` (of `size` bytes) is a copy of the file `cp` describes: it starts with the
-/// same (non-empty) head and holds the same bytes before `cp.offset` (or ends before it).
+/// Whether `file` (of `size` bytes) holds a copy of what `cp` says was read: the same
+/// (non-empty) head and the same bytes before `cp.offset`.
 fn is_copy(file: &File, size: u64, cp: &Checkpoint) -> bool {
-    if !tail::starts_with(file, &cp.head).unwrap_or(false) {
-        return false;
-    }
-    size < cp.offset || tail::holds(file, size, cp).unwrap_or(false)
+    tail::starts_with(file, &cp.head).unwrap_or(false)
+        && tail::holds(file, size, cp).unwrap_or(false)
 }
 
-/// Opens the copy `cid` at `path` and says where to start it: where its original was read.
-fn open_copy(path: &Path, cid: FileId, old: &Checkpoint) -> Option<(File, u64)> {
+/// Opens the copy `cid` at `path` (found a copy while its original was intact): the file,
+/// its size, and whether it holds what `old` says was read of the original.
+fn open_copy(path: &Path, cid: FileId, old: &Checkpoint) -> Option<(File, u64, bool)> {
     let file = File::open(path).ok()?;
     let m = file.metadata().ok()?;
-    if (m.dev(), m.ino()) != (cid.dev, cid.ino) || !is_copy(&file, m.len(), old) {
+    if (m.dev(), m.ino()) != (cid.dev, cid.ino) {
         return None;
     }
-    Some((file, old.offset.min(m.len())))
+    let holds = is_copy(&file, m.len(), old);
+    Some((file, m.len(), holds))
 }
 
 /// A copy of the truncated file `old` beside `path` that no pattern follows, and its size.

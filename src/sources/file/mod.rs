@@ -32,6 +32,9 @@ pub struct FileId {
 pub struct Checkpoint {
     pub dev: u64,
     pub ino: u64,
+    /// The file's birth time (ns since the epoch; 0 where the filesystem keeps none): a reused
+    /// inode is another file even with the same first bytes.
+    pub born: u64,
     /// The file's first bytes (up to [`tail::HEAD`]): a reused inode holds other ones.
     pub head: Vec<u8>,
     /// Every line before this byte was handed out; reading resumes here. Never inside a line,

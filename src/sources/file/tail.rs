@@ -51,6 +51,7 @@ pub struct Truncation {
 pub struct Tailer {
     file: File,
     id: FileId,
+    born: u64,
     path: PathBuf,
     head: Vec<u8>,
     /// Bytes read from the file.
@@ -83,6 +84,7 @@ impl Tailer {
                 dev: meta.dev(),
                 ino: meta.ino(),
             },
+            born: born(&meta),
             path: path.to_path_buf(),
             head: Vec::new(),
             read: 0,
@@ -96,7 +98,11 @@ impl Tailer {
             unnamed_since: None,
             buf: Vec::new(),
         };
-        t.head = read_at(&t.file, 0, HEAD.min(usize::try_from(meta.len()).unwrap_or(HEAD)))?;
+        t.head = read_at(
+            &t.file,
+            0,
+            HEAD.min(usize::try_from(meta.len()).unwrap_or(HEAD)),
+        )?;
         Ok(t)
     }
 
@@ -124,6 +130,11 @@ impl Tailer {
         self.id
     }
 
+    /// Whether this is the file `cp` was taken of (not another on its inode).
+    pub fn is(&self, cp: &Checkpoint) -> bool {
+        self.id == cp.id() && (self.born == 0 || cp.born == 0 || self.born == cp.born)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -135,6 +146,11 @@ impl Tailer {
     /// Lines before this were handed out.
     pub fn committed(&self) -> u64 {
         self.committed
+    }
+
+    /// Up to `len` bytes of the file at `offset`, as it is now.
+    pub fn bytes_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        read_at(&self.file, offset, len)
     }
 
     /// The file was found under `path` now.
@@ -152,6 +168,7 @@ impl Tailer {
         Checkpoint {
             dev: self.id.dev,
             ino: self.id.ino,
+            born: self.born,
             head: self.head.clone(),
             offset: self.committed,
             tail_len: u32::try_from(tail.len()).unwrap_or(0),
@@ -168,9 +185,12 @@ impl Tailer {
     pub fn check(&self) -> io::Result<Result<(), Truncation>> {
         let size = self.file.metadata()?.len();
         let tail = &self.recent[self.recent.len().saturating_sub(TAIL)..];
+        // The held partial line too (its last bytes): a rewrite may have replaced it.
+        let held = &self.partial[self.partial.len().saturating_sub(TAIL)..];
         let intact = size >= self.read
             && read_at(&self.file, 0, self.head.len())? == self.head
-            && read_at(&self.file, self.committed - tail.len() as u64, tail.len())? == tail;
+            && read_at(&self.file, self.committed - tail.len() as u64, tail.len())? == tail
+            && read_at(&self.file, self.read - held.len() as u64, held.len())? == held;
         Ok(if intact {
             Ok(())
         } else {
@@ -185,7 +205,11 @@ impl Tailer {
     /// Starts over from the file's start: what was held is gone with the old content.
     pub fn restart(&mut self, now: Duration) -> io::Result<()> {
         let size = self.file.metadata()?.len();
-        self.head = read_at(&self.file, 0, HEAD.min(usize::try_from(size).unwrap_or(HEAD)))?;
+        self.head = read_at(
+            &self.file,
+            0,
+            HEAD.min(usize::try_from(size).unwrap_or(HEAD)),
+        )?;
         self.read = 0;
         self.committed = 0;
         self.partial.clear();
@@ -299,6 +323,21 @@ impl Tailer {
     }
 }
 
+/// A file's birth time in ns since the epoch, 0 where unknown.
+pub fn born(meta: &std::fs::Metadata) -> u64 {
+    meta.created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0))
+}
+
+/// Whether `file` is the very file `cp` was taken of, not another on a reused inode (as far
+/// as the filesystem keeps birth times).
+pub fn same_file(file: &File, cp: &Checkpoint) -> bool {
+    let now = file.metadata().map(|m| born(&m)).unwrap_or(0);
+    now == 0 || cp.born == 0 || now == cp.born
+}
+
 /// Whether `file` (of `size` bytes) holds what `cp` verified: the same head, at least
 /// `offset` bytes, the same bytes just before `offset`.
 pub fn holds(file: &File, size: u64, cp: &Checkpoint) -> io::Result<bool> {
@@ -373,12 +412,18 @@ mod tests {
         let cp = t.checkpoint("a");
         assert_eq!((cp.offset, cp.tail_len), (4, 4));
         append(&path, b"o\nthree\n");
-        assert_eq!(text(&t.read(1 << 20, T0).unwrap().lines), ["two\n", "three\n"]);
+        assert_eq!(
+            text(&t.read(1 << 20, T0).unwrap().lines),
+            ["two\n", "three\n"]
+        );
         // a restart at the checkpoint reads the partial line again, whole
         let f = File::open(&path).unwrap();
         assert!(holds(&f, 14, &cp).unwrap());
         let mut again = Tailer::at(f, &path, 100, T0, cp.offset, false).unwrap();
-        assert_eq!(text(&again.read(1 << 20, T0).unwrap().lines), ["two\n", "three\n"]);
+        assert_eq!(
+            text(&again.read(1 << 20, T0).unwrap().lines),
+            ["two\n", "three\n"]
+        );
     }
 
     #[test]
@@ -391,7 +436,10 @@ mod tests {
         let r = t.read(20, T0).unwrap();
         assert_eq!(r.lines, vec![b"ok\n".to_vec(), vec![b'x'; 17]]);
         assert!(r.more);
-        assert!(t.read(1 << 20, T0).unwrap().lines.is_empty(), "the rest is skipped");
+        assert!(
+            t.read(1 << 20, T0).unwrap().lines.is_empty(),
+            "the rest is skipped"
+        );
         let cp = t.checkpoint("a");
         assert_eq!(cp.offset, 53);
         assert!(cp.skipping);
@@ -425,10 +473,16 @@ mod tests {
         let cp = t.checkpoint("a");
         assert!(!holds(&File::open(&path).unwrap(), 100, &cp).unwrap());
         t.restart(T0).unwrap();
-        assert_eq!(text(&t.read(1 << 20, T0).unwrap().lines)[1..], ["3333\n", "4\n"]);
+        assert_eq!(
+            text(&t.read(1 << 20, T0).unwrap().lines)[1..],
+            ["3333\n", "4\n"]
+        );
         // truncated in place
         std::fs::write(&path, "5\n").unwrap();
         let cut = t.check().unwrap().unwrap_err();
-        assert_eq!((cut.committed, cut.read), (header.len() as u64 + 7, header.len() as u64 + 7));
+        assert_eq!(
+            (cut.committed, cut.read),
+            (header.len() as u64 + 7, header.len() as u64 + 7)
+        );
     }
 }

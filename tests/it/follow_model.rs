@@ -1,0 +1,473 @@
+//! Model-based test of the file follower: random sequences of writes, rotations of every
+//! kind, truncations, deletes, a directory swap, restarts and crashes (a suffix of what was
+//! handed out is never committed) against a ledger of every line written. Time is an
+//! argument: nothing sleeps.
+//!
+//! The oracle: every line handed out and committed is a whole line that was written, none
+//! twice, in the order it was written within its file; and at the end every line is there,
+//! except lines a truncation or a delete destroyed before they could be read (counted by the
+//! model as it goes; with a glob that covers rotated names, copytruncate destroys nothing).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use claimcheck::sources::file::{Checkpoint, FileId, FollowConfig, Follower};
+use proptest::prelude::*;
+
+/// Every file starts with the same header, longer than the head that identifies a file: a
+/// new file at the path looks like the old one until its lines differ.
+fn header() -> String {
+    format!("# app log {}\n", "h".repeat(300))
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Append lines to the current file.
+    Append(u8),
+    /// Append a line in two writes, a poll between them.
+    Partial,
+    Poll,
+    /// Time passes (past `close_inactive` for 40 s).
+    Advance(u8),
+    /// rename + create, then `late` lines written to the renamed file.
+    RenameCreate(u8),
+    /// copy to a rotated name, then truncate in place.
+    CopyTruncate,
+    Truncate,
+    /// truncate, then the same header and new lines.
+    RewriteSameHead,
+    Delete,
+    /// The path becomes a directory (the file is deleted); the next write puts a file back.
+    DirSwap,
+    Restart,
+    /// Poll, commit only the first `keep` files' batches, then crash and restart.
+    Crash(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u8..5).prop_map(Op::Append),
+        2 => Just(Op::Partial),
+        6 => Just(Op::Poll),
+        1 => (1u8..60).prop_map(Op::Advance),
+        2 => (0u8..4).prop_map(Op::RenameCreate),
+        2 => Just(Op::CopyTruncate),
+        1 => Just(Op::Truncate),
+        1 => Just(Op::RewriteSameHead),
+        1 => Just(Op::Delete),
+        1 => Just(Op::DirSwap),
+        1 => Just(Op::Restart),
+        2 => (0u8..3).prop_map(Op::Crash),
+    ]
+}
+
+/// One physical file the writer wrote: its name now and the sequence numbers in it.
+#[derive(Debug)]
+struct Written {
+    path: PathBuf,
+    seqs: Vec<u64>,
+    /// The follower has it open (polled since it was created and since the last restart).
+    open: bool,
+    /// Deleted (or never to be read again).
+    gone: bool,
+}
+
+struct World {
+    dir: PathBuf,
+    glob: bool,
+    cfg: FollowConfig,
+    follower: Follower,
+    store: BTreeMap<FileId, Checkpoint>,
+    now: Duration,
+    files: Vec<Written>,
+    /// Index of the file at `app.log`, if one is there.
+    current: Option<usize>,
+    next_seq: u64,
+    rotations: u32,
+    /// Lines committed, in order.
+    delivered: Vec<u64>,
+    /// Lines a destructive operation may have destroyed before they were read.
+    lossable: BTreeSet<u64>,
+    /// Per line: the file it was written to first (its copies hold it too).
+    lineage: BTreeMap<u64, usize>,
+    polled_since_restart: bool,
+}
+
+fn line(seq: u64) -> String {
+    // Lengths vary, so reads end at every kind of boundary.
+    format!("L{seq:08} {}\n", "x".repeat((seq * 7 % 23) as usize))
+}
+
+fn write(path: &Path, s: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(s.as_bytes())
+        .unwrap();
+}
+
+impl World {
+    fn new(dir: &Path, glob: bool, read_limit: u64) -> World {
+        let live = dir.join("app.log");
+        let pattern = if glob {
+            format!("{}*", live.display())
+        } else {
+            live.display().to_string()
+        };
+        let mut cfg = FollowConfig::new(&pattern, 1 << 16);
+        cfg.read_limit = read_limit;
+        cfg.close_inactive = Duration::from_secs(30);
+        World {
+            dir: dir.to_path_buf(),
+            glob,
+            follower: Follower::new(cfg.clone(), &[]),
+            cfg,
+            store: BTreeMap::new(),
+            now: Duration::ZERO,
+            files: Vec::new(),
+            current: None,
+            next_seq: 0,
+            rotations: 0,
+            delivered: Vec::new(),
+            lossable: BTreeSet::new(),
+            lineage: BTreeMap::new(),
+            polled_since_restart: false,
+        }
+    }
+
+    fn live(&self) -> PathBuf {
+        self.dir.join("app.log")
+    }
+
+    /// The current file, created (with its header) if there is none.
+    fn current(&mut self) -> usize {
+        if let Some(i) = self.current {
+            return i;
+        }
+        let live = self.live();
+        if live.is_dir() {
+            std::fs::remove_dir(&live).unwrap();
+        }
+        write(&live, &header());
+        self.files.push(Written {
+            path: live,
+            seqs: Vec::new(),
+            open: false,
+            gone: false,
+        });
+        self.current = Some(self.files.len() - 1);
+        self.files.len() - 1
+    }
+
+    fn append(&mut self, n: u8) {
+        let i = self.current();
+        for _ in 0..n {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            write(&self.files[i].path.clone(), &line(seq));
+            self.files[i].seqs.push(seq);
+            self.lineage.insert(seq, i);
+        }
+    }
+
+    /// Polls once and commits what was handed out (up to `keep` files' batches); whether
+    /// there is more to read right now.
+    fn poll(&mut self, keep: Option<usize>) -> bool {
+        let polled = self.follower.poll(self.now);
+        let more = polled.more;
+        for (n, f) in polled.files.into_iter().enumerate() {
+            if keep.is_some_and(|k| n >= k) {
+                break;
+            }
+            #[allow(clippy::print_stderr)]
+            if std::env::var_os("MODEL_DEBUG").is_some() {
+                eprintln!(
+                    "{} lines {:?} -> {:?}",
+                    f.checkpoint.path,
+                    f.lines
+                        .iter()
+                        .map(|l| String::from_utf8_lossy(&l[..l.len().min(9)]).into_owned())
+                        .collect::<Vec<_>>(),
+                    (f.checkpoint.offset, f.checkpoint.forget)
+                );
+            }
+            for l in &f.lines {
+                let text = String::from_utf8(l.clone()).unwrap();
+                if text.starts_with('#') {
+                    continue;
+                }
+                let seq: u64 = text[1..9]
+                    .parse()
+                    .unwrap_or_else(|_| panic!("a fragment: {text:?}"));
+                let want = line(seq);
+                assert!(
+                    text == want || format!("{text}\n") == want,
+                    "a torn line: {text:?}"
+                );
+                self.delivered.push(seq);
+            }
+            let cp = f.checkpoint;
+            if cp.forget {
+                self.store.remove(&cp.id());
+            } else {
+                self.store.insert(cp.id(), cp);
+            }
+        }
+        for f in &mut self.files {
+            if !f.gone {
+                f.open = true;
+            }
+        }
+        self.polled_since_restart = true;
+        more
+    }
+
+    /// Whether the next first scan finds file `i` (no longer at the path) by its checkpoint.
+    fn found_at_restart(&self, i: usize) -> bool {
+        if self.polled_since_restart {
+            return false;
+        }
+        self.holds_checkpoint(i)
+    }
+
+    fn restart(&mut self) {
+        // A deleted file is read only through a descriptor, gone with the process.
+        for i in 0..self.files.len() {
+            if self.files[i].gone {
+                self.may_lose(i);
+            }
+        }
+        // A literal path's renamed files are found again only by their checkpoint.
+        if !self.glob {
+            for i in 0..self.files.len() {
+                if Some(i) != self.current && !self.files[i].gone && !self.found_at_restart_now(i) {
+                    self.may_lose(i);
+                }
+            }
+        }
+        let cps: Vec<Checkpoint> = self.store.values().cloned().collect();
+        self.follower = Follower::new(self.cfg.clone(), &cps);
+        for f in &mut self.files {
+            f.open = false;
+        }
+        self.polled_since_restart = false;
+    }
+
+    fn found_at_restart_now(&self, i: usize) -> bool {
+        self.holds_checkpoint(i)
+    }
+
+    /// Whether file `i` still holds what its committed checkpoint says was read of it (a
+    /// renamed file is finished after a restart only then).
+    fn holds_checkpoint(&self, i: usize) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(f) = std::fs::File::open(&self.files[i].path) else {
+            return false;
+        };
+        let m = f.metadata().unwrap();
+        self.store
+            .get(&FileId {
+                dev: m.dev(),
+                ino: m.ino(),
+            })
+            .is_some_and(|cp| {
+                claimcheck::sources::file::tail::same_file(&f, cp)
+                    && claimcheck::sources::file::tail::holds(&f, m.len(), cp).unwrap()
+            })
+    }
+
+    /// Lines of file `i` not delivered yet may be destroyed now.
+    fn may_lose(&mut self, i: usize) {
+        let done: BTreeSet<u64> = self.delivered.iter().copied().collect();
+        for s in &self.files[i].seqs {
+            if !done.contains(s) {
+                self.lossable.insert(*s);
+            }
+        }
+    }
+
+    fn rotated_name(&mut self) -> PathBuf {
+        self.rotations += 1;
+        self.dir.join(format!("app.log.{}", self.rotations))
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Append(n) => self.append(*n),
+            Op::Partial => {
+                let i = self.current();
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let l = line(seq);
+                let path = self.files[i].path.clone();
+                write(&path, &l[..5]);
+                self.poll(None);
+                write(&path, &l[5..]);
+                self.files[i].seqs.push(seq);
+                self.lineage.insert(seq, i);
+            }
+            Op::Poll => {
+                self.poll(None);
+            }
+            Op::Advance(s) => self.now += Duration::from_secs(u64::from(*s)),
+            Op::RenameCreate(late) => {
+                let Some(i) = self.current else { return };
+                let to = self.rotated_name();
+                std::fs::rename(&self.files[i].path, &to).unwrap();
+                self.files[i].path = to;
+                // Literal path: a renamed file the follower never opened is found again only
+                // by a restart's first scan, by its checkpoint.
+                let lost = !self.glob && !self.files[i].open && !self.found_at_restart(i);
+                self.current = None;
+                self.current();
+                for _ in 0..*late {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    write(&self.files[i].path.clone(), &line(seq));
+                    self.files[i].seqs.push(seq);
+                    self.lineage.insert(seq, i);
+                }
+                if lost {
+                    self.may_lose(i);
+                }
+            }
+            Op::CopyTruncate => {
+                let Some(i) = self.current else { return };
+                let to = self.rotated_name();
+                std::fs::copy(&self.files[i].path, &to).unwrap();
+                if !self.glob {
+                    self.may_lose(i);
+                }
+                let seqs = std::mem::take(&mut self.files[i].seqs);
+                // Their order is now the copy's.
+                for s in &seqs {
+                    self.lineage.insert(*s, self.files.len());
+                }
+                self.files.push(Written {
+                    path: to,
+                    seqs,
+                    open: false,
+                    gone: !self.glob,
+                });
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&self.files[i].path)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
+            }
+            Op::Truncate | Op::RewriteSameHead => {
+                let Some(i) = self.current else { return };
+                self.may_lose(i);
+                self.files[i].seqs.clear();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&self.files[i].path)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
+                if matches!(op, Op::RewriteSameHead) {
+                    write(&self.files[i].path.clone(), &header());
+                    self.append(2);
+                }
+            }
+            Op::Delete | Op::DirSwap => {
+                let Some(i) = self.current else { return };
+                if !self.files[i].open {
+                    self.may_lose(i);
+                }
+                std::fs::remove_file(&self.files[i].path).unwrap();
+                self.files[i].gone = true;
+                self.current = None;
+                if matches!(op, Op::DirSwap) {
+                    std::fs::create_dir(self.live()).unwrap();
+                }
+            }
+            Op::Restart => self.restart(),
+            Op::Crash(keep) => {
+                self.poll(Some(usize::from(*keep)));
+                self.restart();
+            }
+        }
+    }
+
+    /// Runs until everything readable was read: polls, time past `close_inactive`, polls,
+    /// then a clean restart (which must read nothing again) and polls.
+    fn settle(&mut self) {
+        for round in 0..4 {
+            if round == 2 {
+                self.restart();
+            }
+            for _ in 0..10_000 {
+                if !self.poll(None) {
+                    break;
+                }
+            }
+            self.now += Duration::from_secs(31);
+        }
+    }
+
+    fn check(&self) {
+        let mut seen = BTreeSet::new();
+        for s in &self.delivered {
+            assert!(
+                seen.insert(*s),
+                "line {s} delivered twice: {:?}",
+                self.delivered
+            );
+        }
+        // In order within each file they were written to.
+        let mut last: BTreeMap<usize, u64> = BTreeMap::new();
+        for s in &self.delivered {
+            let f = self.lineage[s];
+            if let Some(prev) = last.insert(f, *s) {
+                assert!(
+                    prev < *s,
+                    "line {s} after {prev} of the same file: {:?}",
+                    self.delivered
+                );
+            }
+        }
+        let missing: Vec<u64> = (0..self.next_seq)
+            .filter(|s| !seen.contains(s) && !self.lossable.contains(s))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "lines lost: {missing:?}; delivered {:?}; lossable {:?}",
+            self.delivered,
+            self.lossable
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_follower_delivers_every_line_once_in_order(
+        glob in any::<bool>(),
+        read_limit in prop_oneof![Just(64u64), Just(1000u64), Just(1u64 << 20)],
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
+        #[allow(clippy::print_stderr)]
+        if std::env::var_os("MODEL_DEBUG").is_some() {
+            let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_test_writer().try_init();
+            eprintln!("======== glob {glob} limit {read_limit}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::new(dir.path(), glob, read_limit);
+        #[allow(clippy::print_stderr)]
+        for op in &ops {
+            if std::env::var_os("MODEL_DEBUG").is_some() {
+                eprintln!("== {op:?}");
+            }
+            w.apply(op);
+        }
+        w.settle();
+        w.check();
+    }
+}

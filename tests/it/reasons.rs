@@ -86,7 +86,7 @@ fn write(dir: &std::path::Path, name: &str, lines: &[(String, &str)]) {
 /// another test on a reused port is not mistaken for ours) summed by reason, once serve has
 /// read `lines` lines of them.
 fn serve_reasons(port: u16, lines: u64) -> BTreeMap<String, u64> {
-    let ours = |l: &&str| l.contains("source=\"reasons-");
+    let ours = |l: &&str| l.contains("/reasons-");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = String::new();
     while Instant::now() < deadline {

@@ -99,7 +99,8 @@ fn appended_one_after_another(order: [usize; 4]) {
         let from = dir.path().join("w").join(f);
         std::fs::write(live.join(f), std::fs::read(&from).unwrap()).unwrap();
         let want = lines_of(&from) as f64;
-        let filter = format!("source=\"{f}\"");
+        // The source label is the configured path: match its file name.
+        let filter = format!("/{f}\"");
         loop {
             let read = http_get(port, "/metrics").map_or(0.0, |m| {
                 metric_sum(&m, "claimcheck_ingest_lines_total", &filter)

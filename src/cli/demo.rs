@@ -80,6 +80,8 @@ pub fn run(args: DemoArgs, reload: super::signals::Reload) -> anyhow::Result<()>
         stdin: None,
         claim_timeout: Vec::new(),
         ingest_token: None,
+        metrics_token: None,
+        api_token: None,
         store: None,
         vercel_secret: None,
         vercel_verify_code: None,

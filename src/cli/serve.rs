@@ -57,6 +57,14 @@ pub struct ServeArgs {
     /// read from the file `CLAIMCHECK_INGEST_TOKEN_FILE` names.
     #[arg(long, env = "CLAIMCHECK_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
+    /// Bearer token Prometheus must present on `GET /metrics` (its `authorization` scrape
+    /// config); without it `/metrics` is open. Also read from `CLAIMCHECK_METRICS_TOKEN_FILE`.
+    #[arg(long, env = "CLAIMCHECK_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Bearer token for the API (`/api/*` and the status page `/`); without it they are open.
+    /// Also read from `CLAIMCHECK_API_TOKEN_FILE`.
+    #[arg(long, env = "CLAIMCHECK_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
     /// Durable state: a SQLite file path, a `sqlite://` URL or a `postgres://` URL
     /// [`serve.store`, `CLAIMCHECK_SERVE_STORE`]. Without it, state lives in memory and a
     /// restart starts over.
@@ -112,6 +120,8 @@ impl ServeArgs {
         for (slot, var) in [
             (&mut self.ingest_token, "CLAIMCHECK_INGEST_TOKEN_FILE"),
             (&mut self.vercel_secret, "CLAIMCHECK_VERCEL_SECRET_FILE"),
+            (&mut self.metrics_token, "CLAIMCHECK_METRICS_TOKEN_FILE"),
+            (&mut self.api_token, "CLAIMCHECK_API_TOKEN_FILE"),
         ] {
             if slot.is_none()
                 && let Some(path) = std::env::var_os(var)
@@ -311,6 +321,10 @@ pub(super) async fn serve(
             },
         }),
         http: sc.http.clone(),
+        access: crate::http::auth::Access {
+            metrics: args.metrics_token.map(Into::into),
+            api: args.api_token.map(Into::into),
+        },
     };
     let listener = crate::http::listen::bind(sc.listen)
         .with_context(|| format!("cannot listen on {}", sc.listen))?;

@@ -23,7 +23,7 @@ const ALIASES: [(&str, &str); 3] = [
 
 /// `CLAIMCHECK_*` variables that are not file keys: flags' own (secrets given to `serve`),
 /// and the build's (`build.rs` reads them at compile time; `cargo test` passes them on).
-pub const FLAG_VARS: [&str; 7] = [
+pub const FLAG_VARS: [&str; 11] = [
     "CLAIMCHECK_REVISION",
     "CLAIMCHECK_RUSTC",
     "CLAIMCHECK_INGEST_TOKEN",
@@ -31,6 +31,10 @@ pub const FLAG_VARS: [&str; 7] = [
     "CLAIMCHECK_VERCEL_SECRET",
     "CLAIMCHECK_VERCEL_SECRET_FILE",
     "CLAIMCHECK_VERCEL_VERIFY_CODE",
+    "CLAIMCHECK_METRICS_TOKEN",
+    "CLAIMCHECK_METRICS_TOKEN_FILE",
+    "CLAIMCHECK_API_TOKEN",
+    "CLAIMCHECK_API_TOKEN_FILE",
 ];
 
 /// The file and the environment merged, not yet validated.

@@ -8,6 +8,7 @@
 //! cost.
 
 mod api;
+pub mod auth;
 mod body;
 pub mod error;
 mod ingest;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub replay: Option<Replay>,
     /// Limits on requests (the connection limits are `listen`'s).
     pub http: HttpConfig,
+    /// Tokens for `/metrics` and the API.
+    pub access: auth::Access,
 }
 
 /// What a filtered `/api/summary` needs to judge the store's lines as `verify` would.
@@ -78,11 +81,14 @@ pub fn router(state: AppState) -> Router {
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             limits.max_ingest_in_flight,
         ));
-    Router::new()
-        .route("/", get(page::status_page))
+    let metrics = Router::new()
         .route("/metrics", get(api::metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(api::readyz))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.access.metrics.clone(),
+            auth::require,
+        ));
+    let api = Router::new()
+        .route("/", get(page::status_page))
         .route("/api/orgs", get(api::orgs))
         .route("/api/orgs/{org}/verification", get(reports::verification))
         .route("/api/reports", get(reports::reports))
@@ -90,6 +96,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/summary", get(api::summary))
         .route("/api/sessions/{id}", get(api::session))
         .route("/api/findings", get(api::findings))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.access.api.clone(),
+            auth::require,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(api::readyz))
+        .merge(metrics)
+        .merge(api)
         .merge(ingest)
         .fallback(|| async { ApiError::NotFound })
         // A slow client or a stalled actor cannot hold a connection forever; ingest senders

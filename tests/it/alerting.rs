@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{Server, free_port};
 
+/// The bearer token serve asks of its Prometheus scraper in the end-to-end test.
+const METRICS_TOKEN: &str = "scrape-s3cret";
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -514,6 +517,8 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
     .unwrap();
     let mut serve = crate::support::claimcheck();
     serve.args(["serve", "--listen", &format!("127.0.0.1:{cc}"), "--config"]);
+    // /metrics behind a bearer token, scraped with Prometheus's `authorization` config
+    serve.env("CLAIMCHECK_METRICS_TOKEN", METRICS_TOKEN);
     serve.arg(&config);
     serve.arg("--store").arg(dir.path().join("state.db"));
     serve
@@ -541,7 +546,8 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files: [rules.yml]\n\
              alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am}']\n\
-             scrape_configs:\n  - job_name: claimcheck\n    static_configs:\n      - targets: ['127.0.0.1:{cc}']\n"
+             scrape_configs:\n  - job_name: claimcheck\n    authorization:\n      credentials: {METRICS_TOKEN}\n\
+             \x20   static_configs:\n      - targets: ['127.0.0.1:{cc}']\n"
         ),
     )
     .unwrap();
@@ -563,6 +569,11 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
         (prom_scalar(prom, "up{job=\"claimcheck\"}").await? == 1.0).then_some(())
     })
     .await;
+    // what Prometheus reached, nobody reaches without the token
+    assert_eq!(
+        crate::support::http_get_status(cc, "/metrics").map(|(s, _)| s),
+        Some(401)
+    );
 
     // The platform writes its logs in 15 rounds; each round waits until Prometheus has
     // scraped every line of it, so rates and changes see a live workload.

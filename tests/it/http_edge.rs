@@ -7,6 +7,7 @@ use std::io::Write;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
+use tower::ServiceExt;
 
 use crate::serve::{TOKEN, app, call, drain_post, post, sign};
 
@@ -224,4 +225,71 @@ async fn malformed_entries_in_a_good_batch_are_counted_and_the_rest_kept() {
     assert_eq!(status, StatusCode::OK, "{text}");
     let r: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(r["events"], 2, "{r}");
+}
+
+/// `/metrics` and the API each take their own token; probes stay open; ingest keeps its own.
+#[tokio::test(start_paused = true)]
+async fn each_endpoint_class_takes_its_own_token() {
+    let access = claimcheck::http::auth::Access {
+        metrics: Some("m-token".into()),
+        api: Some("a-token".into()),
+    };
+    let (app, _stop) = crate::serve::app_with(access);
+    let with = |path: &str, token: Option<&str>| {
+        let mut b = Request::get(path);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let api = [
+        "/",
+        "/api/summary",
+        "/api/findings",
+        "/api/orgs",
+        "/api/sessions/x",
+        "/api/reports",
+        "/api/reports/x.json",
+        "/api/orgs/o/verification",
+    ];
+    for path in api {
+        for wrong in [None, Some("m-token"), Some("a-toke"), Some("a-tokenx")] {
+            let res = app.clone().oneshot(with(path, wrong)).await.unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path} {wrong:?}");
+            assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        }
+        let (status, _) = call(&app, with(path, Some("a-token"))).await;
+        assert_ne!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    for wrong in [None, Some("a-token")] {
+        let (status, text) = call(&app, with("/metrics", wrong)).await;
+        assert_eq!(
+            (status, code(&text).as_str()),
+            (StatusCode::UNAUTHORIZED, "invalid_token")
+        );
+    }
+    let (status, text) = call(&app, with("/metrics", Some("m-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("claimcheck_"), "{text}");
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            call(&app, with(path, None)).await.0,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // ingest: its own token, not the others'
+    assert_eq!(
+        call(&app, post("go", Some("a-token"), DISPATCH)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, post("go", Some(TOKEN), DISPATCH)).await.0,
+        StatusCode::OK
+    );
+    // an unknown path is still 404, token or not
+    assert_eq!(
+        call(&app, with("/api/nope", None)).await.0,
+        StatusCode::NOT_FOUND
+    );
 }

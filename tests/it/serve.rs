@@ -20,6 +20,13 @@ pub(crate) const TOKEN: &str = "s3cret";
 const DRAIN_SECRET: &str = "drain-secret";
 
 pub(crate) fn app() -> (axum::Router, CancellationToken) {
+    app_with(Default::default())
+}
+
+/// The router with `access` guarding `/metrics` and the API.
+pub(crate) fn app_with(
+    access: claimcheck::http::auth::Access,
+) -> (axum::Router, CancellationToken) {
     let registry = prometheus::Registry::new();
     let clock = Clock::starting_at(Timestamp(1_795_428_000_000));
     let (actor, summary) = Actor::new(
@@ -49,6 +56,7 @@ pub(crate) fn app() -> (axum::Router, CancellationToken) {
         pending_reports: None,
         replay: None,
         http: Default::default(),
+        access,
     };
     (router(state), stop)
 }
@@ -346,6 +354,7 @@ async fn requests_time_out() {
         pending_reports: None,
         replay: None,
         http: Default::default(),
+        access: Default::default(),
     };
     let app = router(state);
     let started = tokio::time::Instant::now();

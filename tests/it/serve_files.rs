@@ -317,27 +317,7 @@ pub(crate) fn metric_sum(metrics: &str, name: &str, filter: &str) -> f64 {
 #[test]
 fn serve_replaying_simulated_files_counts_what_verify_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let out = crate::support::run_in(
-        dir.path(),
-        &[
-            "simulate",
-            "--out",
-            "w",
-            "--sessions",
-            "3000",
-            "--seed",
-            "11",
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = crate::support::run_in(dir.path(), crate::simulate::VERIFY_WORKLOAD, None);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let t = &report["totals"];
+    let t = &crate::support::simulated_with_verify_totals(dir.path(), 11, 3000);
     let lines: u64 = [
         "dispatch.log",
         "vercel-drain.ndjson",
@@ -345,10 +325,7 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
         "ts-worker.log",
     ]
     .iter()
-    .map(|f| {
-        let text = std::fs::read(dir.path().join("w").join(f)).unwrap();
-        text.iter().filter(|&&b| b == b'\n').count() as u64
-    })
+    .map(|f| crate::support::lines_of(&dir.path().join("w").join(f)))
     .sum();
 
     let config = dir.path().join("serve.toml");

@@ -2,14 +2,15 @@
 //! only once serve has read the one before (as sources with very different delivery delays
 //! would deliver them), must be judged exactly as `verify` judges the finished files.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::serve_files::metric_sum;
-use crate::support::{Server, claimcheck, free_port, http_get, run_in};
+use crate::support::{
+    Server, claimcheck, free_port, http_get, lines_of, simulated_with_verify_totals,
+};
 
 const FILES: [(&str, Option<&str>); 4] = [
     ("dispatch.log", None),
@@ -18,39 +19,11 @@ const FILES: [(&str, Option<&str>); 4] = [
     ("ts-worker.log", Some("ts")),
 ];
 
-fn lines_of(path: &Path) -> u64 {
-    std::fs::read(path)
-        .unwrap()
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count() as u64
-}
-
 /// Appends the files in `order` (indexes into `FILES`), each once serve has read the one
 /// before, then compares `/metrics` and `/api/summary` with `verify`.
 fn appended_one_after_another(order: [usize; 4]) {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_in(
-        dir.path(),
-        &[
-            "simulate",
-            "--out",
-            "w",
-            "--sessions",
-            "3000",
-            "--seed",
-            "11",
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = run_in(dir.path(), crate::simulate::VERIFY_WORKLOAD, None);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let t = report["totals"].clone();
+    let t = simulated_with_verify_totals(dir.path(), 11, 3000);
 
     // The files exist (empty) when serve starts: each is a known source from the start and
     // holds judgements back until it has delivered past them or gone idle.

@@ -136,3 +136,38 @@ pub fn summary(exit: i32, r: &Value) -> String {
     }
     s
 }
+
+/// Lines in a file (newlines counted).
+pub fn lines_of(path: &Path) -> u64 {
+    std::fs::read(path)
+        .unwrap()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count() as u64
+}
+
+/// Simulates `sessions` sessions of `seed` into `dir/w` and returns `verify`'s totals on them:
+/// the reference that the serve tests compare with.
+pub fn simulated_with_verify_totals(dir: &Path, seed: u64, sessions: u64) -> Value {
+    let out = run_in(
+        dir,
+        &[
+            "simulate",
+            "--out",
+            "w",
+            "--sessions",
+            &sessions.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_in(dir, crate::simulate::VERIFY_WORKLOAD, None);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["totals"].clone()
+}

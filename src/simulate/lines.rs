@@ -60,7 +60,8 @@ pub(super) struct Dispatch<'a> {
     pub request_id: &'a [u8],
 }
 
-fn str_field(buf: &mut Vec<u8>, key: &str, value: &[u8]) {
+/// `"key":"value"`, the value written as given (already escaped).
+pub(super) fn str_field(buf: &mut Vec<u8>, key: &str, value: &[u8]) {
     buf.push(b'"');
     buf.extend_from_slice(key.as_bytes());
     buf.extend_from_slice(b"\":\"");
@@ -68,7 +69,8 @@ fn str_field(buf: &mut Vec<u8>, key: &str, value: &[u8]) {
     buf.push(b'"');
 }
 
-fn time_field(buf: &mut Vec<u8>, key: &str, ms: i64, zone: Zone) {
+/// `"key":"<RFC 3339 time>"` in `zone`.
+pub(super) fn time_field(buf: &mut Vec<u8>, key: &str, ms: i64, zone: Zone) {
     buf.push(b'"');
     buf.extend_from_slice(key.as_bytes());
     buf.extend_from_slice(b"\":\"");

@@ -14,8 +14,8 @@ use std::io;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::lines::WorkerEvent;
-use super::write::{Sink, Zone, push_i64, push_time, push_u64};
+use super::lines::{WorkerEvent, str_field, time_field};
+use super::write::{Sink, Zone, push_i64, push_u64};
 use crate::event::EventKind;
 
 /// Which noise the simulated services print around their events.
@@ -45,22 +45,6 @@ pub(super) struct Realistic {
     line: Vec<u8>,
     /// Per worker: claims seen, printed by its periodic stats line.
     claimed_total: [u64; 8],
-}
-
-fn str_field(buf: &mut Vec<u8>, key: &str, value: &[u8]) {
-    buf.push(b'"');
-    buf.extend_from_slice(key.as_bytes());
-    buf.extend_from_slice(b"\":\"");
-    buf.extend_from_slice(value);
-    buf.push(b'"');
-}
-
-fn time_field(buf: &mut Vec<u8>, key: &str, ms: i64, zone: Zone) {
-    buf.push(b'"');
-    buf.extend_from_slice(key.as_bytes());
-    buf.extend_from_slice(b"\":\"");
-    push_time(buf, ms, zone);
-    buf.push(b'"');
 }
 
 const DISPATCHER: &[u8] = b",\"service\":\"dispatcher\",\"queue\":\"dispatch\",\"event\":\"";

@@ -384,6 +384,9 @@ pub struct RawServeConfig {
     /// A followed file no path names any more (rotated away) is read until it has not grown
     /// for this long (or is deleted and read to its end).
     pub close_inactive: String,
+    /// SIGTERM exits within this, even with the store down (what was not committed is
+    /// logged, never acknowledged).
+    pub shutdown_grace: String,
 }
 
 impl Default for RawServeConfig {
@@ -404,6 +407,7 @@ impl Default for RawServeConfig {
             alertmanager: Default::default(),
             http: Default::default(),
             close_inactive: "30s".into(),
+            shutdown_grace: "10s".into(),
         }
     }
 }
@@ -426,6 +430,7 @@ pub struct ServeConfig {
     pub alertmanager: Option<crate::sinks::alertmanager::AlertmanagerConfig>,
     pub http: crate::http::HttpConfig,
     pub close_inactive: Duration,
+    pub shutdown_grace: Duration,
 }
 
 fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
@@ -489,6 +494,7 @@ impl ServeConfig {
             )?,
             http: crate::http::HttpConfig::from_raw(&raw.http)?,
             close_inactive: duration("serve.close_inactive", &raw.close_inactive)?,
+            shutdown_grace: duration("serve.shutdown_grace", &raw.shutdown_grace)?,
         })
     }
 }

@@ -19,6 +19,7 @@ use crate::http::{AppState, VercelDrain, router};
 use crate::parse::Parser;
 use crate::platform;
 use crate::serve::Actor;
+use crate::serve::store_health::StoreHealth;
 use crate::sinks::alertmanager::AlertPusher;
 use crate::sinks::self_metrics::{QueueDepths, StoreMetrics};
 use crate::sources::batch::Batch;
@@ -160,7 +161,10 @@ pub fn run(mut args: ServeArgs, reload: super::signals::Reload) -> anyhow::Resul
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, config, reload))
+    let result = runtime.block_on(serve(args, config, reload));
+    // Whatever still runs (a store call that never answers) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 fn millis(d: std::time::Duration) -> i64 {
@@ -277,9 +281,27 @@ pub(super) async fn serve(
         queues.push(("alerts", h.depth_probe()));
     }
     QueueDepths::register(&registry, queues).context("cannot register the queue metrics")?;
-    actor.measure_commits(
-        StoreMetrics::register(&registry).context("cannot register the store metrics")?,
-    );
+    let store_metrics =
+        StoreMetrics::register(&registry).context("cannot register the store metrics")?;
+    let store_health = match &store {
+        Some(store) => {
+            let (health, state) = StoreHealth::new(
+                store.backend(),
+                Some(store_metrics.clone()),
+                Clock::system(),
+            );
+            tasks.spawn(crate::serve::store_health::probe(
+                store.clone(),
+                health.clone(),
+                std::time::Duration::from_secs(1),
+                shutdown.clone(),
+            ));
+            actor.report_store_health(health);
+            Some(state)
+        }
+        None => None,
+    };
+    actor.shutdown_within(sc.shutdown_grace);
     actor.retire_workers_after(sc.worker_series_ttl);
     tasks.spawn(actor.run(rx, query_rx, shutdown.clone()));
     if let Some(rt) = args.stdin {
@@ -311,6 +333,7 @@ pub(super) async fn serve(
             verify_code: args.vercel_verify_code.unwrap_or_default(),
         }),
         readiness,
+        store_health,
         store: store.clone(),
         pending_reports,
         replay: Some(crate::http::Replay {
@@ -341,7 +364,17 @@ pub(super) async fn serve(
     })
     .await;
     shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
+    // Commits stop trying a little before the grace ends; this is the backstop.
+    let grace = sc.shutdown_grace;
+    let joined =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if joined.is_err() {
+        tracing::error!(
+            grace = ?grace,
+            "the shutdown grace ran out with tasks still running; exiting without them (nothing they held was acknowledged)"
+        );
+        tasks.abort_all();
+    }
     tracing::info!("stopped");
     Ok(())
 }

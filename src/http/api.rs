@@ -20,14 +20,29 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     }
 }
 
-/// Ready when every configured dependency is up; `/healthz` stays green meanwhile (ingestion
-/// and correlation go on without them).
+/// What `/readyz` shows: each platform dependency and the store.
+#[derive(Debug, serde::Serialize)]
+struct Ready {
+    #[serde(flatten)]
+    platform: Option<crate::platform::Readiness>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<crate::serve::store_health::StoreState>,
+}
+
+/// Ready when the store takes commits and every configured platform dependency is up;
+/// `/healthz` stays green meanwhile (the platform's absence only delays its findings; the
+/// store's holds ingestion back, unacknowledged, until it is back).
 pub(super) async fn readyz(State(s): State<AppState>) -> Response {
-    let Some(r) = &s.readiness else {
+    if s.readiness.is_none() && s.store_health.is_none() {
         return "ready\n".into_response();
+    }
+    let r = Ready {
+        platform: s.readiness.as_ref().map(|r| r.borrow().clone()),
+        store: s.store_health.as_ref().map(|h| h.borrow().clone()),
     };
-    let r = r.borrow().clone();
-    let status = if r.ready() {
+    let ready =
+        r.platform.as_ref().is_none_or(|p| p.ready()) && r.store.as_ref().is_none_or(|s| s.up);
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -41,6 +41,8 @@ pub struct AppState {
     pub vercel: Option<VercelDrain>,
     /// The platform dependencies' states (`/readyz`); `None` without a platform configured.
     pub readiness: Option<watch::Receiver<crate::platform::Readiness>>,
+    /// The store's state (`/readyz`); `None` without a store.
+    pub store_health: Option<watch::Receiver<crate::serve::store_health::StoreState>>,
     /// Where post-flip reports are kept; `None` without a store (no reports then).
     pub store: Option<crate::store::Store>,
     /// Flips whose report is not due yet.

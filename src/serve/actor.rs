@@ -36,6 +36,9 @@ pub struct Actor {
     platform_updates: Option<mpsc::Receiver<PlatformUpdate>>,
     /// Set while `recover` replays stored lines: nothing is judged against the platform twice.
     pub(super) replaying: bool,
+    /// Batches (and their event lines) that could not be committed at shutdown: neither
+    /// acknowledged nor checkpointed, so senders retry and files are read again.
+    pub(super) uncommitted: (u64, u64),
 }
 
 impl std::fmt::Debug for Actor {
@@ -67,6 +70,7 @@ impl Actor {
             platform: None,
             platform_updates: None,
             replaying: false,
+            uncommitted: (0, 0),
         };
         Ok((actor, summary_rx))
     }
@@ -83,9 +87,14 @@ impl Actor {
         self.telemetry.report_flips_to(reports);
     }
 
-    /// Measures store commits (latency, failures) into `metrics`.
-    pub fn measure_commits(&mut self, metrics: crate::sinks::self_metrics::StoreMetrics) {
-        self.durable.measure(metrics);
+    /// Reports every commit attempt to `health`, the store's one emitter.
+    pub fn report_store_health(&mut self, health: super::store_health::StoreHealth) {
+        self.durable.report_to(health);
+    }
+
+    /// At shutdown, commits are tried for at most about `grace` (`serve.shutdown_grace`).
+    pub fn shutdown_within(&mut self, grace: Duration) {
+        self.durable.shutdown_within(grace);
     }
 
     /// Removes a worker's series once it has been silent for `ttl` while others heartbeat.
@@ -124,6 +133,14 @@ impl Actor {
         rx.close();
         while let Some(b) = rx.recv().await {
             self.ingest(b).await;
+        }
+        let (batches, lines) = self.uncommitted;
+        if batches > 0 {
+            tracing::error!(
+                batches,
+                event_lines = lines,
+                "stopped with batches not committed to the store: none was acknowledged; senders retry them and followed files are read again from their last committed checkpoint"
+            );
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::sinks::self_metrics::StoreMetrics;
+use super::store_health::StoreHealth;
 use crate::store::{Commit, Store};
 
 /// The store's name for the platform flag book.
@@ -16,15 +16,25 @@ pub const PLATFORM_BOOK: &str = "platform_book";
 /// cannot drift from the evidence (no separately saved summary that can go stale).
 pub const RETIRED_TOTALS: &str = "retired_totals";
 
-/// The store, when there is one, and the token that stops a commit's retries.
+/// The store, when there is one, its health, and the token that stops a commit's retries.
 #[derive(Debug, Default)]
 pub struct Durable {
     store: Option<Store>,
-    /// Cancelled at shutdown: a commit that keeps failing stops retrying then.
+    /// Cancelled at shutdown: from then on commits are tried only until the grace runs out.
     stop: CancellationToken,
-    /// Commit latency and failures, when registered.
-    metrics: Option<StoreMetrics>,
+    /// How long shutdown may take (`serve.shutdown_grace`); commits stop trying a little
+    /// before it runs out.
+    grace: Duration,
+    /// When shutdown began, commits give up at this instant.
+    give_up_at: std::sync::OnceLock<tokio::time::Instant>,
+    /// The one emitter of the store's state (up, reason, commit failures).
+    health: Option<StoreHealth>,
 }
+
+/// Why a commit did not land.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotCommitted(pub String);
 
 impl Durable {
     pub fn attach(&mut self, store: Store) {
@@ -35,54 +45,92 @@ impl Durable {
         self.stop = stop;
     }
 
-    pub fn measure(&mut self, metrics: StoreMetrics) {
-        self.metrics = Some(metrics);
+    pub fn shutdown_within(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    pub fn report_to(&mut self, health: StoreHealth) {
+        self.health = Some(health);
+    }
+
+    /// The instant commits stop trying, once shutdown has begun: most of the grace, so the
+    /// actor can still say what was not committed before the process exits.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        if !self.stop.is_cancelled() {
+            return None;
+        }
+        let at = self.give_up_at.get_or_init(|| {
+            let spare = (self.grace / 5).min(Duration::from_secs(2));
+            tokio::time::Instant::now() + self.grace.saturating_sub(spare)
+        });
+        Some(*at)
     }
 
     /// Commits `c`, retrying with capped backoff until it lands: the in-memory state already
     /// holds the batch, so giving up would let memory and store disagree (a drain retry of an
     /// accepted batch would then be dropped as a re-delivery and never stored). Ingestion
-    /// waits meanwhile — back-pressure, not loss. Only shutdown stops the retries.
-    pub async fn commit(&self, c: &Commit) -> Result<(), String> {
+    /// waits meanwhile — back-pressure, not loss; nothing is acknowledged before it lands.
+    /// After each failure the store is healed (reopened, a deleted SQLite file written
+    /// back). Only shutdown stops the retries, at the end of its grace.
+    pub async fn commit(&self, c: &Commit) -> Result<(), NotCommitted> {
         let Some(store) = &self.store else {
             return Ok(());
         };
         let mut backoff = Duration::from_millis(50);
-        let mut failures = 0u32;
         loop {
             let start = tokio::time::Instant::now();
-            let result = store.commit(c).await;
-            if let Some(m) = &self.metrics {
-                m.attempt(start.elapsed().as_secs_f64(), result.is_ok());
+            let result = match self.deadline() {
+                None => tokio::select! {
+                    r = store.commit(c) => r,
+                    // Shutdown began during the attempt: try again within the grace.
+                    () = self.stop.cancelled() => continue,
+                },
+                Some(at) => match tokio::time::timeout_at(at, store.commit(c)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(NotCommitted(
+                            "the shutdown grace ran out before the store answered".into(),
+                        ));
+                    }
+                },
+            };
+            if let Some(h) = &self.health {
+                h.commit(start.elapsed().as_secs_f64(), &result);
             }
             let err = match result {
-                Ok(()) => {
-                    if failures > 0 {
-                        tracing::info!(
-                            dependency = "store",
-                            state = "up",
-                            after_failures = failures,
-                            "store commits again"
-                        );
-                    }
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(e) => e,
             };
-            failures += 1;
-            if self.stop.is_cancelled() {
-                tracing::error!(error = %err, "store commit failed at shutdown; the batch is not recorded");
-                return Err(err.to_string());
+            // A failed commit can leave a connection holding the write lock; a deleted file
+            // is written back. Failing that, the next attempt fails the same way.
+            let healed = store.heal();
+            match self.deadline() {
+                None => tokio::select! {
+                    r = healed => if let Err(e) = r {
+                        tracing::debug!(error = %e, "cannot heal the store yet");
+                    },
+                    () = self.stop.cancelled() => {}
+                },
+                Some(at) => {
+                    let _ = tokio::time::timeout_at(at, healed).await;
+                }
             }
-            // One line when commits start failing; the retries are at debug.
-            if failures == 1 {
-                tracing::warn!(dependency = "store", state = "down", error = %err, retry_in = ?backoff, "store commit failed; ingestion waits and retries");
-            } else {
-                tracing::debug!(dependency = "store", error = %err, failures, retry_in = ?backoff, "store commit failed again");
+            let mut wake = tokio::time::Instant::now() + backoff;
+            if self.deadline().is_some() {
+                // Shutting down: tries come often until the grace runs out.
+                wake = tokio::time::Instant::now() + backoff.min(Duration::from_millis(200));
             }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = self.stop.cancelled() => {}
+            match self.deadline() {
+                None => tokio::select! {
+                    () = tokio::time::sleep_until(wake) => {}
+                    () = self.stop.cancelled() => {}
+                },
+                Some(at) if at <= wake => {
+                    return Err(NotCommitted(format!(
+                        "the shutdown grace ran out with the store failing: {err}"
+                    )));
+                }
+                Some(_) => tokio::time::sleep_until(wake).await,
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }

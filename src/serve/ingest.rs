@@ -253,7 +253,14 @@ impl Actor {
             }
         }
         commit.state = self.retired_state(commit.prune_before);
-        let stored = self.durable.commit(&commit).await.map(|()| result);
+        let stored = match self.durable.commit(&commit).await {
+            Ok(()) => Ok(result),
+            Err(e) => {
+                self.uncommitted.0 += 1;
+                self.uncommitted.1 += commit.lines.len() as u64;
+                Err(e.to_string())
+            }
+        };
         self.telemetry.publish();
         if let Some(done) = batch.done {
             // The sender may have given up waiting; the lines are recorded all the same.

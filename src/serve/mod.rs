@@ -6,13 +6,16 @@
 //! - `telemetry` — THE emitter: each correlator change and platform event becomes metrics,
 //!   summary, findings, alerts and one tracing line, in one place.
 //! - `findings` — `FindingKind` and the finding log.
-//! - `durable` — commits with backoff, the flag book.
+//! - `durable` — commits with backoff (healing the store between tries), the flag book.
+//! - `store_health` — THE emitter of the store's state: `claimcheck_store_up`, commit
+//!   failures, `/readyz`, one log line per change; and the probe task.
 //! - `view` — what queries answer.
 
 mod actor;
 mod durable;
 mod findings;
 mod ingest;
+pub mod store_health;
 mod telemetry;
 mod view;
 

@@ -101,9 +101,11 @@ async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Respon
     resp
 }
 
-/// `claimcheck_store_commit_duration_seconds` and `claimcheck_store_commit_failures_total`.
+/// `claimcheck_store_up`, `claimcheck_store_commit_duration_seconds` and
+/// `claimcheck_store_commit_failures_total`. Set only by serve's store health emitter.
 #[derive(Debug, Clone)]
 pub struct StoreMetrics {
+    up: prometheus::IntGauge,
     duration: prometheus::Histogram,
     failures: IntCounter,
 }
@@ -121,9 +123,23 @@ impl StoreMetrics {
             "claimcheck_store_commit_failures_total",
             "Store commit attempts that failed (each is retried with backoff; ingestion waits).",
         )?;
+        let up = prometheus::IntGauge::new(
+            "claimcheck_store_up",
+            "1 while the store takes commits and its file is the one opened; 0 while commits fail, the SQLite file is deleted or replaced, or Postgres does not answer.",
+        )?;
+        up.set(1);
+        reg.register(Box::new(up.clone()))?;
         reg.register(Box::new(duration.clone()))?;
         reg.register(Box::new(failures.clone()))?;
-        Ok(StoreMetrics { duration, failures })
+        Ok(StoreMetrics {
+            up,
+            duration,
+            failures,
+        })
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.set(i64::from(up));
     }
 
     /// One attempt took `seconds`; `ok` says whether it landed.

@@ -10,8 +10,9 @@
 //! Both backends run the same SQL (`$N` placeholders, which SQLite reads as numbered
 //! parameters); each has its own migrations because column types differ.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::Row;
@@ -31,6 +32,55 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store: stored summary is not valid JSON: {0}")]
     Summary(#[from] serde_json::Error),
+    /// The SQLite file at the store's path is not the one that was opened.
+    #[error("store file {path}: {fault}")]
+    File { path: String, fault: FileFault },
+}
+
+/// What became of the SQLite file the store opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FileFault {
+    /// Nothing is at its path any more: commits would land in an unlinked file.
+    #[error("deleted")]
+    Deleted,
+    /// Another file (another device and inode) is at its path.
+    #[error("replaced by another file")]
+    Replaced,
+}
+
+impl StoreError {
+    /// A short, stable word for why the store failed, for `/readyz` and the logs:
+    /// `file_deleted`, `file_replaced`, `disk_full`, `unreachable` or `commit_failed`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoreError::File {
+                fault: FileFault::Deleted,
+                ..
+            } => "file_deleted",
+            StoreError::File {
+                fault: FileFault::Replaced,
+                ..
+            } => "file_replaced",
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                // SQLITE_FULL (13) and Postgres' disk_full (53100).
+                let code = e.code();
+                if matches!(code.as_deref(), Some("13" | "53100")) {
+                    "disk_full"
+                } else {
+                    "commit_failed"
+                }
+            }
+            StoreError::Db(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_),
+            ) => "unreachable",
+            _ => "commit_failed",
+        }
+    }
 }
 
 /// One accepted event line, as stored.
@@ -81,16 +131,49 @@ enum Pool {
 /// text for both; it type-checks once per backend.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.pool {
+        match &$store.pool() {
             Pool::Sqlite($pool) => $body,
             Pool::Postgres($pool) => $body,
         }
     };
 }
 
+/// The SQLite file a store opened: its path, how to connect to it again, and its identity
+/// (device, inode) when opened, so a file deleted or replaced underneath is noticed.
+#[derive(Debug)]
+struct SqliteFile {
+    path: PathBuf,
+    /// Never creates the file: after the first open, a missing file is a fault, not a fresh
+    /// empty store.
+    opts: SqliteConnectOptions,
+    identity: std::sync::Mutex<(u64, u64)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: Pool,
+    /// Swapped whole when the store is reopened after a failure.
+    pool: Arc<RwLock<Pool>>,
+    sqlite: Option<Arc<SqliteFile>>,
+    /// One repair at a time (the commit path and the health probe may both try).
+    healing: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn identity_of(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+async fn sqlite_pool(opts: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        // At least one connection stays open for good: it keeps the opened file reachable
+        // after a deletion, so its content can be written back to the path.
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(opts)
+        .await
 }
 
 /// Text from outside (session and entry ids, source names) may hold NUL, which Postgres text
@@ -158,43 +241,161 @@ impl Store {
     /// Opens (creating if needed) the store at `url`: `postgres://…` (or `postgresql://…`),
     /// `sqlite://path`, or a plain path to a SQLite file. Migrations run on open.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?.application_name("claimcheck");
             let pool = PgPoolOptions::new()
                 .max_connections(4)
-                .acquire_timeout(Duration::from_secs(10))
+                // A commit attempt against a Postgres that does not answer fails within
+                // this, is counted, and is retried.
+                .acquire_timeout(Duration::from_secs(3))
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
-            Pool::Postgres(pool)
-        } else {
-            let opts = match url.strip_prefix("sqlite:") {
-                Some(_) => SqliteConnectOptions::from_str(url)?,
-                None => SqliteConnectOptions::new().filename(Path::new(url)),
-            }
-            .create_if_missing(true)
-            // WAL + NORMAL: a committed transaction survives the process being killed.
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(opts)
-                .await?;
-            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-            Pool::Sqlite(pool)
+            return Ok(Store::with(Pool::Postgres(pool), None));
+        }
+        let opts = match url.strip_prefix("sqlite:") {
+            Some(_) => SqliteConnectOptions::from_str(url)?,
+            None => SqliteConnectOptions::new().filename(Path::new(url)),
+        }
+        // WAL + NORMAL: a committed transaction survives the process being killed.
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal);
+        // Created (if need be) by one connection, then opened never creating it again.
+        {
+            use sqlx::{ConnectOptions, Connection};
+            let first = opts.clone().create_if_missing(true).connect().await?;
+            first.close().await?;
+        }
+        let opts = opts.create_if_missing(false);
+        let path = opts.get_filename().to_owned();
+        let identity = identity_of(&path).map_err(sqlx::Error::Io)?;
+        let pool = sqlite_pool(opts.clone()).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        let file = SqliteFile {
+            path,
+            opts,
+            identity: std::sync::Mutex::new(identity),
         };
-        Ok(Store { pool })
+        Ok(Store::with(Pool::Sqlite(pool), Some(Arc::new(file))))
+    }
+
+    fn with(pool: Pool, sqlite: Option<Arc<SqliteFile>>) -> Store {
+        Store {
+            pool: Arc::new(RwLock::new(pool)),
+            sqlite,
+            healing: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    fn pool(&self) -> Pool {
+        match self.pool.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_pool(&self, pool: Pool) -> Pool {
+        match self.pool.write() {
+            Ok(mut p) => std::mem::replace(&mut *p, pool),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), pool),
+        }
+    }
+
+    /// For a SQLite store: whether the file at its path is still the one it opened.
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        let Some(f) = &self.sqlite else {
+            return Ok(());
+        };
+        let opened = *f.identity.lock().unwrap_or_else(|p| p.into_inner());
+        let fault = match identity_of(&f.path) {
+            Ok(now) if now == opened => return Ok(()),
+            Ok(_) => FileFault::Replaced,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileFault::Deleted,
+            Err(e) => return Err(StoreError::Db(sqlx::Error::Io(e))),
+        };
+        Err(StoreError::File {
+            path: f.path.display().to_string(),
+            fault,
+        })
+    }
+
+    /// A cheap round trip (and, for SQLite, the file's identity): is the store there?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.check_file()?;
+        on_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// After a failure, puts the store back in a state where commits can land: for SQLite,
+    /// every connection is closed and opened again (a failed commit, e.g. on a full disk,
+    /// can leave a connection holding the write lock: "database is locked" for ever after),
+    /// and a file deleted underneath is written back to its path from the still-open
+    /// connection first. A replaced file is left alone (`Err`): which one is right is for
+    /// the operator to say. Postgres' pool reconnects by itself.
+    pub async fn heal(&self) -> Result<(), StoreError> {
+        let Some(f) = &self.sqlite else {
+            return Ok(());
+        };
+        let _one = self.healing.lock().await;
+        match self.check_file() {
+            Ok(()) => {}
+            Err(StoreError::File {
+                fault: FileFault::Deleted,
+                ..
+            }) => self.restore(f).await?,
+            Err(e) => return Err(e),
+        }
+        let pool = sqlite_pool(f.opts.clone()).await?;
+        if let Pool::Sqlite(old) = self.set_pool(Pool::Sqlite(pool)) {
+            old.close().await;
+        }
+        Ok(())
+    }
+
+    /// Writes the deleted store back to its path: the open connections still reach the
+    /// unlinked file, so its committed content is copied (`VACUUM INTO`) beside the path
+    /// and renamed onto it; the old connections are closed before the copy takes the path.
+    async fn restore(&self, f: &SqliteFile) -> Result<(), StoreError> {
+        let Pool::Sqlite(pool) = self.pool() else {
+            return Ok(());
+        };
+        let mut tmp = f.path.clone().into_os_string();
+        tmp.push(".restoring");
+        let tmp = PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let mut conn = pool.acquire().await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("VACUUM INTO $1")
+                .bind(tmp.display().to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        // The last connection to close removes the old `-wal`/`-shm` files by name: before
+        // the copy takes the path, not after.
+        pool.close().await;
+        std::fs::rename(&tmp, &f.path).map_err(sqlx::Error::Io)?;
+        let identity = identity_of(&f.path).map_err(sqlx::Error::Io)?;
+        *f.identity.lock().unwrap_or_else(|p| p.into_inner()) = identity;
+        Ok(())
     }
 
     /// Which backend this is, for logs: `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
-        match self.pool {
+        match self.pool() {
             Pool::Sqlite(_) => "sqlite",
             Pool::Postgres(_) => "postgres",
         }
     }
 
+    /// Commits `c` in one transaction. A SQLite store whose file was deleted or replaced
+    /// refuses: the lines would land in a file nobody will read again.
     pub async fn commit(&self, c: &Commit) -> Result<(), StoreError> {
+        self.check_file()?;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Many rows per statement: one round trip per few hundred lines, not per line.

@@ -23,6 +23,7 @@ mod serve_platform;
 mod serve_settled;
 mod simulate;
 mod store;
+mod store_faults;
 mod support;
 mod tidy;
 mod verify;

@@ -6,7 +6,7 @@
 //! pure `Platform`, as `serve`'s actor does. Waits are on conditions with a deadline, never fixed.
 
 mod outages;
-mod servers;
+pub(crate) mod servers;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -21,6 +21,7 @@ struct Sidecar {
     server: Server,
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Sessions whose batch was acknowledged (HTTP 200): each must be in the store.
     acked: Vec<String>,
     sent: u32,
@@ -45,7 +46,7 @@ impl Sidecar {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 sink.lock().unwrap().push(line);
@@ -55,6 +56,7 @@ impl Sidecar {
             server: Server(child),
             port,
             log,
+            reader: Some(reader),
             acked: Vec::new(),
             sent: 0,
         };
@@ -86,7 +88,7 @@ impl Sidecar {
                 "timed out waiting for {what}; log:\n{}",
                 self.log_text()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::yield_now();
         }
         start.elapsed()
     }
@@ -157,24 +159,24 @@ impl Sidecar {
             .unwrap()
             .success();
         assert!(ok);
-        loop {
-            if self.server.0.try_wait().unwrap().is_some() {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "no exit 60 s after SIGTERM; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The reader thread ends when the process closes its stderr, i.e. exits.
+        let reader = self.reader.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = reader.join();
+            let _ = tx.send(());
+        });
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            panic!("no exit 60 s after SIGTERM; log:\n{}", self.log_text());
         }
-        // The stderr thread reads to the end.
-        std::thread::sleep(Duration::from_millis(200));
-        start.elapsed()
+        let took = start.elapsed();
+        let _ = self.server.0.wait();
+        took
     }
 }
 
 /// Every acknowledged session is stored, and no line is stored twice.
+#[allow(clippy::print_stderr)]
 async fn assert_no_loss(store: &str, acked: &[String]) {
     let store = claimcheck::store::Store::open(store).await.unwrap();
     let mut stored: BTreeMap<String, u32> = BTreeMap::new();

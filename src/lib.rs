@@ -24,5 +24,6 @@ pub mod serve;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;
+pub mod state;
 pub mod store;
 pub mod verify;

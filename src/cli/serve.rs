@@ -228,7 +228,9 @@ pub(super) async fn serve(
     // Followed files are read from their start (or their checkpoint): until each source has
     // caught up, judgements wait for all the evidence.
     let follows = file_sources(&sc.files, max_line, sc.close_inactive)?;
-    actor.catching_up(follows.iter().map(|(cfg, _)| cfg.pattern.clone()));
+    actor
+        .catching_up(follows.iter().map(|(cfg, _)| cfg.pattern.clone()))
+        .await;
     let checkpoints = match &store {
         Some(s) => s
             .checkpoints()

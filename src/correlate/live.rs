@@ -240,6 +240,11 @@ impl Live {
         self.watermarks.low(now)
     }
 
+    /// Each source's watermark.
+    pub fn watermarks(&self) -> &Watermarks {
+        &self.watermarks
+    }
+
     /// How long a session is kept after it was first seen.
     pub fn retention_ms(&self) -> i64 {
         self.config.retention_ms

@@ -210,6 +210,11 @@ impl Correlator {
         self.sessions.iter()
     }
 
+    /// Sessions held now.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn session(&self, id: &SessionId) -> Option<&Session> {
         self.sessions.get(id)
     }

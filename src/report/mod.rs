@@ -189,15 +189,35 @@ pub struct Evidence {
 impl Evidence {
     /// One record of a session, with names looked up and its origin as `source`.
     pub fn of(c: &Correlator, r: &Record, source: String) -> Evidence {
+        Evidence::new(
+            r.kind,
+            r.runner,
+            r.time,
+            c.worker_name(r.worker).map(str::to_owned),
+            c.detail_name(r.extra),
+            source,
+        )
+    }
+
+    /// One event from its parts; `detail` is a claim's version, a release's reason or an
+    /// other event's detail (a dispatch has none).
+    pub fn new(
+        kind: EventKind,
+        runner: crate::event::Runner,
+        time: crate::event::Timestamp,
+        worker: Option<String>,
+        detail: Option<&str>,
+        source: String,
+    ) -> Evidence {
         Evidence {
-            event: r.kind.as_str().to_owned(),
-            runner: r.runner.as_str().to_owned(),
-            at: r.time.to_rfc3339(),
-            worker: c.worker_name(r.worker).map(str::to_owned),
-            detail: match r.kind {
+            event: kind.as_str().to_owned(),
+            runner: runner.as_str().to_owned(),
+            at: time.to_rfc3339(),
+            worker,
+            detail: match kind {
                 EventKind::Dispatch => None,
-                EventKind::Claim => c.detail_name(r.extra).map(|v| format!("version {v}")),
-                _ => c.detail_name(r.extra).map(str::to_owned),
+                EventKind::Claim => detail.map(|v| format!("version {v}")),
+                _ => detail.map(str::to_owned),
             },
             source,
         }

@@ -13,18 +13,20 @@ use super::ingest::{RecentIds, Sources};
 use super::telemetry::Telemetry;
 use super::view::{self, Lookup, Summary};
 use crate::clock::Clock;
-use crate::correlate::live::{Change, Live, LiveConfig};
+use crate::correlate::live::{Change, LiveConfig};
 use crate::event::Timestamp;
 use crate::parse::Parser;
 use crate::platform::{Platform, PlatformUpdate};
 use crate::sinks::alertmanager::AlertHandle;
 use crate::sinks::metrics::Metrics;
 use crate::sources::batch::Batch;
+use crate::state::{CorrelationState, LocalState};
 use crate::store::Commit;
 
-pub struct Actor {
+/// Generic over the correlation state behind the port (`state/`); [`LocalState`] by default.
+pub struct Actor<S = LocalState> {
     pub(super) parser: Parser,
-    pub(super) live: Live,
+    pub(super) state: S,
     pub(super) telemetry: Telemetry,
     pub(super) clock: Clock,
     /// Drain entry ids seen lately: a retried delivery is dropped.
@@ -39,9 +41,12 @@ pub struct Actor {
     /// Batches (and their event lines) that could not be committed at shutdown: neither
     /// acknowledged nor checkpointed, so senders retry and files are read again.
     pub(super) uncommitted: (u64, u64),
+    /// Set when sessions were forgotten: the receive time before which every stored line
+    /// belongs to a forgotten session, pruned with the next commit.
+    pub(super) prune_due: Option<Timestamp>,
 }
 
-impl std::fmt::Debug for Actor {
+impl<S> std::fmt::Debug for Actor<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Actor")
             .field("summary", self.telemetry.summary())
@@ -49,7 +54,8 @@ impl std::fmt::Debug for Actor {
     }
 }
 
-impl Actor {
+impl Actor<LocalState> {
+    /// An actor over the local correlation state.
     pub fn new(
         parser: Parser,
         config: LiveConfig,
@@ -57,11 +63,30 @@ impl Actor {
         clock: Clock,
         org_label_cap: usize,
     ) -> prometheus::Result<(Actor, watch::Receiver<Summary>)> {
+        Actor::with_state(
+            parser,
+            LocalState::new(config),
+            registry,
+            clock,
+            org_label_cap,
+        )
+    }
+}
+
+impl<S: CorrelationState> Actor<S> {
+    /// An actor over any implementation of the correlation-state port.
+    pub fn with_state(
+        parser: Parser,
+        state: S,
+        registry: &Registry,
+        clock: Clock,
+        org_label_cap: usize,
+    ) -> prometheus::Result<(Actor<S>, watch::Receiver<Summary>)> {
         let (telemetry, summary_rx) =
             Telemetry::new(Metrics::register(registry, org_label_cap, 500)?);
         let actor = Actor {
             parser,
-            live: Live::new(config),
+            state,
             telemetry,
             clock,
             entries: RecentIds::default(),
@@ -71,6 +96,7 @@ impl Actor {
             platform_updates: None,
             replaying: false,
             uncommitted: (0, 0),
+            prune_due: None,
         };
         Ok((actor, summary_rx))
     }
@@ -125,7 +151,7 @@ impl Actor {
                     Some(b) => self.ingest(b).await,
                     None => break,
                 },
-                Some(q) = queries.recv() => self.answer(q),
+                Some(q) = queries.recv() => self.answer(q).await,
                 Some(u) = next_update(&mut updates) => self.on_platform_update(u).await,
                 _ = tick.tick() => self.tick().await,
             }
@@ -144,16 +170,19 @@ impl Actor {
         }
     }
 
-    fn answer(&self, q: Lookup) {
+    async fn answer(&self, q: Lookup) {
         match q {
             Lookup::Session(id, reply) => {
+                let state = match self.state.session(&id).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session lookup failed");
+                        None
+                    }
+                };
                 let name = |i: u16| self.sources.name(i).to_owned();
-                let _ = reply.send(view::session(
-                    &self.live,
-                    self.telemetry.findings(),
-                    name,
-                    &id,
-                ));
+                let _ = reply
+                    .send(state.map(|s| view::session(s, self.telemetry.findings(), name, &id)));
             }
             Lookup::Orgs(reply) => {
                 let now = self.clock.now();
@@ -166,8 +195,16 @@ impl Actor {
     }
 
     /// Every change through the one emitter; overdue sessions also ask the platform who
-    /// holds their Redis claim key (it tells a lost log line from a lost session).
-    pub(super) fn apply(&mut self, changes: Vec<Change>, now: Timestamp) {
+    /// holds their Redis claim key (it tells a lost log line from a lost session). Forgotten
+    /// sessions make their stored lines due for pruning.
+    pub(super) fn emit(&mut self, changes: Vec<Change>, now: Timestamp) {
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::Forgotten { .. }))
+        {
+            let before = now.saturating_add_ms(-self.state.retention_ms());
+            self.prune_due = Some(self.prune_due.map_or(before, |p| p.max(before)));
+        }
         if let Some(p) = self.platform.as_mut()
             && !self.replaying
         {
@@ -212,12 +249,10 @@ impl Actor {
             let events = p.on_tick(now);
             self.platform_events(events, now).await;
         }
-        let changes = self.live.on_tick(now);
-        if changes.is_empty() {
+        if !self.tick_state(now).await {
             return;
         }
-        let prune_before = self.prune_before(&changes, now);
-        self.apply(changes, now);
+        let prune_before = self.prune_due.take();
         let commit = Commit {
             prune_before,
             state: self.retired_state(prune_before),
@@ -240,13 +275,20 @@ impl Actor {
             .unwrap_or_default()
     }
 
-    /// When sessions were forgotten, the receive time before which every stored line belongs
-    /// to a forgotten session.
-    pub(super) fn prune_before(&self, changes: &[Change], now: Timestamp) -> Option<Timestamp> {
-        changes
-            .iter()
-            .any(|c| matches!(c, Change::Forgotten { .. }))
-            .then(|| now.saturating_add_ms(-self.live.retention_ms()))
+    /// What is due by `now` in the correlation state, through the emitter. `true` when
+    /// something changed.
+    pub(super) async fn tick_state(&mut self, now: Timestamp) -> bool {
+        match self.state.tick(now).await {
+            Ok(changes) if changes.is_empty() => false,
+            Ok(changes) => {
+                self.emit(changes, now);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tick not applied: the correlation state is unavailable");
+                false
+            }
+        }
     }
 }
 

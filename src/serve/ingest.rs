@@ -6,11 +6,11 @@ use rustc_hash::FxHashSet;
 
 use super::actor::Actor;
 use super::durable::RETIRED_TOTALS;
-use crate::correlate::live::Change;
-use crate::event::{EventKind, Origin, Runner, Timestamp};
+use crate::event::{Event, EventKind, Origin, Runner, Timestamp};
 use crate::parse::{LineContext, Parsed};
 use crate::sinks::metrics::LineResult;
 use crate::sources::batch::{Batch, BatchResult};
+use crate::state::{CorrelationState, Delivery, Fate, StateError};
 use crate::store::{Commit, Store, StoreError, StoredLine};
 
 /// Ids seen lately, bounded: the oldest are forgotten first. A drain retries within minutes,
@@ -90,37 +90,86 @@ enum Line {
     Rejected(crate::parse::Reject),
 }
 
-impl Actor {
+/// What the emitter and the platform need of an event once the state has taken it.
+struct Meta {
+    /// Its line's index in the batch.
+    at: usize,
+    kind: EventKind,
+    runtime: Runner,
+    time: Timestamp,
+    session: Option<String>,
+    org: Option<String>,
+    worker: Option<String>,
+    version: Option<String>,
+}
+
+/// One batch of lines of one source, received at `now`.
+struct Lines<'a> {
+    source: &'a str,
+    input: u16,
+    now: Timestamp,
+    backlog: Option<bool>,
+    default_runtime: Option<Runner>,
+    /// Each line with its origin and drain entry id.
+    lines: Vec<(Origin, &'a [u8], Option<&'a str>)>,
+}
+
+impl<S: CorrelationState> Actor<S> {
     /// Makes the actor durable: replays what `store` holds (the lines of every retained
-    /// session, in order, at their receive times) and commits every batch from now on.
+    /// session, in order, at their receive times, batch by batch as they were received) and
+    /// commits every batch from now on.
     pub async fn recover(&mut self, store: Store) -> Result<(), StoreError> {
         if let Some(json) = store.state(RETIRED_TOTALS).await? {
             self.telemetry.restore_retired(serde_json::from_str(&json)?);
         }
         self.replaying = true;
-        for l in store.lines().await? {
-            let changes = self.live.on_tick(l.received_at);
-            self.apply(changes, l.received_at);
-            let input = self.sources.index(&l.source);
-            self.sources.saw_line(input, l.line);
-            let origin = Origin {
+        let stored = store.lines().await?;
+        let mut rest = stored.as_slice();
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|l| {
+                    l.source == first.source
+                        && l.received_at == first.received_at
+                        && l.default_runtime == first.default_runtime
+                })
+                .count();
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            let input = self.sources.index(&first.source);
+            for l in group {
+                self.sources.saw_line(input, l.line);
+            }
+            let lines = Lines {
+                source: &first.source,
                 input,
-                line: l.line,
+                now: first.received_at,
+                backlog: None,
+                default_runtime: first.default_runtime,
+                lines: group
+                    .iter()
+                    .map(|l| {
+                        (
+                            Origin {
+                                input,
+                                line: l.line,
+                            },
+                            l.raw.as_slice(),
+                            l.entry_id.as_deref(),
+                        )
+                    })
+                    .collect(),
             };
-            self.process(
-                &l.source,
-                origin,
-                &l.raw,
-                l.entry_id.as_deref(),
-                l.default_runtime,
-                l.received_at,
-            );
+            if let Err(e) = self.deliver(lines).await {
+                tracing::error!(error = %e, "recovery stopped: the correlation state refused a batch");
+                break;
+            }
         }
+        drop(stored);
         self.replaying = false;
         // Sources that have been quiet since stop holding judgements back now.
         let now = self.clock.now();
-        let changes = self.live.on_tick(now);
-        self.apply(changes, now);
+        self.tick_state(now).await;
         self.durable.attach(store);
         self.telemetry.publish();
         Ok(())
@@ -128,114 +177,178 @@ impl Actor {
 
     /// Names sources known before they send (files that exist when `serve` starts): each
     /// holds judgements back until it has delivered past them or gone idle.
-    pub fn catching_up(&mut self, sources: impl IntoIterator<Item = String>) {
+    pub async fn catching_up(&mut self, sources: impl IntoIterator<Item = String>) {
         let now = self.clock.now();
-        for name in sources {
-            let input = self.sources.index(&name);
-            self.live.source_seen(input, now, false);
+        let inputs: Vec<u16> = sources
+            .into_iter()
+            .map(|name| self.sources.index(&name))
+            .collect();
+        if let Err(e) = self.state.announce(&inputs, now).await {
+            tracing::warn!(error = %e, "cannot announce the followed files to the correlation state");
         }
     }
 
-    /// One line through parse and the live correlator. Metrics and the summary follow.
-    fn process(
+    /// One line through drain dedupe and parse: the event, or what else the line was.
+    fn parse(
         &mut self,
-        source: &str,
-        origin: Origin,
         line: &[u8],
         entry_id: Option<&str>,
         default_runtime: Option<Runner>,
         now: Timestamp,
-    ) -> Line {
+    ) -> Result<Event, Line> {
         if let Some(id) = entry_id
             && !self.entries.insert(id)
         {
-            return Line::Duplicate;
+            return Err(Line::Duplicate);
         }
         let ctx = LineContext {
             default_runtime,
             received_at: Some(now),
         };
-        let ev = match self.parser.parse_line(line, &ctx) {
-            Parsed::Ignored => return Line::Ignored,
-            Parsed::Rejected(reason) => return Line::Rejected(reason),
-            Parsed::Event(ev) => ev,
-        };
-        let (kind, runtime, time) = (ev.kind, ev.runner, ev.time);
-        let org = ev.org.as_ref().map(|o| o.to_string());
-        let session = ev.session.as_ref().map(|s| s.to_string());
-        let daemon = matches!(kind, EventKind::Heartbeat | EventKind::Claim)
-            .then(|| (ev.worker.clone(), ev.version.clone()));
-        let Some(changes) = self.live.on_event(ev, origin, now) else {
-            return Line::Duplicate;
-        };
-        let daemon = match &daemon {
-            Some((Some(worker), version)) => Some((
-                runtime,
-                worker.as_str(),
-                version.as_deref(),
-                (kind == EventKind::Heartbeat).then_some(time),
-            )),
-            _ => None,
-        };
-        self.telemetry.event(source, time, daemon);
-        let first_dispatch = changes
-            .iter()
-            .any(|c| matches!(c, Change::Dispatched { .. }));
-        self.apply(changes, now);
-        if first_dispatch && let (Some(p), Some(id)) = (self.platform.as_mut(), session.as_deref())
-        {
-            if self.replaying {
-                p.on_replayed_dispatch(id, now);
-            } else {
-                // A dispatch only yields drift findings; the flag book is unchanged.
-                for e in p.on_dispatch(id, org.as_deref(), runtime, time, now) {
-                    let _ = self.telemetry.platform(e, now);
+        match self.parser.parse_line(line, &ctx) {
+            Parsed::Ignored => Err(Line::Ignored),
+            Parsed::Rejected(reason) => Err(Line::Rejected(reason)),
+            Parsed::Event(ev) => Ok(ev),
+        }
+    }
+
+    /// A batch's lines through parse and the correlation state, in one call to it; the
+    /// changes through the emitter. Returns what each line was, in order.
+    async fn deliver(&mut self, b: Lines<'_>) -> Result<Vec<Line>, StateError> {
+        let mut out: Vec<Line> = Vec::with_capacity(b.lines.len());
+        let mut events = Vec::new();
+        let mut metas = Vec::new();
+        for (i, (origin, raw, entry_id)) in b.lines.iter().enumerate() {
+            match self.parse(raw, *entry_id, b.default_runtime, b.now) {
+                Err(line) => out.push(line),
+                Ok(ev) => {
+                    out.push(Line::Duplicate);
+                    metas.push(Meta {
+                        at: i,
+                        kind: ev.kind,
+                        runtime: ev.runner,
+                        time: ev.time,
+                        session: ev.session.as_ref().map(|s| s.to_string()),
+                        org: ev.org.as_ref().map(|o| o.to_string()),
+                        worker: ev.worker.as_ref().map(|w| w.to_string()),
+                        version: ev.version.as_ref().map(|v| v.to_string()),
+                    });
+                    events.push((ev, *origin));
                 }
             }
         }
-        Line::Event { session }
+        let applied = self
+            .state
+            .apply(Delivery {
+                input: b.input,
+                now: b.now,
+                backlog: b.backlog,
+                events,
+            })
+            .await?;
+        let now = b.now;
+        for (m, fate) in metas.iter().zip(&applied.fates) {
+            if !fate.is_fresh() {
+                continue;
+            }
+            let daemon = match (&m.worker, m.kind) {
+                (Some(worker), EventKind::Heartbeat | EventKind::Claim) => Some((
+                    m.runtime,
+                    worker.as_str(),
+                    m.version.as_deref(),
+                    (m.kind == EventKind::Heartbeat).then_some(m.time),
+                )),
+                _ => None,
+            };
+            self.telemetry.event(b.source, m.time, daemon);
+        }
+        self.emit(applied.changes, now);
+        for (m, fate) in metas.into_iter().zip(applied.fates) {
+            let Fate::Accepted { first_dispatch } = fate else {
+                continue;
+            };
+            if first_dispatch
+                && let (Some(p), Some(id)) = (self.platform.as_mut(), m.session.as_deref())
+            {
+                if self.replaying {
+                    p.on_replayed_dispatch(id, now);
+                } else {
+                    // A dispatch only yields drift findings; the flag book is unchanged.
+                    for e in p.on_dispatch(id, m.org.as_deref(), m.runtime, m.time, now) {
+                        let _ = self.telemetry.platform(e, now);
+                    }
+                }
+            }
+            if let Some(slot) = out.get_mut(m.at) {
+                *slot = Line::Event { session: m.session };
+            }
+        }
+        Ok(out)
     }
 
-    pub(super) async fn ingest(&mut self, batch: Batch) {
+    pub(super) async fn ingest(&mut self, mut batch: Batch) {
         let now = self.clock.now();
         let mut result = BatchResult::default();
         let input = self.sources.index(&batch.source);
+        let origins: Vec<Origin> = batch
+            .lines
+            .iter()
+            .map(|_| self.sources.next_line(input))
+            .collect();
+        let lines = Lines {
+            source: &batch.source,
+            input,
+            now,
+            backlog: Some(batch.backlog),
+            default_runtime: batch.default_runtime,
+            lines: batch
+                .lines
+                .iter()
+                .zip(&origins)
+                .enumerate()
+                .map(|(i, (raw, origin))| {
+                    (
+                        *origin,
+                        raw.as_slice(),
+                        batch.entry_ids.get(i).and_then(Option::as_deref),
+                    )
+                })
+                .collect(),
+        };
+        let outcomes = match self.deliver(lines).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(source = %batch.source, error = %e, "batch not applied: the correlation state is unavailable");
+                if let Some(done) = batch.done {
+                    let _ = done.send(Err(e.to_string()));
+                }
+                return;
+            }
+        };
         let mut commit = Commit {
             // Sized once: grown by doubling, a 20,000-line batch reallocated megabytes a dozen
             // times.
             lines: Vec::with_capacity(batch.lines.len()),
-            position: batch.position,
+            position: batch.position.take(),
+            prune_before: self.prune_due.take(),
             ..Commit::default()
         };
-        self.live.source_seen(input, now, batch.backlog);
-        // Expired sessions go first, as a replay would meet them.
-        let changes = self.live.on_tick(now);
-        commit.prune_before = self.prune_before(&changes, now);
-        self.apply(changes, now);
-        for (i, line) in batch.lines.iter().enumerate() {
-            let origin = self.sources.next_line(input);
-            let entry_id = batch.entry_ids.get(i).and_then(Option::as_deref);
-            let outcome = self.process(
-                &batch.source,
-                origin,
-                line,
-                entry_id,
-                batch.default_runtime,
-                now,
-            );
-            let source = batch.source.as_str();
+        let source = batch.source.as_str();
+        let raws = std::mem::take(&mut batch.lines);
+        for (i, (outcome, raw)) in outcomes.into_iter().zip(raws).enumerate() {
             match outcome {
                 Line::Event { session } => {
                     result.events += 1;
                     self.telemetry.line(source, LineResult::Event);
+                    let entry_id = batch.entry_ids.get(i).and_then(Option::as_deref);
                     commit.lines.push(StoredLine {
                         received_at: now,
                         source: batch.source.clone(),
-                        line: origin.line,
+                        line: origins.get(i).map_or(0, |o| o.line),
                         session,
                         entry_id: entry_id.map(str::to_owned),
                         default_runtime: batch.default_runtime,
-                        raw: line.clone(),
+                        raw,
                     });
                 }
                 Line::Duplicate => {

@@ -6,9 +6,9 @@ use tokio::sync::oneshot;
 
 use super::findings::{Findings, LiveFinding};
 use crate::correlate::Outcome;
-use crate::correlate::live::Live;
 use crate::event::{Origin, SessionId, Timestamp};
 use crate::report::{Evidence, Totals};
+use crate::state::SessionState;
 
 /// The durable totals behind `/api/summary`: verify's `totals`, kept live. `unclaimed` and
 /// `pending` are the sessions overdue or waiting *now*; `redispatches` and `unexpected_runner`
@@ -56,37 +56,40 @@ pub struct SessionView {
     pub events: Vec<Evidence>,
 }
 
-/// One session as `live` holds it; `source_name` names an origin's input.
+/// One session as the correlation state holds it; `source_name` names an origin's input.
 pub fn session(
-    live: &Live,
+    s: SessionState,
     findings: &Findings,
     source_name: impl Fn(u16) -> String,
     id: &SessionId,
-) -> Option<SessionView> {
-    let c = live.core();
-    let s = c.session(id)?;
-    let j = s.judge(c.timeouts(), c.watermark());
+) -> SessionView {
     let source = |o: Origin| format!("{}:{}", source_name(o.input), o.line);
-    Some(SessionView {
+    SessionView {
         session_id: id.to_string(),
-        outcome: j.outcome.map(Outcome::as_str),
-        org: j
-            .dispatch
-            .and_then(|d| c.org_name(d.extra))
-            .map(str::to_owned),
-        runner: j.dispatch.map(|d| d.runner.as_str()),
-        dispatched_at: j.dispatch.map(|d| d.time.to_rfc3339()),
-        deadline: j.deadline.map(Timestamp::to_rfc3339),
-        latency_seconds: j.latency_ms.map(|ms| ms as f64 / 1000.0),
-        duplicate_claim: j.duplicate,
-        reclaims: j.reclaims,
+        outcome: s.outcome.map(Outcome::as_str),
+        org: s.org,
+        runner: s.runner.map(|r| r.as_str()),
+        dispatched_at: s.dispatched_at.map(Timestamp::to_rfc3339),
+        deadline: s.deadline.map(Timestamp::to_rfc3339),
+        latency_seconds: s.latency_ms.map(|ms| ms as f64 / 1000.0),
+        duplicate_claim: s.duplicate,
+        reclaims: s.reclaims,
         redis_claim_witness: findings
             .witness(id.as_str())
             .map(|w| Witness { holder: w.clone() }),
         events: s
-            .records()
-            .iter()
-            .map(|r| Evidence::of(c, r, source(r.origin())))
+            .records
+            .into_iter()
+            .map(|r| {
+                Evidence::new(
+                    r.kind,
+                    r.runner,
+                    r.time,
+                    r.worker,
+                    r.detail.as_deref(),
+                    source(r.origin),
+                )
+            })
             .collect(),
-    })
+    }
 }

@@ -22,6 +22,7 @@ mod serve_files;
 mod serve_platform;
 mod serve_settled;
 mod simulate;
+mod state;
 mod store;
 mod store_faults;
 mod support;

@@ -69,12 +69,28 @@ impl Watermarks {
     pub fn low(&self, now: Timestamp) -> Timestamp {
         self.sources
             .iter()
-            .filter(|s| {
-                s.backlog || now.millis().saturating_sub(s.last_seen.millis()) < self.idle_after_ms
-            })
+            .filter(|s| self.active(s, now))
             .map(|s| s.high.unwrap_or(Timestamp::MIN))
             .min()
             .unwrap_or(END_OF_TIME)
+    }
+
+    /// Each source: its index, its watermark and whether it is active at `now`.
+    pub fn each(
+        &self,
+        now: Timestamp,
+    ) -> impl Iterator<Item = (u16, Option<Timestamp>, bool)> + '_ {
+        self.sources.iter().enumerate().map(move |(i, s)| {
+            (
+                u16::try_from(i).unwrap_or(u16::MAX),
+                s.high,
+                self.active(s, now),
+            )
+        })
+    }
+
+    fn active(&self, s: &Source, now: Timestamp) -> bool {
+        s.backlog || now.millis().saturating_sub(s.last_seen.millis()) < self.idle_after_ms
     }
 
     /// When the next source goes idle after `now`, if one can: the low watermark may move

@@ -1,0 +1,177 @@
+//! The correlation state in this process: [`Live`] behind the port, plus the counts the port
+//! promises (pending, overdue), kept from the changes it returns.
+
+use super::{
+    Applied, CorrelationState, Delivery, Fate, SessionState, SourceWatermark, StateError,
+    StateRecord, StateTotals,
+};
+use crate::correlate::live::{Change, Live, LiveConfig};
+use crate::event::{EventKind, SessionId, Timestamp};
+
+/// The local correlation state: one process, memory only (the store keeps the lines that
+/// rebuild it).
+#[derive(Debug)]
+pub struct LocalState {
+    live: Live,
+    pending: u64,
+    overdue: u64,
+}
+
+impl LocalState {
+    pub fn new(config: LiveConfig) -> LocalState {
+        LocalState {
+            live: Live::new(config),
+            pending: 0,
+            overdue: 0,
+        }
+    }
+
+    /// The live correlator underneath (tests, and `hold`/`release`).
+    pub fn live_mut(&mut self) -> &mut Live {
+        &mut self.live
+    }
+
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    fn count(&mut self, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::PendingStarted { .. } => self.pending += 1,
+                Change::PendingEnded { .. } => self.pending = self.pending.saturating_sub(1),
+                Change::Overdue { .. } => self.overdue += 1,
+                Change::OverdueResolved { .. } | Change::OverdueForgotten { .. } => {
+                    self.overdue = self.overdue.saturating_sub(1);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The synchronous core of [`CorrelationState::apply`].
+    pub fn apply_now(&mut self, d: Delivery) -> Applied {
+        if let Some(backlog) = d.backlog {
+            self.live.source_seen(d.input, d.now, backlog);
+        }
+        let mut changes = self.live.on_tick(d.now);
+        let mut fates = Vec::with_capacity(d.events.len());
+        for (ev, origin) in d.events {
+            match self.live.on_event(ev, origin, d.now) {
+                None => fates.push(Fate::Redelivered),
+                Some(c) => {
+                    let first_dispatch = c.iter().any(|c| matches!(c, Change::Dispatched { .. }));
+                    fates.push(Fate::Accepted { first_dispatch });
+                    changes.extend(c);
+                }
+            }
+        }
+        self.count(&changes);
+        Applied { fates, changes }
+    }
+
+    /// The synchronous core of [`CorrelationState::tick`].
+    pub fn tick_now(&mut self, now: Timestamp) -> Vec<Change> {
+        let changes = self.live.on_tick(now);
+        self.count(&changes);
+        changes
+    }
+
+    /// The synchronous core of [`CorrelationState::session`].
+    pub fn session_now(&self, id: &SessionId) -> Option<SessionState> {
+        let c = self.live.core();
+        let s = c.session(id)?;
+        let j = s.judge(c.timeouts(), c.watermark());
+        Some(SessionState {
+            outcome: j.outcome,
+            org: j
+                .dispatch
+                .and_then(|d| c.org_name(d.extra))
+                .map(str::to_owned),
+            runner: j.dispatch.map(|d| d.runner),
+            dispatched_at: j.dispatch.map(|d| d.time),
+            deadline: j.deadline,
+            latency_ms: j.latency_ms,
+            duplicate: j.duplicate,
+            reclaims: j.reclaims,
+            records: s
+                .records()
+                .iter()
+                .map(|r| StateRecord {
+                    kind: r.kind,
+                    runner: r.runner,
+                    time: r.time,
+                    worker: c.worker_name(r.worker).map(str::to_owned),
+                    detail: match r.kind {
+                        EventKind::Dispatch => None,
+                        _ => c.detail_name(r.extra).map(str::to_owned),
+                    },
+                    origin: r.origin(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The synchronous core of [`CorrelationState::totals`].
+    pub fn totals_now(&self) -> StateTotals {
+        let stats = self.live.core().stats();
+        StateTotals {
+            sessions: self.live.core().session_count() as u64,
+            pending: self.pending,
+            overdue: self.overdue,
+            events: stats.events.iter().sum(),
+            redelivered: stats.duplicates,
+            evicted: stats.evicted,
+        }
+    }
+}
+
+impl CorrelationState for LocalState {
+    async fn announce(&mut self, inputs: &[u16], now: Timestamp) -> Result<(), StateError> {
+        for &input in inputs {
+            self.live.source_seen(input, now, false);
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, delivery: Delivery) -> Result<Applied, StateError> {
+        Ok(self.apply_now(delivery))
+    }
+
+    async fn tick(&mut self, now: Timestamp) -> Result<Vec<Change>, StateError> {
+        Ok(self.tick_now(now))
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<SessionState>, StateError> {
+        Ok(self.session_now(id))
+    }
+
+    async fn totals(&self) -> Result<StateTotals, StateError> {
+        Ok(self.totals_now())
+    }
+
+    async fn watermarks(
+        &self,
+        now: Timestamp,
+    ) -> Result<(Vec<SourceWatermark>, Timestamp), StateError> {
+        let each = self
+            .live
+            .watermarks()
+            .each(now)
+            .map(|(input, high, active)| SourceWatermark {
+                input,
+                high,
+                active,
+            })
+            .collect();
+        Ok((each, self.live.low_watermark(now)))
+    }
+
+    fn next_due(&self) -> Option<Timestamp> {
+        self.live.next_due()
+    }
+
+    fn retention_ms(&self) -> i64 {
+        self.live.retention_ms()
+    }
+}

@@ -1,0 +1,180 @@
+//! state: the correlation-state port — what `serve`'s actor needs from the state that joins
+//! dispatches to claims, and nothing about where that state lives.
+//!
+//! In: batches of parsed events with their origins ([`Delivery`]), the sidecar's clock.
+//! Out: the [`Change`]s they cause, returned to the caller so `serve/telemetry` stays the one
+//! emitter of metrics, findings, alerts and log lines; answers about one session, totals and
+//! source watermarks. It never parses, logs, counts or stores.
+//!
+//! [`local::LocalState`] keeps the state in this process (`correlate::live::Live`). The port is
+//! shaped so that a shared implementation (Redis Cluster, one atomic script per slot per
+//! batch) fits behind it too:
+//! - one call per batch, never per line ([`CorrelationState::apply`]), and async, so a network
+//!   round trip per batch is possible;
+//! - applying an exact re-delivery of an event changes nothing and says so
+//!   ([`Fate::Redelivered`]): a replica killed before its checkpoint re-sends what it had
+//!   applied, and the outcome is counted once;
+//! - each session is judged once, whoever sweeps its deadline ([`CorrelationState::tick`]);
+//! - every answer is an owned value (no borrow of the state crosses the port).
+//!
+//! `tests/it/state.rs` is the conformance suite every implementation must pass.
+
+use std::future::Future;
+
+use crate::correlate::Outcome;
+use crate::correlate::live::Change;
+use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
+
+pub mod local;
+
+pub use local::LocalState;
+
+/// Why the state could not do what was asked (the local state never fails; a shared one can
+/// lose its connection). The caller retries the batch: applying it again is idempotent.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("correlation state unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One source's batch of events, received at `now`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The source (`Origin::input`) that delivered the batch.
+    pub input: u16,
+    /// When the sidecar received it (its own clock).
+    pub now: Timestamp,
+    /// Whether the source has more to read right away (a source catching up is never idle);
+    /// `None` when unknown (a replay of stored lines).
+    pub backlog: Option<bool>,
+    /// The batch's events in the order the source delivered them, each with its origin.
+    pub events: Vec<(Event, Origin)>,
+}
+
+/// What became of one event of a [`Delivery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// An exact re-delivery of an event already applied: nothing changed.
+    Redelivered,
+    /// New evidence; `first_dispatch` when it was its session's first dispatch.
+    Accepted { first_dispatch: bool },
+}
+
+impl Fate {
+    pub fn is_fresh(self) -> bool {
+        matches!(self, Fate::Accepted { .. })
+    }
+}
+
+/// What applying a [`Delivery`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// One per event of the delivery, in its order.
+    pub fates: Vec<Fate>,
+    /// Everything the batch changed, in order.
+    pub changes: Vec<Change>,
+}
+
+/// One record of a session, with its names resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRecord {
+    pub kind: EventKind,
+    /// The dispatch's runner or the claim's runtime.
+    pub runner: Runner,
+    pub time: Timestamp,
+    pub worker: Option<String>,
+    /// A claim's daemon version, a release's or an other event's detail.
+    pub detail: Option<String>,
+    pub origin: Origin,
+}
+
+/// Everything the state knows about one session, judged against the latest event time seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionState {
+    pub outcome: Option<Outcome>,
+    pub org: Option<String>,
+    /// The dispatch's runner.
+    pub runner: Option<Runner>,
+    pub dispatched_at: Option<Timestamp>,
+    pub deadline: Option<Timestamp>,
+    pub latency_ms: Option<i64>,
+    pub duplicate: bool,
+    pub reclaims: u32,
+    /// Its records, oldest first.
+    pub records: Vec<StateRecord>,
+}
+
+/// The state's own counts (the cumulative outcome totals are the emitter's: it sees every
+/// change).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateTotals {
+    /// Sessions whose evidence is held now.
+    pub sessions: u64,
+    /// Dispatched sessions waiting for a first claim, not overdue.
+    pub pending: u64,
+    /// Dispatched sessions overdue and still unclaimed.
+    pub overdue: u64,
+    /// Distinct events applied.
+    pub events: u64,
+    /// Exact re-deliveries dropped.
+    pub redelivered: u64,
+    /// Sessions judged early and dropped because the session cap was reached.
+    pub evicted: u64,
+}
+
+/// One source's watermark: the largest event time it delivered, and whether it holds the low
+/// watermark back now (idle sources do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceWatermark {
+    pub input: u16,
+    pub high: Option<Timestamp>,
+    pub active: bool,
+}
+
+/// The correlation-state port. Every method is a future, so an implementation may answer over
+/// the network; the local one answers at once.
+pub trait CorrelationState: Send + Sync {
+    /// Names sources known before they deliver (files that exist at start): each holds
+    /// judgements back until it has delivered past them or gone idle.
+    fn announce(
+        &mut self,
+        inputs: &[u16],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Applies one batch: what is due by `delivery.now` first (as a replay would meet it),
+    /// then each event. Exact re-deliveries change nothing.
+    fn apply(
+        &mut self,
+        delivery: Delivery,
+    ) -> impl Future<Output = Result<Applied, StateError>> + Send;
+
+    /// Everything whose time has come by `now`: settled and held-too-long sessions, overdue
+    /// sessions, orphans, forgotten and evicted sessions.
+    fn tick(
+        &mut self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Change>, StateError>> + Send;
+
+    /// One session, if its evidence is held.
+    fn session(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<SessionState>, StateError>> + Send;
+
+    /// The state's counts now.
+    fn totals(&self) -> impl Future<Output = Result<StateTotals, StateError>> + Send;
+
+    /// Each known source's watermark at `now`, and the low watermark over the active ones.
+    fn watermarks(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(Vec<SourceWatermark>, Timestamp), StateError>> + Send;
+
+    /// When [`CorrelationState::tick`] next has work to do, if ever (a shared state may
+    /// answer a bound: its sweeps are leased).
+    fn next_due(&self) -> Option<Timestamp>;
+
+    /// How long a session is kept after it was first seen: the store prunes its lines then.
+    fn retention_ms(&self) -> i64;
+}

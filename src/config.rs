@@ -381,6 +381,8 @@ pub struct RawServeConfig {
     pub alertmanager: crate::sinks::alertmanager::RawAlertmanagerConfig,
     /// Limits at the HTTP edge.
     pub http: crate::http::RawHttpConfig,
+    /// TLS on the listener (off while its files are empty).
+    pub tls: crate::http::tls::RawTlsConfig,
     /// A followed file no path names any more (rotated away) is read until it has not grown
     /// for this long (or is deleted and read to its end).
     pub close_inactive: String,
@@ -406,6 +408,7 @@ impl Default for RawServeConfig {
             worker_series_ttl: "1h".into(),
             alertmanager: Default::default(),
             http: Default::default(),
+            tls: Default::default(),
             close_inactive: "30s".into(),
             shutdown_grace: "10s".into(),
         }
@@ -429,6 +432,7 @@ pub struct ServeConfig {
     pub worker_series_ttl: Duration,
     pub alertmanager: Option<crate::sinks::alertmanager::AlertmanagerConfig>,
     pub http: crate::http::HttpConfig,
+    pub tls: Option<crate::http::tls::TlsConfig>,
     pub close_inactive: Duration,
     pub shutdown_grace: Duration,
 }
@@ -493,6 +497,7 @@ impl ServeConfig {
                 &raw.alertmanager,
             )?,
             http: crate::http::HttpConfig::from_raw(&raw.http)?,
+            tls: crate::http::tls::TlsConfig::from_raw(&raw.tls)?,
             close_inactive: duration("serve.close_inactive", &raw.close_inactive)?,
             shutdown_grace: duration("serve.shutdown_grace", &raw.shutdown_grace)?,
         })

@@ -86,6 +86,8 @@ pub fn run(args: DemoArgs, reload: super::signals::Reload) -> anyhow::Result<()>
         vercel_secret: None,
         vercel_verify_code: None,
         alertmanager: None,
+        tls_cert: None,
+        tls_key: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -82,6 +82,14 @@ pub struct ServeArgs {
     /// rest of `[serve.alertmanager]` still applies [`CLAIMCHECK_SERVE_ALERTMANAGER_URL`].
     #[arg(long, value_name = "URL")]
     pub alertmanager: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM), reloaded when it changes and on SIGHUP
+    /// [`serve.tls.cert_file`, `CLAIMCHECK_SERVE_TLS_CERT_FILE`]; needs `--tls-key`.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// The TLS certificate's private key (PEM) [`serve.tls.key_file`,
+    /// `CLAIMCHECK_SERVE_TLS_KEY_FILE`].
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -109,6 +117,12 @@ impl ServeArgs {
         }
         if let Some(url) = self.alertmanager.take() {
             sc.alertmanager.url = url;
+        }
+        if let Some(cert) = self.tls_cert.take() {
+            sc.tls.cert_file = cert;
+        }
+        if let Some(key) = self.tls_key.take() {
+            sc.tls.key_file = key;
         }
         sc.files.append(&mut self.dispatch);
         sc.files.append(&mut self.claims);
@@ -174,7 +188,7 @@ fn millis(d: std::time::Duration) -> i64 {
 pub(super) async fn serve(
     args: ServeArgs,
     config: Config,
-    reload: super::signals::Reload,
+    mut reload: super::signals::Reload,
 ) -> anyhow::Result<()> {
     // Before anything can say "serving": from here SIGHUP reloads instead of killing.
     let signals = super::signals::Signals::install();
@@ -351,15 +365,35 @@ pub(super) async fn serve(
             api: args.api_token.map(Into::into),
         },
     };
+    let tls = match &sc.tls {
+        Some(tc) => {
+            let metrics = crate::http::tls::TlsMetrics::register(&state.registry)
+                .context("cannot register the TLS metrics")?;
+            let certs = crate::http::tls::Certificates::open(tc.clone(), metrics)
+                .context("cannot load the TLS certificate")?;
+            tasks.spawn(certs.clone().watch(shutdown.clone()));
+            reload.reload_tls(certs.clone());
+            Some(certs.acceptor().context("cannot set up TLS")?)
+        }
+        None => None,
+    };
+    let listen_metrics = crate::http::listen::ListenMetrics::register(&state.registry)
+        .context("cannot register the connection metrics")?;
     let listener = crate::http::listen::bind(sc.listen)
         .with_context(|| format!("cannot listen on {}", sc.listen))?;
     let bound = listener.local_addr().unwrap_or(sc.listen);
-    tracing::info!(listen = %bound, store = sc.store.is_some(), files = sc.files.len(), "serving");
+    tracing::info!(
+        listen = %bound,
+        tls = tls.is_some(),
+        store = sc.store.is_some(),
+        files = sc.files.len(),
+        "serving"
+    );
     let stop = shutdown.clone();
     let app = crate::sinks::self_metrics::HttpMetrics::register(&state.registry)
         .context("cannot register the HTTP metrics")?
         .layer(router(state));
-    crate::http::listen::serve(listener, app, sc.http.clone(), async move {
+    crate::http::listen::serve(listener, app, sc.http.clone(), tls, listen_metrics, async move {
         signals.until_stopped(reload).await;
         tracing::info!("shutting down: flushing state");
         stop.cancel();

@@ -2,7 +2,8 @@
 //! does. SIGHUP is what `systemctl reload` and logrotate's `postrotate` send: it re-reads the
 //! config file, applies what is safe to change while running, and reopens the log file.
 //!
-//! Safe to change today: the log level (and the log file, reopened at its path). Everything
+//! Safe to change today: the log level (and the log file, reopened at its path), and the TLS
+//! certificate (read again from its files; one that does not load leaves the served one). Everything
 //! else in the file (listen address, store, sources, platform) needs a restart; a reload
 //! that finds them changed says so in one line rather than half-applying them.
 
@@ -21,6 +22,8 @@ pub struct Reload {
     /// The file as it was read at start (or at the last reload): what needs a restart is
     /// compared against it.
     loaded: Option<RawConfig>,
+    /// The served TLS certificate, read again from its files on every reload.
+    tls: Option<std::sync::Arc<crate::http::tls::Certificates>>,
 }
 
 impl Reload {
@@ -34,12 +37,22 @@ impl Reload {
             flags,
             log,
             loaded,
+            tls: None,
         }
+    }
+
+    /// Reloads also re-read this certificate pair.
+    pub fn reload_tls(&mut self, certs: std::sync::Arc<crate::http::tls::Certificates>) {
+        self.tls = Some(certs);
     }
 
     /// Re-reads the file and applies it. A file that no longer parses changes nothing: the
     /// process keeps running on what it has, and says why.
     pub fn reload(&mut self) {
+        // The certificate's files are not the config file: reloaded even when it is broken.
+        if let Some(certs) = &self.tls {
+            certs.reload();
+        }
         let raw = match &self.config {
             Some(p) => match super::load_raw(Some(p)) {
                 Ok(l) => Some(l.raw),

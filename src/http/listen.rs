@@ -6,7 +6,11 @@
 //! descriptors. A client address holding `max_connections_per_client` already has any further
 //! connection closed at once, so no single client can take every permit and `/healthz` stays
 //! reachable. hyper's `header_read_timeout` closes connections that trickle their request head
-//! (slowloris) or sit idle between keep-alive requests.
+//! (slowloris) or sit idle between keep-alive requests. With `[serve.tls]`, the handshake comes
+//! first and is bounded by the same timeout, so trickling a TLS `ClientHello` costs a
+//! client as much as trickling a request head.
+//!
+//! Every connection closed before HTTP is counted by reason, by [`ListenMetrics`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -44,6 +49,82 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
+}
+
+/// Why a connection was closed before any HTTP was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its client address already held `max_connections_per_client`.
+    ClientCap,
+    /// The TLS handshake did not finish within `header_read_timeout`.
+    TlsTimeout,
+    /// The TLS handshake failed (plain HTTP on the TLS port, no common cipher, garbage).
+    TlsError,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [Refusal::ClientCap, Refusal::TlsTimeout, Refusal::TlsError];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::ClientCap => "client_cap",
+            Refusal::TlsTimeout => "tls_timeout",
+            Refusal::TlsError => "tls_error",
+        }
+    }
+}
+
+/// `claimcheck_http_connections_refused_total{reason}` and `claimcheck_http_connections_open`.
+#[derive(Debug, Clone)]
+pub struct ListenMetrics {
+    refused: IntCounterVec,
+    open: IntGauge,
+}
+
+impl ListenMetrics {
+    pub fn register(reg: &Registry) -> prometheus::Result<ListenMetrics> {
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "claimcheck_http_connections_refused_total",
+                "Connections closed before any HTTP was read, by reason: client_cap (the \
+                 client address held its cap), tls_timeout, tls_error.",
+            ),
+            &["reason"],
+        )?;
+        let open = IntGauge::new(
+            "claimcheck_http_connections_open",
+            "Connections open now (at serve.http.max_connections serve stops accepting).",
+        )?;
+        reg.register(Box::new(refused.clone()))?;
+        reg.register(Box::new(open.clone()))?;
+        for r in Refusal::ALL {
+            refused.with_label_values(&[r.as_str()]);
+        }
+        Ok(ListenMetrics { refused, open })
+    }
+
+    /// One connection closed before HTTP: counted, and logged at DEBUG (a hostile client
+    /// must not be able to fill the log).
+    fn refused(&self, peer: std::net::SocketAddr, reason: Refusal, detail: &str) {
+        self.refused.with_label_values(&[reason.as_str()]).inc();
+        tracing::debug!(%peer, reason = reason.as_str(), detail, "connection refused");
+    }
+}
+
+/// One connection on the open-connections gauge, taken off when it ends (or is aborted).
+struct OpenConnection(IntGauge);
+
+impl OpenConnection {
+    fn new(gauge: &IntGauge) -> OpenConnection {
+        gauge.inc();
+        OpenConnection(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Open connections per client address.
@@ -82,12 +163,14 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish for
-/// up to the request timeout.
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` completes, then
+/// lets open requests finish for up to the request timeout.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: HttpConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: ListenMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(config.max_connections));
@@ -126,16 +209,29 @@ pub async fn serve(
         };
         let Some(slot) = ClientSlot::take(&clients, peer.ip(), config.max_connections_per_client)
         else {
-            tracing::debug!(%peer, "connection refused: the client holds its cap");
+            metrics.refused(peer, Refusal::ClientCap, "");
             continue;
         };
         let _ = stream.set_nodelay(true);
         let builder = builder.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let metrics = metrics.clone();
+        let handshake_timeout = config.header_read_timeout;
+        let open = OpenConnection::new(&metrics.open);
         connections.spawn(async move {
-            connection(&builder, watcher, stream, app).await;
-            drop((permit, slot));
+            match tls {
+                None => connection(&builder, watcher, stream, app).await,
+                Some(tls) => {
+                    match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(&builder, watcher, stream, app).await,
+                        Ok(Err(e)) => metrics.refused(peer, Refusal::TlsError, &e.to_string()),
+                        Err(_) => metrics.refused(peer, Refusal::TlsTimeout, ""),
+                    }
+                }
+            }
+            drop((permit, slot, open));
         });
     }
     drop(listener);

@@ -5,7 +5,8 @@
 //! `ingest.rs` takes lines in (NDJSON, the Vercel drain), `api.rs` answers queries and probes,
 //! `reports.rs` serves post-flip reports and verdicts, `page.rs` the status page; `error.rs`
 //! turns every refusal into a status and a JSON `code`; `limits.rs` bounds what a client may
-//! cost.
+//! cost; `listen.rs` serves the router on a socket within those limits, over TLS (`tls.rs`)
+//! when configured.
 
 mod api;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod limits;
 pub mod listen;
 mod page;
 mod reports;
+pub mod tls;
 
 use axum::Router;
 use axum::http::StatusCode;

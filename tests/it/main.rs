@@ -9,6 +9,7 @@ mod follow_model;
 mod hostile;
 mod http_edge;
 mod http_load;
+mod http_tls;
 mod live;
 mod ops;
 mod packaging;

@@ -393,11 +393,18 @@ pub(super) async fn serve(
     let app = crate::sinks::self_metrics::HttpMetrics::register(&state.registry)
         .context("cannot register the HTTP metrics")?
         .layer(router(state));
-    crate::http::listen::serve(listener, app, sc.http.clone(), tls, listen_metrics, async move {
-        signals.until_stopped(reload).await;
-        tracing::info!("shutting down: flushing state");
-        stop.cancel();
-    })
+    crate::http::listen::serve(
+        listener,
+        app,
+        sc.http.clone(),
+        tls,
+        listen_metrics,
+        async move {
+            signals.until_stopped(reload).await;
+            tracing::info!("shutting down: flushing state");
+            stop.cancel();
+        },
+    )
     .await;
     shutdown.cancel();
     // Commits stop trying a little before the grace ends; this is the backstop.

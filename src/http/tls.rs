@@ -77,7 +77,12 @@ impl TlsConfig {
         }
         let check_interval = match humantime::parse_duration(&raw.check_interval) {
             Ok(d) if !d.is_zero() => d,
-            Ok(_) => return Err(invalid("serve.tls.check_interval", "must be more than zero")),
+            Ok(_) => {
+                return Err(invalid(
+                    "serve.tls.check_interval",
+                    "must be more than zero",
+                ));
+            }
             Err(e) => {
                 return Err(invalid(
                     "serve.tls.check_interval",
@@ -278,7 +283,10 @@ impl Certificates {
             }
             let me = self.clone();
             // File reads block: off the runtime's workers.
-            if tokio::task::spawn_blocking(move || me.check()).await.is_err() {
+            if tokio::task::spawn_blocking(move || me.check())
+                .await
+                .is_err()
+            {
                 tracing::error!("the TLS certificate check panicked");
             }
         }
@@ -302,7 +310,10 @@ mod tests {
 
     #[test]
     fn both_files_or_neither() {
-        assert_eq!(TlsConfig::from_raw(&RawTlsConfig::default()).ok(), Some(None));
+        assert_eq!(
+            TlsConfig::from_raw(&RawTlsConfig::default()).ok(),
+            Some(None)
+        );
         for (raw, key) in [
             (
                 RawTlsConfig {

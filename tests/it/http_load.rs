@@ -294,6 +294,22 @@ async fn slowloris_and_floods_leave_healthz_answering() {
     assert!(w.probes > 0 && w.failed == 0, "{w:?}");
     assert!(w.slowest < Duration::from_secs(1), "{w:?}");
     assert!(w.max_fds <= fds0 + PER_CLIENT + 4, "{w:?} from {fds0}");
+    // every connection over the client's cap was counted as refused, by one emitter
+    let metrics = crate::support::http_get(port, "/metrics").unwrap_or_default();
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("claimcheck_http_connections_refused_total{reason=\"client_cap\"}")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    eprintln!("refused for the client cap so far: {refused}");
+    assert!(
+        refused >= (closed - PER_CLIENT * 3) as f64,
+        "{refused} refused of {closed} closed"
+    );
 
     // 3. many clients: 24 addresses x 64 silent connections, more than max_connections. Serve
     // stops accepting at the cap (its descriptors stay bounded) and the header timeout

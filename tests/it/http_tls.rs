@@ -167,7 +167,10 @@ impl Tls {
     async fn wait_metric(&self, series: &str, at_least: f64) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.metric(series).await < at_least {
-            assert!(Instant::now() < deadline, "{series} never reached {at_least}");
+            assert!(
+                Instant::now() < deadline,
+                "{series} never reached {at_least}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -264,7 +267,8 @@ async fn sighup_reloads_the_certificate_and_stalled_handshakes_are_reaped() {
         .unwrap()
         .success();
     assert!(ok);
-    tls.wait_served(&second, "the certificate after SIGHUP").await;
+    tls.wait_served(&second, "the certificate after SIGHUP")
+        .await;
     assert_eq!(tls.metric(LOADED).await, 2.0);
 
     // 200 connections from 4 addresses (under the per-client cap) stall their handshakes
@@ -279,7 +283,10 @@ async fn sighup_reloads_the_certificate_and_stalled_handshakes_are_reaped() {
     let mut slowest = Duration::ZERO;
     for _ in 0..5 {
         let t = Instant::now();
-        assert!(tls.served().await.is_some(), "HTTPS failed during the attack");
+        assert!(
+            tls.served().await.is_some(),
+            "HTTPS failed during the attack"
+        );
         slowest = slowest.max(t.elapsed());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -302,7 +309,13 @@ async fn sighup_reloads_the_certificate_and_stalled_handshakes_are_reaped() {
         started.elapsed(),
     );
     assert_eq!(survived, 0, "a stalled handshake outlived the timeout");
-    assert!(held > 0, "no handshake reached the timeout: it was not tested");
-    assert!(longest < HEADER_TIMEOUT + Duration::from_secs(2), "{longest:?}");
+    assert!(
+        held > 0,
+        "no handshake reached the timeout: it was not tested"
+    );
+    assert!(
+        longest < HEADER_TIMEOUT + Duration::from_secs(2),
+        "{longest:?}"
+    );
     assert!(timeouts >= held as f64, "{timeouts} < {held}");
 }

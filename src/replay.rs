@@ -1,7 +1,8 @@
 //! replay: the lines in `serve`'s store, parsed again exactly as at ingest (the same parser,
-//! each source's default runtime, the receive time for lines without a time of their own).
+//! each source's default runtime, the receive time for lines without a time of their own),
+//! for post-flip reports made from the store.
 
-use crate::event::{Event, Origin, Runner};
+use crate::event::{Origin, Runner};
 use crate::parse::{LineContext, Parsed, Parser};
 use crate::store::{Store, StoreError};
 
@@ -42,16 +43,4 @@ pub async fn each(
         visit(parser.parse_line(&l.raw, &ctx), origin, &sources[input]);
     }
     Ok(sources)
-}
-
-/// Every stored event with its origin, oldest first.
-pub async fn events(store: &Store, parser: &Parser) -> Result<Vec<(Event, Origin)>, StoreError> {
-    let mut out = Vec::new();
-    each(store, parser, |parsed, origin, _| {
-        if let Parsed::Event(ev) = parsed {
-            out.push((ev, origin));
-        }
-    })
-    .await?;
-    Ok(out)
 }

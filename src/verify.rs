@@ -80,26 +80,3 @@ pub fn verify(
     }
     Ok(tally.finish(&correlator, &ingest, inputs))
 }
-
-/// The totals of `events` judged as `verify` judges files (against the latest event time),
-/// for the dispatches `selection` picks: `serve`'s filtered `/api/summary` over its store.
-pub fn totals_of(
-    events: impl IntoIterator<Item = (crate::event::Event, crate::event::Origin)>,
-    correlate: CorrelateConfig,
-    selection: Selection,
-) -> crate::report::Totals {
-    let timeouts = correlate.timeouts;
-    let mut correlator = Correlator::new(correlate);
-    let mut tally = Tally::new(selection, timeouts, Vec::new(), 0);
-    for (ev, origin) in events {
-        correlator.on_event(ev, origin);
-    }
-    for e in correlator.take_evicted() {
-        tally.add(&correlator, &e.id, &e.session, e.watermark);
-    }
-    let watermark = correlator.watermark();
-    for (id, session) in correlator.sessions() {
-        tally.add(&correlator, id, session, watermark);
-    }
-    tally.totals().clone()
-}

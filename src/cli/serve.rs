@@ -352,13 +352,7 @@ pub(super) async fn serve(
         store_health,
         store: store.clone(),
         pending_reports,
-        replay: Some(crate::http::Replay {
-            parse: config.parse.clone(),
-            correlate: CorrelateConfig {
-                timeouts: sc.timeouts,
-                ..CorrelateConfig::default()
-            },
-        }),
+        summary_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(crate::http::SUMMARY_SLOTS)),
         http: sc.http.clone(),
         access: crate::http::auth::Access {
             metrics: args.metrics_token.map(Into::into),

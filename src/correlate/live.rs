@@ -65,7 +65,13 @@ impl Default for LiveConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A session's first dispatch arrived.
-    Dispatched { runner: Runner, org: Option<String> },
+    Dispatched {
+        session: SessionId,
+        runner: Runner,
+        org: Option<String>,
+        /// The dispatch's event time.
+        at: Timestamp,
+    },
     /// A distinct claim event arrived.
     Claimed { runtime: Runner },
     /// The session now waits for its first claim (pending gauge up).
@@ -81,6 +87,8 @@ pub enum Change {
         runner: Runner,
         /// The dispatch's org, so no consumer reaches back into the correlator for it.
         org: Option<String>,
+        /// The dispatch's event time.
+        dispatched_at: Timestamp,
         outcome: Outcome,
         latency_ms: Option<i64>,
         skew_clamped: bool,
@@ -90,6 +98,8 @@ pub enum Change {
         session: SessionId,
         runner: Runner,
         org: Option<String>,
+        /// The dispatch's event time.
+        dispatched_at: Timestamp,
     },
     /// An overdue session was claimed after all (unclaimed gauge down, alert resolved).
     OverdueResolved {
@@ -118,8 +128,12 @@ pub enum Change {
         session: SessionId,
         org: Option<String>,
     },
-    /// A claim after a release.
-    Reclaimed { runtime: Runner },
+    /// A claim after a release: the session's `total`-th.
+    Reclaimed {
+        session: SessionId,
+        runtime: Runner,
+        total: u32,
+    },
     /// A claim for a session that was not dispatched within the grace period.
     Orphan { session: SessionId, runtime: Runner },
 }
@@ -300,7 +314,12 @@ impl Live {
             mark.dispatched = true;
             let runner = j.dispatch.map_or(runner, |d| d.runner);
             mark.counted.dispatched = Some(runner);
-            out.push(Change::Dispatched { runner, org });
+            out.push(Change::Dispatched {
+                session: id.clone(),
+                runner,
+                org,
+                at: j.dispatch.map_or(Timestamp::MIN, |d| d.time),
+            });
             if j.first_claim.is_none() {
                 mark.pending = Some(runner);
                 let t = self.config.correlate.timeouts.millis(runner);
@@ -406,8 +425,12 @@ impl Live {
             .rev()
             .find(|r| r.kind == EventKind::Claim)
             .map_or(Runner::Other, |r| r.runner);
-        for _ in mark.reclaims..j.reclaims {
-            out.push(Change::Reclaimed { runtime });
+        for n in mark.reclaims..j.reclaims {
+            out.push(Change::Reclaimed {
+                session: id.clone(),
+                runtime,
+                total: n + 1,
+            });
         }
         mark.reclaims = mark.reclaims.max(j.reclaims);
         mark.counted.reclaims = mark.reclaims;
@@ -456,6 +479,7 @@ impl Live {
                 out.push(Change::PendingEnded { runner });
                 out.push(Change::Overdue {
                     org: org_of(&self.core, &id),
+                    dispatched_at: dispatched_at(&self.core, &id),
                     session: id,
                     runner,
                 });
@@ -556,6 +580,7 @@ fn judged(
         session: id.clone(),
         runner: d.runner,
         org: org.map(str::to_owned),
+        dispatched_at: d.time,
         outcome,
         latency_ms: j.latency_ms,
         skew_clamped: j.skew_clamped,
@@ -574,6 +599,13 @@ fn first_duplicate_runtime(records: &[super::session::Record]) -> Runner {
         }
     }
     Runner::Other
+}
+
+/// When `id` was dispatched (event time).
+fn dispatched_at(core: &Correlator, id: &SessionId) -> Timestamp {
+    core.session(id)
+        .and_then(|s| s.judge(core.timeouts(), Timestamp::MIN).dispatch)
+        .map_or(Timestamp::MIN, |d| d.time)
 }
 
 /// The org `id` was dispatched for, when known.

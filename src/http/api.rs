@@ -57,8 +57,16 @@ pub(super) struct SummaryQuery {
     until: Option<String>,
 }
 
-/// The durable totals; with `org`, `since` or `until` (RFC 3339, on dispatch time), the
-/// store's retained lines judged again as `verify` judges files, for those dispatches.
+/// Filtered summaries that may run at once (each is one indexed SQL aggregate).
+pub const SUMMARY_SLOTS: usize = 4;
+
+/// A filtered summary that takes longer than this is abandoned (503 `store_unavailable`).
+const SUMMARY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The durable totals; with `org`, `since` or `until` (RFC 3339, on dispatch time), SQL
+/// aggregates over the store's per-session outcome rows for those dispatches: bounded in time
+/// and memory whatever the store holds, at most `SUMMARY_SLOTS` at once (beyond: 429
+/// `summary_busy`).
 pub(super) async fn summary(
     State(s): State<AppState>,
     Query(q): Query<SummaryQuery>,
@@ -72,25 +80,21 @@ pub(super) async fn summary(
         Some(None) => Err(ApiError::InvalidTime),
     };
     let (since, until) = (time(&q.since)?, time(&q.until)?);
-    let (Some(store), Some(replay)) = (s.store.clone(), s.replay.clone()) else {
+    let Some(store) = s.store.clone() else {
         return Err(ApiError::FiltersNeedAStore);
     };
-    let parser = crate::parse::Parser::new(replay.parse.clone());
-    let events = crate::replay::events(&store, &parser)
-        .await
-        .map_err(|_| ApiError::StoreUnavailable)?;
-    let selection = crate::report::Selection {
-        orgs: q.org.into_iter().collect(),
+    let Ok(_slot) = s.summary_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::SummaryBusy);
+    };
+    let filter = crate::store::OutcomeFilter {
+        org: q.org,
         since,
         until,
-        expect_runner: None,
     };
-    let totals = tokio::task::spawn_blocking(move || {
-        crate::verify::totals_of(events, replay.correlate, selection)
-    })
-    .await
-    .map_err(|_| ApiError::JudgingFailed)?;
-    Ok(Json(totals).into_response())
+    match tokio::time::timeout(SUMMARY_DEADLINE, store.summary(&filter)).await {
+        Ok(Ok(totals)) => Ok(Json(totals).into_response()),
+        Ok(Err(_)) | Err(_) => Err(ApiError::StoreUnavailable),
+    }
 }
 
 pub(super) async fn session(

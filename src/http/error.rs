@@ -44,8 +44,9 @@ pub enum ApiError {
     /// The actor is gone: serve is stopping.
     #[error("shutting_down")]
     ShuttingDown,
-    #[error("judging_failed")]
-    JudgingFailed,
+    /// Too many filtered summaries at once; retry shortly.
+    #[error("summary_busy")]
+    SummaryBusy,
     #[error("stored_report_unreadable")]
     StoredReportUnreadable,
     /// The configured Vercel verification code is not a valid header value.
@@ -87,9 +88,8 @@ impl ApiError {
             NotFound | UnknownSession | NoPlatformConfigured | NoStoreConfigured | NoSuchReport
             | NoFlipDetected | DrainNotConfigured => StatusCode::NOT_FOUND,
             StoreUnavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            JudgingFailed | StoredReportUnreadable | BadVerifyCode => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            SummaryBusy => StatusCode::TOO_MANY_REQUESTS,
+            StoredReportUnreadable | BadVerifyCode => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -111,7 +111,7 @@ impl ApiError {
             DrainNotConfigured => "drain_not_configured",
             StoreUnavailable => "store_unavailable",
             ShuttingDown => "shutting_down",
-            JudgingFailed => "judging_failed",
+            SummaryBusy => "summary_busy",
             StoredReportUnreadable => "stored_report_unreadable",
             BadVerifyCode => "bad_verify_code",
             BodyTooLarge => "body_too_large",

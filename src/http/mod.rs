@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::serve::{Lookup, Summary};
 use crate::sources::batch::Batch;
 
+pub use api::SUMMARY_SLOTS;
 pub use error::ApiError;
 pub use limits::{HttpConfig, MAX_BODY_BYTES, REQUEST_TIMEOUT, RawHttpConfig};
 
@@ -49,19 +50,12 @@ pub struct AppState {
     pub store: Option<crate::store::Store>,
     /// Flips whose report is not due yet.
     pub pending_reports: Option<watch::Receiver<Vec<crate::flip::auto::PendingReport>>>,
-    /// How stored lines are parsed and judged again for a filtered `/api/summary`.
-    pub replay: Option<Replay>,
+    /// Filtered `/api/summary` queries running at once, at most; beyond it, 429.
+    pub summary_slots: std::sync::Arc<tokio::sync::Semaphore>,
     /// Limits on requests (the connection limits are `listen`'s).
     pub http: HttpConfig,
     /// Tokens for `/metrics` and the API.
     pub access: auth::Access,
-}
-
-/// What a filtered `/api/summary` needs to judge the store's lines as `verify` would.
-#[derive(Debug, Clone)]
-pub struct Replay {
-    pub parse: crate::config::ParseConfig,
-    pub correlate: crate::correlate::CorrelateConfig,
 }
 
 #[derive(Debug, Clone)]

@@ -256,6 +256,7 @@ impl<S: CorrelationState> Actor<S> {
         let commit = Commit {
             prune_before,
             state: self.retired_state(prune_before),
+            outcomes: self.telemetry.take_outcomes(),
             ..Commit::default()
         };
         // Only fails at shutdown; forgotten lines that stay stored are replayed and forgotten

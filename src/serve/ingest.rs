@@ -171,6 +171,16 @@ impl<S: CorrelationState> Actor<S> {
         let now = self.clock.now();
         self.tick_state(now).await;
         self.durable.attach(store);
+        // The outcome rows of the replay: what was committed already is written again
+        // unchanged; a judgement whose commit a crash prevented lands now.
+        let outcomes = self.telemetry.take_outcomes();
+        if !outcomes.is_empty() {
+            let commit = Commit {
+                outcomes,
+                ..Commit::default()
+            };
+            let _ = self.durable.commit(&commit).await;
+        }
         self.telemetry.publish();
         Ok(())
     }
@@ -366,6 +376,7 @@ impl<S: CorrelationState> Actor<S> {
             }
         }
         commit.state = self.retired_state(commit.prune_before);
+        commit.outcomes = self.telemetry.take_outcomes();
         let stored = match self.durable.commit(&commit).await {
             Ok(()) => Ok(result),
             Err(e) => {

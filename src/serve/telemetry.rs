@@ -14,6 +14,7 @@ use crate::parse::Reject;
 use crate::platform::{Flip, PlatformEvent};
 use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
 use crate::sinks::metrics::{LineResult, Metrics};
+use crate::store::{OutcomeRow, OutcomeWrite};
 
 /// Where the sidecar's observations go.
 #[derive(Debug)]
@@ -30,6 +31,9 @@ pub struct Telemetry {
     alerts: Option<AlertHandle>,
     /// Detected flips go here, to the reporter that writes their post-flip reports.
     flips_out: Option<mpsc::Sender<Flip>>,
+    /// Per-session outcome rows not committed yet: the next commit takes them, so they land
+    /// in the same transaction as the evidence that caused them.
+    outcomes: Vec<OutcomeWrite>,
 }
 
 impl Telemetry {
@@ -48,6 +52,7 @@ impl Telemetry {
             findings: Findings::default(),
             alerts: None,
             flips_out: None,
+            outcomes: Vec::new(),
         };
         (t, rx)
     }
@@ -80,6 +85,11 @@ impl Telemetry {
                 None
             }
         }
+    }
+
+    /// The outcome rows written since the last call, for the commit being made.
+    pub fn take_outcomes(&mut self) -> Vec<OutcomeWrite> {
+        std::mem::take(&mut self.outcomes)
     }
 
     pub fn findings(&self) -> &Findings {
@@ -122,9 +132,24 @@ impl Telemetry {
         }
         let t = &mut self.summary;
         let found = match c {
-            Change::Dispatched { runner, org } => {
+            Change::Dispatched {
+                session,
+                runner,
+                org,
+                at,
+            } => {
                 tracing::trace!(runner = runner.as_str(), org, "dispatched");
                 t.dispatched.bump(*runner);
+                self.outcomes.push(OutcomeWrite::Dispatched(OutcomeRow {
+                    session: session.to_string(),
+                    org: org.clone(),
+                    runner: *runner,
+                    dispatched_at: *at,
+                    seen_at: now,
+                    outcome: Outcome::Pending,
+                    latency_ms: None,
+                    skew_clamped: false,
+                }));
                 None
             }
             Change::Claimed { runtime } => {
@@ -143,10 +168,21 @@ impl Telemetry {
                 session,
                 runner,
                 org,
+                dispatched_at,
                 outcome,
+                latency_ms,
                 skew_clamped,
-                ..
             } => {
+                self.outcomes.push(OutcomeWrite::Judged(OutcomeRow {
+                    session: session.to_string(),
+                    org: org.clone(),
+                    runner: *runner,
+                    dispatched_at: *dispatched_at,
+                    seen_at: now,
+                    outcome: *outcome,
+                    latency_ms: *latency_ms,
+                    skew_clamped: *skew_clamped,
+                }));
                 tracing::debug!(
                     session = session.as_str(),
                     runner = runner.as_str(),
@@ -175,7 +211,18 @@ impl Telemetry {
                 session,
                 runner,
                 org,
+                dispatched_at,
             } => {
+                self.outcomes.push(OutcomeWrite::Judged(OutcomeRow {
+                    session: session.to_string(),
+                    org: org.clone(),
+                    runner: *runner,
+                    dispatched_at: *dispatched_at,
+                    seen_at: now,
+                    outcome: Outcome::Unclaimed,
+                    latency_ms: None,
+                    skew_clamped: false,
+                }));
                 tracing::debug!(
                     session = session.as_str(),
                     runner = runner.as_str(),
@@ -213,6 +260,10 @@ impl Telemetry {
                 );
                 t.duplicate_claims += 1;
                 t.duplicate_claims_cross_runtime += u64::from(*cross_runtime);
+                self.outcomes.push(OutcomeWrite::Duplicate {
+                    session: session.to_string(),
+                    cross_runtime: *cross_runtime,
+                });
                 let kind = if *cross_runtime {
                     FindingKind::DuplicateClaimCrossRuntime
                 } else {
@@ -226,6 +277,10 @@ impl Telemetry {
                     "duplicate claim, across runtimes after all"
                 );
                 t.duplicate_claims_cross_runtime += 1;
+                self.outcomes.push(OutcomeWrite::Duplicate {
+                    session: session.to_string(),
+                    cross_runtime: true,
+                });
                 let runner = Runner::Other;
                 Some((
                     FindingKind::DuplicateClaimCrossRuntime,
@@ -243,7 +298,15 @@ impl Telemetry {
                 t.orphan_claims += 1;
                 Some((FindingKind::OrphanClaim, session, *runtime, &None))
             }
-            Change::Reclaimed { runtime } => {
+            Change::Reclaimed {
+                session,
+                runtime,
+                total,
+            } => {
+                self.outcomes.push(OutcomeWrite::Reclaimed {
+                    session: session.to_string(),
+                    total: *total,
+                });
                 tracing::trace!(runtime = runtime.as_str(), "re-claimed after a release");
                 t.reclaims += 1;
                 None

@@ -280,7 +280,7 @@ impl Metrics {
     /// Applies one change of the live correlator.
     pub fn apply(&mut self, change: &Change) {
         match change {
-            Change::Dispatched { runner, org } => {
+            Change::Dispatched { runner, org, .. } => {
                 let org = self.orgs.label(org.as_deref().unwrap_or("unknown"));
                 self.dispatches
                     .with_label_values(&[runner.as_str(), org])
@@ -320,7 +320,7 @@ impl Metrics {
             Change::Duplicate { runtime, .. } => {
                 self.duplicates.with_label_values(&[runtime.as_str()]).inc()
             }
-            Change::Reclaimed { runtime } => {
+            Change::Reclaimed { runtime, .. } => {
                 self.reclaims.with_label_values(&[runtime.as_str()]).inc()
             }
             Change::Orphan { runtime, .. } => {
@@ -456,21 +456,27 @@ mod tests {
         for c in [
             Change::Dispatched {
                 runner: Runner::Go,
+                session: s.clone(),
+                at: crate::event::Timestamp(0),
                 org: Some("org_a".into()),
             },
             Change::Dispatched {
                 runner: Runner::Go,
+                session: s.clone(),
+                at: crate::event::Timestamp(0),
                 org: Some("org_b".into()),
             },
             Change::PendingStarted { runner: Runner::Go },
             Change::PendingEnded { runner: Runner::Go },
             Change::Overdue {
                 org: None,
+                dispatched_at: crate::event::Timestamp(0),
                 session: s.clone(),
                 runner: Runner::Go,
             },
             Change::Judged {
                 org: None,
+                dispatched_at: crate::event::Timestamp(0),
                 session: s.clone(),
                 runner: Runner::Go,
                 outcome: Outcome::Late,

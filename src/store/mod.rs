@@ -21,7 +21,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::correlate::Outcome;
 use crate::event::{Runner, Timestamp};
+use crate::report::Totals;
 use crate::sources::file::Checkpoint;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,45 @@ pub struct StoredReport {
     pub json: String,
 }
 
+/// One session's row in `outcomes`, as the live correlator reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRow {
+    pub session: String,
+    pub org: Option<String>,
+    pub runner: Runner,
+    /// The dispatch's event time (what `since`/`until` select on).
+    pub dispatched_at: Timestamp,
+    /// The dispatch's receive time (what retention prunes on).
+    pub seen_at: Timestamp,
+    pub outcome: Outcome,
+    pub latency_ms: Option<i64>,
+    pub skew_clamped: bool,
+}
+
+/// A change to the per-session outcome rows, committed with the evidence that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutcomeWrite {
+    /// A first dispatch: the row, `pending`; never overwrites a row already there (replay).
+    Dispatched(OutcomeRow),
+    /// A judgement (or overdue: `unclaimed`): the row's outcome, replacing the last one.
+    Judged(OutcomeRow),
+    /// The session was claimed twice (`cross_runtime`: by different runtimes).
+    Duplicate {
+        session: String,
+        cross_runtime: bool,
+    },
+    /// The session's `total`-th claim after a release (a replay writes the same total).
+    Reclaimed { session: String, total: u32 },
+}
+
+/// What a filtered summary selects (dispatch time: `since` inclusive, `until` exclusive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutcomeFilter {
+    pub org: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
 /// Everything one batch changes, written in one transaction.
 #[derive(Debug, Default)]
 pub struct Commit {
@@ -116,7 +157,8 @@ pub struct Commit {
     /// Lines received before this are deleted: every session they belong to is past its
     /// retention (a session is forgotten `retention` after its first line arrived).
     pub prune_before: Option<Timestamp>,
-    pub summary_json: Option<String>,
+    /// Per-session outcome rows the batch's changes wrote, in order.
+    pub outcomes: Vec<OutcomeWrite>,
     /// Named JSON state to upsert (e.g. `platform_book`).
     pub state: Vec<(&'static str, String)>,
 }
@@ -219,11 +261,21 @@ const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino 
 const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_len, tail_crc, \
      skipping, source, path FROM checkpoints";
 const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
-const UPSERT_SUMMARY: &str = "INSERT INTO summary (id, json) VALUES (1, $1) \
-     ON CONFLICT (id) DO UPDATE SET json = excluded.json";
+const INSERT_OUTCOMES: &str = "INSERT INTO outcomes (session, org, runner, dispatched_at, \
+     seen_at, outcome, latency_ms, skew_clamped, duplicate, duplicate_cross, reclaims) ";
+const OUTCOME_KEEP: &str = " ON CONFLICT (session) DO NOTHING";
+const OUTCOME_REPLACE: &str = " ON CONFLICT (session) DO UPDATE SET org = excluded.org, \
+     runner = excluded.runner, dispatched_at = excluded.dispatched_at, outcome = excluded.outcome, \
+     latency_ms = excluded.latency_ms, skew_clamped = excluded.skew_clamped";
+const MARK_DUPLICATE: &str = "UPDATE outcomes SET duplicate = 1 WHERE session = $1";
+const MARK_DUPLICATE_CROSS: &str =
+    "UPDATE outcomes SET duplicate = 1, duplicate_cross = 1 WHERE session = $1";
+const SET_RECLAIMS: &str = "UPDATE outcomes SET reclaims = $2 WHERE session = $1 AND reclaims < $2";
+const PRUNE_OUTCOMES: &str = "DELETE FROM outcomes WHERE seen_at < $1";
+/// 11 parameters a row.
+const OUTCOMES_PER_INSERT: usize = 1000;
 const SELECT_LINES: &str = "SELECT received_at, source, line, session, entry_id, default_runtime, raw \
      FROM events ORDER BY seq";
-const SELECT_SUMMARY: &str = "SELECT json FROM summary WHERE id = 1";
 const UPSERT_STATE: &str = "INSERT INTO state (name, json) VALUES ($1, $2) \
      ON CONFLICT (name) DO UPDATE SET json = excluded.json";
 const INSERT_REPORT: &str = "INSERT INTO reports (id, org, flip_at, verdict, created_at, json) \
@@ -437,9 +489,47 @@ impl Store {
             }
             if let Some(t) = c.prune_before {
                 sqlx::query(PRUNE).bind(t.millis()).execute(&mut *tx).await?;
+                sqlx::query(PRUNE_OUTCOMES).bind(t.millis()).execute(&mut *tx).await?;
             }
-            if let Some(json) = &c.summary_json {
-                sqlx::query(UPSERT_SUMMARY).bind(json).execute(&mut *tx).await?;
+            // Dispatches first (never overwriting), then judgements (the last per session
+            // wins), then duplicate marks: the order the changes came in, grouped.
+            let (dispatched, judged) = outcome_groups(&c.outcomes);
+            for (rows, on_conflict) in [(dispatched, OUTCOME_KEEP), (judged, OUTCOME_REPLACE)] {
+                for rows in rows.chunks(OUTCOMES_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::new(INSERT_OUTCOMES);
+                    insert.push_values(rows, |mut b, r| {
+                        b.push_bind(text(&r.session).into_owned())
+                            .push_bind(r.org.as_deref().map(|o| text(o).into_owned()))
+                            .push_bind(r.runner.as_str())
+                            .push_bind(r.dispatched_at.millis())
+                            .push_bind(r.seen_at.millis())
+                            .push_bind(r.outcome.as_str())
+                            .push_bind(r.latency_ms)
+                            .push_bind(i32::from(r.skew_clamped))
+                            .push_bind(0i32)
+                            .push_bind(0i32)
+                            .push_bind(0i32);
+                    });
+                    insert.push(on_conflict);
+                    insert.build().execute(&mut *tx).await?;
+                }
+            }
+            for w in &c.outcomes {
+                match w {
+                    OutcomeWrite::Duplicate { session, cross_runtime } => {
+                        let sql =
+                            if *cross_runtime { MARK_DUPLICATE_CROSS } else { MARK_DUPLICATE };
+                        sqlx::query(sql).bind(text(session).into_owned()).execute(&mut *tx).await?;
+                    }
+                    OutcomeWrite::Reclaimed { session, total } => {
+                        sqlx::query(SET_RECLAIMS)
+                            .bind(text(session).into_owned())
+                            .bind(i32::try_from(*total).unwrap_or(i32::MAX))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    _ => {}
+                }
             }
             for (name, json) in &c.state {
                 sqlx::query(UPSERT_STATE).bind(*name).bind(json).execute(&mut *tx).await?;
@@ -493,10 +583,52 @@ impl Store {
         })
     }
 
-    pub async fn summary_json(&self) -> Result<Option<String>, StoreError> {
+    /// The totals of the dispatched sessions `filter` selects, by SQL aggregates over the
+    /// outcome rows (indexed by org and dispatch time): bounded whatever the store holds.
+    /// Orphan claims (no dispatch, so no row) and re-dispatches are not in the rows (0 here).
+    pub async fn summary(&self, filter: &OutcomeFilter) -> Result<Totals, StoreError> {
         on_pool!(self, pool => {
-            let row = sqlx::query(SELECT_SUMMARY).fetch_optional(pool).await?;
-            Ok(row.map(|r| r.try_get(0)).transpose()?)
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT runner, outcome, COUNT(*), SUM(skew_clamped), SUM(duplicate), \
+                 SUM(duplicate_cross), SUM(reclaims) FROM outcomes WHERE 1 = 1",
+            );
+            if let Some(org) = &filter.org {
+                q.push(" AND org = ").push_bind(text(org).into_owned());
+            }
+            if let Some(t) = filter.since {
+                q.push(" AND dispatched_at >= ").push_bind(t.millis());
+            }
+            if let Some(t) = filter.until {
+                q.push(" AND dispatched_at < ").push_bind(t.millis());
+            }
+            q.push(" GROUP BY runner, outcome");
+            let rows = q.build().fetch_all(pool).await?;
+            let mut t = Totals::default();
+            for r in &rows {
+                let runner: String = r.try_get(0)?;
+                let outcome: String = r.try_get(1)?;
+                let n = to_u64(r.try_get(2)?);
+                let sum = |i: usize| -> Result<u64, sqlx::Error> {
+                    Ok(to_u64(r.try_get::<Option<i64>, _>(i)?.unwrap_or(0)))
+                };
+                match Runner::from_value(&runner) {
+                    Runner::Go => t.dispatched.go += n,
+                    Runner::Ts => t.dispatched.ts += n,
+                    Runner::Other => t.dispatched.other += n,
+                }
+                match outcome.as_str() {
+                    "matched" => t.matched += n,
+                    "late" => t.late += n,
+                    "mismatched" => t.mismatched += n,
+                    "unclaimed" => t.unclaimed += n,
+                    _ => t.pending += n,
+                }
+                t.skew_clamped += sum(3)?;
+                t.duplicate_claims += sum(4)?;
+                t.duplicate_claims_cross_runtime += sum(5)?;
+                t.reclaims += sum(6)?;
+            }
+            Ok(t)
         })
     }
 
@@ -558,6 +690,32 @@ impl Store {
             row.as_ref().map(report_of).transpose()
         })
     }
+}
+
+/// The dispatch rows (first per session) and judgement rows (last per session) of `writes`.
+fn outcome_groups(writes: &[OutcomeWrite]) -> (Vec<&OutcomeRow>, Vec<&OutcomeRow>) {
+    let mut dispatched: Vec<&OutcomeRow> = Vec::new();
+    let mut judged: Vec<&OutcomeRow> = Vec::new();
+    let mut seen_d = rustc_hash::FxHashSet::default();
+    let mut last_j = rustc_hash::FxHashMap::default();
+    for w in writes {
+        match w {
+            OutcomeWrite::Dispatched(r) => {
+                if seen_d.insert(r.session.as_str()) {
+                    dispatched.push(r);
+                }
+            }
+            OutcomeWrite::Judged(r) => match last_j.get(r.session.as_str()) {
+                Some(&i) => judged[i] = r,
+                None => {
+                    last_j.insert(r.session.as_str(), judged.len());
+                    judged.push(r);
+                }
+            },
+            OutcomeWrite::Duplicate { .. } | OutcomeWrite::Reclaimed { .. } => {}
+        }
+    }
+    (dispatched, judged)
 }
 
 fn report_of<R: Row>(r: &R) -> Result<StoredReport, StoreError>

@@ -57,8 +57,10 @@ fn exported_by_the_code() -> BTreeSet<String> {
     let s = SessionId::new("s1").unwrap();
     for c in [
         Change::Dispatched {
+            session: s.clone(),
             runner: Runner::Go,
             org: Some("org_a".into()),
+            at: claimcheck::event::Timestamp(0),
         },
         Change::Claimed {
             runtime: Runner::Go,
@@ -68,6 +70,7 @@ fn exported_by_the_code() -> BTreeSet<String> {
             org: None,
             session: s.clone(),
             runner: Runner::Go,
+            dispatched_at: claimcheck::event::Timestamp(0),
             outcome: Outcome::Mismatched,
             latency_ms: Some(1000),
             skew_clamped: false,
@@ -76,6 +79,7 @@ fn exported_by_the_code() -> BTreeSet<String> {
             org: None,
             session: s.clone(),
             runner: Runner::Go,
+            dispatched_at: claimcheck::event::Timestamp(0),
         },
         Change::Duplicate {
             org: None,
@@ -84,7 +88,9 @@ fn exported_by_the_code() -> BTreeSet<String> {
             cross_runtime: false,
         },
         Change::Reclaimed {
+            session: s.clone(),
             runtime: Runner::Go,
+            total: 1,
         },
         Change::Orphan {
             session: s,

@@ -26,6 +26,7 @@ mod simulate;
 mod state;
 mod store;
 mod store_faults;
+mod summary_bounds;
 mod support;
 mod tidy;
 mod verify;

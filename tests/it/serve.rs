@@ -55,7 +55,7 @@ pub(crate) fn app_with(
         store_health: None,
         store: None,
         pending_reports: None,
-        replay: None,
+        summary_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(4)),
         http: Default::default(),
         access,
     };
@@ -354,7 +354,7 @@ async fn requests_time_out() {
         store_health: None,
         store: None,
         pending_reports: None,
-        replay: None,
+        summary_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(4)),
         http: Default::default(),
         access: Default::default(),
     };

@@ -1,9 +1,11 @@
 //! One conformance suite for every store backend: SQLite (a file) and Postgres (a scratch
 //! database on the real server) must keep exactly the same things.
 
+use claimcheck::correlate::Outcome;
 use claimcheck::event::{Runner, Timestamp};
+use claimcheck::report::Totals;
 use claimcheck::sources::file::Checkpoint;
-use claimcheck::store::{Commit, Store, StoredLine};
+use claimcheck::store::{Commit, OutcomeFilter, OutcomeRow, OutcomeWrite, Store, StoredLine};
 
 use crate::scratch_db::ScratchDb;
 
@@ -47,12 +49,30 @@ fn stored(mut c: Checkpoint) -> Checkpoint {
     c
 }
 
+/// An outcome row of session `id`, dispatched at event time 10,000 + `n` ms and received
+/// when line `n` was.
+fn row(id: &str, org: &str, n: i64, outcome: Outcome) -> OutcomeRow {
+    OutcomeRow {
+        session: id.into(),
+        org: Some(org.into()),
+        runner: Runner::Go,
+        dispatched_at: Timestamp(10_000 + n),
+        seen_at: Timestamp(1_795_428_000_000 + n),
+        outcome,
+        latency_ms: None,
+        skew_clamped: false,
+    }
+}
+
 async fn conformance(url: &str) {
     let store = Store::open(url).await.unwrap();
     // Empty.
     assert_eq!(store.lines().await.unwrap(), vec![]);
     assert_eq!(store.checkpoints().await.unwrap(), vec![]);
-    assert_eq!(store.summary_json().await.unwrap(), None);
+    assert_eq!(
+        store.summary(&OutcomeFilter::default()).await.unwrap(),
+        Totals::default()
+    );
 
     // Lines keep their order and their bytes, NUL and invalid UTF-8 included; ids from outside
     // may hold anything, even NUL, which Postgres text refuses.
@@ -71,7 +91,20 @@ async fn conformance(url: &str) {
         ],
         position: Some(checkpoint(u64::from(u32::MAX) + 7, 10)),
         prune_before: None,
-        summary_json: Some("{\"matched\":1}".into()),
+        outcomes: vec![
+            OutcomeWrite::Dispatched(row("a", "o1", 1, Outcome::Pending)),
+            OutcomeWrite::Dispatched(row("b", "o1", 2, Outcome::Pending)),
+            OutcomeWrite::Judged(row("b", "o1", 2, Outcome::Unclaimed)),
+            // the last judgement of a session wins, even in one commit
+            OutcomeWrite::Judged(row("b", "o1", 2, Outcome::Late)),
+            OutcomeWrite::Duplicate {
+                session: "b".into(),
+                cross_runtime: true,
+            },
+            // a replayed dispatch never resets a judged row
+            OutcomeWrite::Dispatched(row("b", "o1", 2, Outcome::Pending)),
+            OutcomeWrite::Dispatched(row("sess\u{0}nul", "o2", 3, Outcome::Pending)),
+        ],
         state: vec![("book", "[0]".into())],
     };
     store.commit(&first).await.unwrap();
@@ -81,7 +114,10 @@ async fn conformance(url: &str) {
             position: Some(checkpoint(u64::from(u32::MAX) + 7, 21)),
             // Lines received before line 2's are past retention.
             prune_before: Some(Timestamp(1_795_428_000_000 + 2)),
-            summary_json: Some("{\"matched\":2}".into()),
+            outcomes: vec![
+                OutcomeWrite::Dispatched(row("c", "o2", 4, Outcome::Pending)),
+                OutcomeWrite::Judged(row("c", "o2", 4, Outcome::Matched)),
+            ],
             state: vec![("book", "[1]".into()), ("book", "[2]".into())],
         })
         .await
@@ -132,9 +168,33 @@ async fn conformance(url: &str) {
         .await
         .unwrap();
     assert_eq!(checkpoints(&store).await, [stored(other)]);
+    // Outcome rows: pruned with the lines, summed by SQL per filter.
+    let all = store.summary(&OutcomeFilter::default()).await.unwrap();
     assert_eq!(
-        store.summary_json().await.unwrap().as_deref(),
-        Some("{\"matched\":2}")
+        (all.dispatched.go, all.late, all.matched, all.pending),
+        (3, 1, 1, 1),
+        "{all:?}"
+    );
+    assert_eq!(
+        (all.duplicate_claims, all.duplicate_claims_cross_runtime),
+        (1, 1)
+    );
+    let o1 = OutcomeFilter {
+        org: Some("o1".into()),
+        ..OutcomeFilter::default()
+    };
+    let o1 = store.summary(&o1).await.unwrap();
+    assert_eq!((o1.dispatched.go, o1.late), (1, 1), "{o1:?}");
+    let window = OutcomeFilter {
+        org: None,
+        since: Some(Timestamp(10_003)),
+        until: Some(Timestamp(10_004)),
+    };
+    let window = store.summary(&window).await.unwrap();
+    assert_eq!(
+        (window.dispatched.go, window.pending),
+        (1, 1),
+        "since inclusive, until exclusive: {window:?}"
     );
 
     assert_eq!(store.state("book").await.unwrap().as_deref(), Some("[2]"));

@@ -49,8 +49,10 @@ fn matched_claim_is_judged_and_ends_pending() {
         c,
         vec![
             Change::Dispatched {
+                session: sid("s"),
                 runner: Go,
-                org: Some("org_a".into())
+                org: Some("org_a".into()),
+                at: Timestamp(T0),
             },
             Change::PendingStarted { runner: Go }
         ]
@@ -65,6 +67,7 @@ fn matched_claim_is_judged_and_ends_pending() {
                 org: Some("org_a".into()),
                 session: sid("s"),
                 runner: Go,
+                dispatched_at: Timestamp(T0),
                 outcome: Outcome::Matched,
                 latency_ms: Some(3 * SEC),
                 skew_clamped: false
@@ -89,7 +92,8 @@ fn overdue_on_the_sidecar_clock_then_resolved_by_a_late_claim() {
             Change::Overdue {
                 org: Some("org_a".into()),
                 session: sid("s"),
-                runner: Go
+                runner: Go,
+                dispatched_at: Timestamp(T0),
             }
         ]
     );
@@ -127,13 +131,16 @@ fn claim_before_dispatch_is_judged_when_the_dispatch_arrives() {
         c,
         vec![
             Change::Dispatched {
+                session: sid("s"),
                 runner: Go,
-                org: Some("org_a".into())
+                org: Some("org_a".into()),
+                at: Timestamp(T0),
             },
             Change::Judged {
                 org: Some("org_a".into()),
                 session: sid("s"),
                 runner: Go,
+                dispatched_at: Timestamp(T0),
                 outcome: Outcome::Mismatched,
                 latency_ms: None,
                 skew_clamped: false
@@ -159,7 +166,11 @@ fn duplicates_once_and_reclaims_after_release() {
         c,
         vec![
             Change::Claimed { runtime: Go },
-            Change::Reclaimed { runtime: Go }
+            Change::Reclaimed {
+                session: sid("s"),
+                runtime: Go,
+                total: 1
+            }
         ]
     );
     let c = feed(&mut l, ev(Claim, "s", Ts, 4, "t1"), at(4));

@@ -118,17 +118,20 @@ async fn changes_become_alerts() {
     for ch in [
         Change::Overdue {
             org: None,
+            dispatched_at: crate::event::Timestamp(0),
             session: s.clone(),
             runner: Runner::Go,
         },
         // ts sessions overdue are not the go alert
         Change::Overdue {
             org: None,
+            dispatched_at: crate::event::Timestamp(0),
             session: t.clone(),
             runner: Runner::Ts,
         },
         Change::Judged {
             org: None,
+            dispatched_at: crate::event::Timestamp(0),
             session: t.clone(),
             runner: Runner::Ts,
             outcome: Outcome::Mismatched,

@@ -17,8 +17,8 @@ use crate::parse::Reject;
 impl Generator {
     /// Three deployments over the run: the platform ships twice while it runs.
     fn deployment(&self, t: i64) -> [u8; 28] {
-        let span = (self.last_dispatch - model::START_MS).max(1);
-        let i = ((t - model::START_MS).max(0) * 3 / span).clamp(0, 2) as usize;
+        let span = (self.last_dispatch - self.tl.start).max(1);
+        let i = ((t - self.tl.start).max(0) * 3 / span).clamp(0, 2) as usize;
         self.deployments[i]
     }
 

@@ -63,6 +63,22 @@ pub struct SimConfig {
     pub faults: bool,
     /// The noise around the events; it never changes the truth.
     pub noise: NoiseProfile,
+    /// The first dispatch comes just after this moment (default `2026-11-23T08:00:00Z`; the
+    /// demo starts its platform a few minutes before the wall clock).
+    pub start: Timestamp,
+    /// Instead of the random flips (four orgs to go, one there and back), these ts → go
+    /// migrations, in order; nothing else flips.
+    pub script: Option<Vec<ScriptedFlip>>,
+}
+
+/// A migration the caller places: an org moves from ts to go at `at`. A `broken` one goes
+/// wrong from that moment: a third of its sessions are claimed by ts workers (mismatched)
+/// and a sixth by nobody (unclaimed), on a platform otherwise as clean or faulty as
+/// [`SimConfig::faults`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptedFlip {
+    pub at: Timestamp,
+    pub broken: bool,
 }
 
 impl Default for SimConfig {
@@ -73,6 +89,8 @@ impl Default for SimConfig {
             claim_timeout: Duration::from_secs(120),
             faults: true,
             noise: NoiseProfile::Classic,
+            start: Timestamp(model::START_MS),
+            script: None,
         }
     }
 }
@@ -103,16 +121,21 @@ pub fn generate(cfg: &SimConfig, out: &Path) -> io::Result<Truth> {
     // dispatch (hence the end of the evidence, which heartbeats and flips need up front), once
     // to generate.
     let arrivals_seed: u64 = rng.r#gen();
-    let mut arrivals = model::Arrivals::new(ChaCha8Rng::seed_from_u64(arrivals_seed));
-    let mut last = model::START_MS;
+    let start = cfg.start.millis();
+    let mut arrivals = model::Arrivals::new(ChaCha8Rng::seed_from_u64(arrivals_seed), start);
+    let mut last = start;
     for _ in 0..ordinary {
         last = arrivals.next_time();
     }
     let tl = Timeline {
+        start,
         timeout_ms,
         end: last + timeout_ms + model::TAIL_MS,
     };
-    let orgs = model::orgs(&mut rng, model::START_MS, last);
+    let mut orgs = model::orgs(&mut rng, start, last);
+    if let Some(script) = &cfg.script {
+        model::script_flips(&mut orgs, script);
+    }
     let forced = if cfg.faults {
         model::forced(&mut rng, ordinary)
     } else {
@@ -126,7 +149,7 @@ pub fn generate(cfg: &SimConfig, out: &Path) -> io::Result<Truth> {
         let rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6e6f_6973_655f_7265);
         g.realistic = Some(noise::Realistic::new(rng));
     }
-    let mut arrivals = model::Arrivals::new(ChaCha8Rng::seed_from_u64(arrivals_seed));
+    let mut arrivals = model::Arrivals::new(ChaCha8Rng::seed_from_u64(arrivals_seed), start);
     for i in 0..ordinary {
         let d = arrivals.next_time();
         g.session(i, d, false)?;
@@ -286,8 +309,11 @@ impl Generator {
         let fault = self.forced.get(&index).copied();
         let org = model::pick_org(&mut self.rng, &self.orgs);
         let org_logged = !self.rng.gen_ratio(1, 50);
+        let broken = self.orgs[org].broken_from.is_some_and(|from| d >= from);
         let scenario = match fault {
-            _ if pending || !self.faults => Scenario::Normal,
+            _ if pending => Scenario::Normal,
+            _ if broken => model::broken_scenario(&mut self.rng),
+            _ if !self.faults => Scenario::Normal,
             Some(Fault::Scenario(s)) => s,
             _ => Scenario::pick(&mut self.rng),
         };

@@ -10,7 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use super::write::Zone;
 use crate::event::{EventKind, Runner};
 
-/// `2026-11-23T08:00:00Z`, the first moment of every simulated run.
+/// `2026-11-23T08:00:00Z`, the first moment of a simulated run unless
+/// [`SimConfig::start`](super::SimConfig::start) says otherwise.
 pub(super) const START_MS: i64 = 1_795_420_800_000;
 /// The evidence ends this long after the last ordinary dispatch's deadline.
 pub(super) const TAIL_MS: i64 = 15 * 60 * 1000;
@@ -107,6 +108,8 @@ pub(super) struct Org {
     initial: Runner,
     /// `(at ms, new runner)`, in time order.
     pub flips: Vec<(i64, Runner)>,
+    /// From this moment on (a scripted broken migration) most of its sessions go wrong.
+    pub broken_from: Option<i64>,
 }
 
 impl Org {
@@ -152,9 +155,35 @@ pub(super) fn orgs(rng: &mut ChaCha8Rng, start: i64, end: i64) -> Vec<Org> {
             legacy: i == 0,
             initial,
             flips,
+            broken_from: None,
         });
     }
     out
+}
+
+/// Replaces the random flips by `script`: the `k`-th scripted flip moves org `6 + k` (a ts
+/// org) to go, and the other orgs that would have flipped stay on ts. Scripted orgs get a
+/// large share of the traffic, so each window holds enough sessions to judge.
+pub(super) fn script_flips(orgs: &mut [Org], script: &[super::ScriptedFlip]) {
+    for (k, org) in orgs.iter_mut().enumerate().skip(6).take(5) {
+        org.initial = Runner::Ts;
+        org.flips.clear();
+        if let Some(f) = script.get(k - 6) {
+            org.flips.push((f.at.millis(), Runner::Go));
+            org.weight = 15;
+            org.broken_from = f.broken.then_some(f.at.millis());
+        }
+    }
+}
+
+/// What happens to a session of a broken migration: a third are claimed by the old
+/// runtime (the flag changed, the old workers still take them), a sixth by nobody.
+pub(super) fn broken_scenario(rng: &mut ChaCha8Rng) -> Scenario {
+    match rng.gen_range(0..6) {
+        0 | 1 => Scenario::Mismatched,
+        2 => Scenario::Unclaimed,
+        _ => Scenario::Normal,
+    }
 }
 
 /// Picks an org index in proportion to the weights.
@@ -185,20 +214,25 @@ fn base36_random(rng: &mut ChaCha8Rng, out: &mut [u8]) {
 #[derive(Debug)]
 pub(super) struct Arrivals {
     rng: ChaCha8Rng,
+    start: i64,
     t: i64,
 }
 
 impl Arrivals {
     const CYCLE_MS: i64 = 4 * 3600 * 1000;
 
-    pub fn new(rng: ChaCha8Rng) -> Arrivals {
-        Arrivals { rng, t: START_MS }
+    pub fn new(rng: ChaCha8Rng, start: i64) -> Arrivals {
+        Arrivals {
+            rng,
+            start,
+            t: start,
+        }
     }
 
     pub fn next_time(&mut self) -> i64 {
         // A triangle wave: busiest at the start of each cycle, quietest half-way through.
         let half = Self::CYCLE_MS / 2;
-        let x = (self.t - START_MS).rem_euclid(Self::CYCLE_MS);
+        let x = (self.t - self.start).rem_euclid(Self::CYCLE_MS);
         let mean = 60 + 80 * (half - (x - half).abs()) / half;
         self.t += self.rng.gen_range(1..2 * mean);
         self.t
@@ -325,6 +359,8 @@ pub(super) fn forced(rng: &mut ChaCha8Rng, ordinary: u64) -> BTreeMap<u64, Fault
 /// The fixed times of a run.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Timeline {
+    /// The first moment of the run.
+    pub start: i64,
     pub timeout_ms: i64,
     /// The end of the evidence: last ordinary dispatch + T + 15 min. Nothing is later; the
     /// anchor worker's last heartbeat is exactly this.
@@ -355,10 +391,12 @@ impl Step {
     }
 }
 
-/// Claim latency of a healthy session: 50 ms – 30 s, mostly short; never past the deadline.
+/// Claim latency of a healthy session: 50 ms – 30 s (at most half the claim timeout), mostly
+/// short; never past the deadline.
 fn latency(rng: &mut ChaCha8Rng, tl: &Timeline) -> i64 {
     let u: f64 = rng.r#gen();
-    (50 + (29_950.0 * u * u * u) as i64).min(tl.timeout_ms)
+    let span = (tl.timeout_ms / 2).clamp(100, 30_000) - 50;
+    (50 + (span as f64 * u * u * u) as i64).min(tl.timeout_ms)
 }
 
 /// A claim at `claim` by `w` and its completion 10 s – 10 min later (cut at the evidence end).
@@ -469,6 +507,7 @@ mod tests {
             legacy: false,
             initial: Runner::Ts,
             flips: vec![(100, Runner::Go), (200, Runner::Ts)],
+            broken_from: None,
         };
         assert_eq!(org.runner_at(99), Runner::Ts);
         assert_eq!(org.runner_at(100), Runner::Go);
@@ -480,6 +519,7 @@ mod tests {
     fn plans_stay_inside_the_evidence_and_never_share_a_millisecond() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let tl = Timeline {
+            start: START_MS,
             timeout_ms: 120_000,
             end: START_MS + 120_000 + TAIL_MS,
         };

@@ -143,25 +143,79 @@ fn check_against_pipeline(sessions: u64, seed: u64, timeout: Duration) -> Truth 
 }
 
 fn check_with_noise(sessions: u64, seed: u64, timeout: Duration, noise: NoiseProfile) -> Truth {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = SimConfig {
+    check_config(&SimConfig {
         sessions,
         seed,
         claim_timeout: timeout,
         faults: true,
         noise,
-    };
-    let truth = generate(&cfg, dir.path()).unwrap();
+        ..SimConfig::default()
+    })
+}
+
+/// The pipeline, run on `cfg`'s workload, counts exactly the truth.
+fn check_config(cfg: &SimConfig) -> Truth {
+    let sessions = cfg.sessions;
+    let dir = tempfile::tempdir().unwrap();
+    let truth = generate(cfg, dir.path()).unwrap();
     let (observed, cross) = recount(dir.path(), &truth);
     assert_eq!(observed.watermark, truth.watermark);
     assert_eq!(observed.totals, truth.totals);
     assert_eq!(observed.ingest, truth.ingest);
     assert_eq!(observed.orgs, truth.orgs);
     assert_eq!(observed, truth);
-    if sessions >= 1000 {
+    if sessions >= 1000 && cfg.faults {
         assert!(cross > 0, "no cross-runtime duplicate claim");
     }
     truth
+}
+
+/// The demo's workload: a clean platform that starts at a given moment, with one healthy and
+/// one broken scripted migration. The truth still matches the pipeline; only the broken org
+/// has failing sessions, and nothing else flips.
+#[test]
+fn scripted_flips_start_where_told_and_only_the_broken_one_fails() {
+    let start = Timestamp(1_800_000_000_000);
+    let at = |s: i64| Timestamp(start.millis() + s * 1000);
+    let cfg = SimConfig {
+        sessions: 3000,
+        seed: 4,
+        claim_timeout: Duration::from_secs(10),
+        faults: false,
+        start,
+        script: Some(vec![
+            crate::simulate::ScriptedFlip {
+                at: at(100),
+                broken: false,
+            },
+            crate::simulate::ScriptedFlip {
+                at: at(150),
+                broken: true,
+            },
+        ]),
+        ..SimConfig::default()
+    };
+    let truth = check_config(&cfg);
+    let flips: Vec<(&str, &str)> = truth
+        .flips
+        .iter()
+        .map(|f| (f.at.as_str(), f.to.as_str()))
+        .collect();
+    let (a, b) = (at(100).to_rfc3339(), at(150).to_rfc3339());
+    assert_eq!(flips, [(a.as_str(), "go"), (b.as_str(), "go")]);
+    let failing = |o: &OrgCounts| o.late + o.mismatched + o.unclaimed;
+    let healthy = &truth.orgs[&truth.flips[0].org];
+    let broken = &truth.orgs[&truth.flips[1].org];
+    assert_eq!(failing(healthy), 0, "{healthy:?}");
+    assert!(broken.mismatched > 5 && broken.unclaimed > 2, "{broken:?}");
+    let others: u64 = truth
+        .orgs
+        .iter()
+        .filter(|(id, _)| **id != truth.flips[1].org)
+        .map(|(_, o)| failing(o))
+        .sum();
+    assert_eq!(others, 0);
+    assert!(truth.watermark.starts_with("2027-01-15"), "{}", truth.watermark);
 }
 
 #[test]

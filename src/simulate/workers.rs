@@ -36,8 +36,8 @@ impl Generator {
             } else {
                 self.rng.gen_range(1..model::HEARTBEAT_MS)
             };
-            let first = model::START_MS
-                + (self.tl.end - phase - model::START_MS).rem_euclid(model::HEARTBEAT_MS);
+            let first = self.tl.start
+                + (self.tl.end - phase - self.tl.start).rem_euclid(model::HEARTBEAT_MS);
             self.push(first, EventKind::Heartbeat, w, [0; 20], 0, false);
         }
     }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod correlate;
 pub mod event;
 pub mod flip;
+pub mod html;
 pub mod http;
 pub mod parse;
 pub mod pipeline;

@@ -175,7 +175,7 @@ pub fn run(mut args: ServeArgs, reload: super::signals::Reload) -> anyhow::Resul
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(args, config, reload));
+    let result = runtime.block_on(serve(args, config, reload, None));
     // Whatever still runs (a store call that never answers) is not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
@@ -185,10 +185,13 @@ fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Runs serve until SIGTERM/SIGINT. `flips` are flips detected outside serve (the demo's
+/// simulated platform), reported like those of the platform's Postgres watcher.
 pub(super) async fn serve(
     args: ServeArgs,
     config: Config,
     mut reload: super::signals::Reload,
+    mut flips: Option<mpsc::Receiver<platform::Flip>>,
 ) -> anyhow::Result<()> {
     // Before anything can say "serving": from here SIGHUP reloads instead of killing.
     let signals = super::signals::Signals::install();
@@ -283,6 +286,21 @@ pub(super) async fn serve(
                 reporter.alert_to(h.clone());
             }
             tasks.spawn(reporter.run(shutdown.clone()));
+            if let Some(mut outside) = flips.take() {
+                let (to, stop) = (flips_tx.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    loop {
+                        let f = tokio::select! {
+                            () = stop.cancelled() => return,
+                            f = outside.recv() => f,
+                        };
+                        let Some(f) = f else { return };
+                        if to.send(f).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
             actor.report_flips_to(flips_tx);
             Some(pending)
         }

@@ -5,8 +5,9 @@
 
 use std::fmt::Write as _;
 
-use super::svg::{self, esc};
+use super::svg;
 use super::{Check, FlipReport, Status};
+use crate::html::esc;
 use crate::report::Evidence;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

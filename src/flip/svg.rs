@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::FlipReport;
+use crate::html::esc;
 
 const W: f64 = 720.0;
 const H: f64 = 260.0;
@@ -16,21 +17,6 @@ pub const TS: &str = "#d97706";
 const OTHER: &str = "#7c3aed";
 const GRID: &str = "#d4d4d8";
 const BEFORE: &str = "#a1a1aa";
-
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// `HH:MM` of an RFC 3339 time, for axis labels.
 fn clock(t: &str) -> &str {

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use super::{Finding, Report, Totals, Verdict};
+use crate::html::esc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -397,12 +398,6 @@ fn markdown(r: &Report) -> String {
     s
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn html(r: &Report) -> String {
     let color = match r.verdict {

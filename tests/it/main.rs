@@ -5,6 +5,7 @@
 
 mod alerting;
 mod dashboards;
+mod demo;
 mod follow_model;
 mod hostile;
 mod http_edge;

@@ -249,58 +249,6 @@ fn a_config_file_sets_everything_and_bad_ones_are_refused() {
     );
 }
 
-/// `claimcheck demo`: a simulated platform writes its logs live and serve follows them, so
-/// every dispatched session shows up in the summary and the status page answers.
-#[test]
-fn demo_serves_a_live_simulated_platform() {
-    let port = free_port();
-    let _server = Server(
-        claimcheck()
-            .args([
-                "demo",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--sessions",
-                "2000",
-                "--seconds",
-                "2",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let s = summary_when(port, |s| {
-        let d = &s["dispatched"];
-        d["go"].as_u64().unwrap_or(0)
-            + d["ts"].as_u64().unwrap_or(0)
-            + d["other"].as_u64().unwrap_or(0)
-            == 2000
-    });
-    // Judgements follow once the sources' evidence settles (allowed lateness, idle sources).
-    let judged = summary_when(port, |s| s["matched"].as_u64().unwrap_or(0) > 1800);
-    assert!(
-        judged["matched"].as_u64().unwrap() > 1800,
-        "{s} then {judged}"
-    );
-    let page = http_get(port, "/").unwrap();
-    assert!(page.contains("dispatched: 2000 sessions"), "{page}");
-    // Once the platform has written everything, the simulated flips get their reports.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let reports = loop {
-        let list: Value = http_get(port, "/api/reports")
-            .and_then(|b| serde_json::from_str(&b).ok())
-            .unwrap_or(Value::Null);
-        if list.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
-            break list;
-        }
-        std::hint::spin_loop();
-    };
-    let first = &reports.as_array().expect("reports listed")[0];
-    let html = http_get(port, first["html"].as_str().unwrap()).unwrap();
-    assert!(html.contains("<svg"), "{html}");
-}
-
 /// Sum of every series of `name` whose labels include `filter` (e.g. `outcome="late"`).
 pub(crate) fn metric_sum(metrics: &str, name: &str, filter: &str) -> f64 {
     metrics

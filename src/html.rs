@@ -41,7 +41,10 @@ mod tests {
     #[test]
     fn a_path_segment_stays_one_segment() {
         assert_eq!(super::path_segment("ses_ab-1.x~"), "ses_ab-1.x~");
-        assert_eq!(super::path_segment("../metrics?a#b"), "..%2Fmetrics%3Fa%23b");
+        assert_eq!(
+            super::path_segment("../metrics?a#b"),
+            "..%2Fmetrics%3Fa%23b"
+        );
         assert_eq!(super::path_segment(".."), "%2E%2E");
         assert_eq!(super::path_segment("é "), "%C3%A9%20");
     }

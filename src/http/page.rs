@@ -33,10 +33,7 @@ fn verdict(v: &str) -> String {
         "pass" | "fail" | "inconclusive" | "pending" => v,
         _ => "other",
     };
-    format!(
-        "<span class=\"verdict verdict-{class}\">{}</span>",
-        esc(v)
-    )
+    format!("<span class=\"verdict verdict-{class}\">{}</span>", esc(v))
 }
 
 pub(super) async fn status_page(State(s): State<AppState>) -> Response {

@@ -398,7 +398,6 @@ fn markdown(r: &Report) -> String {
     s
 }
 
-
 fn html(r: &Report) -> String {
     let color = match r.verdict {
         Verdict::Pass => "#1a7f37",

@@ -215,7 +215,11 @@ fn scripted_flips_start_where_told_and_only_the_broken_one_fails() {
         .map(|(_, o)| failing(o))
         .sum();
     assert_eq!(others, 0);
-    assert!(truth.watermark.starts_with("2027-01-15"), "{}", truth.watermark);
+    assert!(
+        truth.watermark.starts_with("2027-01-15"),
+        "{}",
+        truth.watermark
+    );
 }
 
 #[test]

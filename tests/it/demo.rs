@@ -26,7 +26,12 @@ fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 fn chromium(args: &[&str], url: &str, profile: &Path) -> String {
     let out = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .arg(url)
@@ -82,7 +87,10 @@ fn demo_reports_a_passing_and_a_failing_migration_on_its_status_page() {
         let v: Value = serde_json::from_str(&http_get(port, "/api/summary")?).ok()?;
         (v["matched"].as_u64()? > 500).then_some(v)
     });
-    assert!(summary["dispatched"]["ts"].as_u64().unwrap() > 500, "{summary}");
+    assert!(
+        summary["dispatched"]["ts"].as_u64().unwrap() > 500,
+        "{summary}"
+    );
 
     // Flips at 15 s and 25 s, each report 40 s later: generous for a loaded machine.
     let reports: Vec<Value> = wait_for(300, "a pass and a fail in /api/reports", || {

@@ -179,7 +179,7 @@ pub fn run(args: DemoArgs, reload: super::signals::Reload) -> anyhow::Result<()>
                 parser.clone(),
                 source.join(f),
                 live.join(f),
-                clock.clone(),
+                clock,
             ));
         }
         platform.spawn(flip_live(flips, flips_tx, clock));

@@ -152,9 +152,9 @@ pub(super) async fn status_page(State(s): State<AppState>) -> Response {
     if s.readiness.is_some() {
         html.push_str(" · <a href=\"/api/orgs\">/api/orgs</a>");
     }
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "</p><p class=\"muted\">reloads every {REFRESH_S} s</p></body></html>\n"
+        "</p><p class=\"muted\">reloads every {REFRESH_S} s</p></body></html>"
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }

@@ -187,6 +187,8 @@ pub fn run(args: DemoArgs, reload: super::signals::Reload) -> anyhow::Result<()>
         platform.abort_all();
         served
     });
+    // Whatever still runs (a store call that never answers) is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     // A demo leaves nothing behind when it is stopped.
     let _ = std::fs::remove_dir_all(&dir);
     served

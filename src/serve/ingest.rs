@@ -85,7 +85,8 @@ impl Sources {
 /// What one line turned out to be.
 enum Line {
     Event { session: Option<String> },
-    Duplicate,
+    /// Delivered before (a drain entry id seen, or an exact re-delivery of an event).
+    Duplicate { session: Option<String> },
     Ignored,
     Rejected(crate::parse::Reject),
 }
@@ -209,7 +210,7 @@ impl<S: CorrelationState> Actor<S> {
         if let Some(id) = entry_id
             && !self.entries.insert(id)
         {
-            return Err(Line::Duplicate);
+            return Err(Line::Duplicate { session: None });
         }
         let ctx = LineContext {
             default_runtime,
@@ -232,7 +233,8 @@ impl<S: CorrelationState> Actor<S> {
             match self.parse(raw, *entry_id, b.default_runtime, b.now) {
                 Err(line) => out.push(line),
                 Ok(ev) => {
-                    out.push(Line::Duplicate);
+                    // Until the state says which (below).
+                    out.push(Line::Duplicate { session: None });
                     metas.push(Meta {
                         at: i,
                         kind: ev.kind,
@@ -275,6 +277,9 @@ impl<S: CorrelationState> Actor<S> {
         self.emit(applied.changes, now);
         for (m, fate) in metas.into_iter().zip(applied.fates) {
             let Fate::Accepted { first_dispatch } = fate else {
+                if let Some(slot) = out.get_mut(m.at) {
+                    *slot = Line::Duplicate { session: m.session };
+                }
                 continue;
             };
             if first_dispatch
@@ -361,9 +366,9 @@ impl<S: CorrelationState> Actor<S> {
                         raw,
                     });
                 }
-                Line::Duplicate => {
+                Line::Duplicate { session } => {
                     result.duplicates += 1;
-                    self.telemetry.line(source, LineResult::Duplicate);
+                    self.telemetry.duplicate(source, session.as_deref());
                 }
                 Line::Ignored => {
                     result.ignored += 1;

@@ -105,6 +105,14 @@ impl Telemetry {
         self.metrics.line(source, result);
     }
 
+    /// A line delivered again (an exact re-delivery, or a drain entry seen before): not
+    /// counted twice. A followed file never hands out a line twice, so from a file source
+    /// this is a tailing defect (the kill-loop test reads these lines).
+    pub fn duplicate(&self, source: &str, session: Option<&str>) {
+        tracing::debug!(source, session, "line delivered again: deduplicated");
+        self.metrics.line(source, LineResult::Duplicate);
+    }
+
     pub fn rejected(&self, source: &str, reason: Reject) {
         tracing::trace!(source, reason = reason.as_str(), "line rejected");
         self.metrics.rejected(source, reason);

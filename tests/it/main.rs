@@ -11,6 +11,7 @@ mod hostile;
 mod http_edge;
 mod http_load;
 mod http_tls;
+mod kill_loop;
 mod live;
 mod ops;
 mod packaging;

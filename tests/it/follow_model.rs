@@ -33,8 +33,10 @@ enum Op {
     Advance(u8),
     /// rename + create, then `late` lines written to the renamed file.
     RenameCreate(u8),
-    /// copy to a rotated name, then truncate in place.
-    CopyTruncate,
+    /// copy to a rotated name, then truncate in place. 1: a poll sees the copy empty while
+    /// it is being written, 2: with half its bytes (after a poll that read the file: two
+    /// copytruncates between two polls are a known limit, see the README).
+    CopyTruncate(u8),
     Truncate,
     /// truncate, then the same header and new lines.
     RewriteSameHead,
@@ -53,7 +55,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => Just(Op::Poll),
         1 => (1u8..60).prop_map(Op::Advance),
         2 => (0u8..4).prop_map(Op::RenameCreate),
-        2 => Just(Op::CopyTruncate),
+        2 => (0u8..3).prop_map(Op::CopyTruncate),
         1 => Just(Op::Truncate),
         1 => Just(Op::RewriteSameHead),
         1 => Just(Op::Delete),
@@ -335,10 +337,20 @@ impl World {
                     self.may_lose(i);
                 }
             }
-            Op::CopyTruncate => {
+            Op::CopyTruncate(mid) => {
                 let Some(i) = self.current else { return };
                 let to = self.rotated_name();
-                std::fs::copy(&self.files[i].path, &to).unwrap();
+                if *mid == 0 {
+                    std::fs::copy(&self.files[i].path, &to).unwrap();
+                } else {
+                    // Seen by a poll while it is being written.
+                    self.poll(None);
+                    let bytes = std::fs::read(&self.files[i].path).unwrap();
+                    let cut = if *mid == 1 { 0 } else { bytes.len() / 2 };
+                    std::fs::write(&to, &bytes[..cut]).unwrap();
+                    self.poll(None);
+                    write(&to, std::str::from_utf8(&bytes[cut..]).unwrap());
+                }
                 if !self.glob {
                     self.may_lose(i);
                 }

@@ -439,18 +439,19 @@ fn kill_loop(dir: &Path, store: &str, form: Form, store_kind: &str) {
     let written = w.ledger.len() as u64;
     let dispatched = rig.dispatched().unwrap_or(0);
     let lost = written - dispatched.min(written);
-    // Read twice: every line any run deduplicated.
-    let mut doubled: BTreeSet<String> = BTreeSet::new();
+    // Read twice: every line any run deduplicated (and the first run that did, for a failure).
+    let mut doubled: BTreeSet<u64> = BTreeSet::new();
+    let mut first_run = None;
     for run in 1..=rig.runs {
         let text = std::fs::read_to_string(dir.join(format!("run-{run:03}.log"))).unwrap();
         for l in text.lines().filter(|l| l.contains("line delivered again")) {
-            doubled.insert(
-                l.split("session=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                    .unwrap_or(l)
-                    .to_owned(),
-            );
+            let id = l
+                .split("session=\"k")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .and_then(|s| s.parse().ok());
+            doubled.insert(id.unwrap_or(u64::MAX));
+            first_run.get_or_insert(run);
         }
     }
     // The figures of the run (nextest shows them with `--success-output final`).
@@ -465,10 +466,27 @@ fn kill_loop(dir: &Path, store: &str, form: Form, store_kind: &str) {
         began.elapsed().as_secs_f64()
     );
     if lost != 0 || !doubled.is_empty() {
+        let ids: Vec<String> = doubled
+            .iter()
+            .take(20)
+            .map(|&id| {
+                let file = w.ledger.get(id as usize).map_or("?", |(_, f)| f.as_str());
+                format!("k{id} in {file}")
+            })
+            .collect();
+        // What the follower said in the first run that read a line twice, up to then.
+        let said = first_run.map_or(String::new(), |run| {
+            let text = std::fs::read_to_string(dir.join(format!("run-{run:03}.log"))).unwrap();
+            let upto: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.contains("line delivered again"))
+                .filter(|l| l.contains("sources::file"))
+                .collect();
+            format!("run {run}:\n{}", upto.join("\n"))
+        });
         rig.fail(&format!(
-            "lost {lost}, doubled {}: {:?}",
-            doubled.len(),
-            doubled.iter().take(20).collect::<Vec<_>>()
+            "lost {lost}, doubled {}: {ids:?}\n{said}",
+            doubled.len()
         ));
     }
     assert!(rig.kills >= KILLS);

@@ -8,6 +8,7 @@ mod dashboards;
 mod demo;
 mod follow_model;
 mod hostile;
+mod hostile_paths;
 mod http_edge;
 mod http_load;
 mod http_tls;

@@ -93,7 +93,9 @@ enum PathState {
 #[derive(Debug)]
 struct Pending {
     path: PathBuf,
-    of: FileId,
+    /// The followed file it is a copy of; `None` while it is too short to tell (empty, or a
+    /// prefix of a followed file's head: maybe a copy seen while it is being written).
+    of: Option<FileId>,
     size: u64,
     file: File,
     since: Duration,
@@ -239,7 +241,7 @@ impl Follower {
         let pending: Vec<(FileId, PathBuf)> = self
             .copies
             .iter()
-            .filter(|(_, p)| p.of == id)
+            .filter(|(_, p)| p.of == Some(id))
             .map(|(c, p)| (*c, p.path.clone()))
             .collect();
         let mut continued = false;
@@ -436,7 +438,25 @@ impl Follower {
                     id,
                     Pending {
                         path: path.clone(),
-                        of,
+                        of: Some(of),
+                        size,
+                        file,
+                        since: now,
+                    },
+                );
+                i += 1;
+                continue;
+            } else if self.too_short_to_tell(&file, size) {
+                // Empty, or the start of a followed file's head: maybe a copy caught while
+                // copytruncate writes it, which read from its start would repeat what was
+                // read of its original. Decided once it grows (a new file then differs from
+                // every head), or read from its start once it has not grown for a while.
+                tracing::debug!(path = %path.display(), "a new file too short to tell from a copy being written: waiting for it to grow");
+                self.copies.insert(
+                    id,
+                    Pending {
+                        path: path.clone(),
+                        of: None,
                         size,
                         file,
                         since: now,
@@ -492,6 +512,26 @@ impl Follower {
                 }
             })
             .map(Tailer::id)
+    }
+
+    /// Whether `file` (of `size` bytes) is shorter than the head of a followed file (or of a
+    /// checkpointed one) and holds its start: a copy being written cannot be told yet.
+    fn too_short_to_tell(&self, file: &File, size: u64) -> bool {
+        let Ok(size) = usize::try_from(size) else {
+            return false;
+        };
+        if size >= tail::HEAD {
+            return false;
+        }
+        let Ok(start) = tail::read_at(file, 0, size) else {
+            return false;
+        };
+        let prefix = |head: &[u8]| head.len() > start.len() && head.starts_with(&start);
+        self.tailers.iter().any(|t| prefix(t.head()))
+            || self
+                .known
+                .values()
+                .any(|cp| cp.offset > 0 && prefix(&cp.head))
     }
 
     /// Follows a copy that continues another file's checkpoint. Its own checkpoint is handed

@@ -84,9 +84,13 @@ impl Sources {
 
 /// What one line turned out to be.
 enum Line {
-    Event { session: Option<String> },
+    Event {
+        session: Option<String>,
+    },
     /// Delivered before (a drain entry id seen, or an exact re-delivery of an event).
-    Duplicate { session: Option<String> },
+    Duplicate {
+        session: Option<String>,
+    },
     Ignored,
     Rejected(crate::parse::Reject),
 }

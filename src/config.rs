@@ -370,6 +370,9 @@ pub struct RawServeConfig {
     /// A session is judged after at most this long, settled or not (then counted in
     /// `claimcheck_judged_before_settled_total`).
     pub max_hold: String,
+    /// Sessions held in memory at once; past it those whose latest evidence is oldest are
+    /// judged early on the evidence so far and dropped (`claimcheck_sessions_evicted_total`).
+    pub max_sessions: usize,
     /// Distinct `org` label values on `claimcheck_dispatches_total`; the rest are `other`.
     pub org_label_cap: usize,
     /// After a detected flip, the window its post-flip report covers (and the baseline before).
@@ -403,6 +406,7 @@ impl Default for RawServeConfig {
             allowed_lateness: "3s".into(),
             source_idle_after: "5s".into(),
             max_hold: "1m".into(),
+            max_sessions: 1_000_000,
             org_label_cap: 200,
             report_window: "30m".into(),
             worker_series_ttl: "1h".into(),
@@ -427,6 +431,7 @@ pub struct ServeConfig {
     pub allowed_lateness: Duration,
     pub source_idle_after: Duration,
     pub max_hold: Duration,
+    pub max_sessions: usize,
     pub org_label_cap: usize,
     pub report_window: Duration,
     pub worker_series_ttl: Duration,
@@ -474,6 +479,12 @@ impl ServeConfig {
         for spec in &raw.claim_timeout {
             timeouts.apply(spec)?;
         }
+        if raw.max_sessions == 0 {
+            return Err(ConfigError::Invalid {
+                key: "serve.max_sessions",
+                message: "must be at least 1".into(),
+            });
+        }
         if raw.org_label_cap == 0 {
             return Err(ConfigError::Invalid {
                 key: "serve.org_label_cap",
@@ -490,6 +501,7 @@ impl ServeConfig {
             allowed_lateness: duration("serve.allowed_lateness", &raw.allowed_lateness)?,
             source_idle_after: duration("serve.source_idle_after", &raw.source_idle_after)?,
             max_hold: duration("serve.max_hold", &raw.max_hold)?,
+            max_sessions: raw.max_sessions,
             org_label_cap: raw.org_label_cap,
             report_window: duration("serve.report_window", &raw.report_window)?,
             worker_series_ttl: duration("serve.worker_series_ttl", &raw.worker_series_ttl)?,

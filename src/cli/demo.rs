@@ -155,6 +155,7 @@ pub fn run(args: DemoArgs, reload: super::signals::Reload) -> anyhow::Result<()>
         claims: Vec::new(),
         stdin: None,
         claim_timeout: Vec::new(),
+        max_sessions: None,
         ingest_token: None,
         metrics_token: None,
         api_token: None,

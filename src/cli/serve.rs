@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// Read log lines from stdin; lines that name no runtime get this one.
     #[arg(long, value_name = "RUNTIME")]
     pub stdin: Option<StdinRuntime>,
+    /// Sessions held in memory at once; past it those whose latest evidence is oldest are
+    /// judged early and dropped, counted in `claimcheck_sessions_evicted_total`
+    /// [`serve.max_sessions`, default 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
     /// Claim timeout T: `120s`, `2m`, or per runner `go=90s` (repeatable).
     #[arg(long, value_name = "DURATION")]
     pub claim_timeout: Vec<String>,
@@ -108,6 +113,9 @@ impl ServeArgs {
         let sc = &mut raw.serve;
         if let Some(listen) = self.listen.take() {
             sc.listen = listen;
+        }
+        if let Some(n) = self.max_sessions.take() {
+            sc.max_sessions = n;
         }
         if !self.claim_timeout.is_empty() {
             sc.claim_timeout = std::mem::take(&mut self.claim_timeout);
@@ -200,6 +208,7 @@ pub(super) async fn serve(
     let live = LiveConfig {
         correlate: CorrelateConfig {
             timeouts: sc.timeouts,
+            max_sessions: sc.max_sessions,
             ..CorrelateConfig::default()
         },
         orphan_grace_ms: millis(sc.orphan_grace),

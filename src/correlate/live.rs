@@ -114,6 +114,13 @@ pub enum Change {
     Retired(Counted),
     /// The session's evidence was dropped (past retention, or the session cap).
     Forgotten { session: SessionId },
+    /// The session cap was reached: this session, among those whose latest evidence is
+    /// oldest, was judged on the evidence so far and dropped (its `Retired` and `Forgotten`
+    /// follow). `lines` are the origins of its records, so a store can drop them too.
+    Evicted {
+        session: SessionId,
+        lines: Vec<Origin>,
+    },
     /// Two claims with no release between them, reported once per session.
     Duplicate {
         session: SessionId,
@@ -353,7 +360,52 @@ impl Live {
             }
         }
         self.settle(now, &mut out);
+        self.evict(&mut out);
         Some(out)
+    }
+
+    /// Sessions the core evicted at its cap: each judged now on all its evidence so far (as
+    /// `verify` judges an evicted session), then forgotten.
+    fn evict(&mut self, out: &mut Vec<Change>) {
+        for e in self.core.take_evicted() {
+            let lines = e.session.records().iter().map(|r| r.origin()).collect();
+            // Judged as the core held it (one over the cap for this instant), then dropped.
+            self.core.restore(e.id.clone(), e.session);
+            self.evaluate(&e.id, END_OF_TIME, false, out);
+            out.push(Change::Evicted {
+                session: e.id.clone(),
+                lines,
+            });
+            self.drop_session(e.id, out);
+        }
+    }
+
+    /// Forgets `id`: its share of the totals handed over, its gauges released.
+    fn drop_session(&mut self, id: SessionId, out: &mut Vec<Change>) {
+        if let Some(mark) = self.marks.remove(&id) {
+            out.push(Change::Retired(mark.counted));
+            if let Some(k) = mark.settle_key {
+                self.settle.remove(&(k, id.clone()));
+            }
+            if let Some(t) = mark.hold_until {
+                self.holds.remove(&(t, id.clone()));
+            }
+            self.expiries.remove(&(
+                mark.first_seen.saturating_add_ms(self.config.retention_ms),
+                id.clone(),
+            ));
+            if let Some(runner) = mark.pending {
+                out.push(Change::PendingEnded { runner });
+            }
+            if let Some(runner) = mark.overdue {
+                out.push(Change::OverdueForgotten {
+                    session: id.clone(),
+                    runner,
+                });
+            }
+        }
+        self.core.forget(&id);
+        out.push(Change::Forgotten { session: id });
     }
 
     /// Judges what has settled by `now`: sessions whose next records the low watermark has
@@ -505,33 +557,8 @@ impl Live {
                 }));
             }
         }
-        let mut forget: Vec<SessionId> = Vec::new();
         while let Some((_, id)) = pop_due(&mut self.expiries, now) {
-            forget.push(id);
-        }
-        // The session cap of the core applies too: evicted sessions are forgotten early.
-        forget.extend(self.core.take_evicted().into_iter().map(|e| e.id));
-        for id in forget {
-            if let Some(mark) = self.marks.remove(&id) {
-                out.push(Change::Retired(mark.counted));
-                if let Some(k) = mark.settle_key {
-                    self.settle.remove(&(k, id.clone()));
-                }
-                if let Some(t) = mark.hold_until {
-                    self.holds.remove(&(t, id.clone()));
-                }
-                if let Some(runner) = mark.pending {
-                    out.push(Change::PendingEnded { runner });
-                }
-                if let Some(runner) = mark.overdue {
-                    out.push(Change::OverdueForgotten {
-                        session: id.clone(),
-                        runner,
-                    });
-                }
-            }
-            self.core.forget(&id);
-            out.push(Change::Forgotten { session: id });
+            self.drop_session(id, &mut out);
         }
         out
     }

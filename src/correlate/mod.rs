@@ -193,6 +193,12 @@ impl Correlator {
         self.sessions.remove(id);
     }
 
+    /// Puts an evicted session back for its caller to judge (live mode judges it with the
+    /// same code as any other, then forgets it); the cap is not checked.
+    pub fn restore(&mut self, id: SessionId, session: Session) {
+        self.sessions.insert(id, session);
+    }
+
     /// Sessions evicted since the last call; the caller judges and tallies them.
     pub fn take_evicted(&mut self) -> Vec<Evicted> {
         std::mem::take(&mut self.evicted)

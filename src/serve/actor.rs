@@ -44,6 +44,9 @@ pub struct Actor<S = LocalState> {
     /// Set when sessions were forgotten: the receive time before which every stored line
     /// belongs to a forgotten session, pruned with the next commit.
     pub(super) prune_due: Option<Timestamp>,
+    /// Lines of sessions evicted at the session cap, deleted with the next commit (which
+    /// saves their share of the retired totals).
+    pub(super) evicted_lines: Vec<(String, u32)>,
 }
 
 impl<S> std::fmt::Debug for Actor<S> {
@@ -97,6 +100,7 @@ impl<S: CorrelationState> Actor<S> {
             replaying: false,
             uncommitted: (0, 0),
             prune_due: None,
+            evicted_lines: Vec::new(),
         };
         Ok((actor, summary_rx))
     }
@@ -205,6 +209,15 @@ impl<S: CorrelationState> Actor<S> {
             let before = now.saturating_add_ms(-self.state.retention_ms());
             self.prune_due = Some(self.prune_due.map_or(before, |p| p.max(before)));
         }
+        for c in &changes {
+            if let Change::Evicted { lines, .. } = c {
+                self.evicted_lines.extend(
+                    lines
+                        .iter()
+                        .map(|o| (self.sources.name(o.input).to_owned(), o.line)),
+                );
+            }
+        }
         if let Some(p) = self.platform.as_mut()
             && !self.replaying
         {
@@ -252,26 +265,25 @@ impl<S: CorrelationState> Actor<S> {
         if !self.tick_state(now).await {
             return;
         }
-        let prune_before = self.prune_due.take();
-        let commit = Commit {
-            prune_before,
-            state: self.retired_state(prune_before),
+        let mut commit = Commit {
+            prune_before: self.prune_due.take(),
+            delete_lines: std::mem::take(&mut self.evicted_lines),
             outcomes: self.telemetry.take_outcomes(),
             ..Commit::default()
         };
+        commit.state = self.retired_state(&commit);
         // Only fails at shutdown; forgotten lines that stay stored are replayed and forgotten
         // again after a restart. Published once durable: nothing shown is lost by a crash.
         let _ = self.durable.commit(&commit).await;
         self.telemetry.publish();
     }
 
-    /// The retired totals to save with a prune (the two go together or not at all).
-    pub(super) fn retired_state(
-        &self,
-        prune_before: Option<Timestamp>,
-    ) -> Vec<(&'static str, String)> {
-        prune_before
-            .and_then(|_| self.telemetry.retired_json())
+    /// The retired totals to save with a commit that prunes or deletes the lines of retired
+    /// sessions (the two go together or not at all).
+    pub(super) fn retired_state(&self, c: &Commit) -> Vec<(&'static str, String)> {
+        (c.prune_before.is_some() || !c.delete_lines.is_empty())
+            .then(|| self.telemetry.retired_json())
+            .flatten()
             .map(|json| vec![(RETIRED_TOTALS, json)])
             .unwrap_or_default()
     }

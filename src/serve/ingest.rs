@@ -350,6 +350,7 @@ impl<S: CorrelationState> Actor<S> {
             lines: Vec::with_capacity(batch.lines.len()),
             position: batch.position.take(),
             prune_before: self.prune_due.take(),
+            delete_lines: std::mem::take(&mut self.evicted_lines),
             ..Commit::default()
         };
         let source = batch.source.as_str();
@@ -384,7 +385,7 @@ impl<S: CorrelationState> Actor<S> {
                 }
             }
         }
-        commit.state = self.retired_state(commit.prune_before);
+        commit.state = self.retired_state(&commit);
         commit.outcomes = self.telemetry.take_outcomes();
         let stored = match self.durable.commit(&commit).await {
             Ok(()) => Ok(result),

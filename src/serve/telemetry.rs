@@ -327,6 +327,13 @@ impl Telemetry {
                 retire(&mut self.retired, counted);
                 None
             }
+            Change::Evicted { session, .. } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    "evicted: the session cap was reached; judged on the evidence so far"
+                );
+                None
+            }
             Change::Forgotten { session } => {
                 tracing::trace!(session = session.as_str(), "forgotten");
                 None

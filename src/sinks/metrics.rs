@@ -71,6 +71,7 @@ pub struct Metrics {
     orphans: IntCounterVec,
     reclaims: IntCounterVec,
     judged_early: prometheus::IntCounter,
+    evicted: prometheus::IntCounter,
     latency: HistogramVec,
     lines: IntCounterVec,
     rejected: IntCounterVec,
@@ -143,8 +144,14 @@ impl Metrics {
             "Sessions judged because the maximum hold expired before the low watermark settled their evidence.",
         )?;
         reg.register(Box::new(judged_early.clone()))?;
+        let evicted = prometheus::IntCounter::new(
+            "claimcheck_sessions_evicted_total",
+            "Sessions judged early on the evidence so far and dropped because serve.max_sessions was reached.",
+        )?;
+        reg.register(Box::new(evicted.clone()))?;
         let m = Metrics {
             judged_early,
+            evicted,
             dispatches: counter(
                 reg,
                 "claimcheck_dispatches_total",
@@ -327,6 +334,7 @@ impl Metrics {
                 self.orphans.with_label_values(&[runtime.as_str()]).inc()
             }
             Change::JudgedBeforeSettled => self.judged_early.inc(),
+            Change::Evicted { .. } => self.evicted.inc(),
             Change::Retired(_)
             | Change::Forgotten { .. }
             | Change::DuplicateCrossRuntime { .. } => {}

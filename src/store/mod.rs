@@ -159,6 +159,9 @@ pub struct Commit {
     pub prune_before: Option<Timestamp>,
     /// Per-session outcome rows the batch's changes wrote, in order.
     pub outcomes: Vec<OutcomeWrite>,
+    /// Lines to delete by origin (source, line): those of sessions evicted at the session
+    /// cap, whose share of the totals this commit's retired totals hold.
+    pub delete_lines: Vec<(String, u32)>,
     /// Named JSON state to upsert (e.g. `platform_book`).
     pub state: Vec<(&'static str, String)>,
 }
@@ -229,6 +232,18 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Origins grouped by source, each group's lines sorted.
+fn by_source(lines: &[(String, u32)]) -> std::collections::BTreeMap<&str, Vec<u32>> {
+    let mut out: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+    for (source, line) in lines {
+        out.entry(source.as_str()).or_default().push(*line);
+    }
+    for v in out.values_mut() {
+        v.sort_unstable();
+    }
+    out
+}
+
 fn runtime_str(r: Option<Runner>) -> Option<&'static str> {
     r.map(Runner::as_str)
 }
@@ -260,6 +275,7 @@ const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints \
 const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino = $2";
 const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_len, tail_crc, \
      skipping, source, path FROM checkpoints";
+const DELETE_LINES: &str = "DELETE FROM events WHERE source = ";
 const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
 const INSERT_OUTCOMES: &str = "INSERT INTO outcomes (session, org, runner, dispatched_at, \
      seen_at, outcome, latency_ms, skew_clamped, duplicate, duplicate_cross, reclaims) ";
@@ -485,6 +501,18 @@ impl Store {
                         .bind(text(&cp.path).into_owned())
                         .execute(&mut *tx)
                         .await?;
+                }
+            }
+            for (source, lines) in by_source(&c.delete_lines) {
+                for chunk in lines.chunks(ROWS_PER_INSERT) {
+                    let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
+                    delete.push_bind(text(source).into_owned()).push(" AND line IN (");
+                    let mut list = delete.separated(", ");
+                    for l in chunk {
+                        list.push_bind(i64::from(*l));
+                    }
+                    delete.push(")");
+                    delete.build().execute(&mut *tx).await?;
                 }
             }
             if let Some(t) = c.prune_before {

@@ -22,6 +22,7 @@ mod redaction;
 mod report;
 mod scratch_db;
 mod serve;
+mod serve_bounded;
 mod serve_files;
 mod serve_platform;
 mod serve_settled;

@@ -88,6 +88,7 @@ async fn conformance(url: &str) {
             line("a", 1, b"{\"a\":1}"),
             line("b", 2, b"{\"b\":2}"),
             weird.clone(),
+            line("evicted", 5, b"{}"),
         ],
         position: Some(checkpoint(u64::from(u32::MAX) + 7, 10)),
         prune_before: None,
@@ -105,6 +106,7 @@ async fn conformance(url: &str) {
             OutcomeWrite::Dispatched(row("b", "o1", 2, Outcome::Pending)),
             OutcomeWrite::Dispatched(row("sess\u{0}nul", "o2", 3, Outcome::Pending)),
         ],
+        delete_lines: Vec::new(),
         state: vec![("book", "[0]".into())],
     };
     store.commit(&first).await.unwrap();
@@ -118,6 +120,8 @@ async fn conformance(url: &str) {
                 OutcomeWrite::Dispatched(row("c", "o2", 4, Outcome::Pending)),
                 OutcomeWrite::Judged(row("c", "o2", 4, Outcome::Matched)),
             ],
+            // An evicted session's line goes by its origin; other sources' line 5 stay.
+            delete_lines: vec![("dispatch.log".into(), 5), ("drain".into(), 5)],
             state: vec![("book", "[1]".into()), ("book", "[2]".into())],
         })
         .await
@@ -130,7 +134,7 @@ async fn conformance(url: &str) {
     assert_eq!(
         sessions,
         ["b", "sess\u{FFFD}nul", "c"],
-        "lines past retention are gone, order kept, NUL stored as U+FFFD"
+        "lines past retention and deleted by origin are gone, order kept, NUL stored as U+FFFD"
     );
     assert_eq!(lines[0], line("b", 2, b"{\"b\":2}"));
     // One checkpoint per file identity, the last one committed, every field kept.

@@ -9,9 +9,22 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::serve::Lookup;
 
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "probes",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Every metric", body = String,
+            content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "`invalid_token`: `--metrics-token` is set and the request \
+            does not carry it", body = ErrorBody),
+    )
+)]
 pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     let mut body = String::new();
     match prometheus::TextEncoder::new().encode_utf8(&s.registry.gather(), &mut body) {
@@ -21,8 +34,8 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 /// What `/readyz` shows: each platform dependency and the store.
-#[derive(Debug, serde::Serialize)]
-struct Ready {
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Ready {
     #[serde(flatten)]
     platform: Option<crate::platform::Readiness>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,6 +45,20 @@ struct Ready {
 /// Ready when the store takes commits and every configured platform dependency is up;
 /// `/healthz` stays green meanwhile (the platform's absence only delays its findings; the
 /// store's holds ingestion back, unacknowledged, until it is back).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    responses(
+        (status = 200, description = "Ready: `ready` with neither a store nor a platform \
+            configured, else each dependency's state", content(
+            (String = "text/plain"),
+            (Ready = "application/json"),
+        )),
+        (status = 503, description = "The store or a configured dependency is down",
+            body = Ready),
+    )
+)]
 pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     if s.readiness.is_none() && s.store_health.is_none() {
         return "ready\n".into_response();
@@ -50,10 +77,14 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     (status, Json(r)).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct SummaryQuery {
+    /// Only this org's dispatches (judged again from the store).
     org: Option<String>,
+    /// Dispatched at or after (RFC 3339).
     since: Option<String>,
+    /// Dispatched before (RFC 3339).
     until: Option<String>,
 }
 
@@ -67,6 +98,22 @@ const SUMMARY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10)
 /// aggregates over the store's per-session outcome rows for those dispatches: bounded in time
 /// and memory whatever the store holds, at most `SUMMARY_SLOTS` at once (beyond: 429
 /// `summary_busy`).
+#[utoipa::path(
+    get,
+    path = "/api/summary",
+    tag = "api",
+    params(SummaryQuery),
+    security((), ("api_token" = [])),
+    responses(
+        (status = 200, description = "Session totals, in `verify`'s `totals` shape",
+            body = crate::report::Totals),
+        (status = 400, description = "`invalid_time`, or `filters_need_a_store`", body = ErrorBody),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 429, description = "`summary_busy`: too many filtered summaries at once",
+            body = ErrorBody),
+        (status = 503, description = "`store_unavailable`, `shutting_down`", body = ErrorBody),
+    )
+)]
 pub(super) async fn summary(
     State(s): State<AppState>,
     Query(q): Query<SummaryQuery>,
@@ -97,6 +144,21 @@ pub(super) async fn summary(
     }
 }
 
+/// Everything known about one session: its events with their `source:line`, outcome,
+/// deadline and latency.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}",
+    tag = "api",
+    params(("id" = String, Path, description = "The session id")),
+    security((), ("api_token" = [])),
+    responses(
+        (status = 200, description = "The session", body = crate::serve::SessionView),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 404, description = "`unknown_session`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`", body = ErrorBody),
+    )
+)]
 pub(super) async fn session(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -115,6 +177,19 @@ pub(super) async fn session(
     }
 }
 
+/// Each org's flag, go share over the last hour and last flip (needs the platform).
+#[utoipa::path(
+    get,
+    path = "/api/orgs",
+    tag = "api",
+    security((), ("api_token" = [])),
+    responses(
+        (status = 200, description = "Every org", body = Vec<crate::platform::OrgView>),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 404, description = "`no_platform_configured`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`", body = ErrorBody),
+    )
+)]
 pub(super) async fn orgs(State(s): State<AppState>) -> Result<Response, ApiError> {
     let (reply, answer) = oneshot::channel();
     if s.queries.send(Lookup::Orgs(reply)).await.is_err() {
@@ -127,12 +202,29 @@ pub(super) async fn orgs(State(s): State<AppState>) -> Result<Response, ApiError
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct FindingsQuery {
+    /// Only findings of this kind (`late`, `unclaimed`, `flip`, …).
     kind: Option<String>,
+    /// Only findings found at or after (RFC 3339).
     since: Option<String>,
 }
 
+/// The latest 1000 findings, as they happened.
+#[utoipa::path(
+    get,
+    path = "/api/findings",
+    tag = "api",
+    params(FindingsQuery),
+    security((), ("api_token" = [])),
+    responses(
+        (status = 200, description = "Findings, newest last", body = Vec<crate::serve::LiveFinding>),
+        (status = 400, description = "`invalid_since`", body = ErrorBody),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`", body = ErrorBody),
+    )
+)]
 pub(super) async fn findings(
     State(s): State<AppState>,
     Query(q): Query<FindingsQuery>,

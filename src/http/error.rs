@@ -4,9 +4,19 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-/// Why a request was refused. The `code` strings are a contract: clients match on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// The body of every refusal: `{"code": "invalid_token"}`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: ApiError,
+}
+
+/// Why a request was refused. The `code` strings are a contract: clients match on them (the
+/// OpenAPI document lists them as the `code` enum of [`ErrorBody`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ApiError {
     /// `since`/`until` is not RFC 3339.
     #[error("invalid_time")]
@@ -76,6 +86,36 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    pub const ALL: [ApiError; 24] = {
+        use ApiError::*;
+        [
+            InvalidTime,
+            InvalidSince,
+            InvalidRuntime,
+            FiltersNeedAStore,
+            InvalidToken,
+            InvalidSignature,
+            UnknownSession,
+            NoPlatformConfigured,
+            NoStoreConfigured,
+            NoSuchReport,
+            NoFlipDetected,
+            DrainNotConfigured,
+            StoreUnavailable,
+            ShuttingDown,
+            SummaryBusy,
+            StoredReportUnreadable,
+            BadVerifyCode,
+            BodyTooLarge,
+            DecodedTooLarge,
+            UnsupportedEncoding,
+            InvalidGzip,
+            NotJson,
+            NotFound,
+            BodyUnreadable,
+        ]
+    };
+
     pub fn status(self) -> StatusCode {
         use ApiError::*;
         match self {
@@ -127,11 +167,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status(),
-            Json(serde_json::json!({ "code": self.code() })),
-        )
-            .into_response()
+        (self.status(), Json(ErrorBody { code: self })).into_response()
     }
 }
 
@@ -148,6 +184,11 @@ mod tests {
             ApiError::BadVerifyCode,
         ] {
             assert_eq!(e.to_string(), e.code());
+        }
+        // the body's code (serde, and so the OpenAPI enum) is `code()`, for every variant
+        for e in ApiError::ALL {
+            let body = serde_json::to_value(ErrorBody { code: e }).unwrap();
+            assert_eq!(body, serde_json::json!({ "code": e.code() }));
         }
         assert_eq!(ApiError::InvalidToken.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(ApiError::InvalidSignature.status(), StatusCode::FORBIDDEN);

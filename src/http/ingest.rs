@@ -10,12 +10,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::{ApiError, AppState, body};
+use super::{ApiError, AppState, ErrorBody, body};
 use crate::event::Runner;
 use crate::sources::batch::Batch;
+use crate::sources::batch::BatchResult;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct IngestQuery {
+    /// The runtime of lines that name none: `go` or `ts`.
     runtime: Option<String>,
 }
 
@@ -32,6 +35,27 @@ async fn decoded(s: &AppState, headers: &HeaderMap, raw: &Bytes) -> Result<Bytes
         .map(Bytes::from)
 }
 
+/// Log lines, one JSON object per line (gzip allowed); answered once they are recorded.
+#[utoipa::path(
+    post,
+    path = "/ingest/ndjson",
+    tag = "ingest",
+    params(IngestQuery),
+    request_body(content = String, content_type = "application/x-ndjson",
+        description = "NDJSON, one log line per line; `Content-Encoding: gzip` is decoded"),
+    security(("ingest_token" = [])),
+    responses(
+        (status = 200, description = "What became of the lines", body = BatchResult),
+        (status = 400, description = "`invalid_runtime`, `not_json`, `invalid_gzip`, \
+            `body_unreadable`", body = ErrorBody),
+        (status = 401, description = "`invalid_token` (also while no token is configured)",
+            body = ErrorBody),
+        (status = 413, description = "`body_too_large`, `decoded_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_encoding`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable` (retry), `shutting_down`",
+            body = ErrorBody),
+    )
+)]
 pub(super) async fn ndjson(
     State(s): State<AppState>,
     Query(q): Query<IngestQuery>,
@@ -75,6 +99,19 @@ fn verified(code: &str) -> Result<Response, ApiError> {
     }
 }
 
+/// Vercel's endpoint check: answers with the verification code in `x-vercel-verify`.
+#[utoipa::path(
+    get,
+    path = "/ingest/vercel",
+    tag = "ingest",
+    responses(
+        (status = 200, description = "The drain is configured", body = String,
+            content_type = "text/plain; charset=utf-8",
+            headers(("x-vercel-verify" = String, description = "The verification code"))),
+        (status = 404, description = "`drain_not_configured`", body = ErrorBody),
+        (status = 500, description = "`bad_verify_code`", body = ErrorBody),
+    )
+)]
 pub(super) async fn vercel_probe(State(s): State<AppState>) -> Result<Response, ApiError> {
     match &s.vercel {
         Some(v) => verified(&v.verify_code),
@@ -97,6 +134,31 @@ fn signed(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
 
 /// The drain. The signature is checked over the body as sent; for a gzip body, a signature
 /// over the decoded body is accepted as well (either needs the secret).
+#[utoipa::path(
+    post,
+    path = "/ingest/vercel",
+    tag = "ingest",
+    params(("x-vercel-signature" = Option<String>, Header,
+        description = "Hex HMAC-SHA1 of the body with the drain secret")),
+    request_body(content = String, content_type = "application/json",
+        description = "A Vercel log drain body: a JSON array of entries, or NDJSON"),
+    responses(
+        (status = 200, description = "What became of the entries (or, for Vercel's unsigned \
+            endpoint check, `ok` with `x-vercel-verify`)", content(
+            (BatchResult = "application/json"),
+            (String = "text/plain; charset=utf-8"),
+        )),
+        (status = 400, description = "`not_json`, `invalid_gzip`, `body_unreadable`",
+            body = ErrorBody),
+        (status = 403, description = "`invalid_signature`", body = ErrorBody),
+        (status = 404, description = "`drain_not_configured`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`, `decoded_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_encoding`", body = ErrorBody),
+        (status = 500, description = "`bad_verify_code`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable` (retry), `shutting_down`",
+            body = ErrorBody),
+    )
+)]
 pub(super) async fn vercel(
     State(s): State<AppState>,
     headers: HeaderMap,

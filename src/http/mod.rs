@@ -15,6 +15,7 @@ pub mod error;
 mod ingest;
 pub mod limits;
 pub mod listen;
+mod openapi;
 mod page;
 mod reports;
 pub mod tls;
@@ -29,8 +30,9 @@ use crate::serve::{Lookup, Summary};
 use crate::sources::batch::Batch;
 
 pub use api::SUMMARY_SLOTS;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use limits::{HttpConfig, MAX_BODY_BYTES, REQUEST_TIMEOUT, RawHttpConfig};
+pub use openapi::{document as openapi_document, document_text as openapi_text};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -94,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/summary", get(api::summary))
         .route("/api/sessions/{id}", get(api::session))
         .route("/api/findings", get(api::findings))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(
             state.access.api.clone(),
             auth::require,

@@ -6,11 +6,11 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 
-/// One stored report in `GET /api/reports`.
-#[derive(Debug, serde::Serialize)]
-struct ReportEntry {
+/// One stored report in `GET /api/reports`, with the URL of each rendering.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct ReportEntry {
     id: String,
     org: String,
     flip_at: String,
@@ -21,6 +21,19 @@ struct ReportEntry {
     html: String,
 }
 
+/// The post-flip reports serve wrote, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/reports",
+    tag = "reports",
+    security((), ("api_token" = [])),
+    responses(
+        (status = 200, description = "Every stored report", body = Vec<ReportEntry>),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 404, description = "`no_store_configured`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    )
+)]
 pub(super) async fn reports(State(s): State<AppState>) -> Result<Response, ApiError> {
     let Some(store) = &s.store else {
         return Err(ApiError::NoStoreConfigured);
@@ -47,6 +60,25 @@ pub(super) async fn reports(State(s): State<AppState>) -> Result<Response, ApiEr
 }
 
 /// `GET /api/reports/{id}[.json|.md|.html]`: the stored report, rendered.
+#[utoipa::path(
+    get,
+    path = "/api/reports/{id}",
+    tag = "reports",
+    params(("id" = String, Path,
+        description = "A report id, optionally with `.json` (the default), `.md` or `.html`")),
+    security((), ("api_token" = [])),
+    responses(
+        (status = 200, description = "The report as JSON, Markdown or HTML", content(
+            (Object = "application/json"),
+            (String = "text/markdown; charset=utf-8"),
+            (String = "text/html; charset=utf-8"),
+        )),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 404, description = "`no_store_configured`, `no_such_report`", body = ErrorBody),
+        (status = 500, description = "`stored_report_unreadable`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    )
+)]
 pub(super) async fn report(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -85,8 +117,38 @@ pub(super) async fn report(
     })
 }
 
+/// `GET /api/orgs/{org}/verification`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Verification {
+    org: String,
+    /// `pending`, `pass`, `fail` or `inconclusive`.
+    verdict: String,
+    /// Why the report judged so (`null` while pending).
+    reason: Option<String>,
+    /// When the flip happened (RFC 3339).
+    flip_at: String,
+    /// While pending: when the report is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    due: Option<String>,
+    /// The report's URL (written once due).
+    report: String,
+}
+
 /// The current verdict for one org's latest flip, for a rollout controller to gate on:
 /// `pending` while its window runs, then the report's `pass`, `fail` or `inconclusive`.
+#[utoipa::path(
+    get,
+    path = "/api/orgs/{org}/verification",
+    tag = "reports",
+    params(("org" = String, Path, description = "The org id")),
+    security((), ("api_token" = [])),
+    responses(
+        (status = 200, description = "The verdict on the org's latest flip", body = Verification),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 404, description = "`no_store_configured`, `no_flip_detected`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    )
+)]
 pub(super) async fn verification(
     State(s): State<AppState>,
     Path(org): Path<String>,
@@ -110,26 +172,28 @@ pub(super) async fn verification(
             if l.as_ref()
                 .is_none_or(|l| l.flip_at.to_rfc3339() < p.flip_at) =>
         {
-            Ok(Json(serde_json::json!({
-                "org": org,
-                "verdict": "pending",
-                "flip_at": p.flip_at,
-                "due": p.due,
-                "report": format!("/api/reports/{}.json", p.id),
-            }))
+            Ok(Json(Verification {
+                report: format!("/api/reports/{}.json", p.id),
+                org,
+                verdict: "pending".into(),
+                reason: None,
+                flip_at: p.flip_at,
+                due: Some(p.due),
+            })
             .into_response())
         }
         (_, Some(r)) => {
             let reason = serde_json::from_str::<serde_json::Value>(&r.json)
                 .ok()
                 .and_then(|v| v["reason"].as_str().map(str::to_owned));
-            Ok(Json(serde_json::json!({
-                "org": org,
-                "verdict": r.verdict,
-                "reason": reason,
-                "flip_at": r.flip_at.to_rfc3339(),
-                "report": format!("/api/reports/{}.json", r.id),
-            }))
+            Ok(Json(Verification {
+                org,
+                verdict: r.verdict,
+                reason,
+                flip_at: r.flip_at.to_rfc3339(),
+                due: None,
+                report: format!("/api/reports/{}.json", r.id),
+            })
             .into_response())
         }
         _ => Err(ApiError::NoFlipDetected),

@@ -122,7 +122,7 @@ pub struct FlagSnapshot {
 }
 
 /// Why an org's expected runner changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FlipCause {
     /// `runner_default` changed (or a deleted row came back with another value).

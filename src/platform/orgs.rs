@@ -69,14 +69,14 @@ impl DispatchShare {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Dispatched {
     pub go: u64,
     pub ts: u64,
     pub other: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FlipView {
     pub from: &'static str,
     pub to: &'static str,
@@ -98,7 +98,7 @@ impl FlipView {
 }
 
 /// One org in `GET /api/orgs`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OrgView {
     pub org: String,
     pub slug: Option<String>,

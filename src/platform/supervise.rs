@@ -57,7 +57,7 @@ pub enum PlatformUpdate {
 }
 
 /// One dependency's state, for `/readyz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DependencyState {
     pub up: bool,
     /// Since when (the sidecar's clock) it has been in this state.
@@ -68,7 +68,7 @@ pub struct DependencyState {
 }
 
 /// The configured dependencies' states; `None` = not configured.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub postgres: Option<DependencyState>,
     pub redis: Option<DependencyState>,

@@ -61,7 +61,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ByRunner {
     pub go: u64,
     pub ts: u64,
@@ -83,7 +83,7 @@ impl ByRunner {
 }
 
 /// Session counts. `orgs` uses the same shape; orphan claims are never attributed to an org.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Totals {
     pub dispatched: ByRunner,
     pub matched: u64,
@@ -172,7 +172,7 @@ pub struct LatencyByRunner {
 }
 
 /// One event of a finding's evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evidence {
     pub event: String,
     /// The dispatch's runner or the event's runtime.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::event::Timestamp;
 
 /// What a finding is about. Its `as_str` is the `kind` of the JSON API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     Late,
@@ -67,7 +67,7 @@ impl std::fmt::Display for FindingKind {
 }
 
 /// A finding as the sidecar saw it happen (`GET /api/findings`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LiveFinding {
     pub kind: FindingKind,
     pub session_id: String,

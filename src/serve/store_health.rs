@@ -20,7 +20,7 @@ use crate::sinks::self_metrics::StoreMetrics;
 use crate::store::{Store, StoreError};
 
 /// The store's state, for `/readyz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StoreState {
     pub up: bool,
     /// `sqlite` or `postgres`.

@@ -30,13 +30,13 @@ pub enum Lookup {
 }
 
 /// The Redis claim key of an overdue session, read as a second witness.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Witness {
     pub holder: Option<String>,
 }
 
 /// Everything known about one session (`GET /api/sessions/{id}`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub session_id: String,
     /// Judged against the latest event time seen; `null` for a session never dispatched.

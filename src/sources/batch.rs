@@ -41,7 +41,7 @@ impl Batch {
 }
 
 /// What became of a batch's lines.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BatchResult {
     pub events: u64,
     pub duplicates: u64,

@@ -293,3 +293,30 @@ async fn each_endpoint_class_takes_its_own_token() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// The document served at `/api/openapi.json` is the checked-in `docs/openapi.json`, and it
+/// names every `ApiError` code.
+#[tokio::test(start_paused = true)]
+async fn the_served_openapi_document_is_the_checked_in_one() {
+    let (app, _stop) = app();
+    let (status, text) = call(
+        &app,
+        Request::get("/api/openapi.json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let served: Value = serde_json::from_str(&text).unwrap();
+    let checked_in: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served, checked_in);
+    let codes = served["components"]["schemas"]["ApiError"]["enum"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(codes, claimcheck::http::ApiError::ALL.len());
+}

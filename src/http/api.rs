@@ -83,8 +83,10 @@ pub(super) struct SummaryQuery {
     /// Only this org's dispatches (judged again from the store).
     org: Option<String>,
     /// Dispatched at or after (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Dispatched before (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
 }
 
@@ -208,6 +210,7 @@ pub(super) struct FindingsQuery {
     /// Only findings of this kind (`late`, `unclaimed`, `flip`, …).
     kind: Option<String>,
     /// Only findings found at or after (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
 }
 

@@ -41,8 +41,9 @@ async fn decoded(s: &AppState, headers: &HeaderMap, raw: &Bytes) -> Result<Bytes
     path = "/ingest/ndjson",
     tag = "ingest",
     params(IngestQuery),
-    request_body(content = String, content_type = "application/x-ndjson",
-        description = "NDJSON, one log line per line; `Content-Encoding: gzip` is decoded"),
+    request_body(content = String, content_type = "text/plain",
+        description = "NDJSON, one log line per line (any content type is read as such); \
+            `Content-Encoding: gzip` is decoded"),
     security(("ingest_token" = [])),
     responses(
         (status = 200, description = "What became of the lines", body = BatchResult),

@@ -6,6 +6,7 @@
 mod alerting;
 mod dashboards;
 mod demo;
+mod drain_props;
 mod follow_model;
 mod hostile;
 mod hostile_paths;

@@ -21,7 +21,7 @@ use crate::platform;
 use crate::serve::Actor;
 use crate::serve::store_health::StoreHealth;
 use crate::sinks::alertmanager::AlertPusher;
-use crate::sinks::self_metrics::{QueueDepths, StoreMetrics};
+use crate::sinks::self_metrics::{QueueDepths, RecoveryMetrics, StoreMetrics};
 use crate::sources::batch::Batch;
 use crate::sources::file::FollowConfig;
 use crate::sources::{Input, Role};
@@ -241,13 +241,17 @@ pub(super) async fn serve(
         &shutdown,
     )
     .await?;
-    let store = match store {
+    // The replay itself runs inside the actor once it starts, while HTTP answers.
+    let recovery = match &store {
         Some(store) => {
-            actor
-                .recover(store.clone())
-                .await
-                .context("cannot recover state from the store")?;
-            Some(store)
+            let metrics = RecoveryMetrics::register(&registry)
+                .context("cannot register the recovery metrics")?;
+            Some(
+                actor
+                    .recover(store.clone(), Some(metrics))
+                    .await
+                    .context("cannot recover state from the store")?,
+            )
         }
         None => None,
     };
@@ -377,6 +381,7 @@ pub(super) async fn serve(
         }),
         readiness,
         store_health,
+        recovery,
         store: store.clone(),
         pending_reports,
         summary_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(crate::http::SUMMARY_SLOTS)),

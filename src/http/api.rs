@@ -33,18 +33,25 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     }
 }
 
-/// What `/readyz` shows: each platform dependency and the store.
+/// What `/readyz` shows: why it is not ready, each platform dependency, the store and its
+/// replay.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub(super) struct Ready {
+    /// `recovering` while the store is replayed after a start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     #[serde(flatten)]
     platform: Option<crate::platform::Readiness>,
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<crate::serve::store_health::StoreState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery: Option<crate::serve::recovery::RecoveryState>,
 }
 
-/// Ready when the store takes commits and every configured platform dependency is up;
-/// `/healthz` stays green meanwhile (the platform's absence only delays its findings; the
-/// store's holds ingestion back, unacknowledged, until it is back).
+/// Ready when the store has been replayed and takes commits and every configured platform
+/// dependency is up; `/healthz` stays green meanwhile (the platform's absence only delays its
+/// findings; the store's holds ingestion back, unacknowledged, until it is back; the replay
+/// holds back ingestion and the totals).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -55,20 +62,25 @@ pub(super) struct Ready {
             (String = "text/plain"),
             (Ready = "application/json"),
         )),
-        (status = 503, description = "The store or a configured dependency is down",
-            body = Ready),
+        (status = 503, description = "Still replaying the store (`reason: recovering`), or \
+            the store or a configured dependency is down", body = Ready),
     )
 )]
 pub(super) async fn readyz(State(s): State<AppState>) -> Response {
-    if s.readiness.is_none() && s.store_health.is_none() {
+    if s.readiness.is_none() && s.store_health.is_none() && s.recovery.is_none() {
         return "ready\n".into_response();
     }
+    let recovery = s.recovery.as_ref().map(|r| r.borrow().clone());
+    let recovering = recovery.as_ref().is_some_and(|r| r.recovering);
     let r = Ready {
+        reason: recovering.then_some("recovering"),
         platform: s.readiness.as_ref().map(|r| r.borrow().clone()),
         store: s.store_health.as_ref().map(|h| h.borrow().clone()),
+        recovery,
     };
-    let ready =
-        r.platform.as_ref().is_none_or(|p| p.ready()) && r.store.as_ref().is_none_or(|s| s.up);
+    let ready = !recovering
+        && r.platform.as_ref().is_none_or(|p| p.ready())
+        && r.store.as_ref().is_none_or(|s| s.up);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -113,7 +125,8 @@ const SUMMARY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10)
         (status = 401, description = "`invalid_token`", body = ErrorBody),
         (status = 429, description = "`summary_busy`: too many filtered summaries at once",
             body = ErrorBody),
-        (status = 503, description = "`store_unavailable`, `shutting_down`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`, `recovering` (unfiltered, while \
+            the store is replayed after a start), `shutting_down`", body = ErrorBody),
     )
 )]
 pub(super) async fn summary(
@@ -121,6 +134,10 @@ pub(super) async fn summary(
     Query(q): Query<SummaryQuery>,
 ) -> Result<Response, ApiError> {
     if q.org.is_none() && q.since.is_none() && q.until.is_none() {
+        // Half a replay is not a total: nothing until the store is replayed.
+        if s.recovering() {
+            return Err(ApiError::Recovering);
+        }
         return Ok(Json(s.summary.borrow().clone()).into_response());
     }
     let time = |v: &Option<String>| match v.as_deref().map(crate::parse::time::parse_rfc3339) {

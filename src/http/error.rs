@@ -54,6 +54,9 @@ pub enum ApiError {
     /// The actor is gone: serve is stopping.
     #[error("shutting_down")]
     ShuttingDown,
+    /// Serve is still replaying its store after a start (`/readyz` says how far); retry.
+    #[error("recovering")]
+    Recovering,
     /// Too many filtered summaries at once; retry shortly.
     #[error("summary_busy")]
     SummaryBusy,
@@ -86,7 +89,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub const ALL: [ApiError; 24] = {
+    pub const ALL: [ApiError; 25] = {
         use ApiError::*;
         [
             InvalidTime,
@@ -103,6 +106,7 @@ impl ApiError {
             DrainNotConfigured,
             StoreUnavailable,
             ShuttingDown,
+            Recovering,
             SummaryBusy,
             StoredReportUnreadable,
             BadVerifyCode,
@@ -127,7 +131,7 @@ impl ApiError {
             InvalidSignature => StatusCode::FORBIDDEN,
             NotFound | UnknownSession | NoPlatformConfigured | NoStoreConfigured | NoSuchReport
             | NoFlipDetected | DrainNotConfigured => StatusCode::NOT_FOUND,
-            StoreUnavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | ShuttingDown | Recovering => StatusCode::SERVICE_UNAVAILABLE,
             SummaryBusy => StatusCode::TOO_MANY_REQUESTS,
             StoredReportUnreadable | BadVerifyCode => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -151,6 +155,7 @@ impl ApiError {
             DrainNotConfigured => "drain_not_configured",
             StoreUnavailable => "store_unavailable",
             ShuttingDown => "shutting_down",
+            Recovering => "recovering",
             SummaryBusy => "summary_busy",
             StoredReportUnreadable => "stored_report_unreadable",
             BadVerifyCode => "bad_verify_code",

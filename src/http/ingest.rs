@@ -53,8 +53,8 @@ async fn decoded(s: &AppState, headers: &HeaderMap, raw: &Bytes) -> Result<Bytes
             body = ErrorBody),
         (status = 413, description = "`body_too_large`, `decoded_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_encoding`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable` (retry), `shutting_down`",
-            body = ErrorBody),
+        (status = 503, description = "`store_unavailable` (retry), `recovering` (retry), \
+            `shutting_down`", body = ErrorBody),
     )
 )]
 pub(super) async fn ndjson(
@@ -156,8 +156,8 @@ fn signed(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
         (status = 413, description = "`body_too_large`, `decoded_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_encoding`", body = ErrorBody),
         (status = 500, description = "`bad_verify_code`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable` (retry), `shutting_down`",
-            body = ErrorBody),
+        (status = 503, description = "`store_unavailable` (retry), `recovering` (retry), \
+            `shutting_down`", body = ErrorBody),
     )
 )]
 pub(super) async fn vercel(
@@ -197,6 +197,11 @@ pub(super) async fn vercel(
 
 /// Hands a batch to the actor and answers 2xx only once it has recorded the lines.
 async fn record(s: &AppState, mut batch: Batch) -> Result<Response, ApiError> {
+    // The actor takes no batch until the store is replayed: refused at once (the sender
+    // retries) rather than held past the request timeout.
+    if s.recovering() {
+        return Err(ApiError::Recovering);
+    }
     let (done, recorded) = oneshot::channel();
     batch.done = Some(done);
     if s.batches.send(batch).await.is_err() {

@@ -48,6 +48,9 @@ pub struct AppState {
     pub readiness: Option<watch::Receiver<crate::platform::Readiness>>,
     /// The store's state (`/readyz`); `None` without a store.
     pub store_health: Option<watch::Receiver<crate::serve::store_health::StoreState>>,
+    /// The replay of the store after a start (`/readyz`); `None` without a store. While it
+    /// runs, the totals and ingest answer 503 `recovering`.
+    pub recovery: Option<watch::Receiver<crate::serve::recovery::RecoveryState>>,
     /// Where post-flip reports are kept; `None` without a store (no reports then).
     pub store: Option<crate::store::Store>,
     /// Flips whose report is not due yet.
@@ -58,6 +61,15 @@ pub struct AppState {
     pub http: HttpConfig,
     /// Tokens for `/metrics` and the API.
     pub access: auth::Access,
+}
+
+impl AppState {
+    /// Whether the store is still being replayed after a start.
+    pub fn recovering(&self) -> bool {
+        self.recovery
+            .as_ref()
+            .is_some_and(|r| r.borrow().recovering)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::durable::{Durable, RETIRED_TOTALS};
 use super::ingest::{RecentIds, Sources};
+use super::recovery::{Feed, Recovery};
 use super::telemetry::Telemetry;
 use super::view::{self, Lookup, Summary};
 use crate::clock::Clock;
@@ -47,6 +48,10 @@ pub struct Actor<S = LocalState> {
     /// Lines of sessions evicted at the session cap, deleted with the next commit (which
     /// saves their share of the retired totals).
     pub(super) evicted_lines: Vec<(String, u32)>,
+    /// The replay of the store, from `recover` until it is done.
+    pub(super) recovery: Option<Recovery>,
+    /// Sources to announce to the correlation state once the replay is done.
+    pub(super) announce: Vec<u16>,
 }
 
 impl<S> std::fmt::Debug for Actor<S> {
@@ -101,6 +106,8 @@ impl<S: CorrelationState> Actor<S> {
             uncommitted: (0, 0),
             prune_due: None,
             evicted_lines: Vec::new(),
+            recovery: None,
+            announce: Vec::new(),
         };
         Ok((actor, summary_rx))
     }
@@ -138,6 +145,9 @@ impl<S: CorrelationState> Actor<S> {
     }
 
     /// Runs until `shutdown` is cancelled or every sender is gone, then drains what was sent.
+    /// With a store, it first replays what the store holds, a page at a time between
+    /// queries; batches, platform updates and ticks wait until the replay is done (held in
+    /// their bounded channels), so nothing live is applied before older stored evidence.
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<Batch>,
@@ -148,19 +158,50 @@ impl<S: CorrelationState> Actor<S> {
         let mut updates = self.platform_updates.take();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The store's reader, owned here: aborted when the loop ends.
+        let mut reader = tokio::task::JoinSet::new();
+        let mut feed = self
+            .recovery
+            .as_ref()
+            .map(|r| r.start(&mut reader, shutdown.clone()));
         loop {
+            let recovering = feed.is_some();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                batch = rx.recv() => match batch {
+                f = next_feed(&mut feed), if recovering => match f {
+                    Some(Feed::Stored(n)) => self.progress(|p| p.stored(n)),
+                    Some(Feed::Stalled(e)) => self.progress(|p| p.stalled(e)),
+                    Some(Feed::Lines(lines)) => {
+                        if let Err(e) = self.replay(lines).await {
+                            tracing::error!(error = %e, "recovery stopped: the correlation state refused a batch");
+                            feed = None;
+                            self.recovered().await;
+                        }
+                    }
+                    Some(Feed::Done) => {
+                        feed = None;
+                        self.recovered().await;
+                    }
+                    // The reader stopped (shutdown): not recovered.
+                    None => break,
+                },
+                batch = rx.recv(), if !recovering => match batch {
                     Some(b) => self.ingest(b).await,
                     None => break,
                 },
                 Some(q) = queries.recv() => self.answer(q).await,
-                Some(u) = next_update(&mut updates) => self.on_platform_update(u).await,
-                _ = tick.tick() => self.tick().await,
+                Some(u) = next_update(&mut updates), if !recovering => self.on_platform_update(u).await,
+                _ = tick.tick(), if !recovering => self.tick().await,
             }
         }
         rx.close();
+        if self.recovery.is_some() {
+            // Stopped mid-replay: what waits was never taken, so none of it was acknowledged.
+            tracing::warn!(
+                "stopped before recovery was complete: the next start replays the store again"
+            );
+            return;
+        }
         while let Some(b) = rx.recv().await {
             self.ingest(b).await;
         }
@@ -171,6 +212,12 @@ impl<S: CorrelationState> Actor<S> {
                 event_lines = lines,
                 "stopped with batches not committed to the store: none was acknowledged; senders retry them and followed files are read again from their last committed checkpoint"
             );
+        }
+    }
+
+    fn progress(&mut self, f: impl FnOnce(&mut super::recovery::Progress)) {
+        if let Some(r) = self.recovery.as_mut() {
+            f(&mut r.progress);
         }
     }
 
@@ -302,6 +349,14 @@ impl<S: CorrelationState> Actor<S> {
                 false
             }
         }
+    }
+}
+
+/// The next page of the replay; never ready once it is done.
+async fn next_feed(rx: &mut Option<mpsc::Receiver<Feed>>) -> Option<Feed> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,14 +1,18 @@
 //! Lines in: a batch's lines through drain dedupe, parse and the live correlator, committed
 //! with the checkpoint that produced them; and recovery, which replays the stored lines the
-//! same way.
+//! same way, a page at a time (the pages come from `recovery`).
 
 use rustc_hash::FxHashSet;
 
+use tokio::sync::watch;
+
 use super::actor::Actor;
 use super::durable::RETIRED_TOTALS;
+use super::recovery::{Progress, Recovery, RecoveryState, same_batch};
 use crate::event::{Event, EventKind, Origin, Runner, Timestamp};
 use crate::parse::{LineContext, Parsed};
 use crate::sinks::metrics::LineResult;
+use crate::sinks::self_metrics::RecoveryMetrics;
 use crate::sources::batch::{Batch, BatchResult};
 use crate::state::{CorrelationState, Delivery, Fate, StateError};
 use crate::store::{Commit, Store, StoreError, StoredLine};
@@ -120,27 +124,40 @@ struct Lines<'a> {
 }
 
 impl<S: CorrelationState> Actor<S> {
-    /// Makes the actor durable: replays what `store` holds (the lines of every retained
-    /// session, in order, at their receive times, batch by batch as they were received) and
-    /// commits every batch from now on.
-    pub async fn recover(&mut self, store: Store) -> Result<(), StoreError> {
+    /// Makes the actor durable: commits every batch to `store` from now on, and arms the
+    /// replay of what it holds (the lines of every retained session, in order, at their
+    /// receive times, batch by batch as they were received), which [`Actor::run`] streams in
+    /// bounded pages while HTTP answers (`recovery`). The returned state is `/readyz`'s.
+    pub async fn recover(
+        &mut self,
+        store: Store,
+        metrics: Option<RecoveryMetrics>,
+    ) -> Result<watch::Receiver<RecoveryState>, StoreError> {
         if let Some(json) = store.state(RETIRED_TOTALS).await? {
             self.telemetry.restore_retired(serde_json::from_str(&json)?);
         }
         self.replaying = true;
-        let stored = store.lines().await?;
+        self.durable.attach(store.clone());
+        let (progress, state) = Progress::new(metrics);
+        self.recovery = Some(Recovery {
+            store,
+            progress,
+            started: false,
+        });
+        Ok(state)
+    }
+
+    /// One page of the replay: each stored batch through parse and the correlation state as
+    /// when it was received, then the outcome rows the page produced, committed (a
+    /// judgement whose commit a crash prevented lands now; the rest is written again
+    /// unchanged). Retired totals, prunes and evictions wait for the end of the replay.
+    pub(super) async fn replay(&mut self, stored: Vec<StoredLine>) -> Result<(), StateError> {
         let mut rest = stored.as_slice();
         while let Some(first) = rest.first() {
-            let n = rest
-                .iter()
-                .take_while(|l| {
-                    l.source == first.source
-                        && l.received_at == first.received_at
-                        && l.default_runtime == first.default_runtime
-                })
-                .count();
+            let n = rest.iter().take_while(|l| same_batch(l, first)).count();
             let (group, tail) = rest.split_at(n);
             rest = tail;
+            self.replay_starts(first.received_at).await;
             let input = self.sources.index(&first.source);
             for l in group {
                 self.sources.saw_line(input, l.line);
@@ -165,19 +182,8 @@ impl<S: CorrelationState> Actor<S> {
                     })
                     .collect(),
             };
-            if let Err(e) = self.deliver(lines).await {
-                tracing::error!(error = %e, "recovery stopped: the correlation state refused a batch");
-                break;
-            }
+            self.deliver(lines).await?;
         }
-        drop(stored);
-        self.replaying = false;
-        // Sources that have been quiet since stop holding judgements back now.
-        let now = self.clock.now();
-        self.tick_state(now).await;
-        self.durable.attach(store);
-        // The outcome rows of the replay: what was committed already is written again
-        // unchanged; a judgement whose commit a crash prevented lands now.
         let outcomes = self.telemetry.take_outcomes();
         if !outcomes.is_empty() {
             let commit = Commit {
@@ -186,18 +192,91 @@ impl<S: CorrelationState> Actor<S> {
             };
             let _ = self.durable.commit(&commit).await;
         }
-        self.telemetry.publish();
+        if let Some(r) = self.recovery.as_mut() {
+            r.progress.replayed(stored.len() as u64);
+        }
         Ok(())
     }
 
-    /// Names sources known before they send (files that exist when `serve` starts): each
-    /// holds judgements back until it has delivered past them or gone idle.
-    pub async fn catching_up(&mut self, sources: impl IntoIterator<Item = String>) {
+    /// Before a stored batch received at `at`: the starts of the sidecar the store saw are
+    /// replayed as they happened, so the replay never settles a session on the evidence of
+    /// sources that were merely stopped. The followed files are announced at the first batch
+    /// (as at the first start); a stretch in which every known source went idle — the
+    /// sidecar was down, or nothing arrived — is replayed as the restart it most likely was:
+    /// every known source is announced again (a quiet stretch then judges later, on at
+    /// least the same evidence, never earlier).
+    async fn replay_starts(&mut self, at: Timestamp) {
+        let first = self
+            .recovery
+            .as_mut()
+            .is_some_and(|r| !std::mem::replace(&mut r.started, true));
+        let inputs: Vec<u16> = if first {
+            self.announce.clone()
+        } else {
+            match self.state.watermarks(at).await {
+                Ok((each, _)) if !each.is_empty() && each.iter().all(|w| !w.active) => {
+                    each.iter().map(|w| w.input).collect()
+                }
+                _ => return,
+            }
+        };
+        if inputs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.state.announce(&inputs, at).await {
+            tracing::warn!(error = %e, "cannot announce the replayed sources to the correlation state");
+        }
+    }
+
+    /// The replay is complete: the followed files are announced (each holds judgements back
+    /// until it has delivered past them or gone idle, so a restart during catch-up judges
+    /// nothing on half the evidence), then what is due now is swept, the replay's prunes and
+    /// evictions are committed with the retired totals, and the totals are published.
+    pub(super) async fn recovered(&mut self) {
+        self.replaying = false;
         let now = self.clock.now();
+        self.announce_sources(now).await;
+        // Sources that have been quiet since stop (and are not followed any more) hold
+        // judgements back no longer.
+        self.tick_state(now).await;
+        let mut commit = Commit {
+            prune_before: self.prune_due.take(),
+            delete_lines: std::mem::take(&mut self.evicted_lines),
+            outcomes: self.telemetry.take_outcomes(),
+            ..Commit::default()
+        };
+        commit.state = self.retired_state(&commit);
+        let _ = self.durable.commit(&commit).await;
+        self.telemetry.publish();
+        let sessions = match self.state.totals().await {
+            Ok(t) => t.sessions,
+            Err(_) => 0,
+        };
+        if let Some(mut r) = self.recovery.take() {
+            r.progress.done(sessions);
+        }
+    }
+
+    /// Names sources known before they send (files that exist when `serve` starts): each
+    /// holds judgements back until it has delivered past them or gone idle. Announced once
+    /// the store is replayed (at once without a store).
+    pub async fn catching_up(&mut self, sources: impl IntoIterator<Item = String>) {
         let inputs: Vec<u16> = sources
             .into_iter()
             .map(|name| self.sources.index(&name))
             .collect();
+        self.announce.extend(inputs);
+        if self.recovery.is_none() {
+            let now = self.clock.now();
+            self.announce_sources(now).await;
+        }
+    }
+
+    async fn announce_sources(&mut self, now: Timestamp) {
+        let inputs = std::mem::take(&mut self.announce);
+        if inputs.is_empty() {
+            return;
+        }
         if let Err(e) = self.state.announce(&inputs, now).await {
             tracing::warn!(error = %e, "cannot announce the followed files to the correlation state");
         }

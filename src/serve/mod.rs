@@ -2,7 +2,10 @@
 //! to it through bounded channels.
 //!
 //! - `actor` — the `select!` loop: batches in, platform updates, queries, a tick, shutdown.
-//! - `ingest` — a batch's lines through dedupe, parse and the live correlator; recovery.
+//! - `ingest` — a batch's lines through dedupe, parse and the live correlator; the replay of
+//!   stored lines.
+//! - `recovery` — the store read in bounded pages while HTTP answers, and THE emitter of
+//!   recovery's progress (`claimcheck_recovering`, `/readyz`'s `recovering`, its log lines).
 //! - `telemetry` — THE emitter: each correlator change and platform event becomes metrics,
 //!   summary, findings, alerts and one tracing line, in one place.
 //! - `findings` — `FindingKind` and the finding log.
@@ -15,6 +18,7 @@ mod actor;
 mod durable;
 mod findings;
 mod ingest;
+pub mod recovery;
 pub mod store_health;
 mod telemetry;
 mod view;

@@ -101,6 +101,62 @@ async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Respon
     resp
 }
 
+/// `claimcheck_recovering`, `claimcheck_recovery_lines_stored`,
+/// `claimcheck_recovery_lines_replayed_total` and `claimcheck_recovery_duration_seconds`. Set
+/// only by serve's recovery progress emitter.
+#[derive(Debug, Clone)]
+pub struct RecoveryMetrics {
+    recovering: prometheus::IntGauge,
+    stored: prometheus::IntGauge,
+    replayed: IntCounter,
+    seconds: prometheus::Gauge,
+}
+
+impl RecoveryMetrics {
+    pub fn register(reg: &Registry) -> prometheus::Result<RecoveryMetrics> {
+        let recovering = prometheus::IntGauge::new(
+            "claimcheck_recovering",
+            "1 while serve replays its store after a start (/readyz answers 503 recovering), then 0.",
+        )?;
+        let stored = prometheus::IntGauge::new(
+            "claimcheck_recovery_lines_stored",
+            "Lines the store held when recovery began (progress: replayed / stored).",
+        )?;
+        let replayed = IntCounter::new(
+            "claimcheck_recovery_lines_replayed_total",
+            "Stored lines replayed by recovery.",
+        )?;
+        let seconds = prometheus::Gauge::new(
+            "claimcheck_recovery_duration_seconds",
+            "How long the last recovery took, from the start of the replay to ready.",
+        )?;
+        reg.register(Box::new(recovering.clone()))?;
+        reg.register(Box::new(stored.clone()))?;
+        reg.register(Box::new(replayed.clone()))?;
+        reg.register(Box::new(seconds.clone()))?;
+        Ok(RecoveryMetrics {
+            recovering,
+            stored,
+            replayed,
+            seconds,
+        })
+    }
+
+    pub fn started(&self, stored: u64) {
+        self.recovering.set(1);
+        self.stored.set(i64::try_from(stored).unwrap_or(i64::MAX));
+    }
+
+    pub fn replayed(&self, lines: u64) {
+        self.replayed.inc_by(lines);
+    }
+
+    pub fn done(&self, seconds: f64) {
+        self.recovering.set(0);
+        self.seconds.set(seconds);
+    }
+}
+
 /// `claimcheck_store_up`, `claimcheck_store_commit_duration_seconds` and
 /// `claimcheck_store_commit_failures_total`. Set only by serve's store health emitter.
 #[derive(Debug, Clone)]

@@ -292,6 +292,9 @@ const PRUNE_OUTCOMES: &str = "DELETE FROM outcomes WHERE seen_at < $1";
 const OUTCOMES_PER_INSERT: usize = 1000;
 const SELECT_LINES: &str = "SELECT received_at, source, line, session, entry_id, default_runtime, raw \
      FROM events ORDER BY seq";
+const SELECT_LINES_AFTER: &str = "SELECT received_at, source, line, session, entry_id, \
+     default_runtime, raw, seq FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+const COUNT_LINES: &str = "SELECT COUNT(*) FROM events";
 const UPSERT_STATE: &str = "INSERT INTO state (name, json) VALUES ($1, $2) \
      ON CONFLICT (name) DO UPDATE SET json = excluded.json";
 const INSERT_REPORT: &str = "INSERT INTO reports (id, org, flip_at, verdict, created_at, json) \
@@ -584,6 +587,46 @@ impl Store {
                     })
                 })
                 .collect()
+        })
+    }
+
+    /// At most `limit` stored lines after position `after` (0: from the first), oldest
+    /// first, each with its position: recovery pages through the store with these, so memory
+    /// is bounded by the page, not by what the store holds. Lines deleted meanwhile are
+    /// skipped; lines committed meanwhile come after the last page.
+    pub async fn lines_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, StoredLine)>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(SELECT_LINES_AFTER)
+                .bind(after)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter()
+                .map(|r| {
+                    let line = StoredLine {
+                        received_at: Timestamp(r.try_get(0)?),
+                        source: r.try_get(1)?,
+                        line: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(u32::MAX),
+                        session: r.try_get(3)?,
+                        entry_id: r.try_get(4)?,
+                        default_runtime: runtime_of(r.try_get(5)?),
+                        raw: r.try_get(6)?,
+                    };
+                    Ok((r.try_get(7)?, line))
+                })
+                .collect()
+        })
+    }
+
+    /// How many lines the store holds.
+    pub async fn line_count(&self) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(COUNT_LINES).fetch_one(pool).await?;
+            Ok(to_u64(row.try_get(0)?))
         })
     }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerting;
+mod catch_up_kills;
 mod dashboards;
 mod demo;
 mod drain_props;
@@ -26,6 +27,7 @@ mod serve;
 mod serve_bounded;
 mod serve_files;
 mod serve_platform;
+mod serve_recovery;
 mod serve_settled;
 mod simulate;
 mod state;

@@ -8,27 +8,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::serve_files::metric_sum;
-use crate::support::{Server, claimcheck, free_port, http_get};
+use crate::support::{
+    Server, claimcheck, free_port, http_get, http_get_status, metric, rss_kb, wait_until,
+};
 
 /// Sessions dispatched, never claimed (each stays pending), and the cap.
 const SESSIONS: u64 = 120_000;
 const CAP: u64 = 10_000;
-
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The value of an unlabelled series.
-fn metric(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
-}
 
 fn start(port: u16, store: &str, file: &std::path::Path, cap: Option<u64>) -> Server {
     let mut cmd = claimcheck();
@@ -49,21 +35,30 @@ fn start(port: u16, store: &str, file: &std::path::Path, cap: Option<u64>) -> Se
     )
 }
 
-/// Waits (bounded) until `ready` holds for the summary and the metrics.
+/// Waits (bounded) until `ready` holds for the summary and the metrics (a summary refused
+/// while the store is replayed is not one).
 fn until(port: u16, what: &str, ready: impl Fn(&Value, &str) -> bool) -> (Value, String) {
     let deadline = Instant::now() + Duration::from_secs(150);
     let mut last = Value::Null;
-    while Instant::now() < deadline {
-        if let (Some(s), Some(m)) = (http_get(port, "/api/summary"), http_get(port, "/metrics"))
-            && let Ok(v) = serde_json::from_str::<Value>(&s)
+    let mut got = None;
+    let reached = wait_until(deadline, || {
+        if let (Some((200, s)), Some(m)) = (
+            http_get_status(port, "/api/summary"),
+            http_get(port, "/metrics"),
+        ) && let Ok(v) = serde_json::from_str::<Value>(&s)
         {
             if ready(&v, &m) {
-                return (v, m);
+                got = Some((v, m));
+                return true;
             }
             last = v;
         }
+        false
+    });
+    match got {
+        Some(got) if reached => got,
+        _ => panic!("{what}: not reached within 150 s; last summary {last}"),
     }
-    panic!("{what}: not reached within 150 s; last summary {last}");
 }
 
 fn workload(dir: &std::path::Path) -> std::path::PathBuf {

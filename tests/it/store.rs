@@ -311,7 +311,7 @@ async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
         200,
     )
     .unwrap();
-    actor.recover(store.clone()).await.unwrap();
+    actor.recover(store.clone(), None).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let (_qtx, qrx) = tokio::sync::mpsc::channel(4);
     let stop = tokio_util::sync::CancellationToken::new();

@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -26,6 +27,46 @@ pub fn append(path: &Path, s: &str) {
         .unwrap()
         .write_all(s.as_bytes())
         .unwrap();
+}
+
+/// Polls `cond` until it holds (`true`) or `deadline` passes (`false`). Between polls it
+/// pauses 20 ms, which leaves a loaded machine's cores to the process under test: the pause is
+/// a poll interval, never what an outcome depends on.
+#[allow(clippy::disallowed_methods)]
+pub fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lets a process under test run for `d`: pacing at random moments (a kill loop's), never a
+/// wait for an outcome, which [`wait_until`] is for.
+#[allow(clippy::disallowed_methods)]
+pub fn pace(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// A process's resident set size in KiB, from `/proc` (0 once it is gone).
+pub fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The value of an unlabelled series in a `/metrics` text.
+pub fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
 }
 
 /// A TCP port nothing listens on right now.

@@ -60,8 +60,9 @@ impl Sidecar {
             acked: Vec::new(),
             sent: 0,
         };
-        sc.until("/healthz", Duration::from_secs(60), |sc| {
-            http_get_status(sc.port, "/healthz").is_some_and(|(s, _)| s == 200)
+        // Ready: the store replayed (ingest is refused with 503 `recovering` before).
+        sc.until("/readyz", Duration::from_secs(60), |sc| {
+            http_get_status(sc.port, "/readyz").is_some_and(|(s, _)| s == 200)
         });
         sc
     }

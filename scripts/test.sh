@@ -38,6 +38,17 @@ fi
 command -v chromium >/dev/null || apt_install chromium
 # systemd-analyze verifies the packaged unit (tests/it/packaging.rs).
 command -v systemd-analyze >/dev/null || apt_install systemd
+# schemathesis fuzzes the API against its OpenAPI document (tests/it/schemathesis.rs), from
+# PyPI in a venv of its own; made once, kept with the build outputs.
+SCHEMATHESIS_VERSION=4.32.5
+venv=target/schemathesis-venv
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    command -v python3 >/dev/null || apt_install python3
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

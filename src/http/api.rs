@@ -3,12 +3,13 @@
 //! query sent to it; nothing here holds state.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::extract::{Path, Query};
 use super::{ApiError, AppState, ErrorBody};
 use crate::serve::Lookup;
 
@@ -121,7 +122,8 @@ const SUMMARY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10)
     responses(
         (status = 200, description = "Session totals, in `verify`'s `totals` shape",
             body = crate::report::Totals),
-        (status = 400, description = "`invalid_time`, or `filters_need_a_store`", body = ErrorBody),
+        (status = 400, description = "`invalid_time`, `filters_need_a_store`, `invalid_query`",
+            body = ErrorBody),
         (status = 401, description = "`invalid_token`", body = ErrorBody),
         (status = 429, description = "`summary_busy`: too many filtered summaries at once",
             body = ErrorBody),
@@ -174,6 +176,7 @@ pub(super) async fn summary(
     responses(
         (status = 200, description = "The session", body = crate::serve::SessionView),
         (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 404, description = "`unknown_session`", body = ErrorBody),
         (status = 503, description = "`shutting_down`", body = ErrorBody),
     )
@@ -240,7 +243,7 @@ pub(super) struct FindingsQuery {
     security((), ("api_token" = [])),
     responses(
         (status = 200, description = "Findings, newest last", body = Vec<crate::serve::LiveFinding>),
-        (status = 400, description = "`invalid_since`", body = ErrorBody),
+        (status = 400, description = "`invalid_since`, `invalid_query`", body = ErrorBody),
         (status = 401, description = "`invalid_token`", body = ErrorBody),
         (status = 503, description = "`shutting_down`", body = ErrorBody),
     )

@@ -24,6 +24,16 @@ pub enum ApiError {
     /// `since` on `/api/findings` is not RFC 3339.
     #[error("invalid_since")]
     InvalidSince,
+    /// The query string does not decode into the operation's parameters (one given twice,
+    /// a bad percent-encoding).
+    #[error("invalid_query")]
+    InvalidQuery,
+    /// A path segment is not UTF-8 once percent-decoded.
+    #[error("invalid_path")]
+    InvalidPath,
+    /// `?limit=` is not a whole number within its range.
+    #[error("invalid_limit")]
+    InvalidLimit,
     /// `?runtime=` names no known runtime.
     #[error("invalid_runtime")]
     InvalidRuntime,
@@ -89,11 +99,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub const ALL: [ApiError; 25] = {
+    pub const ALL: [ApiError; 28] = {
         use ApiError::*;
         [
             InvalidTime,
             InvalidSince,
+            InvalidQuery,
+            InvalidPath,
+            InvalidLimit,
             InvalidRuntime,
             FiltersNeedAStore,
             InvalidToken,
@@ -123,8 +136,10 @@ impl ApiError {
     pub fn status(self) -> StatusCode {
         use ApiError::*;
         match self {
-            InvalidTime | InvalidSince | InvalidRuntime | FiltersNeedAStore | InvalidGzip
-            | NotJson | BodyUnreadable => StatusCode::BAD_REQUEST,
+            InvalidTime | InvalidSince | InvalidQuery | InvalidPath | InvalidLimit
+            | InvalidRuntime | FiltersNeedAStore | InvalidGzip | NotJson | BodyUnreadable => {
+                StatusCode::BAD_REQUEST
+            }
             BodyTooLarge | DecodedTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidToken => StatusCode::UNAUTHORIZED,
@@ -143,6 +158,9 @@ impl ApiError {
         match self {
             InvalidTime => "invalid_time",
             InvalidSince => "invalid_since",
+            InvalidQuery => "invalid_query",
+            InvalidPath => "invalid_path",
+            InvalidLimit => "invalid_limit",
             InvalidRuntime => "invalid_runtime",
             FiltersNeedAStore => "filters_need_a_store",
             InvalidToken => "invalid_token",

@@ -4,12 +4,13 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::extract::Query;
 use super::{ApiError, AppState, ErrorBody, body};
 use crate::event::Runner;
 use crate::sources::batch::Batch;
@@ -19,8 +20,60 @@ use crate::sources::batch::BatchResult;
 #[into_params(parameter_in = Query)]
 pub(super) struct IngestQuery {
     /// The runtime of lines that name none: `go` or `ts`.
+    // Read as text so that another value gets 400 `invalid_runtime`.
+    #[param(value_type = Option<DefaultRuntime>, inline)]
     runtime: Option<String>,
 }
+
+/// The values `?runtime=` takes, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // only documents the parameter, which is read as text
+pub(super) enum DefaultRuntime {
+    Go,
+    Ts,
+}
+
+/// The drain body as the OpenAPI document describes it: a JSON array of entries or one entry
+/// (an object). Entries are objects; one that is not is counted (rejected or ignored) and the
+/// rest of the batch kept. NDJSON is accepted as well, which one JSON schema cannot say.
+pub(super) struct DrainBody;
+
+impl utoipa::PartialSchema for DrainBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Array, Type::Object]))
+            .description(Some(
+                "A JSON array of log entries (objects; any other value in it is counted and \
+                 skipped), or a single entry. NDJSON, one entry per line, is read too. Anything \
+                 else (`null`, a string, a number, not JSON) is refused: 400 `not_json`.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DrainBody {}
+
+/// The NDJSON body as the OpenAPI document describes it (`application/x-ndjson`): the lines
+/// as an array, each one JSON object.
+pub(super) struct NdjsonBody;
+
+impl utoipa::PartialSchema for NdjsonBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::Object))
+            .description(Some(
+                "Log lines, one JSON object per line (the array's items are the lines). A \
+                 line that is not an object is counted (rejected or ignored) and the others \
+                 kept; a body none of whose lines is an object is refused: 400 `not_json`.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NdjsonBody {}
 
 /// The body as sent and then decoded: within the limits, gzip inflated off the async threads.
 async fn decoded(s: &AppState, headers: &HeaderMap, raw: &Bytes) -> Result<Bytes, ApiError> {
@@ -41,13 +94,13 @@ async fn decoded(s: &AppState, headers: &HeaderMap, raw: &Bytes) -> Result<Bytes
     path = "/ingest/ndjson",
     tag = "ingest",
     params(IngestQuery),
-    request_body(content = String, content_type = "text/plain",
+    request_body(content = NdjsonBody, content_type = "application/x-ndjson",
         description = "NDJSON, one log line per line (any content type is read as such); \
-            `Content-Encoding: gzip` is decoded"),
+            `Content-Encoding: gzip` is decoded (an empty body is an empty batch)"),
     security(("ingest_token" = [])),
     responses(
         (status = 200, description = "What became of the lines", body = BatchResult),
-        (status = 400, description = "`invalid_runtime`, `not_json`, `invalid_gzip`, \
+        (status = 400, description = "`invalid_runtime`, `invalid_query`, `not_json`, `invalid_gzip`, \
             `body_unreadable`", body = ErrorBody),
         (status = 401, description = "`invalid_token` (also while no token is configured)",
             body = ErrorBody),
@@ -141,8 +194,10 @@ fn signed(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
     tag = "ingest",
     params(("x-vercel-signature" = Option<String>, Header,
         description = "Hex HMAC-SHA1 of the body with the drain secret")),
-    request_body(content = String, content_type = "application/json",
-        description = "A Vercel log drain body: a JSON array of entries, or NDJSON"),
+    request_body(content = DrainBody, content_type = "application/json",
+        description = "A Vercel log drain body: a JSON array of entries, one entry, or NDJSON; \
+            `Content-Encoding: gzip` is decoded (unsigned, an empty body, `[]` or `{}` is \
+            Vercel's endpoint check)"),
     responses(
         (status = 200, description = "What became of the entries (or, for Vercel's unsigned \
             endpoint check, `ok` with `x-vercel-verify`)", content(

@@ -4,7 +4,8 @@
 //!
 //! `ingest.rs` takes lines in (NDJSON, the Vercel drain), `api.rs` answers queries and probes,
 //! `reports.rs` serves post-flip reports and verdicts, `page.rs` the status page; `error.rs`
-//! turns every refusal into a status and a JSON `code`; `limits.rs` bounds what a client may
+//! turns every refusal into a status and a JSON `code` (`extract.rs`: also the query strings
+//! and path segments that do not decode); `limits.rs` bounds what a client may
 //! cost; `listen.rs` serves the router on a socket within those limits, over TLS (`tls.rs`)
 //! when configured.
 
@@ -12,6 +13,7 @@ mod api;
 pub mod auth;
 mod body;
 pub mod error;
+mod extract;
 mod ingest;
 pub mod limits;
 pub mod listen;

@@ -16,7 +16,7 @@ use crate::serve::Lookup;
 /// Seconds between the page's own reloads.
 const REFRESH_S: u32 = 10;
 /// Rows of each table.
-const REPORTS_SHOWN: usize = 20;
+const REPORTS_SHOWN: u32 = 20;
 const FINDINGS_SHOWN: usize = 50;
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:2em;color:#1f2328}\
@@ -98,9 +98,9 @@ pub(super) async fn status_page(State(s): State<AppState>) -> Response {
                 esc(&p.due),
             );
         }
-        match store.reports().await {
+        match store.report_list(REPORTS_SHOWN).await {
             Ok(reports) => {
-                for r in reports.iter().take(REPORTS_SHOWN) {
+                for r in &reports {
                     let id = esc(&path_segment(&r.id));
                     let _ = write!(
                         html,

@@ -2,10 +2,11 @@
 //! and the per-org verdict a rollout controller gates on (`/api/orgs/{org}/verification`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use super::extract::{Path, Query};
 use super::{ApiError, AppState, ErrorBody};
 
 /// One stored report in `GET /api/reports`, with the URL of each rendering.
@@ -21,25 +22,50 @@ pub(super) struct ReportEntry {
     html: String,
 }
 
-/// The post-flip reports serve wrote, oldest first.
+/// Reports listed when `limit` is not given.
+const DEFAULT_LIMIT: u32 = 100;
+/// The most reports one list answers.
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ReportsQuery {
+    /// How many reports, the latest flips first (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+/// The post-flip reports serve wrote, the latest flips first, at most `limit` (one indexed
+/// query: no report's JSON is read).
 #[utoipa::path(
     get,
     path = "/api/reports",
     tag = "reports",
+    params(ReportsQuery),
     security((), ("api_token" = [])),
     responses(
-        (status = 200, description = "Every stored report", body = Vec<ReportEntry>),
+        (status = 200, description = "The latest reports", body = Vec<ReportEntry>),
+        (status = 400, description = "`invalid_limit`, `invalid_query`", body = ErrorBody),
         (status = 401, description = "`invalid_token`", body = ErrorBody),
         (status = 404, description = "`no_store_configured`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     )
 )]
-pub(super) async fn reports(State(s): State<AppState>) -> Result<Response, ApiError> {
+pub(super) async fn reports(
+    State(s): State<AppState>,
+    Query(q): Query<ReportsQuery>,
+) -> Result<Response, ApiError> {
+    // Read as text so that a bad value gets this API's JSON refusal, not the extractor's.
+    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => return Err(ApiError::InvalidLimit),
+    };
     let Some(store) = &s.store else {
         return Err(ApiError::NoStoreConfigured);
     };
     let list = store
-        .reports()
+        .report_list(limit)
         .await
         .map_err(|_| ApiError::StoreUnavailable)?;
     Ok(Json(
@@ -74,6 +100,7 @@ pub(super) async fn reports(State(s): State<AppState>) -> Result<Response, ApiEr
             (String = "text/html; charset=utf-8"),
         )),
         (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 404, description = "`no_store_configured`, `no_such_report`", body = ErrorBody),
         (status = 500, description = "`stored_report_unreadable`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
@@ -145,6 +172,7 @@ pub(super) struct Verification {
     responses(
         (status = 200, description = "The verdict on the org's latest flip", body = Verification),
         (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 404, description = "`no_store_configured`, `no_flip_detected`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     )

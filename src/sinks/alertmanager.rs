@@ -19,7 +19,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -485,8 +487,16 @@ impl AlertHandle {
 #[derive(Debug, Clone)]
 struct PushMetrics {
     posts: IntCounterVec,
+    /// How long each post took (all its chunks), by the same result as `posts`.
+    duration: HistogramVec,
     active: IntGauge,
 }
+
+/// Seconds: a local Alertmanager answers in milliseconds; the top bucket is the default
+/// request timeout.
+const PUSH_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The task that owns the alert set and talks to Alertmanager.
 #[derive(Debug)]
@@ -516,7 +526,8 @@ pub enum PusherError {
 
 impl AlertPusher {
     /// Builds the pusher and its handle; metrics go into `registry`:
-    /// `claimcheck_alertmanager_posts_total{result}`, `claimcheck_alertmanager_alerts`
+    /// `claimcheck_alertmanager_posts_total{result}` and
+    /// `claimcheck_alertmanager_push_duration_seconds{result}`, `claimcheck_alertmanager_alerts`
     /// (held now) and `claimcheck_alertmanager_dropped_total` (full queue or alert cap).
     pub fn new(
         config: AlertmanagerConfig,
@@ -530,6 +541,14 @@ impl AlertPusher {
             ),
             &["result"],
         )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "claimcheck_alertmanager_push_duration_seconds",
+                "How long each post of per-finding alerts to Alertmanager took, by result (ok, error).",
+            )
+            .buckets(PUSH_BUCKETS.to_vec()),
+            &["result"],
+        )?;
         let active = IntGauge::new(
             "claimcheck_alertmanager_alerts",
             "Per-finding alerts held for Alertmanager now (firing, or resolved and not yet sent).",
@@ -539,10 +558,12 @@ impl AlertPusher {
             "Per-finding alert updates dropped: the queue to the pusher was full or the alert cap reached.",
         )?;
         registry.register(Box::new(posts.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(active.clone()))?;
         registry.register(Box::new(dropped.clone()))?;
         for r in ["ok", "error"] {
             posts.with_label_values(&[r]);
+            duration.with_label_values(&[r]);
         }
         // `join` replaces the last path segment unless the base ends in a slash.
         let mut base = config.url.clone();
@@ -566,7 +587,11 @@ impl AlertPusher {
             clock,
             alerts: Alerts::default(),
             dropped,
-            metrics: PushMetrics { posts, active },
+            metrics: PushMetrics {
+                posts,
+                duration,
+                active,
+            },
             failing: false,
         };
         Ok((pusher, handle))
@@ -666,6 +691,7 @@ impl AlertPusher {
             self.config.resend_interval * 4,
             self.config.generator_base.as_deref(),
         );
+        let started = Instant::now();
         let mut failure = None;
         // Alertmanager takes any number per post; chunks keep one body small.
         for chunk in batch.chunks(1000) {
@@ -690,33 +716,40 @@ impl AlertPusher {
             }
         }
         let ok = failure.is_none();
-        // One line per change of the push target's state; repeats are counted, not logged.
-        match (&failure, self.failing) {
-            (Some(error), false) => tracing::warn!(
-                target_url = %crate::redact::secrets(self.endpoint.as_str()),
-                state = "failing",
-                error = %error,
-                alerts = batch.len(),
-                "alertmanager push failing"
-            ),
-            (None, true) => tracing::info!(
-                target_url = %crate::redact::secrets(self.endpoint.as_str()),
-                state = "ok",
-                alerts = batch.len(),
-                "alertmanager push recovered"
-            ),
-            _ => {}
-        }
-        self.failing = !ok;
-        self.metrics
-            .posts
-            .with_label_values(&[if ok { "ok" } else { "error" }])
-            .inc();
+        self.pushed(failure, batch.len(), started.elapsed());
         if ok {
             self.alerts.sent();
             self.metrics.active.set(self.alerts.len() as i64);
         }
         ok
+    }
+
+    /// THE emitter of a post's outcome: its counter, its latency and — once per change of the
+    /// push target's state, never per retry — its log line.
+    fn pushed(&mut self, failure: Option<String>, alerts: usize, took: Duration) {
+        let result = if failure.is_none() { "ok" } else { "error" };
+        match (&failure, self.failing) {
+            (Some(error), false) => tracing::warn!(
+                target_url = %crate::redact::secrets(self.endpoint.as_str()),
+                state = "failing",
+                error = %error,
+                alerts,
+                "alertmanager push failing"
+            ),
+            (None, true) => tracing::info!(
+                target_url = %crate::redact::secrets(self.endpoint.as_str()),
+                state = "ok",
+                alerts,
+                "alertmanager push recovered"
+            ),
+            _ => {}
+        }
+        self.failing = failure.is_some();
+        self.metrics.posts.with_label_values(&[result]).inc();
+        self.metrics
+            .duration
+            .with_label_values(&[result])
+            .observe(took.as_secs_f64());
     }
 }
 

@@ -108,6 +108,16 @@ pub struct StoredReport {
     pub json: String,
 }
 
+/// A stored report's index columns, without its JSON: what a list of reports shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportListing {
+    pub id: String,
+    pub org: String,
+    pub flip_at: Timestamp,
+    pub verdict: String,
+    pub created_at: Timestamp,
+}
+
 /// One session's row in `outcomes`, as the live correlator reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutcomeRow {
@@ -299,8 +309,10 @@ const UPSERT_STATE: &str = "INSERT INTO state (name, json) VALUES ($1, $2) \
      ON CONFLICT (name) DO UPDATE SET json = excluded.json";
 const INSERT_REPORT: &str = "INSERT INTO reports (id, org, flip_at, verdict, created_at, json) \
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
-const SELECT_REPORTS: &str = "SELECT id, org, flip_at, verdict, created_at, json FROM reports \
-     ORDER BY flip_at DESC, id";
+/// Newest flip first, at most `$1`: read from the `reports_flip_at` index (migration 0010),
+/// the JSON left on disk.
+const SELECT_REPORT_LIST: &str = "SELECT id, org, flip_at, verdict, created_at FROM reports \
+     ORDER BY flip_at DESC, id LIMIT $1";
 const SELECT_REPORT_IDS: &str = "SELECT id FROM reports";
 const SELECT_LATEST_REPORT: &str = "SELECT id, org, flip_at, verdict, created_at, json FROM reports \
      WHERE org = $1 ORDER BY flip_at DESC LIMIT 1";
@@ -728,11 +740,25 @@ impl Store {
         Ok(())
     }
 
-    /// Every stored report, newest flip first.
-    pub async fn reports(&self) -> Result<Vec<StoredReport>, StoreError> {
+    /// The `limit` reports of the latest flips, newest first, without their JSON: one
+    /// indexed query, whatever the store holds.
+    pub async fn report_list(&self, limit: u32) -> Result<Vec<ReportListing>, StoreError> {
         on_pool!(self, pool => {
-            let rows = sqlx::query(SELECT_REPORTS).fetch_all(pool).await?;
-            rows.iter().map(report_of).collect()
+            let rows = sqlx::query(SELECT_REPORT_LIST)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ReportListing {
+                        id: r.try_get(0)?,
+                        org: r.try_get(1)?,
+                        flip_at: Timestamp(r.try_get(2)?),
+                        verdict: r.try_get(3)?,
+                        created_at: Timestamp(r.try_get(4)?),
+                    })
+                })
+                .collect()
         })
     }
 

@@ -350,6 +350,21 @@ async fn alertmanager_holds_fired_alerts_and_drops_resolved_ones() {
     );
     stop.cancel();
     task.await.unwrap();
+    // stopped: every post was timed beside its count, by the same result
+    let ok_posts = counter(&reg, "claimcheck_alertmanager_posts_total{result=\"ok\"} ");
+    assert_eq!(
+        counter(
+            &reg,
+            "claimcheck_alertmanager_push_duration_seconds_count{result=\"ok\"} "
+        ),
+        ok_posts
+    );
+    assert!(
+        counter(
+            &reg,
+            "claimcheck_alertmanager_push_duration_seconds_sum{result=\"ok\"} "
+        ) > 0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,6 +396,18 @@ async fn an_alertmanager_down_at_first_gets_the_alert_after_retries() {
     assert!(counter(&reg, "claimcheck_alertmanager_posts_total{result=\"ok\"} ") >= 1.0);
     stop.cancel();
     task.await.unwrap();
+    // stopped: one latency sample per post, failed ones too
+    for result in ["ok", "error"] {
+        let posts = counter(
+            &reg,
+            &format!("claimcheck_alertmanager_posts_total{{result=\"{result}\"}} "),
+        );
+        let timed = counter(
+            &reg,
+            &format!("claimcheck_alertmanager_push_duration_seconds_count{{result=\"{result}\"}} "),
+        );
+        assert_eq!(timed, posts, "{result}: one latency sample per post");
+    }
 }
 
 // --- end to end: simulate → serve → Prometheus (rules) → Alertmanager ---------------------------
@@ -500,12 +527,14 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
         .exec_async(&mut redis)
         .await
         .unwrap();
-    // orphan claims are counted after a 2 s grace instead of 5 min, so their panel has data
+    // orphan claims are counted after a 2 s grace instead of 5 min, so their panel has data;
+    // alerts are re-sent every 2 s, so the push latency panel has posts in its window
     let config = dir.path().join("claimcheck.toml");
     std::fs::write(
         &config,
         format!(
             "[serve]\nclaim_timeout = [\"3s\"]\norphan_grace = \"2s\"\n\
+             [serve.alertmanager]\nresend_interval = \"2s\"\n\
              [platform]\ndrift_grace = \"1s\"\n\
              [platform.postgres]\nurl = \"{}\"\n\
              [platform.postgres.organizations]\npoll_interval = \"500ms\"\n\

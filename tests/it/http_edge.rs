@@ -320,3 +320,98 @@ async fn the_served_openapi_document_is_the_checked_in_one() {
         .len();
     assert_eq!(codes, claimcheck::http::ApiError::ALL.len());
 }
+
+/// A query string or a path segment that does not decode gets this API's JSON refusal (400
+/// `invalid_query` / `invalid_path`), not axum's plain text; `?limit=` on `/api/reports` is
+/// checked before anything is read.
+#[tokio::test(start_paused = true)]
+async fn undecodable_queries_and_paths_get_json_refusals() {
+    let (app, _stop) = app();
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    for (path, want) in [
+        ("/api/summary?until=a&until=b", "invalid_query"),
+        ("/api/findings?since=a&since=b", "invalid_query"),
+        ("/api/reports?limit=1&limit=2", "invalid_query"),
+        ("/api/sessions/%FF", "invalid_path"),
+        ("/api/reports/%FF%FE.json", "invalid_path"),
+        ("/api/orgs/%C0/verification", "invalid_path"),
+        ("/api/reports?limit=0", "invalid_limit"),
+        ("/api/reports?limit=1001", "invalid_limit"),
+        ("/api/reports?limit=ten", "invalid_limit"),
+        ("/api/reports?limit=-1", "invalid_limit"),
+    ] {
+        let (status, text) = call(&app, get(path)).await;
+        assert_eq!(
+            (status, code(&text).as_str()),
+            (StatusCode::BAD_REQUEST, want),
+            "{path}: {text}"
+        );
+    }
+    let twice = Request::post("/ingest/ndjson?runtime=go&runtime=ts")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::from(DISPATCH))
+        .unwrap();
+    let (status, text) = call(&app, twice).await;
+    assert_eq!(
+        (status, code(&text).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
+    // a good limit without a store: the usual 404
+    let (status, text) = call(&app, get("/api/reports?limit=1000")).await;
+    assert_eq!(
+        (status, code(&text).as_str()),
+        (StatusCode::NOT_FOUND, "no_store_configured")
+    );
+}
+
+/// `/api/reports` lists the latest flips first, at most `limit` (100 by default), from the
+/// store's index columns; the status page shows the same newest rows.
+#[tokio::test]
+async fn reports_are_listed_newest_first_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = claimcheck::store::Store::open(dir.path().join("s.db").to_str().unwrap())
+        .await
+        .unwrap();
+    for i in 0..120_i64 {
+        store
+            .put_report(&claimcheck::store::StoredReport {
+                id: format!("r{i:03}"),
+                org: format!("org_{}", i % 3),
+                flip_at: claimcheck::event::Timestamp(1_795_428_000_000 + i * 60_000),
+                verdict: "pass".into(),
+                created_at: claimcheck::event::Timestamp(1_795_430_000_000 + i),
+                json: "{}".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let (app, _stop) = crate::serve::app_on(Default::default(), Some(store));
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let ids = |text: &str| -> Vec<String> {
+        serde_json::from_str::<Value>(text)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, text) = call(&app, get("/api/reports")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let all = ids(&text);
+    assert_eq!(all.len(), 100);
+    assert_eq!((all[0].as_str(), all[99].as_str()), ("r119", "r020"));
+    let (_, text) = call(&app, get("/api/reports?limit=3")).await;
+    assert_eq!(ids(&text), ["r119", "r118", "r117"]);
+    let first: Value = serde_json::from_str::<Value>(&text).unwrap()[0].clone();
+    assert_eq!(first["html"], "/api/reports/r119.html");
+    assert_eq!(first["org"], "org_2");
+    // the status page: the newest 20, the 21st not
+    let (status, page) = call(&app, get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("/api/reports/r119.html") && page.contains("/api/reports/r100.html"));
+    assert!(
+        !page.contains("/api/reports/r099.html"),
+        "more than 20 rows"
+    );
+}

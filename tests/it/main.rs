@@ -22,6 +22,7 @@ mod platform;
 mod reasons;
 mod redaction;
 mod report;
+mod schemathesis;
 mod scratch_db;
 mod serve;
 mod serve_bounded;

@@ -27,6 +27,14 @@ pub(crate) fn app() -> (axum::Router, CancellationToken) {
 pub(crate) fn app_with(
     access: claimcheck::http::auth::Access,
 ) -> (axum::Router, CancellationToken) {
+    app_on(access, None)
+}
+
+/// The router with `access`, over `store` (where reports are read).
+pub(crate) fn app_on(
+    access: claimcheck::http::auth::Access,
+    store: Option<claimcheck::store::Store>,
+) -> (axum::Router, CancellationToken) {
     let registry = prometheus::Registry::new();
     let clock = Clock::starting_at(Timestamp(1_795_428_000_000));
     let (actor, summary) = Actor::new(
@@ -54,7 +62,7 @@ pub(crate) fn app_with(
         readiness: None,
         store_health: None,
         recovery: None,
-        store: None,
+        store,
         pending_reports: None,
         summary_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(4)),
         http: Default::default(),

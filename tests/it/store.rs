@@ -221,14 +221,34 @@ async fn conformance(url: &str) {
         ..report("r1", "org_a", 10)
     };
     store.put_report(&again).await.unwrap();
-    let ids: Vec<String> = store
-        .reports()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(ids, ["r2", "r3", "r1"]);
+    let ids = |limit| {
+        let store = &store;
+        async move {
+            store
+                .report_list(limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(ids(10).await, ["r2", "r3", "r1"]);
+    assert_eq!(
+        ids(2).await,
+        ["r2", "r3"],
+        "bounded, the latest flips first"
+    );
+    let listed = &store.report_list(1).await.unwrap()[0];
+    assert_eq!(
+        (
+            listed.org.as_str(),
+            listed.flip_at,
+            listed.verdict.as_str(),
+            listed.created_at
+        ),
+        ("org_a", Timestamp(20), "pass", Timestamp(21))
+    );
     assert_eq!(store.report_ids().await.unwrap().len(), 3);
     assert_eq!(
         store.report("r1").await.unwrap(),

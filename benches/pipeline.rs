@@ -157,6 +157,35 @@ fn correlate(c: &mut Criterion) {
                 .count()
         })
     });
+    // Sessions that complete (dispatch, claim, completion), with batch settling: judged and
+    // dropped as the watermark passes them (one settle call per 4,000 events, about a chunk's
+    // worth), so the table stays small and warm.
+    let mut spread = Vec::with_capacity(N * 3);
+    for i in 0..N {
+        let at = i as i64 * 100;
+        spread.push(event(EventKind::Dispatch, i, Runner::Go, at));
+        spread.push(event(EventKind::Claim, i, Runner::Go, at + 1500));
+        spread.push(event(EventKind::Completion, i, Runner::Go, at + 60_000));
+    }
+    g.throughput(Throughput::Elements(spread.len() as u64));
+    g.bench_function("on_event_settling_100k_sessions", |b| {
+        b.iter(|| {
+            let mut c = Correlator::new(CorrelateConfig::default());
+            c.enable_settling();
+            let mut judged = 0;
+            for (n, e) in spread.iter().enumerate() {
+                let t = e.time;
+                c.on_event(e.clone(), Origin::default());
+                if n % 4000 == 3999 {
+                    let w = c.watermark();
+                    for s in c.settle(t) {
+                        judged += usize::from(s.session.judge(c.timeouts(), w).outcome.is_some());
+                    }
+                }
+            }
+            judged + c.session_count()
+        })
+    });
     g.finish();
 }
 

@@ -5,15 +5,22 @@
 //! Chunks reach the correlator in any order; that is safe because its outcomes do not depend
 //! on arrival order (a property test holds it to that). Channels are bounded, so memory stays
 //! flat however large the inputs are.
+//!
+//! Read by event time ([`ReadOrder::ByEventTime`]), the reader takes its next chunk from the
+//! input whose events are the oldest so far, so every input advances through time together,
+//! and after each chunk the observer learns the low watermark: the oldest of the inputs'
+//! progress marks (each the latest event time of the chunks it has delivered without a gap;
+//! finished inputs excluded). `verify` settles sessions by it (`correlate::settle`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::thread;
 
 use crossbeam_channel::bounded;
 
 use crate::correlate::{Correlator, Evicted};
-use crate::event::{Event, Origin};
+use crate::event::{Event, Origin, Timestamp};
 use crate::parse::{LineContext, Parsed, Parser, Reject};
 use crate::sources::{Chunk, ChunkReader, Input, SourceError};
 
@@ -86,6 +93,10 @@ impl Ingest {
 
 struct ParsedChunk {
     input: u16,
+    /// The chunk's place in its input, from 0.
+    seq: u64,
+    /// The latest event time in the chunk (`Timestamp::MIN` without events).
+    latest: Timestamp,
     events: Vec<(Event, Origin)>,
     stats: InputStats,
     samples: Vec<RejectSample>,
@@ -100,6 +111,117 @@ pub trait Observer {
     /// The events of one parsed chunk of input `input`, before the correlator takes them, for
     /// callers that keep evidence of their own (`report`). Called once per chunk.
     fn events(&mut self, _input: u16, _events: &[(Event, Origin)]) {}
+    /// Reading by event time: every input still being read has delivered its events up to
+    /// `low` (up to its own disorder). Called after each chunk while some input is unread.
+    fn settled(&mut self, _correlator: &mut Correlator, _low: Timestamp) {}
+    /// Whether to stop reading now (what is left of the input is not wanted).
+    fn stop(&self, _correlator: &Correlator) -> bool {
+        false
+    }
+}
+
+/// The order in which the reader takes the inputs' chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadOrder {
+    /// One input after the other, in the order given.
+    #[default]
+    Sequential,
+    /// Next from the input whose delivered events are the oldest, so the inputs advance
+    /// through event time together and the observer is told the low watermark.
+    ByEventTime,
+}
+
+/// Each input's progress through event time, shared by the correlator's thread (which
+/// writes it) and the reader (which reads it to choose the next input).
+#[derive(Debug)]
+struct Progress {
+    /// Latest event time of the chunks delivered without a gap.
+    mark: Vec<AtomicI64>,
+    /// The mark after the first chunk with events.
+    first: Vec<AtomicI64>,
+    /// Chunks delivered without a gap, and how many there were when the first events came.
+    correlated: Vec<AtomicU64>,
+    first_at: Vec<AtomicU64>,
+    /// Set by the reader at the end of an input: its number of chunks + 1 (0: not yet).
+    chunks: Vec<AtomicU64>,
+}
+
+impl Progress {
+    fn new(n: usize) -> Progress {
+        let times = || -> Vec<AtomicI64> { (0..n).map(|_| AtomicI64::new(i64::MIN)).collect() };
+        let counts = || -> Vec<AtomicU64> { (0..n).map(|_| AtomicU64::new(0)).collect() };
+        Progress {
+            mark: times(),
+            first: times(),
+            correlated: counts(),
+            first_at: counts(),
+            chunks: counts(),
+        }
+    }
+
+    /// Where input `i` will be in event time once the `sent` chunks the reader has handed
+    /// out are correlated: its mark, plus the chunks still in the pipeline at its pace so far.
+    /// Choosing by this rather than by the mark alone keeps the reader from running a whole
+    /// pipeline's depth ahead on one input before the marks catch up.
+    fn projected(&self, i: usize, sent: u64) -> i64 {
+        let mark = self.mark[i].load(Ordering::Relaxed);
+        let first = self.first[i].load(Ordering::Relaxed);
+        let done = self.correlated[i].load(Ordering::Relaxed);
+        let first_at = self.first_at[i].load(Ordering::Relaxed);
+        if mark == i64::MIN || done <= first_at {
+            return mark;
+        }
+        let pace = mark.saturating_sub(first) / i64::try_from(done - first_at).unwrap_or(i64::MAX);
+        let ahead = i64::try_from(sent.saturating_sub(done)).unwrap_or(i64::MAX);
+        mark.saturating_add(pace.saturating_mul(ahead))
+    }
+}
+
+/// The correlator's side of [`Progress`]: chunks come back from the parsers in any order.
+#[derive(Debug)]
+struct Marks<'a> {
+    progress: &'a Progress,
+    /// Next chunk expected per input, and the latest times of chunks that came early.
+    next: Vec<u64>,
+    early: Vec<BTreeMap<u64, Timestamp>>,
+}
+
+impl Marks<'_> {
+    fn new(progress: &Progress) -> Marks<'_> {
+        let n = progress.mark.len();
+        Marks {
+            progress,
+            next: vec![0; n],
+            early: vec![BTreeMap::new(); n],
+        }
+    }
+
+    /// Chunk `seq` of `input`, whose latest event is `latest`, has been correlated.
+    fn arrived(&mut self, input: usize, seq: u64, latest: Timestamp) {
+        let early = &mut self.early[input];
+        early.insert(seq, latest);
+        let p = self.progress;
+        let mut m = p.mark[input].load(Ordering::Relaxed);
+        while let Some(t) = early.remove(&self.next[input]) {
+            if m == i64::MIN && t != Timestamp::MIN {
+                p.first[input].store(t.millis(), Ordering::Relaxed);
+                p.first_at[input].store(self.next[input] + 1, Ordering::Relaxed);
+            }
+            m = m.max(t.millis());
+            self.next[input] += 1;
+        }
+        p.mark[input].store(m, Ordering::Relaxed);
+        p.correlated[input].store(self.next[input], Ordering::Relaxed);
+    }
+
+    /// The oldest mark of the inputs not finished yet; `None` once all are.
+    fn low(&self) -> Option<Timestamp> {
+        let p = self.progress;
+        (0..self.next.len())
+            .filter(|&i| p.chunks[i].load(Ordering::Acquire) != self.next[i] + 1)
+            .map(|i| Timestamp(p.mark[i].load(Ordering::Relaxed)))
+            .min()
+    }
 }
 
 /// Runs every input through parse into `correlator`. `read_bytes` counts raw bytes read (before
@@ -110,6 +232,7 @@ pub fn run(
     correlator: &mut Correlator,
     read_bytes: Arc<AtomicU64>,
     observer: &mut dyn Observer,
+    order: ReadOrder,
 ) -> Result<Ingest, SourceError> {
     // Open everything first, so a typo in the last path fails before any work is done.
     let mut readers = Vec::with_capacity(inputs.len());
@@ -126,50 +249,67 @@ pub fn run(
         ));
     }
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
-    let (chunk_tx, chunk_rx) = bounded::<Chunk>(workers * 2);
+    let (chunk_tx, chunk_rx) = bounded::<(u64, Chunk)>(workers * 2);
     let (parsed_tx, parsed_rx) = bounded::<ParsedChunk>(workers * 2);
     let (recycle_tx, recycle_rx) = bounded::<Vec<u8>>(workers * 4 + 2);
     let readers: Vec<_> = readers
         .into_iter()
-        .map(|r| r.with_recycled(recycle_rx.clone()))
+        .map(|r| Some(r.with_recycled(recycle_rx.clone())))
         .collect();
     let mut ingest = Ingest {
         inputs: vec![InputStats::default(); inputs.len()],
         ..Default::default()
     };
+    let progress = Progress::new(inputs.len());
+    let mut marks = Marks::new(&progress);
 
     thread::scope(|s| {
+        let (progress, chunks) = (&progress, &progress.chunks);
         let reader =
             named("claimcheck-read").spawn_scoped(s, move || -> Result<(), SourceError> {
-                for (mut r, input) in readers.into_iter().zip(inputs) {
-                    loop {
-                        match r.next_chunk() {
-                            Ok(Some(chunk)) => {
-                                if chunk_tx.send(chunk).is_err() {
-                                    return Ok(());
-                                }
+                let mut readers = readers;
+                let mut sent = vec![0u64; readers.len()];
+                loop {
+                    let open = (0..readers.len()).filter(|&i| readers[i].is_some());
+                    let next = match order {
+                        ReadOrder::Sequential => open.min(),
+                        ReadOrder::ByEventTime => {
+                            open.min_by_key(|&i| (progress.projected(i, sent[i]), sent[i]))
+                        }
+                    };
+                    let Some(i) = next else { return Ok(()) };
+                    let Some(r) = readers[i].as_mut() else {
+                        return Ok(());
+                    };
+                    match r.next_chunk() {
+                        Ok(Some(chunk)) => {
+                            if chunk_tx.send((sent[i], chunk)).is_err() {
+                                return Ok(());
                             }
-                            Ok(None) => break,
-                            Err(source) => {
-                                return Err(SourceError::Read {
-                                    path: input.name(),
-                                    source,
-                                });
-                            }
+                            sent[i] += 1;
+                        }
+                        Ok(None) => {
+                            chunks[i].store(sent[i] + 1, Ordering::Release);
+                            readers[i] = None;
+                        }
+                        Err(source) => {
+                            return Err(SourceError::Read {
+                                path: inputs[i].name(),
+                                source,
+                            });
                         }
                     }
                 }
-                Ok(())
             })?;
         for _ in 0..workers {
             let (rx, tx, recycle) = (chunk_rx.clone(), parsed_tx.clone(), recycle_tx.clone());
             named("claimcheck-parse").spawn_scoped(s, move || {
-                for chunk in rx {
+                for (seq, chunk) in rx {
                     let ctx = LineContext {
                         default_runtime: inputs[usize::from(chunk.input)].default_runtime,
                         received_at: None,
                     };
-                    let parsed = parse_chunk(parser, &chunk, &ctx);
+                    let parsed = parse_chunk(parser, &chunk, seq, &ctx);
                     // A full pool just drops the buffer.
                     let _ = recycle.try_send(chunk.data);
                     if tx.send(parsed).is_err() {
@@ -179,7 +319,7 @@ pub fn run(
             })?;
         }
         drop((chunk_rx, parsed_tx, recycle_tx));
-        for p in parsed_rx {
+        for p in parsed_rx.iter() {
             observer.events(p.input, &p.events);
             for (ev, origin) in p.events {
                 correlator.on_event(ev, origin);
@@ -192,8 +332,19 @@ pub fn run(
             if !evicted.is_empty() {
                 observer.evicted(correlator, evicted);
             }
+            if order == ReadOrder::ByEventTime {
+                marks.arrived(usize::from(p.input), p.seq, p.latest);
+                if let Some(low) = marks.low() {
+                    observer.settled(correlator, low);
+                }
+            }
             observer.progress();
+            if observer.stop(correlator) {
+                break;
+            }
         }
+        // Stopped early: the parsers and the reader stop once their sends fail.
+        drop(parsed_rx);
         reader
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e))
@@ -205,7 +356,7 @@ fn named(name: &str) -> thread::Builder {
     thread::Builder::new().name(name.to_owned())
 }
 
-fn parse_chunk(parser: &Parser, chunk: &Chunk, ctx: &LineContext) -> ParsedChunk {
+fn parse_chunk(parser: &Parser, chunk: &Chunk, seq: u64, ctx: &LineContext) -> ParsedChunk {
     let mut stats = InputStats::default();
     let mut events = Vec::with_capacity(chunk.data.len() / 256);
     let mut samples = Vec::new();
@@ -228,11 +379,13 @@ fn parse_chunk(parser: &Parser, chunk: &Chunk, ctx: &LineContext) -> ParsedChunk
     // Only the lines that may be events or rejections are parsed; the rest are ignored
     // unseen (`parse::scan` says why that is exact).
     let mut relevant = 0;
+    let mut latest = Timestamp::MIN;
     let lines = parser.candidates(&chunk.data, chunk.first_line, |line_no, line| {
         relevant += 1;
         match parser.parse_line(line, ctx) {
             Parsed::Event(ev) => {
                 stats.events[ev.kind as usize] += 1;
+                latest = latest.max(ev.time);
                 events.push((ev, origin(chunk.input, line_no)));
             }
             Parsed::Ignored => stats.ignored += 1,
@@ -244,6 +397,8 @@ fn parse_chunk(parser: &Parser, chunk: &Chunk, ctx: &LineContext) -> ParsedChunk
     stats.bytes = chunk.data.len() as u64;
     ParsedChunk {
         input: chunk.input,
+        seq,
+        latest,
         events,
         stats,
         samples,

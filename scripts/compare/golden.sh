@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the jq and Python correlators over the golden verify cases that use no filter
+# Runs the jq and Python correlators (and DuckDB and chDB with SQL_PYTHON=<a python that
+# imports duckdb and chdb>) over the golden verify cases that use no filter
 # (tests/data/verify/*/args without --org/--since/--until) and checks their totals against
 # each case's hand-written `expected` summary. A correlator that disagrees there would make
 # the speed comparison of scripts/compare.sh meaningless.
@@ -65,21 +66,30 @@ for dir in "$cases"/*/; do
     done
     pydispatch=()
     for d in "${dispatch[@]}"; do pydispatch+=(--dispatch "$d"); done
-    for tool in jq python; do
-        if [[ $tool == jq ]]; then
+    tools=(jq python)
+    [[ -n ${SQL_PYTHON:-} ]] && tools+=(duckdb chdb)
+    for tool in "${tools[@]}"; do
+        expect=$want
+        case $tool in
+        jq)
             got=$(cd "$dir" && jq -n -R -f "$here/correlate.jq" --argjson timeout "$timeout" \
-                --argjson runtimes "$runtimes" "${dispatch[@]}" "${claims[@]}" | actual_counts)
-        else
+                --argjson runtimes "$runtimes" "${dispatch[@]}" "${claims[@]}" | actual_counts) ;;
+        python)
             got=$(cd "$dir" && python3 "$here/correlate.py" --timeout "$timeout" \
-                "${pydispatch[@]}" "${pyclaims[@]}" | actual_counts)
-        fi
+                "${pydispatch[@]}" "${pyclaims[@]}" | actual_counts) ;;
+        *)
+            # the SQL correlators compute the outcome totals, not reclaims or skew
+            expect=$(grep -vE '^(reclaims|skew_clamped)=' <<<"$want")
+            got=$(cd "$dir" && "$SQL_PYTHON" "$here/correlate_sql.py" --engine "$tool" \
+                --timeout "$timeout" "${pydispatch[@]}" "${pyclaims[@]}" | actual_counts) ;;
+        esac
         checked=$((checked + 1))
-        if [[ $got == "$want" ]]; then
+        if [[ $got == "$expect" ]]; then
             printf 'golden %-18s %-6s ok\n' "$name" "$tool"
         else
             fail=1
             printf 'golden %-18s %-6s DIFFERS:\n' "$name" "$tool"
-            diff <(echo "$want") <(echo "$got") | sed 's/^/    /' || true
+            diff <(echo "$expect") <(echo "$got") | sed 's/^/    /' || true
         fi
     done
 done

@@ -12,8 +12,10 @@
 mod intern;
 pub mod live;
 mod session;
+mod settle;
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap;
 
@@ -21,6 +23,7 @@ use crate::config::ClaimTimeouts;
 use crate::event::{Event, EventKind, Name, Origin, Runner, SessionId, Timestamp};
 pub use intern::Interner;
 pub use session::{Judgement, Outcome, Record, Session};
+pub use settle::Settled;
 
 #[derive(Debug, Clone)]
 pub struct CorrelateConfig {
@@ -82,6 +85,8 @@ pub struct Correlator {
     watermark: Timestamp,
     stats: CorrelateStats,
     evicted: Vec<Evicted>,
+    /// Batch mode only: sessions judged before the end of the input (`settle.rs`).
+    settling: Option<settle::Settling>,
 }
 
 impl Correlator {
@@ -97,6 +102,7 @@ impl Correlator {
             watermark: Timestamp::MIN,
             stats: CorrelateStats::default(),
             evicted: Vec::new(),
+            settling: None,
         }
     }
 
@@ -115,7 +121,16 @@ impl Correlator {
         let rec = Record::new(ev.kind, ev.runner, ev.time, worker, extra, origin);
         let fresh = match ev.session {
             Some(id) if ev.kind != EventKind::Heartbeat => {
-                let fresh = self.sessions.entry(id).or_default().insert(rec);
+                let session = match self.sessions.entry(id) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        if let Some(st) = self.settling.as_mut() {
+                            st.created(e.key(), ev.time);
+                        }
+                        e.insert(Session::default())
+                    }
+                };
+                let fresh = session.insert(rec);
                 if self.sessions.len() > self.config.max_sessions {
                     self.evict();
                 }

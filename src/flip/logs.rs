@@ -60,7 +60,14 @@ pub fn read(
         max_sessions: 1024,
         ..CorrelateConfig::default()
     });
-    let ingest = pipeline::run(inputs, &parser, &mut sink, read_bytes, &mut keep)?;
+    let ingest = pipeline::run(
+        inputs,
+        &parser,
+        &mut sink,
+        read_bytes,
+        &mut keep,
+        pipeline::ReadOrder::Sequential,
+    )?;
     let mut builder = keep.builder;
     for (i, stats) in ingest.inputs.iter().enumerate() {
         if let Some(s) = u16::try_from(i).ok().and_then(|i| builder.source_mut(i)) {

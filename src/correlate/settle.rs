@@ -1,0 +1,259 @@
+//! Settling: judging sessions before the end of a batch, so `verify` holds only the sessions
+//! whose evidence may still grow, not every session of the input.
+//!
+//! The caller passes a low watermark: no input still being read has delivered anything older
+//! than it (up to the disorder within one input). A session is settled once that watermark
+//! passes its horizon — its latest record, or its deadline (dispatch + T) if later, plus a
+//! slack for the disorder — and none of its claims is still open (a claim not yet followed by
+//! a completion or release, whose completion is still to come). An open claim holds the
+//! session for [`OPEN_CLAIM_MS`] past its latest record instead.
+//!
+//! A settled session is handed back to be judged and tallied, and dropped. Its judgement is
+//! final: with no claim, the low watermark (never above the final one) has passed its
+//! deadline, so it is `unclaimed` under either. What is *not* guaranteed is that no more
+//! evidence for it comes: an input may hold one line far out of order. So every settled
+//! session leaves an 8-byte fingerprint behind, and an event that would start a session
+//! whose fingerprint is known raises [`Correlator::late_evidence`]: the caller must then
+//! judge the inputs again without settling (a fingerprint collision only costs that re-run,
+//! never a wrong count; two sessions are never merged).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use super::{Correlator, Session};
+use crate::config::ClaimTimeouts;
+use crate::event::{EventKind, SessionId, Timestamp};
+
+/// The disorder allowed within one input, and the margin past a deadline, before a session is
+/// judged: ten minutes (late claims, re-deliveries a few lines later, a drain's stamp).
+pub const SLACK_MS: i64 = 10 * 60 * 1000;
+
+/// How long a session with an open claim is held past its latest record: its completion is
+/// expected (agent sessions run for minutes).
+pub const OPEN_CLAIM_MS: i64 = 60 * 60 * 1000;
+
+/// A settled session, judged by the caller against the correlator's watermark.
+#[derive(Debug)]
+pub struct Settled {
+    pub id: SessionId,
+    pub session: Session,
+}
+
+/// The state settling adds to a [`Correlator`].
+#[derive(Debug, Default)]
+pub(super) struct Settling {
+    /// Sessions by the earliest moment they may settle (re-checked when popped).
+    queue: BinaryHeap<Reverse<(Timestamp, SessionId)>>,
+    /// Fingerprints of the sessions already settled.
+    settled: HashSet<u64, BuildHasherDefault<Identity>>,
+    late: bool,
+    held_max: usize,
+}
+
+impl Settling {
+    /// A session was just created from `time`'s event: queue it, and notice late evidence.
+    pub(super) fn created(&mut self, id: &SessionId, time: Timestamp) {
+        if self.settled.contains(&fingerprint(id)) {
+            self.late = true;
+        }
+        self.queue
+            .push(Reverse((time.saturating_add_ms(SLACK_MS), id.clone())));
+    }
+}
+
+/// The moment `session` may settle.
+fn horizon(session: &Session, timeouts: &ClaimTimeouts) -> Timestamp {
+    let records = session.records();
+    let mut open = 0i64;
+    for r in records {
+        match r.kind {
+            EventKind::Claim => open += 1,
+            EventKind::Completion | EventKind::Release => open -= 1,
+            EventKind::Dispatch | EventKind::Heartbeat => {}
+        }
+    }
+    let last = session.last_time();
+    let deadline = records
+        .iter()
+        .find(|r| r.kind == EventKind::Dispatch)
+        .map_or(last, |d| {
+            d.time.saturating_add_ms(timeouts.millis(d.runner))
+        });
+    last.max(deadline)
+        .saturating_add_ms(if open > 0 { OPEN_CLAIM_MS } else { SLACK_MS })
+}
+
+/// A stable 64-bit fingerprint of a session id (SipHash with fixed keys).
+fn fingerprint(id: &SessionId) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    id.as_str().hash(&mut h);
+    h.finish()
+}
+
+/// The fingerprints are hashes already.
+#[derive(Debug, Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl Correlator {
+    /// Starts settling (batch mode): from now on [`Correlator::settle`] may hand sessions back
+    /// before the end of the input.
+    pub fn enable_settling(&mut self) {
+        self.settling = Some(Settling::default());
+    }
+
+    /// Removes and returns every session settled at `low` (see the module docs), leaving its
+    /// fingerprint behind.
+    pub fn settle(&mut self, low: Timestamp) -> Vec<Settled> {
+        let mut out = Vec::new();
+        let Some(st) = self.settling.as_mut() else {
+            return out;
+        };
+        st.held_max = st.held_max.max(self.sessions.len());
+        while let Some(Reverse((at, _))) = st.queue.peek() {
+            if *at > low {
+                break;
+            }
+            let Some(Reverse((_, id))) = st.queue.pop() else {
+                break;
+            };
+            // Gone already: evicted by the session cap, or settled through an older entry.
+            let Some(session) = self.sessions.get(&id) else {
+                continue;
+            };
+            let at = horizon(session, &self.config.timeouts);
+            if at > low {
+                st.queue.push(Reverse((at, id)));
+                continue;
+            }
+            if let Some(session) = self.sessions.remove(&id) {
+                st.settled.insert(fingerprint(&id));
+                out.push(Settled { id, session });
+            }
+        }
+        out
+    }
+
+    /// An event arrived for a session that had already settled: the settled judgements may
+    /// be wrong, and the input must be judged again without settling.
+    pub fn late_evidence(&self) -> bool {
+        self.settling.as_ref().is_some_and(|s| s.late)
+    }
+
+    /// The most sessions held at once, seen at the calls of [`Correlator::settle`].
+    pub fn held_max(&self) -> usize {
+        self.settling.as_ref().map_or(0, |s| s.held_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::CorrelateConfig;
+    use crate::event::{Event, Origin, Runner};
+
+    const MIN: i64 = 60_000;
+
+    fn ev(kind: EventKind, session: &str, min: i64, runner: Runner) -> Event {
+        Event {
+            kind,
+            session: SessionId::new(session),
+            runner,
+            time: Timestamp(min * MIN),
+            org: None,
+            worker: Some("w1".into()),
+            version: None,
+            detail: None,
+        }
+    }
+
+    fn at(line: u32) -> Origin {
+        Origin { input: 0, line }
+    }
+
+    fn ids(v: &[Settled]) -> Vec<&str> {
+        let mut ids: Vec<&str> = v.iter().map(|s| s.id.as_str()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn sessions_settle_past_their_horizon_and_open_claims_wait() {
+        let mut c = Correlator::new(CorrelateConfig::default());
+        c.enable_settling();
+        // done: dispatched, claimed and completed; unclaimed: dispatched only (T = 2 min);
+        // running: claimed, no completion yet.
+        c.on_event(ev(EventKind::Dispatch, "done", 0, Runner::Go), at(1));
+        c.on_event(ev(EventKind::Claim, "done", 1, Runner::Go), at(2));
+        c.on_event(ev(EventKind::Completion, "done", 5, Runner::Go), at(3));
+        c.on_event(ev(EventKind::Dispatch, "unclaimed", 0, Runner::Ts), at(4));
+        c.on_event(ev(EventKind::Dispatch, "running", 0, Runner::Go), at(5));
+        c.on_event(ev(EventKind::Claim, "running", 1, Runner::Go), at(6));
+
+        // unclaimed: deadline 2 + 10 slack = 12; done: completion 5 + 10 = 15.
+        assert!(c.settle(Timestamp(11 * MIN)).is_empty());
+        assert_eq!(ids(&c.settle(Timestamp(12 * MIN))), ["unclaimed"]);
+        assert!(c.settle(Timestamp(14 * MIN)).is_empty());
+        assert_eq!(ids(&c.settle(Timestamp(15 * MIN))), ["done"]);
+        assert_eq!(c.session_count(), 1);
+        // running holds for an hour past its claim
+        assert!(c.settle(Timestamp(60 * MIN)).is_empty());
+        assert_eq!(ids(&c.settle(Timestamp(61 * MIN))), ["running"]);
+        assert!(!c.late_evidence());
+        assert_eq!(c.held_max(), 3);
+    }
+
+    #[test]
+    fn new_evidence_pushes_the_horizon() {
+        let mut c = Correlator::new(CorrelateConfig::default());
+        c.enable_settling();
+        c.on_event(ev(EventKind::Dispatch, "s", 0, Runner::Go), at(1));
+        c.on_event(ev(EventKind::Claim, "s", 1, Runner::Go), at(2));
+        c.on_event(ev(EventKind::Completion, "s", 3, Runner::Go), at(3));
+        // a duplicate claim by another worker, still before the first horizon (13)
+        let mut dup = ev(EventKind::Claim, "s", 12, Runner::Go);
+        dup.worker = Some("w2".into());
+        c.on_event(dup, at(4));
+        assert!(c.settle(Timestamp(13 * MIN)).is_empty());
+        assert_eq!(ids(&c.settle(Timestamp(72 * MIN))), ["s"]);
+    }
+
+    #[test]
+    fn an_event_for_a_settled_session_is_late_evidence() {
+        let mut c = Correlator::new(CorrelateConfig::default());
+        c.enable_settling();
+        c.on_event(ev(EventKind::Dispatch, "s", 0, Runner::Go), at(1));
+        c.on_event(ev(EventKind::Dispatch, "t", 0, Runner::Go), at(2));
+        assert_eq!(c.settle(Timestamp(20 * MIN)).len(), 2);
+        assert!(!c.late_evidence());
+        c.on_event(ev(EventKind::Dispatch, "u", 30, Runner::Go), at(3));
+        assert!(!c.late_evidence(), "a new session is not late");
+        c.on_event(ev(EventKind::Claim, "s", 200, Runner::Go), at(4));
+        assert!(c.late_evidence());
+    }
+
+    #[test]
+    fn without_settling_nothing_settles() {
+        let mut c = Correlator::new(CorrelateConfig::default());
+        c.on_event(ev(EventKind::Dispatch, "s", 0, Runner::Go), at(1));
+        assert!(c.settle(Timestamp(i64::MAX)).is_empty());
+        assert_eq!(c.session_count(), 1);
+        assert!(!c.late_evidence());
+    }
+}

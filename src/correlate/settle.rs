@@ -212,9 +212,9 @@ mod tests {
         assert!(c.settle(Timestamp(14 * MIN)).is_empty());
         assert_eq!(ids(&c.settle(Timestamp(15 * MIN))), ["done"]);
         assert_eq!(c.session_count(), 1);
-        // running holds for an hour past its claim
-        assert!(c.settle(Timestamp(60 * MIN)).is_empty());
-        assert_eq!(ids(&c.settle(Timestamp(61 * MIN))), ["running"]);
+        // running holds for an hour past its deadline (2), its claim being open
+        assert!(c.settle(Timestamp(61 * MIN)).is_empty());
+        assert_eq!(ids(&c.settle(Timestamp(62 * MIN))), ["running"]);
         assert!(!c.late_evidence());
         assert_eq!(c.held_max(), 3);
     }

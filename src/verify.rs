@@ -261,17 +261,19 @@ mod tests {
     #[test]
     fn settling_holds_only_the_sessions_in_flight() {
         let dir = tempfile::tempdir().unwrap();
-        let inputs = spread_out(dir.path(), 4000, false);
+        let inputs = spread_out(dir.path(), 10_000, false);
         let (streamed, exact) = both(&inputs, &VerifyOptions::default());
         assert!(!streamed.late);
         assert_eq!(streamed.report, exact.report);
         let t = &exact.report.totals;
-        assert_eq!(t.dispatched.sum(), 4000);
-        assert_eq!(t.unclaimed, 400);
-        assert!(t.late > 0 && t.mismatched > 0 && t.matched > 2000);
-        // A chunk holds about 200 sessions; the settling window (25 min) about 40.
-        assert!(streamed.held_max < 1200, "held {}", streamed.held_max);
-        assert_eq!(exact.held_max, 4000);
+        assert_eq!(t.dispatched.sum(), 10_000);
+        assert_eq!(t.unclaimed, 1000);
+        assert!(t.late > 0 && t.mismatched > 0 && t.matched > 5000);
+        // A dispatch chunk holds about 200 sessions and the settling window about 40; however
+        // the threads are scheduled, the reader runs at most the pipeline's depth (10 chunks
+        // on 2 cores) ahead of the marks.
+        assert!(streamed.held_max < 3000, "held {}", streamed.held_max);
+        assert_eq!(exact.held_max, 10_000);
     }
 
     /// A line far out of order reaches a session already judged: the settled pass is abandoned

@@ -241,11 +241,10 @@ pub fn run(
             path: input.name(),
             source: std::io::Error::other("too many inputs (65535 at most)"),
         })?;
-        let max_line = parser.max_line_bytes();
         readers.push(ChunkReader::new(
             input.open(read_bytes.clone())?,
             index,
-            max_line,
+            parser.line_limit(),
         ));
     }
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
@@ -371,9 +370,9 @@ fn parse_chunk(parser: &Parser, chunk: &Chunk, seq: u64, ctx: &LineContext) -> P
     };
     for o in &chunk.overlong {
         stats.lines += 1;
-        match parser.overlong(&o.head) {
-            Parsed::Rejected(r) => reject(&mut stats, r, o.line),
-            _ => stats.ignored += 1,
+        match o.reject {
+            Some(r) => reject(&mut stats, r, o.line),
+            None => stats.ignored += 1,
         }
     }
     // Only the lines that may be events or rejections are parsed; the rest are ignored

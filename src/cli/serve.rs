@@ -6,7 +6,6 @@
 //! turns flags into the layered config and wires those tasks together.
 
 use anyhow::{Context, bail};
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -217,7 +216,8 @@ pub(super) async fn serve(
         idle_after_ms: millis(sc.source_idle_after),
         max_hold_ms: millis(sc.max_hold),
     };
-    let max_line = config.parse.max_line_bytes;
+    // The one rule for over-long lines, for the readers that skip them.
+    let limit = Parser::new(config.parse.clone()).line_limit().clone();
     let (mut actor, summary) = Actor::new(
         Parser::new(config.parse.clone()),
         live,
@@ -257,10 +257,8 @@ pub(super) async fn serve(
     };
     // Followed files are read from their start (or their checkpoint): until each source has
     // caught up, judgements wait for all the evidence.
-    let follows = file_sources(&sc.files, max_line, sc.close_inactive)?;
-    actor
-        .catching_up(follows.iter().map(|(cfg, _)| cfg.pattern.clone()))
-        .await;
+    let (follows, runtimes) = file_sources(&sc.files, &limit, sc.close_inactive)?;
+    actor.catching_up(follows.patterns.iter().cloned()).await;
     let checkpoints = match &store {
         Some(s) => s
             .checkpoints()
@@ -357,13 +355,18 @@ pub(super) async fn serve(
             StdinRuntime::Go => Some(Runner::Go),
             StdinRuntime::Ts => Some(Runner::Ts),
         };
-        tasks.spawn(read_stdin(tx.clone(), runtime, shutdown.clone()));
-    }
-    for (cfg, runtime) in follows {
-        tasks.spawn(crate::sources::file::follow::run(
-            cfg,
-            checkpoints.clone(),
+        tasks.spawn(read_stdin(
+            tx.clone(),
             runtime,
+            limit.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if !follows.patterns.is_empty() {
+        tasks.spawn(crate::sources::file::follow::run(
+            follows,
+            runtimes,
+            checkpoints,
             file_metrics.clone(),
             tx.clone(),
             shutdown.clone(),
@@ -499,14 +502,18 @@ async fn attach_platform(
     Ok(Some(handle.readiness))
 }
 
-/// What to follow for each `[RUNTIME=]PATH_OR_GLOB`: the pattern (also its source label)
-/// and the runtime its lines default to.
+/// What to follow: each `[RUNTIME=]PATH_OR_GLOB`'s pattern (also its source label), in one
+/// follower (a file two patterns match is followed once), and the runtime each pattern's
+/// lines default to.
 fn file_sources(
     specs: &[String],
-    max_line: usize,
+    limit: &crate::parse::LineLimit,
     close_inactive: std::time::Duration,
-) -> anyhow::Result<Vec<(FollowConfig, Option<Runner>)>> {
-    let mut out = Vec::new();
+) -> anyhow::Result<(FollowConfig, Vec<Option<Runner>>)> {
+    let mut cfg = FollowConfig::new("", limit.clone());
+    cfg.patterns.clear();
+    cfg.close_inactive = close_inactive;
+    let mut runtimes = Vec::new();
     for spec in specs {
         let input = Input::parse(spec, Role::Claims).map_err(anyhow::Error::msg)?;
         let Some(path) = input.path else {
@@ -515,32 +522,47 @@ fn file_sources(
         let pattern = path.to_string_lossy().into_owned();
         glob::Pattern::new(&pattern)
             .with_context(|| format!("--file {pattern:?} is not a valid glob"))?;
-        let mut cfg = FollowConfig::new(&pattern, max_line);
-        cfg.close_inactive = close_inactive;
-        out.push((cfg, input.default_runtime));
+        cfg.patterns.push(pattern);
+        runtimes.push(input.default_runtime);
     }
-    Ok(out)
+    Ok((cfg, runtimes))
 }
 
-/// Sends stdin on in batches: up to 1024 lines, or what has arrived when the pipe pauses.
-async fn read_stdin(tx: mpsc::Sender<Batch>, runtime: Option<Runner>, shutdown: CancellationToken) {
-    let mut reader = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut lines = Vec::new();
+/// Sends stdin on in batches of what each read brought, cut into lines in bounded memory
+/// (an over-long line is skipped and judged as the file sources and `verify` judge it).
+async fn read_stdin(
+    tx: mpsc::Sender<Batch>,
+    runtime: Option<Runner>,
+    limit: crate::parse::LineLimit,
+    shutdown: CancellationToken,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut cutter = crate::sources::lines::Cutter::new(limit);
+    let mut buf = vec![0u8; 64 << 10];
     loop {
-        let mut line = Vec::new();
         let read = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = reader.read_until(b'\n', &mut line) => r,
+            r = stdin.read(&mut buf) => r,
         };
-        let eof = !matches!(read, Ok(n) if n > 0);
-        if !line.is_empty() {
-            lines.push(line);
-        }
-        if eof || lines.len() >= 1024 || reader.buffer().is_empty() {
-            let batch = Batch::new("stdin", runtime, std::mem::take(&mut lines));
-            if !batch.lines.is_empty() && tx.send(batch).await.is_err() {
-                break;
+        let mut pieces = Vec::new();
+        let eof = match read {
+            Ok(n) if n > 0 => {
+                cutter.push(&buf[..n], &mut pieces);
+                false
             }
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read stdin: no more lines from it");
+                true
+            }
+        };
+        if eof {
+            cutter.finish(&mut pieces);
+        }
+        let batch = Batch::of_pieces("stdin", runtime, pieces);
+        if !batch.is_empty() && tx.send(batch).await.is_err() {
+            break;
         }
         if eof {
             break;

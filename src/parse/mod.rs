@@ -10,6 +10,7 @@
 
 pub mod drain;
 mod extract;
+pub mod overlong;
 pub mod scan;
 pub mod time;
 
@@ -19,6 +20,8 @@ use crate::config::ParseConfig;
 use crate::event::{Event, EventKind, Name, Runner, SessionId, Timestamp};
 use extract::{Extractor, Scalar, Slots};
 use scan::Prefilter;
+
+pub use overlong::{LineLimit, LongLine};
 
 /// Why a relevant line was rejected. A fixed set: these are metric labels and report keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,6 +116,8 @@ pub struct Parser {
     event_keys: Vec<memmem::Finder<'static>>,
     /// The lines worth parsing at all, found over a whole chunk (`scan`).
     prefilter: Prefilter,
+    /// What an over-long line is (`overlong`).
+    limit: LineLimit,
 }
 
 impl Parser {
@@ -136,7 +141,7 @@ impl Parser {
             message: group(std::slice::from_ref(&config.message))[0],
             envelope_time: group(std::slice::from_ref(&config.envelope_time))[0],
         };
-        let relevance = config
+        let relevance: Vec<memmem::Finder<'static>> = config
             .event_names
             .keys()
             .flat_map(|n| [format!("\"{n}\""), format!("\\\"{n}\\\"")])
@@ -150,12 +155,14 @@ impl Parser {
             .collect();
         keys.sort_unstable();
         keys.dedup();
-        let event_keys = keys
+        let event_keys: Vec<memmem::Finder<'static>> = keys
             .iter()
             .map(|k| memmem::Finder::new(k.as_bytes()).into_owned())
             .collect();
         let prefilter = Prefilter::new(config.event_names.keys().map(String::as_str));
+        let limit = LineLimit::new(config.max_line_bytes, &event_keys, &relevance);
         Parser {
+            limit,
             config,
             prefilter,
             extractor: ex,
@@ -167,6 +174,11 @@ impl Parser {
 
     pub fn max_line_bytes(&self) -> usize {
         self.config.max_line_bytes
+    }
+
+    /// The rule for over-long lines, for the readers that skip them.
+    pub fn line_limit(&self) -> &LineLimit {
+        &self.limit
     }
 
     /// Calls `each(line_number, line)` for every line of `data` (whole lines numbered from
@@ -192,21 +204,15 @@ impl Parser {
         self.event_keys.iter().any(|k| k.find(bytes).is_some())
     }
 
-    /// A line longer than `max_line_bytes`, seen only through its first bytes.
-    pub fn overlong(&self, head: &[u8]) -> Parsed {
-        if self.looks_relevant(head) {
-            Parsed::Rejected(Reject::TooLong)
-        } else {
-            Parsed::Ignored
-        }
-    }
-
     /// Parses one line (with or without its `\n` / `\r\n`).
     pub fn parse_line(&self, line: &[u8], ctx: &LineContext) -> Parsed {
-        let line = trim_eol(line);
-        if line.len() > self.config.max_line_bytes {
-            return self.overlong(&line[..self.config.max_line_bytes]);
+        if self.limit.exceeded(line) {
+            return self
+                .limit
+                .judge(line)
+                .map_or(Parsed::Ignored, Parsed::Rejected);
         }
+        let line = trim_eol(line);
         self.parse_shape(line, ctx, None, true)
     }
 

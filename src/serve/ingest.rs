@@ -388,11 +388,18 @@ impl<S: CorrelationState> Actor<S> {
         let now = self.clock.now();
         let mut result = BatchResult::default();
         let input = self.sources.index(&batch.source);
-        let origins: Vec<Origin> = batch
-            .lines
-            .iter()
-            .map(|_| self.sources.next_line(input))
-            .collect();
+        // Skipped over-long lines take their line numbers too.
+        let mut skipped = batch.skipped.iter().peekable();
+        let mut origins: Vec<Origin> = Vec::with_capacity(batch.lines.len());
+        for i in 0..batch.lines.len() {
+            while skipped.next_if(|s| s.before <= i).is_some() {
+                self.sources.next_line(input);
+            }
+            origins.push(self.sources.next_line(input));
+        }
+        for _ in skipped {
+            self.sources.next_line(input);
+        }
         let lines = Lines {
             source: &batch.source,
             input,
@@ -433,6 +440,19 @@ impl<S: CorrelationState> Actor<S> {
             ..Commit::default()
         };
         let source = batch.source.as_str();
+        // Judged by the reader that skipped them (`parse::overlong`), never parsed.
+        for s in &batch.skipped {
+            match s.reject {
+                Some(reason) => {
+                    result.rejected += 1;
+                    self.telemetry.rejected(source, reason);
+                }
+                None => {
+                    result.ignored += 1;
+                    self.telemetry.line(source, LineResult::Ignored);
+                }
+            }
+        }
         let raws = std::mem::take(&mut batch.lines);
         for (i, (outcome, raw)) in outcomes.into_iter().zip(raws).enumerate() {
             match outcome {

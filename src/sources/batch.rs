@@ -6,7 +6,19 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::event::Runner;
+use crate::parse::Reject;
 use crate::sources::file::Checkpoint;
+use crate::sources::lines::Piece;
+
+/// An over-long line a reader skipped, judged by the one rule for such lines
+/// (`parse::overlong`): it is counted, never parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped {
+    /// It came before `lines[before]` (after the last line when `before == lines.len()`).
+    pub before: usize,
+    /// `too_long`, or `None`: ignored.
+    pub reject: Option<Reject>,
+}
 
 /// Lines from one source, and where to say they were recorded.
 #[derive(Debug)]
@@ -15,6 +27,8 @@ pub struct Batch {
     pub source: String,
     pub default_runtime: Option<Runner>,
     pub lines: Vec<Vec<u8>>,
+    /// Over-long lines among them, skipped by the reader.
+    pub skipped: Vec<Skipped>,
     /// Drain entry ids, one per line when present: a retried delivery is dropped whole.
     pub entry_ids: Vec<Option<String>>,
     /// A followed file's position after these lines, committed with them.
@@ -32,11 +46,34 @@ impl Batch {
             source: source.to_owned(),
             default_runtime,
             lines,
+            skipped: Vec::new(),
             entry_ids: Vec::new(),
             position: None,
             done: None,
             backlog: false,
         }
+    }
+}
+
+impl Batch {
+    /// A batch of the lines and skipped lines a [`crate::sources::lines::Cutter`] cut.
+    pub fn of_pieces(source: &str, default_runtime: Option<Runner>, pieces: Vec<Piece>) -> Batch {
+        let mut b = Batch::new(source, default_runtime, Vec::with_capacity(pieces.len()));
+        for p in pieces {
+            match p {
+                Piece::Line(l) => b.lines.push(l),
+                Piece::Skipped { reject, .. } => b.skipped.push(Skipped {
+                    before: b.lines.len(),
+                    reject,
+                }),
+            }
+        }
+        b
+    }
+
+    /// No line at all, skipped or not.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.skipped.is_empty()
     }
 }
 

@@ -3,18 +3,19 @@
 
 use std::io::{self, Read};
 
+use crate::parse::{LineLimit, LongLine, Reject};
+
 /// Target chunk size: large enough that per-chunk overhead vanishes, small enough that the
 /// recycled buffers stay in cache (4 MiB chunks made the reader copy into DRAM: 4× its CPU).
 const CHUNK: usize = 1 << 20;
 
-/// Bytes kept from the head of an overlong line: enough to tell whether it is one of ours.
-pub const OVERLONG_HEAD: usize = 64 << 10;
-
-/// A line longer than the chunk buffer, seen only through its head.
+/// A line longer than the chunk buffer, skipped and judged by the one rule for over-long
+/// lines (`parse::overlong`) on the way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlong {
     pub line: u64,
-    pub head: Vec<u8>,
+    /// `too_long`, or `None`: ignored.
+    pub reject: Option<Reject>,
 }
 
 /// Whole lines of one input. `data` ends with `\n`, except for the last chunk of an input
@@ -37,8 +38,9 @@ pub struct ChunkReader<R> {
     /// Bytes read but not yet handed out: the start of an unfinished line.
     carry: Vec<u8>,
     next_line: u64,
-    /// Inside an overlong line: its head is in `overlong.last()`, skip to its newline.
-    skipping: bool,
+    /// Inside an overlong line (its number and its scan so far): skip to its newline.
+    skipping: Option<(u64, LongLine)>,
+    limit: LineLimit,
     overlong: Vec<Overlong>,
     eof: bool,
     /// Buffers of consumed chunks, handed back for reuse: a fresh 4 MiB buffer per chunk
@@ -47,15 +49,16 @@ pub struct ChunkReader<R> {
 }
 
 impl<R: Read> ChunkReader<R> {
-    /// `max_line` is the longest line that must arrive whole.
-    pub fn new(inner: R, input: u16, max_line: usize) -> ChunkReader<R> {
+    /// Lines up to `limit`'s must arrive whole; longer ones are judged as they are skipped.
+    pub fn new(inner: R, input: u16, limit: &LineLimit) -> ChunkReader<R> {
         ChunkReader {
             inner,
             input,
-            capacity: CHUNK.max(max_line.saturating_add(2)),
+            capacity: CHUNK.max(limit.hold().saturating_add(1)),
             carry: Vec::new(),
             next_line: 1,
-            skipping: false,
+            skipping: None,
+            limit: limit.clone(),
             overlong: Vec::new(),
             eof: false,
             recycled: None,
@@ -83,6 +86,14 @@ impl<R: Read> ChunkReader<R> {
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
         loop {
             if self.eof {
+                // An overlong last line without a newline.
+                if let Some((line, scan)) = self.skipping.take() {
+                    self.overlong.push(Overlong {
+                        line,
+                        reject: scan.verdict(),
+                    });
+                    self.next_line += 1;
+                }
                 if self.carry.is_empty() && self.overlong.is_empty() {
                     return Ok(None);
                 }
@@ -99,14 +110,20 @@ impl<R: Read> ChunkReader<R> {
                 self.carry.extend_from_slice(&buf);
                 continue;
             }
-            if self.skipping {
+            if let Some((line, scan)) = &mut self.skipping {
                 match memchr::memchr(b'\n', &buf[filled..]) {
                     Some(i) => {
-                        self.skipping = false;
+                        scan.feed(&buf[filled..filled + i + 1]);
+                        self.overlong.push(Overlong {
+                            line: *line,
+                            reject: scan.verdict(),
+                        });
+                        self.skipping = None;
                         self.next_line += 1;
                         buf.drain(..filled + i + 1);
                     }
                     None => {
+                        scan.feed(&buf[filled..]);
                         buf.clear();
                         continue;
                     }
@@ -119,13 +136,10 @@ impl<R: Read> ChunkReader<R> {
                     return Ok(Some(self.emit(buf)));
                 }
                 None if buf.len() >= self.capacity => {
-                    // One line fills the whole buffer: keep its head, skip the rest.
-                    buf.truncate(OVERLONG_HEAD);
-                    self.overlong.push(Overlong {
-                        line: self.next_line,
-                        head: buf,
-                    });
-                    self.skipping = true;
+                    // One line fills the whole buffer: judge it as it is skipped.
+                    let mut scan = self.limit.scan();
+                    scan.feed(&buf);
+                    self.skipping = Some((self.next_line, scan));
                 }
                 None => self.carry.extend_from_slice(&buf),
             }
@@ -166,7 +180,8 @@ mod tests {
 
     /// Reads everything back as (line number, line) pairs plus overlong line numbers.
     fn lines(input: &[u8], capacity: usize) -> (Vec<(u64, String)>, Vec<u64>) {
-        let mut r = ChunkReader::new(input, 0, 0);
+        let parser = crate::parse::Parser::new(crate::config::ParseConfig::default());
+        let mut r = ChunkReader::new(input, 0, parser.line_limit());
         r.capacity = capacity;
         let (mut out, mut long) = (Vec::new(), Vec::new());
         while let Some(c) = r.next_chunk().unwrap() {

@@ -7,6 +7,7 @@
 pub mod batch;
 mod chunks;
 pub mod file;
+pub mod lines;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};

@@ -34,9 +34,15 @@ enum Op {
     /// rename + create, then `late` lines written to the renamed file.
     RenameCreate(u8),
     /// copy to a rotated name, then truncate in place. 1: a poll sees the copy empty while
-    /// it is being written, 2: with half its bytes (after a poll that read the file: two
-    /// copytruncates between two polls are a known limit, see the README).
+    /// it is being written, 2: with half its bytes (after a poll that read the file).
     CopyTruncate(u8),
+    /// Two copytruncates with `n` lines written between them, no poll in between.
+    CopyTruncateTwice(u8),
+    /// A copy shorter than what is read of its original by the time it is truncated, seen
+    /// only after that (made just before a poll's read, truncated just after it): copied
+    /// under a name no pattern matches, `n` lines appended, a poll, the truncate, the copy
+    /// renamed to a rotated name, a poll.
+    ShortCopy(u8),
     Truncate,
     /// truncate, then the same header and new lines.
     RewriteSameHead,
@@ -56,6 +62,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u8..60).prop_map(Op::Advance),
         2 => (0u8..4).prop_map(Op::RenameCreate),
         2 => (0u8..3).prop_map(Op::CopyTruncate),
+        1 => (0u8..3).prop_map(Op::CopyTruncateTwice),
+        1 => (1u8..3).prop_map(Op::ShortCopy),
         1 => Just(Op::Truncate),
         1 => Just(Op::RewriteSameHead),
         1 => Just(Op::Delete),
@@ -78,6 +86,7 @@ struct Written {
 
 struct World {
     dir: PathBuf,
+    /// Rotated names are followed (a glob, or a literal path and a glob both matching it).
     glob: bool,
     cfg: FollowConfig,
     follower: Follower,
@@ -113,14 +122,25 @@ fn write(path: &Path, s: &str) {
 }
 
 impl World {
-    fn new(dir: &Path, glob: bool, read_limit: u64) -> World {
+    /// `patterns`: 0 the literal path, 1 a glob over it and its rotated names, 2 both (the
+    /// path is matched twice and must be followed once).
+    fn new(dir: &Path, patterns: u8, read_limit: u64) -> World {
         let live = dir.join("app.log");
-        let pattern = if glob {
+        let glob = patterns > 0;
+        let pattern = if patterns == 1 {
             format!("{}*", live.display())
         } else {
             live.display().to_string()
         };
-        let mut cfg = FollowConfig::new(&pattern, 1 << 16);
+        let parse = claimcheck::config::ParseConfig {
+            max_line_bytes: 1 << 16,
+            ..claimcheck::config::ParseConfig::default()
+        };
+        let limit = claimcheck::parse::Parser::new(parse).line_limit().clone();
+        let mut cfg = FollowConfig::new(&pattern, limit);
+        if patterns == 2 {
+            cfg.patterns.push(format!("{}*", live.display()));
+        }
         cfg.read_limit = read_limit;
         cfg.close_inactive = Duration::from_secs(30);
         World {
@@ -372,6 +392,52 @@ impl World {
                     .set_len(0)
                     .unwrap();
             }
+            Op::CopyTruncateTwice(n) => {
+                self.apply(&Op::CopyTruncate(0));
+                self.append(*n);
+                self.apply(&Op::CopyTruncate(0));
+            }
+            Op::ShortCopy(n) => {
+                let Some(i) = self.current else { return };
+                let hidden = self.dir.join("copying.tmp");
+                std::fs::copy(&self.files[i].path, &hidden).unwrap();
+                let copied = self.files[i].seqs.clone();
+                self.append(*n);
+                self.poll(None);
+                let to = self.rotated_name();
+                if !self.glob {
+                    self.may_lose(i);
+                }
+                // The copy holds what the file held when copied; the lines after are lost
+                // with the truncate unless read (the poll read them).
+                let after: Vec<u64> = self.files[i].seqs[copied.len()..].to_vec();
+                let done: BTreeSet<u64> = self.delivered.iter().copied().collect();
+                for s in &after {
+                    if !done.contains(s) {
+                        self.lossable.insert(*s);
+                    }
+                }
+                self.files[i].seqs.clear();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&self.files[i].path)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
+                std::fs::rename(&hidden, &to).unwrap();
+                for s in &copied {
+                    self.lineage.insert(*s, self.files.len());
+                }
+                self.files.push(Written {
+                    path: to,
+                    seqs: copied,
+                    open: false,
+                    gone: !self.glob,
+                });
+                // The next poll sees it. (Were serve restarted first, the copy could not be
+                // told from a new file with the same head: a known limit, see the README.)
+                self.poll(None);
+            }
             Op::Truncate | Op::RewriteSameHead => {
                 let Some(i) = self.current else { return };
                 self.may_lose(i);
@@ -444,6 +510,20 @@ impl World {
                 );
             }
         }
+        // No checkpoint outlives its file for long (settle let time pass).
+        use std::os::unix::fs::MetadataExt;
+        let present: BTreeSet<(u64, u64)> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        for cp in self.store.values() {
+            assert!(
+                present.contains(&(cp.dev, cp.ino)),
+                "the checkpoint of a file long gone is kept: {cp:?}"
+            );
+        }
         let missing: Vec<u64> = (0..self.next_seq)
             .filter(|s| !seen.contains(s) && !self.lossable.contains(s))
             .collect();
@@ -461,19 +541,108 @@ proptest! {
 
     #[test]
     fn the_follower_delivers_every_line_once_in_order(
-        glob in any::<bool>(),
+        patterns in 0u8..3,
         read_limit in prop_oneof![Just(64u64), Just(1000u64), Just(1u64 << 20)],
         ops in proptest::collection::vec(op(), 1..40),
     ) {
         #[allow(clippy::print_stderr)]
         if std::env::var_os("MODEL_DEBUG").is_some() {
             let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_test_writer().try_init();
-            eprintln!("======== glob {glob} limit {read_limit}");
+            eprintln!("======== patterns {patterns} limit {read_limit}");
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut w = World::new(dir.path(), glob, read_limit);
+        let mut w = World::new(dir.path(), patterns, read_limit);
         #[allow(clippy::print_stderr)]
         for op in &ops {
+            if std::env::var_os("MODEL_DEBUG").is_some() {
+                eprintln!("== {op:?}");
+            }
+            w.apply(op);
+        }
+        w.settle();
+        w.check();
+    }
+}
+
+/// Sequences the property test once found failing, replayed every run.
+#[test]
+fn sequences_that_failed_once() {
+    let cases: Vec<(u8, u64, Vec<Op>)> = vec![
+        // a short copy found after the truncate, right after two copytruncates
+        (
+            1,
+            64,
+            vec![Op::CopyTruncateTwice(0), Op::Append(1), Op::ShortCopy(1)],
+        ),
+        // the same, the copy as long as what was read but shorter than the head read
+        (
+            1,
+            64,
+            vec![Op::CopyTruncateTwice(0), Op::Append(3), Op::ShortCopy(1)],
+        ),
+        (
+            1,
+            64,
+            vec![
+                Op::Append(1),
+                Op::CopyTruncate(0),
+                Op::Append(3),
+                Op::ShortCopy(1),
+            ],
+        ),
+        // a copy too short to tell when found, longer than what was read
+        (
+            1,
+            64,
+            vec![Op::CopyTruncateTwice(0), Op::Append(4), Op::ShortCopy(1)],
+        ),
+        (
+            1,
+            64,
+            vec![
+                Op::Append(1),
+                Op::RenameCreate(0),
+                Op::CopyTruncate(1),
+                Op::CopyTruncate(1),
+                Op::Append(3),
+                Op::Partial,
+                Op::Restart,
+                Op::CopyTruncateTwice(0),
+                Op::Delete,
+                Op::Append(1),
+            ],
+        ),
+        // a new file holding only the start of a line that begins like the truncated
+        // file's head is no copy of it
+        (
+            0,
+            64,
+            vec![
+                Op::CopyTruncateTwice(0),
+                Op::Append(1),
+                Op::Partial,
+                Op::Truncate,
+                Op::Delete,
+                Op::Append(1),
+                Op::Truncate,
+                Op::Partial,
+                Op::Append(1),
+            ],
+        ),
+    ];
+    for (patterns, read_limit, ops) in cases {
+        #[allow(clippy::print_stderr)]
+        if std::env::var_os("MODEL_DEBUG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_test_writer()
+                .try_init();
+            eprintln!("======== patterns {patterns} limit {read_limit}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::new(dir.path(), patterns, read_limit);
+        for op in &ops {
+            #[allow(clippy::print_stderr)]
             if std::env::var_os("MODEL_DEBUG").is_some() {
                 eprintln!("== {op:?}");
             }

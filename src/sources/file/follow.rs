@@ -1,9 +1,10 @@
-//! One configured path or glob: which files to read, and from where.
+//! The configured paths and globs: which files to read, and from where.
 //!
 //! A [`Follower`] is synchronous and takes time as an argument, so a model test can drive it
-//! step by step; [`run`] is the task that polls it in `serve`. Each poll scans the pattern
-//! (a literal path matches itself, existing or not) and keeps one [`Tailer`] per file
-//! identity, then reads every tailer:
+//! step by step; [`run`] is the task that polls it in `serve`. Each poll scans every pattern
+//! in configuration order (a literal path matches itself, existing or not) and keeps one
+//! [`Tailer`] per file identity — a file two patterns match is followed once, for the first,
+//! whose label its lines carry — then reads every tailer:
 //! - a file found under a new name keeps its tailer (and its checkpoint, which is keyed by
 //!   identity); a new file at a path gets its own, from its start;
 //! - a file no scanned path names any more (renamed away, deleted, replaced by a directory) is
@@ -13,9 +14,13 @@
 //!   copy of them (copytruncate with the rotated name in the glob), the copy is read from the
 //!   checkpoint on, exactly once; otherwise the loss is counted and logged once;
 //! - a new file whose head is a followed file's head is a copy of it (copytruncate's first
-//!   step) and waits, unread, until that file is truncated;
+//!   step) and waits, unread, until that file is truncated; so does one found only after the
+//!   truncate that holds exactly what the file held at a line end it read (a copy made just
+//!   before its last read), which then starts at its end;
 //! - after a restart, checkpoints of files that no path names any more are looked up in the
-//!   pattern's directory by identity, so a file rotated while `serve` was down is finished.
+//!   pattern's directory by identity, so a file rotated while `serve` was down is finished;
+//! - the checkpoint of a file that is gone (not open, in no directory followed) for
+//!   `close_inactive` is dropped.
 //!
 //! Paths that are not readable regular files (directories, FIFOs, sockets, dangling
 //! symlinks, no permission) are never opened; each change of a path's state is logged once.
@@ -30,29 +35,34 @@ use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::log::{self, Opened, Rotation};
 use super::tail::{self, Tailer};
 use super::{Checkpoint, FileId, FileMetrics};
 use crate::event::Runner;
-use crate::sources::batch::Batch;
+use crate::parse::LineLimit;
+use crate::sources::batch::{Batch, Skipped};
 
 /// Most bytes read from one file per poll, so a backlog streams and other files get turns.
 const READ_LIMIT: u64 = 4 << 20;
 
 #[derive(Debug, Clone)]
 pub struct FollowConfig {
-    /// The configured path or glob; also the source label of every file it matches.
-    pub pattern: String,
-    pub max_line: usize,
+    /// The configured paths and globs, in configuration order; each is the source label of
+    /// the files it matches (a file two of them match is followed once, for the first).
+    pub patterns: Vec<String>,
+    /// What an over-long line is (`parse.max_line_bytes`, judged as `verify` judges it).
+    pub limit: LineLimit,
     /// How long a file no path names any more is still read after it last grew.
     pub close_inactive: Duration,
     pub read_limit: u64,
 }
 
 impl FollowConfig {
-    pub fn new(pattern: &str, max_line: usize) -> FollowConfig {
+    /// One pattern (add more to `patterns`).
+    pub fn new(pattern: &str, limit: LineLimit) -> FollowConfig {
         FollowConfig {
-            pattern: pattern.to_owned(),
-            max_line,
+            patterns: vec![pattern.to_owned()],
+            limit,
             close_inactive: Duration::from_secs(30),
             read_limit: READ_LIMIT,
         }
@@ -62,7 +72,11 @@ impl FollowConfig {
 /// Lines of one file and the checkpoint after them.
 #[derive(Debug)]
 pub struct FileLines {
+    /// The pattern the file is followed for (an index into `FollowConfig::patterns`).
+    pub source: usize,
     pub lines: Vec<Vec<u8>>,
+    /// Over-long lines among them.
+    pub skipped: Vec<Skipped>,
     pub checkpoint: Checkpoint,
 }
 
@@ -71,8 +85,8 @@ pub struct Polled {
     pub files: Vec<FileLines>,
     /// Some file has more to read right now: poll again at once.
     pub more: bool,
-    /// Bytes known to be lost to truncations in this poll.
-    pub truncated_bytes: u64,
+    /// Bytes known to be lost to truncations in this poll, by pattern.
+    pub truncated: Vec<(usize, u64)>,
 }
 
 /// What a scanned path is, as far as following it goes.
@@ -88,11 +102,28 @@ enum PathState {
     Unreadable(String),
 }
 
+impl PathState {
+    fn as_str(&self) -> &'static str {
+        match self {
+            PathState::Missing => "missing",
+            PathState::Regular => "regular",
+            PathState::Directory => "directory",
+            PathState::Fifo => "fifo",
+            PathState::Socket => "socket",
+            PathState::Device => "device",
+            PathState::DanglingSymlink => "dangling_symlink",
+            PathState::Unreadable(_) => "unreadable",
+        }
+    }
+}
+
 /// A new file that looks like a copy of a followed one, held unread until that one is
 /// truncated (copytruncate copies, then truncates at once).
 #[derive(Debug)]
 struct Pending {
     path: PathBuf,
+    /// The pattern that named it.
+    source: usize,
     /// The followed file it is a copy of; `None` while it is too short to tell (empty, or a
     /// prefix of a followed file's head: maybe a copy seen while it is being written).
     of: Option<FileId>,
@@ -101,14 +132,31 @@ struct Pending {
     since: Duration,
 }
 
+/// A truncation as it was noticed: file `id` at `path` no longer holds what `old` says was
+/// read; it was `seen` bytes long; `short`: new files too short to tell from a copy of it
+/// that hold what it held at a line end it read; `source`: its pattern.
+#[derive(Debug, Clone, Copy)]
+struct Noticed<'a> {
+    id: FileId,
+    path: &'a Path,
+    old: &'a Checkpoint,
+    seen: u64,
+    short: &'a [FileId],
+    source: usize,
+}
+
 /// How long a copy waits for its original's truncation before it is taken for a file of its
 /// own (read from its start).
 const COPY_WAIT: Duration = Duration::from_secs(2);
 
+/// How often checkpoints are checked for files that are gone.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct Follower {
     cfg: FollowConfig,
-    literal: bool,
+    /// Per pattern: a path without glob characters (it matches itself, existing or not).
+    literal: Vec<bool>,
     tailers: Vec<Tailer>,
     /// The last checkpoint of every file known, by identity (loaded, then as handed out).
     known: FxHashMap<FileId, Checkpoint>,
@@ -122,14 +170,21 @@ pub struct Follower {
     started: bool,
     /// Checkpoints a copy continued from: their own file is not read on from them again.
     used: rustc_hash::FxHashSet<FileId>,
+    /// Checkpoints of files not open whose file no directory followed holds: since when.
+    gone: FxHashMap<FileId, Duration>,
+    last_sweep: Option<Duration>,
 }
 
 impl Follower {
-    /// A follower that resumes from `checkpoints` (all of the store's; those of files this
-    /// pattern matches, by identity, are used).
+    /// A follower that resumes from `checkpoints` (all of the store's; those of files the
+    /// patterns match, by identity, are used).
     pub fn new(cfg: FollowConfig, checkpoints: &[Checkpoint]) -> Follower {
         Follower {
-            literal: !cfg.pattern.contains(['*', '?', '[']),
+            literal: cfg
+                .patterns
+                .iter()
+                .map(|p| !p.contains(['*', '?', '[']))
+                .collect(),
             cfg,
             tailers: Vec::new(),
             known: checkpoints.iter().map(|c| (c.id(), c.clone())).collect(),
@@ -137,11 +192,14 @@ impl Follower {
             states: FxHashMap::default(),
             started: false,
             used: rustc_hash::FxHashSet::default(),
+            gone: FxHashMap::default(),
+            last_sweep: None,
         }
     }
 
-    pub fn source(&self) -> &str {
-        &self.cfg.pattern
+    /// The label of pattern `source`.
+    pub fn source(&self, source: usize) -> &str {
+        self.cfg.patterns.get(source).map_or("", String::as_str)
     }
 
     /// Files open now.
@@ -161,12 +219,98 @@ impl Follower {
                 self.tailers.swap_remove(i);
             }
         }
+        self.sweep(now, &mut out);
         out
+    }
+
+    /// Drops the checkpoints of this follower's files that are gone: not open, and held by
+    /// no directory it reads (each pattern's, each file's last one) for `close_inactive`.
+    /// They are of no use any more, and one could be taken for another file on its reused
+    /// inode. Runs at most once a second.
+    fn sweep(&mut self, now: Duration, out: &mut Polled) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.saturating_sub(t) < SWEEP_EVERY)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let ours: Vec<(FileId, PathBuf)> = self
+            .known
+            .values()
+            .filter(|c| {
+                self.cfg.patterns.contains(&c.source)
+                    && !self.copies.contains_key(&c.id())
+                    && !self.tailers.iter().any(|t| t.id() == c.id())
+            })
+            .map(|c| (c.id(), PathBuf::from(&c.path)))
+            .collect();
+        if ours.is_empty() {
+            self.gone.clear();
+            return;
+        }
+        let mut dirs: std::collections::BTreeSet<PathBuf> = self
+            .cfg
+            .patterns
+            .iter()
+            .filter_map(|p| pattern_dir(p))
+            .collect();
+        for (_, path) in &ours {
+            match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => dirs.insert(d.to_path_buf()),
+                _ => dirs.insert(PathBuf::from(".")),
+            };
+        }
+        let mut present: rustc_hash::FxHashSet<FileId> = rustc_hash::FxHashSet::default();
+        for d in dirs {
+            let entries = match std::fs::read_dir(&d) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                // Cannot tell what is there: nothing is taken for gone.
+                Err(_) => return,
+            };
+            for e in entries.flatten() {
+                if let Ok(m) = e.metadata() {
+                    present.insert(FileId {
+                        dev: m.dev(),
+                        ino: m.ino(),
+                    });
+                }
+            }
+        }
+        self.gone
+            .retain(|id, _| !present.contains(id) && ours.iter().any(|(o, _)| o == id));
+        for (id, _) in ours {
+            if present.contains(&id) {
+                continue;
+            }
+            let since = *self.gone.entry(id).or_insert(now);
+            if now.saturating_sub(since) < self.cfg.close_inactive {
+                continue;
+            }
+            self.gone.remove(&id);
+            self.used.remove(&id);
+            let Some(mut cp) = self.known.remove(&id) else {
+                continue;
+            };
+            let Some(source) = self.cfg.patterns.iter().position(|p| *p == cp.source) else {
+                continue;
+            };
+            log::forgotten(&cp.source, &cp.path, cp.offset);
+            cp.forget = true;
+            out.files.push(FileLines {
+                source,
+                lines: Vec::new(),
+                skipped: Vec::new(),
+                checkpoint: cp,
+            });
+        }
     }
 
     /// Reads tailer `i`; `false` when it is finished and closed.
     fn read_one(&mut self, i: usize, now: Duration, out: &mut Polled) -> bool {
-        let source = self.cfg.pattern.clone();
+        let index = self.tailers[i].source;
+        let source = self.source(index).to_owned();
         let t = &mut self.tailers[i];
         let cut = match t.check() {
             Ok(c) => c,
@@ -175,32 +319,48 @@ impl Follower {
                 return true;
             }
         };
-        let mut lines = Vec::new();
         if let Err(cut) = cut {
             let id = t.id();
             let old = t.checkpoint(&source);
             let path = t.path().to_path_buf();
+            // Files too short to tell from a copy of it when found: those that hold exactly
+            // what it held at a line end it read are copies of it (told before it restarts).
+            let short: Vec<FileId> = self
+                .copies
+                .iter()
+                .filter(|(_, p)| p.of.is_none() && t.was_at(&p.file, p.size))
+                .map(|(c, _)| *c)
+                .collect();
             if let Err(e) = t.restart(now) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot reread a truncated file");
                 return true;
             }
-            out.truncated_bytes += self.truncated(id, &path, &old, cut.seen, now, out);
+            let noticed = Noticed {
+                id,
+                path: &path,
+                old: &old,
+                seen: cut.seen,
+                short: &short,
+                source: index,
+            };
+            let lost = self.truncated(&noticed, now, out);
+            out.truncated.push((index, lost));
         }
         let t = &mut self.tailers[i];
-        let read = match t.read(self.cfg.read_limit, now) {
+        let mut read = match t.read(self.cfg.read_limit, now) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(path = %t.path().display(), error = %e, "cannot read a followed file");
                 return true;
             }
         };
-        lines.extend(read.lines);
         out.more |= read.more;
         let idle = now.saturating_sub(t.last_growth) >= self.cfg.close_inactive;
         let finished = !read.more && (read.deleted || (t.unnamed_since.is_some() && idle));
         if finished {
-            t.finish(&mut lines);
+            t.finish(&mut read);
         }
+        let (lines, skipped) = (read.lines, read.skipped);
         let mut cp = t.checkpoint(&source);
         cp.forget = finished && read.deleted;
         let changed = self.known.get(&cp.id()).is_none_or(|k| {
@@ -208,16 +368,18 @@ impl Follower {
                 != (cp.offset, cp.skipping, cp.tail_crc, &cp.head, cp.forget)
         });
         if finished {
-            tracing::info!(path = %cp.path, deleted = read.deleted, read_to = cp.offset, "closed a followed file");
+            log::closed(&source, &cp.path, read.deleted, cp.offset);
         }
-        if !lines.is_empty() || changed {
+        if !lines.is_empty() || !skipped.is_empty() || changed {
             if cp.forget {
                 self.known.remove(&cp.id());
             } else {
                 self.known.insert(cp.id(), cp.clone());
             }
             out.files.push(FileLines {
+                source: index,
                 lines,
+                skipped,
                 checkpoint: cp,
             });
         }
@@ -226,26 +388,31 @@ impl Follower {
 
     /// File `id` lost what was read of it (the checkpoint `old`): read a followed copy from
     /// there, or count and log what is lost. Returns the bytes known lost.
-    fn truncated(
-        &mut self,
-        id: FileId,
-        path: &Path,
-        old: &Checkpoint,
-        seen: u64,
-        now: Duration,
-        out: &mut Polled,
-    ) -> u64 {
+    fn truncated(&mut self, n: &Noticed<'_>, now: Duration, out: &mut Polled) -> u64 {
+        let Noticed {
+            id,
+            path,
+            old,
+            seen,
+            short,
+            source,
+        } = *n;
         // Copies of it found while it was intact: one that holds what was read goes on from
         // there (two such hold the same bytes up to there; each goes on); a shorter one was
         // checked against the file then and holds nothing new: it starts at its end.
-        let pending: Vec<(FileId, PathBuf)> = self
+        // And files too short to tell then: `short` ones, and those that hold what was read.
+        let pending: Vec<(FileId, PathBuf, usize)> = self
             .copies
             .iter()
-            .filter(|(_, p)| p.of == Some(id))
-            .map(|(c, p)| (*c, p.path.clone()))
+            .filter(|(c, p)| {
+                p.of == Some(id)
+                    || short.contains(c)
+                    || (p.of.is_none() && is_copy(&p.file, p.size, old))
+            })
+            .map(|(c, p)| (*c, p.path.clone(), p.source))
             .collect();
         let mut continued = false;
-        for (cid, cpath) in pending {
+        for (cid, cpath, csource) in pending {
             self.copies.remove(&cid);
             let Some((file, len, holds)) = open_copy(&cpath, cid, old) else {
                 continue;
@@ -253,16 +420,24 @@ impl Follower {
             let (start, skipping) = if holds {
                 continued = true;
                 (old.offset, old.skipping)
-            } else if len < old.offset {
+            } else if len <= old.offset {
+                // A copy made before the last read (its bytes were checked then, or it holds
+                // the start of the head): all of it was read.
                 (len, false)
             } else {
                 // Grew into something else: a file of its own, found again by the next scan.
                 continue;
             };
-            match Tailer::at(file, &cpath, self.cfg.max_line, now, start, skipping) {
-                Ok(t) => {
-                    tracing::info!(path = %path.display(), copy = %cpath.display(), from = start,
-                        "file truncated (copytruncate): reading its rotated copy from where it was read");
+            match Tailer::at(file, &cpath, &self.cfg.limit, now, start, skipping) {
+                Ok(mut t) => {
+                    t.source = csource;
+                    log::rotated(
+                        self.source(source),
+                        path,
+                        Rotation::Copytruncate,
+                        Some(&cpath),
+                        Some(start),
+                    );
                     self.adopt_copy(t, out);
                 }
                 Err(e) => {
@@ -280,38 +455,45 @@ impl Follower {
             None => (seen, None),
         };
         let lost = lost_to.saturating_sub(old.offset);
-        tracing::warn!(
-            path = %path.display(),
-            from = old.offset,
-            to = lost_to,
-            lost_bytes = lost,
-            unfollowed_copy = copy.as_ref().map(|p| p.display().to_string()),
-            "file truncated: bytes after what was read are lost unless its rotated copy is followed (add it to the glob)"
+        log::truncated(
+            self.source(source),
+            path,
+            old.offset,
+            lost_to,
+            copy.as_deref(),
         );
         lost
     }
 
     fn scan(&mut self, now: Duration, out: &mut Polled) {
-        let paths: Vec<PathBuf> = if self.literal {
-            vec![PathBuf::from(&self.cfg.pattern)]
-        } else {
-            match glob::glob(&self.cfg.pattern) {
-                Ok(it) => it.filter_map(Result::ok).collect(),
-                Err(_) => Vec::new(),
+        // Every pattern's paths, in configuration order: a file two patterns name is followed
+        // for the first.
+        let mut paths: Vec<(PathBuf, usize)> = Vec::new();
+        for (source, pattern) in self.cfg.patterns.iter().enumerate() {
+            if self.literal[source] {
+                paths.push((PathBuf::from(pattern), source));
+            } else if let Ok(it) = glob::glob(pattern) {
+                paths.extend(it.filter_map(Result::ok).map(|p| (p, source)));
             }
-        };
+        }
         let mut named: rustc_hash::FxHashSet<FileId> = rustc_hash::FxHashSet::default();
-        let mut fresh: Vec<(PathBuf, File, u64, FileId)> = Vec::new();
-        for path in paths {
+        let mut fresh: Vec<(PathBuf, File, u64, FileId, usize)> = Vec::new();
+        for (path, source) in paths {
             let (state, file) = probe(&path);
-            self.note_state(&path, &state);
+            self.note_state(&path, &state, source);
             let Some((file, size, id)) = file else {
                 continue;
             };
             if !named.insert(id) {
-                continue; // the same file under two names (a symlink and its target)
+                // The same file under two names (a symlink and its target, or a path two
+                // patterns match): followed once.
+                continue;
             }
             if let Some(t) = self.tailers.iter_mut().find(|t| t.id() == id) {
+                if t.path() != path {
+                    let label = self.cfg.patterns.get(t.source).map_or("", String::as_str);
+                    log::rotated(label, t.path(), Rotation::Rename, Some(&path), None);
+                }
                 t.named(&path);
                 continue;
             }
@@ -323,7 +505,7 @@ impl Follower {
                 // It grew: not a copy after all (or another file now).
                 self.copies.remove(&id);
             }
-            fresh.push((path, file, size, id));
+            fresh.push((path, file, size, id, source));
         }
         // A copy whose original was not truncated soon, or that went away unread, is a file
         // of its own: read from its start (through its descriptor if it has no name).
@@ -337,7 +519,9 @@ impl Follower {
             let Some(p) = self.copies.remove(&id) else {
                 continue;
             };
-            if let Ok(mut t) = Tailer::open(p.file, &p.path, self.cfg.max_line, now) {
+            if let Ok(mut t) = Tailer::open(p.file, &p.path, &self.cfg.limit, now) {
+                t.source = p.source;
+                log::opened(self.source(p.source), &p.path, Opened::New, 0);
                 if !named.contains(&id) {
                     t.unnamed_since = Some(now);
                 }
@@ -346,7 +530,14 @@ impl Follower {
         }
         for t in &mut self.tailers {
             if !named.contains(&t.id()) && t.unnamed_since.is_none() {
-                tracing::info!(path = %t.path().display(), "followed file no longer named by the pattern: reading it until it is deleted or idle");
+                // Read on through its descriptor until it is deleted and drained, or idle.
+                let kind = if t.deleted() {
+                    Rotation::Deleted
+                } else {
+                    Rotation::RenamedAway
+                };
+                let label = self.cfg.patterns.get(t.source).map_or("", String::as_str);
+                log::rotated(label, t.path(), kind, None, None);
                 t.unnamed_since = Some(now);
             }
         }
@@ -358,12 +549,19 @@ impl Follower {
         }
         // Files with a checkpoint first: one truncated while down may have its copy among
         // the new ones.
-        fresh.sort_by_key(|f| !self.known.contains_key(&f.3));
+        // Another file on a checkpointed file's (reused) inode last: its own checkpoint would
+        // replace the one a copy among the new files may go on from.
+        fresh.sort_by_key(|f| match self.known.get(&f.3) {
+            Some(cp) if tail::same_file(&f.1, cp) => 0,
+            None => 1,
+            Some(_) => 2,
+        });
         let mut taken: rustc_hash::FxHashSet<FileId> = rustc_hash::FxHashSet::default();
         let mut i = 0;
         while i < fresh.len() {
-            let (path, _, size, id) = &fresh[i];
-            let (path, size, id) = (path.clone(), *size, *id);
+            let (path, _, size, id, source) = &fresh[i];
+            let (path, size, id, source) = (path.clone(), *size, *id, *source);
+            let label = self.source(source).to_owned();
             if taken.contains(&id) {
                 i += 1;
                 continue;
@@ -375,7 +573,7 @@ impl Follower {
                     continue;
                 }
             };
-            let mut copy = false;
+            let mut how = Opened::New;
             // A checkpoint of another file on the same inode (deleted, the inode reused) is
             // not this file's.
             let known = self
@@ -393,7 +591,7 @@ impl Follower {
             if let (Some(cp), false) = (&known, resume) {
                 // Truncated (or rewritten) while we were down, or another file on a reused
                 // inode: what was read of it may go on in a copy among the new files.
-                let found = fresh.iter().find(|(_, f, s, cid)| {
+                let found = fresh.iter().find(|(_, f, s, cid, _)| {
                     *cid != id
                         && !self
                             .known
@@ -403,33 +601,49 @@ impl Follower {
                         && is_copy(f, *s, cp)
                 });
                 match found {
-                    Some((cpath, cfile, csize, cid)) => {
+                    Some((cpath, cfile, csize, cid, csource)) => {
                         let start = cp.offset.min(*csize);
                         if let Ok(f) = cfile.try_clone()
-                            && let Ok(t) = Tailer::at(
+                            && let Ok(mut t) = Tailer::at(
                                 f,
                                 cpath,
-                                self.cfg.max_line,
+                                &self.cfg.limit,
                                 now,
                                 start,
                                 cp.skipping && start == cp.offset,
                             )
                         {
-                            tracing::info!(path = %path.display(), copy = %cpath.display(), from = start,
-                                "file truncated while stopped (copytruncate): reading its rotated copy from where it was read");
+                            t.source = *csource;
+                            log::rotated(
+                                &label,
+                                &path,
+                                Rotation::Copytruncate,
+                                Some(cpath),
+                                Some(start),
+                            );
                             taken.insert(*cid);
                             self.adopt_copy(t, out);
                         }
                     }
                     None => {
-                        out.truncated_bytes += self.truncated(id, &path, cp, cp.offset, now, out);
+                        let noticed = Noticed {
+                            id,
+                            path: &path,
+                            old: cp,
+                            seen: cp.offset,
+                            short: &[],
+                            source,
+                        };
+                        let lost = self.truncated(&noticed, now, out);
+                        out.truncated.push((source, lost));
                     }
                 }
                 // Its old checkpoint continues nowhere else (it still tells copies of it).
                 self.used.insert(id);
             }
             let started = if let (Some(cp), true) = (&known, resume) {
-                Tailer::at(file, &path, self.cfg.max_line, now, cp.offset, cp.skipping)
+                how = Opened::Checkpoint;
+                Tailer::at(file, &path, &self.cfg.limit, now, cp.offset, cp.skipping)
             } else if let Some(of) = self.copy_of(&file, size) {
                 // A copy of a followed file (copytruncate's first step) waits for it to be
                 // truncated.
@@ -438,6 +652,7 @@ impl Follower {
                     id,
                     Pending {
                         path: path.clone(),
+                        source,
                         of: Some(of),
                         size,
                         file,
@@ -456,6 +671,7 @@ impl Follower {
                     id,
                     Pending {
                         path: path.clone(),
+                        source,
                         of: None,
                         size,
                         file,
@@ -467,17 +683,22 @@ impl Follower {
             } else if let Some(cp) = self.copy_of_checkpoint(&file, size) {
                 // A copy of a file read before that is not followed any more (truncated or
                 // deleted while we were down): read from where that file was read.
-                tracing::info!(path = %path.display(), of = %cp.path, from = cp.offset,
-                    "a copy of a file read before: reading it from where that file was read");
                 self.used.insert(cp.id());
-                copy = true;
-                Tailer::at(file, &path, self.cfg.max_line, now, cp.offset, cp.skipping)
+                how = Opened::CopyOfCheckpoint;
+                Tailer::at(file, &path, &self.cfg.limit, now, cp.offset, cp.skipping)
             } else {
-                Tailer::open(file, &path, self.cfg.max_line, now)
+                Tailer::open(file, &path, &self.cfg.limit, now)
             };
             match started {
-                Ok(t) if copy => self.adopt_copy(t, out),
-                Ok(t) => self.tailers.push(t),
+                Ok(mut t) => {
+                    t.source = source;
+                    log::opened(&label, &path, how, t.committed());
+                    if how == Opened::CopyOfCheckpoint {
+                        self.adopt_copy(t, out);
+                    } else {
+                        self.tailers.push(t);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot follow a file")
                 }
@@ -504,10 +725,9 @@ impl Follower {
                         let mine = tail::read_at(file, at, k).ok();
                         mine.is_some_and(|m| t.bytes_at(at, k).ok() == Some(m))
                     }
-                    // Truncated since: a copy holds what was read. (One shorter than that, made
-                    // before the last read and truncated after it, cannot be told from a new
-                    // file with the same head: it is read as new, which doubles its lines.)
-                    Ok(Err(_)) => is_copy(file, size, &t.checkpoint("")),
+                    // Truncated since: a copy holds what was read.
+                    // Or one made at a line end it read, shorter than what was read.
+                    Ok(Err(_)) => is_copy(file, size, &t.checkpoint("")) || t.was_at(file, size),
                     Err(_) => false,
                 }
             })
@@ -538,10 +758,12 @@ impl Follower {
     /// out at once, before anything that resets the original: a crash in between must not
     /// leave the store with neither.
     fn adopt_copy(&mut self, t: Tailer, out: &mut Polled) {
-        let cp = t.checkpoint(&self.cfg.pattern);
+        let cp = t.checkpoint(self.source(t.source));
         self.known.insert(cp.id(), cp.clone());
         out.files.push(FileLines {
+            source: t.source,
             lines: Vec::new(),
+            skipped: Vec::new(),
             checkpoint: cp,
         });
         self.tailers.push(t);
@@ -581,20 +803,33 @@ impl Follower {
     /// while `serve` was down) are found by identity in the pattern's directory and read to
     /// their end.
     fn finish_unnamed(&mut self, named: &rustc_hash::FxHashSet<FileId>, now: Duration) {
+        for source in 0..self.cfg.patterns.len() {
+            self.finish_unnamed_of(source, named, now);
+        }
+    }
+
+    fn finish_unnamed_of(
+        &mut self,
+        source: usize,
+        named: &rustc_hash::FxHashSet<FileId>,
+        now: Duration,
+    ) {
+        let pattern = self.source(source).to_owned();
         let wanted: Vec<Checkpoint> = self
             .known
             .values()
             .filter(|c| {
-                c.source == self.cfg.pattern
+                c.source == pattern
                     && !named.contains(&c.id())
                     && !self.used.contains(&c.id())
+                    && !self.tailers.iter().any(|t| t.id() == c.id())
             })
             .cloned()
             .collect();
         if wanted.is_empty() {
             return;
         }
-        let Some(dir) = pattern_dir(&self.cfg.pattern) else {
+        let Some(dir) = pattern_dir(&pattern) else {
             return;
         };
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -626,34 +861,42 @@ impl Follower {
             {
                 continue;
             }
-            let started = Tailer::at(file, &path, self.cfg.max_line, now, cp.offset, cp.skipping);
+            let started = Tailer::at(file, &path, &self.cfg.limit, now, cp.offset, cp.skipping);
             if let Ok(mut t) = started {
-                tracing::info!(path = %path.display(), from = cp.offset, "finishing a file rotated while stopped");
+                t.source = source;
+                log::opened(
+                    self.source(source),
+                    &path,
+                    Opened::RotatedWhileStopped,
+                    cp.offset,
+                );
                 t.unnamed_since = Some(now);
                 self.tailers.push(t);
             }
         }
     }
 
-    fn note_state(&mut self, path: &Path, state: &PathState) {
+    fn note_state(&mut self, path: &Path, state: &PathState, source: usize) {
         let before = self.states.insert(path.to_path_buf(), state.clone());
         if before.as_ref() == Some(state) {
             return;
         }
+        let label = self.source(source);
         match state {
             PathState::Regular => {
                 if before.is_some_and(|b| b != PathState::Missing) {
-                    tracing::info!(path = %path.display(), "followed path is a readable file again");
+                    log::path_back(label, path);
                 }
             }
             PathState::Missing => {
                 if before.is_none() {
-                    tracing::info!(path = %path.display(), "followed path does not exist yet");
+                    log::path_missing(label, path);
                 }
             }
-            other => {
-                tracing::warn!(path = %path.display(), state = ?other, "followed path is not a readable regular file: waiting for one");
+            PathState::Unreadable(e) => {
+                log::path_hostile(label, path, "unreadable", Some(e.as_str()))
             }
+            other => log::path_hostile(label, path, other.as_str(), None),
         }
     }
 }
@@ -707,11 +950,10 @@ fn probe(path: &Path) -> (PathState, Option<(File, u64, FileId)>) {
     }
 }
 
-/// Whether `file` (of `size` bytes) holds a copy of what `cp` says was read: the same
-/// (non-empty) head and the same bytes before `cp.offset`.
+/// Whether `file` (of `size` bytes, some) holds a copy of what `cp` says was read: the same
+/// (non-empty) head as far as it goes, and the same bytes before `cp.offset`.
 fn is_copy(file: &File, size: u64, cp: &Checkpoint) -> bool {
-    tail::starts_with(file, &cp.head).unwrap_or(false)
-        && tail::holds(file, size, cp).unwrap_or(false)
+    !cp.head.is_empty() && size > 0 && tail::holds(file, size, cp).unwrap_or(false)
 }
 
 /// Opens the copy `cid` at `path` (found a copy while its original was intact): the file,
@@ -756,27 +998,36 @@ pub fn pattern_dir(pattern: &str) -> Option<PathBuf> {
     (!dir.to_string_lossy().contains(['*', '?', '['])).then_some(dir)
 }
 
-/// Follows `cfg.pattern` until `shutdown`: polls every 250 ms, and at once when the
-/// directory changes or a backlog remains, and sends each file's lines with its checkpoint.
-/// File reads run on the blocking pool.
+/// Follows `cfg.patterns` until `shutdown`: polls every 250 ms, and at once when a
+/// pattern's directory changes or a backlog remains, and sends each file's lines with its
+/// checkpoint, labelled with its pattern and given that pattern's default runtime
+/// (`runtimes`, one per pattern). File reads run on the blocking pool.
 pub async fn run(
     cfg: FollowConfig,
+    runtimes: Vec<Option<Runner>>,
     checkpoints: Vec<Checkpoint>,
-    runtime: Option<Runner>,
     metrics: FileMetrics,
     tx: mpsc::Sender<Batch>,
     shutdown: CancellationToken,
 ) {
-    let source = cfg.pattern.clone();
-    metrics.init(&source);
+    let sources = cfg.patterns.clone();
+    for s in &sources {
+        metrics.init(s);
+    }
     let (wake_tx, mut wake) = mpsc::channel::<()>(1);
-    let _watcher = pattern_dir(&cfg.pattern).and_then(|d| watch_dir(&d, wake_tx));
+    let mut dirs: Vec<PathBuf> = sources.iter().filter_map(|p| pattern_dir(p)).collect();
+    dirs.sort();
+    dirs.dedup();
+    let _watchers: Vec<_> = dirs
+        .iter()
+        .filter_map(|d| watch_dir(d, wake_tx.clone()))
+        .collect();
     let mut follower = Follower::new(cfg, &checkpoints);
     drop(checkpoints);
     let start = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    // The core was told every file source starts behind; the first poll says where it is.
-    let mut behind = true;
+    // The core was told every file source starts behind; the first poll says where each is.
+    let mut behind: Vec<bool> = vec![true; sources.len()];
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -794,27 +1045,38 @@ pub async fn run(
                 return;
             };
             follower = back;
-            if polled.truncated_bytes > 0 {
-                metrics.truncated(&source, polled.truncated_bytes);
+            for (source, lost) in &polled.truncated {
+                if *lost > 0 {
+                    metrics.truncated(&sources[*source], *lost);
+                }
             }
             let more = polled.more;
-            let sent_any = !polled.files.is_empty();
+            let mut sent = vec![false; sources.len()];
             for f in polled.files {
-                let mut batch = Batch::new(&source, runtime, f.lines);
+                let Some(label) = sources.get(f.source) else {
+                    continue;
+                };
+                let mut batch =
+                    Batch::new(label, runtimes.get(f.source).copied().flatten(), f.lines);
+                batch.skipped = f.skipped;
                 batch.backlog = more;
                 batch.position = Some(f.checkpoint);
+                sent[f.source] = true;
                 if tx.send(batch).await.is_err() {
                     return;
                 }
             }
-            if !sent_any && behind != more {
-                let mut batch = Batch::new(&source, runtime, Vec::new());
-                batch.backlog = more;
-                if tx.send(batch).await.is_err() {
-                    return;
+            for (i, label) in sources.iter().enumerate() {
+                if !sent[i] && behind[i] != more {
+                    let mut batch =
+                        Batch::new(label, runtimes.get(i).copied().flatten(), Vec::new());
+                    batch.backlog = more;
+                    if tx.send(batch).await.is_err() {
+                        return;
+                    }
                 }
+                behind[i] = more;
             }
-            behind = more;
             if !more {
                 break;
             }

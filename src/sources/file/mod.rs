@@ -13,6 +13,7 @@
 //! renames and a path that names a new file starts that file from its beginning.
 
 pub mod follow;
+mod log;
 pub mod tail;
 
 pub use follow::{FollowConfig, Follower, Polled};

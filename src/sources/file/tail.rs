@@ -7,9 +7,11 @@
 //! same. Anything else is a truncation (in place, or truncated and rewritten with the same
 //! head), reported to the follower, which decides where the lost bytes might still be.
 //!
-//! A partial last line is held until its newline; an over-long line is handed out once as
-//! its first `max_line + 1` bytes (parse counts it `too_long` or ignores it, as `verify`
-//! does) and the rest of it skipped, so no fragment of it is ever parsed.
+//! A partial last line is held until its newline; an over-long line is skipped to its
+//! newline and judged on the way by the one rule `verify` uses too (`parse::overlong`): it is
+//! handed on once as a [`Skipped`] line, never as bytes, so no fragment of it is ever parsed.
+//! The checkpoint stays at its start until its end is read, so a restart judges it again from
+//! its start, and it is still counted once.
 
 use std::fs::File;
 use std::io;
@@ -18,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Checkpoint, FileId};
+use crate::parse::LineLimit;
+use crate::sources::batch::Skipped;
+use crate::sources::lines::{Cutter, Piece};
 
 /// Bytes of a file's head that identify it.
 pub const HEAD: usize = 256;
@@ -28,6 +33,8 @@ pub const TAIL: usize = 256;
 #[derive(Debug, Default)]
 pub struct Read {
     pub lines: Vec<Vec<u8>>,
+    /// Over-long lines skipped among them.
+    pub skipped: Vec<Skipped>,
     /// Bytes read from the file.
     pub bytes: u64,
     /// The read stopped at the limit: there is more right now.
@@ -56,27 +63,44 @@ pub struct Tailer {
     head: Vec<u8>,
     /// Bytes read from the file.
     read: u64,
-    /// Every line before this was handed out (or it is inside a skipped over-long line).
+    /// Every line before this was handed out (or, resumed from an older checkpoint, it is
+    /// inside an over-long line: `skipping`).
     committed: u64,
-    partial: Vec<u8>,
+    /// The unfinished line after `committed`.
+    cutter: Cutter,
+    /// Resumed inside an over-long line (a checkpoint taken before over-long lines were judged
+    /// whole): its rest is skipped unjudged, it was handed on already.
     skipping: bool,
     /// The last bytes before `committed` (the last `TAIL` of them count; up to twice that is
     /// kept so that trimming is rare).
     recent: Vec<u8>,
-    max_line: usize,
     /// Size at the last read: bytes past `read` known to exist.
     seen: u64,
     /// When the file last grew (or was opened).
     pub(super) last_growth: Duration,
     /// Since when no scanned path names this file (renamed away, deleted, replaced).
     pub(super) unnamed_since: Option<Duration>,
+    /// The pattern it is followed for (an index into the follower's patterns).
+    pub(super) source: usize,
     /// The read buffer, kept between reads.
     buf: Vec<u8>,
+    /// CRC-32 of every byte before `committed` (`None` when not known: the file was resumed
+    /// past [`REHASH_MAX`], or an over-long line was skipped unseen).
+    hash: Option<crc32fast::Hasher>,
+    /// `(offset, CRC-32 of the bytes before it)` at the last [`MARKS`] line ends: a copy made
+    /// at one of them (before the last read, found only after the truncate) is told from a
+    /// new file with the same head.
+    marks: std::collections::VecDeque<(u64, u32)>,
 }
+
+/// Line ends remembered per file (16 bytes each).
+pub const MARKS: usize = 4096;
+/// A file resumed past this offset is not reread to rebuild its marks.
+pub const REHASH_MAX: u64 = 64 << 20;
 
 impl Tailer {
     /// Follows an open file from its start.
-    pub fn open(file: File, path: &Path, max_line: usize, now: Duration) -> io::Result<Tailer> {
+    pub fn open(file: File, path: &Path, limit: &LineLimit, now: Duration) -> io::Result<Tailer> {
         let meta = file.metadata()?;
         let mut t = Tailer {
             file,
@@ -89,14 +113,16 @@ impl Tailer {
             head: Vec::new(),
             read: 0,
             committed: 0,
-            partial: Vec::new(),
+            cutter: Cutter::new(limit.clone()),
             skipping: false,
             recent: Vec::new(),
-            max_line,
             seen: meta.len(),
             last_growth: now,
             unnamed_since: None,
+            source: 0,
             buf: Vec::new(),
+            hash: Some(crc32fast::Hasher::new()),
+            marks: std::collections::VecDeque::new(),
         };
         t.head = read_at(
             &t.file,
@@ -111,19 +137,75 @@ impl Tailer {
     pub fn at(
         file: File,
         path: &Path,
-        max_line: usize,
+        limit: &LineLimit,
         now: Duration,
         offset: u64,
         skipping: bool,
     ) -> io::Result<Tailer> {
-        let mut t = Tailer::open(file, path, max_line, now)?;
+        let mut t = Tailer::open(file, path, limit, now)?;
         let offset = offset.min(t.seen);
         let k = TAIL.min(usize::try_from(offset).unwrap_or(TAIL));
         t.recent = read_at(&t.file, offset - k as u64, k)?;
         t.read = offset;
         t.committed = offset;
         t.skipping = skipping;
+        t.rehash(offset)?;
         Ok(t)
+    }
+
+    /// Rebuilds the hash and the marks of the bytes before `upto` (resumed there).
+    fn rehash(&mut self, upto: u64) -> io::Result<()> {
+        self.hash = None;
+        self.marks.clear();
+        if upto > REHASH_MAX {
+            return Ok(());
+        }
+        let mut h = crc32fast::Hasher::new();
+        let mut at = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        while at < upto {
+            let want = usize::try_from(upto - at)
+                .unwrap_or(buf.len())
+                .min(buf.len());
+            let n = read_full_at(&self.file, at, &mut buf[..want])?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut start = 0;
+            for i in memchr::memchr_iter(b'\n', &buf[..n]) {
+                h.update(&buf[start..=i]);
+                start = i + 1;
+                mark(&mut self.marks, at + start as u64, &h);
+            }
+            h.update(&buf[start..n]);
+            at += n as u64;
+        }
+        self.hash = Some(h);
+        Ok(())
+    }
+
+    /// Whether `file` (of `size` bytes) holds exactly what this file held when it was `size`
+    /// bytes long, at a line end read recently: a copy made then.
+    pub fn was_at(&self, file: &File, size: u64) -> bool {
+        let Ok(i) = self.marks.binary_search_by_key(&size, |m| m.0) else {
+            return false;
+        };
+        let mut h = crc32fast::Hasher::new();
+        let mut at = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        while at < size {
+            let want = usize::try_from(size - at)
+                .unwrap_or(buf.len())
+                .min(buf.len());
+            match read_full_at(file, at, &mut buf[..want]) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => {
+                    h.update(&buf[..n]);
+                    at += n as u64;
+                }
+            }
+        }
+        h.finalize() == self.marks[i].1
     }
 
     pub fn id(&self) -> FileId {
@@ -156,10 +238,14 @@ impl Tailer {
     /// The file was found under `path` now.
     pub fn named(&mut self, path: &Path) {
         if self.path != path {
-            tracing::info!(from = %self.path.display(), to = %path.display(), "followed file renamed");
             self.path = path.to_path_buf();
         }
         self.unnamed_since = None;
+    }
+
+    /// The file has no name left.
+    pub fn deleted(&self) -> bool {
+        self.file.metadata().is_ok_and(|m| m.nlink() == 0)
     }
 
     /// The checkpoint to commit with the lines handed out so far.
@@ -186,7 +272,7 @@ impl Tailer {
         let size = self.file.metadata()?.len();
         let tail = &self.recent[self.recent.len().saturating_sub(TAIL)..];
         // The held partial line too (its last bytes): a rewrite may have replaced it.
-        let held = &self.partial[self.partial.len().saturating_sub(TAIL)..];
+        let held = self.cutter.pending_tail();
         let intact = size >= self.read
             && read_at(&self.file, 0, self.head.len())? == self.head
             && read_at(&self.file, self.committed - tail.len() as u64, tail.len())? == tail
@@ -212,11 +298,13 @@ impl Tailer {
         )?;
         self.read = 0;
         self.committed = 0;
-        self.partial.clear();
+        self.cutter.clear();
         self.skipping = false;
         self.recent.clear();
         self.seen = size;
         self.last_growth = now;
+        self.hash = Some(crc32fast::Hasher::new());
+        self.marks.clear();
         Ok(())
     }
 
@@ -250,7 +338,7 @@ impl Tailer {
             }
         }
         self.read += n as u64;
-        self.lines(&buf, &mut out.lines);
+        self.lines(&buf, &mut out);
         if buf.capacity() > 16 * (buf.len() + 4096) {
             buf.shrink_to(buf.len() + 4096);
         }
@@ -259,7 +347,7 @@ impl Tailer {
     }
 
     /// Cuts `buf` (the bytes after what was read before) into lines.
-    fn lines(&mut self, buf: &[u8], out: &mut Vec<Vec<u8>>) {
+    fn lines(&mut self, buf: &[u8], out: &mut Read) {
         let mut rest = buf;
         if self.skipping {
             match memchr::memchr(b'\n', rest) {
@@ -274,36 +362,43 @@ impl Tailer {
                 }
             }
         }
-        while let Some(i) = memchr::memchr(b'\n', rest) {
-            let mut line = std::mem::take(&mut self.partial);
-            line.extend_from_slice(&rest[..=i]);
-            rest = &rest[i + 1..];
-            self.consumed(&line);
-            if line.len() > self.max_line + 1 {
-                // Over-long and complete in one read: handed out as its head, like the rest.
-                line.truncate(self.max_line + 1);
+        let mut pieces = Vec::new();
+        self.cutter.push(rest, &mut pieces);
+        self.hand_out(pieces, out);
+    }
+
+    fn hand_out(&mut self, pieces: Vec<Piece>, out: &mut Read) {
+        for p in pieces {
+            match p {
+                Piece::Line(line) => {
+                    self.consumed(&line);
+                    out.lines.push(line);
+                }
+                Piece::Skipped { len, reject, last } => {
+                    // Not seen whole: no hash from here on.
+                    self.hash = None;
+                    self.marks.clear();
+                    self.committed += len;
+                    self.remember(len, &last);
+                    out.skipped.push(Skipped {
+                        before: out.lines.len(),
+                        reject,
+                    });
+                }
             }
-            out.push(line);
-        }
-        self.partial.extend_from_slice(rest);
-        if self.partial.len() > self.max_line {
-            // Over-long: its head now, the rest skipped up to its newline.
-            let whole = std::mem::take(&mut self.partial);
-            self.consumed(&whole);
-            let mut head = whole;
-            head.truncate(self.max_line + 1);
-            out.push(head);
-            self.skipping = true;
         }
     }
 
-    /// The held partial line becomes a line: the file is finished (deleted or rotated away and
+    /// The unfinished line becomes a line: the file is finished (deleted or rotated away and
     /// idle), so nothing will complete it.
-    pub fn finish(&mut self, out: &mut Vec<Vec<u8>>) {
-        if !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            self.consumed(&line);
-            out.push(line);
+    pub fn finish(&mut self, out: &mut Read) {
+        let mut pieces = Vec::new();
+        self.cutter.finish(&mut pieces);
+        self.hand_out(pieces, out);
+        self.skipping = false;
+        if self.committed != self.read {
+            self.hash = None;
+            self.marks.clear();
         }
         self.committed = self.read;
     }
@@ -311,16 +406,36 @@ impl Tailer {
     /// `bytes` (the next ones after `committed`) are handed out or skipped.
     fn consumed(&mut self, bytes: &[u8]) {
         self.committed += bytes.len() as u64;
-        if bytes.len() >= TAIL {
+        self.remember(bytes.len() as u64, bytes);
+        if let Some(h) = &mut self.hash {
+            h.update(bytes);
+            if bytes.ends_with(b"\n") {
+                mark(&mut self.marks, self.committed, h);
+            }
+        }
+    }
+
+    /// `len` bytes ending with `last` (all of them, or at least the last `TAIL`) now sit
+    /// before `committed`.
+    fn remember(&mut self, len: u64, last: &[u8]) {
+        if len >= TAIL as u64 {
             self.recent.clear();
-            self.recent.extend_from_slice(&bytes[bytes.len() - TAIL..]);
+            self.recent
+                .extend_from_slice(&last[last.len().saturating_sub(TAIL)..]);
         } else {
-            self.recent.extend_from_slice(bytes);
+            self.recent.extend_from_slice(last);
             if self.recent.len() > 2 * TAIL {
                 self.recent.drain(..self.recent.len() - TAIL);
             }
         }
     }
+}
+
+fn mark(marks: &mut std::collections::VecDeque<(u64, u32)>, at: u64, h: &crc32fast::Hasher) {
+    if marks.len() == MARKS {
+        marks.pop_front();
+    }
+    marks.push_back((at, h.clone().finalize()));
 }
 
 /// A file's birth time in ns since the epoch, 0 where unknown.
@@ -338,10 +453,15 @@ pub fn same_file(file: &File, cp: &Checkpoint) -> bool {
     now == 0 || cp.born == 0 || now == cp.born
 }
 
-/// Whether `file` (of `size` bytes) holds what `cp` verified: the same head, at least
-/// `offset` bytes, the same bytes just before `offset`.
+/// Whether `file` (of `size` bytes) holds what `cp` verified: at least `offset` bytes, the
+/// same head (as far as it has bytes: the head may have been read past `offset`, past what
+/// a copy made earlier holds), the same bytes just before `offset`.
 pub fn holds(file: &File, size: u64, cp: &Checkpoint) -> io::Result<bool> {
-    if size < cp.offset || read_at(file, 0, cp.head.len())? != cp.head {
+    let n = cp
+        .head
+        .len()
+        .min(usize::try_from(size).unwrap_or(usize::MAX));
+    if size < cp.offset || read_at(file, 0, n)? != cp.head[..n] {
         return Ok(false);
     }
     let k = cp.tail_len as usize;
@@ -402,12 +522,20 @@ mod tests {
 
     const T0: Duration = Duration::ZERO;
 
+    fn limit(max: usize) -> LineLimit {
+        let c = crate::config::ParseConfig {
+            max_line_bytes: max,
+            ..crate::config::ParseConfig::default()
+        };
+        crate::parse::Parser::new(c).line_limit().clone()
+    }
+
     #[test]
     fn holds_a_partial_line_and_resumes_at_a_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         append(&path, b"one\ntw");
-        let mut t = Tailer::open(File::open(&path).unwrap(), &path, 100, T0).unwrap();
+        let mut t = Tailer::open(File::open(&path).unwrap(), &path, &limit(100), T0).unwrap();
         assert_eq!(text(&t.read(1 << 20, T0).unwrap().lines), ["one\n"]);
         let cp = t.checkpoint("a");
         assert_eq!((cp.offset, cp.tail_len), (4, 4));
@@ -419,43 +547,60 @@ mod tests {
         // a restart at the checkpoint reads the partial line again, whole
         let f = File::open(&path).unwrap();
         assert!(holds(&f, 14, &cp).unwrap());
-        let mut again = Tailer::at(f, &path, 100, T0, cp.offset, false).unwrap();
+        let mut again = Tailer::at(f, &path, &limit(100), T0, cp.offset, false).unwrap();
         assert_eq!(
             text(&again.read(1 << 20, T0).unwrap().lines),
             ["two\n", "three\n"]
         );
     }
 
+    /// An over-long line is never handed on as bytes: it is skipped whole and reported once
+    /// with its verdict, judged on all of it (the event at its end makes it `too_long`); the
+    /// checkpoint stays at its start until its end is read, so a restart reports it once too.
     #[test]
-    fn an_over_long_line_is_handed_out_once_as_its_head_and_skipped() {
+    fn an_over_long_line_is_skipped_whole_and_reported_once() {
+        use crate::parse::Reject;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         append(&path, b"ok\n");
-        append(&path, &[b'x'; 50]);
-        let mut t = Tailer::open(File::open(&path).unwrap(), &path, 16, T0).unwrap();
-        let r = t.read(20, T0).unwrap();
-        assert_eq!(r.lines, vec![b"ok\n".to_vec(), vec![b'x'; 17]]);
-        assert!(r.more);
-        assert!(
-            t.read(1 << 20, T0).unwrap().lines.is_empty(),
-            "the rest is skipped"
-        );
+        append(&path, &[b'x'; 150]);
+        let lim = limit(64);
+        let mut t = Tailer::open(File::open(&path).unwrap(), &path, &lim, T0).unwrap();
+        let r = t.read(100, T0).unwrap();
+        assert_eq!(text(&r.lines), ["ok\n"]);
+        assert!(r.more && r.skipped.is_empty());
+        let r = t.read(1 << 20, T0).unwrap();
+        assert!(r.lines.is_empty() && r.skipped.is_empty());
         let cp = t.checkpoint("a");
-        assert_eq!(cp.offset, 53);
-        assert!(cp.skipping);
-        append(&path, b"{\"event\":\"dispatch\"}\nnext\n");
-        // neither this run nor one resumed from the checkpoint sees the line's end
+        assert_eq!((cp.offset, cp.skipping), (3, false), "not inside the line");
+        append(
+            &path,
+            b"{\"event\":\"dispatch\",\"sessionId\":\"ghost\"}\nnext\n",
+        );
+        let want = vec![Skipped {
+            before: 0,
+            reject: Some(Reject::TooLong),
+        }];
+        let r = t.read(1 << 20, T0).unwrap();
+        assert_eq!(
+            (text(&r.lines), r.skipped),
+            (vec!["next\n".to_owned()], want.clone())
+        );
+        // resumed from the checkpoint: the same, once
         let f = File::open(&path).unwrap();
-        let mut again = Tailer::at(f, &path, 16, T0, cp.offset, cp.skipping).unwrap();
-        assert_eq!(text(&again.read(1 << 20, T0).unwrap().lines), ["next\n"]);
-        let mut lines = Vec::new();
-        while let Ok(r) = t.read(20, T0) {
-            lines.extend(r.lines);
-            if !r.more {
-                break;
-            }
-        }
-        assert_eq!(text(&lines), ["next\n"]);
+        let mut again = Tailer::at(f, &path, &lim, T0, cp.offset, cp.skipping).unwrap();
+        let r = again.read(1 << 20, T0).unwrap();
+        assert_eq!(
+            (text(&r.lines), r.skipped),
+            (vec!["next\n".to_owned()], want)
+        );
+        // an older checkpoint inside an over-long line skips its rest unjudged
+        let mut old = Tailer::at(File::open(&path).unwrap(), &path, &lim, T0, 50, true).unwrap();
+        let r = old.read(1 << 20, T0).unwrap();
+        assert_eq!(
+            (text(&r.lines), r.skipped),
+            (vec!["next\n".to_owned()], vec![])
+        );
     }
 
     #[test]
@@ -464,7 +609,7 @@ mod tests {
         let path = dir.path().join("a.log");
         let header = "# header line that every rewrite repeats\n";
         append(&path, format!("{header}1\n2\n").as_bytes());
-        let mut t = Tailer::open(File::open(&path).unwrap(), &path, 100, T0).unwrap();
+        let mut t = Tailer::open(File::open(&path).unwrap(), &path, &limit(100), T0).unwrap();
         assert_eq!(t.read(1 << 20, T0).unwrap().lines.len(), 3);
         assert_eq!(t.check().unwrap(), Ok(()));
         // rewritten past the old size with the same head

@@ -1,0 +1,191 @@
+//! Cutting a live byte stream (a followed file, stdin) into lines in bounded memory: at most
+//! [`LineLimit::hold`] bytes of an unfinished line are held; a longer line is skipped to its
+//! newline and judged on the way by the one rule for over-long lines (`parse::overlong`), so
+//! no fragment of it is ever handed on.
+
+use crate::parse::{LineLimit, LongLine, Reject};
+
+/// Bytes of a skipped line's end kept for the caller (a tailer checksums the bytes before its
+/// checkpoint).
+pub const KEEP: usize = 256;
+
+/// What a stretch of bytes held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// A whole line, with its newline (none at the end of a finished input).
+    Line(Vec<u8>),
+    /// An over-long line, skipped: its length (newline included), its verdict, and its last
+    /// bytes (up to [`KEEP`]).
+    Skipped {
+        len: u64,
+        reject: Option<Reject>,
+        last: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+pub struct Cutter {
+    limit: LineLimit,
+    /// The start of an unfinished line (at most `limit.hold()` bytes).
+    partial: Vec<u8>,
+    /// Inside an over-long line: its scan so far and its last bytes.
+    long: Option<(LongLine, Vec<u8>)>,
+}
+
+impl Cutter {
+    pub fn new(limit: LineLimit) -> Cutter {
+        Cutter {
+            limit,
+            partial: Vec::new(),
+            long: None,
+        }
+    }
+
+    /// Cuts the next bytes of the stream.
+    pub fn push(&mut self, mut buf: &[u8], out: &mut Vec<Piece>) {
+        while !buf.is_empty() {
+            let nl = memchr::memchr(b'\n', buf);
+            let end = nl.map_or(buf.len(), |i| i + 1);
+            let (now, rest) = buf.split_at(end);
+            buf = rest;
+            if let Some((scan, last)) = &mut self.long {
+                scan.feed(now);
+                keep_last(last, now);
+                if nl.is_some() {
+                    self.end_long(out);
+                }
+                continue;
+            }
+            if nl.is_some() && self.partial.len() + now.len() <= self.limit.hold() + 1 {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(now);
+                out.push(Piece::Line(line));
+                continue;
+            }
+            if nl.is_none() && self.partial.len() + now.len() <= self.limit.hold() {
+                self.partial.extend_from_slice(now);
+                continue;
+            }
+            // Over-long whatever follows: judged from here on, never held.
+            let mut scan = self.limit.scan();
+            let mut last = Vec::new();
+            let held = std::mem::take(&mut self.partial);
+            scan.feed(&held);
+            keep_last(&mut last, &held);
+            scan.feed(now);
+            keep_last(&mut last, now);
+            self.long = Some((scan, last));
+            if nl.is_some() {
+                self.end_long(out);
+            }
+        }
+    }
+
+    fn end_long(&mut self, out: &mut Vec<Piece>) {
+        if let Some((scan, last)) = self.long.take() {
+            out.push(Piece::Skipped {
+                len: scan.bytes(),
+                reject: scan.verdict(),
+                last,
+            });
+        }
+    }
+
+    /// The stream is over (or the file finished): an unfinished line is a line.
+    pub fn finish(&mut self, out: &mut Vec<Piece>) {
+        if self.long.is_some() {
+            self.end_long(out);
+        } else if !self.partial.is_empty() {
+            out.push(Piece::Line(std::mem::take(&mut self.partial)));
+        }
+    }
+
+    /// Bytes of the unfinished line read so far.
+    pub fn pending(&self) -> u64 {
+        match &self.long {
+            Some((scan, _)) => scan.bytes(),
+            None => self.partial.len() as u64,
+        }
+    }
+
+    /// The last bytes of the unfinished line (up to [`KEEP`]).
+    pub fn pending_tail(&self) -> &[u8] {
+        match &self.long {
+            Some((_, last)) => last,
+            None => &self.partial[self.partial.len().saturating_sub(KEEP)..],
+        }
+    }
+
+    /// Forgets the unfinished line (the bytes it came from are gone).
+    pub fn clear(&mut self) {
+        self.partial.clear();
+        self.long = None;
+    }
+}
+
+fn keep_last(last: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() >= KEEP {
+        last.clear();
+        last.extend_from_slice(&bytes[bytes.len() - KEEP..]);
+    } else {
+        last.extend_from_slice(bytes);
+        let excess = last.len().saturating_sub(KEEP);
+        last.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ParseConfig;
+    use crate::parse::Parser;
+
+    fn limit(max: usize) -> LineLimit {
+        let c = ParseConfig {
+            max_line_bytes: max,
+            ..ParseConfig::default()
+        };
+        Parser::new(c).line_limit().clone()
+    }
+
+    /// Over-long lines are skipped whole and judged on their whole content, in any pieces;
+    /// lines at the limit (with `\n` or `\r\n`) are handed on whole.
+    #[test]
+    fn over_long_lines_are_skipped_whole_in_any_pieces() {
+        let l = limit(64);
+        let at_limit = format!("{}\r\n", "a".repeat(64));
+        let long_relevant = format!(
+            "{} {{\"event\":\"dispatch\",\"sessionId\":\"ghost\"}}\n",
+            "t".repeat(300)
+        );
+        let long_noise = format!("{}\n", "n".repeat(70));
+        let text = format!("one\n{at_limit}{long_relevant}two\n{long_noise}three");
+        for size in [1, 5, 64, 65, 66, 200, 10_000] {
+            let mut c = Cutter::new(l.clone());
+            let mut out = Vec::new();
+            for piece in text.as_bytes().chunks(size) {
+                c.push(piece, &mut out);
+            }
+            c.finish(&mut out);
+            let got: Vec<String> = out
+                .iter()
+                .map(|p| match p {
+                    Piece::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                    Piece::Skipped { len, reject, .. } => format!("skipped {len} {reject:?}"),
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    "one\n".to_owned(),
+                    at_limit.clone(),
+                    format!("skipped {} Some(TooLong)", long_relevant.len()),
+                    "two\n".to_owned(),
+                    format!("skipped {} None", long_noise.len()),
+                    "three".to_owned(),
+                ],
+                "pieces of {size}"
+            );
+        }
+    }
+}

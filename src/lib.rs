@@ -15,6 +15,7 @@ pub mod event;
 pub mod flip;
 pub mod html;
 pub mod http;
+pub mod overlong;
 pub mod parse;
 pub mod pipeline;
 pub mod platform;

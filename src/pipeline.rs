@@ -370,7 +370,7 @@ fn parse_chunk(parser: &Parser, chunk: &Chunk, seq: u64, ctx: &LineContext) -> P
     };
     for o in &chunk.overlong {
         stats.lines += 1;
-        match o.reject {
+        match crate::overlong::verdict(o.relevant) {
             Some(r) => reject(&mut stats, r, o.line),
             None => stats.ignored += 1,
         }

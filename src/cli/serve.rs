@@ -507,7 +507,7 @@ async fn attach_platform(
 /// lines default to.
 fn file_sources(
     specs: &[String],
-    limit: &crate::parse::LineLimit,
+    limit: &crate::overlong::LineLimit,
     close_inactive: std::time::Duration,
 ) -> anyhow::Result<(FollowConfig, Vec<Option<Runner>>)> {
     let mut cfg = FollowConfig::new("", limit.clone());
@@ -533,7 +533,7 @@ fn file_sources(
 async fn read_stdin(
     tx: mpsc::Sender<Batch>,
     runtime: Option<Runner>,
-    limit: crate::parse::LineLimit,
+    limit: crate::overlong::LineLimit,
     shutdown: CancellationToken,
 ) {
     use tokio::io::AsyncReadExt;

@@ -10,7 +10,6 @@
 
 pub mod drain;
 mod extract;
-pub mod overlong;
 pub mod scan;
 pub mod time;
 
@@ -21,7 +20,7 @@ use crate::event::{Event, EventKind, Name, Runner, SessionId, Timestamp};
 use extract::{Extractor, Scalar, Slots};
 use scan::Prefilter;
 
-pub use overlong::{LineLimit, LongLine};
+use crate::overlong::LineLimit;
 
 /// Why a relevant line was rejected. A fixed set: these are metric labels and report keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -440,9 +440,9 @@ impl<S: CorrelationState> Actor<S> {
             ..Commit::default()
         };
         let source = batch.source.as_str();
-        // Judged by the reader that skipped them (`parse::overlong`), never parsed.
+        // Scanned by the reader that skipped them, never parsed (`overlong`).
         for s in &batch.skipped {
-            match s.reject {
+            match crate::overlong::verdict(s.relevant) {
                 Some(reason) => {
                     result.rejected += 1;
                     self.telemetry.rejected(source, reason);

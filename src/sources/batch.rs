@@ -6,18 +6,16 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::event::Runner;
-use crate::parse::Reject;
 use crate::sources::file::Checkpoint;
 use crate::sources::lines::Piece;
 
-/// An over-long line a reader skipped, judged by the one rule for such lines
-/// (`parse::overlong`): it is counted, never parsed.
+/// An over-long line a reader skipped: counted by the one rule for such lines (`overlong`:
+/// `too_long` when relevant, else ignored), never parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Skipped {
     /// It came before `lines[before]` (after the last line when `before == lines.len()`).
     pub before: usize,
-    /// `too_long`, or `None`: ignored.
-    pub reject: Option<Reject>,
+    pub relevant: bool,
 }
 
 /// Lines from one source, and where to say they were recorded.
@@ -62,9 +60,9 @@ impl Batch {
         for p in pieces {
             match p {
                 Piece::Line(l) => b.lines.push(l),
-                Piece::Skipped { reject, .. } => b.skipped.push(Skipped {
+                Piece::Skipped { relevant, .. } => b.skipped.push(Skipped {
                     before: b.lines.len(),
-                    reject,
+                    relevant,
                 }),
             }
         }

@@ -3,19 +3,18 @@
 
 use std::io::{self, Read};
 
-use crate::parse::{LineLimit, LongLine, Reject};
+use crate::overlong::{LineLimit, LongLine};
 
 /// Target chunk size: large enough that per-chunk overhead vanishes, small enough that the
 /// recycled buffers stay in cache (4 MiB chunks made the reader copy into DRAM: 4× its CPU).
 const CHUNK: usize = 1 << 20;
 
-/// A line longer than the chunk buffer, skipped and judged by the one rule for over-long
-/// lines (`parse::overlong`) on the way.
+/// A line longer than the chunk buffer, skipped and scanned on the way for what makes it
+/// relevant (`overlong`: then it is `too_long`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlong {
     pub line: u64,
-    /// `too_long`, or `None`: ignored.
-    pub reject: Option<Reject>,
+    pub relevant: bool,
 }
 
 /// Whole lines of one input. `data` ends with `\n`, except for the last chunk of an input
@@ -90,7 +89,7 @@ impl<R: Read> ChunkReader<R> {
                 if let Some((line, scan)) = self.skipping.take() {
                     self.overlong.push(Overlong {
                         line,
-                        reject: scan.verdict(),
+                        relevant: scan.relevant(),
                     });
                     self.next_line += 1;
                 }
@@ -116,7 +115,7 @@ impl<R: Read> ChunkReader<R> {
                         scan.feed(&buf[filled..filled + i + 1]);
                         self.overlong.push(Overlong {
                             line: *line,
-                            reject: scan.verdict(),
+                            relevant: scan.relevant(),
                         });
                         self.skipping = None;
                         self.next_line += 1;
@@ -180,8 +179,8 @@ mod tests {
 
     /// Reads everything back as (line number, line) pairs plus overlong line numbers.
     fn lines(input: &[u8], capacity: usize) -> (Vec<(u64, String)>, Vec<u64>) {
-        let parser = crate::parse::Parser::new(crate::config::ParseConfig::default());
-        let mut r = ChunkReader::new(input, 0, parser.line_limit());
+        let limit = crate::overlong::LineLimit::new(1 << 20, &[], &[]);
+        let mut r = ChunkReader::new(input, 0, &limit);
         r.capacity = capacity;
         let (mut out, mut long) = (Vec::new(), Vec::new());
         while let Some(c) = r.next_chunk().unwrap() {

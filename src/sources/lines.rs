@@ -1,9 +1,9 @@
 //! Cutting a live byte stream (a followed file, stdin) into lines in bounded memory: at most
 //! [`LineLimit::hold`] bytes of an unfinished line are held; a longer line is skipped to its
-//! newline and judged on the way by the one rule for over-long lines (`parse::overlong`), so
-//! no fragment of it is ever handed on.
+//! newline and scanned on the way for what makes it relevant (the one rule for over-long
+//! lines, `overlong`), so no fragment of it is ever handed on.
 
-use crate::parse::{LineLimit, LongLine, Reject};
+use crate::overlong::{LineLimit, LongLine};
 
 /// Bytes of a skipped line's end kept for the caller (a tailer checksums the bytes before its
 /// checkpoint).
@@ -14,11 +14,11 @@ pub const KEEP: usize = 256;
 pub enum Piece {
     /// A whole line, with its newline (none at the end of a finished input).
     Line(Vec<u8>),
-    /// An over-long line, skipped: its length (newline included), its verdict, and its last
-    /// bytes (up to [`KEEP`]).
+    /// An over-long line, skipped: its length (newline included), whether it is relevant
+    /// (then `too_long`), and its last bytes (up to [`KEEP`]).
     Skipped {
         len: u64,
-        reject: Option<Reject>,
+        relevant: bool,
         last: Vec<u8>,
     },
 }
@@ -85,7 +85,7 @@ impl Cutter {
         if let Some((scan, last)) = self.long.take() {
             out.push(Piece::Skipped {
                 len: scan.bytes(),
-                reject: scan.verdict(),
+                relevant: scan.relevant(),
                 last,
             });
         }
@@ -137,15 +137,10 @@ fn keep_last(last: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ParseConfig;
-    use crate::parse::Parser;
-
+    /// The default event key and one name.
     fn limit(max: usize) -> LineLimit {
-        let c = ParseConfig {
-            max_line_bytes: max,
-            ..ParseConfig::default()
-        };
-        Parser::new(c).line_limit().clone()
+        let f = |n: &str| memchr::memmem::Finder::new(n.as_bytes()).into_owned();
+        LineLimit::new(max, &[f("event")], &[f("\"dispatch\"")])
     }
 
     /// Over-long lines are skipped whole and judged on their whole content, in any pieces;
@@ -171,7 +166,7 @@ mod tests {
                 .iter()
                 .map(|p| match p {
                     Piece::Line(l) => String::from_utf8_lossy(l).into_owned(),
-                    Piece::Skipped { len, reject, .. } => format!("skipped {len} {reject:?}"),
+                    Piece::Skipped { len, relevant, .. } => format!("skipped {len} {relevant}"),
                 })
                 .collect();
             assert_eq!(
@@ -179,9 +174,9 @@ mod tests {
                 [
                     "one\n".to_owned(),
                     at_limit.clone(),
-                    format!("skipped {} Some(TooLong)", long_relevant.len()),
+                    format!("skipped {} true", long_relevant.len()),
                     "two\n".to_owned(),
-                    format!("skipped {} None", long_noise.len()),
+                    format!("skipped {} false", long_noise.len()),
                     "three".to_owned(),
                 ],
                 "pieces of {size}"

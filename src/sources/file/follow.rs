@@ -39,7 +39,7 @@ use super::log::{self, Opened, Rotation};
 use super::tail::{self, Tailer};
 use super::{Checkpoint, FileId, FileMetrics};
 use crate::event::Runner;
-use crate::parse::LineLimit;
+use crate::overlong::LineLimit;
 use crate::sources::batch::{Batch, Skipped};
 
 /// Most bytes read from one file per poll, so a backlog streams and other files get turns.

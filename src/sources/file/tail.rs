@@ -8,7 +8,7 @@
 //! head), reported to the follower, which decides where the lost bytes might still be.
 //!
 //! A partial last line is held until its newline; an over-long line is skipped to its
-//! newline and judged on the way by the one rule `verify` uses too (`parse::overlong`): it is
+//! newline and judged on the way by the one rule `verify` uses too (`overlong`): it is
 //! handed on once as a [`Skipped`] line, never as bytes, so no fragment of it is ever parsed.
 //! The checkpoint stays at its start until its end is read, so a restart judges it again from
 //! its start, and it is still counted once.
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Checkpoint, FileId};
-use crate::parse::LineLimit;
+use crate::overlong::LineLimit;
 use crate::sources::batch::Skipped;
 use crate::sources::lines::{Cutter, Piece};
 
@@ -374,7 +374,11 @@ impl Tailer {
                     self.consumed(&line);
                     out.lines.push(line);
                 }
-                Piece::Skipped { len, reject, last } => {
+                Piece::Skipped {
+                    len,
+                    relevant,
+                    last,
+                } => {
                     // Not seen whole: no hash from here on.
                     self.hash = None;
                     self.marks.clear();
@@ -382,7 +386,7 @@ impl Tailer {
                     self.remember(len, &last);
                     out.skipped.push(Skipped {
                         before: out.lines.len(),
-                        reject,
+                        relevant,
                     });
                 }
             }
@@ -522,12 +526,10 @@ mod tests {
 
     const T0: Duration = Duration::ZERO;
 
+    /// The default event key and one name.
     fn limit(max: usize) -> LineLimit {
-        let c = crate::config::ParseConfig {
-            max_line_bytes: max,
-            ..crate::config::ParseConfig::default()
-        };
-        crate::parse::Parser::new(c).line_limit().clone()
+        let f = |n: &str| memchr::memmem::Finder::new(n.as_bytes()).into_owned();
+        LineLimit::new(max, &[f("event")], &[f("\"dispatch\"")])
     }
 
     #[test]
@@ -559,7 +561,6 @@ mod tests {
     /// checkpoint stays at its start until its end is read, so a restart reports it once too.
     #[test]
     fn an_over_long_line_is_skipped_whole_and_reported_once() {
-        use crate::parse::Reject;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         append(&path, b"ok\n");
@@ -579,7 +580,7 @@ mod tests {
         );
         let want = vec![Skipped {
             before: 0,
-            reject: Some(Reject::TooLong),
+            relevant: true,
         }];
         let r = t.read(1 << 20, T0).unwrap();
         assert_eq!(

@@ -1,7 +1,9 @@
-//! The one rule for a line longer than `parse.max_line_bytes`, wherever it comes from (a file
-//! `verify` reads, a followed file, stdin, an HTTP body): it is never parsed, nor is any part
-//! of it; it is rejected `too_long` when it holds, anywhere, an event key and a quoted event
-//! name (what makes a broken line relevant, see `Parser::looks_relevant`), else ignored.
+//! overlong: the one rule for a line longer than `parse.max_line_bytes`, wherever it comes
+//! from (a file `verify` reads, a followed file, stdin, an HTTP body): it is never parsed, nor
+//! is any part of it; it is rejected `too_long` when it holds, anywhere, an event key and a
+//! quoted event name (what makes a broken line relevant, see `Parser::looks_relevant`), else
+//! ignored ([`verdict`]). Built by parse (which knows the names); fed by the readers, which
+//! only hand it the bytes they skip and pass on whether the line was [`LongLine::relevant`].
 //!
 //! A reader never holds such a line: it keeps at most [`LineLimit::hold`] bytes of a line
 //! before its newline, and past that feeds the rest to a [`LongLine`] as it skips it. So the
@@ -13,7 +15,12 @@ use std::sync::Arc;
 
 use memchr::memmem::Finder;
 
-use super::Reject;
+use crate::parse::Reject;
+
+/// `too_long` for a relevant over-long line, `None` (ignored) for another.
+pub fn verdict(relevant: bool) -> Option<Reject> {
+    relevant.then_some(Reject::TooLong)
+}
 
 /// The line-length limit and what an over-long line is judged on; cheap to clone.
 #[derive(Debug, Clone)]
@@ -28,11 +35,7 @@ pub struct LineLimit {
 }
 
 impl LineLimit {
-    pub(super) fn new(
-        max: usize,
-        keys: &[Finder<'static>],
-        names: &[Finder<'static>],
-    ) -> LineLimit {
+    pub fn new(max: usize, keys: &[Finder<'static>], names: &[Finder<'static>]) -> LineLimit {
         let longest = keys
             .iter()
             .chain(names)
@@ -60,7 +63,9 @@ impl LineLimit {
 
     /// Whether a line held whole (`line`, with or without its end of line) is over-long.
     pub fn exceeded(&self, line: &[u8]) -> bool {
-        super::trim_eol(line).len() > self.max
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.len() > self.max
     }
 
     /// A scan of an over-long line, fed its bytes as they are skipped.
@@ -78,7 +83,7 @@ impl LineLimit {
     pub fn judge(&self, line: &[u8]) -> Option<Reject> {
         let mut s = self.scan();
         s.feed(line);
-        s.verdict()
+        verdict(s.relevant())
     }
 }
 
@@ -125,9 +130,9 @@ impl LongLine {
         self.bytes
     }
 
-    /// `too_long` when the line is relevant, `None` (ignored) otherwise.
-    pub fn verdict(&self) -> Option<Reject> {
-        (self.key && self.name).then_some(Reject::TooLong)
+    /// Whether the line holds an event key and a quoted event name.
+    pub fn relevant(&self) -> bool {
+        self.key && self.name
     }
 }
 
@@ -160,7 +165,7 @@ mod tests {
                 for piece in line.chunks(size) {
                     s.feed(piece);
                 }
-                assert_eq!(s.verdict(), want, "pieces of {size}");
+                assert_eq!(super::verdict(s.relevant()), want, "pieces of {size}");
                 assert_eq!(s.bytes(), line.len() as u64);
             }
         }

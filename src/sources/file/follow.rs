@@ -197,6 +197,18 @@ impl Follower {
         }
     }
 
+    /// The first pattern that matches `path`, if any.
+    fn matching(&self, path: &Path) -> Option<usize> {
+        self.cfg.patterns.iter().enumerate().find_map(|(i, p)| {
+            let hit = if self.literal[i] {
+                Path::new(p) == path
+            } else {
+                glob::Pattern::new(p).is_ok_and(|g| g.matches_path(path))
+            };
+            hit.then_some(i)
+        })
+    }
+
     /// The label of pattern `source`.
     pub fn source(&self, source: usize) -> &str {
         self.cfg.patterns.get(source).map_or("", String::as_str)
@@ -448,9 +460,40 @@ impl Follower {
         if continued {
             return 0;
         }
-        // Not followed: the loss is what is known to have existed past what was read; a copy
-        // in the same directory tells exactly.
-        let (lost_to, copy) = match find_copy_in_dir(path, old) {
+        // A copy beside it: one a pattern matches was made and the file truncated after this
+        // poll's scan (so it is not among the copies yet): it goes on from the checkpoint.
+        // Otherwise the loss is what is known to have existed past what was read; an
+        // unfollowed copy tells exactly.
+        let found = find_copy_in_dir(path, old);
+        if let Some((cpath, _)) = &found
+            && let Some(csource) = self.matching(cpath)
+            && let Ok(file) = File::open(cpath)
+            && let Ok(m) = file.metadata()
+            // New since the scan: not followed, no checkpoint of its own.
+            && !self
+                .tailers
+                .iter()
+                .any(|t| t.id().ino == m.ino() && t.id().dev == m.dev())
+            && !self.known.contains_key(&FileId {
+                dev: m.dev(),
+                ino: m.ino(),
+            })
+            && let Ok(mut t) =
+                Tailer::at(file, cpath, &self.cfg.limit, now, old.offset, old.skipping)
+        {
+            self.copies.remove(&t.id());
+            t.source = csource;
+            log::rotated(
+                self.source(source),
+                path,
+                Rotation::Copytruncate,
+                Some(cpath),
+                Some(old.offset),
+            );
+            self.adopt_copy(t, out);
+            return 0;
+        }
+        let (lost_to, copy) = match found {
             Some((p, len)) => (len, Some(p)),
             None => (seen, None),
         };

@@ -80,6 +80,65 @@ impl fmt::Display for Runner {
     }
 }
 
+/// What a finding is about (`GET /api/findings`, the store's `findings` table). Its `as_str`
+/// is the `kind` of the JSON API and of the stored row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    Late,
+    Mismatched,
+    Unclaimed,
+    DuplicateClaim,
+    DuplicateClaimCrossRuntime,
+    OrphanClaim,
+    /// The platform's runner flag of an org changed.
+    Flip,
+    FlagDrift,
+    MalformedFlag,
+    MissingFromLogs,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 10] = [
+        FindingKind::Late,
+        FindingKind::Mismatched,
+        FindingKind::Unclaimed,
+        FindingKind::DuplicateClaim,
+        FindingKind::DuplicateClaimCrossRuntime,
+        FindingKind::OrphanClaim,
+        FindingKind::Flip,
+        FindingKind::FlagDrift,
+        FindingKind::MalformedFlag,
+        FindingKind::MissingFromLogs,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Late => "late",
+            FindingKind::Mismatched => "mismatched",
+            FindingKind::Unclaimed => "unclaimed",
+            FindingKind::DuplicateClaim => "duplicate_claim",
+            FindingKind::DuplicateClaimCrossRuntime => "duplicate_claim_cross_runtime",
+            FindingKind::OrphanClaim => "orphan_claim",
+            FindingKind::Flip => "flip",
+            FindingKind::FlagDrift => "flag_drift",
+            FindingKind::MalformedFlag => "malformed_flag",
+            FindingKind::MissingFromLogs => "missing_from_logs",
+        }
+    }
+
+    /// The kind an API name stands for; `None` for a name that is no kind.
+    pub fn from_name(name: &str) -> Option<FindingKind> {
+        FindingKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A short string stored inline (up to 24 bytes), so the ids and names of an event cost no
 /// allocation: events are made on parser threads and consumed on the correlator's.
 pub type Name = compact_str::CompactString;

@@ -141,8 +141,13 @@ pub enum Change {
         runtime: Runner,
         total: u32,
     },
-    /// A claim for a session that was not dispatched within the grace period.
-    Orphan { session: SessionId, runtime: Runner },
+    /// A claim for a session that was not dispatched within the grace period; `claim` is its
+    /// number among the session's orphan claims (1 for the first).
+    Orphan {
+        session: SessionId,
+        runtime: Runner,
+        claim: u32,
+    },
 }
 
 impl Change {
@@ -314,6 +319,7 @@ impl Live {
                 out.push(Change::Orphan {
                     session: id.clone(),
                     runtime: runner,
+                    claim: *n,
                 });
             }
         }
@@ -551,9 +557,10 @@ impl Live {
             {
                 mark.orphan_claims = Some(claims.len() as u32);
                 mark.counted.orphan_claims += claims.len() as u32;
-                out.extend(claims.into_iter().map(|runtime| Change::Orphan {
+                out.extend((1..).zip(claims).map(|(claim, runtime)| Change::Orphan {
                     session: id.clone(),
                     runtime,
+                    claim,
                 }));
             }
         }

@@ -227,14 +227,75 @@ pub(super) async fn orgs(State(s): State<AppState>) -> Result<Response, ApiError
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct FindingsQuery {
-    /// Only findings of this kind (`late`, `unclaimed`, `flip`, …).
+    /// Only findings of this kind (`late`, `mismatched`, `unclaimed`, `duplicate_claim`,
+    /// `duplicate_claim_cross_runtime`, `orphan_claim`, `flip`, `flag_drift`,
+    /// `malformed_flag`, `missing_from_logs`); any other value is a 400 `unknown_kind`.
+    #[param(value_type = Option<crate::event::FindingKind>)]
     kind: Option<String>,
+    /// Only findings about this org.
+    org: Option<String>,
     /// Only findings found at or after (RFC 3339).
     #[param(format = DateTime)]
     since: Option<String>,
+    /// Only findings found before (RFC 3339).
+    #[param(format = DateTime)]
+    until: Option<String>,
+    /// The `next_cursor` of the previous page: only findings after it (opaque; anything
+    /// else is a 400 `invalid_cursor`).
+    #[param(pattern = "^[0-7]?[0-9a-f]{1,15}-[0-7]?[0-9a-f]{1,15}$")]
+    cursor: Option<String>,
+    /// Findings per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
 }
 
-/// The latest 1000 findings, as they happened.
+/// Findings per page unless `limit` says otherwise, and at most.
+pub const FINDINGS_LIMIT: (u32, u32) = (100, 1000);
+
+/// A page of findings that takes longer than this is abandoned (503 `store_unavailable`).
+const FINDINGS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl FindingsQuery {
+    fn filter(self) -> Result<crate::store::FindingFilter, ApiError> {
+        let kind = match self.kind.as_deref() {
+            None => None,
+            Some(k) => Some(crate::event::FindingKind::from_name(k).ok_or(ApiError::UnknownKind)?),
+        };
+        let time = |v: Option<&str>, bad: ApiError| match v.map(crate::parse::time::parse_rfc3339) {
+            None => Ok(None),
+            Some(Some(t)) => Ok(Some(t)),
+            Some(None) => Err(bad),
+        };
+        let since = time(self.since.as_deref(), ApiError::InvalidSince)?;
+        let until = time(self.until.as_deref(), ApiError::InvalidTime)?;
+        let after = match self.cursor.as_deref() {
+            None => None,
+            Some(c) => Some(crate::store::FindingCursor::decode(c).ok_or(ApiError::InvalidCursor)?),
+        };
+        let limit = match self.limit.as_deref() {
+            None => FINDINGS_LIMIT.0,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=FINDINGS_LIMIT.1).contains(n))
+                .ok_or(ApiError::InvalidLimit)?,
+        };
+        Ok(crate::store::FindingFilter {
+            kind,
+            org: self.org,
+            since,
+            until,
+            after,
+            limit,
+            newest_first: false,
+        })
+    }
+}
+
+/// One page of findings, oldest first, from the store (every finding of the retention, each
+/// written in the commit of the evidence that caused it); without a store, from the latest
+/// 1000 kept in memory. Paged on (found at, id) with an opaque cursor: findings found while a
+/// client pages come after the pages it has read, none twice and none skipped.
 #[utoipa::path(
     get,
     path = "/api/findings",
@@ -242,35 +303,45 @@ pub(super) struct FindingsQuery {
     params(FindingsQuery),
     security((), ("api_token" = [])),
     responses(
-        (status = 200, description = "Findings, newest last", body = Vec<crate::serve::LiveFinding>),
-        (status = 400, description = "`invalid_since`, `invalid_query`", body = ErrorBody),
+        (status = 200, description = "A page of findings, oldest first",
+            body = crate::serve::FindingsPage),
+        (status = 400, description = "`unknown_kind`, `invalid_since`, `invalid_time` (until), \
+            `invalid_cursor`, `invalid_limit`, `invalid_query`", body = ErrorBody),
         (status = 401, description = "`invalid_token`", body = ErrorBody),
-        (status = 503, description = "`shutting_down`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`, `shutting_down`", body = ErrorBody),
     )
 )]
 pub(super) async fn findings(
     State(s): State<AppState>,
     Query(q): Query<FindingsQuery>,
 ) -> Result<Response, ApiError> {
-    let since = match q.since.as_deref().map(crate::parse::time::parse_rfc3339) {
-        None => None,
-        Some(Some(t)) => Some(t),
-        Some(None) => return Err(ApiError::InvalidSince),
-    };
+    let filter = q.filter()?;
+    let page = find(&s, &filter).await?;
+    Ok(Json(crate::serve::FindingsPage::new(page, filter.after)).into_response())
+}
+
+/// A page of findings: from the store when there is one, else from the actor's memory.
+pub(super) async fn find(
+    s: &AppState,
+    filter: &crate::store::FindingFilter,
+) -> Result<crate::store::FindingPage, ApiError> {
+    if let Some(store) = &s.store {
+        return match tokio::time::timeout(FINDINGS_DEADLINE, store.findings(filter)).await {
+            Ok(Ok(page)) => Ok(page),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "findings query failed");
+                Err(ApiError::StoreUnavailable)
+            }
+            Err(_) => Err(ApiError::StoreUnavailable),
+        };
+    }
     let (reply, answer) = oneshot::channel();
-    if s.queries
-        .send(Lookup::Findings {
-            kind: q.kind,
-            since,
-            reply,
-        })
-        .await
-        .is_err()
-    {
+    let ask = Lookup::Findings {
+        filter: filter.clone(),
+        reply,
+    };
+    if s.queries.send(ask).await.is_err() {
         return Err(ApiError::ShuttingDown);
     }
-    match answer.await {
-        Ok(found) => Ok(Json(found).into_response()),
-        Err(_) => Err(ApiError::ShuttingDown),
-    }
+    answer.await.map_err(|_| ApiError::ShuttingDown)
 }

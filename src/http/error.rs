@@ -31,7 +31,13 @@ pub enum ApiError {
     /// A path segment is not UTF-8 once percent-decoded.
     #[error("invalid_path")]
     InvalidPath,
-    /// `?limit=` is not a whole number within its range.
+    /// `kind` on `/api/findings` names no finding kind.
+    #[error("unknown_kind")]
+    UnknownKind,
+    /// `cursor` on `/api/findings` is not a cursor this server gave out.
+    #[error("invalid_cursor")]
+    InvalidCursor,
+    /// `?limit=` is not a whole number within its range (`/api/findings`: 1 to 1000).
     #[error("invalid_limit")]
     InvalidLimit,
     /// `?runtime=` names no known runtime.
@@ -99,13 +105,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub const ALL: [ApiError; 28] = {
+    pub const ALL: [ApiError; 30] = {
         use ApiError::*;
         [
             InvalidTime,
             InvalidSince,
             InvalidQuery,
             InvalidPath,
+            UnknownKind,
+            InvalidCursor,
             InvalidLimit,
             InvalidRuntime,
             FiltersNeedAStore,
@@ -136,10 +144,9 @@ impl ApiError {
     pub fn status(self) -> StatusCode {
         use ApiError::*;
         match self {
-            InvalidTime | InvalidSince | InvalidQuery | InvalidPath | InvalidLimit
-            | InvalidRuntime | FiltersNeedAStore | InvalidGzip | NotJson | BodyUnreadable => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidTime | InvalidSince | InvalidQuery | InvalidPath | UnknownKind
+            | InvalidCursor | InvalidLimit | InvalidRuntime | FiltersNeedAStore | InvalidGzip
+            | NotJson | BodyUnreadable => StatusCode::BAD_REQUEST,
             BodyTooLarge | DecodedTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidToken => StatusCode::UNAUTHORIZED,
@@ -160,6 +167,8 @@ impl ApiError {
             InvalidSince => "invalid_since",
             InvalidQuery => "invalid_query",
             InvalidPath => "invalid_path",
+            UnknownKind => "unknown_kind",
+            InvalidCursor => "invalid_cursor",
             InvalidLimit => "invalid_limit",
             InvalidRuntime => "invalid_runtime",
             FiltersNeedAStore => "filters_need_a_store",

@@ -7,17 +7,15 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::oneshot;
 
 use super::AppState;
 use crate::html::{esc, path_segment};
-use crate::serve::Lookup;
 
 /// Seconds between the page's own reloads.
 const REFRESH_S: u32 = 10;
 /// Rows of each table.
 const REPORTS_SHOWN: u32 = 20;
-const FINDINGS_SHOWN: usize = 50;
+const FINDINGS_SHOWN: u32 = 50;
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:2em;color:#1f2328}\
 td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left}\
@@ -38,19 +36,12 @@ fn verdict(v: &str) -> String {
 
 pub(super) async fn status_page(State(s): State<AppState>) -> Response {
     let t = s.summary.borrow().clone();
-    let (reply, answer) = oneshot::channel();
-    let findings = match s
-        .queries
-        .send(Lookup::Findings {
-            kind: None,
-            since: None,
-            reply,
-        })
-        .await
-    {
-        Ok(()) => answer.await.unwrap_or_default(),
-        Err(_) => Vec::new(),
+    let latest = crate::store::FindingFilter {
+        limit: FINDINGS_SHOWN,
+        newest_first: true,
+        ..Default::default()
     };
+    let findings = super::api::find(&s, &latest).await;
     let total = t.dispatched.sum();
     let share = |n: u64| {
         if total == 0 {
@@ -128,18 +119,25 @@ pub(super) async fn status_page(State(s): State<AppState>) -> Response {
         "<h2>Latest findings</h2><table id=\"findings\">\
          <tr><th>at</th><th>kind</th><th>org</th><th>session</th><th>runner</th><th>resolved</th></tr>",
     );
-    for f in findings.iter().rev().take(FINDINGS_SHOWN) {
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/api/sessions/{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
-            esc(&f.at),
-            esc(&f.kind.to_string()),
-            esc(f.org.as_deref().unwrap_or("unknown")),
-            esc(&path_segment(&f.session_id)),
-            esc(&f.session_id),
-            esc(f.runner),
-            esc(f.resolved_at.as_deref().unwrap_or("")),
-        );
+    match findings {
+        Ok(page) => {
+            for f in page.findings {
+                let session = f.session.as_deref().unwrap_or("");
+                let _ = write!(
+                    html,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/api/sessions/{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
+                    esc(&f.found_at.to_rfc3339()),
+                    esc(f.kind.as_str()),
+                    esc(f.org.as_deref().unwrap_or("unknown")),
+                    esc(&path_segment(session)),
+                    esc(session),
+                    esc(&f.runner),
+                    esc(&f.resolved_at.map(|t| t.to_rfc3339()).unwrap_or_default()),
+                );
+            }
+        }
+        Err(_) => html
+            .push_str("<tr><td colspan=\"6\" class=\"muted\">the store does not answer</td></tr>"),
     }
     html.push_str(
         "</table><p><a href=\"/metrics\">/metrics</a> · <a href=\"/api/summary\">/api/summary</a> · \

@@ -239,8 +239,8 @@ impl<S: CorrelationState> Actor<S> {
                 let now = self.clock.now();
                 let _ = reply.send(self.platform.as_ref().map(|p| p.orgs(now)));
             }
-            Lookup::Findings { kind, since, reply } => {
-                let _ = reply.send(self.telemetry.findings().query(kind.as_deref(), since));
+            Lookup::Findings { filter, reply } => {
+                let _ = reply.send(self.telemetry.findings().page(&filter));
             }
         }
     }
@@ -279,7 +279,8 @@ impl<S: CorrelationState> Actor<S> {
         }
     }
 
-    /// Platform events through the one emitter; a flip commits the flag book.
+    /// Platform events through the one emitter; their findings are committed, with the flag
+    /// book when a flip changed it.
     pub(super) async fn platform_events(
         &mut self,
         events: Vec<crate::platform::PlatformEvent>,
@@ -289,8 +290,14 @@ impl<S: CorrelationState> Actor<S> {
         for e in events {
             flipped |= self.telemetry.platform(e, now);
         }
-        if flipped && let Some(book) = self.platform.as_ref().map(Platform::saved_book) {
-            self.durable.save_book(&book).await;
+        let book = if flipped {
+            self.platform.as_ref().map(Platform::saved_book)
+        } else {
+            None
+        };
+        let findings = self.telemetry.take_findings();
+        if book.is_some() || !findings.is_empty() {
+            self.durable.save(book.as_ref(), findings).await;
         }
     }
 
@@ -316,6 +323,7 @@ impl<S: CorrelationState> Actor<S> {
             prune_before: self.prune_due.take(),
             delete_lines: std::mem::take(&mut self.evicted_lines),
             outcomes: self.telemetry.take_outcomes(),
+            findings: self.telemetry.take_findings(),
             ..Commit::default()
         };
         commit.state = self.retired_state(&commit);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::store_health::StoreHealth;
-use crate::store::{Commit, Store};
+use crate::store::{Commit, FindingWrite, Store};
 
 /// The store's name for the platform flag book.
 pub const PLATFORM_BOOK: &str = "platform_book";
@@ -136,18 +136,19 @@ impl Durable {
         }
     }
 
-    /// Commits the flag book (flips, last snapshot), so a restart neither loses nor repeats a
-    /// flip.
-    pub async fn save_book(&self, book: &impl serde::Serialize) {
-        match serde_json::to_string(book) {
-            Ok(json) => {
-                let commit = Commit {
-                    state: vec![(PLATFORM_BOOK, json)],
-                    ..Commit::default()
-                };
-                let _ = self.commit(&commit).await;
+    /// Commits the platform's findings with the flag book (flips, last snapshot) when it
+    /// changed, so a restart neither loses nor repeats a flip.
+    pub async fn save(&self, book: Option<&impl serde::Serialize>, findings: Vec<FindingWrite>) {
+        let mut commit = Commit {
+            findings,
+            ..Commit::default()
+        };
+        if let Some(book) = book {
+            match serde_json::to_string(book) {
+                Ok(json) => commit.state.push((PLATFORM_BOOK, json)),
+                Err(e) => tracing::error!(error = %e, "cannot serialise the flag book"),
             }
-            Err(e) => tracing::error!(error = %e, "cannot serialise the flag book"),
         }
+        let _ = self.commit(&commit).await;
     }
 }

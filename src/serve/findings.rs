@@ -1,83 +1,29 @@
 //! Findings: what the sidecar found wrong, as it found it (`GET /api/findings`), and the Redis
-//! witnesses that explain overdue sessions. Kept newest last and bounded.
+//! witnesses that explain overdue sessions. Each finding, resolution and piece of evidence is
+//! both kept in a bounded in-memory log (what a serve without a store answers from) and
+//! handed to the next commit, which writes it to the store's `findings` table with the
+//! evidence that caused it.
 
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+pub use crate::event::FindingKind;
 use crate::event::Timestamp;
+use crate::store::{FindingFilter, FindingPage, FindingWrite, NewFinding, StoredFinding};
 
-/// What a finding is about. Its `as_str` is the `kind` of the JSON API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingKind {
-    Late,
-    Mismatched,
-    Unclaimed,
-    DuplicateClaim,
-    DuplicateClaimCrossRuntime,
-    OrphanClaim,
-    /// The platform's runner flag of an org changed.
-    Flip,
-    FlagDrift,
-    MalformedFlag,
-    MissingFromLogs,
-}
-
-impl FindingKind {
-    pub const ALL: [FindingKind; 10] = [
-        FindingKind::Late,
-        FindingKind::Mismatched,
-        FindingKind::Unclaimed,
-        FindingKind::DuplicateClaim,
-        FindingKind::DuplicateClaimCrossRuntime,
-        FindingKind::OrphanClaim,
-        FindingKind::Flip,
-        FindingKind::FlagDrift,
-        FindingKind::MalformedFlag,
-        FindingKind::MissingFromLogs,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingKind::Late => "late",
-            FindingKind::Mismatched => "mismatched",
-            FindingKind::Unclaimed => "unclaimed",
-            FindingKind::DuplicateClaim => "duplicate_claim",
-            FindingKind::DuplicateClaimCrossRuntime => "duplicate_claim_cross_runtime",
-            FindingKind::OrphanClaim => "orphan_claim",
-            FindingKind::Flip => "flip",
-            FindingKind::FlagDrift => "flag_drift",
-            FindingKind::MalformedFlag => "malformed_flag",
-            FindingKind::MissingFromLogs => "missing_from_logs",
-        }
-    }
-
-    /// The kind an API name stands for; `None` for a name that is no kind.
-    pub fn from_name(name: &str) -> Option<FindingKind> {
-        FindingKind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for FindingKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A finding as the sidecar saw it happen (`GET /api/findings`).
+/// A finding as the API shows it (`GET /api/findings`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LiveFinding {
     pub kind: FindingKind,
     pub session_id: String,
     /// The dispatched runner, or the claiming runtime for duplicates and orphans.
-    pub runner: &'static str,
+    pub runner: String,
     /// When the sidecar found it (its own clock).
     pub at: String,
-    #[serde(skip)]
-    pub found_at: Timestamp,
-    /// For `unclaimed`: when a late claim arrived.
+    /// For `unclaimed`: when a late claim arrived; for `missing_from_logs`: when the dispatch
+    /// was seen after all.
     pub resolved_at: Option<String>,
     /// The org, when known (always for platform findings).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,32 +34,65 @@ pub struct LiveFinding {
     pub detail: Option<String>,
 }
 
-impl LiveFinding {
-    pub fn new(
-        kind: FindingKind,
-        session: &str,
-        runner: &'static str,
-        org: Option<String>,
-        now: Timestamp,
-    ) -> LiveFinding {
+impl From<StoredFinding> for LiveFinding {
+    fn from(f: StoredFinding) -> LiveFinding {
         LiveFinding {
-            kind,
-            session_id: session.to_owned(),
-            runner,
-            at: now.to_rfc3339(),
-            found_at: now,
-            resolved_at: None,
-            org,
-            detail: None,
+            kind: f.kind,
+            session_id: f.session.unwrap_or_default(),
+            runner: f.runner,
+            at: f.found_at.to_rfc3339(),
+            resolved_at: f.resolved_at.map(Timestamp::to_rfc3339),
+            org: f.org,
+            detail: f.detail,
         }
     }
 }
 
-/// The latest findings and the Redis witnesses of overdue sessions, both bounded.
+/// One page of findings (`GET /api/findings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FindingsPage {
+    /// Oldest first.
+    pub findings: Vec<LiveFinding>,
+    /// Pass it back as `cursor` for the findings after this page (those found since too).
+    /// The request's own cursor when the page is empty; `null` when nothing was found yet.
+    pub next_cursor: Option<String>,
+    /// Whether findings past this page are selected already.
+    pub more: bool,
+}
+
+impl FindingsPage {
+    /// The page of `page`, read after `after`.
+    pub fn new(page: FindingPage, after: Option<crate::store::FindingCursor>) -> FindingsPage {
+        let next = page.findings.last().map(StoredFinding::position).or(after);
+        FindingsPage {
+            next_cursor: next.map(crate::store::FindingCursor::encode),
+            more: page.more,
+            findings: page.findings.into_iter().map(LiveFinding::from).collect(),
+        }
+    }
+}
+
+/// A finding as telemetry reports it.
+#[derive(Debug, Clone)]
+pub struct Found<'a> {
+    pub kind: FindingKind,
+    /// What tells it from other findings of its kind (see [`NewFinding::key`]).
+    pub key: String,
+    pub session: Option<&'a str>,
+    pub org: Option<&'a str>,
+    pub runner: &'static str,
+    pub detail: Option<String>,
+}
+
+/// The latest findings and the Redis witnesses of overdue sessions, both bounded, and the
+/// writes for the next commit.
 #[derive(Debug, Default)]
 pub struct Findings {
-    log: VecDeque<LiveFinding>,
+    log: VecDeque<StoredFinding>,
+    /// The id of the last finding kept in memory.
+    last_id: i64,
     witnesses: FxHashMap<String, Option<String>>,
+    writes: Vec<FindingWrite>,
 }
 
 impl Findings {
@@ -122,32 +101,69 @@ impl Findings {
     /// Witnesses kept; past it the map starts over (they only annotate evidence).
     const WITNESSES: usize = 100_000;
 
-    pub fn push(&mut self, f: LiveFinding) {
+    /// A new finding, found at `now`.
+    pub fn found(&mut self, f: Found<'_>, now: Timestamp) {
         if self.log.len() == Self::KEEP {
             self.log.pop_front();
         }
-        self.log.push_back(f);
+        self.last_id += 1;
+        self.log.push_back(StoredFinding {
+            id: self.last_id,
+            kind: f.kind,
+            session: f.session.map(str::to_owned),
+            org: f.org.map(str::to_owned),
+            runner: f.runner.to_owned(),
+            found_at: now,
+            resolved_at: None,
+            detail: f.detail.clone(),
+        });
+        self.writes.push(FindingWrite::Found(NewFinding {
+            kind: f.kind,
+            key: f.key,
+            session: f.session.map(str::to_owned),
+            org: f.org.map(str::to_owned),
+            runner: f.runner,
+            found_at: now,
+            detail: f.detail,
+        }));
     }
 
-    fn latest_mut(&mut self, kind: FindingKind, session: &str) -> Option<&mut LiveFinding> {
+    fn latest_mut(&mut self, kind: FindingKind, session: &str) -> Option<&mut StoredFinding> {
         self.log
             .iter_mut()
             .rev()
-            .find(|f| f.kind == kind && f.session_id == session)
+            .find(|f| f.kind == kind && f.session.as_deref() == Some(session))
     }
 
-    /// Marks the latest finding of `kind` about `session` resolved at `now`.
+    /// Marks the finding of `kind` about `session` (its key) resolved at `now`.
     pub fn resolve(&mut self, kind: FindingKind, session: &str, now: Timestamp) {
-        if let Some(f) = self.latest_mut(kind, session) {
-            f.resolved_at = Some(now.to_rfc3339());
+        if let Some(f) = self.latest_mut(kind, session)
+            && f.resolved_at.is_none()
+        {
+            f.resolved_at = Some(now);
         }
+        self.writes.push(FindingWrite::Resolved {
+            kind,
+            key: session.to_owned(),
+            at: now,
+        });
     }
 
-    /// Sets the evidence sentence of the latest finding of `kind` about `session`.
+    /// Sets the evidence sentence of the finding of `kind` about `session` (its key).
     pub fn annotate(&mut self, kind: FindingKind, session: &str, detail: String) {
         if let Some(f) = self.latest_mut(kind, session) {
-            f.detail = Some(detail);
+            f.detail = Some(detail.clone());
         }
+        self.writes.push(FindingWrite::Annotated {
+            kind,
+            key: session.to_owned(),
+            detail,
+        });
+    }
+
+    /// The finding writes since the last call, for the commit being made.
+    pub fn take_writes(&mut self) -> Vec<FindingWrite> {
+        std::mem::take(&mut self.writes)
     }
 
     /// Who holds `session`'s Redis claim key (`None` inside: nobody).
@@ -162,13 +178,130 @@ impl Findings {
         self.witnesses.get(session)
     }
 
-    /// The findings of one kind (by API name) found at or after `since`, oldest first.
-    pub fn query(&self, kind: Option<&str>, since: Option<Timestamp>) -> Vec<LiveFinding> {
-        self.log
-            .iter()
-            .filter(|f| kind.is_none_or(|k| k == f.kind.as_str()))
-            .filter(|f| since.is_none_or(|t| f.found_at >= t))
-            .cloned()
-            .collect()
+    /// One page of the findings kept in memory (a serve without a store), as the store would
+    /// answer it.
+    pub fn page(&self, filter: &FindingFilter) -> FindingPage {
+        let limit = filter.limit as usize;
+        let selected = |f: &&StoredFinding| filter.selects(f);
+        let mut findings: Vec<StoredFinding> = if filter.newest_first {
+            self.log
+                .iter()
+                .rev()
+                .filter(selected)
+                .take(limit + 1)
+                .cloned()
+                .collect()
+        } else {
+            self.log
+                .iter()
+                .filter(selected)
+                .take(limit + 1)
+                .cloned()
+                .collect()
+        };
+        let more = findings.len() > limit;
+        findings.truncate(limit);
+        FindingPage { findings, more }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FindingCursor;
+
+    fn found(kind: FindingKind, session: &str) -> Found<'_> {
+        Found {
+            kind,
+            key: session.to_owned(),
+            session: Some(session),
+            org: Some("o"),
+            runner: "go",
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn pages_walk_every_finding_once_in_either_order() {
+        let mut log = Findings::default();
+        for i in 0..25 {
+            let kind = if i % 3 == 0 {
+                FindingKind::Late
+            } else {
+                FindingKind::Unclaimed
+            };
+            // several in the same millisecond: the id breaks the tie
+            log.found(found(kind, &format!("s{i}")), Timestamp(1_000 + i / 4));
+        }
+        for newest_first in [false, true] {
+            let mut filter = FindingFilter {
+                limit: 4,
+                newest_first,
+                ..FindingFilter::default()
+            };
+            let mut seen = Vec::new();
+            loop {
+                let page = log.page(&filter);
+                seen.extend(page.findings.iter().map(|f| f.id));
+                if !page.more {
+                    break;
+                }
+                filter.after = page.findings.last().map(StoredFinding::position);
+            }
+            let mut want: Vec<i64> = (1..=25).collect();
+            if newest_first {
+                want.reverse();
+            }
+            assert_eq!(seen, want);
+        }
+        let late = log.page(&FindingFilter {
+            kind: Some(FindingKind::Late),
+            since: Some(Timestamp(1_002)),
+            until: Some(Timestamp(1_005)),
+            ..FindingFilter::default()
+        });
+        let ids: Vec<i64> = late.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, [10, 13, 16, 19], "found 1002..1005, late only");
+    }
+
+    #[test]
+    fn resolution_and_evidence_are_kept_and_written() {
+        let mut log = Findings::default();
+        log.found(found(FindingKind::Unclaimed, "a"), Timestamp(5));
+        log.annotate(FindingKind::Unclaimed, "a", "held by w1".into());
+        log.resolve(FindingKind::Unclaimed, "a", Timestamp(9));
+        log.resolve(FindingKind::Unclaimed, "a", Timestamp(12));
+        let f = &log.page(&FindingFilter::default()).findings[0];
+        assert_eq!(
+            (f.resolved_at, f.detail.as_deref()),
+            (Some(Timestamp(9)), Some("held by w1")),
+            "the first resolution stays"
+        );
+        let writes = log.take_writes();
+        assert_eq!(writes.len(), 4);
+        assert!(log.take_writes().is_empty());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = FindingCursor {
+            found_at: Timestamp(1_795_428_000_123),
+            id: 42,
+        };
+        assert_eq!(FindingCursor::decode(&c.encode()), Some(c));
+        for bad in [
+            "",
+            "-",
+            "12",
+            "x-1",
+            "1-",
+            "-1",
+            "1-2-3",
+            "+1-2",
+            "ffffffffffffffff-1",
+            "1-g",
+        ] {
+            assert_eq!(FindingCursor::decode(bad), None, "{bad:?}");
+        }
     }
 }

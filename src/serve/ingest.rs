@@ -148,9 +148,9 @@ impl<S: CorrelationState> Actor<S> {
     }
 
     /// One page of the replay: each stored batch through parse and the correlation state as
-    /// when it was received, then the outcome rows the page produced, committed (a
-    /// judgement whose commit a crash prevented lands now; the rest is written again
-    /// unchanged). Retired totals, prunes and evictions wait for the end of the replay.
+    /// when it was received, then the outcome rows and findings the page produced, committed
+    /// (a judgement or finding whose commit a crash prevented lands now; the rest is written
+    /// again unchanged, a stored finding keeping its time). Retired totals, prunes and evictions wait for the end of the replay.
     pub(super) async fn replay(&mut self, stored: Vec<StoredLine>) -> Result<(), StateError> {
         let mut rest = stored.as_slice();
         while let Some(first) = rest.first() {
@@ -185,9 +185,11 @@ impl<S: CorrelationState> Actor<S> {
             self.deliver(lines).await?;
         }
         let outcomes = self.telemetry.take_outcomes();
-        if !outcomes.is_empty() {
+        let findings = self.telemetry.take_findings();
+        if !outcomes.is_empty() || !findings.is_empty() {
             let commit = Commit {
                 outcomes,
+                findings,
                 ..Commit::default()
             };
             let _ = self.durable.commit(&commit).await;
@@ -243,6 +245,7 @@ impl<S: CorrelationState> Actor<S> {
             prune_before: self.prune_due.take(),
             delete_lines: std::mem::take(&mut self.evicted_lines),
             outcomes: self.telemetry.take_outcomes(),
+            findings: self.telemetry.take_findings(),
             ..Commit::default()
         };
         commit.state = self.retired_state(&commit);
@@ -486,6 +489,7 @@ impl<S: CorrelationState> Actor<S> {
         }
         commit.state = self.retired_state(&commit);
         commit.outcomes = self.telemetry.take_outcomes();
+        commit.findings = self.telemetry.take_findings();
         let stored = match self.durable.commit(&commit).await {
             Ok(()) => Ok(result),
             Err(e) => {

@@ -25,5 +25,5 @@ mod view;
 
 pub use actor::Actor;
 pub use durable::PLATFORM_BOOK;
-pub use findings::{FindingKind, LiveFinding};
+pub use findings::{FindingKind, FindingsPage, LiveFinding};
 pub use view::{Lookup, SessionView, Summary, Witness};

@@ -5,7 +5,7 @@
 
 use tokio::sync::{mpsc, watch};
 
-use super::findings::{FindingKind, Findings, LiveFinding};
+use super::findings::{FindingKind, Findings, Found};
 use super::view::Summary;
 use crate::correlate::Outcome;
 use crate::correlate::live::{Change, Counted};
@@ -14,7 +14,7 @@ use crate::parse::Reject;
 use crate::platform::{Flip, PlatformEvent};
 use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
 use crate::sinks::metrics::{LineResult, Metrics};
-use crate::store::{OutcomeRow, OutcomeWrite};
+use crate::store::{FindingWrite, OutcomeRow, OutcomeWrite};
 
 /// Where the sidecar's observations go.
 #[derive(Debug)]
@@ -90,6 +90,12 @@ impl Telemetry {
     /// The outcome rows written since the last call, for the commit being made.
     pub fn take_outcomes(&mut self) -> Vec<OutcomeWrite> {
         std::mem::take(&mut self.outcomes)
+    }
+
+    /// The finding writes since the last call, for the commit being made: they land in the
+    /// same transaction as the evidence that caused them.
+    pub fn take_findings(&mut self) -> Vec<FindingWrite> {
+        self.findings.take_writes()
     }
 
     pub fn findings(&self) -> &Findings {
@@ -199,21 +205,45 @@ impl Telemetry {
                     "judged"
                 );
                 t.skew_clamped += u64::from(*skew_clamped);
-                match outcome {
+                let kind = match outcome {
                     Outcome::Matched => {
                         t.matched += 1;
                         None
                     }
                     Outcome::Late => {
                         t.late += 1;
-                        Some((FindingKind::Late, session, *runner, org))
+                        Some(FindingKind::Late)
                     }
                     Outcome::Mismatched => {
                         t.mismatched += 1;
-                        Some((FindingKind::Mismatched, session, *runner, org))
+                        Some(FindingKind::Mismatched)
                     }
                     Outcome::Unclaimed | Outcome::Pending => None,
-                }
+                };
+                kind.map(|kind| {
+                    let claim = match latency_ms {
+                        Some(ms) => format!("first claim {:.3} s after it", *ms as f64 / 1000.0),
+                        None => "first claim".to_owned(),
+                    };
+                    let by = if kind == FindingKind::Mismatched {
+                        " by another runtime"
+                    } else {
+                        ""
+                    };
+                    let detail = format!(
+                        "dispatched to {} at {}; {claim}{by}",
+                        runner.as_str(),
+                        dispatched_at.to_rfc3339()
+                    );
+                    (
+                        kind,
+                        session.as_str().to_owned(),
+                        session,
+                        *runner,
+                        org,
+                        detail,
+                    )
+                })
             }
             Change::Overdue {
                 session,
@@ -238,7 +268,19 @@ impl Telemetry {
                     "overdue: no claim within the claim timeout"
                 );
                 t.unclaimed += 1;
-                Some((FindingKind::Unclaimed, session, *runner, org))
+                let detail = format!(
+                    "dispatched to {} at {}; no claim within the claim timeout",
+                    runner.as_str(),
+                    dispatched_at.to_rfc3339()
+                );
+                Some((
+                    FindingKind::Unclaimed,
+                    session.as_str().to_owned(),
+                    session,
+                    *runner,
+                    org,
+                    detail,
+                ))
             }
             Change::OverdueResolved { session, .. } => {
                 tracing::debug!(
@@ -277,7 +319,18 @@ impl Telemetry {
                 } else {
                     FindingKind::DuplicateClaim
                 };
-                Some((kind, session, *runtime, org))
+                let detail = format!(
+                    "claimed again by {} with no release between",
+                    runtime.as_str()
+                );
+                Some((
+                    kind,
+                    session.as_str().to_owned(),
+                    session,
+                    *runtime,
+                    org,
+                    detail,
+                ))
             }
             Change::DuplicateCrossRuntime { session, org } => {
                 tracing::debug!(
@@ -292,19 +345,36 @@ impl Telemetry {
                 let runner = Runner::Other;
                 Some((
                     FindingKind::DuplicateClaimCrossRuntime,
+                    session.as_str().to_owned(),
                     session,
                     runner,
                     org,
+                    "claimed by both runtimes with no release between".to_owned(),
                 ))
             }
-            Change::Orphan { session, runtime } => {
+            Change::Orphan {
+                session,
+                runtime,
+                claim,
+            } => {
                 tracing::debug!(
                     session = session.as_str(),
                     runtime = runtime.as_str(),
                     "orphan claim"
                 );
                 t.orphan_claims += 1;
-                Some((FindingKind::OrphanClaim, session, *runtime, &None))
+                let detail = format!(
+                    "claim by {} of a session never dispatched in the evidence",
+                    runtime.as_str()
+                );
+                Some((
+                    FindingKind::OrphanClaim,
+                    format!("{}#{claim}", session.as_str()),
+                    session,
+                    *runtime,
+                    &None,
+                    detail,
+                ))
             }
             Change::Reclaimed {
                 session,
@@ -339,21 +409,25 @@ impl Telemetry {
                 None
             }
         };
-        if let Some((kind, session, runner, org)) = found {
-            self.findings.push(LiveFinding::new(
-                kind,
-                session.as_str(),
-                runner.as_str(),
-                org.clone(),
+        if let Some((kind, key, session, runner, org, detail)) = found {
+            self.findings.found(
+                Found {
+                    kind,
+                    key,
+                    session: Some(session.as_str()),
+                    org: org.as_deref(),
+                    runner: runner.as_str(),
+                    detail: Some(detail),
+                },
                 now,
-            ));
+            );
         }
     }
 
     /// One platform event: its finding, alert and log line. `true` if a flip changed the
     /// flag book (which the caller then commits).
     pub fn platform(&mut self, e: PlatformEvent, now: Timestamp) -> bool {
-        let (kind, session, runner, org, detail) = match e {
+        let (kind, key, session, runner, org, detail) = match e {
             PlatformEvent::Flip(f) => {
                 if let Some(out) = &self.flips_out {
                     // Flips are rare; a full queue is caught up from the stored book.
@@ -366,10 +440,17 @@ impl Telemetry {
                     f.to.as_str(),
                     f.at.to_rfc3339()
                 );
-                let mut found =
-                    LiveFinding::new(FindingKind::Flip, "", f.to.as_str(), Some(f.org), now);
-                found.detail = Some(detail);
-                self.findings.push(found);
+                self.findings.found(
+                    Found {
+                        kind: FindingKind::Flip,
+                        key: format!("{}\n{}", f.org, f.at.millis()),
+                        session: None,
+                        org: Some(&f.org),
+                        runner: f.to.as_str(),
+                        detail: Some(detail),
+                    },
+                    now,
+                );
                 return true;
             }
             PlatformEvent::MalformedFlag(m) => {
@@ -377,7 +458,8 @@ impl Telemetry {
                 let detail = format!("runner_default = {} (read as ts)", m.raw);
                 (
                     FindingKind::MalformedFlag,
-                    String::new(),
+                    format!("{}\n{}\n{}", m.org, m.raw, now.millis()),
+                    None,
                     "ts",
                     m.org,
                     detail,
@@ -404,7 +486,8 @@ impl Telemetry {
                 );
                 (
                     FindingKind::FlagDrift,
-                    d.session,
+                    d.session.clone(),
+                    Some(d.session),
                     d.dispatched.as_str(),
                     d.org,
                     detail,
@@ -417,7 +500,14 @@ impl Telemetry {
                     c.created_at.to_rfc3339()
                 );
                 let org = c.org.unwrap_or_else(|| "unknown".into());
-                (FindingKind::MissingFromLogs, c.id, "unknown", org, detail)
+                (
+                    FindingKind::MissingFromLogs,
+                    c.id.clone(),
+                    Some(c.id),
+                    "unknown",
+                    org,
+                    detail,
+                )
             }
             PlatformEvent::MissingResolved { session } => {
                 self.findings
@@ -439,9 +529,17 @@ impl Telemetry {
             }
             PlatformEvent::SessionOrg { .. } => return false,
         };
-        let mut found = LiveFinding::new(kind, &session, runner, Some(org), now);
-        found.detail = Some(detail);
-        self.findings.push(found);
+        self.findings.found(
+            Found {
+                kind,
+                key,
+                session: session.as_deref(),
+                org: Some(&org),
+                runner,
+                detail: Some(detail),
+            },
+            now,
+        );
         false
     }
 }

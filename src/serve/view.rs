@@ -4,11 +4,12 @@
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::findings::{Findings, LiveFinding};
+use super::findings::Findings;
 use crate::correlate::Outcome;
 use crate::event::{Origin, SessionId, Timestamp};
 use crate::report::{Evidence, Totals};
 use crate::state::SessionState;
+use crate::store::{FindingFilter, FindingPage};
 
 /// The durable totals behind `/api/summary`: verify's `totals`, kept live. `unclaimed` and
 /// `pending` are the sessions overdue or waiting *now*; `redispatches` and `unexpected_runner`
@@ -19,11 +20,11 @@ pub type Summary = Totals;
 #[derive(Debug)]
 pub enum Lookup {
     Session(SessionId, oneshot::Sender<Option<SessionView>>),
-    /// Recent findings, optionally of one kind and found at or after a time.
+    /// A page of the findings kept in memory (a serve without a store; with one, the store
+    /// answers).
     Findings {
-        kind: Option<String>,
-        since: Option<Timestamp>,
-        reply: oneshot::Sender<Vec<LiveFinding>>,
+        filter: FindingFilter,
+        reply: oneshot::Sender<FindingPage>,
     },
     /// Each org's flag, go share and last flip; `None` without a platform configured.
     Orgs(oneshot::Sender<Option<Vec<crate::platform::OrgView>>>),

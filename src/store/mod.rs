@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 };
 
 use crate::correlate::Outcome;
-use crate::event::{Runner, Timestamp};
+use crate::event::{FindingKind, Runner, Timestamp};
 use crate::report::Totals;
 use crate::sources::file::Checkpoint;
 
@@ -34,6 +34,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store: stored summary is not valid JSON: {0}")]
     Summary(#[from] serde_json::Error),
+    /// A stored finding names a kind this build does not know (damage, or a newer build).
+    #[error("store: unknown finding kind {0:?}")]
+    UnknownFindingKind(String),
     /// The SQLite file at the store's path is not the one that was opened.
     #[error("store file {path}: {fault}")]
     File { path: String, fault: FileFault },
@@ -157,6 +160,150 @@ pub struct OutcomeFilter {
     pub until: Option<Timestamp>,
 }
 
+/// A finding as first written, in the commit of the evidence that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFinding {
+    pub kind: FindingKind,
+    /// What tells this finding from others of its kind (the session; an orphan claim's
+    /// number; an org and a time): a replay that finds it again writes nothing.
+    pub key: String,
+    pub session: Option<String>,
+    pub org: Option<String>,
+    /// The dispatched runner, or the claiming runtime for duplicates and orphans.
+    pub runner: &'static str,
+    /// The sidecar's clock when it was found.
+    pub found_at: Timestamp,
+    /// One sentence of evidence.
+    pub detail: Option<String>,
+}
+
+/// A change to the stored findings, committed with the evidence that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FindingWrite {
+    /// A new finding; one already stored with its kind and key stays as it is.
+    Found(NewFinding),
+    /// The open finding of `kind` with `key` was resolved at `at` (an overdue session's late
+    /// claim); one resolved already keeps its time.
+    Resolved {
+        kind: FindingKind,
+        key: String,
+        at: Timestamp,
+    },
+    /// The evidence sentence of the finding of `kind` with `key` (a Redis witness).
+    Annotated {
+        kind: FindingKind,
+        key: String,
+        detail: String,
+    },
+}
+
+/// One finding as stored (or kept in memory without a store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFinding {
+    /// Grows with every finding written: the tie-breaker of the page order.
+    pub id: i64,
+    pub kind: FindingKind,
+    pub session: Option<String>,
+    pub org: Option<String>,
+    pub runner: String,
+    pub found_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    pub detail: Option<String>,
+}
+
+impl StoredFinding {
+    /// Where this finding sits in the page order.
+    pub fn position(&self) -> FindingCursor {
+        FindingCursor {
+            found_at: self.found_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A position in the order findings are paged in: (found at, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FindingCursor {
+    pub found_at: Timestamp,
+    pub id: i64,
+}
+
+impl FindingCursor {
+    /// The opaque text clients pass back as `cursor`.
+    pub fn encode(self) -> String {
+        format!("{:x}-{:x}", self.found_at.millis(), self.id)
+    }
+
+    /// `None` for text that is no cursor this server gave out.
+    pub fn decode(s: &str) -> Option<FindingCursor> {
+        let (at, id) = s.split_once('-')?;
+        let ok =
+            |p: &str| !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok(at) || !ok(id) {
+            return None;
+        }
+        let at = u64::from_str_radix(at, 16).ok()?;
+        let id = u64::from_str_radix(id, 16).ok()?;
+        Some(FindingCursor {
+            found_at: Timestamp(i64::try_from(at).ok()?),
+            id: i64::try_from(id).ok()?,
+        })
+    }
+}
+
+/// What a page of findings selects: `since` inclusive, `until` exclusive (found at), after
+/// `after` in the page order, at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingFilter {
+    pub kind: Option<FindingKind>,
+    pub org: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub after: Option<FindingCursor>,
+    pub limit: u32,
+    /// Newest first (the status page); oldest first otherwise, so findings that arrive while
+    /// a client pages come on later pages, never between pages it has read.
+    pub newest_first: bool,
+}
+
+impl Default for FindingFilter {
+    fn default() -> Self {
+        FindingFilter {
+            kind: None,
+            org: None,
+            since: None,
+            until: None,
+            after: None,
+            limit: 100,
+            newest_first: false,
+        }
+    }
+}
+
+impl FindingFilter {
+    /// Whether `f` is selected (the cursor and limit aside).
+    pub fn selects(&self, f: &StoredFinding) -> bool {
+        self.kind.is_none_or(|k| k == f.kind)
+            && self.org.as_ref().is_none_or(|o| f.org.as_ref() == Some(o))
+            && self.since.is_none_or(|t| f.found_at >= t)
+            && self.until.is_none_or(|t| f.found_at < t)
+            && self.after.is_none_or(|c| {
+                if self.newest_first {
+                    f.position() < c
+                } else {
+                    f.position() > c
+                }
+            })
+    }
+}
+
+/// One page of findings, in the filter's order; `more` when findings past it are selected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingPage {
+    pub findings: Vec<StoredFinding>,
+    pub more: bool,
+}
+
 /// Everything one batch changes, written in one transaction.
 #[derive(Debug, Default)]
 pub struct Commit {
@@ -169,6 +316,8 @@ pub struct Commit {
     pub prune_before: Option<Timestamp>,
     /// Per-session outcome rows the batch's changes wrote, in order.
     pub outcomes: Vec<OutcomeWrite>,
+    /// Findings the batch's changes found or resolved, in order.
+    pub findings: Vec<FindingWrite>,
     /// Lines to delete by origin (source, line): those of sessions evicted at the session
     /// cap, whose share of the totals this commit's retired totals hold.
     pub delete_lines: Vec<(String, u32)>,
@@ -300,6 +449,17 @@ const SET_RECLAIMS: &str = "UPDATE outcomes SET reclaims = $2 WHERE session = $1
 const PRUNE_OUTCOMES: &str = "DELETE FROM outcomes WHERE seen_at < $1";
 /// 11 parameters a row.
 const OUTCOMES_PER_INSERT: usize = 1000;
+const INSERT_FINDINGS: &str =
+    "INSERT INTO findings (kind, \"key\", session, org, runner, found_at, detail) ";
+const FINDING_KEEP: &str = " ON CONFLICT (kind, \"key\") DO NOTHING";
+/// 7 parameters a row.
+const FINDINGS_PER_INSERT: usize = 1000;
+const RESOLVE_FINDING: &str = "UPDATE findings SET resolved_at = $1 \
+     WHERE kind = $2 AND \"key\" = $3 AND resolved_at IS NULL";
+const ANNOTATE_FINDING: &str = "UPDATE findings SET detail = $1 WHERE kind = $2 AND \"key\" = $3";
+const PRUNE_FINDINGS: &str = "DELETE FROM findings WHERE found_at < $1";
+const SELECT_FINDINGS: &str = "SELECT id, kind, session, org, runner, found_at, resolved_at, \
+     detail FROM findings WHERE 1 = 1";
 const SELECT_LINES: &str = "SELECT received_at, source, line, session, entry_id, default_runtime, raw \
      FROM events ORDER BY seq";
 const SELECT_LINES_AFTER: &str = "SELECT received_at, source, line, session, entry_id, \
@@ -319,6 +479,44 @@ const SELECT_LATEST_REPORT: &str = "SELECT id, org, flip_at, verdict, created_at
 const SELECT_REPORT: &str =
     "SELECT id, org, flip_at, verdict, created_at, json FROM reports WHERE id = $1";
 const SELECT_STATE: &str = "SELECT json FROM state WHERE name = $1";
+
+/// Adds what selects, orders and bounds a page of findings to `$q`, a query over `findings`.
+macro_rules! finding_page_sql {
+    ($q:ident, $filter:expr) => {{
+        let filter: &FindingFilter = $filter;
+        if let Some(k) = filter.kind {
+            $q.push(" AND kind = ").push_bind(k.as_str());
+        }
+        if let Some(org) = &filter.org {
+            $q.push(" AND org = ").push_bind(text(org).into_owned());
+        }
+        if let Some(t) = filter.since {
+            $q.push(" AND found_at >= ").push_bind(t.millis());
+        }
+        if let Some(t) = filter.until {
+            $q.push(" AND found_at < ").push_bind(t.millis());
+        }
+        let dir = if filter.newest_first { "DESC" } else { "ASC" };
+        if let Some(c) = filter.after {
+            // The first comparison is the index range; the second only sorts out the
+            // findings found in the same millisecond as the cursor.
+            let (range, after) = if filter.newest_first {
+                ("<=", "<")
+            } else {
+                (">=", ">")
+            };
+            $q.push(format_args!(" AND found_at {range} "))
+                .push_bind(c.found_at.millis())
+                .push(format_args!(" AND (found_at {after} "))
+                .push_bind(c.found_at.millis())
+                .push(format_args!(" OR id {after} "))
+                .push_bind(c.id)
+                .push(")");
+        }
+        $q.push(format_args!(" ORDER BY found_at {dir}, id {dir} LIMIT "))
+            .push_bind(i64::from(filter.limit) + 1);
+    }};
+}
 
 impl Store {
     /// Opens (creating if needed) the store at `url`: `postgres://…` (or `postgresql://…`),
@@ -533,6 +731,7 @@ impl Store {
             if let Some(t) = c.prune_before {
                 sqlx::query(PRUNE).bind(t.millis()).execute(&mut *tx).await?;
                 sqlx::query(PRUNE_OUTCOMES).bind(t.millis()).execute(&mut *tx).await?;
+                sqlx::query(PRUNE_FINDINGS).bind(t.millis()).execute(&mut *tx).await?;
             }
             // Dispatches first (never overwriting), then judgements (the last per session
             // wins), then duplicate marks: the order the changes came in, grouped.
@@ -572,6 +771,51 @@ impl Store {
                             .await?;
                     }
                     _ => {}
+                }
+            }
+            // New findings first (a replay's are already there), then resolutions and
+            // evidence, which only ever concern a finding written before them.
+            let found: Vec<&NewFinding> = c
+                .findings
+                .iter()
+                .filter_map(|w| match w {
+                    FindingWrite::Found(f) => Some(f),
+                    _ => None,
+                })
+                .collect();
+            for rows in found.chunks(FINDINGS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::new(INSERT_FINDINGS);
+                insert.push_values(rows, |mut b, f| {
+                    b.push_bind(f.kind.as_str())
+                        .push_bind(text(&f.key).into_owned())
+                        .push_bind(f.session.as_deref().map(|s| text(s).into_owned()))
+                        .push_bind(f.org.as_deref().map(|o| text(o).into_owned()))
+                        .push_bind(f.runner)
+                        .push_bind(f.found_at.millis())
+                        .push_bind(f.detail.as_deref().map(|d| text(d).into_owned()));
+                });
+                insert.push(FINDING_KEEP);
+                insert.build().execute(&mut *tx).await?;
+            }
+            for w in &c.findings {
+                match w {
+                    FindingWrite::Found(_) => {}
+                    FindingWrite::Resolved { kind, key, at } => {
+                        sqlx::query(RESOLVE_FINDING)
+                            .bind(at.millis())
+                            .bind(kind.as_str())
+                            .bind(text(key).into_owned())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    FindingWrite::Annotated { kind, key, detail } => {
+                        sqlx::query(ANNOTATE_FINDING)
+                            .bind(text(detail).into_owned())
+                            .bind(kind.as_str())
+                            .bind(text(key).into_owned())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
             }
             for (name, json) in &c.state {
@@ -712,6 +956,60 @@ impl Store {
                 t.reclaims += sum(6)?;
             }
             Ok(t)
+        })
+    }
+
+    /// One page of the stored findings `filter` selects, in its order: a range of one of the
+    /// `findings` indexes (by kind, org, both or neither, then found at and id), read no
+    /// further than the page, whatever the store holds.
+    pub async fn findings(&self, filter: &FindingFilter) -> Result<FindingPage, StoreError> {
+        on_pool!(self, pool => {
+            let mut q = sqlx::QueryBuilder::new(SELECT_FINDINGS);
+            finding_page_sql!(q, filter);
+            let rows = q.build().fetch_all(pool).await?;
+            let mut findings = rows
+                .iter()
+                .map(|r| {
+                    let kind: String = r.try_get(1)?;
+                    let Some(kind) = FindingKind::from_name(&kind) else {
+                        return Err(StoreError::UnknownFindingKind(kind));
+                    };
+                    Ok(StoredFinding {
+                        id: r.try_get(0)?,
+                        kind,
+                        session: r.try_get(2)?,
+                        org: r.try_get(3)?,
+                        runner: r.try_get(4)?,
+                        found_at: Timestamp(r.try_get(5)?),
+                        resolved_at: r.try_get::<Option<i64>, _>(6)?.map(Timestamp),
+                        detail: r.try_get(7)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let more = findings.len() > filter.limit as usize;
+            findings.truncate(filter.limit as usize);
+            Ok(FindingPage { findings, more })
+        })
+    }
+
+    /// How the backend plans the page query of `filter`, one line per step (`EXPLAIN QUERY
+    /// PLAN` on SQLite, `EXPLAIN` on Postgres): what shows that a page reads an index.
+    pub async fn explain_findings(&self, filter: &FindingFilter) -> Result<String, StoreError> {
+        let explain = match self.pool() {
+            Pool::Sqlite(_) => "EXPLAIN QUERY PLAN ",
+            Pool::Postgres(_) => "EXPLAIN ",
+        };
+        on_pool!(self, pool => {
+            let mut q = sqlx::QueryBuilder::new(format!("{explain}{SELECT_FINDINGS}"));
+            finding_page_sql!(q, filter);
+            let rows = q.build().fetch_all(pool).await?;
+            let mut plan = String::new();
+            for r in &rows {
+                let step: String = r.try_get(r.len().saturating_sub(1))?;
+                plan.push_str(&step);
+                plan.push('\n');
+            }
+            Ok(plan)
         })
     }
 

@@ -95,6 +95,7 @@ fn exported_by_the_code() -> BTreeSet<String> {
         Change::Orphan {
             session: s,
             runtime: Runner::Go,
+            claim: 1,
         },
     ] {
         m.apply(&c);

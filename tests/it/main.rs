@@ -8,6 +8,7 @@ mod catch_up_kills;
 mod dashboards;
 mod demo;
 mod drain_props;
+mod findings;
 mod follow_model;
 mod follow_signals;
 mod hostile;

@@ -207,7 +207,7 @@ async fn ingest_correlate_and_report_live() {
     // the findings: b was overdue, then resolved by its late claim, and judged late
     let (_, body) = call(&app, get("/api/findings")).await;
     let f: Value = serde_json::from_str(&body).unwrap();
-    let kinds: Vec<(&str, &str, bool)> = f
+    let kinds: Vec<(&str, &str, bool)> = f["findings"]
         .as_array()
         .unwrap()
         .iter()
@@ -226,15 +226,53 @@ async fn ingest_correlate_and_report_live() {
     );
     let (_, body) = call(&app, get("/api/findings?kind=late")).await;
     assert_eq!(
-        serde_json::from_str::<Value>(&body)
-            .unwrap()
+        serde_json::from_str::<Value>(&body).unwrap()["findings"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
-    let (status, _) = call(&app, get("/api/findings?since=yesterday")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Refusals say why, as a JSON code: an unknown kind is not an empty list.
+    for (query, code) in [
+        ("since=yesterday", "invalid_since"),
+        ("until=tomorrow", "invalid_time"),
+        ("kind=lat", "unknown_kind"),
+        ("kind=", "unknown_kind"),
+        ("cursor=nope", "invalid_cursor"),
+        ("limit=0", "invalid_limit"),
+        ("limit=1001", "invalid_limit"),
+        ("limit=ten", "invalid_limit"),
+    ] {
+        let (status, body) = call(&app, get(&format!("/api/findings?{query}"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["code"],
+            code,
+            "{query}"
+        );
+    }
+    // Without a store, pages come from memory, with the same cursor: one a page.
+    let (_, body) = call(&app, get("/api/findings?limit=1")).await;
+    let first: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            first["findings"][0]["kind"].as_str(),
+            first["more"].as_bool()
+        ),
+        (Some("unclaimed"), Some(true)),
+        "{first}"
+    );
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, body) = call(&app, get(&format!("/api/findings?limit=1&cursor={cursor}"))).await;
+    let second: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            second["findings"][0]["kind"].as_str(),
+            second["more"].as_bool()
+        ),
+        (Some("late"), Some(false)),
+        "{second}"
+    );
 
     // the status page shows the share and links the finding's session
     let (status, page) = call(&app, get("/")).await;

@@ -2,10 +2,14 @@
 //! database on the real server) must keep exactly the same things.
 
 use claimcheck::correlate::Outcome;
+use claimcheck::event::FindingKind;
 use claimcheck::event::{Runner, Timestamp};
 use claimcheck::report::Totals;
 use claimcheck::sources::file::Checkpoint;
-use claimcheck::store::{Commit, OutcomeFilter, OutcomeRow, OutcomeWrite, Store, StoredLine};
+use claimcheck::store::{
+    Commit, FindingCursor, FindingFilter, FindingWrite, NewFinding, OutcomeFilter, OutcomeRow,
+    OutcomeWrite, Store, StoredFinding, StoredLine,
+};
 
 use crate::scratch_db::ScratchDb;
 
@@ -106,6 +110,7 @@ async fn conformance(url: &str) {
             OutcomeWrite::Dispatched(row("b", "o1", 2, Outcome::Pending)),
             OutcomeWrite::Dispatched(row("sess\u{0}nul", "o2", 3, Outcome::Pending)),
         ],
+        findings: Vec::new(),
         delete_lines: Vec::new(),
         state: vec![("book", "[0]".into())],
     };
@@ -121,6 +126,7 @@ async fn conformance(url: &str) {
                 OutcomeWrite::Judged(row("c", "o2", 4, Outcome::Matched)),
             ],
             // An evicted session's line goes by its origin; other sources' line 5 stay.
+            findings: Vec::new(),
             delete_lines: vec![("dispatch.log".into(), 5), ("drain".into(), 5)],
             state: vec![("book", "[1]".into()), ("book", "[2]".into())],
         })
@@ -275,6 +281,270 @@ async fn conformance(url: &str) {
     assert_eq!(last.source, "drain");
 }
 
+/// The findings found at 1,795,428,100,000 + `ms`.
+fn finding(kind: FindingKind, key: &str, org: Option<&str>, ms: i64) -> NewFinding {
+    NewFinding {
+        kind,
+        key: key.into(),
+        session: (kind != FindingKind::Flip).then(|| key.split('#').next().unwrap().to_owned()),
+        org: org.map(str::to_owned),
+        runner: "go",
+        found_at: Timestamp(1_795_428_100_000 + ms),
+        detail: Some(format!("evidence of {key}")),
+    }
+}
+
+/// Every page of `filter` (its limit a page), read one after another while `between` runs
+/// after each page; the positions seen, in order.
+async fn every_page(
+    store: &Store,
+    mut filter: FindingFilter,
+    mut between: impl AsyncFnMut(usize),
+) -> Vec<StoredFinding> {
+    let mut seen = Vec::new();
+    for n in 0..10_000 {
+        let page = store.findings(&filter).await.unwrap();
+        assert!(page.findings.len() <= filter.limit as usize);
+        seen.extend(page.findings.iter().cloned());
+        between(n).await;
+        match page.findings.last() {
+            Some(last) => filter.after = Some(last.position()),
+            None => {
+                assert!(!page.more, "an empty page with more after it");
+                break;
+            }
+        }
+    }
+    seen
+}
+
+/// Findings: written with their evidence, once per kind and key (a replay writes nothing
+/// twice), resolved and annotated by update, paged on (found at, id) with no finding twice
+/// and none skipped while others arrive, filtered through indexes, pruned with the lines,
+/// kept across a reopen.
+async fn findings_conform(url: &str) {
+    use FindingKind::*;
+    let store = Store::open(url).await.unwrap();
+    let first = vec![
+        FindingWrite::Found(finding(Unclaimed, "a", Some("o1"), 10)),
+        FindingWrite::Found(finding(Late, "b", Some("o1"), 10)),
+        FindingWrite::Found(finding(OrphanClaim, "c#1", None, 11)),
+        FindingWrite::Found(finding(OrphanClaim, "c#2", None, 11)),
+        FindingWrite::Found(finding(Flip, "o\u{0}2\n5", Some("o\u{0}2"), 12)),
+        // found again (a replay after a crash): the first one stays, time and all
+        FindingWrite::Found(finding(Unclaimed, "a", Some("o1"), 99)),
+        FindingWrite::Annotated {
+            kind: Unclaimed,
+            key: "a".into(),
+            detail: "held by w1".into(),
+        },
+        FindingWrite::Resolved {
+            kind: Unclaimed,
+            key: "a".into(),
+            at: Timestamp(1_795_428_100_020),
+        },
+    ];
+    store
+        .commit(&Commit {
+            findings: first,
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    store
+        .commit(&Commit {
+            findings: vec![
+                FindingWrite::Found(finding(Unclaimed, "a", Some("o1"), 30)),
+                // a second resolution (a replayed late claim) keeps the first one's time
+                FindingWrite::Resolved {
+                    kind: Unclaimed,
+                    key: "a".into(),
+                    at: Timestamp(1_795_428_100_031),
+                },
+                // resolving what was never found changes nothing
+                FindingWrite::Resolved {
+                    kind: Unclaimed,
+                    key: "zz".into(),
+                    at: Timestamp(1_795_428_100_031),
+                },
+            ],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let store = Store::open(url).await.unwrap();
+    let all = store.findings(&FindingFilter::default()).await.unwrap();
+    assert!(!all.more);
+    let got: Vec<(FindingKind, Option<&str>, Option<&str>, i64)> = all
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.kind,
+                f.session.as_deref(),
+                f.org.as_deref(),
+                f.found_at.millis() - 1_795_428_100_000,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Unclaimed, Some("a"), Some("o1"), 10),
+            (Late, Some("b"), Some("o1"), 10),
+            (OrphanClaim, Some("c"), None, 11),
+            (OrphanClaim, Some("c"), None, 11),
+            (Flip, None, Some("o\u{FFFD}2"), 12),
+        ],
+        "oldest first, once per kind and key, NUL stored as U+FFFD"
+    );
+    let a = &all.findings[0];
+    assert_eq!(
+        (a.resolved_at, a.detail.as_deref(), a.runner.as_str()),
+        (Some(Timestamp(1_795_428_100_020)), Some("held by w1"), "go")
+    );
+    assert_eq!(all.findings[1].detail.as_deref(), Some("evidence of b"));
+    assert_eq!(all.findings[1].resolved_at, None);
+
+    // Filters: kind, org, both, found-at window (since inclusive, until exclusive).
+    let count = async |f: FindingFilter| store.findings(&f).await.unwrap().findings.len();
+    let of = |kind: Option<FindingKind>, org: Option<&str>| FindingFilter {
+        kind,
+        org: org.map(str::to_owned),
+        ..FindingFilter::default()
+    };
+    assert_eq!(count(of(Some(OrphanClaim), None)).await, 2);
+    assert_eq!(count(of(None, Some("o1"))).await, 2);
+    assert_eq!(count(of(Some(Late), Some("o1"))).await, 1);
+    assert_eq!(count(of(Some(Late), Some("o2"))).await, 0);
+    assert_eq!(
+        count(of(None, Some("o\u{0}2"))).await,
+        1,
+        "NUL in the filter too"
+    );
+    let window = FindingFilter {
+        since: Some(Timestamp(1_795_428_100_011)),
+        until: Some(Timestamp(1_795_428_100_012)),
+        ..FindingFilter::default()
+    };
+    assert_eq!(count(window).await, 2);
+
+    // Paging while findings keep arriving (some in the same millisecond as the page's last
+    // one): every finding once, in order, whatever the page size and direction.
+    let mut next = 100;
+    for limit in [1, 2, 3, 7] {
+        let before: Vec<i64> = store
+            .findings(&FindingFilter {
+                limit: 1000,
+                ..FindingFilter::default()
+            })
+            .await
+            .unwrap()
+            .findings
+            .iter()
+            .map(|f| f.id)
+            .collect();
+        let seen = every_page(
+            &store,
+            FindingFilter {
+                limit,
+                ..FindingFilter::default()
+            },
+            async |n| {
+                if n < 6 {
+                    let ms = next / 4;
+                    let writes = (0..2)
+                        .map(|i| {
+                            next += 1;
+                            FindingWrite::Found(finding(
+                                DuplicateClaim,
+                                &format!("p{next}"),
+                                Some(if i == 0 { "o1" } else { "o3" }),
+                                ms,
+                            ))
+                        })
+                        .collect();
+                    store
+                        .commit(&Commit {
+                            findings: writes,
+                            ..Commit::default()
+                        })
+                        .await
+                        .unwrap();
+                }
+            },
+        )
+        .await;
+        let after: Vec<StoredFinding> = store
+            .findings(&FindingFilter {
+                limit: 1000,
+                ..FindingFilter::default()
+            })
+            .await
+            .unwrap()
+            .findings;
+        let ids: Vec<i64> = seen.iter().map(|f| f.id).collect();
+        assert_eq!(
+            ids,
+            after.iter().map(|f| f.id).collect::<Vec<_>>(),
+            "limit {limit}: every finding once, none skipped (12 arrived meanwhile)"
+        );
+        assert_eq!(after.len(), before.len() + 12);
+        let positions: Vec<FindingCursor> = seen.iter().map(StoredFinding::position).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "in page order");
+        // Newest first (the status page), the same findings backwards.
+        let back = every_page(
+            &store,
+            FindingFilter {
+                limit,
+                newest_first: true,
+                ..FindingFilter::default()
+            },
+            async |_| {},
+        )
+        .await;
+        let mut ids_back: Vec<i64> = back.iter().map(|f| f.id).collect();
+        ids_back.reverse();
+        assert_eq!(ids_back, ids, "limit {limit}, newest first");
+        // A filtered walk sees exactly the filter's findings.
+        let o3 = every_page(
+            &store,
+            FindingFilter {
+                kind: Some(DuplicateClaim),
+                org: Some("o3".into()),
+                limit,
+                ..FindingFilter::default()
+            },
+            async |_| {},
+        )
+        .await;
+        let want: Vec<i64> = after
+            .iter()
+            .filter(|f| f.org.as_deref() == Some("o3"))
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(o3.iter().map(|f| f.id).collect::<Vec<_>>(), want);
+    }
+
+    // Pruned with the lines: what was found before the cut goes.
+    store
+        .commit(&Commit {
+            prune_before: Some(Timestamp(1_795_428_100_012)),
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let left = store.findings(&FindingFilter::default()).await.unwrap();
+    assert!(
+        left.findings
+            .iter()
+            .all(|f| f.found_at >= Timestamp(1_795_428_100_012)),
+        "{left:?}"
+    );
+    assert_eq!(left.findings[0].kind, Flip);
+}
+
 #[tokio::test]
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,6 +567,18 @@ async fn sqlite_store_conforms() {
 async fn postgres_store_conforms() {
     let db = ScratchDb::new().await;
     conformance(&db.url).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    findings_conform(&dir.path().join("state.db").display().to_string()).await;
+}
+
+#[tokio::test]
+async fn postgres_store_keeps_findings() {
+    let db = ScratchDb::new().await;
+    findings_conform(&db.url).await;
 }
 
 #[tokio::test]

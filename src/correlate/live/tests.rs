@@ -205,11 +205,13 @@ fn orphans_after_the_grace_then_at_once() {
         vec![
             Change::Orphan {
                 session: sid("o"),
-                runtime: Go
+                runtime: Go,
+                claim: 1
             },
             Change::Orphan {
                 session: sid("o"),
-                runtime: Go
+                runtime: Go,
+                claim: 2
             }
         ]
     );
@@ -217,7 +219,8 @@ fn orphans_after_the_grace_then_at_once() {
     assert!(
         c.contains(&Change::Orphan {
             session: sid("o"),
-            runtime: Ts
+            runtime: Ts,
+            claim: 3
         }),
         "{c:?}"
     );

@@ -142,7 +142,7 @@ fn found(needles: &[Finder<'static>], hay: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::ParseConfig;
+    use crate::parse::ParseConfig;
     use crate::parse::{Parser, Reject};
 
     /// Whatever the pieces, the verdict is the whole line's.

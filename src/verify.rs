@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::ParseConfig;
 use crate::correlate::{CorrelateConfig, Correlator, Evicted};
 use crate::event::Timestamp;
+use crate::parse::ParseConfig;
 use crate::parse::Parser;
 use crate::pipeline::{self, Observer, ReadOrder};
 use crate::report::{Report, Selection, Tally};

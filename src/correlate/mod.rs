@@ -13,17 +13,18 @@ mod intern;
 pub mod live;
 mod session;
 mod settle;
+mod timeouts;
 
 use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap;
 
-use crate::config::ClaimTimeouts;
 use crate::event::{Event, EventKind, Name, Origin, Runner, SessionId, Timestamp};
 pub use intern::Interner;
 pub use session::{Judgement, Outcome, Record, Session};
 pub use settle::Settled;
+pub use timeouts::{ClaimTimeoutError, ClaimTimeouts};
 
 #[derive(Debug, Clone)]
 pub struct CorrelateConfig {

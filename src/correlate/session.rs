@@ -5,7 +5,7 @@
 
 use smallvec::SmallVec;
 
-use crate::config::ClaimTimeouts;
+use super::ClaimTimeouts;
 use crate::event::{EventKind, Origin, Runner, Timestamp};
 
 /// One event of one session, compacted: names are interned ids (0 = absent).

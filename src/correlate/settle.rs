@@ -21,8 +21,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
+use super::ClaimTimeouts;
 use super::{Correlator, Session};
-use crate::config::ClaimTimeouts;
 use crate::event::{EventKind, SessionId, Timestamp};
 
 /// The disorder allowed within one input, and the margin past a deadline, before a session is

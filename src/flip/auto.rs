@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{FlipParams, render};
 use crate::clock::Clock;
-use crate::config::ClaimTimeouts;
+use crate::correlate::ClaimTimeouts;
 use crate::event::{Runner, Timestamp};
 use crate::parse::Parser;
 use crate::platform::{Flip, SavedBook};

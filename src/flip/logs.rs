@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use super::{EvidenceBuilder, FlipEvidence, SourceEvidence};
-use crate::config::ParseConfig;
 use crate::correlate::{CorrelateConfig, Correlator, Evicted};
 use crate::event::{Event, Origin};
+use crate::parse::ParseConfig;
 use crate::parse::Parser;
 use crate::pipeline::{self, Observer};
 use crate::sources::{Input, SourceError};

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ClaimTimeouts;
+use crate::correlate::ClaimTimeouts;
 use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::report::{Evidence, Latency, Verdict};
 

@@ -12,7 +12,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+/// A `[serve.http]` or `[serve.tls]` setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct HttpConfigError {
+    pub key: &'static str,
+    pub message: String,
+}
 
 /// Longest any request may take by default, body upload included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,7 +81,7 @@ impl Default for HttpConfig {
     }
 }
 
-fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
+fn duration(key: &'static str, v: &str) -> Result<Duration, HttpConfigError> {
     match humantime::parse_duration(v) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(invalid(key, "must be more than zero")),
@@ -83,15 +89,15 @@ fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
     }
 }
 
-fn invalid(key: &'static str, message: &str) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(key: &'static str, message: &str) -> HttpConfigError {
+    HttpConfigError {
         key,
         message: message.into(),
     }
 }
 
 impl HttpConfig {
-    pub fn from_raw(raw: &RawHttpConfig) -> Result<HttpConfig, ConfigError> {
+    pub fn from_raw(raw: &RawHttpConfig) -> Result<HttpConfig, HttpConfigError> {
         let c = HttpConfig {
             header_read_timeout: duration(
                 "serve.http.header_read_timeout",

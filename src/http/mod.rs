@@ -33,7 +33,7 @@ use crate::sources::batch::Batch;
 
 pub use api::SUMMARY_SLOTS;
 pub use error::{ApiError, ErrorBody};
-pub use limits::{HttpConfig, MAX_BODY_BYTES, REQUEST_TIMEOUT, RawHttpConfig};
+pub use limits::{HttpConfig, HttpConfigError, MAX_BODY_BYTES, REQUEST_TIMEOUT, RawHttpConfig};
 pub use openapi::{document as openapi_document, document_text as openapi_text};
 
 #[derive(Debug, Clone)]

@@ -26,7 +26,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ConfigError;
+use super::limits::HttpConfigError;
 
 /// `[serve.tls]` as written; both files empty leaves TLS off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,8 +60,8 @@ pub struct TlsConfig {
 
 impl TlsConfig {
     /// `None` when neither file is set; one without the other is an error.
-    pub fn from_raw(raw: &RawTlsConfig) -> Result<Option<TlsConfig>, ConfigError> {
-        let invalid = |key, message: &str| ConfigError::Invalid {
+    pub fn from_raw(raw: &RawTlsConfig) -> Result<Option<TlsConfig>, HttpConfigError> {
+        let invalid = |key, message: &str| HttpConfigError {
             key,
             message: message.into(),
         };

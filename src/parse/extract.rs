@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::config::FieldPath;
+use super::config::FieldPath;
 
 /// A leaf value found at a configured path.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,6 +8,7 @@
 //! parse never does I/O, never reads a clock (a live caller passes the receive time in
 //! [`LineContext`]) and never panics on input: a fuzz-style property test feeds it arbitrary bytes.
 
+pub mod config;
 pub mod drain;
 mod extract;
 pub mod scan;
@@ -15,7 +16,7 @@ pub mod time;
 
 use memchr::memmem;
 
-use crate::config::ParseConfig;
+pub use self::config::{FieldPath, ParseConfig, ParseConfigError, RawEventNames, RawParseConfig};
 use crate::event::{Event, EventKind, Name, Runner, SessionId, Timestamp};
 use extract::{Extractor, Scalar, Slots};
 use scan::Prefilter;
@@ -122,9 +123,8 @@ pub struct Parser {
 impl Parser {
     pub fn new(config: ParseConfig) -> Parser {
         let mut ex = Extractor::new();
-        let mut group = |paths: &[crate::config::FieldPath]| -> Vec<usize> {
-            paths.iter().map(|p| ex.slot(p)).collect()
-        };
+        let mut group =
+            |paths: &[FieldPath]| -> Vec<usize> { paths.iter().map(|p| ex.slot(p)).collect() };
         let groups = Groups {
             event: group(&config.event),
             session_id: group(&config.session_id),

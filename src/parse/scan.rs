@@ -153,9 +153,9 @@ fn count_lines(data: &[u8]) -> u64 {
 mod tests {
     use proptest::prelude::*;
 
-    use crate::config::ParseConfig;
     use crate::event::Runner;
     use crate::parse::{LineContext, Parsed, Parser};
+    use crate::parse::{ParseConfig, RawParseConfig};
 
     const CTX: LineContext = LineContext {
         default_runtime: Some(Runner::Go),
@@ -217,13 +217,12 @@ mod tests {
     }
 
     fn parsers() -> Vec<Parser> {
-        let custom: crate::config::RawConfig = toml::from_str(
-            "[parse.events]\nclaim = [\"picked_up\", \"claimed\"]\nrelease = [\"é\"]\n",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let custom: RawParseConfig =
+            toml::from_str("[events]\nclaim = [\"picked_up\", \"claimed\"]\nrelease = [\"é\"]\n")
+                .unwrap_or_else(|e| panic!("{e}"));
         vec![
             Parser::new(ParseConfig::default()),
-            Parser::new(ParseConfig::new(&custom.parse).unwrap_or_else(|e| panic!("{e}"))),
+            Parser::new(ParseConfig::new(&custom).unwrap_or_else(|e| panic!("{e}"))),
         ]
     }
 
@@ -248,9 +247,9 @@ mod tests {
             assert!(!p.is_candidate(line), "{}", String::from_utf8_lossy(line));
         }
         // A name escapes could spell with `\/` turns the prefilter off.
-        let raw: crate::config::RawConfig =
-            toml::from_str("[parse.events]\nclaim = [\"a/b\"]\n").unwrap_or_else(|e| panic!("{e}"));
-        let p = Parser::new(ParseConfig::new(&raw.parse).unwrap_or_else(|e| panic!("{e}")));
+        let raw: RawParseConfig =
+            toml::from_str("[events]\nclaim = [\"a/b\"]\n").unwrap_or_else(|e| panic!("{e}"));
+        let p = Parser::new(ParseConfig::new(&raw).unwrap_or_else(|e| panic!("{e}")));
         assert!(p.is_candidate(b"anything at all"));
     }
 

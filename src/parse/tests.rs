@@ -290,11 +290,10 @@ fn invalid_utf8_and_overlong_lines() {
 
 #[test]
 fn field_paths_and_names_come_from_config() {
-    let raw: crate::config::RawConfig = toml::from_str(
-        "[parse]\nsession_id_paths = [\"attrs.sid\"]\n[parse.events]\nclaim = [\"picked_up\"]\n",
-    )
-    .unwrap();
-    let p = Parser::new(ParseConfig::new(&raw.parse).unwrap());
+    let raw: crate::parse::RawParseConfig =
+        toml::from_str("session_id_paths = [\"attrs.sid\"]\n[events]\nclaim = [\"picked_up\"]\n")
+            .unwrap();
+    let p = Parser::new(ParseConfig::new(&raw).unwrap());
     let line = br#"{"event":"picked_up","attrs":{"sid":"x1"},"time":"2026-11-23T10:00:00Z"}"#;
     assert_eq!(
         summary(&p.parse_line(line, &GO)),

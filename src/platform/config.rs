@@ -1,4 +1,4 @@
-//! The `[platform]` table in two layers, like `crate::config`: a raw serde mirror
+//! The `[platform]` table in two layers, like every stage's table: a raw serde mirror
 //! (`deny_unknown_fields`, every key optional, defaults = the platform's own names from the
 //! migration guide) and the validated [`PlatformConfig`] the tasks run on. Table and column
 //! names are checked to be plain SQL identifiers before they reach a query string.

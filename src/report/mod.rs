@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ClaimTimeouts;
+use crate::correlate::ClaimTimeouts;
 use crate::correlate::{Correlator, Judgement, Outcome, Record, Session};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::parse::Reject;

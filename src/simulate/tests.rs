@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::{ClaimTimeouts, ParseConfig};
+use crate::correlate::ClaimTimeouts;
 use crate::correlate::{CorrelateConfig, Correlator, Outcome};
 use crate::event::{EventKind, Origin};
+use crate::parse::ParseConfig;
 use crate::parse::{LineContext, Parsed, Parser};
 
 fn simulate(sessions: u64, seed: u64) -> (tempfile::TempDir, Truth) {

@@ -28,7 +28,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::ConfigError;
+/// A `[serve.alertmanager]` setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct AlertmanagerConfigError {
+    pub key: &'static str,
+    pub message: String,
+}
 use crate::correlate::Outcome;
 use crate::correlate::live::Change;
 use crate::event::{Runner, Timestamp};
@@ -100,11 +106,11 @@ impl AlertmanagerConfig {
     /// Validates the raw table: `None` when no `url` is set.
     pub fn from_raw(
         raw: &RawAlertmanagerConfig,
-    ) -> Result<Option<AlertmanagerConfig>, ConfigError> {
+    ) -> Result<Option<AlertmanagerConfig>, AlertmanagerConfigError> {
         if raw.url.is_empty() {
             return Ok(None);
         }
-        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        let invalid = |key, message: String| AlertmanagerConfigError { key, message };
         let url: reqwest::Url = raw.url.parse().map_err(|e| {
             invalid(
                 "serve.alertmanager.url",

@@ -80,3 +80,25 @@ fn anyhow_only_in_cli() {
         );
     }
 }
+
+/// Each stage owns its config and error types; `config` only assembles them, and only the
+/// CLI edge (and `main.rs`) reads it: no import loop through it.
+#[test]
+fn only_the_cli_imports_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let rel = f.strip_prefix(&root).unwrap();
+        let allowed = rel.starts_with("cli")
+            || rel.starts_with("config")
+            || rel == Path::new("config.rs")
+            || rel == Path::new("main.rs");
+        assert!(
+            allowed || !text.contains("crate::config"),
+            "{} imports crate::config",
+            f.display()
+        );
+    }
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, claimcheck, free_port, http_get_status};
+use crate::support::{Server, claimcheck, free_port, http_get_status, wait_until};
 
 /// Lines of a child's stderr, read on a thread as they come.
 struct Lines {
@@ -413,6 +413,11 @@ fn self_metrics_pass_promtool() {
     let mut server = serve(dir.path(), port, &config, &[]);
     let _lines = Lines::of(&mut server.0);
     wait_healthy(port);
+    // Ingest answers 503 `recovering` until the (empty) store is replayed.
+    let ready = wait_until(Instant::now() + Duration::from_secs(30), || {
+        http_get_status(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    assert!(ready, "/readyz never answered 200");
     let body = "{\"event\":\"dispatch\",\"sessionId\":\"s1\",\"resolvedProfile\":{\"runner\":\"go\"},\"time\":\"2026-11-23T10:00:00Z\"}\n\
                 {\"event\":\"claimed\",\"sessionId\":\"s1\",\"runtime\":\"ts\",\"workerId\":\"w1\",\"time\":\"2026-11-23T10:00:01Z\"}\n";
     assert_eq!(post(port, "/ingest/ndjson?runtime=go", "t", body), 200);

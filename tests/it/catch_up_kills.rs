@@ -119,14 +119,12 @@ fn kills_during_catch_up(store: &str, kind: &str) {
         let port = free_port();
         let server = start(dir.path(), port, store);
         let spawned = Instant::now();
-        // One kill in three at a random moment of the start (often mid-replay), the others at
-        // a random moment after the replay, while the files are read.
+        // One kill in three at a random moment of the start (often mid-replay), the others
+        // once this run has read a random number of lines after the replay: a count, not a
+        // time, so the kills land mid catch-up however fast the machine reads.
         let after_replay = rng.gen_range(0..3) != 0;
-        let delay = Duration::from_millis(if after_replay {
-            rng.gen_range(0..1500)
-        } else {
-            rng.gen_range(0..800)
-        });
+        let delay = Duration::from_millis(rng.gen_range(0..800));
+        let lines_first = rng.gen_range(1_000..12_000);
         let up = wait_until(Instant::now() + Duration::from_secs(60), || {
             progress(port).is_some_and(|(_, reason)| !after_replay || reason != "recovering")
         });
@@ -136,18 +134,24 @@ fn kills_during_catch_up(store: &str, kind: &str) {
             trail.join("\n")
         );
         let from = Instant::now();
-        pace(delay);
+        if after_replay {
+            // bounded: a run that reads everything before the count is a kill after catch-up
+            wait_until(Instant::now() + Duration::from_secs(20), || {
+                progress(port).is_some_and(|(read, _)| read >= lines_first)
+            });
+        } else {
+            pace(delay);
+        }
         let seen = progress(port).unwrap_or((0, "?".into()));
         drop(server); // SIGKILL
         let note = format!(
-            "kill {k}: {} ms after {}, {:?} after the start: read {} lines this run (reason {}); {read_so_far} of {total} read before",
-            delay.as_millis(),
+            "kill {k}: {}, {:?} after the start: read {} lines this run (reason {}); {read_so_far} of {total} read before",
             if after_replay {
-                "the replay"
+                format!("after {lines_first} lines read past the replay")
             } else {
-                "the first answer"
+                format!("{} ms after the first answer", delay.as_millis())
             },
-            from.duration_since(spawned) + delay,
+            from.duration_since(spawned),
             seen.0,
             seen.1
         );

@@ -602,8 +602,12 @@ impl Follower {
         let mut taken: rustc_hash::FxHashSet<FileId> = rustc_hash::FxHashSet::default();
         let mut i = 0;
         while i < fresh.len() {
-            let (path, _, size, id, source) = &fresh[i];
-            let (path, size, id, source) = (path.clone(), *size, *id, *source);
+            let (path, file, size, id, source) = &fresh[i];
+            // Its size now, not when the directory was read: a copy probed while copytruncate
+            // was still writing it may be whole, and its original truncated, by now; judged on
+            // the probed size it would hold too little to be a copy and be read from its start.
+            let size = file.metadata().map_or(*size, |m| m.len());
+            let (path, id, source) = (path.clone(), *id, *source);
             let label = self.source(source).to_owned();
             if taken.contains(&id) {
                 i += 1;

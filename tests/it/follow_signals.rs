@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, append, claimcheck, free_port, http_get};
+use crate::support::{Server, append, claimcheck, free_port, http_get, wait_until};
 
 fn dispatch(id: &str) -> String {
     format!(
@@ -19,21 +19,9 @@ fn dispatch(id: &str) -> String {
     )
 }
 
-/// The poll interval of a deadline-bounded wait on another process.
-#[allow(clippy::disallowed_methods)]
-fn pause() {
-    std::thread::sleep(Duration::from_millis(20));
-}
-
 fn until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if ready() {
-            return;
-        }
-        pause();
-    }
-    panic!("not reached within 30 s: {what}");
+    let reached = wait_until(Instant::now() + Duration::from_secs(30), &mut ready);
+    assert!(reached, "not reached within 30 s: {what}");
 }
 
 fn dispatched(port: u16) -> Option<u64> {

@@ -36,7 +36,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use crate::scratch_db::ScratchDb;
-use crate::support::{Server, claimcheck, free_port, http_get, http_get_status};
+use crate::support::{Server, claimcheck, free_port, http_get, http_get_status, pace};
 
 const KILLS: usize = 50;
 /// How long serve may run before a kill, at most (from its spawn: kills land in startup,
@@ -246,14 +246,6 @@ impl Writer {
     }
 }
 
-/// Lets serve run for a moment. The kill loop's moments are random on purpose, so this is
-/// pacing, not a wait for a condition: no outcome depends on how long it lasts. (Waits for a
-/// condition poll with it too, so that they leave the loaded machine's cores to serve.)
-#[allow(clippy::disallowed_methods)]
-fn pause(d: Duration) {
-    std::thread::sleep(d);
-}
-
 fn open_append(path: &Path) -> File {
     OpenOptions::new()
         .create(true)
@@ -349,7 +341,7 @@ impl Rig {
             if got == Some(want) {
                 return;
             }
-            pause(Duration::from_millis(5));
+            pace(Duration::from_millis(5));
         }
         let missing = self.missing(w);
         self.fail(&format!(
@@ -372,7 +364,7 @@ impl Rig {
                 w.current_known = true;
                 return;
             }
-            pause(Duration::from_millis(5));
+            pace(Duration::from_millis(5));
         }
         self.fail(&format!(
             "serve never read k{first}, the current file's first line"
@@ -424,7 +416,7 @@ fn kill_loop(dir: &Path, store: &str, form: Form, store_kind: &str) {
         while spawned.elapsed() < alive {
             let op = step(&mut rig, &mut w, &mut rng, true);
             rig.trail.push(op.to_owned());
-            pause(Duration::from_millis(rng.gen_range(0..15)));
+            pace(Duration::from_millis(rng.gen_range(0..15)));
         }
         rig.kill("at");
         // While it is down: what is lossless without it.

@@ -16,7 +16,7 @@ use claimcheck::sinks::alertmanager::{AlertKind, AlertPusher, AlertmanagerConfig
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Server, free_port};
+use crate::support::{Server, free_port, until_some};
 
 /// The bearer token serve asks of its Prometheus scraper in the end-to-end test.
 const METRICS_TOKEN: &str = "scrape-s3cret";
@@ -208,26 +208,6 @@ pub fn start_alertmanager(dir: &Path, port: u16) -> Server {
     )
 }
 
-/// Polls `probe` every 50 ms until it returns `Some`, for at most `secs` seconds.
-pub async fn until<T, F, Fut>(secs: u64, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tick.tick().await;
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {secs} s: {what}"
-        );
-    }
-}
-
 pub async fn get_json(url: &str) -> Option<Value> {
     let r = reqwest::get(url).await.ok()?;
     if !r.status().is_success() {
@@ -280,7 +260,7 @@ async fn alertmanager_holds_fired_alerts_and_drops_resolved_ones() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _am = start_alertmanager(dir.path(), port);
-    until(20, "alertmanager ready", || async {
+    until_some(20, "alertmanager ready", || async {
         reqwest::get(format!("http://127.0.0.1:{port}/-/ready"))
             .await
             .ok()
@@ -295,7 +275,7 @@ async fn alertmanager_holds_fired_alerts_and_drops_resolved_ones() {
     assert!(handle.fire(finding(AlertKind::UnclaimedGoSession, "ses_late1")));
     assert!(handle.fire(finding(AlertKind::RunnerMismatch, "ses_mism1")));
 
-    let alerts = until(20, "the unclaimed alert in alertmanager", || async {
+    let alerts = until_some(20, "the unclaimed alert in alertmanager", || async {
         held(port, "ses_late1").await.filter(|a| a.len() == 1)
     })
     .await;
@@ -315,7 +295,7 @@ async fn alertmanager_holds_fired_alerts_and_drops_resolved_ones() {
             .unwrap()
             .contains("no claim by dispatch + 120s")
     );
-    let mism = until(20, "the mismatch alert", || async {
+    let mism = until_some(20, "the mismatch alert", || async {
         held(port, "ses_mism1").await.filter(|a| a.len() == 1)
     })
     .await;
@@ -323,7 +303,7 @@ async fn alertmanager_holds_fired_alerts_and_drops_resolved_ones() {
 
     // re-sent while active: Alertmanager's endsAt moves forward
     let first_end = a["endsAt"].as_str().unwrap().to_owned();
-    until(20, "a re-send refreshing endsAt", || async {
+    until_some(20, "a re-send refreshing endsAt", || async {
         let a = held(port, "ses_late1").await?;
         (a.first()?["endsAt"].as_str()? > first_end.as_str()).then_some(())
     })
@@ -331,12 +311,12 @@ async fn alertmanager_holds_fired_alerts_and_drops_resolved_ones() {
 
     // its late claim arrives: resolved, gone from Alertmanager; the mismatch stays
     assert!(handle.resolve(AlertKind::UnclaimedGoSession, "ses_late1"));
-    until(20, "the unclaimed alert resolved", || async {
+    until_some(20, "the unclaimed alert resolved", || async {
         held(port, "ses_late1").await.filter(|a| a.is_empty())
     })
     .await;
     assert_eq!(held(port, "ses_mism1").await.unwrap().len(), 1);
-    until(20, "the resolved alert dropped by the pusher", || async {
+    until_some(20, "the resolved alert dropped by the pusher", || async {
         (counter(&reg, "claimcheck_alertmanager_alerts ") == 1.0).then_some(())
     })
     .await;
@@ -377,7 +357,7 @@ async fn an_alertmanager_down_at_first_gets_the_alert_after_retries() {
         AlertPusher::spawn(config(port), &reg, Clock::system(), stop.clone()).unwrap();
     assert!(handle.fire(finding(AlertKind::DuplicateClaim, "ses_dup1")));
     // nobody listens: the pusher fails and backs off (50, 100, 200 ms…)
-    until(20, "two failed posts", || async {
+    until_some(20, "two failed posts", || async {
         (counter(
             &reg,
             "claimcheck_alertmanager_posts_total{result=\"error\"} ",
@@ -386,7 +366,7 @@ async fn an_alertmanager_down_at_first_gets_the_alert_after_retries() {
     })
     .await;
     let _am = start_alertmanager(dir.path(), port);
-    let alerts = until(
+    let alerts = until_some(
         30,
         "the alert delivered once alertmanager is up",
         || async { held(port, "ses_dup1").await.filter(|a| a.len() == 1) },
@@ -594,7 +574,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
             .spawn()
             .unwrap(),
     );
-    until(30, "claimcheck scraped", || async {
+    until_some(30, "claimcheck scraped", || async {
         (prom_scalar(prom, "up{job=\"claimcheck\"}").await? == 1.0).then_some(())
     })
     .await;
@@ -631,7 +611,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
                 .unwrap();
         }
         let want = written as f64;
-        until(
+        until_some(
             30,
             &format!("round {round} scraped ({want} lines)"),
             || async {
@@ -660,7 +640,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
     .execute(&mut pg)
     .await
     .unwrap();
-    until(30, "the flip seen", || async {
+    until_some(30, "the flip seen", || async {
         (prom_scalar(prom, "sum(claimcheck_flips_total)").await? >= 1.0).then_some(())
     })
     .await;
@@ -675,7 +655,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
         "dispatch.log",
         r#"{"event":"dispatch","sessionId":"e2e-late","organizationId":"org_e2e","resolvedProfile":{"runner":"go"},"time":"2026-11-24T10:00:00Z"}"#.to_owned() + "\n",
     );
-    until(30, "the drift and the witness scraped", || async {
+    until_some(30, "the drift and the witness scraped", || async {
         let drift = prom_scalar(prom, "sum(claimcheck_flag_drift_total)").await?;
         let seen = prom_scalar(prom, "sum(claimcheck_claims_witnessed_total)").await?;
         (drift >= 1.0 && seen >= 1.0).then_some(())
@@ -697,7 +677,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
     .into_iter()
     .map(str::to_owned)
     .collect();
-    let firing = until(60, "the expected alerts firing", || async {
+    let firing = until_some(60, "the expected alerts firing", || async {
         let f = prom_alerts(prom, "firing").await?;
         expected.is_subset(&f).then_some(f)
     })
@@ -765,7 +745,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
     assert!(orgs["data"].as_array().unwrap().len() > 1, "{orgs}");
 
     // Prometheus delivered the firing rule alerts to Alertmanager
-    let rule_alerts = until(30, "rule alerts in alertmanager", || async {
+    let rule_alerts = until_some(30, "rule alerts in alertmanager", || async {
         let v = get_json(&format!("http://127.0.0.1:{am}/api/v2/alerts")).await?;
         let names: BTreeSet<String> = v
             .as_array()?
@@ -778,7 +758,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
     eprintln!("e2e: alertmanager holds {rule_alerts:?}");
 
     // serve pushed per-finding alerts, one per session, with session and org labels
-    let pushed = until(30, "per-finding alerts in alertmanager", || async {
+    let pushed = until_some(30, "per-finding alerts in alertmanager", || async {
         let v = get_json(&format!("http://127.0.0.1:{am}/api/v2/alerts")).await?;
         let mut by_name: std::collections::BTreeMap<String, usize> = Default::default();
         for a in v.as_array()? {
@@ -800,7 +780,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
     eprintln!("e2e: per-finding alerts pushed by serve {pushed:?}");
 
     // the go session left unclaimed past T raised its alert; its late claim resolves it
-    let raised = until(30, "the unclaimed alert for e2e-late", || async {
+    let raised = until_some(30, "the unclaimed alert for e2e-late", || async {
         let alerts = held(am, "e2e-late").await?;
         alerts
             .iter()
@@ -813,7 +793,7 @@ async fn simulated_faults_fire_their_alerts_and_every_panel_query_answers() {
         "go-daemon.log",
         r#"{"event":"claimed","sessionId":"e2e-late","workerId":"g1","time":"2026-11-24T10:00:09Z"}"#.to_owned() + "\n",
     );
-    until(30, "the unclaimed alert for e2e-late resolved", || async {
+    until_some(30, "the unclaimed alert for e2e-late resolved", || async {
         held(am, "e2e-late").await?.is_empty().then_some(())
     })
     .await;

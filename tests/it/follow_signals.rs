@@ -7,21 +7,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, append, claimcheck, free_port, http_get, wait_until};
+use crate::support::{Server, append, claimcheck, free_port, http_get, until};
 
 fn dispatch(id: &str) -> String {
     format!(
         "{{\"event\":\"dispatch\",\"sessionId\":\"{id}\",\"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"2026-11-23T10:00:00Z\"}}\n"
     )
-}
-
-fn until(what: &str, mut ready: impl FnMut() -> bool) {
-    let reached = wait_until(Instant::now() + Duration::from_secs(30), &mut ready);
-    assert!(reached, "not reached within 30 s: {what}");
 }
 
 fn dispatched(port: u16) -> Option<u64> {
@@ -121,7 +115,7 @@ fn an_unfollowed_copytruncate_counts_the_bytes_it_lost_once() {
     let port = free_port();
     let extra = ["--store", store.as_str()];
     let mut server = serve(port, std::slice::from_ref(&literal), &log, &extra, &[]);
-    until("the first lines", || dispatched(port) == Some(2));
+    until(30, "the first lines", || dispatched(port) == Some(2));
     assert_eq!(metric(port, &series), 0, "the series starts at 0");
 
     // While running: serve is stopped (SIGSTOP) so it cannot read what comes next.
@@ -132,10 +126,10 @@ fn an_unfollowed_copytruncate_counts_the_bytes_it_lost_once() {
     copytruncate(&path, &dir.path().join("app.log.1"));
     signal(&server, "-CONT");
     append(&path, &dispatch("b1"));
-    until("the line after the truncate", || {
+    until(30, "the line after the truncate", || {
         dispatched(port) == Some(3)
     });
-    until("the loss counted", || metric(port, &series) > 0);
+    until(30, "the loss counted", || metric(port, &series) > 0);
     assert_eq!(
         metric(port, &series),
         lost1.len() as u64,
@@ -173,10 +167,10 @@ fn an_unfollowed_copytruncate_counts_the_bytes_it_lost_once() {
     let log2 = dir.path().join("serve2.log");
     let port = free_port();
     let _server = serve(port, std::slice::from_ref(&literal), &log2, &extra, &[]);
-    until("the line after the truncate", || {
+    until(30, "the line after the truncate", || {
         dispatched(port) == Some(4)
     });
-    until("the loss counted", || metric(port, &series) > 0);
+    until(30, "the loss counted", || metric(port, &series) > 0);
     assert_eq!(
         metric(port, &series),
         lost2.len() as u64,
@@ -196,13 +190,13 @@ fn an_unfollowed_copytruncate_counts_the_bytes_it_lost_once() {
     append(&path, &dispatch("g1"));
     let port = free_port();
     let server = serve(port, &[glob], &other.path().join("serve.log"), &[], &[]);
-    until("the first line", || dispatched(port) == Some(1));
+    until(30, "the first line", || dispatched(port) == Some(1));
     signal(&server, "-STOP");
     append(&path, &(dispatch("g2") + &dispatch("g3")));
     copytruncate(&path, &other.path().join("app.log.1"));
     signal(&server, "-CONT");
     append(&path, &dispatch("g4"));
-    until("every line", || dispatched(port) == Some(4));
+    until(30, "every line", || dispatched(port) == Some(4));
     assert_eq!(metric(port, &series), 0, "nothing lost");
 }
 
@@ -238,30 +232,31 @@ fn rolling_files_log_each_change_once_and_leave_no_series_behind() {
         &[],
         &[("CLAIMCHECK_SERVE_CLOSE_INACTIVE", "1s")],
     );
-    until("the first lines", || dispatched(port) == Some(2));
+    until(30, "the first lines", || dispatched(port) == Some(2));
     // Many lines: none of them is logged at info.
     let mut n = 2;
     for i in 0..200 {
         append(&day1, &dispatch(&format!("x{i}")));
         n += 1;
     }
-    until("200 more lines", || dispatched(port) == Some(n));
+    until(30, "200 more lines", || dispatched(port) == Some(n));
     // The day rolls over; the old file is deleted once read.
     append(&day2, &dispatch("d2"));
     n += 1;
-    until("the new day's line", || dispatched(port) == Some(n));
+    until(30, "the new day's line", || dispatched(port) == Some(n));
     std::fs::remove_file(&day1).unwrap();
     // The literal path is rotated by rename; the old file goes idle and is closed.
     std::fs::rename(&app, dir.path().join("app.log.1")).unwrap();
     append(&app, &dispatch("p2"));
     n += 1;
-    until("the new file's line", || dispatched(port) == Some(n));
+    until(30, "the new file's line", || dispatched(port) == Some(n));
     let want_closed = |c: &Vec<(String, String, String)>| {
         c.iter()
             .any(|x| x.0 == "drained" && x.2 == "daemon-2026-11-22.log")
             && c.iter().any(|x| x.0 == "closed" && x.2 == "app.log")
     };
     until(
+        30,
         "the deleted file drained and the rotated one closed",
         || want_closed(&changes(&log)),
     );

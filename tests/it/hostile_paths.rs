@@ -14,31 +14,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, append, free_port, http_get};
+use crate::support::{Server, append, free_port, http_get, pace, until};
 
 fn dispatch(id: &str) -> String {
     format!(
         "{{\"event\":\"dispatch\",\"sessionId\":\"{id}\",\"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"2026-11-23T10:00:00Z\"}}\n"
     )
-}
-
-/// Waits (bounded, generously) for `ready`.
-fn until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if ready() {
-            return;
-        }
-        pause(Duration::from_millis(10));
-    }
-    panic!("not reached within 30 s: {what}");
-}
-
-/// A window of wall time over which serve's CPU time is measured (a busy loop shows only
-/// over time), and the pause between polls of a condition.
-#[allow(clippy::disallowed_methods)]
-fn pause(d: Duration) {
-    std::thread::sleep(d);
 }
 
 fn dispatched(port: u16) -> Option<u64> {
@@ -100,7 +81,7 @@ fn hostile_paths_warn_once_never_spin_and_recover() {
             .unwrap(),
     );
     let pid = server.0.id();
-    until("the first line", || dispatched(port) == Some(1));
+    until(30, "the first line", || dispatched(port) == Some(1));
 
     let mut n = 1u64;
     let mut warned = 0;
@@ -127,12 +108,12 @@ fn hostile_paths_warn_once_never_spin_and_recover() {
         std::fs::remove_file(&path).unwrap();
         make(&path);
         warned += 1;
-        until(&format!("one warning for {what}"), || {
+        until(30, &format!("one warning for {what}"), || {
             warnings(&log) >= warned
         });
         let before = cpu_ticks(pid);
         let window = Instant::now();
-        pause(Duration::from_millis(1500));
+        pace(Duration::from_millis(1500));
         let used = cpu_ticks(pid) - before;
         let wall = window.elapsed().as_millis() as u64 / 10;
         assert!(
@@ -159,7 +140,7 @@ fn hostile_paths_warn_once_never_spin_and_recover() {
             append(&path, &dispatch(&format!("h{n}")));
         }
         n += 1;
-        until(&format!("the line written after {what}"), || {
+        until(30, &format!("the line written after {what}"), || {
             dispatched(port) == Some(n)
         });
     }
@@ -172,7 +153,9 @@ fn hostile_paths_warn_once_never_spin_and_recover() {
     std::os::unix::fs::symlink(&other, &tmp).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
     append(&path.with_file_name("target.log"), &dispatch("s3"));
-    until("the symlinks' targets", || dispatched(port) == Some(n + 3));
+    until(30, "the symlinks' targets", || {
+        dispatched(port) == Some(n + 3)
+    });
     assert_eq!(warnings(&log), warned, "no warning for a readable file");
     drop(server);
 }

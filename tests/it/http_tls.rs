@@ -15,7 +15,7 @@ use rcgen::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Server, claimcheck, free_port, http_get_status};
+use crate::support::{Server, claimcheck, free_port, http_get_status, until_some};
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -142,14 +142,10 @@ impl Tls {
 
     /// Waits (30 s at most) until the served certificate is `want`.
     async fn wait_served(&self, want: &Certificate, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if self.served().await.as_deref() == Some(want.der().as_ref()) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{what}: not served within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_some(30, what, || async {
+            (self.served().await.as_deref() == Some(want.der().as_ref())).then_some(())
+        })
+        .await
     }
 
     /// A sample of `/metrics` (over HTTPS), 0 when absent.
@@ -165,14 +161,11 @@ impl Tls {
 
     /// Waits (30 s at most) until `series` reaches `at_least`.
     async fn wait_metric(&self, series: &str, at_least: f64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.metric(series).await < at_least {
-            assert!(
-                Instant::now() < deadline,
-                "{series} never reached {at_least}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("{series} reaching {at_least}");
+        until_some(30, &what, || async {
+            (self.metric(series).await >= at_least).then_some(())
+        })
+        .await
     }
 }
 
@@ -281,14 +274,15 @@ async fn sighup_reloads_the_certificate_and_stalled_handshakes_are_reaped() {
         .collect();
     // meanwhile HTTPS keeps answering
     let mut slowest = Duration::ZERO;
+    let mut every = tokio::time::interval(Duration::from_millis(200));
     for _ in 0..5 {
+        every.tick().await;
         let t = Instant::now();
         assert!(
             tls.served().await.is_some(),
             "HTTPS failed during the attack"
         );
         slowest = slowest.max(t.elapsed());
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut ends = Vec::new();
     for a in attack {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, append, claimcheck, free_port, http_get, run_in};
+use crate::support::{Server, append, claimcheck, free_port, http_get, run_in, wait_until};
 
 const T: &str = "2026-11-23T10:00:00Z";
 
@@ -36,38 +36,32 @@ fn content() -> (String, String, String) {
     (dispatch("before"), ghost_line(), dispatch("after"))
 }
 
-/// `dispatched.go`, the lines read and the `too_long` rejections of `source` once serve has
-/// read 3 lines of it.
-fn serve_counts(port: u16, source: &str) -> (u64, u64, u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// `dispatched.go`, the lines read and the `too_long` rejections of `source`, once they equal
+/// `want` (what `verify` counts) or, failing that, once 60 s have passed: a scrape is not a
+/// snapshot (one can show a batch's line counted and not yet its rejection), so the counts
+/// are read until they agree, and a disagreement that lasts fails the test.
+fn serve_counts(port: u16, source: &str, want: (u64, u64, u64)) -> (u64, u64, u64) {
     let value = |m: &str, prefix: &str| -> u64 {
         m.lines()
             .filter(|l| l.starts_with(prefix) && l.contains(&format!("source=\"{source}\"")))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     };
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        if let Some(m) = http_get(port, "/metrics") {
-            let lines = value(&m, "claimcheck_ingest_lines_total{");
-            if lines >= 3 {
-                let too_long = value(&m, "claimcheck_rejected_lines_total{reason=\"too_long\"");
-                let s: Value =
-                    serde_json::from_str(&http_get(port, "/api/summary").unwrap()).unwrap();
-                let go = s["dispatched"]["go"].as_u64().unwrap();
-                return (go, lines, too_long);
-            }
-            last = m;
-        }
-        pause();
-    }
-    panic!("serve did not read 3 lines of {source} within 60 s:\n{last}");
-}
-
-/// The poll interval of a deadline-bounded wait on another process.
-#[allow(clippy::disallowed_methods)]
-fn pause() {
-    std::thread::sleep(Duration::from_millis(20));
+    let mut seen = (0, 0, 0);
+    wait_until(Instant::now() + Duration::from_secs(60), || {
+        let m = http_get(port, "/metrics").unwrap_or_default();
+        let go = http_get(port, "/api/summary")
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|s| s["dispatched"]["go"].as_u64())
+            .unwrap_or(0);
+        seen = (
+            go,
+            value(&m, "claimcheck_ingest_lines_total{"),
+            value(&m, "claimcheck_rejected_lines_total{reason=\"too_long\""),
+        );
+        seen == want
+    });
+    seen
 }
 
 fn serve(port: u16) -> std::process::Command {
@@ -110,7 +104,7 @@ fn an_over_long_line_is_too_long_once_and_never_a_dispatch_in_every_reader() {
     }
     append(&path, &after);
     let source = path.display().to_string();
-    assert_eq!(serve_counts(port, &source), verify, "serve --file");
+    assert_eq!(serve_counts(port, &source, verify), verify, "serve --file");
 
     // serve --stdin
     let port = free_port();
@@ -123,7 +117,7 @@ fn an_over_long_line_is_too_long_once_and_never_a_dispatch_in_every_reader() {
     let stdin_server = Server(child);
     stdin.write_all(all.as_bytes()).unwrap();
     stdin.flush().unwrap();
-    assert_eq!(serve_counts(port, "stdin"), verify, "serve --stdin");
+    assert_eq!(serve_counts(port, "stdin", verify), verify, "serve --stdin");
     drop(stdin);
     drop(stdin_server);
 
@@ -133,33 +127,30 @@ fn an_over_long_line_is_too_long_once_and_never_a_dispatch_in_every_reader() {
     let answer = post_ndjson(port, &all);
     let want = serde_json::json!({"events": 2, "duplicates": 0, "ignored": 0, "rejected": 1});
     assert_eq!(answer, want, "POST /ingest/ndjson");
-    assert_eq!(serve_counts(port, "ndjson"), verify, "ndjson");
+    assert_eq!(serve_counts(port, "ndjson", verify), verify, "ndjson");
 }
 
 /// Posts `body` once serve answers; its JSON answer.
 fn post_ndjson(port: u16, body: &str) -> Value {
     use std::io::Read;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            write!(
-                s,
-                "POST /ingest/ndjson HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t\r\n\
-                 Content-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .unwrap();
-            s.write_all(body.as_bytes()).unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            let (head, json) = out.split_once("\r\n\r\n").unwrap();
-            assert!(head.starts_with("HTTP/1.1 200"), "{out}");
-            return serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not listen within 30 s"
-        );
-        pause();
-    }
+    let mut stream = None;
+    let listening = wait_until(Instant::now() + Duration::from_secs(30), || {
+        stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok();
+        stream.is_some()
+    });
+    assert!(listening, "serve did not listen within 30 s");
+    let mut s = stream.unwrap();
+    write!(
+        s,
+        "POST /ingest/ndjson HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, json) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{out}");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"))
 }

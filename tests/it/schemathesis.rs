@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use sqlx::Connection;
 
 use crate::scratch_db::ScratchDb;
-use crate::support::{Server, claimcheck, free_port};
+use crate::support::{Server, claimcheck, free_port, until_some};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// Where `scripts/test.sh` installs schemathesis (pinned there).
@@ -37,21 +37,6 @@ const REPORT: &str = "rep_st_1";
 const MAX_EXAMPLES: &str = "15";
 /// Beyond this the run is killed and the test fails.
 const DEADLINE: Duration = Duration::from_secs(150);
-
-/// A deadline-bounded wait for `ready` (a condition served by another process).
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut ready: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = ready().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::task::yield_now().await;
-    }
-}
 
 /// The platform's two tables, with `ORG` on the go runner.
 async fn platform_db() -> ScratchDb {
@@ -167,7 +152,7 @@ fn schemathesis_finds_every_operation_as_documented() {
         }
     };
     rt.block_on(async {
-        until("serve ready", || async {
+        until_some(30, "serve ready", || async {
             get("/readyz").await.filter(|(s, _)| *s == 200)
         })
         .await;
@@ -186,13 +171,13 @@ fn schemathesis_finds_every_operation_as_documented() {
             .await
             .unwrap();
         assert_eq!(posted.status(), 200);
-        until("the session served", || async {
+        until_some(30, "the session served", || async {
             get(&format!("/api/sessions/{SESSION}"))
                 .await
                 .filter(|(s, _)| *s == 200)
         })
         .await;
-        until("the org listed", || async {
+        until_some(30, "the org listed", || async {
             get("/api/orgs")
                 .await
                 .filter(|(s, b)| *s == 200 && b.contains(ORG))

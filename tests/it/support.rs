@@ -45,6 +45,33 @@ pub fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Waits (at most `secs` seconds) until `ready` holds; fails the test with `what` otherwise.
+pub fn until(secs: u64, what: &str, ready: impl FnMut() -> bool) {
+    let reached = wait_until(Instant::now() + Duration::from_secs(secs), ready);
+    assert!(reached, "not reached within {secs} s: {what}");
+}
+
+/// The async form of [`until`]: polls `probe` every 50 ms (a tokio timer, so paused time
+/// reaches it) until it returns `Some`, for at most `secs` seconds.
+pub async fn until_some<T, F, Fut>(secs: u64, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {secs} s: {what}"
+        );
+    }
+}
+
 /// Lets a process under test run for `d`: pacing at random moments (a kill loop's), never a
 /// wait for an outcome, which [`wait_until`] is for.
 #[allow(clippy::disallowed_methods)]

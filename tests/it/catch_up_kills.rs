@@ -10,7 +10,6 @@
 //! moments (serve's own timing still varies).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -20,19 +19,12 @@ use serde_json::Value;
 use crate::scratch_db::ScratchDb;
 use crate::serve_files::metric_sum;
 use crate::support::{
-    Server, claimcheck, free_port, http_get, http_get_status, lines_of, metric, pace,
-    simulated_with_verify_totals, wait_until,
+    SIMULATED, Server, follow_simulated, free_port, http_get, http_get_status, lines_of, metric,
+    pace, serve_cmd, simulated_with_verify_totals, wait_until,
 };
 
 const SESSIONS: u64 = 12_000;
 const KILLS: u64 = 6;
-
-const FILES: [(&str, Option<&str>); 4] = [
-    ("dispatch.log", None),
-    ("vercel-drain.ndjson", None),
-    ("go-daemon.log", Some("go")),
-    ("ts-worker.log", Some("ts")),
-];
 
 /// Every key compared exactly; `pending + unclaimed` is compared as one sum (a session never
 /// claimed is `pending` in serve until the sidecar's clock passes its deadline, where verify
@@ -54,25 +46,9 @@ fn waiting(v: &Value) -> Option<u64> {
 }
 
 fn start(dir: &Path, port: u16, store: &str) -> Server {
-    let w = dir.join("w");
-    let mut cmd = claimcheck();
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--config",
-    ])
-    .arg(dir.join("serve.toml"))
-    .arg("--store")
-    .arg(store);
-    for (f, rt) in FILES {
-        let p = w.join(f).display().to_string();
-        cmd.arg("--file")
-            .arg(rt.map_or(p.clone(), |rt| format!("{rt}={p}")));
-    }
+    let mut serve = serve_cmd(port, &dir.join("serve.toml"), store);
     Server(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
+        follow_simulated(&mut serve, &dir.join("w"))
             .spawn()
             .unwrap(),
     )
@@ -100,7 +76,7 @@ fn kills_during_catch_up(store: &str, kind: &str) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let t = simulated_with_verify_totals(dir.path(), 11, SESSIONS);
-    let total: u64 = FILES
+    let total: u64 = SIMULATED
         .iter()
         .map(|(f, _)| lines_of(&dir.path().join("w").join(f)))
         .sum();

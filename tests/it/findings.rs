@@ -3,7 +3,6 @@
 //! `GET /api/findings` stays fast on a large store.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use claimcheck::event::{FindingKind, Timestamp};
@@ -11,30 +10,13 @@ use claimcheck::store::{Commit, FindingFilter, FindingWrite, NewFinding, Store};
 use serde_json::Value;
 
 use crate::scratch_db::ScratchDb;
-use crate::support::{Server, claimcheck, free_port, http_get, simulated_with_verify_totals};
+use crate::support::{
+    Server, follow_simulated, free_port, http_get, serve_cmd, simulated_with_verify_totals,
+};
 
 fn start(port: u16, store: &str, config: &Path, w: &Path) -> Server {
     Server(
-        claimcheck()
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(config)
-            .arg("--store")
-            .arg(store)
-            .arg("--dispatch")
-            .arg(w.join("dispatch.log"))
-            .arg("--dispatch")
-            .arg(w.join("vercel-drain.ndjson"))
-            .arg("--claims")
-            .arg(format!("go={}", w.join("go-daemon.log").display()))
-            .arg("--claims")
-            .arg(format!("ts={}", w.join("ts-worker.log").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        follow_simulated(&mut serve_cmd(port, config, store), w)
             .spawn()
             .unwrap(),
     )

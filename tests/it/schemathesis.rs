@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use sqlx::Connection;
 
 use crate::scratch_db::ScratchDb;
-use crate::support::{Server, claimcheck, free_port, until_some};
+use crate::support::{Server, free_port, serve_cmd, until_some};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// Where `scripts/test.sh` installs schemathesis (pinned there).
@@ -122,22 +122,12 @@ fn schemathesis_finds_every_operation_as_documented() {
     let drain_secret = dir.path().join("drain-secret");
     std::fs::write(&drain_secret, format!("{DRAIN_SECRET}\n")).unwrap();
     let _serve = Server(
-        claimcheck()
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(&config)
-            .arg("--store")
-            .arg(&store)
+        serve_cmd(port, &config, &store)
             .args(["--ingest-token", TOKEN])
             .env("CLAIMCHECK_API_TOKEN", TOKEN)
             .env("CLAIMCHECK_METRICS_TOKEN_FILE", &metrics_token)
             .env("CLAIMCHECK_VERCEL_SECRET_FILE", &drain_secret)
             .args(["--vercel-verify-code", "st-verify"])
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::scratch_db::ScratchDb;
-use crate::support::{Server, append, claimcheck, free_port, http_get, wait_until};
+use crate::support::{
+    SIMULATED, Server, append, claimcheck, follow_simulated, free_port, http_get, serve_cmd,
+    wait_until,
+};
 
 /// Polls `/api/summary` until `ready` holds; the deadline is generous, the wait is not fixed.
 fn summary_when(port: u16, ready: impl Fn(&Value) -> bool) -> Value {
@@ -272,15 +275,10 @@ pub(crate) fn metric_sum(metrics: &str, name: &str, filter: &str) -> f64 {
 fn serve_replaying_simulated_files_counts_what_verify_counts() {
     let dir = tempfile::tempdir().unwrap();
     let t = &crate::support::simulated_with_verify_totals(dir.path(), 11, 3000);
-    let lines: u64 = [
-        "dispatch.log",
-        "vercel-drain.ndjson",
-        "go-daemon.log",
-        "ts-worker.log",
-    ]
-    .iter()
-    .map(|f| crate::support::lines_of(&dir.path().join("w").join(f)))
-    .sum();
+    let lines: u64 = SIMULATED
+        .iter()
+        .map(|(f, _)| crate::support::lines_of(&dir.path().join("w").join(f)))
+        .sum();
 
     let config = dir.path().join("serve.toml");
     // The orphan grace runs on the sidecar's clock: longer than reading all four files takes on
@@ -290,26 +288,7 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
     let w = dir.path().join("w");
     let store = dir.path().join("state.db");
     let _server = Server(
-        claimcheck()
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(&config)
-            .arg("--store")
-            .arg(&store)
-            .arg("--dispatch")
-            .arg(w.join("dispatch.log"))
-            .arg("--dispatch")
-            .arg(w.join("vercel-drain.ndjson"))
-            .arg("--claims")
-            .arg(format!("go={}", w.join("go-daemon.log").display()))
-            .arg("--claims")
-            .arg(format!("ts={}", w.join("ts-worker.log").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        follow_simulated(&mut serve_cmd(port, &config, &store), &w)
             .spawn()
             .unwrap(),
     );

@@ -4,14 +4,13 @@
 //! up in the logs, a Redis witness for an overdue session; kill -9 and restart → the flip is
 //! neither lost nor repeated.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::Connection;
 
 use crate::scratch_db::ScratchDb;
-use crate::support::{Server, claimcheck, free_port, http_get_status};
+use crate::support::{Server, claimcheck, free_port, http_get_status, serve_cmd};
 
 /// Polls `path` until `ready` holds on its JSON body; a deadline, not a fixed wait.
 fn json_when(port: u16, path: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
@@ -104,20 +103,9 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
     let store = dir.path().join("state.db");
     let start = |port: u16| {
         Server(
-            claimcheck()
-                .args([
-                    "serve",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--config",
-                ])
-                .arg(&config)
-                .arg("--store")
-                .arg(&store)
+            serve_cmd(port, &config, &store)
                 .arg("--dispatch")
                 .arg(&dispatch)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),
         )
@@ -313,24 +301,13 @@ fn a_detected_flip_gets_its_report_after_the_window() {
     .unwrap();
     let port = free_port();
     let _server = Server(
-        claimcheck()
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(&config)
-            .arg("--store")
-            .arg(dir.path().join("state.db"))
+        serve_cmd(port, &config, dir.path().join("state.db"))
             .arg("--dispatch")
             .arg(&dispatch)
             .arg("--claims")
             .arg(format!("go={}", go.display()))
             .arg("--claims")
             .arg(format!("ts={}", ts.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );

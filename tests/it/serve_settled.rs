@@ -2,24 +2,17 @@
 //! only once serve has read the one before (as sources with very different delivery delays
 //! would deliver them), must be judged exactly as `verify` judges the finished files.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::serve_files::metric_sum;
 use crate::support::{
-    Server, claimcheck, free_port, http_get, lines_of, metric, simulated_with_verify_totals,
+    SIMULATED, Server, follow_simulated, free_port, http_get, lines_of, metric, serve_cmd,
+    simulated_with_verify_totals, wait_until,
 };
 
-const FILES: [(&str, Option<&str>); 4] = [
-    ("dispatch.log", None),
-    ("vercel-drain.ndjson", None),
-    ("go-daemon.log", Some("go")),
-    ("ts-worker.log", Some("ts")),
-];
-
-/// Appends the files in `order` (indexes into `FILES`), each once serve has read the one
+/// Appends the files in `order` (indexes into `SIMULATED`), each once serve has read the one
 /// before, then compares `/metrics` and `/api/summary` with `verify`.
 // The figure for the issue note goes to stderr.
 #[allow(clippy::print_stderr)]
@@ -31,7 +24,7 @@ fn appended_one_after_another(order: [usize; 4]) {
     // holds judgements back until it has delivered past them or gone idle.
     let live = dir.path().join("live");
     std::fs::create_dir(&live).unwrap();
-    for (f, _) in FILES {
+    for (f, _) in SIMULATED {
         std::fs::write(live.join(f), b"").unwrap();
     }
     let config = dir.path().join("serve.toml");
@@ -43,51 +36,29 @@ fn appended_one_after_another(order: [usize; 4]) {
     )
     .unwrap();
     let port = free_port();
-    let mut cmd = claimcheck();
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--config",
-    ])
-    .arg(&config)
-    .arg("--store")
-    .arg(dir.path().join("state.db"));
-    for (f, rt) in FILES {
-        let p = live.join(f).display().to_string();
-        cmd.arg("--file")
-            .arg(rt.map_or(p.clone(), |rt| format!("{rt}={p}")));
-    }
-    let _server = Server(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut serve = serve_cmd(port, &config, dir.path().join("state.db"));
+    let _server = Server(follow_simulated(&mut serve, &live).spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(50);
-    while http_get(port, "/api/summary").is_none() {
-        assert!(Instant::now() < deadline, "serve did not start");
-    }
+    assert!(
+        wait_until(deadline, || http_get(port, "/api/summary").is_some()),
+        "serve did not start"
+    );
 
     for i in order {
-        let (f, _) = FILES[i];
+        let (f, _) = SIMULATED[i];
         let from = dir.path().join("w").join(f);
         std::fs::write(live.join(f), std::fs::read(&from).unwrap()).unwrap();
         let want = lines_of(&from) as f64;
         // The source label is the configured path: match its file name.
         let filter = format!("/{f}\"");
-        loop {
-            let read = http_get(port, "/metrics").map_or(0.0, |m| {
+        let mut read = 0.0;
+        let all = wait_until(deadline, || {
+            read = http_get(port, "/metrics").map_or(0.0, |m| {
                 metric_sum(&m, "claimcheck_ingest_lines_total", &filter)
             });
-            if read == want {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{f}: read {read} of {want} lines"
-            );
-        }
+            read == want
+        });
+        assert!(all, "{f}: read {read} of {want} lines");
     }
 
     let want = |key: &str| t[key].as_u64().unwrap() as f64;
@@ -103,9 +74,10 @@ fn appended_one_after_another(order: [usize; 4]) {
         "the workload has faults: {t}"
     );
     let mut seen = [0.0; 5];
-    while Instant::now() < deadline {
+    let mut before_settled = None;
+    wait_until(deadline, || {
         let Some(m) = http_get(port, "/metrics") else {
-            continue;
+            return false;
         };
         seen = [
             metric_sum(&m, "claimcheck_outcomes_total", r#"outcome="matched""#),
@@ -114,19 +86,18 @@ fn appended_one_after_another(order: [usize; 4]) {
             metric_sum(&m, "claimcheck_duplicate_claims_total", ""),
             metric_sum(&m, "claimcheck_orphan_claims_total", ""),
         ];
-        if seen == expected {
-            // An unlabelled counter (`metric_sum` reads labelled series only).
-            assert_eq!(
-                metric(&m, "claimcheck_judged_before_settled_total"),
-                Some(0.0),
-                "nothing judged before it settled"
-            );
-            break;
-        }
-    }
+        // An unlabelled counter (`metric_sum` reads labelled series only).
+        before_settled = metric(&m, "claimcheck_judged_before_settled_total");
+        seen == expected
+    });
     assert_eq!(
         seen, expected,
         "matched, late, mismatched, duplicate, orphan: serve /metrics vs verify"
+    );
+    assert_eq!(
+        before_settled,
+        Some(0.0),
+        "nothing judged before it settled"
     );
     // The summary is published once its commit lands, a moment after the metrics move: wait
     // for it (bounded), then compare every key.
@@ -142,14 +113,12 @@ fn appended_one_after_another(order: [usize; 4]) {
         "skew_clamped",
     ];
     let mut got = Value::Null;
-    while Instant::now() < deadline {
-        if let Some(body) = http_get(port, "/api/summary") {
-            got = serde_json::from_str(&body).unwrap();
-            if keys.iter().all(|k| got[k] == t[k]) {
-                break;
-            }
-        }
-    }
+    wait_until(deadline, || {
+        got = http_get(port, "/api/summary")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or(Value::Null);
+        keys.iter().all(|k| got[k] == t[k])
+    });
     for key in keys {
         assert_eq!(
             got[key], t[key],

@@ -214,6 +214,44 @@ pub fn lines_of(path: &Path) -> u64 {
         .count() as u64
 }
 
+/// simulate's four files with the runtime their lines default to: the dispatcher's log, the
+/// Vercel drain's, the go daemon's and the ts worker's.
+pub const SIMULATED: [(&str, Option<&str>); 4] = [
+    ("dispatch.log", None),
+    ("vercel-drain.ndjson", None),
+    ("go-daemon.log", Some("go")),
+    ("ts-worker.log", Some("ts")),
+];
+
+/// `claimcheck serve` on loopback `port` with `config` and the store `store` (a path or a
+/// URL), its output discarded: the start the serve tests share; the caller adds sources.
+pub fn serve_cmd(port: u16, config: &Path, store: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = claimcheck();
+    c.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--config",
+    ])
+    .arg(config)
+    .arg("--store")
+    .arg(store)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    c
+}
+
+/// Has `serve` follow simulate's four files in `dir`, each with its runtime.
+pub fn follow_simulated<'c>(serve: &'c mut Command, dir: &Path) -> &'c mut Command {
+    for (f, rt) in SIMULATED {
+        let p = dir.join(f).display().to_string();
+        serve
+            .arg("--file")
+            .arg(rt.map_or(p.clone(), |rt| format!("{rt}={p}")));
+    }
+    serve
+}
+
 /// Simulates `sessions` sessions of `seed` into `dir/w` and returns `verify`'s totals on them:
 /// the reference that the serve tests compare with.
 pub fn simulated_with_verify_totals(dir: &Path, seed: u64, sessions: u64) -> Value {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::scratch_db::ScratchDb;
 use crate::support::{
     Server, follow_simulated, free_port, http_get, serve_cmd, simulated_with_verify_totals,
+    wait_until,
 };
 
 fn start(port: u16, store: &str, config: &Path, w: &Path) -> Server {
@@ -76,12 +77,13 @@ fn findings_survive_kill_9(store: &str) {
             .then_some(all)
     };
     let wait = |port: u16| {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            if let Some(all) = settled(port) {
-                return all;
-            }
-            std::hint::spin_loop();
+        let mut all = None;
+        if wait_until(Instant::now() + Duration::from_secs(90), || {
+            all = settled(port);
+            all.is_some()
+        }) && let Some(all) = all
+        {
+            return all;
         }
         panic!(
             "not settled within 90 s: verify {t}, summary {:?}",

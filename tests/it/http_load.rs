@@ -164,11 +164,7 @@ fn start(port: u16, dir: &std::path::Path) -> Server {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while healthz(port).is_none() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        std::hint::spin_loop();
-    }
+    crate::support::until(30, "serve up", || healthz(port).is_some());
     server
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, claimcheck, free_port, http_get_status, wait_until};
+use crate::support::{Server, claimcheck, free_port, http_get_status, until, wait_until};
 
 /// Lines of a child's stderr, read on a thread as they come.
 struct Lines {
@@ -77,14 +77,9 @@ fn json(line: &str) -> Value {
 }
 
 fn wait_healthy(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http_get_status(port, "/healthz").is_some_and(|(s, _)| s == 200) {
-            return;
-        }
-        std::thread::yield_now();
-    }
-    panic!("/healthz did not answer within 30 s");
+    until(30, "/healthz answering 200", || {
+        http_get_status(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
 }
 
 fn serve(dir: &Path, port: u16, config: &str, extra: &[&str]) -> Server {
@@ -220,14 +215,9 @@ fn sighup_reopens_the_log_file() {
     let rotated = dir.path().join("claimcheck.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     signal(&server.0, "HUP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log).is_ok_and(|s| s.contains("reloaded on SIGHUP")) {
-        assert!(
-            Instant::now() < deadline,
-            "no reload line in the reopened file"
-        );
-        std::thread::yield_now();
-    }
+    until(30, "the reload line in the reopened file", || {
+        std::fs::read_to_string(&log).is_ok_and(|s| s.contains("reloaded on SIGHUP"))
+    });
     assert!(
         std::fs::read_to_string(&rotated)
             .unwrap()

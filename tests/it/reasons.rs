@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, claimcheck, free_port, http_get, run_in};
+use crate::support::{Server, claimcheck, free_port, http_get, run_in, wait_until};
 
 const T: &str = "2026-11-23T10:00:00Z";
 
@@ -85,44 +85,48 @@ fn write(dir: &std::path::Path, name: &str, lines: &[(String, &str)]) {
 /// `claimcheck_rejected_lines_total` of this test's files (named uniquely, so a server of
 /// another test on a reused port is not mistaken for ours) summed by reason, once serve has
 /// read `lines` lines of them.
-fn serve_reasons(port: u16, lines: u64) -> BTreeMap<String, u64> {
+///
+/// A scrape is not a snapshot (it can show a line counted and not yet its rejection), so the
+/// counts are read until they equal `want` (verify's); a disagreement that lasts 20 s is
+/// returned for the caller to fail on.
+fn serve_reasons(port: u16, lines: u64, want: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     let ours = |l: &&str| l.contains("/reasons-");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+    let mut read = 0;
+    let mut by = BTreeMap::new();
     let mut last = String::new();
-    while Instant::now() < deadline {
-        if let Some(m) = http_get(port, "/metrics") {
-            let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-            let read: f64 = m
-                .lines()
-                .filter(|l| l.starts_with("claimcheck_ingest_lines_total{"))
-                .filter(ours)
-                .filter_map(value)
-                .sum();
-            if read as u64 >= lines {
-                let mut by = BTreeMap::new();
-                for l in m
-                    .lines()
-                    .filter(|l| l.starts_with("claimcheck_rejected_lines_total{"))
-                    .filter(ours)
-                {
-                    let reason = l
-                        .split("reason=\"")
-                        .nth(1)
-                        .and_then(|r| r.split('"').next())
-                        .unwrap()
-                        .to_owned();
-                    let n = value(l).unwrap() as u64;
-                    if n > 0 {
-                        *by.entry(reason).or_default() += n;
-                    }
-                }
-                return by;
+    wait_until(Instant::now() + Duration::from_secs(20), || {
+        last = http_get(port, "/metrics").unwrap_or_default();
+        read = last
+            .lines()
+            .filter(|l| l.starts_with("claimcheck_ingest_lines_total{"))
+            .filter(ours)
+            .filter_map(value)
+            .sum::<f64>() as u64;
+        by.clear();
+        for l in last
+            .lines()
+            .filter(|l| l.starts_with("claimcheck_rejected_lines_total{"))
+            .filter(ours)
+        {
+            let reason = l
+                .split("reason=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next());
+            let n = value(l).unwrap_or(0.0) as u64;
+            if let Some(reason) = reason
+                && n > 0
+            {
+                *by.entry(reason.to_owned()).or_default() += n;
             }
-            last = m;
         }
-        std::hint::spin_loop();
-    }
-    panic!("serve did not read {lines} lines within 20 s:\n{last}");
+        read >= lines && by == *want
+    });
+    assert!(
+        read >= lines,
+        "serve did not read {lines} lines within 20 s:\n{last}"
+    );
+    by
 }
 
 #[test]
@@ -168,7 +172,7 @@ fn verify_and_serve_give_a_line_the_same_rejection_reason() {
             .unwrap(),
     );
     let lines = (dispatch_lines().len() + claim_lines().len()) as u64;
-    assert_eq!(serve_reasons(port, lines), verify, "serve");
+    assert_eq!(serve_reasons(port, lines, &verify), verify, "serve");
 }
 
 #[test]

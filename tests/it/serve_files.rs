@@ -307,9 +307,9 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = [0.0; 5];
     let mut read = 0.0;
-    while Instant::now() < deadline {
+    wait_until(deadline, || {
         let Some(m) = http_get(port, "/metrics") else {
-            continue;
+            return false;
         };
         read = metric_sum(&m, "claimcheck_ingest_lines_total", "");
         seen = [
@@ -319,11 +319,8 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
             metric_sum(&m, "claimcheck_duplicate_claims_total", ""),
             metric_sum(&m, "claimcheck_orphan_claims_total", ""),
         ];
-        if read == lines as f64 && seen == expected {
-            break;
-        }
-        std::hint::spin_loop();
-    }
+        read == lines as f64 && seen == expected
+    });
     assert_eq!(read, lines as f64, "every line read once");
     assert_eq!(
         seen, expected,

@@ -10,22 +10,21 @@ use serde_json::Value;
 use sqlx::Connection;
 
 use crate::scratch_db::ScratchDb;
-use crate::support::{Server, claimcheck, free_port, http_get_status, serve_cmd};
+use crate::support::{Server, claimcheck, free_port, http_get_status, serve_cmd, wait_until};
 
 /// Polls `path` until `ready` holds on its JSON body; a deadline, not a fixed wait.
 fn json_when(port: u16, path: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = Value::Null;
-    while Instant::now() < deadline {
+    let reached = wait_until(Instant::now() + Duration::from_secs(20), || {
         if let Some((_, body)) = http_get_status(port, path)
             && let Ok(v) = serde_json::from_str::<Value>(&body)
         {
-            if ready(&v) {
-                return v;
-            }
             last = v;
         }
-        std::hint::spin_loop();
+        ready(&last)
+    });
+    if reached {
+        return last;
     }
     panic!("{what}: not reached within 20 s; last {path}: {last}");
 }

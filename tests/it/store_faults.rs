@@ -83,14 +83,12 @@ impl Sidecar {
     /// Waits for `ok` (polled), or panics with the log.
     fn until(&self, what: &str, limit: Duration, ok: impl Fn(&Sidecar) -> bool) -> Duration {
         let start = Instant::now();
-        while !ok(self) {
-            assert!(
-                start.elapsed() < limit,
-                "timed out waiting for {what}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::yield_now();
-        }
+        let reached = crate::support::wait_until(start + limit, || ok(self));
+        assert!(
+            reached,
+            "timed out waiting for {what}; log:\n{}",
+            self.log_text()
+        );
         start.elapsed()
     }
 

@@ -17,11 +17,8 @@ pub fn free_port() -> u16 {
 
 /// Polls `ok` until it holds, or panics with `what` after `limit`.
 pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::yield_now();
-    }
+    let reached = crate::support::wait_until(Instant::now() + limit, &mut ok);
+    assert!(reached, "timed out waiting for {what}");
 }
 
 fn accepts(port: u16) -> bool {

@@ -115,14 +115,16 @@ pub struct RawServeConfig {
     pub files: Vec<String>,
     /// As `--claim-timeout`: `120s`, or per runner `go=90s`.
     pub claim_timeout: Vec<String>,
-    /// A claim whose session is not dispatched this long after it arrived is an orphan.
+    /// A claim whose session has no dispatch stamped this long after it is an orphan (judged
+    /// on settled evidence, or after this plus `max_hold` on the sidecar's clock).
     pub orphan_grace: String,
     /// Sessions are forgotten this long after they were first seen.
     pub retention: String,
     /// A session is judged once every active source has delivered past its first claim's
     /// event time plus this (events stamped earlier may still arrive from a slower source).
     pub allowed_lateness: String,
-    /// A source that delivered nothing for this long stops holding judgements back.
+    /// A source that delivered nothing for this long stops holding judgements back (a
+    /// followed file only once its follower has read to its end).
     pub source_idle_after: String,
     /// A session is judged after at most this long, settled or not (then counted in
     /// `claimcheck_judged_before_settled_total`).

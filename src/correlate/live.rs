@@ -14,6 +14,13 @@
 //! with [`Change::JudgedBeforeSettled`]). Evidence that arrives later still than that does not
 //! change an emitted outcome (counters do not go back).
 //!
+//! An orphan (a claim whose session was never dispatched) is judged on settled evidence too:
+//! once the low watermark has passed its first claim's time plus the orphan grace and the
+//! allowed lateness (every active source has delivered past the moment the dispatch should
+//! have come), or once the grace plus the maximum hold has passed on the sidecar's clock
+//! (counted as judged before settled). A dispatch source slower than the worker's is then
+//! waited for, not outrun.
+//!
 //! `now` is always an argument: this module does no I/O and reads no clock.
 
 use std::collections::BTreeSet;
@@ -30,8 +37,8 @@ use watermark::{END_OF_TIME, Watermarks};
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
     pub correlate: CorrelateConfig,
-    /// A claim whose session has not been dispatched this long after the claim arrived is an
-    /// orphan (the dispatch log may simply be slower than the worker's).
+    /// A claim whose session has no dispatch stamped within this long after the claim is an
+    /// orphan, once the evidence settled past it (or the maximum hold expired on top of it).
     pub orphan_grace_ms: i64,
     /// A session is forgotten this long after it was first seen (memory stays bounded).
     pub retention_ms: i64,
@@ -78,8 +85,9 @@ pub enum Change {
     PendingStarted { runner: Runner },
     /// It stopped waiting: claimed, overdue or forgotten (pending gauge down).
     PendingEnded { runner: Runner },
-    /// The next `Judged` was made because the maximum hold expired, before the evidence
-    /// settled (an earlier claim may still come from a slow source).
+    /// The next `Judged` (or `Orphan`s) was made because the maximum hold expired, before
+    /// the evidence settled (an earlier claim or the dispatch may still come from a slow
+    /// source).
     JudgedBeforeSettled,
     /// Dispatch and first claim are both known and settled: the outcome, on event times.
     Judged {
@@ -196,6 +204,10 @@ struct Mark {
     settle_key: Option<Timestamp>,
     /// Its key in `Live::holds`, if any.
     hold_until: Option<Timestamp>,
+    /// Its keys in `Live::orphan_settle` (event time) and `Live::orphan_holds` (sidecar
+    /// clock) while it has claims, no dispatch, and is not yet judged an orphan.
+    orphan_key: Option<Timestamp>,
+    orphan_hold: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -205,8 +217,11 @@ pub struct Live {
     marks: FxHashMap<SessionId, Mark>,
     /// (receive time + T, session) for dispatched sessions with no claim yet.
     deadlines: BTreeSet<(Timestamp, SessionId)>,
-    /// (claim receive time + grace, session) for claims with no dispatch yet.
-    orphan_checks: BTreeSet<(Timestamp, SessionId)>,
+    /// (first claim's time + grace + allowed lateness, session) for claims with no dispatch
+    /// yet: judged orphans when the low watermark reaches it.
+    orphan_settle: BTreeSet<(Timestamp, SessionId)>,
+    /// (first claim's arrival + grace + max hold, session), on the sidecar's clock.
+    orphan_holds: BTreeSet<(Timestamp, SessionId)>,
     /// (first seen + retention, session).
     expiries: BTreeSet<(Timestamp, SessionId)>,
     /// Each source's largest event time, and which sources are active.
@@ -226,7 +241,8 @@ impl Live {
             core: Correlator::new(config.correlate.clone()),
             marks: FxHashMap::default(),
             deadlines: BTreeSet::new(),
-            orphan_checks: BTreeSet::new(),
+            orphan_settle: BTreeSet::new(),
+            orphan_holds: BTreeSet::new(),
             expiries: BTreeSet::new(),
             watermarks: Watermarks::new(config.idle_after_ms),
             settle: BTreeSet::new(),
@@ -325,6 +341,13 @@ impl Live {
         }
         if kind == EventKind::Dispatch && !mark.dispatched {
             mark.dispatched = true;
+            // Dispatched: none of its claims is an orphan (unless already judged so).
+            if let Some(k) = mark.orphan_key.take() {
+                self.orphan_settle.remove(&(k, id.clone()));
+            }
+            if let Some(t) = mark.orphan_hold.take() {
+                self.orphan_holds.remove(&(t, id.clone()));
+            }
             let runner = j.dispatch.map_or(runner, |d| d.runner);
             mark.counted.dispatched = Some(runner);
             out.push(Change::Dispatched {
@@ -341,12 +364,23 @@ impl Live {
                 out.push(Change::PendingStarted { runner });
             }
         }
-        if !mark.dispatched && j.claims > 0 && mark.orphan_claims.is_none() {
-            self.orphan_checks.insert((
-                mark.first_seen
-                    .saturating_add_ms(self.config.orphan_grace_ms),
-                id.clone(),
-            ));
+        if kind == EventKind::Claim && !mark.dispatched && mark.orphan_claims.is_none() {
+            let key = time
+                .saturating_add_ms(self.config.orphan_grace_ms)
+                .saturating_add_ms(self.config.allowed_lateness_ms);
+            if mark.orphan_key.is_none_or(|k| key < k) {
+                if let Some(k) = mark.orphan_key.replace(key) {
+                    self.orphan_settle.remove(&(k, id.clone()));
+                }
+                self.orphan_settle.insert((key, id.clone()));
+            }
+            if mark.orphan_hold.is_none() {
+                let until = now
+                    .saturating_add_ms(self.config.orphan_grace_ms)
+                    .saturating_add_ms(self.config.max_hold_ms);
+                mark.orphan_hold = Some(until);
+                self.orphan_holds.insert((until, id.clone()));
+            }
         }
         if matches!(
             kind,
@@ -396,6 +430,12 @@ impl Live {
             if let Some(t) = mark.hold_until {
                 self.holds.remove(&(t, id.clone()));
             }
+            if let Some(k) = mark.orphan_key {
+                self.orphan_settle.remove(&(k, id.clone()));
+            }
+            if let Some(t) = mark.orphan_hold {
+                self.orphan_holds.remove(&(t, id.clone()));
+            }
             self.expiries.remove(&(
                 mark.first_seen.saturating_add_ms(self.config.retention_ms),
                 id.clone(),
@@ -434,6 +474,47 @@ impl Live {
             }
             self.evaluate(&id, END_OF_TIME, true, out);
         }
+        while let Some((_, id)) = pop_due(&mut self.orphan_settle, low) {
+            self.orphan(&id, false, out);
+        }
+        while let Some((_, id)) = pop_due(&mut self.orphan_holds, now) {
+            self.orphan(&id, true, out);
+        }
+    }
+
+    /// Judges `id`'s claims orphans (its dispatch never came), once: every claim so far, and
+    /// from then on each further claim as it arrives.
+    fn orphan(&mut self, id: &SessionId, early: bool, out: &mut Vec<Change>) {
+        let Some(mark) = self.marks.get_mut(id) else {
+            return;
+        };
+        if let Some(k) = mark.orphan_key.take() {
+            self.orphan_settle.remove(&(k, id.clone()));
+        }
+        if let Some(t) = mark.orphan_hold.take() {
+            self.orphan_holds.remove(&(t, id.clone()));
+        }
+        if mark.dispatched || mark.orphan_claims.is_some() {
+            return;
+        }
+        let claims: Vec<Runner> = self.core.session(id).map_or(Vec::new(), |s| {
+            s.records()
+                .iter()
+                .filter(|r| r.kind == EventKind::Claim)
+                .map(|r| r.runner)
+                .collect()
+        });
+        let n = u32::try_from(claims.len()).unwrap_or(u32::MAX);
+        mark.orphan_claims = Some(n);
+        mark.counted.orphan_claims = mark.counted.orphan_claims.saturating_add(n);
+        if early && n > 0 {
+            out.push(Change::JudgedBeforeSettled);
+        }
+        out.extend((1..).zip(claims).map(|(claim, runtime)| Change::Orphan {
+            session: id.clone(),
+            runtime,
+            claim,
+        }));
     }
 
     /// Judges `id` on its records stamped up to `through` (all of them when `early`): the
@@ -517,8 +598,8 @@ impl Live {
         }
     }
 
-    /// Everything whose time has come by `now`: settled and held-too-long sessions, overdue
-    /// sessions, orphans, forgotten sessions.
+    /// Everything whose time has come by `now`: settled and held-too-long sessions and
+    /// orphans, overdue sessions, forgotten sessions.
     pub fn on_tick(&mut self, now: Timestamp) -> Vec<Change> {
         let mut out = Vec::new();
         // Sources go idle and holds expire with the sidecar's clock alone.
@@ -543,27 +624,6 @@ impl Live {
                 });
             }
         }
-        while let Some((_, id)) = pop_due(&mut self.orphan_checks, now) {
-            let claims = self.core.session(&id).map_or(Vec::new(), |s| {
-                s.records()
-                    .iter()
-                    .filter(|r| r.kind == EventKind::Claim)
-                    .map(|r| r.runner)
-                    .collect()
-            });
-            if let Some(mark) = self.marks.get_mut(&id)
-                && !mark.dispatched
-                && mark.orphan_claims.is_none()
-            {
-                mark.orphan_claims = Some(claims.len() as u32);
-                mark.counted.orphan_claims += claims.len() as u32;
-                out.extend((1..).zip(claims).map(|(claim, runtime)| Change::Orphan {
-                    session: id.clone(),
-                    runtime,
-                    claim,
-                }));
-            }
-        }
         while let Some((_, id)) = pop_due(&mut self.expiries, now) {
             self.drop_session(id, &mut out);
         }
@@ -574,7 +634,7 @@ impl Live {
     pub fn next_due(&self) -> Option<Timestamp> {
         [
             &self.deadlines,
-            &self.orphan_checks,
+            &self.orphan_holds,
             &self.expiries,
             &self.holds,
         ]

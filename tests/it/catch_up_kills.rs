@@ -80,8 +80,9 @@ fn kills_during_catch_up(store: &str, kind: &str) {
         .iter()
         .map(|(f, _)| lines_of(&dir.path().join("w").join(f)))
         .sum();
-    // Judgements wait for every file (idle only after 10 s without a line); the orphan grace
-    // and the maximum hold run on the sidecar's clock and outlast the whole run.
+    // Judgements and orphans wait for every file (idle only after 10 s without a line, once
+    // read to its end); the maximum hold (plus the orphan grace) on the sidecar's clock
+    // outlasts the whole run.
     std::fs::write(
         dir.path().join("serve.toml"),
         "[serve]\nsource_idle_after = \"10s\"\nmax_hold = \"10m\"\norphan_grace = \"30s\"\n",

@@ -281,8 +281,8 @@ fn serve_replaying_simulated_files_counts_what_verify_counts() {
         .sum();
 
     let config = dir.path().join("serve.toml");
-    // The orphan grace runs on the sidecar's clock: longer than reading all four files takes on
-    // a loaded machine, so a claim read before its dispatch is not judged an orphan.
+    // Orphans are judged on settled evidence (a claim read before its dispatch is not one); the
+    // grace plus the maximum hold, on the sidecar's clock, outlasts reading the files.
     std::fs::write(&config, "[serve]\norphan_grace = \"15s\"\n").unwrap();
     let port = free_port();
     let w = dir.path().join("w");

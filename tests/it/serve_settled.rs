@@ -29,7 +29,8 @@ fn appended_one_after_another(order: [usize; 4]) {
     }
     let config = dir.path().join("serve.toml");
     // Idle after 10 s: longer than serve takes to read one file (the gap between two
-    // sources here); the orphan grace is longer than the whole replay.
+    // sources here); orphans are judged on settled evidence, the maximum hold (plus the
+    // orphan grace) is longer than the whole replay.
     std::fs::write(
         &config,
         "[serve]\nsource_idle_after = \"10s\"\nmax_hold = \"5m\"\norphan_grace = \"20s\"\n",

@@ -194,36 +194,84 @@ fn duplicates_once_and_reclaims_after_release() {
     );
 }
 
+fn orphans(changes: &[Change]) -> Vec<(Runner, u32)> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Orphan { runtime, claim, .. } => Some((*runtime, *claim)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn orphans_after_the_grace_then_at_once() {
+fn orphans_once_the_watermark_passes_the_grace_then_at_once() {
+    // Two sources: the claims come on 0, the dispatch log is 1. Each keeps delivering (a
+    // heartbeat a second), so neither goes idle; the sidecar's clock runs far past the grace.
     let mut l = live();
-    feed(&mut l, ev(Claim, "o", Go, 0, "g1"), at(0));
-    feed(&mut l, ev(Claim, "o", Go, 1, "g2"), at(1));
-    assert!(l.on_tick(at(299)).is_empty());
+    l.source_seen(1, at(0), false);
+    let on = |input| Origin { input, line: 0 };
+    l.on_event(ev(Claim, "o", Go, 0, "g1"), on(0), at(0));
+    l.on_event(ev(Claim, "o", Go, 1, "g2"), on(0), at(1));
+    // One worker per source, so the two sources' heartbeats are distinct events.
+    let beat = |s, input: u16| Event {
+        kind: EventKind::Heartbeat,
+        session: None,
+        ..ev(Claim, "x", Go, s, &format!("w{input}"))
+    };
+    // The claims' source is past claim + grace; the dispatch log only at 100 s: it may still
+    // hold the dispatch, whatever the sidecar's clock says.
+    let mut seen = Vec::new();
+    for s in 2..=300 {
+        seen.extend(l.on_event(beat(s, 0), on(0), at(s)).unwrap_or_default());
+        if s <= 100 {
+            seen.extend(l.on_event(beat(s, 1), on(1), at(s)).unwrap_or_default());
+        } else {
+            l.source_seen(1, at(s), true);
+        }
+        seen.extend(l.on_tick(at(s)));
+    }
+    assert_eq!(orphans(&seen), vec![], "the dispatch log is behind");
+    // The dispatch log delivers up to the first claim's time + grace: settled, orphans.
+    let c = l.on_event(beat(299, 1), on(1), at(301)).unwrap_or_default();
+    assert_eq!(orphans(&c), vec![], "one second short of the grace");
+    let c = l.on_event(beat(300, 1), on(1), at(302)).unwrap_or_default();
+    assert_eq!(orphans(&c), vec![(Go, 1), (Go, 2)]);
+    assert!(!c.contains(&Change::JudgedBeforeSettled), "{c:?}");
+    // Then each further claim is an orphan as it arrives.
+    let c = feed(&mut l, ev(Claim, "o", Ts, 2, "t1"), at(303));
+    assert_eq!(orphans(&c), vec![(Ts, 3)], "{c:?}");
+}
+
+#[test]
+fn a_claim_read_before_its_slower_dispatch_source_is_no_orphan() {
+    // The dispatch log is catching up (a backlog) far behind the claims: however long the
+    // sidecar waits below grace + max hold, the claim waits for it.
+    let mut l = live();
+    l.source_seen(1, at(0), true);
+    let on = |input| Origin { input, line: 0 };
+    l.on_event(ev(Claim, "s", Go, 0, "g1"), on(0), at(0));
+    l.on_event(ev(Claim, "z", Go, 10, "g1"), on(0), at(0));
+    l.on_event(ev(Claim, "s", Go, 3_600, "g1"), on(0), at(0));
+    let c = l.on_tick(at(300 + 60 - 1));
+    assert_eq!(orphans(&c), vec![], "{c:?}");
+    let c = l.on_event(ev(Dispatch, "s", Go, 0, "-"), on(1), at(300 + 60 - 1));
     assert_eq!(
-        l.on_tick(at(300)),
-        vec![
-            Change::Orphan {
-                session: sid("o"),
-                runtime: Go,
-                claim: 1
-            },
-            Change::Orphan {
-                session: sid("o"),
-                runtime: Go,
-                claim: 2
-            }
-        ]
+        orphans(&c.unwrap_or_default()),
+        vec![],
+        "dispatched: no orphan"
     );
-    let c = feed(&mut l, ev(Claim, "o", Ts, 2, "t1"), at(301));
-    assert!(
-        c.contains(&Change::Orphan {
-            session: sid("o"),
-            runtime: Ts,
-            claim: 3
-        }),
+    // "z" is never dispatched: the maximum hold on top of the grace ends the wait, counted.
+    let c = l.on_tick(at(300 + 60));
+    assert_eq!(orphans(&c), vec![(Go, 1)], "{c:?}");
+    assert_eq!(
+        c.iter()
+            .filter(|c| **c == Change::JudgedBeforeSettled)
+            .count(),
+        1,
         "{c:?}"
     );
+    assert_eq!(l.next_due().map(|t| t > at(360)), Some(true));
 }
 
 #[test]
@@ -308,10 +356,10 @@ mod settled {
     use super::*;
     use crate::correlate::{CorrelateConfig, Correlator};
 
-    /// What a run says about each session: outcome, duplicate (cross-runtime), and the total
-    /// of re-claims.
+    /// What a run says about each session: outcome, duplicate (cross-runtime), orphan claims,
+    /// and the total of re-claims.
     type Said = (
-        std::collections::BTreeMap<String, (Option<Outcome>, bool, bool)>,
+        std::collections::BTreeMap<String, (Option<Outcome>, bool, bool, u32)>,
         u32,
     );
 
@@ -339,10 +387,12 @@ mod settled {
             let j = s.judge(c.timeouts(), Timestamp::MIN);
             let outcome = j.first_claim.and(j.outcome);
             reclaims += j.reclaims;
-            if outcome.is_some() || j.duplicate {
+            // As the report counts them: every claim of a session never dispatched.
+            let orphans = if j.dispatch.is_none() { j.claims } else { 0 };
+            if outcome.is_some() || j.duplicate || orphans > 0 {
                 out.insert(
                     id.to_string(),
-                    (outcome, j.duplicate, j.duplicate_cross_runtime),
+                    (outcome, j.duplicate, j.duplicate_cross_runtime, orphans),
                 );
             }
         }
@@ -354,15 +404,18 @@ mod settled {
 
         /// Any split of the same events into sources (each delivering in its own time order),
         /// merged in any order with any pauses shorter than the idle timeout, judges every
-        /// session as `verify` judges the whole set, and never before it settled.
+        /// session as `verify` judges the whole set, orphans included, and never before it
+        /// settled. The sidecar's clock may run past the orphan grace (300 s, as long as the
+        /// events span) many times over while a dispatch is still to come from a slow source.
         #[test]
         fn any_split_and_delivery_order_judges_as_verify(
             events in proptest::collection::vec(arb_event(), 0..40),
             split in proptest::collection::vec(0u16..4, 40),
             picks in proptest::collection::vec(0usize..8, 1..60),
-            pauses in proptest::collection::vec(0i64..600, 60),
+            pauses in proptest::collection::vec(0i64..29_000, 60),
             ticks in proptest::collection::vec(any::<bool>(), 60),
             lateness_s in 0i64..5,
+            declare in any::<bool>(),
         ) {
             let sources = 4;
             let mut per: Vec<Vec<Event>> = vec![Vec::new(); sources];
@@ -375,12 +428,19 @@ mod settled {
             let mut l = Live::new(LiveConfig {
                 allowed_lateness_ms: lateness_s * SEC,
                 idle_after_ms: 30 * SEC,
-                max_hold_ms: 60 * SEC,
+                max_hold_ms: 3_600 * SEC,
+                orphan_grace_ms: 300 * SEC,
+                retention_ms: 86_400 * SEC,
                 ..LiveConfig::default()
             });
             let mut now = NOW;
-            for s in 0..sources {
-                l.source_seen(s as u16, now, false);
+            // Sources that say they have more to read (as a file follower short of the end
+            // of its file does) are never idle, so the pauses may be long: the sidecar's clock
+            // then runs past the orphan grace while a dispatch is still to come. Sources that
+            // say nothing pause less than the idle timeout in all.
+            let scale = if declare { 1 } else { 50 };
+            for (s, events) in per.iter().enumerate() {
+                l.source_seen(s as u16, now, declare && !events.is_empty());
             }
             let mut changes = Vec::new();
             let mut pos = vec![0; sources];
@@ -391,12 +451,15 @@ mod settled {
                 let i = open[pick.next().copied().unwrap_or(0) % open.len()];
                 let e = per[i][pos[i]].clone();
                 pos[i] += 1;
-                now = Timestamp(now.0 + pauses[step % pauses.len()]);
+                now = Timestamp(now.0 + pauses[step % pauses.len()] / scale);
                 if ticks[step % ticks.len()] {
                     changes.extend(l.on_tick(now));
                 }
                 let origin = Origin { input: i as u16, line: pos[i] as u32 };
                 changes.extend(l.on_event(e, origin, now).unwrap_or_default());
+                if declare {
+                    l.source_seen(i as u16, now, pos[i] < per[i].len());
+                }
                 step += 1;
             }
             // Every source goes quiet: what is left settles.
@@ -408,20 +471,25 @@ mod settled {
             for c in &changes {
                 match c {
                     Change::Judged { session, outcome, .. } => {
-                        let e = said.entry(session.to_string()).or_insert((None, false, false));
+                        let e = said.entry(session.to_string()).or_insert((None, false, false, 0));
                         prop_assert!(e.0.is_none(), "{session} judged twice");
                         e.0 = Some(*outcome);
                     }
                     Change::Duplicate { session, cross_runtime, .. } => {
-                        let e = said.entry(session.to_string()).or_insert((None, false, false));
+                        let e = said.entry(session.to_string()).or_insert((None, false, false, 0));
                         prop_assert!(!e.1, "{session}: duplicate twice");
                         e.1 = true;
                         e.2 = *cross_runtime;
                     }
                     Change::DuplicateCrossRuntime { session, .. } => {
-                        let e = said.entry(session.to_string()).or_insert((None, false, false));
+                        let e = said.entry(session.to_string()).or_insert((None, false, false, 0));
                         prop_assert!(e.1 && !e.2, "{session}: cross-runtime without a duplicate");
                         e.2 = true;
+                    }
+                    Change::Orphan { session, claim, .. } => {
+                        let e = said.entry(session.to_string()).or_insert((None, false, false, 0));
+                        e.3 += 1;
+                        prop_assert_eq!(e.3, *claim, "{} orphan claims out of order", session);
                     }
                     Change::Reclaimed { .. } => reclaims += 1,
                     _ => {}

@@ -283,6 +283,24 @@ impl<S: CorrelationState> Actor<S> {
         if let Err(e) = self.state.announce(&inputs, now).await {
             tracing::warn!(error = %e, "cannot announce the followed files to the correlation state");
         }
+        // A followed file starts behind: it is never idle, whatever the clock says, until its
+        // follower says it has read to the end (a batch with no backlog). Only a source that
+        // says so goes idle, `source_idle_after` later; one that is merely slow (its batches
+        // queued behind a slow commit) goes on holding judgements back.
+        for input in inputs {
+            let behind = Delivery {
+                input,
+                now,
+                backlog: Some(true),
+                events: Vec::new(),
+            };
+            match self.state.apply(behind).await {
+                Ok(applied) => self.emit(applied.changes, now),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell the correlation state a followed file starts behind");
+                }
+            }
+        }
     }
 
     /// One line through drain dedupe and parse: the event, or what else the line was.

@@ -30,6 +30,7 @@ mod scratch_db;
 mod serve;
 mod serve_bounded;
 mod serve_files;
+mod serve_idle;
 mod serve_platform;
 mod serve_recovery;
 mod serve_settled;

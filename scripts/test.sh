@@ -22,8 +22,10 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
 fi
 
+# redis-server itself, even when a server answers: the shared-state tests start their own
+# Redis Cluster nodes (tests/it/redis_cluster.rs).
+command -v redis-server >/dev/null || apt_install redis-server
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-    command -v redis-server >/dev/null || apt_install redis-server
     redis-server --bind 127.0.0.1 --port 6379 --save '' --daemonize yes
     for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi

@@ -26,6 +26,7 @@ use crate::correlate::live::Change;
 use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 
 pub mod local;
+pub mod shared;
 
 pub use local::LocalState;
 
@@ -35,6 +36,10 @@ pub use local::LocalState;
 pub enum StateError {
     #[error("correlation state unavailable: {0}")]
     Unavailable(String),
+    /// The shared state holds something this version cannot read (written by another
+    /// version, or damaged): retrying does not help.
+    #[error("correlation state unreadable: {0}")]
+    Corrupt(String),
 }
 
 /// One source's batch of events, received at `now`.

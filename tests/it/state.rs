@@ -31,12 +31,12 @@ fn config() -> LiveConfig {
 }
 
 /// simulate's workload, one list of events per file (= per source), in file order.
-struct Workload {
-    sources: Vec<Vec<Event>>,
-    truth: claimcheck::simulate::Totals,
+pub struct Workload {
+    pub sources: Vec<Vec<Event>>,
+    pub truth: claimcheck::simulate::Totals,
 }
 
-fn workload() -> &'static Workload {
+pub fn workload() -> &'static Workload {
     static W: OnceLock<Workload> = OnceLock::new();
     W.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -185,7 +185,7 @@ impl Lcg {
 
 /// How the four sources' batches are interleaved.
 #[derive(Debug, Clone, Copy)]
-enum Order {
+pub enum Order {
     /// Each source's whole file, one after another, in this order.
     Sequential([usize; 4]),
     /// Random batch sizes, a random open source each time.
@@ -193,7 +193,7 @@ enum Order {
 }
 
 /// Every delivery of a run, in order: (source, events with origins, backlog).
-fn schedule(w: &Workload, order: Order) -> Vec<Delivery> {
+pub fn schedule(w: &Workload, order: Order) -> Vec<Delivery> {
     let mut out = Vec::new();
     let mut pos = vec![0usize; w.sources.len()];
     let mut rng = Lcg(match order {

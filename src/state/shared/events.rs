@@ -1,0 +1,174 @@
+//! Storing a batch of events in the shared state: grouped by bucket, one `apply.lua` call per
+//! bucket, the calls sent together; what comes back is, per event, whether it was new.
+//!
+//! Whether an event is an exact re-delivery is decided by the server, per record, inside a
+//! script: two replicas that deliver the same event at the same moment (a replica killed
+//! before its checkpoint re-sends what it had stored) store it once and exactly one of them
+//! is told it was new.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use futures_util::future::try_join_all;
+use redis::Script;
+
+use super::conn::Redis;
+use super::keys::{BUCKETS, Keys, daemon_bucket, session_bucket};
+use super::record::Canonical;
+use crate::event::{Event, EventKind, Origin};
+use crate::state::StateError;
+
+static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("apply.lua")));
+
+/// One bucket's share of a batch: its keys (counters first), its argument groups and the
+/// positions in the batch of the events they stand for.
+#[derive(Debug, Default)]
+struct Call {
+    keys: Vec<String>,
+    args: Vec<String>,
+    positions: Vec<usize>,
+}
+
+impl Call {
+    fn key_index(&mut self, key: String) -> usize {
+        // A bucket's share of a batch touches a handful of keys: a scan beats a map.
+        match self.keys.iter().position(|k| *k == key) {
+            Some(i) => i + 1,
+            None => {
+                self.keys.push(key);
+                self.keys.len()
+            }
+        }
+    }
+
+    fn push(&mut self, position: usize, op: &str, key: String, field: String, value: String) {
+        let i = self.key_index(key);
+        self.args
+            .extend([op.to_owned(), i.to_string(), field, value]);
+        self.positions.push(position);
+    }
+}
+
+/// Stores `events`; returns, for each in order, whether it was new evidence (`false`: an
+/// exact re-delivery, nothing changed).
+pub async fn store(
+    redis: &Redis,
+    keys: &Keys,
+    events: &[(Event, Origin)],
+) -> Result<Vec<bool>, StateError> {
+    let mut calls: BTreeMap<u16, Call> = BTreeMap::new();
+    for (position, (ev, origin)) in events.iter().enumerate() {
+        let rec = Canonical::of(ev, *origin);
+        match &ev.session {
+            Some(id) if ev.kind != EventKind::Heartbeat => {
+                let b = session_bucket(id);
+                let call = calls.entry(b).or_insert_with(|| new_call(keys, b));
+                call.push(position, "r", keys.records(b, id), rec.field(), rec.value());
+            }
+            // Events without a session are deduplicated per daemon, as heartbeats.
+            _ => {
+                let worker = ev.worker.as_deref();
+                let b = daemon_bucket(ev.runner, worker);
+                let call = calls.entry(b).or_insert_with(|| new_call(keys, b));
+                let key = keys.heartbeats(b, ev.runner, worker);
+                call.push(
+                    position,
+                    "h",
+                    key,
+                    ev.time.millis().to_string(),
+                    String::new(),
+                );
+            }
+        }
+    }
+    let answers = redis
+        .call("apply", |conn| {
+            try_join_all(calls.values().map(move |call| {
+                let mut conn = conn.clone();
+                async move {
+                    let mut inv = APPLY.prepare_invoke();
+                    for k in &call.keys {
+                        inv.key(k);
+                    }
+                    for a in &call.args {
+                        inv.arg(a);
+                    }
+                    inv.invoke_async::<Vec<i64>>(&mut conn).await
+                }
+            }))
+        })
+        .await?;
+    let mut fresh = vec![false; events.len()];
+    for (call, answer) in calls.values().zip(answers) {
+        if answer.len() != call.positions.len() {
+            return Err(StateError::Unavailable(format!(
+                "apply: {} answers for {} events",
+                answer.len(),
+                call.positions.len()
+            )));
+        }
+        for (&p, a) in call.positions.iter().zip(answer) {
+            fresh[p] = a == 1;
+        }
+    }
+    Ok(fresh)
+}
+
+fn new_call(keys: &Keys, b: u16) -> Call {
+    Call {
+        keys: vec![keys.counts(b)],
+        ..Call::default()
+    }
+}
+
+/// The shared counters summed over every bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Distinct events stored.
+    pub events: u64,
+    /// Exact re-deliveries dropped.
+    pub redelivered: u64,
+    /// Sessions whose records are held.
+    pub sessions: u64,
+}
+
+/// Reads and sums every bucket's counters (one `HMGET` per bucket, sent together).
+pub async fn counts(redis: &Redis, keys: &Keys) -> Result<Counts, StateError> {
+    let each = redis
+        .call("counts", |conn| {
+            try_join_all((0..BUCKETS).map(move |b| {
+                let mut conn = conn.clone();
+                let key = keys.counts(b);
+                async move {
+                    redis::cmd("HMGET")
+                        .arg(key)
+                        .arg(&["events", "redelivered", "sessions"])
+                        .query_async::<(Option<u64>, Option<u64>, Option<u64>)>(&mut conn)
+                        .await
+                }
+            }))
+        })
+        .await?;
+    Ok(each.iter().fold(Counts::default(), |t, (e, r, s)| Counts {
+        events: t.events + e.unwrap_or(0),
+        redelivered: t.redelivered + r.unwrap_or(0),
+        sessions: t.sessions + s.unwrap_or(0),
+    }))
+}
+
+/// A session's stored records, as written (unordered).
+pub async fn records(
+    redis: &Redis,
+    keys: &Keys,
+    id: &crate::event::SessionId,
+) -> Result<Vec<Canonical>, StateError> {
+    let key = keys.records(session_bucket(id), id);
+    let map: Vec<(String, String)> = redis
+        .call("records", |mut conn| async move {
+            redis::cmd("HGETALL").arg(key).query_async(&mut conn).await
+        })
+        .await?;
+    map.iter()
+        .map(|(f, v)| Canonical::parse(f, v).map_err(|e| StateError::Corrupt(e.to_string())))
+        .collect()
+}

@@ -1,0 +1,137 @@
+//! Where the shared state keeps what: every key name, and the bucket a session or a daemon
+//! falls in.
+//!
+//! A Redis Cluster runs a script only on keys of one slot, and a key's slot is the hash of its
+//! `{hash tag}`. So keys are grouped in [`BUCKETS`] buckets, each under the tag
+//! `{<prefix>:b<N>}`: a session's records, the bucket's deadline sets, its sweep lease and its
+//! counters share one slot, and one script call per bucket applies every event of a batch that
+//! falls in it. 256 buckets spread over the 16,384 slots keep every master busy (about 85
+//! buckets each on three masters) while a batch of a few hundred events still needs at most a
+//! few hundred calls, sent together on one multiplexed connection.
+
+use crate::event::{Runner, SessionId};
+
+/// How many buckets the keys are spread over. Part of the key layout: changing it moves
+/// every session to another key, so replicas sharing a prefix must agree on it.
+pub const BUCKETS: u16 = 256;
+
+/// A session's bucket: a hash of its id that every replica computes the same way.
+pub fn session_bucket(id: &SessionId) -> u16 {
+    bucket_of(id.as_str().as_bytes())
+}
+
+/// The bucket of a daemon's recent heartbeats (events without a session are deduplicated per
+/// runner and worker, as the in-process correlator does).
+pub fn daemon_bucket(runner: Runner, worker: Option<&str>) -> u16 {
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(runner.as_str().as_bytes());
+    key.push(b'\0');
+    key.extend_from_slice(worker.unwrap_or_default().as_bytes());
+    bucket_of(&key)
+}
+
+fn bucket_of(bytes: &[u8]) -> u16 {
+    (crc32fast::hash(bytes) % u32::from(BUCKETS)) as u16
+}
+
+/// A key prefix that cannot be used: it would break the hash tags.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("key prefix {0:?}: must be 1-64 characters without '{{', '}}' or whitespace")]
+pub struct BadPrefix(pub String);
+
+/// The key names under one prefix (one correlation state; tests use one prefix each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Result<Keys, BadPrefix> {
+        let ok = (1..=64).contains(&prefix.len())
+            && !prefix
+                .chars()
+                .any(|c| c == '{' || c == '}' || c.is_whitespace());
+        if !ok {
+            return Err(BadPrefix(prefix.to_owned()));
+        }
+        Ok(Keys {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The hash tag of bucket `b`: every key of the bucket starts with it.
+    pub fn tag(&self, b: u16) -> String {
+        format!("{{{}:b{b}}}", self.prefix)
+    }
+
+    /// A session's records: a hash from each event's identity to its origin and name.
+    pub fn records(&self, b: u16, id: &SessionId) -> String {
+        format!("{}:r:{}", self.tag(b), id.as_str())
+    }
+
+    /// A daemon's recent heartbeat times: a sorted set, the latest kept.
+    pub fn heartbeats(&self, b: u16, runner: Runner, worker: Option<&str>) -> String {
+        match worker {
+            Some(w) => format!("{}:hb:{}:={w}", self.tag(b), runner.as_str()),
+            None => format!("{}:hb:{}:-", self.tag(b), runner.as_str()),
+        }
+    }
+
+    /// The bucket's counters (a hash: distinct events, re-deliveries, sessions).
+    pub fn counts(&self, b: u16) -> String {
+        format!("{}:n", self.tag(b))
+    }
+
+    /// A pattern matching every key under the prefix (`SCAN MATCH`), for cleaning up.
+    pub fn pattern(&self) -> String {
+        format!("{{{}:*", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_that_would_break_the_hash_tag_are_refused() {
+        for bad in ["", "a{b", "a}b", "a b", &"x".repeat(65)] {
+            assert_eq!(Keys::new(bad), Err(BadPrefix(bad.to_owned())));
+        }
+        assert!(Keys::new("claimcheck").is_ok());
+    }
+
+    #[test]
+    fn a_sessions_keys_share_its_buckets_tag() {
+        let k = Keys::new("p").unwrap();
+        let id = SessionId::new("sess-{1}").unwrap();
+        let b = session_bucket(&id);
+        let tag = k.tag(b);
+        // Redis hashes the first {…} of a key: the tag must come first, whatever the id holds.
+        for key in [
+            k.records(b, &id),
+            k.counts(b),
+            k.heartbeats(b, Runner::Go, Some("w{x}")),
+        ] {
+            assert!(key.starts_with(&tag), "{key}");
+        }
+        assert!(
+            k.records(b, &id)
+                .starts_with(&k.pattern()[..k.pattern().len() - 1])
+        );
+    }
+
+    #[test]
+    fn sessions_spread_over_every_bucket() {
+        let mut seen = vec![0u32; usize::from(BUCKETS)];
+        for i in 0..20_000 {
+            let id = SessionId::new(&format!("sess-{i}")).unwrap();
+            seen[usize::from(session_bucket(&id))] += 1;
+        }
+        // 78 per bucket on average: none empty, none more than twice its share.
+        assert!(seen.iter().all(|&n| n > 0 && n < 160), "{seen:?}");
+    }
+}

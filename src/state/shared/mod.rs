@@ -1,0 +1,28 @@
+//! The correlation state shared by several sidecars, kept in Redis (standalone for one node,
+//! Redis Cluster for many), so the dispatch one replica reads and the claim another reads
+//! meet, and each outcome is counted once.
+//!
+//! The server does what must be atomic, in scripts (Lua, `EVALSHA`); the rules stay in Rust,
+//! in `correlate`. Every key of a session lives under its bucket's hash tag (`keys.rs`), so a
+//! script touches one slot. What is here so far:
+//! - `keys.rs`: the key layout (256 buckets by a hash of the sessionId);
+//! - `record.rs`: one event as stored — its identity as a hash field, so `HSETNX` is the exact
+//!   re-delivery test, and its origin and name as the value;
+//! - `conn.rs`: one connection to standalone Redis or a Redis Cluster, opened afresh after a
+//!   failed call;
+//! - `events.rs` with `apply.lua`: a batch stored with one script call per bucket, each event
+//!   told new or re-delivered by the server, the earliest origin kept, and the bucket's
+//!   counters kept with it.
+//!
+//! Still to come (issue 13): judging each session once from its stored records with the
+//! rules of `correlate::live` (committed by a compare-and-set script, so one replica wins and
+//! only the winner emits the change), deadline sets and leased sweeps per bucket, per-source
+//! watermarks in one hash, and the `CorrelationState` implementation on top.
+
+pub mod conn;
+pub mod events;
+pub mod keys;
+pub mod record;
+
+pub use conn::{Conn, Redis, Timeouts};
+pub use keys::{BUCKETS, Keys};

@@ -1,0 +1,298 @@
+//! The shared correlation state's storage of events (`src/state/shared/`), against the shared
+//! standalone Redis (a key prefix of its own) and a 3-master Redis Cluster the test starts:
+//! the exact re-delivery test agrees with the in-process correlator's event by event, the
+//! earliest origin is kept, two replicas storing one event at once store it once, and a
+//! bucket's keys share one slot while the buckets cover every master.
+
+use claimcheck::correlate::{CorrelateConfig, Correlator};
+use claimcheck::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
+use claimcheck::state::shared::events::{self, Counts};
+use claimcheck::state::shared::keys::session_bucket;
+use claimcheck::state::shared::{BUCKETS, Keys, Redis, Timeouts};
+
+use super::redis_cluster::{Prefix, RedisCluster, STANDALONE};
+use super::state::{Order, schedule, workload};
+
+/// Where a test's state lives; what it started is stopped or cleaned up when dropped.
+enum Backend {
+    Standalone(Prefix),
+    Cluster(RedisCluster),
+}
+
+impl Backend {
+    fn urls(&self) -> Vec<String> {
+        match self {
+            Backend::Standalone(_) => vec![STANDALONE.to_owned()],
+            Backend::Cluster(c) => c.urls(),
+        }
+    }
+
+    fn keys(&self) -> Keys {
+        match self {
+            Backend::Standalone(p) => Keys::new(&p.0).unwrap(),
+            Backend::Cluster(_) => Keys::new("cc").unwrap(),
+        }
+    }
+
+    fn redis(&self) -> Redis {
+        Redis::new(self.urls(), Timeouts::default())
+    }
+}
+
+fn standalone(name: &str) -> Backend {
+    Backend::Standalone(Prefix::new(name))
+}
+
+fn cluster() -> Backend {
+    Backend::Cluster(RedisCluster::start(3, 0))
+}
+
+/// Every batch of simulate's workload stored, then all of it again: each event is told new
+/// exactly when the in-process correlator takes it as new, and the counters agree.
+async fn agrees_with_the_correlator(backend: Backend) {
+    let (conn, keys) = (backend.redis(), backend.keys());
+    let is_cluster = conn.conn().await.unwrap().is_cluster();
+    assert_eq!(is_cluster, matches!(backend, Backend::Cluster(_)));
+    let mut core = Correlator::new(CorrelateConfig::default());
+    let deliveries = schedule(workload(), Order::Random(11));
+    let mut sent = 0u64;
+    for pass in 0..2 {
+        for d in &deliveries {
+            let fresh = events::store(&conn, &keys, &d.events).await.unwrap();
+            assert_eq!(fresh.len(), d.events.len());
+            for ((ev, origin), fresh) in d.events.iter().zip(fresh) {
+                let want = core.on_event(ev.clone(), *origin);
+                // Heartbeats re-sent long after are new again in both (a recent window), but
+                // the windows differ (by time here, by arrival in process): heartbeats are
+                // compared on the first pass only.
+                if pass == 0 || (ev.session.is_some() && ev.kind != EventKind::Heartbeat) {
+                    assert_eq!(fresh, want, "pass {pass}, {origin:?}");
+                }
+            }
+            sent += d.events.len() as u64;
+        }
+        if pass == 0 {
+            let counts = events::counts(&conn, &keys).await.unwrap();
+            let stats = core.stats();
+            assert_eq!(
+                counts.events,
+                stats.events.iter().sum::<u64>(),
+                "{counts:?}"
+            );
+            assert_eq!(counts.redelivered, stats.duplicates, "{counts:?}");
+        }
+    }
+    let counts = events::counts(&conn, &keys).await.unwrap();
+    assert_eq!(counts.events + counts.redelivered, sent, "{counts:?}");
+    assert_eq!(counts.sessions, core.session_count() as u64);
+}
+
+fn claim(id: &str, time: i64, worker: &str) -> Event {
+    Event {
+        kind: EventKind::Claim,
+        session: SessionId::new(id),
+        runner: Runner::Go,
+        time: Timestamp(time),
+        org: None,
+        worker: Some(worker.into()),
+        version: Some("v1".into()),
+        detail: None,
+    }
+}
+
+/// A re-delivery from an earlier origin moves the record's origin there (evidence does not
+/// depend on arrival order); from a later one it changes nothing.
+async fn keeps_the_earliest_origin(backend: Backend) {
+    let (conn, keys) = (backend.redis(), backend.keys());
+    let ev = claim("s-origin", 1_000, "w1");
+    let id = SessionId::new("s-origin").unwrap();
+    for (input, line, fresh) in [(1, 50, true), (0, 70, false), (2, 1, false), (0, 7, false)] {
+        let got = events::store(&conn, &keys, &[(ev.clone(), Origin { input, line })])
+            .await
+            .unwrap();
+        assert_eq!(got, vec![fresh], "({input}, {line})");
+    }
+    let recs = events::records(&conn, &keys, &id).await.unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].origin, Origin { input: 0, line: 7 });
+    assert_eq!(recs[0].worker.as_deref(), Some("w1"));
+    assert_eq!(recs[0].name.as_deref(), Some("v1"));
+    // Another worker at the same time is another event.
+    let other = claim("s-origin", 1_000, "w2");
+    let got = events::store(&conn, &keys, &[(other, Origin { input: 3, line: 1 })])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![true]);
+    let c = events::counts(&conn, &keys).await.unwrap();
+    assert_eq!(
+        c,
+        Counts {
+            events: 2,
+            redelivered: 3,
+            sessions: 1
+        }
+    );
+}
+
+/// Four "replicas" (connections of their own) store the same batches at once: every event is
+/// new to exactly one of them.
+async fn one_replica_stores_each_event(backend: Backend) {
+    let keys = backend.keys();
+    let batches: Vec<Vec<(Event, Origin)>> = (0..20)
+        .map(|b| {
+            (0..50)
+                .map(|i| {
+                    let ev = claim(&format!("s{b}-{i}"), 1_000 + i, "w");
+                    (
+                        ev,
+                        Origin {
+                            input: 0,
+                            line: i as u32,
+                        },
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let mut replicas = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (conn, keys, batches) = (backend.redis(), keys.clone(), batches.clone());
+        replicas.spawn(async move {
+            let mut fresh = Vec::new();
+            for b in &batches {
+                fresh.push(events::store(&conn, &keys, b).await.unwrap());
+            }
+            fresh
+        });
+    }
+    let all = replicas.join_all().await;
+    for (b, batch) in batches.iter().enumerate() {
+        for i in 0..batch.len() {
+            let winners = all.iter().filter(|r| r[b][i]).count();
+            assert_eq!(winners, 1, "batch {b} event {i}");
+        }
+    }
+    let c = events::counts(&backend.redis(), &keys).await.unwrap();
+    assert_eq!((c.events, c.redelivered, c.sessions), (1000, 3000, 1000));
+}
+
+mod standalone {
+    use super::*;
+
+    #[tokio::test]
+    async fn fates_agree_with_the_correlator() {
+        agrees_with_the_correlator(standalone("agree")).await;
+    }
+
+    #[tokio::test]
+    async fn the_earliest_origin_is_kept() {
+        keeps_the_earliest_origin(standalone("origin")).await;
+    }
+
+    #[tokio::test]
+    async fn one_replica_stores_each_event_once() {
+        one_replica_stores_each_event(standalone("race")).await;
+    }
+}
+
+mod cluster {
+    use super::*;
+
+    #[tokio::test]
+    async fn fates_agree_with_the_correlator() {
+        agrees_with_the_correlator(cluster()).await;
+    }
+
+    #[tokio::test]
+    async fn the_earliest_origin_is_kept() {
+        keeps_the_earliest_origin(cluster()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_replica_stores_each_event_once() {
+        one_replica_stores_each_event(cluster()).await;
+    }
+
+    /// All of a bucket's keys hash to one slot (a script may touch them all), and the 256
+    /// buckets fall on every master.
+    #[test]
+    fn buckets_are_slots_spread_over_every_master() {
+        let c = RedisCluster::start(3, 0);
+        let keys = Keys::new("cc").unwrap();
+        let client = redis::Client::open(c.urls()[0].as_str()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let mut slot = |key: &str| -> u16 {
+            redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query(&mut conn)
+                .unwrap()
+        };
+        let id = SessionId::new("sess-{x}-1").unwrap();
+        let b = session_bucket(&id);
+        let s = slot(&keys.counts(b));
+        assert_eq!(slot(&keys.records(b, &id)), s);
+        assert_eq!(slot(&keys.heartbeats(b, Runner::Ts, Some("w{1}"))), s);
+        let mut per_master = std::collections::BTreeMap::new();
+        for b in 0..BUCKETS {
+            *per_master
+                .entry(c.owner(&keys.counts(b)).unwrap())
+                .or_insert(0) += 1;
+        }
+        assert_eq!(per_master.len(), 3, "{per_master:?}");
+        assert!(per_master.values().all(|&n| n >= 50), "{per_master:?}");
+    }
+
+    /// A master SIGKILLed (no replica to take over): storing fails with `Unavailable`, within
+    /// the timeouts, never a hang or a panic; restarted, it serves again — empty, as a master
+    /// without persistence or replicas comes back (what `wait_replicas` and replicas are for).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_master_lost_is_an_error_then_stores_resume() {
+        let mut c = RedisCluster::start(3, 0);
+        let keys = Keys::new("cc").unwrap();
+        let timeouts = Timeouts {
+            connect: std::time::Duration::from_millis(500),
+            response: std::time::Duration::from_millis(500),
+        };
+        let conn = Redis::new(c.urls(), timeouts);
+        let batch: Vec<(Event, Origin)> = (0..300)
+            .map(|i| {
+                (
+                    claim(&format!("s{i}"), 1_000, "w"),
+                    Origin { input: 0, line: i },
+                )
+            })
+            .collect();
+        let fresh = events::store(&conn, &keys, &batch).await.unwrap();
+        assert!(fresh.iter().all(|&f| f));
+        let on_first: Vec<bool> = batch
+            .iter()
+            .map(|(e, _)| {
+                let id = e.session.as_ref().unwrap();
+                c.owner(&keys.records(session_bucket(id), id)) == Some(0)
+            })
+            .collect();
+        assert!(on_first.iter().any(|&x| x) && !on_first.iter().all(|&x| x));
+        c.kill(0);
+        let started = std::time::Instant::now();
+        let down = events::store(&conn, &keys, &batch).await;
+        assert!(
+            matches!(down, Err(claimcheck::state::StateError::Unavailable(_))),
+            "{down:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        c.restart(0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let again = loop {
+            match events::store(&conn, &keys, &batch).await {
+                Ok(f) => break f,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+            }
+            super::super::support::pace(std::time::Duration::from_millis(100));
+        };
+        assert_eq!(
+            again, on_first,
+            "only the restarted master's events are new again"
+        );
+    }
+}

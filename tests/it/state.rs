@@ -190,6 +190,10 @@ pub enum Order {
     Sequential([usize; 4]),
     /// Random batch sizes, a random open source each time.
     Random(u64),
+    /// As `Sequential`, with 10 s on the sidecar's clock between deliveries: the whole run
+    /// takes longer than the orphan grace (5 min), every source still to deliver saying it is
+    /// behind (a slow dispatch log, say).
+    Slow([usize; 4]),
 }
 
 /// Every delivery of a run, in order: (source, events with origins, backlog).
@@ -198,15 +202,19 @@ pub fn schedule(w: &Workload, order: Order) -> Vec<Delivery> {
     let mut pos = vec![0usize; w.sources.len()];
     let mut rng = Lcg(match order {
         Order::Random(seed) => seed,
-        Order::Sequential(_) => 7,
+        Order::Sequential(_) | Order::Slow(_) => 7,
     });
+    let step = match order {
+        Order::Slow(_) => 10 * SEC,
+        _ => 5,
+    };
     let mut now = NOW;
     let next_source = |pos: &[usize], rng: &mut Lcg| -> Option<usize> {
         let open: Vec<usize> = (0..w.sources.len())
             .filter(|&i| pos[i] < w.sources[i].len())
             .collect();
         match order {
-            Order::Sequential(o) => o.iter().copied().find(|i| open.contains(i)),
+            Order::Sequential(o) | Order::Slow(o) => o.iter().copied().find(|i| open.contains(i)),
             Order::Random(_) => (!open.is_empty()).then(|| open[rng.next(open.len())]),
         }
     };
@@ -225,7 +233,7 @@ pub fn schedule(w: &Workload, order: Order) -> Vec<Delivery> {
             })
             .collect();
         pos[i] = end;
-        now = now.saturating_add_ms(5);
+        now = now.saturating_add_ms(step);
         out.push(Delivery {
             input: i as u16,
             now,
@@ -236,14 +244,24 @@ pub fn schedule(w: &Workload, order: Order) -> Vec<Delivery> {
     out
 }
 
-/// Delivers a schedule to a fresh state (its sources announced first), then lets every source
-/// go quiet and every deadline pass (not the retention). Returns all changes and the clock.
+/// Delivers a schedule to a fresh state (its sources announced first, each behind, as `serve`
+/// announces the files it follows), then lets every source go quiet and every deadline pass
+/// (not the retention). Returns all changes and the clock.
 async fn run<S: CorrelationState>(
     state: &mut S,
     deliveries: Vec<Delivery>,
 ) -> (Vec<Change>, Timestamp) {
     state.announce(&[0, 1, 2, 3], NOW).await.unwrap();
     let mut changes = Vec::new();
+    for input in 0..4 {
+        let behind = Delivery {
+            input,
+            now: NOW,
+            backlog: Some(true),
+            events: Vec::new(),
+        };
+        changes.extend(state.apply(behind).await.unwrap().changes);
+    }
     let mut now = NOW;
     for d in deliveries {
         now = now.max(d.now);
@@ -259,7 +277,15 @@ async fn run<S: CorrelationState>(
 
 async fn check_outcomes<S: CorrelationState>(make: impl Fn(LiveConfig) -> S, order: Order) {
     let w = workload();
-    let mut state = make(config());
+    let config = match order {
+        // The maximum hold outlasts the slow run: every judgement waits for settled evidence.
+        Order::Slow(_) => LiveConfig {
+            max_hold_ms: 3_600 * SEC,
+            ..config()
+        },
+        _ => config(),
+    };
+    let mut state = make(config);
     let (changes, _) = run(&mut state, schedule(w, order)).await;
     assert!(
         !changes.contains(&Change::JudgedBeforeSettled),
@@ -300,6 +326,8 @@ pub async fn outcomes_equal_verify<S: CorrelationState>(make: impl Fn(LiveConfig
         Order::Random(1),
         Order::Random(2),
         Order::Random(3),
+        // Claims first, the dispatch log last and slow: no claim is an orphan for want of it.
+        Order::Slow([3, 2, 1, 0]),
     ] {
         check_outcomes(&make, order).await;
     }

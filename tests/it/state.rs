@@ -171,10 +171,10 @@ fn reclaims(changes: &[Change]) -> u32 {
 }
 
 /// A small deterministic generator (the suite must not depend on a crate's RNG streams).
-struct Lcg(u64);
+pub struct Lcg(pub u64);
 
 impl Lcg {
-    fn next(&mut self, n: usize) -> usize {
+    pub fn next(&mut self, n: usize) -> usize {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)

@@ -1,17 +1,20 @@
 //! The shared correlation state's storage of events (`src/state/shared/`), against the shared
 //! standalone Redis (a key prefix of its own) and a 3-master Redis Cluster the test starts:
 //! the exact re-delivery test agrees with the in-process correlator's event by event, the
-//! earliest origin is kept, two replicas storing one event at once store it once, and a
-//! bucket's keys share one slot while the buckets cover every master.
+//! earliest origin is kept, two replicas storing one event at once store it once, a
+//! bucket's keys share one slot while the buckets cover every master, and the shared
+//! watermarks give the low watermark the in-process rules give.
 
+use claimcheck::correlate::live::watermark::Watermarks;
 use claimcheck::correlate::{CorrelateConfig, Correlator};
 use claimcheck::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 use claimcheck::state::shared::events::{self, Counts};
 use claimcheck::state::shared::keys::session_bucket;
+use claimcheck::state::shared::watermarks::{self, News};
 use claimcheck::state::shared::{BUCKETS, Keys, Redis, Timeouts};
 
 use super::redis_cluster::{Prefix, RedisCluster, STANDALONE};
-use super::state::{Order, schedule, workload};
+use super::state::{Lcg, Order, schedule, workload};
 
 /// Where a test's state lives; what it started is stopped or cleaned up when dropped.
 enum Backend {
@@ -176,6 +179,70 @@ async fn one_replica_stores_each_event(backend: Backend) {
     assert_eq!((c.events, c.redelivered, c.sessions), (1000, 3000, 1000));
 }
 
+/// Two replicas' sources merged in the one hash give the low watermark, and each source's,
+/// that the in-process rules give on the same news: random deliveries (event times, clocks
+/// moving, backlogs), compared after each at several later clocks.
+async fn watermarks_agree_with_the_in_process_rules(backend: Backend) {
+    let (redis, keys) = (backend.redis(), backend.keys());
+    let idle = 5_000;
+    // Name order is the order the shared sources are rebuilt in.
+    let names = ["a/0", "a/1", "b/0", "b/1", "b/2"];
+    let mut local = Watermarks::new(idle);
+    let mut now = Timestamp(1_000_000);
+    let announce: Vec<News> = names
+        .iter()
+        .map(|n| News {
+            source: (*n).to_owned(),
+            high: None,
+            now,
+            backlog: Some(false),
+        })
+        .collect();
+    watermarks::merge(&redis, &keys, &announce).await.unwrap();
+    for i in 0..names.len() {
+        local.seen(i as u16, now, false);
+    }
+    let mut rng = Lcg(5);
+    for step in 0..300 {
+        now = now.saturating_add_ms(rng.next(2_000) as i64);
+        let i = rng.next(names.len());
+        let high = (rng.next(4) != 0).then(|| Timestamp(1_000_000 + rng.next(100_000) as i64));
+        let backlog = [None, Some(true), Some(false)][rng.next(3)];
+        if high.is_none() && backlog.is_none() {
+            continue;
+        }
+        let news = News {
+            source: names[i].to_owned(),
+            high,
+            now,
+            backlog,
+        };
+        watermarks::merge(&redis, &keys, &[news]).await.unwrap();
+        if let Some(b) = backlog {
+            local.seen(i as u16, now, b);
+        }
+        if let Some(h) = high {
+            local.event(i as u16, h, now);
+        }
+        let shared = watermarks::read(&redis, &keys).await.unwrap().rebuild(idle);
+        for probe in [
+            now,
+            now.saturating_add_ms(idle / 2),
+            now.saturating_add_ms(2 * idle),
+        ] {
+            assert_eq!(
+                shared.low(probe),
+                local.low(probe),
+                "step {step} at {probe:?}"
+            );
+            assert!(
+                shared.each(probe).eq(local.each(probe)),
+                "step {step} at {probe:?}"
+            );
+        }
+    }
+}
+
 mod standalone {
     use super::*;
 
@@ -192,6 +259,11 @@ mod standalone {
     #[tokio::test]
     async fn one_replica_stores_each_event_once() {
         one_replica_stores_each_event(standalone("race")).await;
+    }
+
+    #[tokio::test]
+    async fn watermarks_agree_with_the_in_process_rules() {
+        super::watermarks_agree_with_the_in_process_rules(standalone("wm")).await;
     }
 }
 
@@ -211,6 +283,11 @@ mod cluster {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_replica_stores_each_event_once() {
         one_replica_stores_each_event(cluster()).await;
+    }
+
+    #[tokio::test]
+    async fn watermarks_agree_with_the_in_process_rules() {
+        super::watermarks_agree_with_the_in_process_rules(cluster()).await;
     }
 
     /// All of a bucket's keys hash to one slot (a script may touch them all), and the 256

@@ -86,6 +86,11 @@ impl Keys {
         format!("{}:n", self.tag(b))
     }
 
+    /// Every source's watermark (one hash, read by every replica).
+    pub fn watermarks(&self) -> String {
+        format!("{{{}:w}}", self.prefix)
+    }
+
     /// A pattern matching every key under the prefix (`SCAN MATCH`), for cleaning up.
     pub fn pattern(&self) -> String {
         format!("{{{}:*", self.prefix)

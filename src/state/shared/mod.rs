@@ -12,17 +12,20 @@
 //!   failed call;
 //! - `events.rs` with `apply.lua`: a batch stored with one script call per bucket, each event
 //!   told new or re-delivered by the server, the earliest origin kept, and the bucket's
-//!   counters kept with it.
+//!   counters kept with it;
+//! - `watermarks.rs` with `watermark.lua`: every replica's sources in one hash, the low
+//!   watermark computed from it with the in-process rules.
 //!
 //! Still to come (issue 13): judging each session once from its stored records with the
 //! rules of `correlate::live` (committed by a compare-and-set script, so one replica wins and
-//! only the winner emits the change), deadline sets and leased sweeps per bucket, per-source
-//! watermarks in one hash, and the `CorrelationState` implementation on top.
+//! only the winner emits the change), deadline sets and leased sweeps per bucket, and the
+//! `CorrelationState` implementation on top.
 
 pub mod conn;
 pub mod events;
 pub mod keys;
 pub mod record;
+pub mod watermarks;
 
 pub use conn::{Conn, Redis, Timeouts};
 pub use keys::{BUCKETS, Keys};

@@ -3,13 +3,15 @@
 //! the exact re-delivery test agrees with the in-process correlator's event by event, the
 //! earliest origin is kept, two replicas storing one event at once store it once, a
 //! bucket's keys share one slot while the buckets cover every master, and the shared
-//! watermarks give the low watermark the in-process rules give.
+//! watermarks give the low watermark the in-process rules give, and a bucket's sweep lease
+//! has one holder and passes on when it expires.
 
 use claimcheck::correlate::live::watermark::Watermarks;
 use claimcheck::correlate::{CorrelateConfig, Correlator};
 use claimcheck::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 use claimcheck::state::shared::events::{self, Counts};
 use claimcheck::state::shared::keys::session_bucket;
+use claimcheck::state::shared::leases;
 use claimcheck::state::shared::watermarks::{self, News};
 use claimcheck::state::shared::{BUCKETS, Keys, Redis, Timeouts};
 
@@ -243,6 +245,72 @@ async fn watermarks_agree_with_the_in_process_rules(backend: Backend) {
     }
 }
 
+/// A bucket's lease has one holder: another instance is refused while it is held, the holder
+/// renews it, gives it up to another, and a holder that stops renewing (a replica killed)
+/// loses it once it expires.
+async fn leases_have_one_holder(backend: Backend) {
+    let (redis, keys) = (backend.redis(), backend.keys());
+    let long = std::time::Duration::from_secs(30);
+    let buckets: Vec<u16> = (0..BUCKETS).collect();
+    let a = leases::acquire(&redis, &keys, &buckets, "a", long)
+        .await
+        .unwrap();
+    assert!(a.iter().all(|&h| h));
+    let b = leases::acquire(&redis, &keys, &buckets, "b", long)
+        .await
+        .unwrap();
+    assert!(b.iter().all(|&h| !h), "held by a");
+    let renewed = leases::acquire(&redis, &keys, &[3, 7], "a", long)
+        .await
+        .unwrap();
+    assert_eq!(renewed, vec![true, true]);
+    // b giving up what it does not hold changes nothing.
+    leases::release(&redis, &keys, &[3], "b").await.unwrap();
+    assert_eq!(
+        leases::acquire(&redis, &keys, &[3], "b", long)
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    leases::release(&redis, &keys, &[3], "a").await.unwrap();
+    assert_eq!(
+        leases::acquire(&redis, &keys, &[3, 4], "b", long)
+            .await
+            .unwrap(),
+        vec![true, false]
+    );
+    // b takes bucket 9's lease for a short while, then "dies": a gets it once it expires.
+    leases::release(&redis, &keys, &[9], "a").await.unwrap();
+    let short = std::time::Duration::from_millis(300);
+    assert_eq!(
+        leases::acquire(&redis, &keys, &[9], "b", short)
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if leases::acquire(&redis, &keys, &[9], "a", long)
+            .await
+            .unwrap()
+            == vec![true]
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b's lease never expired"
+        );
+        super::support::pace(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        leases::acquire(&redis, &keys, &[9], "b", long)
+            .await
+            .unwrap(),
+        vec![false]
+    );
+}
+
 mod standalone {
     use super::*;
 
@@ -264,6 +332,11 @@ mod standalone {
     #[tokio::test]
     async fn watermarks_agree_with_the_in_process_rules() {
         super::watermarks_agree_with_the_in_process_rules(standalone("wm")).await;
+    }
+
+    #[tokio::test]
+    async fn leases_have_one_holder() {
+        super::leases_have_one_holder(standalone("lease")).await;
     }
 }
 
@@ -288,6 +361,11 @@ mod cluster {
     #[tokio::test]
     async fn watermarks_agree_with_the_in_process_rules() {
         super::watermarks_agree_with_the_in_process_rules(cluster()).await;
+    }
+
+    #[tokio::test]
+    async fn leases_have_one_holder() {
+        super::leases_have_one_holder(cluster()).await;
     }
 
     /// All of a bucket's keys hash to one slot (a script may touch them all), and the 256

@@ -86,6 +86,11 @@ impl Keys {
         format!("{}:n", self.tag(b))
     }
 
+    /// The bucket's sweep lease: the instance holding it, expiring unless renewed.
+    pub fn lease(&self, b: u16) -> String {
+        format!("{}:lease", self.tag(b))
+    }
+
     /// Every source's watermark (one hash, read by every replica).
     pub fn watermarks(&self) -> String {
         format!("{{{}:w}}", self.prefix)
@@ -119,6 +124,7 @@ mod tests {
         for key in [
             k.records(b, &id),
             k.counts(b),
+            k.lease(b),
             k.heartbeats(b, Runner::Go, Some("w{x}")),
         ] {
             assert!(key.starts_with(&tag), "{key}");

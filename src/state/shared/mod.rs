@@ -14,16 +14,19 @@
 //!   told new or re-delivered by the server, the earliest origin kept, and the bucket's
 //!   counters kept with it;
 //! - `watermarks.rs` with `watermark.lua`: every replica's sources in one hash, the low
-//!   watermark computed from it with the in-process rules.
+//!   watermark computed from it with the in-process rules;
+//! - `leases.rs` with `lease.lua`: one sweep lease per bucket (taken, renewed, given up;
+//!   expired when its holder stops renewing).
 //!
 //! Still to come (issue 13): judging each session once from its stored records with the
 //! rules of `correlate::live` (committed by a compare-and-set script, so one replica wins and
-//! only the winner emits the change), deadline sets and leased sweeps per bucket, and the
+//! only the winner emits the change), deadline sets per bucket swept under those leases, and the
 //! `CorrelationState` implementation on top.
 
 pub mod conn;
 pub mod events;
 pub mod keys;
+pub mod leases;
 pub mod record;
 pub mod watermarks;
 

@@ -37,6 +37,12 @@ const SHAPES: &[(&str, &str)] = &[
         "daemon poll: 2 work item(s) received from https://platform.example.com",
     ),
     (
+        // realistic noise that holds an event name as another key's value: a candidate that
+        // must be proved well-formed before it is ignored (`parse::extract::plain`)
+        "decoy_lease_renewed",
+        r#"{"time":"2026-11-23T10:00:31.000Z","level":"debug","service":"dispatcher","queue":"dispatch","event":"lease_renewed","sessionId":"ses_0123456789abcdef","state":"claimed","leaseMs":30000,"attempt":1}"#,
+    ),
+    (
         "noise_json",
         r#"{"time":"2026-11-23T10:00:01Z","level":"DEBUG","msg":"poll","items":0,"latency_ms":12}"#,
     ),

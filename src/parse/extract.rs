@@ -13,6 +13,8 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 
 use super::config::FieldPath;
 
+mod plain;
+
 /// A leaf value found at a configured path.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar<'a> {
@@ -90,6 +92,18 @@ impl Extractor {
     /// path wins. Bytes after the object are ignored. Errors on anything that is not a
     /// well-formed JSON object.
     pub fn extract<'de>(
+        &self,
+        json: &'de [u8],
+        out: &mut Slots<'de>,
+    ) -> Result<(), serde_json::Error> {
+        if plain::extract(self, json, out).is_some() {
+            return Ok(());
+        }
+        self.extract_serde(json, out)
+    }
+
+    /// [`Extractor::extract`] by serde_json alone: the rule the fast path is held to.
+    fn extract_serde<'de>(
         &self,
         json: &'de [u8],
         out: &mut Slots<'de>,

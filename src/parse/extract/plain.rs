@@ -1,0 +1,463 @@
+//! The exact fast path of [`Extractor::extract`]: plain objects, walked by hand.
+//!
+//! Why: most lines that reach the parser are the services' own JSON lines that hold one of
+//! our event names as another key's value (`"queue":"dispatch"`, `"state":"claimed"`), and
+//! each must still be proved well-formed before it is ignored (a broken one is a rejection).
+//! serde_json's visitor walk was the largest cost per candidate line.
+//!
+//! Exactness comes from only ever *accepting*: the walk answers `Some` only for a document
+//! that serde_json accepts with the very same slots, and `None` for anything it is not sure
+//! of, which then goes through serde_json as before (so every error, and every rejection
+//! reason, is still serde_json's). It is sure of objects whose strings are printable ASCII
+//! without escapes, nested at most [`MAX_DEPTH`] deep, and whose configured paths hold
+//! strings, literals, containers or small non-negative integers. A differential property
+//! test holds it to serde_json on arbitrary and adversarial documents.
+
+use std::borrow::Cow;
+
+use super::{Extractor, Scalar, Slots};
+
+/// Well inside serde_json's recursion limit (128), so depth never makes serde_json refuse
+/// a document accepted here.
+const MAX_DEPTH: usize = 64;
+
+/// Integers at configured paths with more digits than this go to serde_json (beyond 2^53
+/// an `f64` rounds, and serde_json's rounding is its own).
+const MAX_INT_DIGITS: usize = 15;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Fills `out` from the object `json` starts with, or returns `None` (with `out` in any
+/// state) when serde_json must decide.
+pub(super) fn extract<'a>(ex: &Extractor, json: &'a [u8], out: &mut Slots<'a>) -> Option<()> {
+    out.items.clear();
+    if json.first() != Some(&b'{') {
+        return None;
+    }
+    let mut w = Walk { b: json, i: 0, ex };
+    w.value(Some(0), 0, out)
+}
+
+struct Walk<'a, 's> {
+    b: &'a [u8],
+    i: usize,
+    ex: &'s Extractor,
+}
+
+impl<'a> Walk<'a, '_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// Skips JSON whitespace (the four bytes serde_json skips).
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn set(&self, node: Option<usize>, out: &mut Slots<'a>, v: Scalar<'a>) {
+        if let Some(slot) = node.and_then(|n| self.ex.nodes[n].slot) {
+            out.set(slot, v);
+        }
+    }
+
+    /// The value at `self.i`, found at trie node `node` (`None`: outside every path).
+    fn value(&mut self, node: Option<usize>, depth: usize, out: &mut Slots<'a>) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                let s = self.string()?;
+                self.set(node, out, Scalar::Str(Cow::Borrowed(s)));
+            }
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.set(node, out, Scalar::Composite);
+                self.object(node, depth + 1, out)?;
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.set(node, out, Scalar::Composite);
+                self.array(depth + 1, out)?;
+            }
+            b't' => self.literal(b"true", node, out, Scalar::Bool(true))?,
+            b'f' => self.literal(b"false", node, out, Scalar::Bool(false))?,
+            b'n' => self.literal(b"null", node, out, Scalar::Null)?,
+            b'-' | b'0'..=b'9' => {
+                let start = self.i;
+                let plain = self.number()?;
+                if node.is_some() {
+                    // serde_json parses a number at a path in full (range errors, rounding,
+                    // `-0`): only small non-negative integers are certain here.
+                    let digits = &self.b[start..self.i];
+                    if !plain || digits.len() > MAX_INT_DIGITS {
+                        return None;
+                    }
+                    let n = digits
+                        .iter()
+                        .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+                    // Exact: fewer than 2^53.
+                    #[allow(clippy::cast_precision_loss)]
+                    self.set(node, out, Scalar::Num(n as f64));
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn literal(
+        &mut self,
+        word: &[u8],
+        node: Option<usize>,
+        out: &mut Slots<'a>,
+        v: Scalar<'a>,
+    ) -> Option<()> {
+        if !self.b[self.i..].starts_with(word) {
+            return None;
+        }
+        self.i += word.len();
+        self.set(node, out, v);
+        Some(())
+    }
+
+    /// `{` at `self.i`: its members, looking each key up among `node`'s children.
+    fn object(&mut self, node: Option<usize>, depth: usize, out: &mut Slots<'a>) -> Option<()> {
+        self.i += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let key = self.string()?;
+            let child = node.and_then(|n| {
+                let children = &self.ex.nodes[n].children;
+                children.iter().find(|(k, _)| **k == *key).map(|&(_, c)| c)
+            });
+            self.ws();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.i += 1;
+            self.ws();
+            self.value(child, depth, out)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// `[` at `self.i`: its elements, outside every path (serde_json ignores them too).
+    fn array(&mut self, depth: usize, out: &mut Slots<'a>) -> Option<()> {
+        self.i += 1;
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.value(None, depth, out)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// `"` at `self.i`: the string's contents if they are printable ASCII without escapes.
+    /// Eight bytes at a time: a word with no quote, backslash, control or non-ASCII byte is
+    /// skipped whole.
+    fn string(&mut self) -> Option<&'a str> {
+        let b = self.b;
+        let start = self.i + 1;
+        let mut i = start;
+        while let Some(word) = b.get(i..i + 8) {
+            let x = u64::from_le_bytes(word.try_into().ok()?);
+            let quote = x ^ (ONES * u64::from(b'"'));
+            let slash = x ^ (ONES * u64::from(b'\\'));
+            let special = (quote.wrapping_sub(ONES) & !quote)
+                | (slash.wrapping_sub(ONES) & !slash)
+                | (x.wrapping_sub(ONES * 0x20) & !x)
+                | x;
+            if special & HIGH != 0 {
+                break;
+            }
+            i += 8;
+        }
+        loop {
+            match *b.get(i)? {
+                b'"' => break,
+                0x20..=0x7e if b[i] != b'\\' => i += 1,
+                // 0x7f is ASCII and allowed by JSON: accepted unescaped by serde_json.
+                0x7f => i += 1,
+                _ => return None,
+            }
+        }
+        self.i = i + 1;
+        std::str::from_utf8(&b[start..i]).ok()
+    }
+
+    /// A number at `self.i` in JSON's grammar; whether it is a plain integer (no sign,
+    /// fraction or exponent).
+    fn number(&mut self) -> Option<bool> {
+        let b = self.b;
+        let mut plain = true;
+        if self.peek()? == b'-' {
+            plain = false;
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            plain = false;
+            self.i += 1;
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            plain = false;
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        // `01`, `1.5.2`: let serde_json say what is wrong.
+        if b.get(self.i).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(plain)
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::{Extractor, Slots};
+    use crate::parse::config::FieldPath;
+
+    fn extractor() -> Extractor {
+        let mut ex = Extractor::new();
+        for p in [
+            "event",
+            "context.event",
+            "context.sessionId",
+            "sessionId",
+            "time",
+            "ts",
+            "a.b.c",
+            "a.b",
+            "arr",
+        ] {
+            ex.slot(&FieldPath(p.split('.').map(str::to_owned).collect()));
+        }
+        ex
+    }
+
+    const KEYS: &[&str] = &[
+        "event",
+        "context",
+        "sessionId",
+        "time",
+        "ts",
+        "a",
+        "b",
+        "c",
+        "arr",
+        "x",
+        "",
+        "\u{e9}",
+        "ev\\u0065nt",
+        "k\\\"q",
+    ];
+    const STRINGS: &[&str] = &[
+        "claimed",
+        "",
+        "x y",
+        "2026-11-23T10:00:00Z",
+        "\\n",
+        "\\u0041",
+        "\\ud800",
+        "\u{e9}",
+        "\u{7f}",
+        "\\\"",
+        "\t",
+        "\\",
+        "\\x",
+    ];
+    const NUMBERS: &[&str] = &[
+        "0",
+        "-0",
+        "1",
+        "42",
+        "123456789012345",
+        "1234567890123456",
+        "99999999999999999999999",
+        "1.5",
+        "1e400",
+        "-1e400",
+        "-1",
+        "01",
+        "1.",
+        "1e",
+        "-",
+        "1E+2",
+        "0.0e-0",
+        "- 1",
+    ];
+    const LITERALS: &[&str] = &["true", "false", "null", "tru", "nul", "True"];
+    const SPACES: &[&str] = &["", "", "", " ", "\n", "\t", "\r", "\u{b}", "\u{c}"];
+
+    fn ws() -> impl Strategy<Value = String> {
+        proptest::sample::select(SPACES).prop_map(str::to_owned)
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            3 => proptest::sample::select(STRINGS).prop_map(|s| format!("\"{s}\"")),
+            2 => proptest::sample::select(NUMBERS).prop_map(str::to_owned),
+            1 => proptest::sample::select(LITERALS).prop_map(str::to_owned),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(
+                    (proptest::sample::select(KEYS), ws(), inner.clone(), ws()),
+                    0..6
+                )
+                .prop_map(|members| {
+                    let body: Vec<String> = members
+                        .into_iter()
+                        .map(|(k, w1, v, w2)| format!("\"{k}\"{w1}:{w2}{v}"))
+                        .collect();
+                    format!("{{{}}}", body.join(","))
+                }),
+                proptest::collection::vec((ws(), inner), 0..5).prop_map(|items| {
+                    let body: Vec<String> = items.into_iter().map(|(w, v)| w + &v).collect();
+                    format!("[{}]", body.join(","))
+                }),
+            ]
+        })
+    }
+
+    /// A document, then maybe broken: cut short, a byte put in, junk after it.
+    fn document() -> impl Strategy<Value = Vec<u8>> {
+        let object =
+            proptest::collection::vec((proptest::sample::select(KEYS), ws(), value(), ws()), 0..8)
+                .prop_map(|members| {
+                    let body: Vec<String> = members
+                        .into_iter()
+                        .map(|(k, w1, v, w2)| format!("\"{k}\"{w1}:{w2}{v}"))
+                        .collect();
+                    format!("{{{}}}", body.join(","))
+                });
+        (object, 0u8..6, any::<prop::sample::Index>(), any::<u8>()).prop_map(
+            |(doc, how, at, byte)| {
+                let mut d = doc.into_bytes();
+                let i = at.index(d.len() + 1);
+                match how {
+                    0 => d.truncate(i),
+                    1 => d.insert(i, byte),
+                    2 => d.extend_from_slice(b" trailing, {]"),
+                    3 => {
+                        if i < d.len() {
+                            d.remove(i);
+                        }
+                    }
+                    _ => {}
+                }
+                d
+            },
+        )
+    }
+
+    fn agree(ex: &Extractor, doc: &[u8]) -> Result<bool, TestCaseError> {
+        let mut fast = Slots::default();
+        let accepted = super::extract(ex, doc, &mut fast).is_some();
+        let mut slow = Slots::default();
+        let serde = ex.extract_serde(doc, &mut slow);
+        if accepted {
+            prop_assert!(serde.is_ok(), "{}: {serde:?}", String::from_utf8_lossy(doc));
+            prop_assert_eq!(&fast.items, &slow.items, "{}", String::from_utf8_lossy(doc));
+        }
+        Ok(accepted)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// Whatever the fast path accepts, serde_json accepts with the same slots.
+        #[test]
+        fn accepts_only_what_serde_json_accepts_alike(doc in document()) {
+            agree(&extractor(), &doc)?;
+        }
+    }
+
+    /// The lines it exists for are taken by the fast path (the property above cannot fail by
+    /// accepting nothing), and what it is unsure of goes to serde_json.
+    #[test]
+    fn takes_plain_service_lines_and_leaves_the_rest() {
+        let ex = extractor();
+        let run = |doc: &str| agree(&ex, doc.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        for doc in [
+            r#"{"time":"2026-11-23T10:00:01.000Z","level":"debug","service":"dispatcher","queue":"dispatch","event":"lease_renewed","sessionId":"s1","state":"claimed","leaseMs":30000,"attempt":1}"#,
+            r#"{"timestamp":"2026-11-23T10:00:01Z","level":"debug","context":{"event":"worker_stats","workerId":"w1","claimedTotal":3,"ok":true,"gone":null,"tags":[1,{"a":[]}]}} trailing"#,
+            "{ \"ts\" : 1795428000000 ,\n\"a\":{\"b\":{\"c\":\"deep\"}}, \"arr\":[] }",
+            "{}",
+        ] {
+            assert!(run(doc), "{doc}");
+        }
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(70), "]".repeat(70));
+        for doc in [
+            r#"{"event":"claimed","sessionId":"s\"1"}"#,
+            "{\"event\":\"clai\u{e9}med\"}",
+            r#"{"ts":1795428000.5}"#,
+            r#"{"ts":-0}"#,
+            r#"{"event":"claimed","sessionId":"s1""#,
+            r#"{"a":1,}"#,
+            "[1]",
+            deep.as_str(),
+        ] {
+            assert!(!run(doc), "{doc}");
+        }
+    }
+}

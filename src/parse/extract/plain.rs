@@ -67,8 +67,13 @@ impl<'a> Walk<'a, '_> {
     fn value(&mut self, node: Option<usize>, depth: usize, out: &mut Slots<'a>) -> Option<()> {
         match self.peek()? {
             b'"' => {
-                let s = self.string()?;
-                self.set(node, out, Scalar::Str(Cow::Borrowed(s)));
+                let (start, end) = self.string()?;
+                if let Some(slot) = node.and_then(|n| self.ex.nodes[n].slot) {
+                    // Printable ASCII, so always UTF-8: the check is for the type only, and
+                    // is made only for the few strings that are kept.
+                    let s = std::str::from_utf8(&self.b[start..end]).ok()?;
+                    out.set(slot, Scalar::Str(Cow::Borrowed(s)));
+                }
             }
             b'{' => {
                 if depth >= MAX_DEPTH {
@@ -137,10 +142,19 @@ impl<'a> Walk<'a, '_> {
             if self.peek()? != b'"' {
                 return None;
             }
-            let key = self.string()?;
+            let (start, end) = self.string()?;
+            let key = &self.b[start..end];
+            // Length and first byte first: most keys are no configured path's, and a call
+            // to compare them in full cost more than the walk itself.
             let child = node.and_then(|n| {
                 let children = &self.ex.nodes[n].children;
-                children.iter().find(|(k, _)| **k == *key).map(|&(_, c)| c)
+                children
+                    .iter()
+                    .find(|(k, _)| {
+                        let k = k.as_bytes();
+                        k.len() == key.len() && k.first() == key.first() && k == key
+                    })
+                    .map(|&(_, c)| c)
             });
             self.ws();
             if self.peek()? != b':' {
@@ -189,10 +203,11 @@ impl<'a> Walk<'a, '_> {
         }
     }
 
-    /// `"` at `self.i`: the string's contents if they are printable ASCII without escapes.
-    /// Eight bytes at a time: a word with no quote, backslash, control or non-ASCII byte is
-    /// skipped whole.
-    fn string(&mut self) -> Option<&'a str> {
+    /// `"` at `self.i`: where the string's contents start and end, if they are printable
+    /// ASCII without escapes. Eight bytes at a time: the first quote, backslash, control or
+    /// non-ASCII byte of a word is found exactly by the word's lowest flagged byte (borrows in
+    /// these tests only ever run upwards from a byte that is itself flagged).
+    fn string(&mut self) -> Option<(usize, usize)> {
         let b = self.b;
         let start = self.i + 1;
         let mut i = start;
@@ -200,26 +215,35 @@ impl<'a> Walk<'a, '_> {
             let x = u64::from_le_bytes(word.try_into().ok()?);
             let quote = x ^ (ONES * u64::from(b'"'));
             let slash = x ^ (ONES * u64::from(b'\\'));
-            let special = (quote.wrapping_sub(ONES) & !quote)
+            let special = ((quote.wrapping_sub(ONES) & !quote)
                 | (slash.wrapping_sub(ONES) & !slash)
                 | (x.wrapping_sub(ONES * 0x20) & !x)
-                | x;
-            if special & HIGH != 0 {
-                break;
+                | x)
+                & HIGH;
+            if special != 0 {
+                i += (special.trailing_zeros() / 8) as usize;
+                return self.close(start, i);
             }
             i += 8;
         }
-        loop {
-            match *b.get(i)? {
-                b'"' => break,
-                0x20..=0x7e if b[i] != b'\\' => i += 1,
-                // 0x7f is ASCII and allowed by JSON: accepted unescaped by serde_json.
-                0x7f => i += 1,
-                _ => return None,
+        // The last few bytes of the document, one at a time.
+        while let Some(&c) = b.get(i) {
+            match c {
+                0x20..=0x7f if c != b'"' && c != b'\\' => i += 1,
+                _ => return self.close(start, i),
             }
         }
+        None
+    }
+
+    /// The string's first special byte is at `i`: its end if that is the closing quote.
+    /// (0x7f, DEL, is printable ASCII to JSON and serde_json alike.)
+    fn close(&mut self, start: usize, i: usize) -> Option<(usize, usize)> {
+        if self.b.get(i) != Some(&b'"') {
+            return None;
+        }
         self.i = i + 1;
-        std::str::from_utf8(&b[start..i]).ok()
+        Some((start, i))
     }
 
     /// A number at `self.i` in JSON's grammar; whether it is a plain integer (no sign,
@@ -398,10 +422,8 @@ mod tests {
                     0 => d.truncate(i),
                     1 => d.insert(i, byte),
                     2 => d.extend_from_slice(b" trailing, {]"),
-                    3 => {
-                        if i < d.len() {
-                            d.remove(i);
-                        }
+                    3 if i < d.len() => {
+                        d.remove(i);
                     }
                     _ => {}
                 }

@@ -30,6 +30,9 @@ pub enum Scalar<'a> {
 struct Node {
     children: Vec<(Box<str>, usize)>,
     slot: Option<usize>,
+    /// The children's key shapes (`plain::shape`), so the fast path passes over most keys
+    /// of a line, which are no configured path's, without comparing them to each child.
+    shapes: [u64; 4],
 }
 
 /// A trie of paths; each path ends in a numbered slot.
@@ -78,6 +81,8 @@ impl Extractor {
                     self.nodes.push(Node::default());
                     let child = self.nodes.len() - 1;
                     self.nodes[node].children.push((seg.as_str().into(), child));
+                    let shape = plain::shape(seg.as_bytes());
+                    self.nodes[node].shapes[shape / 64] |= 1 << (shape % 64);
                     child
                 }
             };

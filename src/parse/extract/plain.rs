@@ -28,6 +28,17 @@ const MAX_INT_DIGITS: usize = 15;
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
+/// A key's shape, 0..256, from its length and its first and last bytes: equal keys have
+/// equal shapes, so a node whose children have none of a key's shape has no such child.
+pub(super) fn shape(key: &[u8]) -> usize {
+    let (first, last) = match key {
+        [] => (0, 0),
+        [f, .., l] => (*f, *l),
+        [f] => (*f, *f),
+    };
+    (key.len().wrapping_mul(31) ^ usize::from(first).wrapping_mul(7) ^ usize::from(last)) & 255
+}
+
 /// Fills `out` from the object `json` starts with, or returns `None` (with `out` in any
 /// state) when serde_json must decide.
 pub(super) fn extract<'a>(ex: &Extractor, json: &'a [u8], out: &mut Slots<'a>) -> Option<()> {
@@ -144,11 +155,15 @@ impl<'a> Walk<'a, '_> {
             }
             let (start, end) = self.string()?;
             let key = &self.b[start..end];
-            // Length and first byte first: most keys are no configured path's, and a call
-            // to compare them in full cost more than the walk itself.
+            // Most keys are no configured path's: their shape alone passes over them, and
+            // the rest are compared by length and first byte before in full.
             let child = node.and_then(|n| {
-                let children = &self.ex.nodes[n].children;
-                children
+                let node = &self.ex.nodes[n];
+                let sh = shape(key);
+                if node.shapes[sh / 64] & (1 << (sh % 64)) == 0 {
+                    return None;
+                }
+                node.children
                     .iter()
                     .find(|(k, _)| {
                         let k = k.as_bytes();

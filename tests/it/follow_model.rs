@@ -43,6 +43,11 @@ enum Op {
     /// under a name no pattern matches, `n` lines appended, a poll, the truncate, the copy
     /// renamed to a rotated name, a poll.
     ShortCopy(u8),
+    /// copytruncate after a poll's scan and before its reads (the copy is first seen by the
+    /// read that finds the file truncated). With `true`, the copy gets the inode of a file
+    /// deleted while the follower was down whose checkpoint is still in the store (inodes are
+    /// reused at once on ext4): the follower restarts first, to load that checkpoint.
+    CopyTruncateInPoll(bool),
     Truncate,
     /// truncate, then the same header and new lines.
     RewriteSameHead,
@@ -64,6 +69,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..3).prop_map(Op::CopyTruncate),
         1 => (0u8..3).prop_map(Op::CopyTruncateTwice),
         1 => (1u8..3).prop_map(Op::ShortCopy),
+        1 => any::<bool>().prop_map(Op::CopyTruncateInPoll),
         1 => Just(Op::Truncate),
         1 => Just(Op::RewriteSameHead),
         1 => Just(Op::Delete),
@@ -104,6 +110,11 @@ struct World {
     /// Per line: the file it was written to first (its copies hold it too).
     lineage: BTreeMap<u64, usize>,
     polled_since_restart: bool,
+    /// Bytes the follower said were lost to truncations.
+    said_lost: u64,
+    /// What it may say: the bytes of lines a destructive operation may have destroyed, and a
+    /// header per such operation (a file's header may be lost with it, and is no line).
+    may_say_lost: u64,
 }
 
 fn line(seq: u64) -> String {
@@ -158,6 +169,8 @@ impl World {
             lossable: BTreeSet::new(),
             lineage: BTreeMap::new(),
             polled_since_restart: false,
+            said_lost: 0,
+            may_say_lost: 0,
         }
     }
 
@@ -199,8 +212,14 @@ impl World {
     /// Polls once and commits what was handed out (up to `keep` files' batches); whether
     /// there is more to read right now.
     fn poll(&mut self, keep: Option<usize>) -> bool {
-        let polled = self.follower.poll(self.now);
+        self.poll_with(keep, || {})
+    }
+
+    /// [`World::poll`], with `meanwhile` done between the follower's scan and its reads.
+    fn poll_with(&mut self, keep: Option<usize>, meanwhile: impl FnOnce()) -> bool {
+        let polled = self.follower.poll_with(self.now, meanwhile);
         let more = polled.more;
+        self.said_lost += polled.truncated.iter().map(|(_, n)| n).sum::<u64>();
         for (n, f) in polled.files.into_iter().enumerate() {
             if keep.is_some_and(|k| n >= k) {
                 break;
@@ -305,9 +324,16 @@ impl World {
     /// Lines of file `i` not delivered yet may be destroyed now.
     fn may_lose(&mut self, i: usize) {
         let done: BTreeSet<u64> = self.delivered.iter().copied().collect();
-        for s in &self.files[i].seqs {
-            if !done.contains(s) {
-                self.lossable.insert(*s);
+        let seqs = self.files[i].seqs.clone();
+        self.lose_undelivered(&seqs, &done);
+    }
+
+    /// `seqs` not in `done` may be destroyed now.
+    fn lose_undelivered(&mut self, seqs: &[u64], done: &BTreeSet<u64>) {
+        self.may_say_lost += header().len() as u64;
+        for s in seqs {
+            if !done.contains(s) && self.lossable.insert(*s) {
+                self.may_say_lost += line(*s).len() as u64;
             }
         }
     }
@@ -412,11 +438,7 @@ impl World {
                 // with the truncate unless read (the poll read them).
                 let after: Vec<u64> = self.files[i].seqs[copied.len()..].to_vec();
                 let done: BTreeSet<u64> = self.delivered.iter().copied().collect();
-                for s in &after {
-                    if !done.contains(s) {
-                        self.lossable.insert(*s);
-                    }
-                }
+                self.lose_undelivered(&after, &done);
                 self.files[i].seqs.clear();
                 std::fs::OpenOptions::new()
                     .write(true)
@@ -437,6 +459,41 @@ impl World {
                 // The next poll sees it. (Were serve restarted first, the copy could not be
                 // told from a new file with the same head: a known limit, see the README.)
                 self.poll(None);
+            }
+            Op::CopyTruncateInPoll(reused) => {
+                let Some(i) = self.current else { return };
+                let hidden = self.dir.join("copying.tmp");
+                if *reused && !self.reuse_inode_of_a_gone_file(&hidden) {
+                    return;
+                }
+                // Read once, so the file is followed and the copy holds what was read.
+                self.poll(None);
+                let to = self.rotated_name();
+                let live = self.files[i].path.clone();
+                if !self.glob {
+                    self.may_lose(i);
+                }
+                let seqs = std::mem::take(&mut self.files[i].seqs);
+                for s in &seqs {
+                    self.lineage.insert(*s, self.files.len());
+                }
+                self.files.push(Written {
+                    path: to.clone(),
+                    seqs,
+                    open: false,
+                    gone: !self.glob,
+                });
+                self.poll_with(None, || {
+                    // Into the file at `hidden` (its inode) when there is one.
+                    std::fs::write(&hidden, std::fs::read(&live).unwrap()).unwrap();
+                    std::fs::rename(&hidden, &to).unwrap();
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&live)
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
+                });
             }
             Op::Truncate | Op::RewriteSameHead => {
                 let Some(i) = self.current else { return };
@@ -471,6 +528,39 @@ impl World {
                 self.restart();
             }
         }
+    }
+
+    /// Leaves an empty file at `hidden` (a name no pattern matches) and, in the store, the
+    /// checkpoint of another file that had its inode (deleted while the follower was down:
+    /// another birth time, another head), then restarts the follower, which loads it. Not
+    /// where the filesystem keeps no birth times (a reused inode is told by content there).
+    fn reuse_inode_of_a_gone_file(&mut self, hidden: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::write(hidden, "").unwrap();
+        let m = std::fs::metadata(hidden).unwrap();
+        let born = claimcheck::sources::file::tail::born(&m);
+        if born == 0 {
+            std::fs::remove_file(hidden).unwrap();
+            return false;
+        }
+        let head = format!("# gone {}\n", "g".repeat(300)).into_bytes();
+        let tail = &head[head.len() - 256..];
+        let gone = Checkpoint {
+            dev: m.dev(),
+            ino: m.ino(),
+            born: born - 1,
+            head: head[..256].to_vec(),
+            offset: head.len() as u64,
+            tail_len: 256,
+            tail_crc: crc32fast::hash(tail),
+            skipping: false,
+            source: self.cfg.patterns[0].clone(),
+            path: self.dir.join("app.log.0").display().to_string(),
+            forget: false,
+        };
+        self.store.insert(gone.id(), gone);
+        self.restart();
+        true
     }
 
     /// Runs until everything readable was read: polls, time past `close_inactive`, polls,
@@ -510,20 +600,34 @@ impl World {
                 );
             }
         }
-        // No checkpoint outlives its file for long (settle let time pass).
+        // No checkpoint outlives its file for long (settle let time pass), also when another
+        // file has its inode now.
         use std::os::unix::fs::MetadataExt;
-        let present: BTreeSet<(u64, u64)> = std::fs::read_dir(&self.dir)
+        let present: BTreeMap<(u64, u64), u64> = std::fs::read_dir(&self.dir)
             .unwrap()
             .flatten()
             .filter_map(|e| e.metadata().ok())
-            .map(|m| (m.dev(), m.ino()))
+            .map(|m| {
+                (
+                    (m.dev(), m.ino()),
+                    claimcheck::sources::file::tail::born(&m),
+                )
+            })
             .collect();
         for cp in self.store.values() {
             assert!(
-                present.contains(&(cp.dev, cp.ino)),
+                present
+                    .get(&(cp.dev, cp.ino))
+                    .is_some_and(|b| *b == 0 || cp.born == 0 || *b == cp.born),
                 "the checkpoint of a file long gone is kept: {cp:?}"
             );
         }
+        assert!(
+            self.said_lost <= self.may_say_lost,
+            "{} bytes said lost, at most {} may be",
+            self.said_lost,
+            self.may_say_lost
+        );
         let missing: Vec<u64> = (0..self.next_seq)
             .filter(|s| !seen.contains(s) && !self.lossable.contains(s))
             .collect();
@@ -627,6 +731,38 @@ fn sequences_that_failed_once() {
                 Op::Truncate,
                 Op::Partial,
                 Op::Append(1),
+            ],
+        ),
+        // a copytruncate between a poll's scan and its read, the copy on the inode of a
+        // file deleted while the follower was down (its checkpoint still stored): the copy
+        // was taken for that file's, not followed on, and read from its start
+        (
+            1,
+            1 << 20,
+            vec![Op::Append(3), Op::CopyTruncateInPoll(true)],
+        ),
+        // the same copy not followed (a literal path): the other file's checkpoint was kept
+        // for ever, its inode being in the directory
+        (
+            0,
+            1 << 20,
+            vec![Op::Append(3), Op::CopyTruncateInPoll(true)],
+        ),
+        // copytruncate while down, the truncated file then too short to tell from a copy
+        // (empty): its old checkpoint stayed, and every later start counted what the copy
+        // had read on from it as lost
+        (
+            1,
+            1 << 20,
+            vec![
+                Op::Append(3),
+                Op::Poll,
+                Op::Append(2),
+                Op::Restart,
+                Op::CopyTruncate(0),
+                Op::Poll,
+                Op::Restart,
+                Op::Poll,
             ],
         ),
     ];

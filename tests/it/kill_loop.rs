@@ -121,6 +121,20 @@ impl Writer {
         }
     }
 
+    /// `op` as the trail shows it: the current file, the next line's id, the last rotation.
+    fn said(&self, op: &str) -> String {
+        let name = self
+            .current
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        format!(
+            "{op}: {name}, next k{}, rotation {}",
+            self.ledger.len(),
+            self.rotations
+        )
+    }
+
     fn pattern(&self) -> String {
         match self.form {
             Form::Literal => self.logs.join("app.log").display().to_string(),
@@ -282,7 +296,7 @@ impl Rig {
             .arg(&self.pattern)
             .env(
                 "CLAIMCHECK_LOG_LEVEL",
-                "info,claimcheck::serve::telemetry=debug",
+                "info,claimcheck::serve::telemetry=debug,claimcheck::sources::file=debug",
             )
             .stdout(Stdio::null())
             .stderr(log)
@@ -313,14 +327,47 @@ impl Rig {
         let log = std::fs::read_to_string(self.dir.join(format!("run-{:03}.log", self.runs)))
             .unwrap_or_default();
         let log: Vec<&str> = log.lines().collect();
+        let kept = self.keep();
         panic!(
             "{what}\nseed {} (CLAIMCHECK_KILL_SEED={} replays it)\ntrail (last 40):\n{}\n\
-             the last run's log (last 30 lines):\n{}",
+             the last run's log (last 30 lines):\n{}\nevery run's log, the trail and the \
+             log files' listing are kept in {}",
             self.seed,
             self.seed,
             self.trail[self.trail.len().saturating_sub(40)..].join("\n"),
-            log[log.len().saturating_sub(30)..].join("\n")
+            log[log.len().saturating_sub(30)..].join("\n"),
+            kept.display()
         );
+    }
+
+    /// Copies every run's log (the follower's at debug), the whole trail and a listing of
+    /// the log directory (name, inode, size) out of the temporary directory, which a
+    /// failure would otherwise delete: a timing-dependent failure is read from these.
+    fn keep(&self) -> PathBuf {
+        let to = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kill-loop-{}", self.seed));
+        let _ = std::fs::create_dir_all(&to);
+        for run in 1..=self.runs {
+            let name = format!("run-{run:03}.log");
+            let _ = std::fs::copy(self.dir.join(&name), to.join(&name));
+        }
+        let _ = std::fs::write(to.join("trail.txt"), self.trail.join("\n"));
+        let mut listing = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("logs")) {
+            for e in entries.flatten() {
+                if let Ok(m) = e.metadata() {
+                    use std::os::unix::fs::MetadataExt;
+                    listing.push(format!(
+                        "{} ino {} size {}",
+                        e.path().display(),
+                        m.ino(),
+                        m.len()
+                    ));
+                }
+            }
+        }
+        listing.sort();
+        let _ = std::fs::write(to.join("files.txt"), listing.join("\n"));
+        to
     }
 
     /// Serve's dispatched count, once it answers.
@@ -415,14 +462,14 @@ fn kill_loop(dir: &Path, store: &str, form: Form, store_kind: &str) {
         // While it runs: writes and rotations, a few ms apart, until its kill moment.
         while spawned.elapsed() < alive {
             let op = step(&mut rig, &mut w, &mut rng, true);
-            rig.trail.push(op.to_owned());
+            rig.trail.push(w.said(op));
             pace(Duration::from_millis(rng.gen_range(0..15)));
         }
         rig.kill("at");
         // While it is down: what is lossless without it.
         for _ in 0..rng.gen_range(0..4) {
             let op = step(&mut rig, &mut w, &mut rng, false);
-            rig.trail.push(format!("{op} (down)"));
+            rig.trail.push(format!("{} (down)", w.said(op)));
         }
     }
     w.finish_partial();
@@ -434,8 +481,15 @@ fn kill_loop(dir: &Path, store: &str, form: Form, store_kind: &str) {
     // Read twice: every line any run deduplicated (and the first run that did, for a failure).
     let mut doubled: BTreeSet<u64> = BTreeSet::new();
     let mut first_run = None;
+    // Losses the follower logged: with a glob that covers the rotated names every rotation the
+    // writer does is lossless, so each is a loss counted that did not happen (or did).
+    let mut said_lost = 0;
     for run in 1..=rig.runs {
         let text = std::fs::read_to_string(dir.join(format!("run-{run:03}.log"))).unwrap();
+        said_lost += text
+            .lines()
+            .filter(|l| l.contains("bytes not read are lost"))
+            .count();
         for l in text.lines().filter(|l| l.contains("line delivered again")) {
             let id = l
                 .split("session=\"k")
@@ -450,13 +504,16 @@ fn kill_loop(dir: &Path, store: &str, form: Form, store_kind: &str) {
     #[allow(clippy::print_stderr)]
     let () = eprintln!(
         "kill loop {store_kind} {form:?}: seed {seed}, kills {}, runs {}, lines written {written}, \
-         lost {lost}, doubled {}, rotations {:?}, {:.1} s",
+         lost {lost}, doubled {}, losses logged {said_lost}, rotations {:?}, {:.1} s",
         rig.kills,
         rig.runs,
         doubled.len(),
         w.done,
         began.elapsed().as_secs_f64()
     );
+    if said_lost > 0 && std::env::var_os("CLAIMCHECK_KILL_KEEP").is_some() {
+        rig.keep();
+    }
     if lost != 0 || !doubled.is_empty() {
         let ids: Vec<String> = doubled
             .iter()

@@ -221,8 +221,16 @@ impl Follower {
 
     /// Scans, then reads what is new in every file.
     pub fn poll(&mut self, now: Duration) -> Polled {
+        self.poll_with(now, || {})
+    }
+
+    /// [`Follower::poll`], with `meanwhile` run after the directory scan and before the
+    /// reads: what the filesystem may do in that window (a copytruncate made after the scan,
+    /// say), so a test can make the race happen every time.
+    pub fn poll_with(&mut self, now: Duration, meanwhile: impl FnOnce()) -> Polled {
         let mut out = Polled::default();
         self.scan(now, &mut out);
+        meanwhile();
         let mut i = 0;
         while i < self.tailers.len() {
             if self.read_one(i, now, &mut out) {
@@ -247,7 +255,7 @@ impl Follower {
             return;
         }
         self.last_sweep = Some(now);
-        let ours: Vec<(FileId, PathBuf)> = self
+        let ours: Vec<(FileId, u64, PathBuf)> = self
             .known
             .values()
             .filter(|c| {
@@ -255,7 +263,7 @@ impl Follower {
                     && !self.copies.contains_key(&c.id())
                     && !self.tailers.iter().any(|t| t.id() == c.id())
             })
-            .map(|c| (c.id(), PathBuf::from(&c.path)))
+            .map(|c| (c.id(), c.born, PathBuf::from(&c.path)))
             .collect();
         if ours.is_empty() {
             self.gone.clear();
@@ -267,13 +275,14 @@ impl Follower {
             .iter()
             .filter_map(|p| pattern_dir(p))
             .collect();
-        for (_, path) in &ours {
+        for (_, _, path) in &ours {
             match path.parent() {
                 Some(d) if !d.as_os_str().is_empty() => dirs.insert(d.to_path_buf()),
                 _ => dirs.insert(PathBuf::from(".")),
             };
         }
-        let mut present: rustc_hash::FxHashSet<FileId> = rustc_hash::FxHashSet::default();
+        // By identity, with birth times: a file on the inode of one deleted is another file.
+        let mut present: FxHashMap<FileId, u64> = FxHashMap::default();
         for d in dirs {
             let entries = match std::fs::read_dir(&d) {
                 Ok(e) => e,
@@ -283,17 +292,23 @@ impl Follower {
             };
             for e in entries.flatten() {
                 if let Ok(m) = e.metadata() {
-                    present.insert(FileId {
+                    let id = FileId {
                         dev: m.dev(),
                         ino: m.ino(),
-                    });
+                    };
+                    present.insert(id, tail::born(&m));
                 }
             }
         }
+        let here = |id: &FileId, born: u64| {
+            present
+                .get(id)
+                .is_some_and(|b| *b == 0 || born == 0 || *b == born)
+        };
         self.gone
-            .retain(|id, _| !present.contains(id) && ours.iter().any(|(o, _)| o == id));
-        for (id, _) in ours {
-            if present.contains(&id) {
+            .retain(|id, _| ours.iter().any(|(o, born, _)| o == id && !here(o, *born)));
+        for (id, born, _) in ours {
+            if here(&id, born) {
                 continue;
             }
             let since = *self.gone.entry(id).or_insert(now);
@@ -469,29 +484,40 @@ impl Follower {
             && let Some(csource) = self.matching(cpath)
             && let Ok(file) = File::open(cpath)
             && let Ok(m) = file.metadata()
-            // New since the scan: not followed, no checkpoint of its own.
-            && !self
-                .tailers
-                .iter()
-                .any(|t| t.id().ino == m.ino() && t.id().dev == m.dev())
-            && !self.known.contains_key(&FileId {
+        {
+            let cid = FileId {
                 dev: m.dev(),
                 ino: m.ino(),
-            })
-            && let Ok(mut t) =
+            };
+            // Followed already, or with a checkpoint of its own (of this very file: a
+            // checkpoint left on its inode by a file deleted before is another file's): it
+            // went on from this checkpoint before a restart, and is read on from its own.
+            // Nothing is lost.
+            if self.tailers.iter().any(|t| t.id() == cid)
+                || self
+                    .known
+                    .get(&cid)
+                    .is_some_and(|own| tail::same_file(&file, own))
+            {
+                log::truncated(self.source(source), path, old.offset, old.offset, None);
+                return 0;
+            }
+            // New since the scan: it goes on from the checkpoint.
+            if let Ok(mut t) =
                 Tailer::at(file, cpath, &self.cfg.limit, now, old.offset, old.skipping)
-        {
-            self.copies.remove(&t.id());
-            t.source = csource;
-            log::rotated(
-                self.source(source),
-                path,
-                Rotation::Copytruncate,
-                Some(cpath),
-                Some(old.offset),
-            );
-            self.adopt_copy(t, out);
-            return 0;
+            {
+                self.copies.remove(&t.id());
+                t.source = csource;
+                log::rotated(
+                    self.source(source),
+                    path,
+                    Rotation::Copytruncate,
+                    Some(cpath),
+                    Some(old.offset),
+                );
+                self.adopt_copy(t, out);
+                return 0;
+            }
         }
         let (lost_to, copy) = match found {
             Some((p, len)) => (len, Some(p)),
@@ -685,8 +711,21 @@ impl Follower {
                         out.truncated.push((source, lost));
                     }
                 }
-                // Its old checkpoint continues nowhere else (it still tells copies of it).
+                // Its old checkpoint continues nowhere else. Dropped now (after the copy's,
+                // handed out above): were it kept until the file is read again, which waits
+                // while the file is too short to tell from a copy, every later start would
+                // find it truncated once more and count its copy's bytes as lost.
                 self.used.insert(id);
+                self.known.remove(&id);
+                out.files.push(FileLines {
+                    source,
+                    lines: Vec::new(),
+                    skipped: Vec::new(),
+                    checkpoint: Checkpoint {
+                        forget: true,
+                        ..cp.clone()
+                    },
+                });
             }
             let started = if let (Some(cp), true) = (&known, resume) {
                 how = Opened::Checkpoint;

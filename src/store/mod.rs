@@ -413,6 +413,30 @@ fn runtime_of(s: Option<String>) -> Option<Runner> {
 
 /// Integers the store keeps are non-negative and fit in an `i64` column; anything else on
 /// disk is damage, read as the nearest bound rather than a panic.
+/// A checkpoint's line-end marks as stored: 12 bytes each, offset then CRC, little-endian.
+fn marks_bytes(marks: &[(u64, u32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(marks.len() * 12);
+    for (offset, crc) in marks {
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+    out
+}
+
+/// The marks of [`marks_bytes`]; a ragged end (never written) is ignored.
+fn marks_of(bytes: &[u8]) -> Vec<(u64, u32)> {
+    bytes
+        .chunks_exact(12)
+        .map(|c| {
+            let mut offset = [0u8; 8];
+            let mut crc = [0u8; 4];
+            offset.copy_from_slice(&c[..8]);
+            crc.copy_from_slice(&c[8..]);
+            (u64::from_le_bytes(offset), u32::from_le_bytes(crc))
+        })
+        .collect()
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -426,14 +450,14 @@ const INSERT_EVENTS: &str =
 /// 7 parameters a row stays well under SQLite's 32766 and Postgres' 65535 per statement.
 const ROWS_PER_INSERT: usize = 1000;
 const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints \
-     (dev, ino, born, head, \"offset\", tail_len, tail_crc, skipping, source, path) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     (dev, ino, born, head, \"offset\", tail_len, tail_crc, skipping, source, path, marks) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (dev, ino) DO UPDATE SET born = excluded.born, head = excluded.head, \"offset\" = excluded.\"offset\", \
      tail_len = excluded.tail_len, tail_crc = excluded.tail_crc, skipping = excluded.skipping, \
-     source = excluded.source, path = excluded.path";
+     source = excluded.source, path = excluded.path, marks = excluded.marks";
 const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino = $2";
 const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_len, tail_crc, \
-     skipping, source, path FROM checkpoints";
+     skipping, source, path, marks FROM checkpoints";
 const DELETE_LINES: &str = "DELETE FROM events WHERE source = ";
 const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
 const INSERT_OUTCOMES: &str = "INSERT INTO outcomes (session, org, runner, dispatched_at, \
@@ -712,6 +736,7 @@ impl Store {
                         .bind(cp.skipping)
                         .bind(text(&cp.source).into_owned())
                         .bind(text(&cp.path).into_owned())
+                        .bind(marks_bytes(&cp.marks))
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -903,6 +928,7 @@ impl Store {
                         skipping: r.try_get(7)?,
                         source: r.try_get(8)?,
                         path: r.try_get(9)?,
+                        marks: marks_of(&r.try_get::<Vec<u8>, _>(10)?),
                         forget: false,
                     })
                 })

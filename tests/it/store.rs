@@ -35,6 +35,7 @@ fn checkpoint(ino: u64, offset: u64) -> Checkpoint {
         tail_len: 256,
         tail_crc: u32::MAX - 3,
         skipping: offset % 2 == 1,
+        marks: vec![(offset / 2, u32::MAX), (offset, 7)],
         source: "/var/log/daemon-*.log".into(),
         path: "/var/log/daemon-2026-11-22.log\u{0}".into(),
         forget: false,

@@ -390,9 +390,18 @@ impl Follower {
         let (lines, skipped) = (read.lines, read.skipped);
         let mut cp = t.checkpoint(&source);
         cp.forget = finished && read.deleted;
+        // (The birth time too: a file on the inode of one deleted replaces its checkpoint
+        // even where nothing else differs, an empty file's say.)
         let changed = self.known.get(&cp.id()).is_none_or(|k| {
-            (k.offset, k.skipping, k.tail_crc, &k.head, k.forget)
-                != (cp.offset, cp.skipping, cp.tail_crc, &cp.head, cp.forget)
+            (k.born, k.offset, k.skipping, k.tail_crc, &k.head, k.forget)
+                != (
+                    cp.born,
+                    cp.offset,
+                    cp.skipping,
+                    cp.tail_crc,
+                    &cp.head,
+                    cp.forget,
+                )
         });
         if finished {
             log::closed(&source, &cp.path, read.deleted, cp.offset);
@@ -664,17 +673,29 @@ impl Follower {
             if let (Some(cp), false) = (&known, resume) {
                 // Truncated (or rewritten) while we were down, or another file on a reused
                 // inode: what was read of it may go on in a copy among the new files.
-                let found = fresh.iter().find(|(_, f, s, cid, _)| {
-                    *cid != id
-                        && !self
-                            .known
-                            .get(cid)
-                            .is_some_and(|own| tail::same_file(f, own))
-                        && !taken.contains(cid)
-                        && is_copy(f, *s, cp)
-                });
+                let others = || {
+                    fresh.iter().filter(|(_, f, _, cid, _)| {
+                        *cid != id
+                            && !self
+                                .known
+                                .get(cid)
+                                .is_some_and(|own| tail::same_file(f, own))
+                            && !taken.contains(cid)
+                    })
+                };
+                // One that holds all that was read; else the longest made at a line end read
+                // before (a shorter one that matches too is an older copy of the same bytes).
+                let found = others()
+                    .find(|(_, f, s, _, _)| is_copy(f, *s, cp))
+                    .or_else(|| {
+                        others()
+                            .filter(|(_, f, s, _, _)| tail::was_at_mark(f, *s, cp))
+                            .max_by_key(|(_, _, s, _, _)| *s)
+                    });
                 match found {
                     Some((cpath, cfile, csize, cid, csource)) => {
+                        // A copy made at a line end before the last read holds nothing new:
+                        // it starts at its end.
                         let start = cp.offset.min(*csize);
                         if let Ok(f) = cfile.try_clone()
                             && let Ok(mut t) = Tailer::at(
@@ -768,10 +789,12 @@ impl Follower {
                 continue;
             } else if let Some(cp) = self.copy_of_checkpoint(&file, size) {
                 // A copy of a file read before that is not followed any more (truncated or
-                // deleted while we were down): read from where that file was read.
+                // deleted while we were down): read from where that file was read, or from
+                // its end when it was made at a line end before that.
                 self.used.insert(cp.id());
                 how = Opened::CopyOfCheckpoint;
-                Tailer::at(file, &path, &self.cfg.limit, now, cp.offset, cp.skipping)
+                let skipping = cp.skipping && size >= cp.offset;
+                Tailer::at(file, &path, &self.cfg.limit, now, cp.offset, skipping)
             } else {
                 Tailer::open(file, &path, &self.cfg.limit, now)
             };
@@ -868,8 +891,9 @@ impl Follower {
             .any(|o| o.id() != cp.id() && o.offset > cp.offset && is_copy(file, size, o))
     }
 
-    /// The checkpoint of a file not open now that `file` holds a copy of (its head and the
-    /// bytes before its offset).
+    /// The checkpoint of a file not open now that `file` holds a copy of: its head and the
+    /// bytes before its offset, or exactly what it held at a line end it kept (a copy made
+    /// before its last read).
     fn copy_of_checkpoint(&self, file: &File, size: u64) -> Option<Checkpoint> {
         let head = tail::read_at(file, 0, tail::HEAD).ok()?;
         self.known
@@ -877,11 +901,13 @@ impl Follower {
             .filter(|cp| {
                 cp.offset > 0
                     && !cp.head.is_empty()
-                    && head.starts_with(&cp.head)
+                    && (head.starts_with(&cp.head) || cp.head.starts_with(&head))
                     && !self.used.contains(&cp.id())
                     && !self.tailers.iter().any(|t| t.is(cp))
             })
-            .find(|cp| tail::holds(file, size, cp).unwrap_or(false))
+            .find(|cp| {
+                tail::holds(file, size, cp).unwrap_or(false) || tail::was_at_mark(file, size, cp)
+            })
             .cloned()
     }
 

@@ -48,6 +48,11 @@ pub struct Checkpoint {
     pub tail_crc: u32,
     /// `offset` is inside an over-long line: skip to its end before reading lines.
     pub skipping: bool,
+    /// `(offset, CRC-32 of every byte before it)` at the last line ends read (up to
+    /// [`tail::KEPT_MARKS`], oldest first): a copy made at one of them before the last read
+    /// and found only after a restart, the file truncated meanwhile, holds exactly what the
+    /// file held there, and is told from a new file with the same first bytes.
+    pub marks: Vec<(u64, u32)>,
     /// The configured path or glob the file was followed for (the source label).
     pub source: String,
     /// The name the file was last read under, for logs and for finding it after a restart.

@@ -95,6 +95,9 @@ pub struct Tailer {
 
 /// Line ends remembered per file (16 bytes each).
 pub const MARKS: usize = 4096;
+/// The last line ends a checkpoint keeps (12 bytes each in the store): a copy made up to this
+/// many lines before the last read is told after a restart.
+pub const KEPT_MARKS: usize = 64;
 /// A file resumed past this offset is not reread to rebuild its marks.
 pub const REHASH_MAX: u64 = 64 << 20;
 
@@ -190,22 +193,7 @@ impl Tailer {
         let Ok(i) = self.marks.binary_search_by_key(&size, |m| m.0) else {
             return false;
         };
-        let mut h = crc32fast::Hasher::new();
-        let mut at = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        while at < size {
-            let want = usize::try_from(size - at)
-                .unwrap_or(buf.len())
-                .min(buf.len());
-            match read_full_at(file, at, &mut buf[..want]) {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => {
-                    h.update(&buf[..n]);
-                    at += n as u64;
-                }
-            }
-        }
-        h.finalize() == self.marks[i].1
+        crc_upto(file, size) == Some(self.marks[i].1)
     }
 
     pub fn id(&self) -> FileId {
@@ -260,6 +248,12 @@ impl Tailer {
             tail_len: u32::try_from(tail.len()).unwrap_or(0),
             tail_crc: crc32fast::hash(tail),
             skipping: self.skipping,
+            marks: self
+                .marks
+                .iter()
+                .skip(self.marks.len().saturating_sub(KEPT_MARKS))
+                .copied()
+                .collect(),
             source: source.to_owned(),
             path: self.path.display().to_string(),
             forget: false,
@@ -473,6 +467,35 @@ pub fn holds(file: &File, size: u64, cp: &Checkpoint) -> io::Result<bool> {
         return Ok(false);
     };
     Ok(crc32fast::hash(&read_at(file, start, k)?) == cp.tail_crc)
+}
+
+/// Whether `file` (of `size` bytes) holds exactly what the file `cp` was taken of held at one
+/// of its line ends `cp.marks` keeps: a copy made there.
+pub fn was_at_mark(file: &File, size: u64, cp: &Checkpoint) -> bool {
+    let Ok(i) = cp.marks.binary_search_by_key(&size, |m| m.0) else {
+        return false;
+    };
+    crc_upto(file, size) == Some(cp.marks[i].1)
+}
+
+/// CRC-32 of `file`'s first `size` bytes; `None` if it has fewer or cannot be read.
+fn crc_upto(file: &File, size: u64) -> Option<u32> {
+    let mut h = crc32fast::Hasher::new();
+    let mut at = 0u64;
+    let mut buf = vec![0u8; (1 << 20).min(usize::try_from(size).unwrap_or(1 << 20))];
+    while at < size {
+        let want = usize::try_from(size - at)
+            .unwrap_or(buf.len())
+            .min(buf.len());
+        match read_full_at(file, at, &mut buf[..want]) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+        }
+    }
+    Some(h.finalize())
 }
 
 /// Whether `file` starts with `head` (a non-empty one).

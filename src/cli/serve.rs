@@ -257,7 +257,8 @@ pub(super) async fn serve(
     };
     // Followed files are read from their start (or their checkpoint): until each source has
     // caught up, judgements wait for all the evidence.
-    let (follows, runtimes) = file_sources(&sc.files, &limit, sc.close_inactive)?;
+    let (mut follows, runtimes) = file_sources(&sc.files, &limit, sc.close_inactive)?;
+    follows.retention = sc.retention;
     actor.catching_up(follows.patterns.iter().cloned()).await;
     let checkpoints = match &store {
         Some(s) => s

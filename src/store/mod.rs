@@ -450,14 +450,15 @@ const INSERT_EVENTS: &str =
 /// 7 parameters a row stays well under SQLite's 32766 and Postgres' 65535 per statement.
 const ROWS_PER_INSERT: usize = 1000;
 const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints \
-     (dev, ino, born, head, \"offset\", tail_len, tail_crc, skipping, source, path, marks) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     (dev, ino, born, head, \"offset\", tail_len, tail_crc, skipping, source, path, marks, \
+     written_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
      ON CONFLICT (dev, ino) DO UPDATE SET born = excluded.born, head = excluded.head, \"offset\" = excluded.\"offset\", \
      tail_len = excluded.tail_len, tail_crc = excluded.tail_crc, skipping = excluded.skipping, \
-     source = excluded.source, path = excluded.path, marks = excluded.marks";
+     source = excluded.source, path = excluded.path, marks = excluded.marks, \
+     written_at = excluded.written_at";
 const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino = $2";
 const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_len, tail_crc, \
-     skipping, source, path, marks FROM checkpoints";
+     skipping, source, path, marks, written_at FROM checkpoints";
 const DELETE_LINES: &str = "DELETE FROM events WHERE source = ";
 const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
 const INSERT_OUTCOMES: &str = "INSERT INTO outcomes (session, org, runner, dispatched_at, \
@@ -737,6 +738,7 @@ impl Store {
                         .bind(text(&cp.source).into_owned())
                         .bind(text(&cp.path).into_owned())
                         .bind(marks_bytes(&cp.marks))
+                        .bind(cp.written_at)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -929,6 +931,7 @@ impl Store {
                         source: r.try_get(8)?,
                         path: r.try_get(9)?,
                         marks: marks_of(&r.try_get::<Vec<u8>, _>(10)?),
+                        written_at: r.try_get(11)?,
                         forget: false,
                     })
                 })

@@ -558,6 +558,7 @@ impl World {
             tail_crc: crc32fast::hash(tail),
             skipping: false,
             marks: Vec::new(),
+            written_at: 0,
             source: self.cfg.patterns[0].clone(),
             path: self.dir.join("app.log.0").display().to_string(),
             forget: false,
@@ -820,4 +821,72 @@ fn sequences_that_failed_once() {
         w.settle();
         w.check();
     }
+}
+
+/// The checkpoint of a file no configured pattern follows any more (its pattern removed from
+/// the configuration) is kept for `retention` after it was last written, so the pattern put
+/// back resumes where it was, and is dropped then; one stored before checkpoints had a write
+/// time counts from the start. A configured pattern's checkpoints stay.
+#[test]
+fn checkpoints_of_a_removed_pattern_are_dropped_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    write(&a, &line(1));
+    write(&b, &line(2));
+    let parse = claimcheck::config::ParseConfig::default();
+    let limit = claimcheck::parse::Parser::new(parse).line_limit().clone();
+    let mut cfg = FollowConfig::new(&a.display().to_string(), limit);
+    cfg.patterns.push(b.display().to_string());
+    cfg.retention = Duration::from_secs(60);
+    cfg.wall_at_start = 1_000_000;
+    let mut first = Follower::new(cfg.clone(), &[]);
+    let mut store: BTreeMap<FileId, Checkpoint> = BTreeMap::new();
+    for f in first.poll(Duration::ZERO).files {
+        assert_eq!(
+            f.checkpoint.written_at, 1_000_000,
+            "stamped when handed out"
+        );
+        store.insert(f.checkpoint.id(), f.checkpoint);
+    }
+    assert_eq!(store.len(), 2);
+    // Started again 30 s later without a.log's pattern.
+    cfg.patterns.remove(0);
+    cfg.wall_at_start = 1_030_000;
+    let cps: Vec<Checkpoint> = store.values().cloned().collect();
+    let mut second = Follower::new(cfg.clone(), &cps);
+    let forgotten = |polled: claimcheck::sources::file::Polled| -> Vec<String> {
+        polled
+            .files
+            .into_iter()
+            .filter(|f| f.checkpoint.forget)
+            .map(|f| f.checkpoint.path)
+            .collect()
+    };
+    assert!(
+        forgotten(second.poll(Duration::from_secs(29))).is_empty(),
+        "59 s old: kept"
+    );
+    assert_eq!(
+        forgotten(second.poll(Duration::from_secs(30))),
+        [a.display().to_string()],
+        "60 s old: dropped, b.log's kept"
+    );
+    assert!(
+        forgotten(second.poll(Duration::from_secs(300))).is_empty(),
+        "once"
+    );
+    // A checkpoint stored before write times were kept: a retention from the start.
+    let old: Vec<Checkpoint> = store
+        .values()
+        .map(|c| Checkpoint {
+            written_at: 0,
+            ..c.clone()
+        })
+        .collect();
+    let mut third = Follower::new(cfg, &old);
+    assert!(forgotten(third.poll(Duration::from_secs(59))).is_empty());
+    assert_eq!(
+        forgotten(third.poll(Duration::from_secs(60))),
+        [a.display().to_string()]
+    );
 }

@@ -36,6 +36,7 @@ fn checkpoint(ino: u64, offset: u64) -> Checkpoint {
         tail_crc: u32::MAX - 3,
         skipping: offset % 2 == 1,
         marks: vec![(offset / 2, u32::MAX), (offset, 7)],
+        written_at: 1_795_428_000_123 + offset as i64,
         source: "/var/log/daemon-*.log".into(),
         path: "/var/log/daemon-2026-11-22.log\u{0}".into(),
         forget: false,

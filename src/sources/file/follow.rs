@@ -35,7 +35,7 @@ use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::log::{self, Opened, Rotation};
+use super::log::{self, Forgotten, Opened, Rotation};
 use super::tail::{self, Tailer};
 use super::{Checkpoint, FileId, FileMetrics};
 use crate::event::Runner;
@@ -55,6 +55,13 @@ pub struct FollowConfig {
     /// How long a file no path names any more is still read after it last grew.
     pub close_inactive: Duration,
     pub read_limit: u64,
+    /// How long the checkpoint of a file no configured pattern follows any more (a pattern
+    /// removed from the configuration) is kept after it was last written (`serve.retention`:
+    /// the pattern put back within it resumes where it was).
+    pub retention: Duration,
+    /// The wall clock (ms since the epoch) when `now` was zero: checkpoints are stamped with
+    /// it, and the age of one written before the start told by it.
+    pub wall_at_start: i64,
 }
 
 impl FollowConfig {
@@ -65,6 +72,8 @@ impl FollowConfig {
             limit,
             close_inactive: Duration::from_secs(30),
             read_limit: READ_LIMIT,
+            retention: Duration::from_secs(3600),
+            wall_at_start: 0,
         }
     }
 }
@@ -240,7 +249,52 @@ impl Follower {
             }
         }
         self.sweep(now, &mut out);
+        let wall = self.wall(now);
+        for f in &mut out.files {
+            f.checkpoint.written_at = wall;
+        }
         out
+    }
+
+    /// The wall clock at `now` (ms since the epoch).
+    fn wall(&self, now: Duration) -> i64 {
+        let ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+        self.cfg.wall_at_start.saturating_add(ms)
+    }
+
+    /// Drops the checkpoints of files no configured pattern follows any more, once they were
+    /// last written `retention` ago (one written before that was kept counts from the start).
+    /// Handed out labelled with the first pattern: the label is not stored with them.
+    fn sweep_unfollowed(&mut self, now: Duration, out: &mut Polled) {
+        let wall = self.wall(now);
+        let retention = i64::try_from(self.cfg.retention.as_millis()).unwrap_or(i64::MAX);
+        let expired: Vec<FileId> = self
+            .known
+            .values()
+            .filter(|c| {
+                let written = if c.written_at == 0 {
+                    self.cfg.wall_at_start
+                } else {
+                    c.written_at
+                };
+                !self.cfg.patterns.contains(&c.source) && wall.saturating_sub(written) >= retention
+            })
+            .map(Checkpoint::id)
+            .collect();
+        for id in expired {
+            let Some(mut cp) = self.known.remove(&id) else {
+                continue;
+            };
+            self.used.remove(&id);
+            log::forgotten(&cp.source, &cp.path, cp.offset, Forgotten::Unfollowed);
+            cp.forget = true;
+            out.files.push(FileLines {
+                source: 0,
+                lines: Vec::new(),
+                skipped: Vec::new(),
+                checkpoint: cp,
+            });
+        }
     }
 
     /// Drops the checkpoints of this follower's files that are gone: not open, and held by
@@ -255,6 +309,7 @@ impl Follower {
             return;
         }
         self.last_sweep = Some(now);
+        self.sweep_unfollowed(now, out);
         let ours: Vec<(FileId, u64, PathBuf)> = self
             .known
             .values()
@@ -323,7 +378,7 @@ impl Follower {
             let Some(source) = self.cfg.patterns.iter().position(|p| *p == cp.source) else {
                 continue;
             };
-            log::forgotten(&cp.source, &cp.path, cp.offset);
+            log::forgotten(&cp.source, &cp.path, cp.offset, Forgotten::Gone);
             cp.forget = true;
             out.files.push(FileLines {
                 source,
@@ -1115,7 +1170,7 @@ pub fn pattern_dir(pattern: &str) -> Option<PathBuf> {
 /// checkpoint, labelled with its pattern and given that pattern's default runtime
 /// (`runtimes`, one per pattern). File reads run on the blocking pool.
 pub async fn run(
-    cfg: FollowConfig,
+    mut cfg: FollowConfig,
     runtimes: Vec<Option<Runner>>,
     checkpoints: Vec<Checkpoint>,
     metrics: FileMetrics,
@@ -1134,9 +1189,10 @@ pub async fn run(
         .iter()
         .filter_map(|d| watch_dir(d, wake_tx.clone()))
         .collect();
+    let start = tokio::time::Instant::now();
+    cfg.wall_at_start = crate::clock::Clock::system().now().millis();
     let mut follower = Follower::new(cfg, &checkpoints);
     drop(checkpoints);
-    let start = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     // The core was told every file source starts behind; the first poll says where each is.
     let mut behind: Vec<bool> = vec![true; sources.len()];

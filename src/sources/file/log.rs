@@ -10,7 +10,7 @@
 //! | `drained` | info | a deleted file read to its end, closed, its checkpoint dropped |
 //! | `closed` | info | a file no path names, idle for `close_inactive`, closed |
 //! | `truncated` | warn (info when nothing was lost) | what was not read is gone (`from`, `to`, `lost_bytes`) |
-//! | `forgotten` | info | the checkpoint of a file gone (not open, in no directory followed) for `close_inactive` is dropped |
+//! | `forgotten` | info | a checkpoint is dropped (`reason`): `gone`, its file not open and in no directory followed for `close_inactive`; `unfollowed`, no configured pattern follows its file (a pattern removed) and it was last written `serve.retention` ago |
 //! | `path_state` | warn (info for a file back or not there yet) | a followed path stops or starts being a readable regular file |
 
 use std::path::Path;
@@ -112,15 +112,35 @@ pub(super) fn closed(source: &str, path: &str, deleted: bool, read_to: u64) {
     }
 }
 
-/// The checkpoint of a file that is gone is dropped.
-pub(super) fn forgotten(source: &str, path: &str, read_to: u64) {
-    tracing::info!(
-        change = "forgotten",
-        source,
-        path,
-        read_to,
-        "checkpoint of a file that is gone dropped"
-    );
+/// Why a checkpoint is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Forgotten {
+    /// Its file is gone.
+    Gone,
+    /// No configured pattern follows its file, for a retention.
+    Unfollowed,
+}
+
+/// A checkpoint is dropped.
+pub(super) fn forgotten(source: &str, path: &str, read_to: u64, why: Forgotten) {
+    match why {
+        Forgotten::Gone => tracing::info!(
+            change = "forgotten",
+            source,
+            path,
+            read_to,
+            reason = "gone",
+            "checkpoint of a file that is gone dropped"
+        ),
+        Forgotten::Unfollowed => tracing::info!(
+            change = "forgotten",
+            source,
+            path,
+            read_to,
+            reason = "unfollowed",
+            "checkpoint of a file no configured pattern follows dropped after the retention"
+        ),
+    }
 }
 
 /// What was not read of `path` (bytes `from..to`) is gone: `lost_bytes` of it, counted in

@@ -53,6 +53,10 @@ pub struct Checkpoint {
     /// and found only after a restart, the file truncated meanwhile, holds exactly what the
     /// file held there, and is told from a new file with the same first bytes.
     pub marks: Vec<(u64, u32)>,
+    /// When the follower last handed it out (ms since the epoch; 0: not known, stored before
+    /// this was kept): one of a file no configured pattern follows any more is dropped
+    /// `FollowConfig::retention` after.
+    pub written_at: i64,
     /// The configured path or glob the file was followed for (the source label).
     pub source: String,
     /// The name the file was last read under, for logs and for finding it after a restart.

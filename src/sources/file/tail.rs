@@ -256,6 +256,7 @@ impl Tailer {
                 .collect(),
             source: source.to_owned(),
             path: self.path.display().to_string(),
+            written_at: 0,
             forget: false,
         }
     }

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use claimcheck::sources::file::{Checkpoint, FileId, FollowConfig, Follower};
+use claimcheck::sources::file::{Checkpoint, FileId, FollowConfig, Follower, Window};
 use proptest::prelude::*;
 
 /// Every file starts with the same header, longer than the head that identifies a file: a
@@ -49,6 +49,9 @@ enum Op {
     /// deleted while the follower was down whose checkpoint is still in the store (inodes are
     /// reused at once on ext4): the follower restarts first, to load that checkpoint.
     CopyTruncateInPoll(bool),
+    /// A complete copy (copytruncate's first step) found by a poll whose judging of it (is it
+    /// a copy of the followed file?) the truncate interrupts.
+    CopyTruncateWhileJudged,
     Truncate,
     /// truncate, then the same header and new lines.
     RewriteSameHead,
@@ -71,6 +74,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3).prop_map(Op::CopyTruncateTwice),
         1 => (1u8..3, any::<bool>()).prop_map(|(n, restart)| Op::ShortCopy(n, restart)),
         1 => any::<bool>().prop_map(Op::CopyTruncateInPoll),
+        1 => Just(Op::CopyTruncateWhileJudged),
         1 => Just(Op::Truncate),
         1 => Just(Op::RewriteSameHead),
         1 => Just(Op::Delete),
@@ -213,12 +217,17 @@ impl World {
     /// Polls once and commits what was handed out (up to `keep` files' batches); whether
     /// there is more to read right now.
     fn poll(&mut self, keep: Option<usize>) -> bool {
-        self.poll_with(keep, || {})
+        self.poll_with(keep, Window::AfterScan, || {})
     }
 
-    /// [`World::poll`], with `meanwhile` done between the follower's scan and its reads.
-    fn poll_with(&mut self, keep: Option<usize>, meanwhile: impl FnOnce()) -> bool {
-        let polled = self.follower.poll_with(self.now, meanwhile);
+    /// [`World::poll`], with `meanwhile` done in `window` of the follower's poll.
+    fn poll_with(
+        &mut self,
+        keep: Option<usize>,
+        window: Window,
+        meanwhile: impl FnOnce() + Send + 'static,
+    ) -> bool {
+        let polled = self.follower.poll_with(self.now, window, meanwhile);
         let more = polled.more;
         self.said_lost += polled.truncated.iter().map(|(_, n)| n).sum::<u64>();
         for (n, f) in polled.files.into_iter().enumerate() {
@@ -486,10 +495,39 @@ impl World {
                     open: false,
                     gone: !self.glob,
                 });
-                self.poll_with(None, || {
+                self.poll_with(None, Window::AfterScan, move || {
                     // Into the file at `hidden` (its inode) when there is one.
                     std::fs::write(&hidden, std::fs::read(&live).unwrap()).unwrap();
                     std::fs::rename(&hidden, &to).unwrap();
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&live)
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
+                });
+            }
+            Op::CopyTruncateWhileJudged => {
+                let Some(i) = self.current else { return };
+                // Read once, so the file is followed.
+                self.poll(None);
+                let to = self.rotated_name();
+                let live = self.files[i].path.clone();
+                std::fs::copy(&live, &to).unwrap();
+                if !self.glob {
+                    self.may_lose(i);
+                }
+                let seqs = std::mem::take(&mut self.files[i].seqs);
+                for s in &seqs {
+                    self.lineage.insert(*s, self.files.len());
+                }
+                self.files.push(Written {
+                    path: to,
+                    seqs,
+                    open: false,
+                    gone: !self.glob,
+                });
+                self.poll_with(None, Window::JudgingACopy, move || {
                     std::fs::OpenOptions::new()
                         .write(true)
                         .open(&live)
@@ -781,6 +819,16 @@ fn sequences_that_failed_once() {
                 Op::Delete,
                 Op::CopyTruncateTwice(0),
             ],
+        ),
+        // the original truncated while a poll judged its (complete) copy, between reading its
+        // bytes where the copy ends and checking it: the copy was taken for a new file and
+        // read from its start (the glob kill loop's doubled lines, run 14, seed
+        // 1456242928787433040)
+        (1, 1 << 20, vec![Op::Append(3), Op::CopyTruncateWhileJudged]),
+        (
+            1,
+            64,
+            vec![Op::Append(2), Op::Poll, Op::CopyTruncateWhileJudged],
         ),
         // copytruncate while down, the truncated file then too short to tell from a copy
         // (empty): its old checkpoint stayed, and every later start counted what the copy

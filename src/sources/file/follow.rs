@@ -161,6 +161,37 @@ const COPY_WAIT: Duration = Duration::from_secs(2);
 /// How often checkpoints are checked for files that are gone.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// A moment inside a poll, for [`Follower::poll_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Window {
+    /// After the directory scan, before the reads.
+    #[default]
+    AfterScan,
+    /// While a new file is judged a copy of a followed one: after that one's bytes at the
+    /// copy's end are read, before it is checked.
+    JudgingACopy,
+}
+
+/// What happens in a window of the current poll (tests only; nothing otherwise).
+#[derive(Default)]
+struct Meanwhile(Window, std::cell::Cell<Option<Box<dyn FnOnce() + Send>>>);
+
+impl Meanwhile {
+    fn run(&self, now: Window) {
+        if self.0 == now
+            && let Some(f) = self.1.take()
+        {
+            f();
+        }
+    }
+}
+
+impl std::fmt::Debug for Meanwhile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Meanwhile")
+    }
+}
+
 #[derive(Debug)]
 pub struct Follower {
     cfg: FollowConfig,
@@ -182,6 +213,7 @@ pub struct Follower {
     /// Checkpoints of files not open whose file no directory followed holds: since when.
     gone: FxHashMap<FileId, Duration>,
     last_sweep: Option<Duration>,
+    meanwhile: Meanwhile,
 }
 
 impl Follower {
@@ -203,6 +235,7 @@ impl Follower {
             used: rustc_hash::FxHashSet::default(),
             gone: FxHashMap::default(),
             last_sweep: None,
+            meanwhile: Meanwhile::default(),
         }
     }
 
@@ -230,16 +263,23 @@ impl Follower {
 
     /// Scans, then reads what is new in every file.
     pub fn poll(&mut self, now: Duration) -> Polled {
-        self.poll_with(now, || {})
+        self.poll_with(now, Window::AfterScan, || {})
     }
 
-    /// [`Follower::poll`], with `meanwhile` run after the directory scan and before the
-    /// reads: what the filesystem may do in that window (a copytruncate made after the scan,
-    /// say), so a test can make the race happen every time.
-    pub fn poll_with(&mut self, now: Duration, meanwhile: impl FnOnce()) -> Polled {
+    /// [`Follower::poll`], with `meanwhile` run once in `window` (if the poll gets there):
+    /// what the filesystem may do at that moment (a copytruncate made after the scan, say),
+    /// so a test can make a race happen every time.
+    pub fn poll_with(
+        &mut self,
+        now: Duration,
+        window: Window,
+        meanwhile: impl FnOnce() + Send + 'static,
+    ) -> Polled {
         let mut out = Polled::default();
+        self.meanwhile = Meanwhile(window, std::cell::Cell::new(Some(Box::new(meanwhile))));
         self.scan(now, &mut out);
-        meanwhile();
+        self.meanwhile.run(Window::AfterScan);
+        self.meanwhile = Meanwhile::default();
         let mut i = 0;
         while i < self.tailers.len() {
             if self.read_one(i, now, &mut out) {
@@ -882,12 +922,17 @@ impl Follower {
                 if !tail::starts_with(file, t.head()).unwrap_or(false) {
                     return false;
                 }
+                // Its bytes where the copy ends are read before it is checked: read after,
+                // they could be of the file truncated since the check (none, or new ones),
+                // and the copy taken for a new file, read from its start.
+                let k = tail::TAIL.min(usize::try_from(size).unwrap_or(tail::TAIL));
+                let at = size - k as u64;
+                let theirs = t.bytes_at(at, k).ok();
+                self.meanwhile.run(Window::JudgingACopy);
                 match t.check() {
                     Ok(Ok(())) => {
-                        let k = tail::TAIL.min(usize::try_from(size).unwrap_or(tail::TAIL));
-                        let at = size - k as u64;
                         let mine = tail::read_at(file, at, k).ok();
-                        mine.is_some_and(|m| t.bytes_at(at, k).ok() == Some(m))
+                        mine.is_some() && mine == theirs
                     }
                     // Truncated since: a copy holds what was read.
                     // Or one made at a line end it read, shorter than what was read.

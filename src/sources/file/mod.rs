@@ -16,7 +16,7 @@ pub mod follow;
 mod log;
 pub mod tail;
 
-pub use follow::{FollowConfig, Follower, Polled};
+pub use follow::{FollowConfig, Follower, Polled, Window};
 pub use tail::Tailer;
 
 /// A file's identity on this host: device and inode. (A reused inode is told apart by the

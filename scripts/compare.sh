@@ -88,7 +88,8 @@ if ((${#missing[@]})); then
 fi
 command -v python3 >/dev/null || { say "compare.sh: python3 is required" && exit 2; }
 # DuckDB and chDB from the package index, in a venv of their own
-venv=target/compare/venv
+# absolute: the golden check runs each correlator from its case's directory
+venv=$root/target/compare/venv
 sql_note=
 if ((!skip_sql)); then
     if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import duckdb, chdb' 2>/dev/null; then

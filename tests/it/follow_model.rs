@@ -331,6 +331,20 @@ impl World {
             })
     }
 
+    /// A copy of a file's lines `seqs` is now at `to`: their order is the copy's, and the
+    /// copy is read (a glob names it) or gone (a literal path does not).
+    fn copied_to(&mut self, to: PathBuf, seqs: Vec<u64>) {
+        for s in &seqs {
+            self.lineage.insert(*s, self.files.len());
+        }
+        self.files.push(Written {
+            path: to,
+            seqs,
+            open: false,
+            gone: !self.glob,
+        });
+    }
+
     /// Lines of file `i` not delivered yet may be destroyed now.
     fn may_lose(&mut self, i: usize) {
         let done: BTreeSet<u64> = self.delivered.iter().copied().collect();
@@ -412,15 +426,7 @@ impl World {
                 }
                 let seqs = std::mem::take(&mut self.files[i].seqs);
                 // Their order is now the copy's.
-                for s in &seqs {
-                    self.lineage.insert(*s, self.files.len());
-                }
-                self.files.push(Written {
-                    path: to,
-                    seqs,
-                    open: false,
-                    gone: !self.glob,
-                });
+                self.copied_to(to, seqs);
                 std::fs::OpenOptions::new()
                     .write(true)
                     .open(&self.files[i].path)
@@ -457,15 +463,7 @@ impl World {
                     .set_len(0)
                     .unwrap();
                 std::fs::rename(&hidden, &to).unwrap();
-                for s in &copied {
-                    self.lineage.insert(*s, self.files.len());
-                }
-                self.files.push(Written {
-                    path: to,
-                    seqs: copied,
-                    open: false,
-                    gone: !self.glob,
-                });
+                self.copied_to(to, copied);
                 // The next poll sees it, or a restarted follower's first.
                 if *restart {
                     self.restart();
@@ -486,15 +484,7 @@ impl World {
                     self.may_lose(i);
                 }
                 let seqs = std::mem::take(&mut self.files[i].seqs);
-                for s in &seqs {
-                    self.lineage.insert(*s, self.files.len());
-                }
-                self.files.push(Written {
-                    path: to.clone(),
-                    seqs,
-                    open: false,
-                    gone: !self.glob,
-                });
+                self.copied_to(to.clone(), seqs);
                 self.poll_with(None, Window::AfterScan, move || {
                     // Into the file at `hidden` (its inode) when there is one.
                     std::fs::write(&hidden, std::fs::read(&live).unwrap()).unwrap();
@@ -518,15 +508,7 @@ impl World {
                     self.may_lose(i);
                 }
                 let seqs = std::mem::take(&mut self.files[i].seqs);
-                for s in &seqs {
-                    self.lineage.insert(*s, self.files.len());
-                }
-                self.files.push(Written {
-                    path: to,
-                    seqs,
-                    open: false,
-                    gone: !self.glob,
-                });
+                self.copied_to(to, seqs);
                 self.poll_with(None, Window::JudgingACopy, move || {
                     std::fs::OpenOptions::new()
                         .write(true)

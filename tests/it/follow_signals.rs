@@ -10,18 +10,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{Server, append, claimcheck, free_port, http_get, until};
-
-fn dispatch(id: &str) -> String {
-    format!(
-        "{{\"event\":\"dispatch\",\"sessionId\":\"{id}\",\"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"2026-11-23T10:00:00Z\"}}\n"
-    )
-}
-
-fn dispatched(port: u16) -> Option<u64> {
-    let v: Value = serde_json::from_str(&http_get(port, "/api/summary")?).ok()?;
-    v["dispatched"]["go"].as_u64()
-}
+use crate::support::{
+    Server, append, claimcheck, dispatch, dispatched, free_port, http_get, until,
+};
 
 /// The value of `name{labels}` in serve's metrics (0 when absent).
 fn metric(port: u16, series: &str) -> u64 {

@@ -12,20 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::support::{Server, append, free_port, http_get, pace, until};
-
-fn dispatch(id: &str) -> String {
-    format!(
-        "{{\"event\":\"dispatch\",\"sessionId\":\"{id}\",\"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"2026-11-23T10:00:00Z\"}}\n"
-    )
-}
-
-fn dispatched(port: u16) -> Option<u64> {
-    let v: Value = serde_json::from_str(&http_get(port, "/api/summary")?).ok()?;
-    v["dispatched"]["go"].as_u64()
-}
+use crate::support::{Server, append, dispatch, dispatched, free_port, pace, until};
 
 /// CPU time (user + system) of process `pid`, in clock ticks (1/100 s).
 fn cpu_ticks(pid: u32) -> u64 {

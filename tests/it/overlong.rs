@@ -11,15 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, append, claimcheck, free_port, http_get, run_in, wait_until};
+use crate::support::{
+    Server, append, claimcheck, dispatch, free_port, http_get, run_in, wait_until,
+};
 
 const T: &str = "2026-11-23T10:00:00Z";
-
-fn dispatch(id: &str) -> String {
-    format!(
-        "{{\"event\":\"dispatch\",\"sessionId\":\"{id}\",\"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"{T}\"}}\n"
-    )
-}
 
 /// The over-long line: a text prefix, 4.5 MiB of text with a dispatch at byte 1 MiB + 1 (the
 /// end of what an older reader kept of it), and a dispatch at its end.

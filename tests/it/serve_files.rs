@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::scratch_db::ScratchDb;
 use crate::support::{
-    SIMULATED, Server, append, claimcheck, follow_simulated, free_port, http_get, serve_cmd,
-    wait_until,
+    SIMULATED, Server, append, claimcheck, dispatch, follow_simulated, free_port, http_get,
+    serve_cmd, wait_until,
 };
 
 /// Polls `/api/summary` until `ready` holds; the deadline is generous, the wait is not fixed.
@@ -30,12 +30,6 @@ fn summary_when(port: u16, ready: impl Fn(&Value) -> bool) -> Value {
         "condition not reached within 20 s; last summary {last}"
     );
     last
-}
-
-fn dispatch(id: &str) -> String {
-    format!(
-        "{{\"event\":\"dispatch\",\"sessionId\":\"{id}\",\"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"2026-11-23T10:00:00Z\"}}\n"
-    )
 }
 
 fn claim(id: &str) -> String {

@@ -214,6 +214,19 @@ pub fn lines_of(path: &Path) -> u64 {
         .count() as u64
 }
 
+/// A go dispatch line of session `id` (with its newline), at 2026-11-23T10:00:00Z.
+pub fn dispatch(id: &str) -> String {
+    format!(
+        "{{\"event\":\"dispatch\",\"sessionId\":\"{id}\",\"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"2026-11-23T10:00:00Z\"}}\n"
+    )
+}
+
+/// The go dispatches serve's `/api/summary` counts (`None` while it does not answer).
+pub fn dispatched(port: u16) -> Option<u64> {
+    let v: Value = serde_json::from_str(&http_get(port, "/api/summary")?).ok()?;
+    v["dispatched"]["go"].as_u64()
+}
+
 /// simulate's four files with the runtime their lines default to: the dispatcher's log, the
 /// Vercel drain's, the go daemon's and the ts worker's.
 pub const SIMULATED: [(&str, Option<&str>); 4] = [

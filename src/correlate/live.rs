@@ -342,12 +342,7 @@ impl Live {
         if kind == EventKind::Dispatch && !mark.dispatched {
             mark.dispatched = true;
             // Dispatched: none of its claims is an orphan (unless already judged so).
-            if let Some(k) = mark.orphan_key.take() {
-                self.orphan_settle.remove(&(k, id.clone()));
-            }
-            if let Some(t) = mark.orphan_hold.take() {
-                self.orphan_holds.remove(&(t, id.clone()));
-            }
+            unschedule_orphan(&mut self.orphan_settle, &mut self.orphan_holds, mark, &id);
             let runner = j.dispatch.map_or(runner, |d| d.runner);
             mark.counted.dispatched = Some(runner);
             out.push(Change::Dispatched {
@@ -422,7 +417,7 @@ impl Live {
 
     /// Forgets `id`: its share of the totals handed over, its gauges released.
     fn drop_session(&mut self, id: SessionId, out: &mut Vec<Change>) {
-        if let Some(mark) = self.marks.remove(&id) {
+        if let Some(mut mark) = self.marks.remove(&id) {
             out.push(Change::Retired(mark.counted));
             if let Some(k) = mark.settle_key {
                 self.settle.remove(&(k, id.clone()));
@@ -430,12 +425,12 @@ impl Live {
             if let Some(t) = mark.hold_until {
                 self.holds.remove(&(t, id.clone()));
             }
-            if let Some(k) = mark.orphan_key {
-                self.orphan_settle.remove(&(k, id.clone()));
-            }
-            if let Some(t) = mark.orphan_hold {
-                self.orphan_holds.remove(&(t, id.clone()));
-            }
+            unschedule_orphan(
+                &mut self.orphan_settle,
+                &mut self.orphan_holds,
+                &mut mark,
+                &id,
+            );
             self.expiries.remove(&(
                 mark.first_seen.saturating_add_ms(self.config.retention_ms),
                 id.clone(),
@@ -488,12 +483,7 @@ impl Live {
         let Some(mark) = self.marks.get_mut(id) else {
             return;
         };
-        if let Some(k) = mark.orphan_key.take() {
-            self.orphan_settle.remove(&(k, id.clone()));
-        }
-        if let Some(t) = mark.orphan_hold.take() {
-            self.orphan_holds.remove(&(t, id.clone()));
-        }
+        unschedule_orphan(&mut self.orphan_settle, &mut self.orphan_holds, mark, id);
         if mark.dispatched || mark.orphan_claims.is_some() {
             return;
         }
@@ -700,6 +690,22 @@ fn dispatched_at(core: &Correlator, id: &SessionId) -> Timestamp {
     core.session(id)
         .and_then(|s| s.judge(core.timeouts(), Timestamp::MIN).dispatch)
         .map_or(Timestamp::MIN, |d| d.time)
+}
+
+/// Takes `mark`'s orphan schedule out of both sets: it was dispatched, judged an orphan, or
+/// forgotten.
+fn unschedule_orphan(
+    settle: &mut BTreeSet<(Timestamp, SessionId)>,
+    holds: &mut BTreeSet<(Timestamp, SessionId)>,
+    mark: &mut Mark,
+    id: &SessionId,
+) {
+    if let Some(k) = mark.orphan_key.take() {
+        settle.remove(&(k, id.clone()));
+    }
+    if let Some(t) = mark.orphan_hold.take() {
+        holds.remove(&(t, id.clone()));
+    }
 }
 
 /// The org `id` was dispatched for, when known.

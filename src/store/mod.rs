@@ -456,10 +456,7 @@ const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints \
      tail_len = excluded.tail_len, tail_crc = excluded.tail_crc, skipping = excluded.skipping, \
      source = excluded.source, path = excluded.path, marks = excluded.marks, \
      written_at = excluded.written_at";
-/// A forget is about one file: a checkpoint written since by another file on the same inode
-/// (a birth time of its own) stays. Where either birth time is unknown (0), the inode decides.
-const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino = $2 \
-     AND (born = $3 OR born = 0 OR $3 = 0)";
+const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino = $2";
 const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_len, tail_crc, \
      skipping, source, path, marks, written_at FROM checkpoints";
 const DELETE_LINES: &str = "DELETE FROM events WHERE source = ";
@@ -726,7 +723,6 @@ impl Store {
                     sqlx::query(DELETE_CHECKPOINT)
                         .bind(to_i64(cp.dev))
                         .bind(to_i64(cp.ino))
-                        .bind(to_i64(cp.born))
                         .execute(&mut *tx)
                         .await?;
                 } else {

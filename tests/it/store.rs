@@ -179,43 +179,6 @@ async fn conformance(url: &str) {
         })
         .await
         .unwrap();
-    assert_eq!(checkpoints(&store).await, [stored(other.clone())]);
-    // A forget is about one file: the checkpoint of a file born since on the same inode (the
-    // first one deleted, its forget not committed yet) stays; its own forget removes it.
-    let deleted = checkpoint(9, 40);
-    let reborn = Checkpoint {
-        born: deleted.born + 1,
-        ..checkpoint(9, 12)
-    };
-    for position in [
-        deleted.clone(),
-        reborn.clone(),
-        Checkpoint {
-            forget: true,
-            ..deleted
-        },
-    ] {
-        let commit = Commit {
-            position: Some(position),
-            ..Commit::default()
-        };
-        store.commit(&commit).await.unwrap();
-    }
-    assert_eq!(
-        checkpoints(&store).await,
-        [stored(reborn.clone()), stored(other.clone())]
-    );
-    let forget = Checkpoint {
-        forget: true,
-        ..reborn
-    };
-    store
-        .commit(&Commit {
-            position: Some(forget),
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
     assert_eq!(checkpoints(&store).await, [stored(other)]);
     // Outcome rows: pruned with the lines, summed by SQL per filter.
     let all = store.summary(&OutcomeFilter::default()).await.unwrap();

@@ -28,10 +28,12 @@ use std::collections::BTreeSet;
 use rustc_hash::FxHashMap;
 
 use super::session::Session;
-use super::{CorrelateConfig, Correlator, Judgement, Outcome};
+use super::{CorrelateConfig, Correlator, Outcome};
 use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 
+pub mod rules;
 pub mod watermark;
+pub use rules::{Arrival, Mark, Rules, Schedule, Slot};
 use watermark::{END_OF_TIME, Watermarks};
 
 #[derive(Debug, Clone)]
@@ -185,29 +187,42 @@ pub struct Counted {
     pub orphan_claims: u32,
 }
 
-/// What the live side remembers of a session beyond its records.
-#[derive(Debug, Clone, Default)]
-struct Mark {
-    first_seen: Timestamp,
-    dispatched: bool,
-    /// What the counters hold for it.
-    counted: Counted,
-    judged: bool,
-    pending: Option<Runner>,
-    overdue: Option<Runner>,
-    duplicate: bool,
-    reclaims: u32,
-    /// Claims already reported as orphans; once set, further claims are orphans at once.
-    orphan_claims: Option<u32>,
-    /// Records stamped up to here have been judged; its key in `Live::settle`, if any.
-    settled_through: Option<Timestamp>,
-    settle_key: Option<Timestamp>,
-    /// Its key in `Live::holds`, if any.
-    hold_until: Option<Timestamp>,
-    /// Its keys in `Live::orphan_settle` (event time) and `Live::orphan_holds` (sidecar
-    /// clock) while it has claims, no dispatch, and is not yet judged an orphan.
-    orphan_key: Option<Timestamp>,
-    orphan_hold: Option<Timestamp>,
+/// The time-ordered sets of every session's schedule, one per [`Slot`], as
+/// `(key, session)`.
+#[derive(Debug, Default)]
+struct Sets([BTreeSet<(Timestamp, SessionId)>; 6]);
+
+impl Sets {
+    fn get(&self, slot: Slot) -> &BTreeSet<(Timestamp, SessionId)> {
+        &self.0[slot as usize]
+    }
+
+    fn get_mut(&mut self, slot: Slot) -> &mut BTreeSet<(Timestamp, SessionId)> {
+        &mut self.0[slot as usize]
+    }
+
+    /// Moves `id`'s entries from where `before` had them to where `after` has them.
+    fn sync(&mut self, id: &SessionId, before: Schedule, after: Schedule) {
+        for (slot, old, new) in before.moves(after) {
+            let set = self.get_mut(slot);
+            if let Some(k) = old {
+                set.remove(&(k, id.clone()));
+            }
+            if let Some(k) = new {
+                set.insert((k, id.clone()));
+            }
+        }
+    }
+
+    /// The first entry of `slot` due by `at`, taken out.
+    fn pop_due(&mut self, slot: Slot, at: Timestamp) -> Option<SessionId> {
+        let set = self.get_mut(slot);
+        if set.first().is_some_and(|(t, _)| *t <= at) {
+            set.pop_first().map(|(_, id)| id)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -215,22 +230,12 @@ pub struct Live {
     config: LiveConfig,
     core: Correlator,
     marks: FxHashMap<SessionId, Mark>,
-    /// (receive time + T, session) for dispatched sessions with no claim yet.
-    deadlines: BTreeSet<(Timestamp, SessionId)>,
-    /// (first claim's time + grace + allowed lateness, session) for claims with no dispatch
-    /// yet: judged orphans when the low watermark reaches it.
-    orphan_settle: BTreeSet<(Timestamp, SessionId)>,
-    /// (first claim's arrival + grace + max hold, session), on the sidecar's clock.
-    orphan_holds: BTreeSet<(Timestamp, SessionId)>,
-    /// (first seen + retention, session).
-    expiries: BTreeSet<(Timestamp, SessionId)>,
+    /// Every session's schedule (see [`Slot`]): settle and orphan settle on event time, woken
+    /// by the low watermark; holds, orphan holds, deadlines and expiries on the sidecar's
+    /// clock.
+    sets: Sets,
     /// Each source's largest event time, and which sources are active.
     watermarks: Watermarks,
-    /// (earliest unsettled record's time + allowed lateness, session): judged when the low
-    /// watermark reaches it.
-    settle: BTreeSet<(Timestamp, SessionId)>,
-    /// (first unsettled arrival + max hold, session), on the sidecar's clock.
-    holds: BTreeSet<(Timestamp, SessionId)>,
     /// While set, nothing settles (see [`Live::hold`]).
     holding: bool,
 }
@@ -240,13 +245,8 @@ impl Live {
         Live {
             core: Correlator::new(config.correlate.clone()),
             marks: FxHashMap::default(),
-            deadlines: BTreeSet::new(),
-            orphan_settle: BTreeSet::new(),
-            orphan_holds: BTreeSet::new(),
-            expiries: BTreeSet::new(),
+            sets: Sets::default(),
             watermarks: Watermarks::new(config.idle_after_ms),
-            settle: BTreeSet::new(),
-            holds: BTreeSet::new(),
             holding: false,
             config,
         }
@@ -261,11 +261,10 @@ impl Live {
     /// Judges every session waiting to settle on all the evidence now known.
     pub fn release(&mut self) -> Vec<Change> {
         let mut out = Vec::new();
-        while let Some((_, id)) = self.settle.pop_first() {
-            if let Some(mark) = self.marks.get_mut(&id) {
-                mark.settle_key = None;
-            }
-            self.evaluate(&id, END_OF_TIME, false, &mut out);
+        while let Some(id) = self.sets.pop_due(Slot::Settle, END_OF_TIME) {
+            self.run(&id, Some(Slot::Settle), &mut out, |r, m, id, s, out| {
+                r.evaluate(m, id, s, END_OF_TIME, false, out)
+            });
         }
         out
     }
@@ -297,6 +296,31 @@ impl Live {
         &self.core
     }
 
+    /// Runs one rule on `id`'s mark and records, `popped` being the slot whose entry was
+    /// just taken out of its set, and moves the session's entries where the rule
+    /// rescheduled it. Nothing happens for a session no longer held.
+    fn run(
+        &mut self,
+        id: &SessionId,
+        popped: Option<Slot>,
+        out: &mut Vec<Change>,
+        rule: impl FnOnce(&Rules<'_>, &mut Mark, &SessionId, &Session, &mut Vec<Change>),
+    ) {
+        let (Some(mark), Some(session)) = (self.marks.get_mut(id), self.core.session(id)) else {
+            return;
+        };
+        if let Some(slot) = popped {
+            slot.clear(mark);
+        }
+        let rules = Rules {
+            config: &self.config,
+            orgs: self.core.orgs(),
+        };
+        let before = rules.schedule(mark);
+        rule(&rules, mark, id, session, out);
+        self.sets.sync(id, before, rules.schedule(mark));
+    }
+
     /// Takes one event received at `now`. Returns `None` for an exact re-delivery.
     pub fn on_event(&mut self, ev: Event, origin: Origin, now: Timestamp) -> Option<Vec<Change>> {
         let (kind, runner, time) = (ev.kind, ev.runner, ev.time);
@@ -315,85 +339,24 @@ impl Live {
             return Some(out);
         };
         if !self.marks.contains_key(&id) {
-            self.expiries
-                .insert((now.saturating_add_ms(self.config.retention_ms), id.clone()));
+            let rules = Rules {
+                config: &self.config,
+                orgs: self.core.orgs(),
+            };
+            let mark = rules.new_mark(now);
+            self.sets
+                .sync(&id, Schedule::default(), rules.schedule(&mark));
+            self.marks.insert(id.clone(), mark);
         }
-        let mark = self.marks.entry(id.clone()).or_insert_with(|| Mark {
-            first_seen: now,
-            ..Mark::default()
-        });
-        let Some(session) = self.core.session(&id) else {
-            return Some(out);
-        };
-        let j = session.judge(self.core.timeouts(), Timestamp::MIN);
-
-        if kind == EventKind::Claim {
-            out.push(Change::Claimed { runtime: runner });
-            if let Some(n) = mark.orphan_claims.as_mut() {
-                *n += 1;
-                mark.counted.orphan_claims += 1;
-                out.push(Change::Orphan {
-                    session: id.clone(),
-                    runtime: runner,
-                    claim: *n,
-                });
-            }
-        }
-        if kind == EventKind::Dispatch && !mark.dispatched {
-            mark.dispatched = true;
-            // Dispatched: none of its claims is an orphan (unless already judged so).
-            unschedule_orphan(&mut self.orphan_settle, &mut self.orphan_holds, mark, &id);
-            let runner = j.dispatch.map_or(runner, |d| d.runner);
-            mark.counted.dispatched = Some(runner);
-            out.push(Change::Dispatched {
-                session: id.clone(),
-                runner,
-                org,
-                at: j.dispatch.map_or(Timestamp::MIN, |d| d.time),
-            });
-            if j.first_claim.is_none() {
-                mark.pending = Some(runner);
-                let t = self.config.correlate.timeouts.millis(runner);
-                self.deadlines
-                    .insert((now.saturating_add_ms(t), id.clone()));
-                out.push(Change::PendingStarted { runner });
-            }
-        }
-        if kind == EventKind::Claim && !mark.dispatched && mark.orphan_claims.is_none() {
-            let key = time
-                .saturating_add_ms(self.config.orphan_grace_ms)
-                .saturating_add_ms(self.config.allowed_lateness_ms);
-            if mark.orphan_key.is_none_or(|k| key < k) {
-                if let Some(k) = mark.orphan_key.replace(key) {
-                    self.orphan_settle.remove(&(k, id.clone()));
-                }
-                self.orphan_settle.insert((key, id.clone()));
-            }
-            if mark.orphan_hold.is_none() {
-                let until = now
-                    .saturating_add_ms(self.config.orphan_grace_ms)
-                    .saturating_add_ms(self.config.max_hold_ms);
-                mark.orphan_hold = Some(until);
-                self.orphan_holds.insert((until, id.clone()));
-            }
-        }
-        if matches!(
+        let arrival = Arrival {
             kind,
-            EventKind::Dispatch | EventKind::Claim | EventKind::Release
-        ) {
-            let key = time.saturating_add_ms(self.config.allowed_lateness_ms);
-            if mark.settle_key.is_none_or(|k| key < k) {
-                if let Some(k) = mark.settle_key.replace(key) {
-                    self.settle.remove(&(k, id.clone()));
-                }
-                self.settle.insert((key, id.clone()));
-            }
-            if mark.hold_until.is_none() {
-                let until = now.saturating_add_ms(self.config.max_hold_ms);
-                mark.hold_until = Some(until);
-                self.holds.insert((until, id.clone()));
-            }
-        }
+            runner,
+            time,
+            org: org.as_deref(),
+        };
+        self.run(&id, None, &mut out, |r, m, id, s, out| {
+            r.on_record(m, id, s, arrival, now, out)
+        });
         self.settle(now, &mut out);
         self.evict(&mut out);
         Some(out)
@@ -406,7 +369,9 @@ impl Live {
             let lines = e.session.records().iter().map(|r| r.origin()).collect();
             // Judged as the core held it (one over the cap for this instant), then dropped.
             self.core.restore(e.id.clone(), e.session);
-            self.evaluate(&e.id, END_OF_TIME, false, out);
+            self.run(&e.id, None, out, |r, m, id, s, out| {
+                r.evaluate(m, id, s, END_OF_TIME, false, out)
+            });
             out.push(Change::Evicted {
                 session: e.id.clone(),
                 lines,
@@ -418,32 +383,14 @@ impl Live {
     /// Forgets `id`: its share of the totals handed over, its gauges released.
     fn drop_session(&mut self, id: SessionId, out: &mut Vec<Change>) {
         if let Some(mut mark) = self.marks.remove(&id) {
-            out.push(Change::Retired(mark.counted));
-            if let Some(k) = mark.settle_key {
-                self.settle.remove(&(k, id.clone()));
-            }
-            if let Some(t) = mark.hold_until {
-                self.holds.remove(&(t, id.clone()));
-            }
-            unschedule_orphan(
-                &mut self.orphan_settle,
-                &mut self.orphan_holds,
-                &mut mark,
-                &id,
-            );
-            self.expiries.remove(&(
-                mark.first_seen.saturating_add_ms(self.config.retention_ms),
-                id.clone(),
-            ));
-            if let Some(runner) = mark.pending {
-                out.push(Change::PendingEnded { runner });
-            }
-            if let Some(runner) = mark.overdue {
-                out.push(Change::OverdueForgotten {
-                    session: id.clone(),
-                    runner,
-                });
-            }
+            let rules = Rules {
+                config: &self.config,
+                orgs: self.core.orgs(),
+            };
+            let before = rules.schedule(&mark);
+            rules.forget(&mut mark, &id, out);
+            // Gone from every set, the expiry (which the mark cannot drop) included.
+            self.sets.sync(&id, before, Schedule::default());
         }
         self.core.forget(&id);
         out.push(Change::Forgotten { session: id });
@@ -457,134 +404,25 @@ impl Live {
         }
         let low = self.watermarks.low(now);
         let through = low.saturating_add_ms(-self.config.allowed_lateness_ms);
-        while let Some((_, id)) = pop_due(&mut self.settle, low) {
-            if let Some(mark) = self.marks.get_mut(&id) {
-                mark.settle_key = None;
-            }
-            self.evaluate(&id, through, false, out);
-        }
-        while let Some((_, id)) = pop_due(&mut self.holds, now) {
-            if let Some(mark) = self.marks.get_mut(&id) {
-                mark.hold_until = None;
-            }
-            self.evaluate(&id, END_OF_TIME, true, out);
-        }
-        while let Some((_, id)) = pop_due(&mut self.orphan_settle, low) {
-            self.orphan(&id, false, out);
-        }
-        while let Some((_, id)) = pop_due(&mut self.orphan_holds, now) {
-            self.orphan(&id, true, out);
-        }
-    }
-
-    /// Judges `id`'s claims orphans (its dispatch never came), once: every claim so far, and
-    /// from then on each further claim as it arrives.
-    fn orphan(&mut self, id: &SessionId, early: bool, out: &mut Vec<Change>) {
-        let Some(mark) = self.marks.get_mut(id) else {
-            return;
-        };
-        unschedule_orphan(&mut self.orphan_settle, &mut self.orphan_holds, mark, id);
-        if mark.dispatched || mark.orphan_claims.is_some() {
-            return;
-        }
-        let claims: Vec<Runner> = self.core.session(id).map_or(Vec::new(), |s| {
-            s.records()
-                .iter()
-                .filter(|r| r.kind == EventKind::Claim)
-                .map(|r| r.runner)
-                .collect()
-        });
-        let n = u32::try_from(claims.len()).unwrap_or(u32::MAX);
-        mark.orphan_claims = Some(n);
-        mark.counted.orphan_claims = mark.counted.orphan_claims.saturating_add(n);
-        if early && n > 0 {
-            out.push(Change::JudgedBeforeSettled);
-        }
-        out.extend((1..).zip(claims).map(|(claim, runtime)| Change::Orphan {
-            session: id.clone(),
-            runtime,
-            claim,
-        }));
-    }
-
-    /// Judges `id` on its records stamped up to `through` (all of them when `early`): the
-    /// outcome once dispatch and first claim are in, duplicates and re-claims as they show.
-    fn evaluate(&mut self, id: &SessionId, through: Timestamp, early: bool, out: &mut Vec<Change>) {
-        let (Some(mark), Some(session)) = (self.marks.get_mut(id), self.core.session(id)) else {
-            return;
-        };
-        let records = session.records();
-        let through = mark.settled_through.map_or(through, |t| t.max(through));
-        let last = records.last().map_or(Timestamp::MIN, |r| r.time);
-        let j = if last <= through {
-            session.judge(self.core.timeouts(), Timestamp::MIN)
-        } else {
-            let mut prefix = Session::default();
-            for r in records.iter().take_while(|r| r.time <= through) {
-                prefix.insert(*r);
-            }
-            prefix.judge(self.core.timeouts(), Timestamp::MIN)
-        };
-        let org = j.dispatch.and_then(|d| self.core.org_name(d.extra));
-        let settled = &records[..records.partition_point(|r| r.time <= through)];
-        if early && j.dispatch.is_some() && j.first_claim.is_some() && !mark.judged {
-            out.push(Change::JudgedBeforeSettled);
-        }
-        judged(mark, id, &j, org, out);
-        if j.duplicate && !mark.duplicate {
-            mark.duplicate = true;
-            mark.counted.duplicate = true;
-            mark.counted.duplicate_cross_runtime = j.duplicate_cross_runtime;
-            out.push(Change::Duplicate {
-                session: id.clone(),
-                runtime: first_duplicate_runtime(settled),
-                cross_runtime: j.duplicate_cross_runtime,
-                org: org.map(str::to_owned),
+        while let Some(id) = self.sets.pop_due(Slot::Settle, low) {
+            self.run(&id, Some(Slot::Settle), out, |r, m, id, s, out| {
+                r.evaluate(m, id, s, through, false, out)
             });
         }
-        if j.duplicate_cross_runtime && mark.duplicate && !mark.counted.duplicate_cross_runtime {
-            mark.counted.duplicate_cross_runtime = true;
-            out.push(Change::DuplicateCrossRuntime {
-                session: id.clone(),
-                org: org.map(str::to_owned),
+        while let Some(id) = self.sets.pop_due(Slot::Hold, now) {
+            self.run(&id, Some(Slot::Hold), out, |r, m, id, s, out| {
+                r.evaluate(m, id, s, END_OF_TIME, true, out)
             });
         }
-        let runtime = settled
-            .iter()
-            .rev()
-            .find(|r| r.kind == EventKind::Claim)
-            .map_or(Runner::Other, |r| r.runner);
-        for n in mark.reclaims..j.reclaims {
-            out.push(Change::Reclaimed {
-                session: id.clone(),
-                runtime,
-                total: n + 1,
+        while let Some(id) = self.sets.pop_due(Slot::OrphanSettle, low) {
+            self.run(&id, Some(Slot::OrphanSettle), out, |r, m, id, s, out| {
+                r.orphan(m, id, s, false, out)
             });
         }
-        mark.reclaims = mark.reclaims.max(j.reclaims);
-        mark.counted.reclaims = mark.reclaims;
-        // What was judged is settled for good; a record stamped before it that arrives later
-        // still is late evidence, judged as it comes.
-        let through = through.min(last);
-        mark.settled_through = Some(through);
-        // The next record to settle, if one is stamped later.
-        let next = records.iter().find(|r| r.time > through).map(|r| r.time);
-        match next {
-            Some(t) => {
-                let key = t.saturating_add_ms(self.config.allowed_lateness_ms);
-                if let Some(k) = mark.settle_key.replace(key) {
-                    self.settle.remove(&(k, id.clone()));
-                }
-                self.settle.insert((key, id.clone()));
-            }
-            None => {
-                if let Some(k) = mark.settle_key.take() {
-                    self.settle.remove(&(k, id.clone()));
-                }
-                if let Some(t) = mark.hold_until.take() {
-                    self.holds.remove(&(t, id.clone()));
-                }
-            }
+        while let Some(id) = self.sets.pop_due(Slot::OrphanHold, now) {
+            self.run(&id, Some(Slot::OrphanHold), out, |r, m, id, s, out| {
+                r.orphan(m, id, s, true, out)
+            });
         }
     }
 
@@ -594,27 +432,12 @@ impl Live {
         let mut out = Vec::new();
         // Sources go idle and holds expire with the sidecar's clock alone.
         self.settle(now, &mut out);
-        while let Some((_, id)) = pop_due(&mut self.deadlines, now) {
-            // A claim that arrived but has not settled yet: claimed, not overdue.
-            let claimed = self
-                .core
-                .session(&id)
-                .is_some_and(|s| s.records().iter().any(|r| r.kind == EventKind::Claim));
-            if let Some(mark) = self.marks.get_mut(&id)
-                && !claimed
-                && let Some(runner) = mark.pending.take()
-            {
-                mark.overdue = Some(runner);
-                out.push(Change::PendingEnded { runner });
-                out.push(Change::Overdue {
-                    org: org_of(&self.core, &id),
-                    dispatched_at: dispatched_at(&self.core, &id),
-                    session: id,
-                    runner,
-                });
-            }
+        while let Some(id) = self.sets.pop_due(Slot::Deadline, now) {
+            self.run(&id, Some(Slot::Deadline), &mut out, |r, m, id, s, out| {
+                r.deadline(m, id, s, out)
+            });
         }
-        while let Some((_, id)) = pop_due(&mut self.expiries, now) {
+        while let Some(id) = self.sets.pop_due(Slot::Expiry, now) {
             self.drop_session(id, &mut out);
         }
         out
@@ -622,109 +445,10 @@ impl Live {
 
     /// When the next tick has work to do, if ever.
     pub fn next_due(&self) -> Option<Timestamp> {
-        [
-            &self.deadlines,
-            &self.orphan_holds,
-            &self.expiries,
-            &self.holds,
-        ]
-        .iter()
-        .filter_map(|s| s.first().map(|(t, _)| *t))
-        .min()
-    }
-}
-
-/// The changes of judging `id`, once: its dispatch and first claim are both known.
-fn judged(
-    mark: &mut Mark,
-    id: &SessionId,
-    j: &Judgement,
-    org: Option<&str>,
-    out: &mut Vec<Change>,
-) {
-    let (Some(d), Some(_), Some(outcome), false) =
-        (j.dispatch, j.first_claim, j.outcome, mark.judged)
-    else {
-        return;
-    };
-    mark.judged = true;
-    mark.counted.outcome = Some(outcome);
-    mark.counted.skew_clamped = j.skew_clamped;
-    if let Some(r) = mark.pending.take() {
-        out.push(Change::PendingEnded { runner: r });
-    }
-    if let Some(r) = mark.overdue.take() {
-        out.push(Change::OverdueResolved {
-            session: id.clone(),
-            runner: r,
-            org: org.map(str::to_owned),
-        });
-    }
-    out.push(Change::Judged {
-        session: id.clone(),
-        runner: d.runner,
-        org: org.map(str::to_owned),
-        dispatched_at: d.time,
-        outcome,
-        latency_ms: j.latency_ms,
-        skew_clamped: j.skew_clamped,
-    });
-}
-
-/// The runtime of the claim that first followed another with no release between.
-fn first_duplicate_runtime(records: &[super::session::Record]) -> Runner {
-    let mut held = false;
-    for r in records {
-        match r.kind {
-            EventKind::Claim if held => return r.runner,
-            EventKind::Claim => held = true,
-            EventKind::Release => held = false,
-            _ => {}
-        }
-    }
-    Runner::Other
-}
-
-/// When `id` was dispatched (event time).
-fn dispatched_at(core: &Correlator, id: &SessionId) -> Timestamp {
-    core.session(id)
-        .and_then(|s| s.judge(core.timeouts(), Timestamp::MIN).dispatch)
-        .map_or(Timestamp::MIN, |d| d.time)
-}
-
-/// Takes `mark`'s orphan schedule out of both sets: it was dispatched, judged an orphan, or
-/// forgotten.
-fn unschedule_orphan(
-    settle: &mut BTreeSet<(Timestamp, SessionId)>,
-    holds: &mut BTreeSet<(Timestamp, SessionId)>,
-    mark: &mut Mark,
-    id: &SessionId,
-) {
-    if let Some(k) = mark.orphan_key.take() {
-        settle.remove(&(k, id.clone()));
-    }
-    if let Some(t) = mark.orphan_hold.take() {
-        holds.remove(&(t, id.clone()));
-    }
-}
-
-/// The org `id` was dispatched for, when known.
-fn org_of(core: &Correlator, id: &SessionId) -> Option<String> {
-    let d = core
-        .session(id)?
-        .judge(core.timeouts(), Timestamp::MIN)
-        .dispatch?;
-    core.org_name(d.extra).map(str::to_owned)
-}
-
-fn pop_due(
-    set: &mut BTreeSet<(Timestamp, SessionId)>,
-    now: Timestamp,
-) -> Option<(Timestamp, SessionId)> {
-    if set.first().is_some_and(|(t, _)| *t <= now) {
-        set.pop_first()
-    } else {
-        None
+        [Slot::Deadline, Slot::OrphanHold, Slot::Expiry, Slot::Hold]
+            .iter()
+            .filter_map(|&s| self.sets.get(s).first().map(|(t, _)| *t))
+            .min()
     }
 }
 

@@ -247,6 +247,11 @@ impl Correlator {
             .map(|(&(r, w), d)| (r, self.workers.name(w).unwrap_or("-"), d))
     }
 
+    /// The org names dispatch records' ids stand for.
+    pub fn orgs(&self) -> &Interner {
+        &self.orgs
+    }
+
     pub fn org_name(&self, id: u32) -> Option<&str> {
         self.orgs.name(id)
     }

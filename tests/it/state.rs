@@ -6,22 +6,33 @@
 //! The reference is the batch correlator, as `verify` judges: simulate's workload split into
 //! its four files (one source each), delivered batch by batch in several orders, must give
 //! each session the outcome, duplicate and re-claims that batch gives it.
+//!
+//! Run against the local state, the shared state on the shared standalone Redis (a prefix of
+//! its own per state) and on a 3-master Redis Cluster the test starts.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use claimcheck::correlate::live::{Change, LiveConfig};
 use claimcheck::correlate::{CorrelateConfig, Correlator, Outcome};
 use claimcheck::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 use claimcheck::parse::{LineContext, Parsed, Parser};
 use claimcheck::simulate::{SimConfig, generate};
-use claimcheck::state::{CorrelationState, Delivery, Fate, LocalState};
+use claimcheck::state::shared::{SharedConfig, SharedState, Timeouts};
+use claimcheck::state::{
+    Applied, CorrelationState, Delivery, Fate, LocalState, SessionState, SourceWatermark,
+    StateError, StateTotals,
+};
 
-const SEC: i64 = 1000;
-const NOW: Timestamp = Timestamp(1_700_000_000_000);
+use super::redis_cluster::{Prefix, RedisCluster, STANDALONE};
+
+pub const SEC: i64 = 1000;
+pub const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
 /// The configuration every check runs with: `serve`'s defaults.
-fn config() -> LiveConfig {
+pub fn config() -> LiveConfig {
     LiveConfig {
         allowed_lateness_ms: 3 * SEC,
         idle_after_ms: 5 * SEC,
@@ -81,10 +92,10 @@ pub fn workload() -> &'static Workload {
 
 /// What batch says of each session: outcome (dispatched sessions), duplicate, cross-runtime,
 /// orphan claims. (Re-claims carry no session in a change: their total is compared.)
-type Said = BTreeMap<String, (Option<Outcome>, bool, bool, u32)>;
+pub type Said = BTreeMap<String, (Option<Outcome>, bool, bool, u32)>;
 
 /// Fails with the first sessions on which `said` and `want` disagree.
-fn assert_same(said: &Said, want: &Said, ctx: &str) {
+pub fn assert_same(said: &Said, want: &Said, ctx: &str) {
     let differ: Vec<_> = want
         .iter()
         .filter(|(k, v)| said.get(*k) != Some(v))
@@ -102,7 +113,7 @@ fn assert_same(said: &Said, want: &Said, ctx: &str) {
     );
 }
 
-fn reference(w: &Workload) -> Said {
+pub fn reference(w: &Workload) -> Said {
     let mut c = Correlator::new(CorrelateConfig::default());
     for (i, events) in w.sources.iter().enumerate() {
         for (n, e) in events.iter().enumerate() {
@@ -132,7 +143,7 @@ fn reference(w: &Workload) -> Said {
 
 /// Folds changes into what they say of each session, failing on a session judged twice or
 /// reported duplicate twice.
-fn fold(said: &mut Said, changes: &[Change]) {
+pub fn fold(said: &mut Said, changes: &[Change]) {
     for c in changes {
         match c {
             Change::Judged {
@@ -163,7 +174,7 @@ fn fold(said: &mut Said, changes: &[Change]) {
     }
 }
 
-fn reclaims(changes: &[Change]) -> u32 {
+pub fn reclaims(changes: &[Change]) -> u32 {
     changes
         .iter()
         .filter(|c| matches!(c, Change::Reclaimed { .. }))
@@ -663,3 +674,81 @@ macro_rules! conformance {
 }
 
 conformance!(local, LocalState::new);
+
+/// A shared state with what it stands on: its key prefix on the shared server (deleted when
+/// dropped) or the cluster the test started (killed when the last state is dropped).
+pub struct Owned<G: Send + Sync>(pub SharedState, pub G);
+
+impl<G: Send + Sync> CorrelationState for Owned<G> {
+    async fn announce(&mut self, inputs: &[u16], now: Timestamp) -> Result<(), StateError> {
+        self.0.announce(inputs, now).await
+    }
+
+    async fn apply(&mut self, delivery: Delivery) -> Result<Applied, StateError> {
+        self.0.apply(delivery).await
+    }
+
+    async fn tick(&mut self, now: Timestamp) -> Result<Vec<Change>, StateError> {
+        self.0.tick(now).await
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<SessionState>, StateError> {
+        self.0.session(id).await
+    }
+
+    async fn totals(&self) -> Result<StateTotals, StateError> {
+        self.0.totals().await
+    }
+
+    async fn watermarks(
+        &self,
+        now: Timestamp,
+    ) -> Result<(Vec<SourceWatermark>, Timestamp), StateError> {
+        self.0.watermarks(now).await
+    }
+
+    fn next_due(&self) -> Option<Timestamp> {
+        self.0.next_due()
+    }
+
+    fn retention_ms(&self) -> i64 {
+        self.0.retention_ms()
+    }
+}
+
+/// A replica's shared state on `urls` under `prefix`.
+pub fn shared(config: LiveConfig, urls: Vec<String>, prefix: &str, instance: &str) -> SharedState {
+    SharedState::new(
+        config,
+        SharedConfig {
+            urls,
+            prefix: prefix.to_owned(),
+            instance: instance.to_owned(),
+            timeouts: Timeouts::default(),
+            lease: Duration::from_secs(10),
+        },
+    )
+    .unwrap()
+}
+
+/// A fresh shared state on the shared standalone server, under a prefix of its own.
+pub fn shared_standalone(config: LiveConfig) -> Owned<Prefix> {
+    let p = Prefix::new("conformance");
+    Owned(shared(config, vec![STANDALONE.to_owned()], &p.0, "a"), p)
+}
+
+/// A maker of fresh shared states on a 3-master cluster of its own (a prefix per state).
+pub fn shared_cluster() -> impl Fn(LiveConfig) -> Owned<Arc<RedisCluster>> {
+    let cluster = Arc::new(RedisCluster::start(3, 0));
+    let n = AtomicU32::new(0);
+    move |config| {
+        let prefix = format!("cc{}", n.fetch_add(1, Ordering::Relaxed));
+        Owned(
+            shared(config, cluster.urls(), &prefix, "a"),
+            Arc::clone(&cluster),
+        )
+    }
+}
+
+conformance!(shared_on_standalone, shared_standalone);
+conformance!(shared_on_cluster, shared_cluster());

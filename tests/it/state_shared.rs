@@ -6,9 +6,12 @@
 //! watermarks give the low watermark the in-process rules give, and a bucket's sweep lease
 //! has one holder and passes on when it expires.
 
+use claimcheck::correlate::Outcome;
+use claimcheck::correlate::live::Change;
 use claimcheck::correlate::live::watermark::Watermarks;
 use claimcheck::correlate::{CorrelateConfig, Correlator};
 use claimcheck::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
+use claimcheck::state::CorrelationState;
 use claimcheck::state::shared::events::{self, Counts};
 use claimcheck::state::shared::keys::session_bucket;
 use claimcheck::state::shared::leases;
@@ -16,7 +19,10 @@ use claimcheck::state::shared::watermarks::{self, News};
 use claimcheck::state::shared::{BUCKETS, Keys, Redis, Timeouts};
 
 use super::redis_cluster::{Prefix, RedisCluster, STANDALONE};
-use super::state::{Lcg, Order, schedule, workload};
+use super::state::{
+    Lcg, NOW, Order, SEC, Said, assert_same, config, fold, reclaims, reference, schedule, shared,
+    workload,
+};
 
 /// Where a test's state lives; what it started is stopped or cleaned up when dropped.
 enum Backend {
@@ -63,7 +69,7 @@ async fn agrees_with_the_correlator(backend: Backend) {
     let mut sent = 0u64;
     for pass in 0..2 {
         for d in &deliveries {
-            let fresh = events::store(&conn, &keys, &d.events).await.unwrap();
+            let fresh = events::store(&conn, &keys, &d.events, d.now).await.unwrap();
             assert_eq!(fresh.len(), d.events.len());
             for ((ev, origin), fresh) in d.events.iter().zip(fresh) {
                 let want = core.on_event(ev.clone(), *origin);
@@ -112,7 +118,7 @@ async fn keeps_the_earliest_origin(backend: Backend) {
     let ev = claim("s-origin", 1_000, "w1");
     let id = SessionId::new("s-origin").unwrap();
     for (input, line, fresh) in [(1, 50, true), (0, 70, false), (2, 1, false), (0, 7, false)] {
-        let got = events::store(&conn, &keys, &[(ev.clone(), Origin { input, line })])
+        let got = events::store(&conn, &keys, &[(ev.clone(), Origin { input, line })], NOW)
             .await
             .unwrap();
         assert_eq!(got, vec![fresh], "({input}, {line})");
@@ -124,7 +130,7 @@ async fn keeps_the_earliest_origin(backend: Backend) {
     assert_eq!(recs[0].name.as_deref(), Some("v1"));
     // Another worker at the same time is another event.
     let other = claim("s-origin", 1_000, "w2");
-    let got = events::store(&conn, &keys, &[(other, Origin { input: 3, line: 1 })])
+    let got = events::store(&conn, &keys, &[(other, Origin { input: 3, line: 1 })], NOW)
         .await
         .unwrap();
     assert_eq!(got, vec![true]);
@@ -134,7 +140,9 @@ async fn keeps_the_earliest_origin(backend: Backend) {
         Counts {
             events: 2,
             redelivered: 3,
-            sessions: 1
+            sessions: 1,
+            pending: 0,
+            overdue: 0,
         }
     );
 }
@@ -165,7 +173,7 @@ async fn one_replica_stores_each_event(backend: Backend) {
         replicas.spawn(async move {
             let mut fresh = Vec::new();
             for b in &batches {
-                fresh.push(events::store(&conn, &keys, b).await.unwrap());
+                fresh.push(events::store(&conn, &keys, b, NOW).await.unwrap());
             }
             fresh
         });
@@ -311,8 +319,106 @@ async fn leases_have_one_holder(backend: Backend) {
     );
 }
 
+/// Two replicas share one state: the dispatch logs delivered to one, the workers' logs to
+/// the other, interleaved at random (`concurrent`: the two replicas' deliveries run at the
+/// same time). The two replicas' changes summed equal `verify` on the same events, each
+/// outcome counted once (`fold` fails on a session judged or reported duplicate twice), and
+/// the shared counts are those of one state.
+async fn two_replicas_count_each_outcome_once(backend: Backend, concurrent: bool) {
+    let w = workload();
+    let prefix = backend.keys().prefix().to_owned();
+    let mut a = shared(config(), backend.urls(), &prefix, "a");
+    let mut b = shared(config(), backend.urls(), &prefix, "b");
+    a.announce(&[0, 1], NOW).await.unwrap();
+    b.announce(&[2, 3], NOW).await.unwrap();
+    let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
+    let mut end = NOW;
+    for d in schedule(w, Order::Random(21)) {
+        end = end.max(d.now);
+        if d.input < 2 {
+            to_a.push(d);
+        } else {
+            to_b.push(d);
+        }
+    }
+    async fn feed(
+        s: &mut claimcheck::state::shared::SharedState,
+        ds: Vec<claimcheck::state::Delivery>,
+    ) -> Vec<Change> {
+        let mut out = Vec::new();
+        for d in ds {
+            out.extend(s.apply(d).await.unwrap().changes);
+        }
+        out
+    }
+    let mut changes = Vec::new();
+    if concurrent {
+        let (ca, cb) = tokio::join!(feed(&mut a, to_a), feed(&mut b, to_b));
+        changes.extend(ca);
+        changes.extend(cb);
+    } else {
+        // Interleaved in the schedule's order, each delivery to its replica.
+        let mut all: Vec<_> = to_a
+            .into_iter()
+            .map(|d| (true, d))
+            .chain(to_b.into_iter().map(|d| (false, d)))
+            .collect();
+        all.sort_by_key(|(_, d)| d.now);
+        for (to_a, d) in all {
+            let s = if to_a { &mut a } else { &mut b };
+            changes.extend(s.apply(d).await.unwrap().changes);
+        }
+    }
+    let end = end.saturating_add_ms(10 * 60 * SEC);
+    changes.extend(b.tick(end).await.unwrap());
+    changes.extend(a.tick(end).await.unwrap());
+    let mut said = Said::new();
+    fold(&mut said, &changes);
+    assert_same(&said, &reference(w), "two replicas");
+    let t = &w.truth;
+    let count = |o: Outcome| said.values().filter(|v| v.0 == Some(o)).count() as u64;
+    assert_eq!(count(Outcome::Matched), t.matched);
+    assert_eq!(count(Outcome::Late), t.late);
+    assert_eq!(count(Outcome::Mismatched), t.mismatched);
+    assert_eq!(u64::from(reclaims(&changes)), t.reclaims);
+    let n = |f: fn(&Change) -> bool| changes.iter().filter(|c| f(c)).count() as u64;
+    let mut dispatched = std::collections::HashSet::new();
+    for c in &changes {
+        if let Change::Dispatched { session, .. } = c {
+            assert!(
+                dispatched.insert(session.clone()),
+                "{session} dispatched twice"
+            );
+        }
+    }
+    assert!(dispatched.len() as u64 >= t.dispatched.go + t.dispatched.ts);
+    assert_eq!(
+        n(|c| matches!(c, Change::Overdue { .. }))
+            - n(|c| matches!(c, Change::OverdueResolved { .. })),
+        t.unclaimed + t.pending
+    );
+    let totals = a.totals().await.unwrap();
+    assert_eq!(
+        totals,
+        b.totals().await.unwrap(),
+        "one state, seen from both"
+    );
+    assert_eq!(totals.overdue, t.unclaimed + t.pending);
+    assert_eq!(totals.pending, 0);
+}
+
 mod standalone {
     use super::*;
+
+    #[tokio::test]
+    async fn two_replicas_count_each_outcome_once() {
+        super::two_replicas_count_each_outcome_once(standalone("two"), false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_at_once_count_each_outcome_once() {
+        super::two_replicas_count_each_outcome_once(standalone("two-at-once"), true).await;
+    }
 
     #[tokio::test]
     async fn fates_agree_with_the_correlator() {
@@ -342,6 +448,11 @@ mod standalone {
 
 mod cluster {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_at_once_count_each_outcome_once() {
+        super::two_replicas_count_each_outcome_once(cluster(), true).await;
+    }
 
     #[tokio::test]
     async fn fates_agree_with_the_correlator() {
@@ -418,7 +529,7 @@ mod cluster {
                 )
             })
             .collect();
-        let fresh = events::store(&conn, &keys, &batch).await.unwrap();
+        let fresh = events::store(&conn, &keys, &batch, NOW).await.unwrap();
         assert!(fresh.iter().all(|&f| f));
         let on_first: Vec<bool> = batch
             .iter()
@@ -430,7 +541,7 @@ mod cluster {
         assert!(on_first.iter().any(|&x| x) && !on_first.iter().all(|&x| x));
         c.kill(0);
         let started = std::time::Instant::now();
-        let down = events::store(&conn, &keys, &batch).await;
+        let down = events::store(&conn, &keys, &batch, NOW).await;
         assert!(
             matches!(down, Err(claimcheck::state::StateError::Unavailable(_))),
             "{down:?}"
@@ -439,7 +550,7 @@ mod cluster {
         c.restart(0);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let again = loop {
-            match events::store(&conn, &keys, &batch).await {
+            match events::store(&conn, &keys, &batch, NOW).await {
                 Ok(f) => break f,
                 Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
             }

@@ -1,12 +1,18 @@
 -- Stores one bucket's share of a batch of events: the exact re-delivery test, done where the
 -- records live, so two replicas delivering the same event at once store it once.
 --
--- KEYS[1]: the bucket's counters (a hash). KEYS[2..]: session record hashes and daemon
--- heartbeat sets, all of the bucket (one slot).
--- ARGV: groups of four: op ('r' a session's record, 'h' a heartbeat), the index of its key
--- in KEYS, the record's identity (field) and its value ('input:line:name'); a heartbeat's
--- identity is its time and its value is unused.
+-- KEYS[1]: the bucket's counters (a hash). KEYS[2]: the bucket's set of sessions with
+-- arrivals. KEYS[3..]: session record hashes, their arrival hashes and daemon heartbeat sets,
+-- all of the bucket (one slot).
+-- ARGV[1]: the receive time. Then groups of six: op ('r' a session's record, 'h' a
+-- heartbeat), the index of its key in KEYS, the record's identity (field) and its value
+-- ('input:line:name'), the index of the session's arrivals hash and the session id; a
+-- heartbeat's identity is its time and its other values are unused.
 -- Returns one 1 (new) or 0 (re-delivered) per group, in order.
+--
+-- A new record is also an arrival (field -> 'receive time:position'), in the same step: the
+-- rules take it in later (judge.lua removes it), whichever replica gets there, so a replica
+-- killed between storing and judging loses nothing.
 --
 -- A re-delivery from an earlier origin replaces the stored value, as the in-process
 -- correlator keeps the earliest origin: evidence must not depend on arrival order.
@@ -20,7 +26,8 @@ end
 local fates = {}
 local fresh, again, sessions = 0, 0, 0
 local seen = {}
-for i = 1, #ARGV, 4 do
+local now = ARGV[1]
+for i = 2, #ARGV, 6 do
   local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
   local field, value = ARGV[i + 2], ARGV[i + 3]
   local new
@@ -32,7 +39,10 @@ for i = 1, #ARGV, 4 do
       end
     end
     new = redis.call('HSETNX', key, field, value) == 1
-    if not new then
+    if new then
+      redis.call('HSET', KEYS[tonumber(ARGV[i + 4])], field, now .. ':' .. #fates)
+      redis.call('SADD', KEYS[2], ARGV[i + 5])
+    else
       local oi, ol = origin(redis.call('HGET', key, field))
       local ni, nl = origin(value)
       if oi and ni and (ni < oi or (ni == oi and nl < ol)) then

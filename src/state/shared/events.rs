@@ -15,7 +15,7 @@ use redis::Script;
 use super::conn::Redis;
 use super::keys::{BUCKETS, Keys, daemon_bucket, session_bucket};
 use super::record::Canonical;
-use crate::event::{Event, EventKind, Origin};
+use crate::event::{Event, EventKind, Origin, Timestamp};
 use crate::state::StateError;
 
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("apply.lua")));
@@ -42,19 +42,44 @@ impl Call {
     }
 
     fn push(&mut self, position: usize, op: &str, key: String, field: String, value: String) {
+        self.push_arrival(position, op, key, field, value, None);
+    }
+
+    /// A session's record, with its arrivals key and id (see `apply.lua`).
+    fn push_arrival(
+        &mut self,
+        position: usize,
+        op: &str,
+        key: String,
+        field: String,
+        value: String,
+        arrival: Option<(String, &str)>,
+    ) {
         let i = self.key_index(key);
-        self.args
-            .extend([op.to_owned(), i.to_string(), field, value]);
+        let (a, id) = match arrival {
+            Some((key, id)) => (self.key_index(key), id.to_owned()),
+            None => (0, String::new()),
+        };
+        self.args.extend([
+            op.to_owned(),
+            i.to_string(),
+            field,
+            value,
+            a.to_string(),
+            id,
+        ]);
         self.positions.push(position);
     }
 }
 
-/// Stores `events`; returns, for each in order, whether it was new evidence (`false`: an
-/// exact re-delivery, nothing changed).
+/// Stores `events` received at `now`; returns, for each in order, whether it was new evidence
+/// (`false`: an exact re-delivery, nothing changed). A new record of a session is left as an
+/// arrival for the rules to take in (`judge.rs`).
 pub async fn store(
     redis: &Redis,
     keys: &Keys,
     events: &[(Event, Origin)],
+    now: Timestamp,
 ) -> Result<Vec<bool>, StateError> {
     let mut calls: BTreeMap<u16, Call> = BTreeMap::new();
     for (position, (ev, origin)) in events.iter().enumerate() {
@@ -63,7 +88,14 @@ pub async fn store(
             Some(id) if ev.kind != EventKind::Heartbeat => {
                 let b = session_bucket(id);
                 let call = calls.entry(b).or_insert_with(|| new_call(keys, b));
-                call.push(position, "r", keys.records(b, id), rec.field(), rec.value());
+                call.push_arrival(
+                    position,
+                    "r",
+                    keys.records(b, id),
+                    rec.field(),
+                    rec.value(),
+                    Some((keys.arrivals(b, id), id.as_str())),
+                );
             }
             // Events without a session are deduplicated per daemon, as heartbeats.
             _ => {
@@ -90,6 +122,7 @@ pub async fn store(
                     for k in &call.keys {
                         inv.key(k);
                     }
+                    inv.arg(now.millis());
                     for a in &call.args {
                         inv.arg(a);
                     }
@@ -116,7 +149,7 @@ pub async fn store(
 
 fn new_call(keys: &Keys, b: u16) -> Call {
     Call {
-        keys: vec![keys.counts(b)],
+        keys: vec![keys.counts(b), keys.arriving(b)],
         ..Call::default()
     }
 }
@@ -130,6 +163,10 @@ pub struct Counts {
     pub redelivered: u64,
     /// Sessions whose records are held.
     pub sessions: u64,
+    /// Dispatched sessions waiting for a first claim, not overdue.
+    pub pending: u64,
+    /// Dispatched sessions overdue and still unclaimed.
+    pub overdue: u64,
 }
 
 /// Reads and sums every bucket's counters (one `HMGET` per bucket, sent together).
@@ -142,18 +179,26 @@ pub async fn counts(redis: &Redis, keys: &Keys) -> Result<Counts, StateError> {
                 async move {
                     redis::cmd("HMGET")
                         .arg(key)
-                        .arg(&["events", "redelivered", "sessions"])
-                        .query_async::<(Option<u64>, Option<u64>, Option<u64>)>(&mut conn)
+                        .arg(&["events", "redelivered", "sessions", "pending", "overdue"])
+                        .query_async::<[Option<i64>; 5]>(&mut conn)
                         .await
                 }
             }))
         })
         .await?;
-    Ok(each.iter().fold(Counts::default(), |t, (e, r, s)| Counts {
-        events: t.events + e.unwrap_or(0),
-        redelivered: t.redelivered + r.unwrap_or(0),
-        sessions: t.sessions + s.unwrap_or(0),
-    }))
+    // Gauges are kept as deltas from several replicas: a negative bucket is a bucket whose
+    // increments another bucket holds, so only the sum is clamped.
+    let sum = |i: usize| -> u64 {
+        let s: i64 = each.iter().map(|c| c[i].unwrap_or(0)).sum();
+        u64::try_from(s).unwrap_or(0)
+    };
+    Ok(Counts {
+        events: sum(0),
+        redelivered: sum(1),
+        sessions: sum(2),
+        pending: sum(3),
+        overdue: sum(4),
+    })
 }
 
 /// A session's stored records, as written (unordered).

@@ -81,7 +81,36 @@ impl Keys {
         }
     }
 
-    /// The bucket's counters (a hash: distinct events, re-deliveries, sessions).
+    /// A session's records not yet taken in by the rules: a hash from each one's identity (as
+    /// in [`Keys::records`]) to `receive time:position in its batch`.
+    pub fn arrivals(&self, b: u16, id: &SessionId) -> String {
+        format!("{}:a:{}", self.tag(b), id.as_str())
+    }
+
+    /// The bucket's sessions with arrivals (a set of session ids).
+    pub fn arriving(&self, b: u16) -> String {
+        format!("{}:as", self.tag(b))
+    }
+
+    /// The bucket's marks: a hash from session id to its encoded mark (`mark.rs`).
+    pub fn marks(&self, b: u16) -> String {
+        format!("{}:m", self.tag(b))
+    }
+
+    /// The bucket's sessions by their earliest key on the sidecar's clock (hold, orphan hold,
+    /// deadline, expiry): a sorted set.
+    pub fn due(&self, b: u16) -> String {
+        format!("{}:due", self.tag(b))
+    }
+
+    /// The bucket's sessions by their earliest key on event time (settle, orphan settle),
+    /// woken by the low watermark: a sorted set.
+    pub fn settle(&self, b: u16) -> String {
+        format!("{}:settle", self.tag(b))
+    }
+
+    /// The bucket's counters (a hash: distinct events, re-deliveries, sessions, pending,
+    /// overdue).
     pub fn counts(&self, b: u16) -> String {
         format!("{}:n", self.tag(b))
     }
@@ -125,6 +154,11 @@ mod tests {
             k.records(b, &id),
             k.counts(b),
             k.lease(b),
+            k.arrivals(b, &id),
+            k.arriving(b),
+            k.marks(b),
+            k.due(b),
+            k.settle(b),
             k.heartbeats(b, Runner::Go, Some("w{x}")),
         ] {
             assert!(key.starts_with(&tag), "{key}");

@@ -16,19 +16,24 @@
 //! - `watermarks.rs` with `watermark.lua`: every replica's sources in one hash, the low
 //!   watermark computed from it with the in-process rules;
 //! - `leases.rs` with `lease.lua`: one sweep lease per bucket (taken, renewed, given up;
-//!   expired when its holder stops renewing).
-//!
-//! Still to come (issue 13): judging each session once from its stored records with the
-//! rules of `correlate::live` (committed by a compare-and-set script, so one replica wins and
-//! only the winner emits the change), deadline sets per bucket swept under those leases, and the
-//! `CorrelationState` implementation on top.
+//!   expired when its holder stops renewing);
+//! - `mark.rs`: a session's `Mark` (the live rules' memory of it) as stored, with the
+//!   version the judge compares;
+//! - `judge.rs` with `sweep.lua`, `load.lua` and `judge.lua`: the sessions with work to do
+//!   found, loaded and judged with `correlate::live::rules`, each committed by a
+//!   compare-and-set on its mark, so one replica wins and only the winner emits the change;
+//! - `state.rs`: [`SharedState`], the `CorrelationState` implementation on top.
 
 pub mod conn;
 pub mod events;
+pub mod judge;
 pub mod keys;
 pub mod leases;
+pub mod mark;
 pub mod record;
+pub mod state;
 pub mod watermarks;
 
 pub use conn::{Conn, Redis, Timeouts};
 pub use keys::{BUCKETS, Keys};
+pub use state::{SharedConfig, SharedState};

@@ -6,6 +6,7 @@
 -- known, nothing delivered yet; backlog '1' or '0').
 -- ARGV: groups of four: source, the largest event time delivered ('' for none), the
 -- sidecar's clock now, backlog ('1', '0', or '' to leave it as it is).
+-- Returns the whole hash (source, value, source, value, …).
 -- Times stay the decimal strings they came as; Lua compares them as numbers (exact below
 -- 2^53 ms).
 
@@ -30,4 +31,5 @@ for i = 1, #ARGV, 4 do
   end
   redis.call('HSET', KEYS[1], src, h .. '|' .. seen .. '|' .. b)
 end
-return #ARGV / 4
+-- Every source after the merge, so a replica learns the low watermark in the same round trip.
+return redis.call('HGETALL', KEYS[1])

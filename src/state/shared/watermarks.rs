@@ -29,10 +29,10 @@ pub struct News {
     pub backlog: Option<bool>,
 }
 
-/// Merges `news` into the shared hash, in one script call.
-pub async fn merge(redis: &Redis, keys: &Keys, news: &[News]) -> Result<(), StateError> {
+/// Merges `news` into the shared hash, in one script call, and returns every source after it.
+pub async fn merge(redis: &Redis, keys: &Keys, news: &[News]) -> Result<Shared, StateError> {
     if news.is_empty() {
-        return Ok(());
+        return read(redis, keys).await;
     }
     let mut inv = MERGE.prepare_invoke();
     inv.key(keys.watermarks());
@@ -46,12 +46,12 @@ pub async fn merge(redis: &Redis, keys: &Keys, news: &[News]) -> Result<(), Stat
                 None => "",
             });
     }
-    redis
+    let all: Vec<(String, String)> = redis
         .call("watermarks", |mut conn| async move {
-            inv.invoke_async::<i64>(&mut conn).await
+            inv.invoke_async(&mut conn).await
         })
         .await?;
-    Ok(())
+    shared(all)
 }
 
 /// Every source's stored watermark, sorted by name.
@@ -83,6 +83,10 @@ pub async fn read(redis: &Redis, keys: &Keys) -> Result<Shared, StateError> {
             redis::cmd("HGETALL").arg(key).query_async(&mut conn).await
         })
         .await?;
+    shared(all)
+}
+
+fn shared(all: Vec<(String, String)>) -> Result<Shared, StateError> {
     let mut sources = all
         .into_iter()
         .map(|(src, v)| parse(&v).map(|(h, s, b)| (src, h, s, b)))

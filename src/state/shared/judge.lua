@@ -1,0 +1,68 @@
+-- Commits what the rules decided for some sessions of one bucket: a compare-and-set per
+-- session, so of several replicas that judged a session from the same state exactly one
+-- commits, and only it emits the changes. A session commits when its mark still has the
+-- version the rules read and no arrival came since (its arrivals are exactly those the rules
+-- took in): the judgement saw every piece of stored evidence. The loser reloads.
+--
+-- KEYS[1]: marks (hash), KEYS[2]: due, KEYS[3]: settle (sorted sets), KEYS[4]: counters
+-- (hash), KEYS[5]: arriving (set). Then per session: its records hash, its arrivals hash.
+-- ARGV: per session a group: id, the version read ('' when it had no mark), the new mark
+-- ('' to forget the session: records, arrivals and mark deleted), its due score and settle
+-- score ('' for none), the pending and overdue deltas, the number n of arrivals taken in,
+-- then those n arrival fields.
+-- Returns one 1 (committed) or 0 (lost: changed since it was read) per session, in order.
+
+local out = {}
+local i, s = 1, 0
+while i <= #ARGV do
+  s = s + 1
+  local id, version, mark = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local due, settle = ARGV[i + 3], ARGV[i + 4]
+  local pending, overdue = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+  local n = tonumber(ARGV[i + 7])
+  local records, arrivals = KEYS[4 + 2 * s], KEYS[5 + 2 * s]
+  local current = redis.call('HGET', KEYS[1], id)
+  local read = ''
+  if current then
+    read = string.match(current, '^(%d+)|') or 'unreadable'
+  end
+  if read ~= version or redis.call('HLEN', arrivals) ~= n then
+    out[s] = 0
+  else
+    if mark == '' then
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('ZREM', KEYS[2], id)
+      redis.call('ZREM', KEYS[3], id)
+      redis.call('SREM', KEYS[5], id)
+      redis.call('DEL', arrivals)
+      if redis.call('DEL', records) == 1 then
+        redis.call('HINCRBY', KEYS[4], 'sessions', -1)
+      end
+    else
+      redis.call('HSET', KEYS[1], id, mark)
+      if due == '' then
+        redis.call('ZREM', KEYS[2], id)
+      else
+        redis.call('ZADD', KEYS[2], due, id)
+      end
+      if settle == '' then
+        redis.call('ZREM', KEYS[3], id)
+      else
+        redis.call('ZADD', KEYS[3], settle, id)
+      end
+      if n > 0 then
+        redis.call('HDEL', arrivals, unpack(ARGV, i + 8, i + 7 + n))
+      end
+      redis.call('SREM', KEYS[5], id)
+    end
+    if pending ~= 0 then
+      redis.call('HINCRBY', KEYS[4], 'pending', pending)
+    end
+    if overdue ~= 0 then
+      redis.call('HINCRBY', KEYS[4], 'overdue', overdue)
+    end
+    out[s] = 1
+  end
+  i = i + 8 + n
+end
+return out

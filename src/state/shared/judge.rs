@@ -1,0 +1,452 @@
+//! Judging sessions of the shared state with the in-process rules (`correlate::live::rules`):
+//! one cycle finds the sessions with work to do (`sweep.lua`: due on the sidecar's clock,
+//! settled under the low watermark, or with arrivals), loads their marks, records and
+//! arrivals (`load.lua`), runs the rules in Rust, and commits each session by a
+//! compare-and-set on its mark's version (`judge.lua`). Each step is one script call per
+//! bucket, the calls sent together.
+//!
+//! A session's changes are returned only when its commit won: of two replicas that judged it
+//! from the same state, one commits and emits, the other reloads and finds nothing left to
+//! say. So each change is emitted once across replicas.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+use futures_util::future::try_join_all;
+use redis::Script;
+
+use super::conn::Redis;
+use super::keys::Keys;
+use super::mark;
+use super::record::Canonical;
+use crate::correlate::Interner;
+use crate::correlate::live::watermark::END_OF_TIME;
+use crate::correlate::live::{Arrival, Change, LiveConfig, Mark, Rules, Schedule, Slot};
+use crate::correlate::{Record, Session};
+use crate::event::{EventKind, SessionId, Timestamp};
+use crate::state::StateError;
+
+static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("sweep.lua")));
+static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("load.lua")));
+static JUDGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("judge.lua")));
+
+/// How often a session that lost its compare-and-set is reloaded and judged again within one
+/// cycle; past it, it waits for the next cycle (its arrivals and schedule stay stored).
+const ATTEMPTS: usize = 8;
+
+/// What a cycle does besides taking arrivals in and settling: a tick also sweeps deadlines and
+/// expiries (as `Live::on_tick`; `Live::on_event` only settles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Settle,
+    Tick,
+}
+
+/// The names the rules and the records need, interned in this replica (ids are local: only
+/// names cross to Redis).
+#[derive(Debug, Default)]
+pub struct Names {
+    pub orgs: Interner,
+    pub workers: Interner,
+}
+
+/// What a cycle committed.
+#[derive(Debug, Default)]
+pub struct Judged {
+    /// The changes of every session this replica committed.
+    pub changes: Vec<Change>,
+    /// The arrivals whose first dispatch of a session this replica took in:
+    /// (session, record identity).
+    pub first_dispatches: BTreeSet<(SessionId, String)>,
+    /// Sessions still lost after every attempt (left for the next cycle).
+    pub lost: usize,
+}
+
+/// One session as loaded: its mark (with version), records and arrivals.
+struct Loaded {
+    id: SessionId,
+    mark: Option<(u64, Mark)>,
+    records: Vec<(String, Canonical)>,
+    /// (receive time, position in its batch, identity, its record unless it is gone: its
+    /// session was forgotten since, and the arrival is dropped with the commit).
+    arrivals: Vec<(Timestamp, u32, String, Option<Canonical>)>,
+}
+
+/// What the rules decided for one session.
+struct Decision {
+    id: SessionId,
+    version: Option<u64>,
+    /// `None`: forget the session.
+    mark: Option<Mark>,
+    due: Option<Timestamp>,
+    settle: Option<Timestamp>,
+    pending: i64,
+    overdue: i64,
+    taken: Vec<String>,
+    changes: Vec<Change>,
+    first_dispatches: Vec<String>,
+}
+
+/// When a cycle runs: the sidecar's clock, the low watermark, and what it sweeps.
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub now: Timestamp,
+    pub low: Timestamp,
+    pub pass: Pass,
+}
+
+/// One cycle over `buckets`.
+pub async fn cycle(
+    redis: &Redis,
+    keys: &Keys,
+    config: &LiveConfig,
+    names: &mut Names,
+    buckets: &[u16],
+    at: At,
+) -> Result<Judged, StateError> {
+    let At { now, low, pass } = at;
+    let mut todo = sweep(redis, keys, buckets, now, low).await?;
+    let mut judged = Judged::default();
+    for _ in 0..ATTEMPTS {
+        if todo.is_empty() {
+            break;
+        }
+        let loaded = load(redis, keys, &todo).await?;
+        let mut decisions: BTreeMap<u16, Vec<Decision>> = BTreeMap::new();
+        for (b, sessions) in loaded {
+            let d = sessions
+                .into_iter()
+                .map(|l| decide(config, names, l, now, low, pass))
+                .collect();
+            decisions.insert(b, d);
+        }
+        let won = commit(redis, keys, &decisions).await?;
+        todo = BTreeMap::new();
+        for ((b, ds), won) in decisions.into_iter().zip(won) {
+            for (d, won) in ds.into_iter().zip(won) {
+                if won {
+                    judged.changes.extend(d.changes);
+                    judged
+                        .first_dispatches
+                        .extend(d.first_dispatches.into_iter().map(|f| (d.id.clone(), f)));
+                } else {
+                    todo.entry(b).or_insert_with(Vec::new).push(d.id);
+                }
+            }
+        }
+    }
+    judged.lost = todo.values().map(Vec::len).sum();
+    Ok(judged)
+}
+
+/// Each bucket's sessions with work to do.
+async fn sweep(
+    redis: &Redis,
+    keys: &Keys,
+    buckets: &[u16],
+    now: Timestamp,
+    low: Timestamp,
+) -> Result<BTreeMap<u16, Vec<SessionId>>, StateError> {
+    let found = redis
+        .call("sweep", |conn| {
+            try_join_all(buckets.iter().map(move |&b| {
+                let mut conn = conn.clone();
+                async move {
+                    SWEEP
+                        .key(keys.due(b))
+                        .key(keys.settle(b))
+                        .key(keys.arriving(b))
+                        .arg(now.millis())
+                        .arg(low.millis())
+                        .invoke_async::<(Vec<String>, Vec<String>, Vec<String>)>(&mut conn)
+                        .await
+                }
+            }))
+        })
+        .await?;
+    let mut todo = BTreeMap::new();
+    for (&b, (due, settle, arriving)) in buckets.iter().zip(found) {
+        let ids: BTreeSet<String> = due.into_iter().chain(settle).chain(arriving).collect();
+        let ids: Vec<SessionId> = ids.iter().filter_map(|s| SessionId::new(s)).collect();
+        if !ids.is_empty() {
+            todo.insert(b, ids);
+        }
+    }
+    Ok(todo)
+}
+
+type Raw = (String, Vec<(String, String)>, Vec<(String, String)>);
+
+/// The marks, records and arrivals of `todo`'s sessions.
+async fn load(
+    redis: &Redis,
+    keys: &Keys,
+    todo: &BTreeMap<u16, Vec<SessionId>>,
+) -> Result<Vec<(u16, Vec<Loaded>)>, StateError> {
+    let raw = redis
+        .call("load", |conn| {
+            try_join_all(todo.iter().map(move |(&b, ids)| {
+                let mut conn = conn.clone();
+                async move {
+                    let mut inv = LOAD.prepare_invoke();
+                    inv.key(keys.marks(b));
+                    for id in ids {
+                        inv.key(keys.records(b, id)).key(keys.arrivals(b, id));
+                        inv.arg(id.as_str());
+                    }
+                    inv.invoke_async::<Vec<Raw>>(&mut conn).await
+                }
+            }))
+        })
+        .await?;
+    let corrupt = |e: &dyn std::fmt::Display| StateError::Corrupt(e.to_string());
+    let mut out = Vec::with_capacity(todo.len());
+    for ((&b, ids), raw) in todo.iter().zip(raw) {
+        if raw.len() != ids.len() {
+            return Err(StateError::Unavailable(format!(
+                "load: {} answers for {} sessions",
+                raw.len(),
+                ids.len()
+            )));
+        }
+        let mut sessions = Vec::with_capacity(ids.len());
+        for (id, (m, records, arrivals)) in ids.iter().zip(raw) {
+            let mark = match m.as_str() {
+                "" => None,
+                m => Some(mark::decode(m).map_err(|e| corrupt(&e))?),
+            };
+            let records = records
+                .into_iter()
+                .map(|(f, v)| {
+                    let c = Canonical::parse(&f, &v).map_err(|e| corrupt(&e))?;
+                    Ok((f, c))
+                })
+                .collect::<Result<Vec<_>, StateError>>()?;
+            let mut taken = Vec::with_capacity(arrivals.len());
+            for (f, v) in arrivals {
+                let bad = || StateError::Corrupt(format!("arrival {f:?} = {v:?}"));
+                let (at, pos) = v.split_once(':').ok_or_else(bad)?;
+                let at = Timestamp(at.parse().map_err(|_| bad())?);
+                let pos: u32 = pos.parse().map_err(|_| bad())?;
+                let c = records
+                    .iter()
+                    .find(|(rf, _)| *rf == f)
+                    .map(|(_, c)| c.clone());
+                taken.push((at, pos, f, c));
+            }
+            taken.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+            sessions.push(Loaded {
+                id: id.clone(),
+                mark,
+                records,
+                arrivals: taken,
+            });
+        }
+        out.push((b, sessions));
+    }
+    Ok(out)
+}
+
+fn record(names: &mut Names, c: &Canonical) -> Record {
+    let worker = names.workers.intern(c.worker.as_deref());
+    let extra = match c.kind {
+        EventKind::Dispatch => names.orgs.intern(c.name.as_deref()),
+        // The rules read only a dispatch's name (its org).
+        _ => 0,
+    };
+    Record::new(c.kind, c.runner, c.time, worker, extra, c.origin)
+}
+
+/// Runs the rules on one loaded session, as `Live` runs them on one of its own: its
+/// arrivals taken in one by one (in the order they were received), then what has settled
+/// by `low` and is due by `now`.
+fn decide(
+    config: &LiveConfig,
+    names: &mut Names,
+    l: Loaded,
+    now: Timestamp,
+    low: Timestamp,
+    pass: Pass,
+) -> Decision {
+    let arriving: BTreeSet<&str> = l.arrivals.iter().map(|a| a.2.as_str()).collect();
+    let base: Vec<Record> = l
+        .records
+        .iter()
+        .filter(|(f, _)| !arriving.contains(f.as_str()))
+        .map(|(_, c)| record(names, c))
+        .collect();
+    // (receive time, identity, its record interned and as stored, unless gone).
+    type Taken = (Timestamp, String, Option<(Record, Canonical)>);
+    let arrivals: Vec<Taken> = l
+        .arrivals
+        .into_iter()
+        .map(|(at, _, f, c)| (at, f, c.map(|c| (record(names, &c), c))))
+        .collect();
+    let rules = Rules {
+        config,
+        orgs: &names.orgs,
+    };
+    let mut session = Session::default();
+    for r in base {
+        session.insert(r);
+    }
+    let version = l.mark.as_ref().map(|(v, _)| *v);
+    let mut mark = l.mark.map(|(_, m)| m);
+    let mut out = Vec::new();
+    let mut first_dispatches = Vec::new();
+    let mut taken = Vec::with_capacity(arrivals.len());
+    for (at, field, r) in arrivals {
+        taken.push(field.clone());
+        let Some((rec, c)) = r else { continue };
+        session.insert(rec);
+        let m = mark.get_or_insert_with(|| rules.new_mark(at));
+        let before = out.len();
+        let org = (c.kind == EventKind::Dispatch)
+            .then_some(c.name.as_deref())
+            .flatten();
+        let arrival = Arrival {
+            kind: c.kind,
+            runner: c.runner,
+            time: c.time,
+            org,
+        };
+        rules.on_record(m, &l.id, &session, arrival, at, &mut out);
+        if out[before..]
+            .iter()
+            .any(|c| matches!(c, Change::Dispatched { .. }))
+        {
+            first_dispatches.push(field);
+        }
+    }
+    let mut forget = mark.is_none();
+    if let Some(m) = mark.as_mut() {
+        let through = low.saturating_add_ms(-config.allowed_lateness_ms);
+        let s = rules.schedule(m);
+        let due = |slot: Slot, at: Timestamp| s.0[slot as usize].is_some_and(|k| k <= at);
+        // In `Live::settle`'s order: settle, hold, orphan settle, orphan hold.
+        if due(Slot::Settle, low) {
+            Slot::Settle.clear(m);
+            rules.evaluate(m, &l.id, &session, through, false, &mut out);
+        }
+        if rules.schedule(m).0[Slot::Hold as usize].is_some_and(|k| k <= now) {
+            Slot::Hold.clear(m);
+            rules.evaluate(m, &l.id, &session, END_OF_TIME, true, &mut out);
+        }
+        if due(Slot::OrphanSettle, low) {
+            Slot::OrphanSettle.clear(m);
+            rules.orphan(m, &l.id, &session, false, &mut out);
+        }
+        if rules.schedule(m).0[Slot::OrphanHold as usize].is_some_and(|k| k <= now) {
+            Slot::OrphanHold.clear(m);
+            rules.orphan(m, &l.id, &session, true, &mut out);
+        }
+        if pass == Pass::Tick {
+            if due(Slot::Deadline, now) {
+                Slot::Deadline.clear(m);
+                rules.deadline(m, &l.id, &session, &mut out);
+            }
+            if due(Slot::Expiry, now) {
+                rules.forget(m, &l.id, &mut out);
+                out.push(Change::Forgotten {
+                    session: l.id.clone(),
+                });
+                forget = true;
+            }
+        }
+    }
+    let (pending, overdue) = gauges(&out);
+    let schedule = mark.as_ref().map(|m| rules.schedule(m)).unwrap_or_default();
+    Decision {
+        id: l.id,
+        version,
+        mark: if forget { None } else { mark },
+        due: earliest(schedule, false),
+        settle: earliest(schedule, true),
+        pending,
+        overdue,
+        taken,
+        changes: out,
+        first_dispatches,
+    }
+}
+
+/// The earliest key of the slots on event time (`true`) or on the sidecar's clock.
+fn earliest(s: Schedule, event_time: bool) -> Option<Timestamp> {
+    Slot::ALL
+        .into_iter()
+        .filter(|slot| slot.on_event_time() == event_time)
+        .filter_map(|slot| s.0[slot as usize])
+        .min()
+}
+
+/// The pending and overdue gauges' moves in `changes`.
+fn gauges(changes: &[Change]) -> (i64, i64) {
+    let (mut pending, mut overdue) = (0, 0);
+    for c in changes {
+        match c {
+            Change::PendingStarted { .. } => pending += 1,
+            Change::PendingEnded { .. } => pending -= 1,
+            Change::Overdue { .. } => overdue += 1,
+            Change::OverdueResolved { .. } | Change::OverdueForgotten { .. } => overdue -= 1,
+            _ => {}
+        }
+    }
+    (pending, overdue)
+}
+
+/// Commits every decision; per bucket, per session, whether it won.
+async fn commit(
+    redis: &Redis,
+    keys: &Keys,
+    decisions: &BTreeMap<u16, Vec<Decision>>,
+) -> Result<Vec<Vec<bool>>, StateError> {
+    let answers = redis
+        .call("judge", |conn| {
+            try_join_all(decisions.iter().map(move |(&b, ds)| {
+                let mut conn = conn.clone();
+                async move {
+                    let mut inv = JUDGE.prepare_invoke();
+                    inv.key(keys.marks(b))
+                        .key(keys.due(b))
+                        .key(keys.settle(b))
+                        .key(keys.counts(b))
+                        .key(keys.arriving(b));
+                    let score =
+                        |t: Option<Timestamp>| t.map_or(String::new(), |t| t.millis().to_string());
+                    for d in ds {
+                        inv.key(keys.records(b, &d.id)).key(keys.arrivals(b, &d.id));
+                        let next = d.version.map_or(0, |v| v + 1);
+                        inv.arg(d.id.as_str())
+                            .arg(d.version.map_or(String::new(), |v| v.to_string()))
+                            .arg(
+                                d.mark
+                                    .as_ref()
+                                    .map_or(String::new(), |m| mark::encode(next, m)),
+                            )
+                            .arg(score(d.due))
+                            .arg(score(d.settle))
+                            .arg(d.pending)
+                            .arg(d.overdue)
+                            .arg(d.taken.len());
+                        for f in &d.taken {
+                            inv.arg(f);
+                        }
+                    }
+                    inv.invoke_async::<Vec<i64>>(&mut conn).await
+                }
+            }))
+        })
+        .await?;
+    let mut won = Vec::with_capacity(decisions.len());
+    for (ds, a) in decisions.values().zip(answers) {
+        if a.len() != ds.len() {
+            return Err(StateError::Unavailable(format!(
+                "judge: {} answers for {} sessions",
+                a.len(),
+                ds.len()
+            )));
+        }
+        won.push(a.into_iter().map(|x| x == 1).collect());
+    }
+    Ok(won)
+}

@@ -1,0 +1,322 @@
+//! [`SharedState`]: the correlation-state port on Redis (standalone or Cluster), so several
+//! sidecars correlate together and each outcome is counted once.
+//!
+//! A delivery goes: the source's news merged into the shared watermarks (the low watermark
+//! comes back in the same call); what is due by its receive time judged first (as
+//! `LocalState` ticks before a batch); its events stored (`events.rs`: re-deliveries told
+//! apart by the server, new records left as arrivals); then a cycle (`judge.rs`) takes the
+//! arrivals in and settles what the new low watermark allows. A tick takes the sweep leases
+//! (`leases.rs`) and runs a cycle over the buckets it holds. Every change returned was
+//! committed by this replica's compare-and-set, so summing the replicas' changes counts each
+//! once.
+//!
+//! Unlike the local state it has no session cap: memory is the server's, bounded by the
+//! retention.
+
+use std::time::Duration;
+
+use super::conn::{Redis, Timeouts};
+use super::events;
+use super::judge::{self, At, Names, Pass};
+use super::keys::{BUCKETS, BadPrefix, Keys, session_bucket};
+use super::leases;
+use super::record::Canonical;
+use super::watermarks::{self, News, Shared};
+use crate::correlate::live::{Change, LiveConfig};
+use crate::correlate::{Interner, Record, Session};
+use crate::event::{EventKind, SessionId, Timestamp};
+use crate::state::{
+    Applied, CorrelationState, Delivery, Fate, SessionState, SourceWatermark, StateError,
+    StateRecord, StateTotals,
+};
+
+/// How often, at most, a shared state asks to be ticked (see [`CorrelationState::next_due`]):
+/// the schedule is in Redis, shared with the other replicas, so it is polled.
+pub const POLL_MS: i64 = 1000;
+
+/// Where the shared state is and who this replica is.
+#[derive(Debug, Clone)]
+pub struct SharedConfig {
+    /// Seed nodes of a cluster, or one standalone URL.
+    pub urls: Vec<String>,
+    /// The key prefix: replicas that correlate together share it.
+    pub prefix: String,
+    /// This replica's name among those sharing the prefix (its sources are `instance/input`).
+    pub instance: String,
+    pub timeouts: Timeouts,
+    /// How long a sweep lease lasts unless renewed (a dead replica's buckets wait this long).
+    pub lease: Duration,
+}
+
+/// The shared correlation state of one replica.
+#[derive(Debug)]
+pub struct SharedState {
+    config: LiveConfig,
+    redis: Redis,
+    keys: Keys,
+    instance: String,
+    lease: Duration,
+    names: Names,
+    /// The latest clock reading it was given: the next poll is due after it.
+    last_now: Option<Timestamp>,
+}
+
+impl SharedState {
+    /// A state on `shared`; nothing is connected until the first call.
+    pub fn new(config: LiveConfig, shared: SharedConfig) -> Result<SharedState, BadPrefix> {
+        Ok(SharedState {
+            config,
+            redis: Redis::new(shared.urls, shared.timeouts),
+            keys: Keys::new(&shared.prefix)?,
+            instance: shared.instance,
+            lease: shared.lease,
+            names: Names::default(),
+            last_now: None,
+        })
+    }
+
+    fn source(&self, input: u16) -> String {
+        format!("{}/{input}", self.instance)
+    }
+
+    fn low(&self, shared: &Shared, now: Timestamp) -> Timestamp {
+        shared.rebuild(self.config.idle_after_ms).low(now)
+    }
+
+    fn clock(&mut self, now: Timestamp) {
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
+    }
+
+    /// The buckets this replica holds the sweep lease of (taken or renewed now).
+    async fn leased(&self) -> Result<Vec<u16>, StateError> {
+        let all: Vec<u16> = (0..BUCKETS).collect();
+        let held =
+            leases::acquire(&self.redis, &self.keys, &all, &self.instance, self.lease).await?;
+        Ok(all
+            .into_iter()
+            .zip(held)
+            .filter_map(|(b, h)| h.then_some(b))
+            .collect())
+    }
+
+    async fn cycle(
+        &mut self,
+        buckets: &[u16],
+        now: Timestamp,
+        low: Timestamp,
+        pass: Pass,
+    ) -> Result<judge::Judged, StateError> {
+        let at = At { now, low, pass };
+        judge::cycle(
+            &self.redis,
+            &self.keys,
+            &self.config,
+            &mut self.names,
+            buckets,
+            at,
+        )
+        .await
+    }
+}
+
+impl CorrelationState for SharedState {
+    async fn announce(&mut self, inputs: &[u16], now: Timestamp) -> Result<(), StateError> {
+        self.clock(now);
+        let news: Vec<News> = inputs
+            .iter()
+            .map(|&i| News {
+                source: self.source(i),
+                high: None,
+                now,
+                backlog: Some(false),
+            })
+            .collect();
+        watermarks::merge(&self.redis, &self.keys, &news).await?;
+        Ok(())
+    }
+
+    async fn apply(&mut self, d: Delivery) -> Result<Applied, StateError> {
+        self.clock(d.now);
+        let shared = match d.backlog {
+            Some(backlog) => {
+                let news = News {
+                    source: self.source(d.input),
+                    high: None,
+                    now: d.now,
+                    backlog: Some(backlog),
+                };
+                watermarks::merge(&self.redis, &self.keys, &[news]).await?
+            }
+            None => watermarks::read(&self.redis, &self.keys).await?,
+        };
+        let low = self.low(&shared, d.now);
+        let leased = self.leased().await?;
+        let mut changes = self.cycle(&leased, d.now, low, Pass::Tick).await?.changes;
+        let fresh = events::store(&self.redis, &self.keys, &d.events, d.now).await?;
+        let high = d
+            .events
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .map(|((e, _), _)| e.time)
+            .max();
+        let low = match high {
+            Some(high) => {
+                let news = News {
+                    source: self.source(d.input),
+                    high: Some(high),
+                    now: d.now,
+                    backlog: None,
+                };
+                let shared = watermarks::merge(&self.redis, &self.keys, &[news]).await?;
+                self.low(&shared, d.now)
+            }
+            None => low,
+        };
+        let mut buckets = leased;
+        for ((e, _), _) in d.events.iter().zip(&fresh).filter(|(_, f)| **f) {
+            if let (Some(id), false) = (&e.session, e.kind == EventKind::Heartbeat) {
+                buckets.push(session_bucket(id));
+            }
+        }
+        buckets.sort_unstable();
+        buckets.dedup();
+        let judged = self.cycle(&buckets, d.now, low, Pass::Settle).await?;
+        changes.extend(judged.changes);
+        let fates = d
+            .events
+            .iter()
+            .zip(fresh)
+            .map(|((e, origin), fresh)| {
+                if !fresh {
+                    return Fate::Redelivered;
+                }
+                let first_dispatch = e.kind == EventKind::Dispatch
+                    && e.session.as_ref().is_some_and(|id| {
+                        let field = Canonical::of(e, *origin).field();
+                        judged.first_dispatches.contains(&(id.clone(), field))
+                    });
+                Fate::Accepted { first_dispatch }
+            })
+            .collect();
+        Ok(Applied { fates, changes })
+    }
+
+    async fn tick(&mut self, now: Timestamp) -> Result<Vec<Change>, StateError> {
+        self.clock(now);
+        let shared = watermarks::read(&self.redis, &self.keys).await?;
+        let low = self.low(&shared, now);
+        let leased = self.leased().await?;
+        Ok(self.cycle(&leased, now, low, Pass::Tick).await?.changes)
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<SessionState>, StateError> {
+        let mut records = events::records(&self.redis, &self.keys, id).await?;
+        if records.is_empty() {
+            return Ok(None);
+        }
+        records.sort_by(|a, b| {
+            (a.time, a.kind, a.runner, &a.worker).cmp(&(b.time, b.kind, b.runner, &b.worker))
+        });
+        // Judged against the latest event time any source delivered, as the local state
+        // judges against its correlator's.
+        let shared = watermarks::read(&self.redis, &self.keys).await?;
+        let latest = shared
+            .sources
+            .iter()
+            .filter_map(|s| s.1)
+            .max()
+            .unwrap_or(Timestamp::MIN);
+        let mut session = Session::default();
+        let (mut orgs, mut workers) = (Interner::default(), Interner::default());
+        for c in &records {
+            let extra = match c.kind {
+                EventKind::Dispatch => orgs.intern(c.name.as_deref()),
+                _ => 0,
+            };
+            let worker = workers.intern(c.worker.as_deref());
+            session.insert(Record::new(
+                c.kind, c.runner, c.time, worker, extra, c.origin,
+            ));
+        }
+        let timeouts = &self.config.correlate.timeouts;
+        let j = session.judge(timeouts, latest);
+        Ok(Some(SessionState {
+            outcome: j.outcome,
+            org: j
+                .dispatch
+                .and_then(|d| orgs.name(d.extra))
+                .map(str::to_owned),
+            runner: j.dispatch.map(|d| d.runner),
+            dispatched_at: j.dispatch.map(|d| d.time),
+            deadline: j.deadline,
+            latency_ms: j.latency_ms,
+            duplicate: j.duplicate,
+            reclaims: j.reclaims,
+            records: records
+                .into_iter()
+                .map(|c| StateRecord {
+                    kind: c.kind,
+                    runner: c.runner,
+                    time: c.time,
+                    worker: c.worker,
+                    detail: match c.kind {
+                        EventKind::Dispatch => None,
+                        _ => c.name,
+                    },
+                    origin: c.origin,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn totals(&self) -> Result<StateTotals, StateError> {
+        let c = events::counts(&self.redis, &self.keys).await?;
+        Ok(StateTotals {
+            sessions: c.sessions,
+            pending: c.pending,
+            overdue: c.overdue,
+            events: c.events,
+            redelivered: c.redelivered,
+            evicted: 0,
+        })
+    }
+
+    async fn watermarks(
+        &self,
+        now: Timestamp,
+    ) -> Result<(Vec<SourceWatermark>, Timestamp), StateError> {
+        let shared = watermarks::read(&self.redis, &self.keys).await?;
+        let w = shared.rebuild(self.config.idle_after_ms);
+        let own = format!("{}/", self.instance);
+        // This replica's sources by their own input numbers; another replica's (issue 13:
+        // origins across replicas) numbered down from the top, out of the way.
+        let each = w
+            .each(now)
+            .map(|(i, high, active)| {
+                let name = shared
+                    .sources
+                    .get(usize::from(i))
+                    .map_or("", |s| s.0.as_str());
+                let input = name
+                    .strip_prefix(&own)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(u16::MAX - i);
+                SourceWatermark {
+                    input,
+                    high,
+                    active,
+                }
+            })
+            .collect();
+        Ok((each, w.low(now)))
+    }
+
+    fn next_due(&self) -> Option<Timestamp> {
+        self.last_now.map(|t| t.saturating_add_ms(POLL_MS))
+    }
+
+    fn retention_ms(&self) -> i64 {
+        self.config.retention_ms
+    }
+}

@@ -4,7 +4,8 @@
 //! earliest origin is kept, two replicas storing one event at once store it once, a
 //! bucket's keys share one slot while the buckets cover every master, and the shared
 //! watermarks give the low watermark the in-process rules give, and a bucket's sweep lease
-//! has one holder and passes on when it expires.
+//! has one holder and passes on when it expires. Then `SharedState` as two replicas share it
+//! (each outcome counted once, whichever replica judges it), and its cost per event.
 
 use claimcheck::correlate::Outcome;
 use claimcheck::correlate::live::Change;
@@ -561,4 +562,80 @@ mod cluster {
             "only the restarted master's events are new again"
         );
     }
+}
+
+/// Commands the cluster's nodes ran since they started: (script calls, every command
+/// including those scripts ran), leaving out the cluster's own and this count's.
+fn commands(c: &RedisCluster) -> (u64, u64) {
+    let (mut scripts, mut all) = (0, 0);
+    for i in 0..c.urls().len() {
+        let info = c.query(i, &["INFO", "commandstats"]).unwrap_or_default();
+        for line in info.lines() {
+            let Some((name, rest)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(":calls="))
+            else {
+                continue;
+            };
+            let calls: u64 = rest
+                .split(',')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if name.starts_with("cluster") || ["info", "ping", "hello", "client"].contains(&name) {
+                continue;
+            }
+            if name.starts_with("eval") {
+                scripts += calls;
+            }
+            all += calls;
+        }
+    }
+    (scripts, all)
+}
+
+/// Applies simulate's workload (random batches, ≈ 200 events each) through `s`, then ticks
+/// past every deadline; returns (events, batches, events/s of the applies).
+async fn apply_workload(s: &mut claimcheck::state::shared::SharedState) -> (usize, usize, f64) {
+    s.announce(&[0, 1, 2, 3], NOW).await.unwrap();
+    let deliveries = schedule(workload(), Order::Random(5));
+    let events: usize = deliveries.iter().map(|d| d.events.len()).sum();
+    let batches = deliveries.len();
+    let start = std::time::Instant::now();
+    let mut end = NOW;
+    for d in deliveries {
+        end = end.max(d.now);
+        s.apply(d).await.unwrap();
+    }
+    let rate = events as f64 / start.elapsed().as_secs_f64();
+    s.tick(end.saturating_add_ms(10 * 60 * SEC)).await.unwrap();
+    (events, batches, rate)
+}
+
+/// The cost of the shared state (issue 13's figures): simulate's workload applied through one
+/// `SharedState` on the shared standalone server and on a 3-master cluster of its own.
+/// Printed (run with `--no-capture`): events/s, and on the cluster (whose nodes serve only
+/// this test) script calls and Redis commands per event. Bounded, so a change that multiplies
+/// the round trips fails.
+#[tokio::test]
+async fn cost_per_event() {
+    let p = Prefix::new("cost");
+    let mut s = shared(config(), vec![STANDALONE.to_owned()], &p.0, "a");
+    let (events, batches, rate) = apply_workload(&mut s).await;
+    eprintln!(
+        "shared state on standalone Redis: {events} events in {batches} batches, {rate:.0} events/s"
+    );
+    let c = RedisCluster::start(3, 0);
+    let mut s = shared(config(), c.urls(), "cost", "a");
+    let (scripts0, all0) = commands(&c);
+    let (events, batches, rate) = apply_workload(&mut s).await;
+    let (scripts, all) = commands(&c);
+    let per = |n: u64| n as f64 / events as f64;
+    let (scripts, all) = (per(scripts - scripts0), per(all - all0));
+    eprintln!(
+        "shared state on a 3-master cluster: {events} events in {batches} batches, {rate:.0} \
+         events/s; per event {scripts:.1} script calls, {all:.1} Redis commands (the scripts' \
+         own included)"
+    );
+    assert!(scripts < 10.0, "{scripts} script calls per event");
 }

@@ -59,6 +59,9 @@ pub struct SharedState {
     names: Names,
     /// The latest clock reading it was given: the next poll is due after it.
     last_now: Option<Timestamp>,
+    /// The buckets whose leases it took, and when (real time: leases expire on Redis's
+    /// clock, not on the event or sidecar times it is given).
+    leased: Option<(tokio::time::Instant, Vec<u16>)>,
 }
 
 impl SharedState {
@@ -72,6 +75,7 @@ impl SharedState {
             lease: shared.lease,
             names: Names::default(),
             last_now: None,
+            leased: None,
         })
     }
 
@@ -87,16 +91,27 @@ impl SharedState {
         self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
     }
 
-    /// The buckets this replica holds the sweep lease of (taken or renewed now).
-    async fn leased(&self) -> Result<Vec<u16>, StateError> {
+    /// The buckets this replica holds the sweep lease of. Leases are taken or renewed once a
+    /// third of their time has passed, not on every call: a sweep then costs no lease round
+    /// trip, and a lease still has two thirds of its time when it is relied on. (That a
+    /// session is judged once never rests on the lease: `judge.lua`'s compare-and-set.)
+    async fn leased(&mut self) -> Result<Vec<u16>, StateError> {
+        let now = tokio::time::Instant::now();
+        if let Some((at, held)) = &self.leased
+            && now.duration_since(*at) < self.lease / 3
+        {
+            return Ok(held.clone());
+        }
         let all: Vec<u16> = (0..BUCKETS).collect();
         let held =
             leases::acquire(&self.redis, &self.keys, &all, &self.instance, self.lease).await?;
-        Ok(all
+        let held: Vec<u16> = all
             .into_iter()
             .zip(held)
             .filter_map(|(b, h)| h.then_some(b))
-            .collect())
+            .collect();
+        self.leased = Some((now, held.clone()));
+        Ok(held)
     }
 
     async fn cycle(

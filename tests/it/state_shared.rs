@@ -408,8 +408,40 @@ async fn two_replicas_count_each_outcome_once(backend: Backend, concurrent: bool
     assert_eq!(totals.pending, 0);
 }
 
+/// A replica killed after storing its batches and before judging them loses nothing: its
+/// records wait as arrivals, and another replica's tick takes them in, each once, with the
+/// receive times they were stored with; the outcomes are `verify`'s.
+async fn a_dead_replicas_arrivals_are_taken_in(backend: Backend) {
+    let w = workload();
+    let (redis, keys) = (backend.redis(), backend.keys());
+    let mut end = NOW;
+    // The dead replica: stored every batch, judged none.
+    for d in schedule(w, Order::Random(31)) {
+        end = end.max(d.now);
+        events::store(&redis, &keys, &d.events, d.now)
+            .await
+            .unwrap();
+    }
+    let mut b = shared(config(), backend.urls(), keys.prefix(), "b");
+    let end = end.saturating_add_ms(10 * 60 * SEC);
+    let changes = b.tick(end).await.unwrap();
+    let mut said = Said::new();
+    fold(&mut said, &changes);
+    assert_same(&said, &reference(w), "taken over");
+    assert_eq!(u64::from(reclaims(&changes)), w.truth.reclaims);
+    let t = b.totals().await.unwrap();
+    assert_eq!(t.overdue, w.truth.unclaimed + w.truth.pending, "{t:?}");
+    assert_eq!(t.pending, 0, "{t:?}");
+    assert_eq!(b.tick(end).await.unwrap(), Vec::new(), "each taken in once");
+}
+
 mod standalone {
     use super::*;
+
+    #[tokio::test]
+    async fn a_dead_replicas_arrivals_are_taken_in() {
+        super::a_dead_replicas_arrivals_are_taken_in(standalone("dead")).await;
+    }
 
     #[tokio::test]
     async fn two_replicas_count_each_outcome_once() {
@@ -449,6 +481,11 @@ mod standalone {
 
 mod cluster {
     use super::*;
+
+    #[tokio::test]
+    async fn a_dead_replicas_arrivals_are_taken_in() {
+        super::a_dead_replicas_arrivals_are_taken_in(cluster()).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_replicas_at_once_count_each_outcome_once() {

@@ -88,7 +88,11 @@ pub fn session(
                     r.time,
                     r.worker,
                     r.detail.as_deref(),
-                    source(r.origin),
+                    match &r.source {
+                        // Another replica's source: cited by its shared name.
+                        Some(name) => format!("{name}:{}", r.origin.line),
+                        None => source(r.origin),
+                    },
                 )
             })
             .collect(),

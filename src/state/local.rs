@@ -107,6 +107,7 @@ impl LocalState {
                         _ => c.detail_name(r.extra).map(str::to_owned),
                     },
                     origin: r.origin(),
+                    source: None,
                 })
                 .collect(),
         })

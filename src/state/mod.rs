@@ -91,6 +91,9 @@ pub struct StateRecord {
     /// A claim's daemon version, a release's or an other event's detail.
     pub detail: Option<String>,
     pub origin: Origin,
+    /// Set when the record came from another replica's source (named `instance/input`): the
+    /// origin's line is that source's, its input is not one of this replica's.
+    pub source: Option<String>,
 }
 
 /// Everything the state knows about one session, judged against the latest event time seen.

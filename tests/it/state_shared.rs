@@ -435,8 +435,78 @@ async fn a_dead_replicas_arrivals_are_taken_in(backend: Backend) {
     assert_eq!(b.tick(end).await.unwrap(), Vec::new(), "each taken in once");
 }
 
+/// Origins across replicas: each replica numbers its own sources from 0 (a's dispatch logs and
+/// b's workers' logs are each its inputs 0 and 1). A session's records, read on either
+/// replica, cite the file and line each came from: this replica's input, or the other's
+/// source by name.
+async fn origins_read_back_on_every_replica(backend: Backend) {
+    let w = workload();
+    let prefix = backend.keys().prefix().to_owned();
+    let mut a = shared(config(), backend.urls(), &prefix, "a");
+    let mut b = shared(config(), backend.urls(), &prefix, "b");
+    a.announce(&[0, 1], NOW).await.unwrap();
+    b.announce(&[0, 1], NOW).await.unwrap();
+    let mut changes = Vec::new();
+    let mut end = NOW;
+    for mut d in schedule(w, Order::Random(41)) {
+        end = end.max(d.now);
+        // Workload file i is a's input i (0, 1) or b's input i - 2 (2, 3).
+        let (s, base) = if d.input < 2 {
+            (&mut a, 0)
+        } else {
+            (&mut b, 2)
+        };
+        d.input -= base;
+        for (_, o) in &mut d.events {
+            o.input -= base;
+        }
+        changes.extend(s.apply(d).await.unwrap().changes);
+    }
+    let end = end.saturating_add_ms(10 * 60 * SEC);
+    changes.extend(a.tick(end).await.unwrap());
+    changes.extend(b.tick(end).await.unwrap());
+    let judged: Vec<SessionId> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Judged { session, .. } => Some(session.clone()),
+            _ => None,
+        })
+        .take(100)
+        .collect();
+    assert_eq!(judged.len(), 100);
+    let mut remote = [0, 0];
+    for id in &judged {
+        for (n, (me, s)) in [("a", &a), ("b", &b)].into_iter().enumerate() {
+            let st = s.session(id).await.unwrap().expect("held");
+            for r in &st.records {
+                let (who, input) = match &r.source {
+                    None => (me, r.origin.input),
+                    Some(name) => {
+                        remote[n] += 1;
+                        let (who, input) = name.split_once('/').unwrap();
+                        (who, input.parse::<u16>().unwrap())
+                    }
+                };
+                let file = usize::from(input) + if who == "a" { 0 } else { 2 };
+                let e = &w.sources[file][r.origin.line as usize - 1];
+                assert_eq!(
+                    (e.kind, e.time),
+                    (r.kind, r.time),
+                    "{id} on {me}: {r:?} cites another event"
+                );
+            }
+        }
+    }
+    assert!(remote.iter().all(|&n| n > 0), "{remote:?}");
+}
+
 mod standalone {
     use super::*;
+
+    #[tokio::test]
+    async fn origins_read_back_on_every_replica() {
+        super::origins_read_back_on_every_replica(standalone("origins")).await;
+    }
 
     #[tokio::test]
     async fn a_dead_replicas_arrivals_are_taken_in() {
@@ -481,6 +551,11 @@ mod standalone {
 
 mod cluster {
     use super::*;
+
+    #[tokio::test]
+    async fn origins_read_back_on_every_replica() {
+        super::origins_read_back_on_every_replica(cluster()).await;
+    }
 
     #[tokio::test]
     async fn a_dead_replicas_arrivals_are_taken_in() {

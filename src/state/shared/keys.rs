@@ -125,6 +125,12 @@ impl Keys {
         format!("{{{}:w}}", self.prefix)
     }
 
+    /// Every replica's sources numbered once for all (a hash: `instance/input` -> global id,
+    /// and the counter `#next`), so an origin stored by one replica reads back on another.
+    pub fn inputs(&self) -> String {
+        format!("{{{}:i}}", self.prefix)
+    }
+
     /// A pattern matching every key under the prefix (`SCAN MATCH`), for cleaning up.
     pub fn pattern(&self) -> String {
         format!("{{{}:*", self.prefix)

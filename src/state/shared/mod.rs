@@ -22,10 +22,13 @@
 //! - `judge.rs` with `sweep.lua`, `load.lua` and `judge.lua`: the sessions with work to do
 //!   found, loaded and judged with `correlate::live::rules`, each committed by a
 //!   compare-and-set on its mark, so one replica wins and only the winner emits the change;
+//! - `inputs.rs` with `input.lua`: every replica's sources numbered once for all, so a stored
+//!   origin reads back on any replica as the source it came from;
 //! - `state.rs`: [`SharedState`], the `CorrelationState` implementation on top.
 
 pub mod conn;
 pub mod events;
+pub mod inputs;
 pub mod judge;
 pub mod keys;
 pub mod leases;

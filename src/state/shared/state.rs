@@ -10,13 +10,18 @@
 //! committed by this replica's compare-and-set, so summing the replicas' changes counts each
 //! once.
 //!
+//! A record's origin is stored with its source's global id (`inputs.rs`) and read back as
+//! this replica's input, or as another replica's source by name.
+//!
 //! Unlike the local state it has no session cap: memory is the server's, bounded by the
 //! retention.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::conn::{Redis, Timeouts};
 use super::events;
+use super::inputs;
 use super::judge::{self, At, Names, Pass};
 use super::keys::{BUCKETS, BadPrefix, Keys, session_bucket};
 use super::leases;
@@ -24,7 +29,7 @@ use super::record::Canonical;
 use super::watermarks::{self, News, Shared};
 use crate::correlate::live::{Change, LiveConfig};
 use crate::correlate::{Interner, Record, Session};
-use crate::event::{EventKind, SessionId, Timestamp};
+use crate::event::{EventKind, Origin, SessionId, Timestamp};
 use crate::state::{
     Applied, CorrelationState, Delivery, Fate, SessionState, SourceWatermark, StateError,
     StateRecord, StateTotals,
@@ -62,6 +67,8 @@ pub struct SharedState {
     /// The buckets whose leases it took, and when (real time: leases expire on Redis's
     /// clock, not on the event or sidecar times it is given).
     leased: Option<(tokio::time::Instant, Vec<u16>)>,
+    /// Its sources' global ids (`inputs.rs`), by its own input number.
+    globals: BTreeMap<u16, u16>,
 }
 
 impl SharedState {
@@ -76,11 +83,36 @@ impl SharedState {
             names: Names::default(),
             last_now: None,
             leased: None,
+            globals: BTreeMap::new(),
         })
     }
 
     fn source(&self, input: u16) -> String {
         format!("{}/{input}", self.instance)
+    }
+
+    /// Gives `inputs` their global ids, if they have none yet.
+    async fn register(&mut self, inputs: &[u16]) -> Result<(), StateError> {
+        let missing: BTreeSet<u16> = inputs
+            .iter()
+            .copied()
+            .filter(|i| !self.globals.contains_key(i))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = missing.iter().map(|&i| self.source(i)).collect();
+        let ids = inputs::register(&self.redis, &self.keys, &names).await?;
+        self.globals.extend(missing.into_iter().zip(ids));
+        Ok(())
+    }
+
+    /// `origin` with its source's global id.
+    fn global(&self, origin: Origin) -> Origin {
+        Origin {
+            input: self.globals.get(&origin.input).copied().unwrap_or(u16::MAX),
+            line: origin.line,
+        }
     }
 
     fn low(&self, shared: &Shared, now: Timestamp) -> Timestamp {
@@ -137,6 +169,7 @@ impl SharedState {
 impl CorrelationState for SharedState {
     async fn announce(&mut self, inputs: &[u16], now: Timestamp) -> Result<(), StateError> {
         self.clock(now);
+        self.register(inputs).await?;
         let news: Vec<News> = inputs
             .iter()
             .map(|&i| News {
@@ -150,8 +183,15 @@ impl CorrelationState for SharedState {
         Ok(())
     }
 
-    async fn apply(&mut self, d: Delivery) -> Result<Applied, StateError> {
+    async fn apply(&mut self, mut d: Delivery) -> Result<Applied, StateError> {
         self.clock(d.now);
+        let mut own: Vec<u16> = d.events.iter().map(|(_, o)| o.input).collect();
+        own.push(d.input);
+        self.register(&own).await?;
+        // Stored with global ids (`inputs.rs`); the caller's origins are its own.
+        for (_, o) in &mut d.events {
+            *o = self.global(*o);
+        }
         let shared = match d.backlog {
             Some(backlog) => {
                 let news = News {
@@ -236,6 +276,26 @@ impl CorrelationState for SharedState {
         // Judged against the latest event time any source delivered, as the local state
         // judges against its correlator's.
         let shared = watermarks::read(&self.redis, &self.keys).await?;
+        let sources = inputs::read(&self.redis, &self.keys).await?;
+        let own = format!("{}/", self.instance);
+        // A stored origin's global id back to this replica's input, or to another replica's
+        // source by name.
+        let origin = |o: Origin| -> (Origin, Option<String>) {
+            let name = sources.get(&o.input);
+            match name.and_then(|n| n.strip_prefix(&own)?.parse().ok()) {
+                Some(input) => (
+                    Origin {
+                        input,
+                        line: o.line,
+                    },
+                    None,
+                ),
+                None => (
+                    o,
+                    Some(name.cloned().unwrap_or_else(|| format!("#{}", o.input))),
+                ),
+            }
+        };
         let latest = shared
             .sources
             .iter()
@@ -270,16 +330,20 @@ impl CorrelationState for SharedState {
             reclaims: j.reclaims,
             records: records
                 .into_iter()
-                .map(|c| StateRecord {
-                    kind: c.kind,
-                    runner: c.runner,
-                    time: c.time,
-                    worker: c.worker,
-                    detail: match c.kind {
-                        EventKind::Dispatch => None,
-                        _ => c.name,
-                    },
-                    origin: c.origin,
+                .map(|c| {
+                    let (origin, source) = origin(c.origin);
+                    StateRecord {
+                        kind: c.kind,
+                        runner: c.runner,
+                        time: c.time,
+                        worker: c.worker,
+                        detail: match c.kind {
+                            EventKind::Dispatch => None,
+                            _ => c.name,
+                        },
+                        origin,
+                        source,
+                    }
                 })
                 .collect(),
         }))

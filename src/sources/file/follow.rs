@@ -170,6 +170,10 @@ pub enum Window {
     /// While a new file is judged a copy of a followed one: after that one's bytes at the
     /// copy's end are read, before it is checked.
     JudgingACopy,
+    /// Between a followed file's check (it still holds what was read) and its read.
+    CheckedNotRead,
+    /// After a restart, between finding that a file holds its checkpoint and resuming it.
+    Resuming,
 }
 
 /// What happens in a window of the current poll (tests only; nothing otherwise).
@@ -279,7 +283,6 @@ impl Follower {
         self.meanwhile = Meanwhile(window, std::cell::Cell::new(Some(Box::new(meanwhile))));
         self.scan(now, &mut out);
         self.meanwhile.run(Window::AfterScan);
-        self.meanwhile = Meanwhile::default();
         let mut i = 0;
         while i < self.tailers.len() {
             if self.read_one(i, now, &mut out) {
@@ -288,6 +291,7 @@ impl Follower {
                 self.tailers.swap_remove(i);
             }
         }
+        self.meanwhile = Meanwhile::default();
         self.sweep(now, &mut out);
         let wall = self.wall(now);
         for f in &mut out.files {
@@ -468,6 +472,7 @@ impl Follower {
             let lost = self.truncated(&noticed, now, out);
             out.truncated.push((index, lost));
         }
+        self.meanwhile.run(Window::CheckedNotRead);
         let t = &mut self.tailers[i];
         let mut read = match t.read(self.cfg.read_limit, now) {
             Ok(r) => r,
@@ -845,7 +850,18 @@ impl Follower {
             }
             let started = if let (Some(cp), true) = (&known, resume) {
                 how = Opened::Checkpoint;
-                Tailer::at(file, &path, &self.cfg.limit, now, cp.offset, cp.skipping)
+                self.meanwhile.run(Window::Resuming);
+                match Tailer::at(file, &path, &self.cfg.limit, now, cp.offset, cp.skipping) {
+                    // Truncated and written again since it was found to hold the checkpoint:
+                    // the tailer took the new bytes for those read. The next scan judges it
+                    // again (truncated, its copy perhaps among the files).
+                    Ok(t) if !t.resumed_at(cp) => {
+                        taken.insert(id);
+                        i += 1;
+                        continue;
+                    }
+                    started => started,
+                }
             } else if let Some(of) = self.copy_of(&file, size) {
                 // A copy of a followed file (copytruncate's first step) waits for it to be
                 // truncated.

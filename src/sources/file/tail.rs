@@ -37,7 +37,8 @@ pub struct Read {
     pub skipped: Vec<Skipped>,
     /// Bytes read from the file.
     pub bytes: u64,
-    /// The read stopped at the limit: there is more right now.
+    /// The read stopped at the limit, or what it read was not taken (the file was truncated
+    /// meanwhile): there is more to do right now.
     pub more: bool,
     /// The file has no name left (deleted); with `!more`, it has been read to its end.
     pub deleted: bool,
@@ -154,6 +155,19 @@ impl Tailer {
         t.skipping = skipping;
         t.rehash(offset)?;
         Ok(t)
+    }
+
+    /// Whether this tailer, resumed at `cp`, verified what `cp` says was read: the same head
+    /// (as far as both go), offset and bytes before it. Not so when the file was truncated or
+    /// rewritten between the check of `cp` against it and the resume: this tailer then took
+    /// the new bytes for the ones read, and would read on at the old offset in them.
+    pub fn resumed_at(&self, cp: &Checkpoint) -> bool {
+        let n = self.head.len().min(cp.head.len());
+        let k = cp.tail_len as usize;
+        self.committed == cp.offset
+            && self.head[..n] == cp.head[..n]
+            && self.recent.len() >= k
+            && crc32fast::hash(&self.recent[self.recent.len() - k..]) == cp.tail_crc
     }
 
     /// Rebuilds the hash and the marks of the bytes before `upto` (resumed there).
@@ -310,7 +324,7 @@ impl Tailer {
             deleted: meta.nlink() == 0,
             ..Read::default()
         };
-        self.seen = meta.len();
+        let seen = std::mem::replace(&mut self.seen, meta.len());
         let avail = meta.len().saturating_sub(self.read).min(limit);
         if avail == 0 {
             return Ok(out);
@@ -320,6 +334,18 @@ impl Tailer {
         buf.resize(usize::try_from(avail).unwrap_or(0), 0);
         let n = read_full_at(&self.file, self.read, &mut buf)?;
         buf.truncate(n);
+        // Truncated and written past `read` again since it was checked (copytruncate, then
+        // the application's next lines), the bytes read are of other content: a torn line,
+        // and lines read twice once the truncation is seen. Still holding what was verified
+        // after the read, they were this file's; otherwise none is taken, and the next check
+        // finds the truncation.
+        if n > 0 && self.check()?.is_err() {
+            // (Its size now is the other content's.)
+            self.seen = seen;
+            self.buf = buf;
+            out.more = true;
+            return Ok(out);
+        }
         out.bytes = n as u64;
         out.more = n as u64 == limit && meta.len() > self.read + n as u64;
         if n > 0 {

@@ -546,10 +546,10 @@ async fn read_stdin(
             _ = shutdown.cancelled() => break,
             r = stdin.read(&mut buf) => r,
         };
-        let mut pieces = Vec::new();
+        let mut cut = crate::sources::lines::Cut::default();
         let eof = match read {
             Ok(n) if n > 0 => {
-                cutter.push(&buf[..n], &mut pieces);
+                cutter.push(&buf[..n], &mut cut);
                 false
             }
             Ok(_) => true,
@@ -559,9 +559,9 @@ async fn read_stdin(
             }
         };
         if eof {
-            cutter.finish(&mut pieces);
+            cutter.finish(&mut cut);
         }
-        let batch = Batch::of_pieces("stdin", runtime, pieces);
+        let batch = Batch::of_cut("stdin", runtime, cut);
         if !batch.is_empty() && tx.send(batch).await.is_err() {
             break;
         }

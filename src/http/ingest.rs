@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 use super::extract::Query;
 use super::{ApiError, AppState, ErrorBody, body};
 use crate::event::Runner;
-use crate::sources::batch::Batch;
 use crate::sources::batch::BatchResult;
+use crate::sources::batch::{Batch, LineBuf};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -133,10 +133,9 @@ pub(super) async fn ndjson(
     // buffer anything.
     let body = body::read(body, s.http.max_body_bytes).await?;
     let body = decoded(&s, &headers, &body).await?;
-    let lines: Vec<Vec<u8>> = body
+    let lines: LineBuf = body
         .split(|&b| b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(<[u8]>::to_vec)
         .collect();
     // Malformed lines among good ones are counted (rejected or ignored) and the rest kept;
     // a body with no JSON object on any line is no NDJSON at all.
@@ -242,9 +241,10 @@ pub(super) async fn vercel(
         return Err(ApiError::InvalidSignature);
     }
     let entries = crate::parse::drain::entries(&body).map_err(|_| ApiError::NotJson)?;
-    let mut batch = Batch::new("vercel", None, Vec::with_capacity(entries.len()));
+    let bytes = entries.iter().map(|e| e.json.len()).sum();
+    let mut batch = Batch::new("vercel", None, LineBuf::with_capacity(entries.len(), bytes));
     for e in entries {
-        batch.lines.push(e.json);
+        batch.lines.push(&e.json);
         batch.entry_ids.push(e.id);
     }
     record(&s, batch).await

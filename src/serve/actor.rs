@@ -186,7 +186,10 @@ impl<S: CorrelationState> Actor<S> {
                     None => break,
                 },
                 batch = rx.recv(), if !recovering => match batch {
-                    Some(b) => self.ingest(b).await,
+                    Some(b) => {
+                        let batches = queued(b, &mut rx);
+                        self.ingest(batches).await;
+                    }
                     None => break,
                 },
                 Some(q) = queries.recv() => self.answer(q).await,
@@ -203,7 +206,8 @@ impl<S: CorrelationState> Actor<S> {
             return;
         }
         while let Some(b) = rx.recv().await {
-            self.ingest(b).await;
+            let batches = queued(b, &mut rx);
+            self.ingest(batches).await;
         }
         let (batches, lines) = self.uncommitted;
         if batches > 0 {
@@ -358,6 +362,25 @@ impl<S: CorrelationState> Actor<S> {
             }
         }
     }
+}
+
+/// Most batches committed together: what queued while the last commit ran, up to a bound,
+/// so one commit (and the answers waiting for it) stays short.
+const GROUP_BATCHES: usize = 64;
+const GROUP_LINES: usize = 65_536;
+
+/// `first` and the batches queued behind it, up to the bounds, without waiting for more.
+fn queued(first: Batch, rx: &mut mpsc::Receiver<Batch>) -> Vec<Batch> {
+    let mut lines = first.lines.len();
+    let mut out = vec![first];
+    while out.len() < GROUP_BATCHES && lines < GROUP_LINES {
+        let Ok(b) = rx.try_recv() else {
+            break;
+        };
+        lines += b.lines.len();
+        out.push(b);
+    }
+    out
 }
 
 /// The next page of the replay; never ready once it is done.

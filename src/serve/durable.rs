@@ -73,6 +73,12 @@ impl Durable {
     /// After each failure the store is healed (reopened, a deleted SQLite file written
     /// back). Only shutdown stops the retries, at the end of its grace.
     pub async fn commit(&self, c: &Commit) -> Result<(), NotCommitted> {
+        self.commit_all(std::slice::from_ref(c)).await
+    }
+
+    /// Commits every one of `cs`, in order, in one transaction, as [`Durable::commit`] does
+    /// one: all land or none does.
+    pub async fn commit_all(&self, cs: &[Commit]) -> Result<(), NotCommitted> {
         let Some(store) = &self.store else {
             return Ok(());
         };
@@ -81,11 +87,11 @@ impl Durable {
             let start = tokio::time::Instant::now();
             let result = match self.deadline() {
                 None => tokio::select! {
-                    r = store.commit(c) => r,
+                    r = store.commit_all(cs) => r,
                     // Shutdown began during the attempt: try again within the grace.
                     () = self.stop.cancelled() => continue,
                 },
-                Some(at) => match tokio::time::timeout_at(at, store.commit(c)).await {
+                Some(at) => match tokio::time::timeout_at(at, store.commit_all(cs)).await {
                     Ok(r) => r,
                     Err(_) => {
                         return Err(NotCommitted(

@@ -86,6 +86,9 @@ impl Sources {
     }
 }
 
+/// Where a batch's sender waits for what became of it.
+type Answer = tokio::sync::oneshot::Sender<Result<BatchResult, String>>;
+
 /// What one line turned out to be.
 enum Line {
     Event {
@@ -363,20 +366,23 @@ impl<S: CorrelationState> Actor<S> {
             })
             .await?;
         let now = b.now;
+        let mut latest = None;
         for (m, fate) in metas.iter().zip(&applied.fates) {
             if !fate.is_fresh() {
                 continue;
             }
-            let daemon = match (&m.worker, m.kind) {
-                (Some(worker), EventKind::Heartbeat | EventKind::Claim) => Some((
+            latest = latest.max(Some(m.time));
+            if let (Some(worker), EventKind::Heartbeat | EventKind::Claim) = (&m.worker, m.kind) {
+                self.telemetry.daemon(
                     m.runtime,
-                    worker.as_str(),
+                    worker,
                     m.version.as_deref(),
                     (m.kind == EventKind::Heartbeat).then_some(m.time),
-                )),
-                _ => None,
-            };
-            self.telemetry.event(b.source, m.time, daemon);
+                );
+            }
+        }
+        if let Some(t) = latest {
+            self.telemetry.events(b.source, t);
         }
         self.emit(applied.changes, now);
         for (m, fate) in metas.into_iter().zip(applied.fates) {
@@ -405,7 +411,42 @@ impl<S: CorrelationState> Actor<S> {
         Ok(out)
     }
 
-    pub(super) async fn ingest(&mut self, mut batch: Batch) {
+    /// Batches taken together, in order: each through parse and the correlation state, then
+    /// all their lines, checkpoints and changes committed in one transaction (one round of
+    /// the store's fixed cost for what queued while the last commit ran, not one each), and
+    /// only then each sender answered.
+    pub(super) async fn ingest(&mut self, batches: Vec<Batch>) {
+        let mut commits = Vec::with_capacity(batches.len());
+        let mut answers = Vec::with_capacity(batches.len());
+        for b in batches {
+            if let Some((commit, done, result)) = self.take(b).await {
+                commits.push(commit);
+                answers.push((done, result));
+            }
+        }
+        if commits.is_empty() {
+            return;
+        }
+        let stored = self.durable.commit_all(&commits).await;
+        if stored.is_err() {
+            self.uncommitted.0 += commits.len() as u64;
+            self.uncommitted.1 += commits.iter().map(|c| c.lines.len() as u64).sum::<u64>();
+        }
+        self.telemetry.publish();
+        for (done, result) in answers {
+            if let Some(done) = done {
+                // The sender may have given up waiting; the lines are recorded all the same.
+                let _ = done.send(match &stored {
+                    Ok(()) => Ok(result),
+                    Err(e) => Err(e.to_string()),
+                });
+            }
+        }
+    }
+
+    /// A batch through parse and the correlation state: the commit it makes, where to answer,
+    /// and what became of its lines. `None` (the sender answered) when the state refused it.
+    async fn take(&mut self, mut batch: Batch) -> Option<(Commit, Option<Answer>, BatchResult)> {
         let now = self.clock.now();
         let mut result = BatchResult::default();
         let input = self.sources.index(&batch.source);
@@ -435,7 +476,7 @@ impl<S: CorrelationState> Actor<S> {
                 .map(|(i, (raw, origin))| {
                     (
                         *origin,
-                        raw.as_slice(),
+                        raw,
                         batch.entry_ids.get(i).and_then(Option::as_deref),
                     )
                 })
@@ -448,7 +489,7 @@ impl<S: CorrelationState> Actor<S> {
                 if let Some(done) = batch.done {
                     let _ = done.send(Err(e.to_string()));
                 }
-                return;
+                return None;
             }
         };
         let mut commit = Commit {
@@ -468,18 +509,13 @@ impl<S: CorrelationState> Actor<S> {
                     result.rejected += 1;
                     self.telemetry.rejected(source, reason);
                 }
-                None => {
-                    result.ignored += 1;
-                    self.telemetry.line(source, LineResult::Ignored);
-                }
+                None => result.ignored += 1,
             }
         }
-        let raws = std::mem::take(&mut batch.lines);
-        for (i, (outcome, raw)) in outcomes.into_iter().zip(raws).enumerate() {
+        for (i, (outcome, raw)) in outcomes.into_iter().zip(batch.lines.iter()).enumerate() {
             match outcome {
                 Line::Event { session } => {
                     result.events += 1;
-                    self.telemetry.line(source, LineResult::Event);
                     let entry_id = batch.entry_ids.get(i).and_then(Option::as_deref);
                     commit.lines.push(StoredLine {
                         received_at: now,
@@ -488,38 +524,28 @@ impl<S: CorrelationState> Actor<S> {
                         session,
                         entry_id: entry_id.map(str::to_owned),
                         default_runtime: batch.default_runtime,
-                        raw,
+                        raw: raw.to_vec(),
                     });
                 }
                 Line::Duplicate { session } => {
                     result.duplicates += 1;
                     self.telemetry.duplicate(source, session.as_deref());
                 }
-                Line::Ignored => {
-                    result.ignored += 1;
-                    self.telemetry.line(source, LineResult::Ignored);
-                }
+                Line::Ignored => result.ignored += 1,
                 Line::Rejected(reason) => {
                     result.rejected += 1;
                     self.telemetry.rejected(source, reason);
                 }
             }
         }
+        // Counted once a batch: a label lookup per line cost more than the line's parse.
+        self.telemetry
+            .lines(source, LineResult::Event, result.events);
+        self.telemetry
+            .lines(source, LineResult::Ignored, result.ignored);
         commit.state = self.retired_state(&commit);
         commit.outcomes = self.telemetry.take_outcomes();
         commit.findings = self.telemetry.take_findings();
-        let stored = match self.durable.commit(&commit).await {
-            Ok(()) => Ok(result),
-            Err(e) => {
-                self.uncommitted.0 += 1;
-                self.uncommitted.1 += commit.lines.len() as u64;
-                Err(e.to_string())
-            }
-        };
-        self.telemetry.publish();
-        if let Some(done) = batch.done {
-            // The sender may have given up waiting; the lines are recorded all the same.
-            let _ = done.send(stored);
-        }
+        Some((commit, batch.done.take(), result))
     }
 }

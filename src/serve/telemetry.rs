@@ -107,8 +107,11 @@ impl Telemetry {
         self.published.send_replace(self.summary.clone());
     }
 
-    pub fn line(&self, source: &str, result: LineResult) {
-        self.metrics.line(source, result);
+    /// `n` lines of `source` were `result`.
+    pub fn lines(&self, source: &str, result: LineResult, n: u64) {
+        if n > 0 {
+            self.metrics.lines(source, result, n);
+        }
     }
 
     /// A line delivered again (an exact re-delivery, or a drain entry seen before): not
@@ -124,18 +127,20 @@ impl Telemetry {
         self.metrics.rejected(source, reason);
     }
 
-    /// An event accepted from `source`: its time, and the daemon it speaks for (heartbeats
-    /// and claims name their worker).
-    pub fn event(
+    /// Events accepted from `source`, the latest of them stamped `latest`.
+    pub fn events(&mut self, source: &str, latest: Timestamp) {
+        self.metrics.event_time(source, latest);
+    }
+
+    /// A heartbeat or claim accepted from a daemon, with the version it reported.
+    pub fn daemon(
         &mut self,
-        source: &str,
-        time: Timestamp,
-        daemon: Option<(Runner, &str, Option<&str>, Option<Timestamp>)>,
+        runtime: Runner,
+        worker: &str,
+        version: Option<&str>,
+        heartbeat: Option<Timestamp>,
     ) {
-        self.metrics.event_time(source, time);
-        if let Some((runtime, worker, version, heartbeat)) = daemon {
-            self.metrics.daemon(runtime, worker, version, heartbeat);
-        }
+        self.metrics.daemon(runtime, worker, version, heartbeat);
     }
 
     /// One change of the live correlator, everywhere it matters.

@@ -343,9 +343,14 @@ impl Metrics {
 
     /// One line read from `source`.
     pub fn line(&self, source: &str, result: LineResult) {
+        self.lines(source, result, 1);
+    }
+
+    /// `n` lines of `source` were `result`.
+    pub fn lines(&self, source: &str, result: LineResult, n: u64) {
         self.lines
             .with_label_values(&[source, result.as_str()])
-            .inc();
+            .inc_by(n);
     }
 
     pub fn rejected(&self, source: &str, reason: Reject) {

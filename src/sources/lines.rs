@@ -4,23 +4,31 @@
 //! lines, `overlong`), so no fragment of it is ever handed on.
 
 use crate::overlong::{LineLimit, LongLine};
+use crate::sources::batch::LineBuf;
 
 /// Bytes of a skipped line's end kept for the caller (a tailer checksums the bytes before its
 /// checkpoint).
 pub const KEEP: usize = 256;
 
-/// What a stretch of bytes held.
+/// What a stretch of bytes held: its whole lines, each with its newline (none at the end of a
+/// finished input), in one buffer, and the over-long lines skipped among them.
+#[derive(Debug, Default)]
+pub struct Cut {
+    pub lines: LineBuf,
+    pub skipped: Vec<SkippedLine>,
+}
+
+/// An over-long line, skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
-    /// A whole line, with its newline (none at the end of a finished input).
-    Line(Vec<u8>),
-    /// An over-long line, skipped: its length (newline included), whether it is relevant
-    /// (then `too_long`), and its last bytes (up to [`KEEP`]).
-    Skipped {
-        len: u64,
-        relevant: bool,
-        last: Vec<u8>,
-    },
+pub struct SkippedLine {
+    /// It came before `lines[before]` (after the last line when `before == lines.len()`).
+    pub before: usize,
+    /// Its length, newline included.
+    pub len: u64,
+    /// Whether it is relevant (then `too_long`).
+    pub relevant: bool,
+    /// Its last bytes (up to [`KEEP`]).
+    pub last: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -42,7 +50,7 @@ impl Cutter {
     }
 
     /// Cuts the next bytes of the stream.
-    pub fn push(&mut self, mut buf: &[u8], out: &mut Vec<Piece>) {
+    pub fn push(&mut self, mut buf: &[u8], out: &mut Cut) {
         while !buf.is_empty() {
             let nl = memchr::memchr(b'\n', buf);
             let end = nl.map_or(buf.len(), |i| i + 1);
@@ -57,9 +65,8 @@ impl Cutter {
                 continue;
             }
             if nl.is_some() && self.partial.len() + now.len() <= self.limit.hold() + 1 {
-                let mut line = std::mem::take(&mut self.partial);
-                line.extend_from_slice(now);
-                out.push(Piece::Line(line));
+                out.lines.push_parts(&self.partial, now);
+                self.release_partial();
                 continue;
             }
             if nl.is_none() && self.partial.len() + now.len() <= self.limit.hold() {
@@ -81,9 +88,20 @@ impl Cutter {
         }
     }
 
-    fn end_long(&mut self, out: &mut Vec<Piece>) {
+    /// Empties the held start; a large one's memory goes back (a long line is rare, and
+    /// every followed file has a cutter).
+    fn release_partial(&mut self) {
+        if self.partial.capacity() > 64 << 10 {
+            self.partial = Vec::new();
+        } else {
+            self.partial.clear();
+        }
+    }
+
+    fn end_long(&mut self, out: &mut Cut) {
         if let Some((scan, last)) = self.long.take() {
-            out.push(Piece::Skipped {
+            out.skipped.push(SkippedLine {
+                before: out.lines.len(),
                 len: scan.bytes(),
                 relevant: scan.relevant(),
                 last,
@@ -92,11 +110,12 @@ impl Cutter {
     }
 
     /// The stream is over (or the file finished): an unfinished line is a line.
-    pub fn finish(&mut self, out: &mut Vec<Piece>) {
+    pub fn finish(&mut self, out: &mut Cut) {
         if self.long.is_some() {
             self.end_long(out);
         } else if !self.partial.is_empty() {
-            out.push(Piece::Line(std::mem::take(&mut self.partial)));
+            out.lines.push(&self.partial);
+            self.release_partial();
         }
     }
 
@@ -157,18 +176,22 @@ mod tests {
         let text = format!("one\n{at_limit}{long_relevant}two\n{long_noise}three");
         for size in [1, 5, 64, 65, 66, 200, 10_000] {
             let mut c = Cutter::new(l.clone());
-            let mut out = Vec::new();
+            let mut out = Cut::default();
             for piece in text.as_bytes().chunks(size) {
                 c.push(piece, &mut out);
             }
             c.finish(&mut out);
-            let got: Vec<String> = out
-                .iter()
-                .map(|p| match p {
-                    Piece::Line(l) => String::from_utf8_lossy(l).into_owned(),
-                    Piece::Skipped { len, relevant, .. } => format!("skipped {len} {relevant}"),
-                })
-                .collect();
+            let mut got: Vec<String> = Vec::new();
+            let mut skipped = out.skipped.iter().peekable();
+            for (i, l) in out.lines.iter().enumerate() {
+                while let Some(s) = skipped.next_if(|s| s.before <= i) {
+                    got.push(format!("skipped {} {}", s.len, s.relevant));
+                }
+                got.push(String::from_utf8_lossy(l).into_owned());
+            }
+            for s in skipped {
+                got.push(format!("skipped {} {}", s.len, s.relevant));
+            }
             assert_eq!(
                 got,
                 [

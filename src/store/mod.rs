@@ -701,152 +701,160 @@ impl Store {
     /// Commits `c` in one transaction. A SQLite store whose file was deleted or replaced
     /// refuses: the lines would land in a file nobody will read again.
     pub async fn commit(&self, c: &Commit) -> Result<(), StoreError> {
+        self.commit_all(std::slice::from_ref(c)).await
+    }
+
+    /// Commits each of `cs` in order, all in one transaction: as if committed one after the
+    /// other, but all or none lands, for one transaction's fixed cost.
+    pub async fn commit_all(&self, cs: &[Commit]) -> Result<(), StoreError> {
         self.check_file()?;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            // Many rows per statement: one round trip per few hundred lines, not per line.
-            for rows in c.lines.chunks(ROWS_PER_INSERT) {
-                let mut insert = sqlx::QueryBuilder::new(INSERT_EVENTS);
-                insert.push_values(rows, |mut b, l| {
-                    b.push_bind(l.received_at.millis())
-                        .push_bind(text(&l.source).into_owned())
-                        .push_bind(i64::from(l.line))
-                        .push_bind(l.session.as_deref().map(|s| text(s).into_owned()))
-                        .push_bind(l.entry_id.as_deref().map(|s| text(s).into_owned()))
-                        .push_bind(runtime_str(l.default_runtime))
-                        .push_bind(l.raw.as_slice());
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
-            if let Some(cp) = &c.position {
-                if cp.forget {
-                    sqlx::query(DELETE_CHECKPOINT)
-                        .bind(to_i64(cp.dev))
-                        .bind(to_i64(cp.ino))
-                        .execute(&mut *tx)
-                        .await?;
-                } else {
-                    sqlx::query(UPSERT_CHECKPOINT)
-                        .bind(to_i64(cp.dev))
-                        .bind(to_i64(cp.ino))
-                        .bind(to_i64(cp.born))
-                        .bind(&cp.head)
-                        .bind(to_i64(cp.offset))
-                        .bind(i64::from(cp.tail_len))
-                        .bind(i64::from(cp.tail_crc))
-                        .bind(cp.skipping)
-                        .bind(text(&cp.source).into_owned())
-                        .bind(text(&cp.path).into_owned())
-                        .bind(marks_bytes(&cp.marks))
-                        .bind(cp.written_at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            for (source, lines) in by_source(&c.delete_lines) {
-                for chunk in lines.chunks(ROWS_PER_INSERT) {
-                    let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
-                    delete.push_bind(text(source).into_owned()).push(" AND line IN (");
-                    let mut list = delete.separated(", ");
-                    for l in chunk {
-                        list.push_bind(i64::from(*l));
-                    }
-                    delete.push(")");
-                    delete.build().execute(&mut *tx).await?;
-                }
-            }
-            if let Some(t) = c.prune_before {
-                sqlx::query(PRUNE).bind(t.millis()).execute(&mut *tx).await?;
-                sqlx::query(PRUNE_OUTCOMES).bind(t.millis()).execute(&mut *tx).await?;
-                sqlx::query(PRUNE_FINDINGS).bind(t.millis()).execute(&mut *tx).await?;
-            }
-            // Dispatches first (never overwriting), then judgements (the last per session
-            // wins), then duplicate marks: the order the changes came in, grouped.
-            let (dispatched, judged) = outcome_groups(&c.outcomes);
-            for (rows, on_conflict) in [(dispatched, OUTCOME_KEEP), (judged, OUTCOME_REPLACE)] {
-                for rows in rows.chunks(OUTCOMES_PER_INSERT) {
-                    let mut insert = sqlx::QueryBuilder::new(INSERT_OUTCOMES);
-                    insert.push_values(rows, |mut b, r| {
-                        b.push_bind(text(&r.session).into_owned())
-                            .push_bind(r.org.as_deref().map(|o| text(o).into_owned()))
-                            .push_bind(r.runner.as_str())
-                            .push_bind(r.dispatched_at.millis())
-                            .push_bind(r.seen_at.millis())
-                            .push_bind(r.outcome.as_str())
-                            .push_bind(r.latency_ms)
-                            .push_bind(i32::from(r.skew_clamped))
-                            .push_bind(0i32)
-                            .push_bind(0i32)
-                            .push_bind(0i32);
+            for c in cs {
+                // Many rows per statement: one round trip per few hundred lines, not per line.
+                for rows in c.lines.chunks(ROWS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::new(INSERT_EVENTS);
+                    insert.push_values(rows, |mut b, l| {
+                        b.push_bind(l.received_at.millis())
+                            .push_bind(text(&l.source).into_owned())
+                            .push_bind(i64::from(l.line))
+                            .push_bind(l.session.as_deref().map(|s| text(s).into_owned()))
+                            .push_bind(l.entry_id.as_deref().map(|s| text(s).into_owned()))
+                            .push_bind(runtime_str(l.default_runtime))
+                            .push_bind(l.raw.as_slice());
                     });
-                    insert.push(on_conflict);
                     insert.build().execute(&mut *tx).await?;
                 }
-            }
-            for w in &c.outcomes {
-                match w {
-                    OutcomeWrite::Duplicate { session, cross_runtime } => {
-                        let sql =
-                            if *cross_runtime { MARK_DUPLICATE_CROSS } else { MARK_DUPLICATE };
-                        sqlx::query(sql).bind(text(session).into_owned()).execute(&mut *tx).await?;
-                    }
-                    OutcomeWrite::Reclaimed { session, total } => {
-                        sqlx::query(SET_RECLAIMS)
-                            .bind(text(session).into_owned())
-                            .bind(i32::try_from(*total).unwrap_or(i32::MAX))
+                if let Some(cp) = &c.position {
+                    if cp.forget {
+                        sqlx::query(DELETE_CHECKPOINT)
+                            .bind(to_i64(cp.dev))
+                            .bind(to_i64(cp.ino))
                             .execute(&mut *tx)
                             .await?;
-                    }
-                    _ => {}
-                }
-            }
-            // New findings first (a replay's are already there), then resolutions and
-            // evidence, which only ever concern a finding written before them.
-            let found: Vec<&NewFinding> = c
-                .findings
-                .iter()
-                .filter_map(|w| match w {
-                    FindingWrite::Found(f) => Some(f),
-                    _ => None,
-                })
-                .collect();
-            for rows in found.chunks(FINDINGS_PER_INSERT) {
-                let mut insert = sqlx::QueryBuilder::new(INSERT_FINDINGS);
-                insert.push_values(rows, |mut b, f| {
-                    b.push_bind(f.kind.as_str())
-                        .push_bind(text(&f.key).into_owned())
-                        .push_bind(f.session.as_deref().map(|s| text(s).into_owned()))
-                        .push_bind(f.org.as_deref().map(|o| text(o).into_owned()))
-                        .push_bind(f.runner)
-                        .push_bind(f.found_at.millis())
-                        .push_bind(f.detail.as_deref().map(|d| text(d).into_owned()));
-                });
-                insert.push(FINDING_KEEP);
-                insert.build().execute(&mut *tx).await?;
-            }
-            for w in &c.findings {
-                match w {
-                    FindingWrite::Found(_) => {}
-                    FindingWrite::Resolved { kind, key, at } => {
-                        sqlx::query(RESOLVE_FINDING)
-                            .bind(at.millis())
-                            .bind(kind.as_str())
-                            .bind(text(key).into_owned())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    FindingWrite::Annotated { kind, key, detail } => {
-                        sqlx::query(ANNOTATE_FINDING)
-                            .bind(text(detail).into_owned())
-                            .bind(kind.as_str())
-                            .bind(text(key).into_owned())
+                    } else {
+                        sqlx::query(UPSERT_CHECKPOINT)
+                            .bind(to_i64(cp.dev))
+                            .bind(to_i64(cp.ino))
+                            .bind(to_i64(cp.born))
+                            .bind(&cp.head)
+                            .bind(to_i64(cp.offset))
+                            .bind(i64::from(cp.tail_len))
+                            .bind(i64::from(cp.tail_crc))
+                            .bind(cp.skipping)
+                            .bind(text(&cp.source).into_owned())
+                            .bind(text(&cp.path).into_owned())
+                            .bind(marks_bytes(&cp.marks))
+                            .bind(cp.written_at)
                             .execute(&mut *tx)
                             .await?;
                     }
                 }
-            }
-            for (name, json) in &c.state {
-                sqlx::query(UPSERT_STATE).bind(*name).bind(json).execute(&mut *tx).await?;
+                for (source, lines) in by_source(&c.delete_lines) {
+                    for chunk in lines.chunks(ROWS_PER_INSERT) {
+                        let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
+                        delete.push_bind(text(source).into_owned()).push(" AND line IN (");
+                        let mut list = delete.separated(", ");
+                        for l in chunk {
+                            list.push_bind(i64::from(*l));
+                        }
+                        delete.push(")");
+                        delete.build().execute(&mut *tx).await?;
+                    }
+                }
+                if let Some(t) = c.prune_before {
+                    sqlx::query(PRUNE).bind(t.millis()).execute(&mut *tx).await?;
+                    sqlx::query(PRUNE_OUTCOMES).bind(t.millis()).execute(&mut *tx).await?;
+                    sqlx::query(PRUNE_FINDINGS).bind(t.millis()).execute(&mut *tx).await?;
+                }
+                // Dispatches first (never overwriting), then judgements (the last per session
+                // wins), then duplicate marks: the order the changes came in, grouped.
+                let (dispatched, judged) = outcome_groups(&c.outcomes);
+                for (rows, on_conflict) in [(dispatched, OUTCOME_KEEP), (judged, OUTCOME_REPLACE)] {
+                    for rows in rows.chunks(OUTCOMES_PER_INSERT) {
+                        let mut insert = sqlx::QueryBuilder::new(INSERT_OUTCOMES);
+                        insert.push_values(rows, |mut b, r| {
+                            b.push_bind(text(&r.session).into_owned())
+                                .push_bind(r.org.as_deref().map(|o| text(o).into_owned()))
+                                .push_bind(r.runner.as_str())
+                                .push_bind(r.dispatched_at.millis())
+                                .push_bind(r.seen_at.millis())
+                                .push_bind(r.outcome.as_str())
+                                .push_bind(r.latency_ms)
+                                .push_bind(i32::from(r.skew_clamped))
+                                .push_bind(0i32)
+                                .push_bind(0i32)
+                                .push_bind(0i32);
+                        });
+                        insert.push(on_conflict);
+                        insert.build().execute(&mut *tx).await?;
+                    }
+                }
+                for w in &c.outcomes {
+                    match w {
+                        OutcomeWrite::Duplicate { session, cross_runtime } => {
+                            let sql =
+                                if *cross_runtime { MARK_DUPLICATE_CROSS } else { MARK_DUPLICATE };
+                            sqlx::query(sql).bind(text(session).into_owned()).execute(&mut *tx).await?;
+                        }
+                        OutcomeWrite::Reclaimed { session, total } => {
+                            sqlx::query(SET_RECLAIMS)
+                                .bind(text(session).into_owned())
+                                .bind(i32::try_from(*total).unwrap_or(i32::MAX))
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        _ => {}
+                    }
+                }
+                // New findings first (a replay's are already there), then resolutions and
+                // evidence, which only ever concern a finding written before them.
+                let found: Vec<&NewFinding> = c
+                    .findings
+                    .iter()
+                    .filter_map(|w| match w {
+                        FindingWrite::Found(f) => Some(f),
+                        _ => None,
+                    })
+                    .collect();
+                for rows in found.chunks(FINDINGS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::new(INSERT_FINDINGS);
+                    insert.push_values(rows, |mut b, f| {
+                        b.push_bind(f.kind.as_str())
+                            .push_bind(text(&f.key).into_owned())
+                            .push_bind(f.session.as_deref().map(|s| text(s).into_owned()))
+                            .push_bind(f.org.as_deref().map(|o| text(o).into_owned()))
+                            .push_bind(f.runner)
+                            .push_bind(f.found_at.millis())
+                            .push_bind(f.detail.as_deref().map(|d| text(d).into_owned()));
+                    });
+                    insert.push(FINDING_KEEP);
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for w in &c.findings {
+                    match w {
+                        FindingWrite::Found(_) => {}
+                        FindingWrite::Resolved { kind, key, at } => {
+                            sqlx::query(RESOLVE_FINDING)
+                                .bind(at.millis())
+                                .bind(kind.as_str())
+                                .bind(text(key).into_owned())
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        FindingWrite::Annotated { kind, key, detail } => {
+                            sqlx::query(ANNOTATE_FINDING)
+                                .bind(text(detail).into_owned())
+                                .bind(kind.as_str())
+                                .bind(text(key).into_owned())
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                }
+                for (name, json) in &c.state {
+                    sqlx::query(UPSERT_STATE).bind(*name).bind(json).execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
         });

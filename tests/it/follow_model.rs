@@ -255,7 +255,7 @@ impl World {
                 );
             }
             for l in &f.lines {
-                let text = String::from_utf8(l.clone()).unwrap();
+                let text = String::from_utf8(l.to_vec()).unwrap();
                 if text.starts_with('#') {
                     continue;
                 }

@@ -9,7 +9,7 @@ use claimcheck::correlate::live::LiveConfig;
 use claimcheck::event::{Runner, Timestamp};
 use claimcheck::parse::Parser;
 use claimcheck::serve::Actor;
-use claimcheck::sources::batch::Batch;
+use claimcheck::sources::batch::{Batch, LineBuf};
 use tokio_util::sync::CancellationToken;
 
 const DISPATCH: &str = r#"{"event":"dispatch","sessionId":"a","organizationId":"org_a","resolvedProfile":{"runner":"go"},"time":"2026-11-23T10:00:00Z"}"#;
@@ -58,7 +58,7 @@ async fn a_followed_file_not_read_yet_is_never_idle_whatever_the_clock() {
     let mut b = Batch::new(
         "claims.log",
         Some(Runner::Go),
-        vec![DISPATCH.into(), CLAIM.into()],
+        [DISPATCH, CLAIM].into_iter().collect(),
     );
     b.backlog = false;
     tx.send(b).await.unwrap();
@@ -72,7 +72,7 @@ async fn a_followed_file_not_read_yet_is_never_idle_whatever_the_clock() {
         "judged while a followed file was still to be read"
     );
     // The follower reaches the end of the slow file: it says so, and goes idle 2 s later.
-    let mut end = Batch::new("slow.log", None, Vec::new());
+    let mut end = Batch::new("slow.log", None, LineBuf::default());
     end.backlog = false;
     tx.send(end).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;

@@ -625,7 +625,7 @@ async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
         let line = format!(
             r#"{{"event":"dispatch","sessionId":"{id}","time":"2026-11-23T10:00:00Z","resolvedProfile":{{"runner":"go"}}}}"#
         );
-        let mut b = Batch::new("dispatch.log", None, vec![line.into_bytes()]);
+        let mut b = Batch::new("dispatch.log", None, [line].into_iter().collect());
         let (done, answer) = tokio::sync::oneshot::channel();
         b.done = Some(done);
         (b, answer)
@@ -661,6 +661,91 @@ async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
         .filter_map(|l| l.session)
         .collect();
     assert_eq!(sessions, ["before", "during"]);
+    assert_eq!(summary.borrow().dispatched.go, 2);
+    stop.cancel();
+    actor.await.unwrap();
+}
+
+/// Batches that queued while the actor was busy are committed together, in one transaction:
+/// a file's checkpoint that cannot be written (here: its table is gone for a while) holds
+/// back the lines of the batch queued before it too, and neither sender is answered before
+/// both land. Committed one at a time, the first would land and be answered alone.
+#[tokio::test]
+async fn batches_committed_together_land_together_or_not_at_all() {
+    use claimcheck::clock::Clock;
+    use claimcheck::correlate::live::LiveConfig;
+    use claimcheck::parse::Parser;
+    use claimcheck::serve::Actor;
+    use claimcheck::sources::batch::Batch;
+    use sqlx::Connection;
+
+    let db = ScratchDb::new().await;
+    let store = Store::open(&db.url).await.unwrap();
+    let registry = prometheus::Registry::new();
+    let (mut actor, summary) = Actor::new(
+        Parser::new(Default::default()),
+        LiveConfig::default(),
+        &registry,
+        Clock::system(),
+        200,
+    )
+    .unwrap();
+    actor.recover(store.clone(), None).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("ALTER TABLE checkpoints RENAME TO checkpoints_away")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let send = |source: &str, id: &str, position: Option<Checkpoint>| {
+        let line = format!(
+            r#"{{"event":"dispatch","sessionId":"{id}","time":"2026-11-23T10:00:00Z","resolvedProfile":{{"runner":"go"}}}}"#
+        );
+        let mut b = Batch::new(source, None, [line].into_iter().collect());
+        b.position = position;
+        let (done, answer) = tokio::sync::oneshot::channel();
+        b.done = Some(done);
+        (b, answer)
+    };
+    // Both queued before the actor runs: it takes them together.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (first, mut first_answer) = send("drain", "first", None);
+    let (second, mut second_answer) = send("dispatch.log", "second", Some(checkpoint(7, 400)));
+    tx.send(first).await.unwrap();
+    tx.send(second).await.unwrap();
+    let (_qtx, qrx) = tokio::sync::mpsc::channel(4);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let actor = tokio::spawn(actor.run(rx, qrx, stop.clone()));
+
+    let early =
+        tokio::time::timeout(std::time::Duration::from_millis(400), &mut first_answer).await;
+    assert!(
+        early.is_err(),
+        "answered before its commit landed: {early:?}"
+    );
+    assert!(
+        second_answer.try_recv().is_err(),
+        "answered before its commit landed"
+    );
+    assert!(
+        store.lines().await.unwrap().is_empty(),
+        "a part of the transaction landed"
+    );
+    sqlx::query("ALTER TABLE checkpoints_away RENAME TO checkpoints")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(first_answer.await.unwrap().unwrap().events, 1);
+    assert_eq!(second_answer.await.unwrap().unwrap().events, 1);
+
+    let sessions: Vec<String> = store
+        .lines()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| l.session)
+        .collect();
+    assert_eq!(sessions, ["first", "second"]);
+    assert_eq!(checkpoints(&store).await, [stored(checkpoint(7, 400))]);
     assert_eq!(summary.borrow().dispatched.go, 2);
     stop.cancel();
     actor.await.unwrap();

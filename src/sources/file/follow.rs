@@ -40,7 +40,7 @@ use super::tail::{self, Tailer};
 use super::{Checkpoint, FileId, FileMetrics};
 use crate::event::Runner;
 use crate::overlong::LineLimit;
-use crate::sources::batch::{Batch, Skipped};
+use crate::sources::batch::{Batch, LineBuf, Skipped};
 
 /// Most bytes read from one file per poll, so a backlog streams and other files get turns.
 const READ_LIMIT: u64 = 4 << 20;
@@ -83,7 +83,7 @@ impl FollowConfig {
 pub struct FileLines {
     /// The pattern the file is followed for (an index into `FollowConfig::patterns`).
     pub source: usize,
-    pub lines: Vec<Vec<u8>>,
+    pub lines: LineBuf,
     /// Over-long lines among them.
     pub skipped: Vec<Skipped>,
     pub checkpoint: Checkpoint,
@@ -334,7 +334,7 @@ impl Follower {
             cp.forget = true;
             out.files.push(FileLines {
                 source: 0,
-                lines: Vec::new(),
+                lines: LineBuf::default(),
                 skipped: Vec::new(),
                 checkpoint: cp,
             });
@@ -426,7 +426,7 @@ impl Follower {
             cp.forget = true;
             out.files.push(FileLines {
                 source,
-                lines: Vec::new(),
+                lines: LineBuf::default(),
                 skipped: Vec::new(),
                 checkpoint: cp,
             });
@@ -840,7 +840,7 @@ impl Follower {
                 self.known.remove(&id);
                 out.files.push(FileLines {
                     source,
-                    lines: Vec::new(),
+                    lines: LineBuf::default(),
                     skipped: Vec::new(),
                     checkpoint: Checkpoint {
                         forget: true,
@@ -987,7 +987,7 @@ impl Follower {
         self.known.insert(cp.id(), cp.clone());
         out.files.push(FileLines {
             source: t.source,
-            lines: Vec::new(),
+            lines: LineBuf::default(),
             skipped: Vec::new(),
             checkpoint: cp,
         });
@@ -1297,8 +1297,11 @@ pub async fn run(
             }
             for (i, label) in sources.iter().enumerate() {
                 if !sent[i] && behind[i] != more {
-                    let mut batch =
-                        Batch::new(label, runtimes.get(i).copied().flatten(), Vec::new());
+                    let mut batch = Batch::new(
+                        label,
+                        runtimes.get(i).copied().flatten(),
+                        LineBuf::default(),
+                    );
                     batch.backlog = more;
                     if tx.send(batch).await.is_err() {
                         return;

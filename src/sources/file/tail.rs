@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use super::{Checkpoint, FileId};
 use crate::overlong::LineLimit;
-use crate::sources::batch::Skipped;
-use crate::sources::lines::{Cutter, Piece};
+use crate::sources::batch::{LineBuf, Skipped};
+use crate::sources::lines::{Cut, Cutter, SkippedLine};
 
 /// Bytes of a file's head that identify it.
 pub const HEAD: usize = 256;
@@ -32,7 +32,7 @@ pub const TAIL: usize = 256;
 /// What a read found.
 #[derive(Debug, Default)]
 pub struct Read {
-    pub lines: Vec<Vec<u8>>,
+    pub lines: LineBuf,
     /// Over-long lines skipped among them.
     pub skipped: Vec<Skipped>,
     /// Bytes read from the file.
@@ -383,43 +383,46 @@ impl Tailer {
                 }
             }
         }
-        let mut pieces = Vec::new();
-        self.cutter.push(rest, &mut pieces);
-        self.hand_out(pieces, out);
+        let mut cut = Cut::default();
+        self.cutter.push(rest, &mut cut);
+        self.hand_out(cut, out);
     }
 
-    fn hand_out(&mut self, pieces: Vec<Piece>, out: &mut Read) {
-        for p in pieces {
-            match p {
-                Piece::Line(line) => {
-                    self.consumed(&line);
-                    out.lines.push(line);
-                }
-                Piece::Skipped {
-                    len,
-                    relevant,
-                    last,
-                } => {
-                    // Not seen whole: no hash from here on.
-                    self.hash = None;
-                    self.marks.clear();
-                    self.committed += len;
-                    self.remember(len, &last);
-                    out.skipped.push(Skipped {
-                        before: out.lines.len(),
-                        relevant,
-                    });
-                }
+    /// Takes what the cutter cut, in file order: each line consumed, each skipped line
+    /// accounted for where it came.
+    fn hand_out(&mut self, cut: Cut, out: &mut Read) {
+        let base = out.lines.len();
+        let mut skipped = cut.skipped.into_iter().peekable();
+        for (i, line) in cut.lines.iter().enumerate() {
+            while let Some(s) = skipped.next_if(|s| s.before <= i) {
+                self.skipped(s, base, out);
             }
+            self.consumed(line);
         }
+        for s in skipped {
+            self.skipped(s, base, out);
+        }
+        out.lines.append(cut.lines);
+    }
+
+    fn skipped(&mut self, s: SkippedLine, base: usize, out: &mut Read) {
+        // Not seen whole: no hash from here on.
+        self.hash = None;
+        self.marks.clear();
+        self.committed += s.len;
+        self.remember(s.len, &s.last);
+        out.skipped.push(Skipped {
+            before: base + s.before,
+            relevant: s.relevant,
+        });
     }
 
     /// The unfinished line becomes a line: the file is finished (deleted or rotated away and
     /// idle), so nothing will complete it.
     pub fn finish(&mut self, out: &mut Read) {
-        let mut pieces = Vec::new();
-        self.cutter.finish(&mut pieces);
-        self.hand_out(pieces, out);
+        let mut cut = Cut::default();
+        self.cutter.finish(&mut cut);
+        self.hand_out(cut, out);
         self.skipping = false;
         if self.committed != self.read {
             self.hash = None;
@@ -567,7 +570,7 @@ mod tests {
             .unwrap();
     }
 
-    fn text(lines: &[Vec<u8>]) -> Vec<String> {
+    fn text(lines: &LineBuf) -> Vec<String> {
         lines
             .iter()
             .map(|l| String::from_utf8_lossy(l).into_owned())

@@ -42,6 +42,12 @@ class Serve:
             except OSError:
                 time.sleep(0.05)
         raise SystemExit("serve did not start")
+    def cpu(self):
+        """CPU seconds (user + system) the server has used so far: on a loaded machine the
+        wall time says more about the neighbours than about serve."""
+        with open(f"/proc/{self.p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     def stop(self):
         self.p.send_signal(signal.SIGTERM); self.p.wait(30)
 
@@ -70,8 +76,9 @@ def bench_tail(binary, work, sessions):
         if read >= total: break
         time.sleep(0.05)
     dt = time.time() - t0
+    cpu = s.cpu()
     s.stop()
-    return total, nbytes, dt
+    return total, nbytes, dt, cpu
 
 def drain_bodies(n_entries, per_body, secret):
     bodies = []
@@ -109,8 +116,9 @@ def bench_drain(binary, work, n_entries, clients):
     for th in threads: th.start()
     for th in threads: th.join()
     dt = time.time() - t0
+    cpu = s.cpu()
     s.stop()
-    return sum(accepted), dt
+    return sum(accepted), dt, cpu
 
 def bench_latency(binary, work, samples):
     d = os.path.join(work, "latency"); shutil.rmtree(d, ignore_errors=True); os.makedirs(d)
@@ -141,15 +149,16 @@ def main():
     ap.add_argument("--samples", type=int, default=200)
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
-    total, nbytes, dt = bench_tail(a.binary, a.work, a.sessions)
-    n, ddt = bench_drain(a.binary, a.work, a.drain_entries, a.clients)
+    total, nbytes, dt, tcpu = bench_tail(a.binary, a.work, a.sessions)
+    n, ddt, dcpu = bench_drain(a.binary, a.work, a.drain_entries, a.clients)
     p50, p90, p99, mx = bench_latency(a.binary, a.work, a.samples)
-    print(f"machine: {os.cpu_count()} cores; store: SQLite (WAL, synchronous=NORMAL)\n")
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; store: SQLite (WAL, synchronous=NORMAL)\n")
     print("| measurement | result | target |")
     print("|---|---|---|")
-    print(f"| tail → parse → correlate → store → metrics | {total/dt:,.0f} lines/s ({total:,} lines, {nbytes/1e6:,.0f} MB in {dt:.2f} s) | ≥ 500,000 lines/s |")
-    print(f"| signed Vercel drain over loopback | {n/ddt:,.0f} entries/s ({n:,} entries, {a.clients} clients, 500/body, {ddt:.2f} s) | ≥ 50,000 entries/s |")
-    print(f"| append → metric (one line at a time, {a.samples} samples) | p50 {p50:.1f} ms · p90 {p90:.1f} ms · p99 {p99:.1f} ms · max {mx:.1f} ms | p99 < 100 ms |")
+    print(f"| tail → parse → correlate → store → metrics | {total/dt:,.0f} lines/s ({total:,} lines, {nbytes/1e6:,.0f} MB in {dt:.2f} s; serve used {tcpu:.1f} CPU s, {total/tcpu:,.0f} lines per CPU s) | ≥ 500,000 lines/s |")
+    print(f"| signed Vercel drain over loopback | {n/ddt:,.0f} entries/s ({n:,} entries, {a.clients} clients, 500/body, {ddt:.2f} s; serve used {dcpu:.1f} CPU s, {n/dcpu:,.0f} entries per CPU s) | ≥ 250,000 entries/s |")
+    print(f"| append → metric (one line at a time, {a.samples} samples) | p50 {p50:.1f} ms · p90 {p90:.1f} ms · p99 {p99:.1f} ms · max {mx:.1f} ms | p99 ≤ 5 ms |")
 
 if __name__ == "__main__":
     main()

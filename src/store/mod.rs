@@ -565,7 +565,14 @@ impl Store {
         }
         // WAL + NORMAL: a committed transaction survives the process being killed.
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal);
+        .synchronous(SqliteSynchronous::Normal)
+        // A multi-row insert keeps a statement journal: in memory, not a temporary file
+        // written for every batch. It only undoes a failed statement; durability is the WAL's.
+        .pragma("temp_store", "memory")
+        // 8 MiB of pages a connection (SQLite's default is 2): the outcome rows are keyed by
+        // random session ids, and a batch's upserts read their pages back from the OS
+        // otherwise.
+        .pragma("cache_size", "-8192");
         // Created (if need be) by one connection, then opened never creating it again.
         {
             use sqlx::{ConnectOptions, Connection};

@@ -1172,3 +1172,43 @@ where
         json: r.try_get(5)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every SQLite connection keeps its statement journal in memory and a page cache larger
+    /// than SQLite's default, and still commits through the WAL with `synchronous=NORMAL`.
+    #[tokio::test]
+    async fn sqlite_connections_are_tuned_for_batches_and_stay_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db").display().to_string())
+            .await
+            .unwrap();
+        let Pool::Sqlite(pool) = store.pool() else {
+            panic!("not SQLite");
+        };
+        for _ in 0..3 {
+            let mut conn = pool.acquire().await.unwrap();
+            let get = |sql: &'static str| sqlx::query_scalar::<_, String>(sql);
+            let temp: i64 = sqlx::query_scalar("PRAGMA temp_store")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            let journal = get("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            // 2: memory; 1: NORMAL.
+            assert_eq!((temp, cache, sync, journal.as_str()), (2, -8192, 1, "wal"));
+        }
+    }
+}

@@ -716,6 +716,16 @@ impl<G: Send + Sync> CorrelationState for Owned<G> {
     }
 }
 
+/// The timeouts of the tests' shared states. These tests check what the shared state computes,
+/// not how fast it answers: on a 2-core machine running the whole suite, a debug build's batch
+/// of 256 pipelined script calls once took longer than the production default of 2 s (and the
+/// test failed on the `Unavailable`). How a timeout is met is tested on its own, with short
+/// timeouts, in `state_shared`'s lost-master test.
+pub const PATIENT: Timeouts = Timeouts {
+    connect: Duration::from_secs(10),
+    response: Duration::from_secs(30),
+};
+
 /// A replica's shared state on `urls` under `prefix`.
 pub fn shared(config: LiveConfig, urls: Vec<String>, prefix: &str, instance: &str) -> SharedState {
     SharedState::new(
@@ -724,7 +734,7 @@ pub fn shared(config: LiveConfig, urls: Vec<String>, prefix: &str, instance: &st
             urls,
             prefix: prefix.to_owned(),
             instance: instance.to_owned(),
-            timeouts: Timeouts::default(),
+            timeouts: PATIENT,
             lease: Duration::from_secs(10),
         },
     )

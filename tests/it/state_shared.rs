@@ -21,8 +21,8 @@ use claimcheck::state::shared::{BUCKETS, Keys, Redis, Timeouts};
 
 use super::redis_cluster::{Prefix, RedisCluster, STANDALONE};
 use super::state::{
-    Lcg, NOW, Order, SEC, Said, assert_same, config, fold, reclaims, reference, schedule, shared,
-    workload,
+    Lcg, NOW, Order, PATIENT, SEC, Said, assert_same, config, fold, reclaims, reference, schedule,
+    shared, workload,
 };
 
 /// Where a test's state lives; what it started is stopped or cleaned up when dropped.
@@ -47,7 +47,7 @@ impl Backend {
     }
 
     fn redis(&self) -> Redis {
-        Redis::new(self.urls(), Timeouts::default())
+        Redis::new(self.urls(), PATIENT)
     }
 }
 

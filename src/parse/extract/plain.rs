@@ -25,6 +25,9 @@ const MAX_DEPTH: usize = 64;
 /// an `f64` rounds, and serde_json's rounding is its own).
 const MAX_INT_DIGITS: usize = 15;
 
+/// The letters after `\` that serde_json unescapes to one byte each (`\u` is left to it).
+const ESCAPES: &[u8] = b"\"\\/bfnrt";
+
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
@@ -48,6 +51,27 @@ pub(super) fn extract<'a>(ex: &Extractor, json: &'a [u8], out: &mut Slots<'a>) -
     }
     let mut w = Walk { b: json, i: 0, ex };
     w.value(Some(0), 0, out)
+}
+
+/// The contents of a string [`Walk::string`] accepted with escapes, unescaped as serde_json
+/// does. `None` only if it was not such a string.
+fn unescape(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(at) = memchr::memchr(b'\\', &raw[i..]) {
+        out.extend_from_slice(&raw[i..i + at]);
+        out.push(match raw.get(i + at + 1)? {
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            c => *c,
+        });
+        i += at + 2;
+    }
+    out.extend_from_slice(&raw[i..]);
+    String::from_utf8(out).ok()
 }
 
 struct Walk<'a, 's> {
@@ -78,12 +102,17 @@ impl<'a> Walk<'a, '_> {
     fn value(&mut self, node: Option<usize>, depth: usize, out: &mut Slots<'a>) -> Option<()> {
         match self.peek()? {
             b'"' => {
-                let (start, end) = self.string()?;
+                let (start, end, escaped) = self.string()?;
                 if let Some(slot) = node.and_then(|n| self.ex.nodes[n].slot) {
-                    // Printable ASCII, so always UTF-8: the check is for the type only, and
-                    // is made only for the few strings that are kept.
-                    let s = std::str::from_utf8(&self.b[start..end]).ok()?;
-                    out.set(slot, Scalar::Str(Cow::Borrowed(s)));
+                    let raw = &self.b[start..end];
+                    let s = if escaped {
+                        Cow::Owned(unescape(raw)?)
+                    } else {
+                        // Printable ASCII, so always UTF-8: the check is for the type only,
+                        // and is made only for the few strings that are kept.
+                        Cow::Borrowed(std::str::from_utf8(raw).ok()?)
+                    };
+                    out.set(slot, Scalar::Str(s));
                 }
             }
             b'{' => {
@@ -153,7 +182,11 @@ impl<'a> Walk<'a, '_> {
             if self.peek()? != b'"' {
                 return None;
             }
-            let (start, end) = self.string()?;
+            let (start, end, escaped) = self.string()?;
+            if escaped {
+                // A key is compared as serde_json unescapes it: left to serde_json.
+                return None;
+            }
             let key = &self.b[start..end];
             // Most keys are no configured path's: their shape alone passes over them, and
             // the rest are compared by length and first byte before in full.
@@ -218,47 +251,54 @@ impl<'a> Walk<'a, '_> {
         }
     }
 
-    /// `"` at `self.i`: where the string's contents start and end, if they are printable
-    /// ASCII without escapes. Eight bytes at a time: the first quote, backslash, control or
-    /// non-ASCII byte of a word is found exactly by the word's lowest flagged byte (borrows in
-    /// these tests only ever run upwards from a byte that is itself flagged).
-    fn string(&mut self) -> Option<(usize, usize)> {
+    /// `"` at `self.i`: where the string's contents start and end, and whether they hold
+    /// escapes, if they are printable ASCII with only the one-letter escapes (`\"`, `\n`…;
+    /// `\u` goes to serde_json). A drain entry's `message` is such a string: its inner line
+    /// is taken here instead of by a second parse of the whole entry. Eight bytes at a time:
+    /// the first quote, backslash, control or non-ASCII byte of a word is found exactly by the
+    /// word's lowest flagged byte (borrows in these tests only ever run upwards from a byte
+    /// that is itself flagged).
+    fn string(&mut self) -> Option<(usize, usize, bool)> {
         let b = self.b;
         let start = self.i + 1;
         let mut i = start;
-        while let Some(word) = b.get(i..i + 8) {
-            let x = u64::from_le_bytes(word.try_into().ok()?);
-            let quote = x ^ (ONES * u64::from(b'"'));
-            let slash = x ^ (ONES * u64::from(b'\\'));
-            let special = ((quote.wrapping_sub(ONES) & !quote)
-                | (slash.wrapping_sub(ONES) & !slash)
-                | (x.wrapping_sub(ONES * 0x20) & !x)
-                | x)
-                & HIGH;
-            if special != 0 {
-                i += (special.trailing_zeros() / 8) as usize;
-                return self.close(start, i);
+        let mut escaped = false;
+        loop {
+            while let Some(word) = b.get(i..i + 8) {
+                let x = u64::from_le_bytes(word.try_into().ok()?);
+                let quote = x ^ (ONES * u64::from(b'"'));
+                let slash = x ^ (ONES * u64::from(b'\\'));
+                let special = ((quote.wrapping_sub(ONES) & !quote)
+                    | (slash.wrapping_sub(ONES) & !slash)
+                    | (x.wrapping_sub(ONES * 0x20) & !x)
+                    | x)
+                    & HIGH;
+                if special != 0 {
+                    i += (special.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                i += 8;
             }
-            i += 8;
-        }
-        // The last few bytes of the document, one at a time.
-        while let Some(&c) = b.get(i) {
-            match c {
-                0x20..=0x7f if c != b'"' && c != b'\\' => i += 1,
-                _ => return self.close(start, i),
+            // The first special byte, or the last few bytes of the document one at a time.
+            while let Some(&c) = b.get(i) {
+                match c {
+                    0x20..=0x7f if c != b'"' && c != b'\\' => i += 1,
+                    _ => break,
+                }
+            }
+            match b.get(i)? {
+                b'"' => {
+                    self.i = i + 1;
+                    return Some((start, i, escaped));
+                }
+                // (0x7f, DEL, is printable ASCII to JSON and serde_json alike.)
+                b'\\' if ESCAPES.contains(b.get(i + 1)?) => {
+                    escaped = true;
+                    i += 2;
+                }
+                _ => return None,
             }
         }
-        None
-    }
-
-    /// The string's first special byte is at `i`: its end if that is the closing quote.
-    /// (0x7f, DEL, is printable ASCII to JSON and serde_json alike.)
-    fn close(&mut self, start: usize, i: usize) -> Option<(usize, usize)> {
-        if self.b.get(i) != Some(&b'"') {
-            return None;
-        }
-        self.i = i + 1;
-        Some((start, i))
     }
 
     /// A number at `self.i` in JSON's grammar; whether it is a plain integer (no sign,
@@ -327,6 +367,7 @@ mod tests {
             "a.b.c",
             "a.b",
             "arr",
+            "message",
         ] {
             ex.slot(&FieldPath(p.split('.').map(str::to_owned).collect()));
         }
@@ -480,12 +521,17 @@ mod tests {
             r#"{"timestamp":"2026-11-23T10:00:01Z","level":"debug","context":{"event":"worker_stats","workerId":"w1","claimedTotal":3,"ok":true,"gone":null,"tags":[1,{"a":[]}]}} trailing"#,
             "{ \"ts\" : 1795428000000 ,\n\"a\":{\"b\":{\"c\":\"deep\"}}, \"arr\":[] }",
             "{}",
+            // a drain entry: its message's escapes are taken here, not by a second parse
+            r#"{"id":"1795428000123-abc","message":"{\"event\":\"dispatch\",\"sessionId\":\"s1\"}\n","timestamp":1795428000123,"source":"lambda"}"#,
+            r#"{"event":"claimed","sessionId":"s\"1\\\/\b\f\n\r\t"}"#,
         ] {
             assert!(run(doc), "{doc}");
         }
         let deep = format!("{{\"x\":{}{}}}", "[".repeat(70), "]".repeat(70));
         for doc in [
-            r#"{"event":"claimed","sessionId":"s\"1"}"#,
+            r#"{"event":"claimed","sessionId":"s\u0031"}"#,
+            r#"{"event":"claimed","sessionId":"s\x"}"#,
+            r#"{"ev\"ent":"claimed"}"#,
             "{\"event\":\"clai\u{e9}med\"}",
             r#"{"ts":1795428000.5}"#,
             r#"{"ts":-0}"#,

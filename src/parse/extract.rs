@@ -47,18 +47,32 @@ pub struct Extractor {
 #[derive(Debug, Default)]
 pub struct Slots<'a> {
     items: smallvec::SmallVec<[(usize, Scalar<'a>); 12]>,
+    /// Bit `s` set: slot `s` (below 64) is in `items`. A line sets a handful of slots and
+    /// parse asks for about twenty, most of them absent: the bit answers without a search.
+    held: u64,
 }
 
 impl<'a> Slots<'a> {
     pub fn get(&self, slot: usize) -> Option<&Scalar<'a>> {
+        if slot < 64 && self.held & (1 << slot) == 0 {
+            return None;
+        }
         self.items.iter().find(|(s, _)| *s == slot).map(|(_, v)| v)
     }
 
     /// The first occurrence of a path wins.
     fn set(&mut self, slot: usize, v: Scalar<'a>) {
         if self.get(slot).is_none() {
+            if slot < 64 {
+                self.held |= 1 << slot;
+            }
             self.items.push((slot, v));
         }
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.held = 0;
     }
 }
 
@@ -113,7 +127,7 @@ impl Extractor {
         json: &'de [u8],
         out: &mut Slots<'de>,
     ) -> Result<(), serde_json::Error> {
-        out.items.clear();
+        out.clear();
         let mut de = serde_json::Deserializer::from_slice(json);
         ObjectSeed {
             ex: self,
@@ -298,6 +312,28 @@ mod tests {
         assert_eq!(out.get(b), Some(&Scalar::Str("s\"1".into())));
         assert_eq!(out.get(c), Some(&Scalar::Str("go".into())));
         assert_eq!(out.get(d), Some(&Scalar::Num(12.5)));
+    }
+
+    #[test]
+    fn slots_keep_the_first_value_below_and_above_64() {
+        let mut s = Slots::default();
+        for (slot, n) in [
+            (3, 1.0),
+            (70, 2.0),
+            (3, 3.0),
+            (70, 4.0),
+            (63, 5.0),
+            (64, 6.0),
+        ] {
+            s.set(slot, Scalar::Num(n));
+        }
+        let got: Vec<_> = [3, 70, 63, 64, 0, 65].map(|i| s.get(i).cloned()).into();
+        let num = |n| Some(Scalar::Num(n));
+        assert_eq!(got, [num(1.0), num(2.0), num(5.0), num(6.0), None, None]);
+        s.clear();
+        assert_eq!((s.get(3), s.get(70)), (None, None));
+        s.set(3, Scalar::Null);
+        assert_eq!(s.get(3), Some(&Scalar::Null));
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub(super) fn shape(key: &[u8]) -> usize {
 /// Fills `out` from the object `json` starts with, or returns `None` (with `out` in any
 /// state) when serde_json must decide.
 pub(super) fn extract<'a>(ex: &Extractor, json: &'a [u8], out: &mut Slots<'a>) -> Option<()> {
-    out.items.clear();
+    out.clear();
     if json.first() != Some(&b'{') {
         return None;
     }

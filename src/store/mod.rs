@@ -449,6 +449,10 @@ const INSERT_EVENTS: &str =
     "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) ";
 /// 7 parameters a row stays well under SQLite's 32766 and Postgres' 65535 per statement.
 const ROWS_PER_INSERT: usize = 1000;
+/// The Postgres advisory lock every commit holds shared and `Store::open` takes exclusively,
+/// so a start waits for the commits a killed predecessor left in flight (the number is
+/// arbitrary: "claimcheck" in ASCII).
+pub const COMMITS_LOCK: i64 = 0x636c_6169_6d63_6865;
 const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints \
      (dev, ino, born, head, \"offset\", tail_len, tail_crc, skipping, source, path, marks, \
      written_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -557,6 +561,17 @@ impl Store {
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            // A serve killed just after sending a COMMIT leaves it to its server session,
+            // which may land it after this start has read the checkpoints and before the
+            // replay reads the lines: those lines would be replayed and read again from the
+            // older checkpoint. Every commit holds COMMITS_LOCK shared from its start, so
+            // taking it exclusively waits for any such commit to end either way.
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(COMMITS_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
             return Ok(Store::with(Pool::Postgres(pool), None));
         }
         let opts = match url.strip_prefix("sqlite:") {
@@ -715,8 +730,16 @@ impl Store {
     /// other, but all or none lands, for one transaction's fixed cost.
     pub async fn commit_all(&self, cs: &[Commit]) -> Result<(), StoreError> {
         self.check_file()?;
+        let postgres = matches!(self.pool(), Pool::Postgres(_));
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            if postgres {
+                // Held until this transaction ends: see `open`.
+                sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                    .bind(COMMITS_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             for c in cs {
                 // Many rows per statement: one round trip per few hundred lines, not per line.
                 for rows in c.lines.chunks(ROWS_PER_INSERT) {

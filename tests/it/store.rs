@@ -750,3 +750,59 @@ async fn batches_committed_together_land_together_or_not_at_all() {
     stop.cancel();
     actor.await.unwrap();
 }
+
+/// A serve killed just after sending a COMMIT leaves its Postgres session to land it, maybe
+/// after the next start has read the checkpoints and before it replays the lines: those lines
+/// would be replayed, then read again from the older checkpoint (the glob kill loop's read
+/// twice, Postgres only). A start waits for such a commit: here a dead serve's session holds
+/// the commit lock, as every commit does from its start, with a line written; the store
+/// opened meanwhile waits for it, and then reads that line.
+#[tokio::test]
+async fn a_start_waits_for_the_commit_a_killed_serve_left_in_flight() {
+    use claimcheck::store::COMMITS_LOCK;
+    use sqlx::Connection;
+
+    let db = ScratchDb::new().await;
+    Store::open(&db.url).await.unwrap();
+    let mut dead = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut tx = dead.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(COMMITS_LOCK)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) \
+         VALUES (0, 'dispatch.log', 1, NULL, NULL, NULL, '\\x7b7d'::bytea)",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let url = db.url.clone();
+    let opening = tokio::spawn(async move { Store::open(&url).await });
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    crate::support::until_some(30, "the start waits for the commit in flight", || {
+        let admin = admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            )
+            .fetch_one(&admin)
+            .await
+            .ok()
+            .filter(|n| *n > 0)
+        }
+    })
+    .await;
+    assert!(
+        !opening.is_finished(),
+        "the start returned before the commit ended"
+    );
+    tx.commit().await.unwrap();
+    let store = opening.await.unwrap().unwrap();
+    assert_eq!(
+        store.line_count().await.unwrap(),
+        1,
+        "the commit's line is read"
+    );
+}

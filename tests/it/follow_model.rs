@@ -755,6 +755,22 @@ proptest! {
 #[test]
 fn sequences_that_failed_once() {
     let cases: Vec<(u8, u64, Vec<Op>)> = vec![
+        // found by the random test in a clean-clone CI run: a partial line, copytruncate,
+        // the copy deleted, the file renamed and created again, a restart
+        (
+            1,
+            1000,
+            vec![
+                Op::Append(1),
+                Op::Partial,
+                Op::CopyTruncate(0),
+                Op::Delete,
+                Op::Append(1),
+                Op::RenameCreate(0),
+                Op::Restart,
+                Op::Poll,
+            ],
+        ),
         // a short copy found after the truncate, right after two copytruncates
         (
             1,

@@ -1022,7 +1022,8 @@ impl Follower {
                     && !self.tailers.iter().any(|t| t.is(cp))
             })
             .find(|cp| {
-                tail::holds(file, size, cp).unwrap_or(false) || tail::was_at_mark(file, size, cp)
+                tail::holds(file, size, cp).unwrap_or(false)
+                    || (tail::was_at_mark(file, size, cp) && !held_elsewhere(file, cp))
             })
             .cloned()
     }
@@ -1215,6 +1216,34 @@ fn find_copy_in_dir(path: &Path, old: &Checkpoint) -> Option<(PathBuf, u64)> {
         }
     }
     None
+}
+
+/// Whether another regular file in the directory of `cp`'s pattern holds `cp` whole (its head
+/// and the bytes before its offset): that file is its copy. A file that only equals what `cp`'s
+/// file held at an earlier line end may be a short copy, or a new file that starts as every
+/// file of the application does (the same header line); taking it for the copy handed the
+/// checkpoint away from the real one, which was then read from its start.
+fn held_elsewhere(file: &File, cp: &Checkpoint) -> bool {
+    let Ok(me) = file.metadata() else {
+        return false;
+    };
+    let Some(dir) = pattern_dir(&cp.source) else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(meta) = entry.metadata() else {
+            return false;
+        };
+        if !meta.is_file() || (meta.dev(), meta.ino()) == (me.dev(), me.ino()) {
+            return false;
+        }
+        File::open(entry.path())
+            .and_then(|f| tail::holds(&f, meta.len(), cp))
+            .unwrap_or(false)
+    })
 }
 
 /// The directory a pattern's files sit in, when it has no glob characters itself.

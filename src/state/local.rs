@@ -82,20 +82,11 @@ impl LocalState {
         let c = self.live.core();
         let s = c.session(id)?;
         let j = s.judge(c.timeouts(), c.watermark());
-        Some(SessionState {
-            outcome: j.outcome,
-            org: j
-                .dispatch
-                .and_then(|d| c.org_name(d.extra))
-                .map(str::to_owned),
-            runner: j.dispatch.map(|d| d.runner),
-            dispatched_at: j.dispatch.map(|d| d.time),
-            deadline: j.deadline,
-            latency_ms: j.latency_ms,
-            duplicate: j.duplicate,
-            reclaims: j.reclaims,
-            records: s
-                .records()
+        let org_name = |extra| c.org_name(extra).map(str::to_owned);
+        Some(SessionState::judged(
+            &j,
+            org_name,
+            s.records()
                 .iter()
                 .map(|r| StateRecord {
                     kind: r.kind,
@@ -110,7 +101,7 @@ impl LocalState {
                     source: None,
                 })
                 .collect(),
-        })
+        ))
     }
 
     /// The synchronous core of [`CorrelationState::totals`].

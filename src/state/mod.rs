@@ -21,8 +21,8 @@
 
 use std::future::Future;
 
-use crate::correlate::Outcome;
 use crate::correlate::live::Change;
+use crate::correlate::{Judgement, Outcome};
 use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 
 pub mod local;
@@ -110,6 +110,28 @@ pub struct SessionState {
     pub reclaims: u32,
     /// Its records, oldest first.
     pub records: Vec<StateRecord>,
+}
+
+impl SessionState {
+    /// A session's state from its judgement, the name of its dispatch's org (`extra` of the
+    /// dispatch record) and its records, oldest first.
+    pub fn judged(
+        j: &Judgement,
+        org_name: impl Fn(u32) -> Option<String>,
+        records: Vec<StateRecord>,
+    ) -> SessionState {
+        SessionState {
+            outcome: j.outcome,
+            org: j.dispatch.and_then(|d| org_name(d.extra)),
+            runner: j.dispatch.map(|d| d.runner),
+            dispatched_at: j.dispatch.map(|d| d.time),
+            deadline: j.deadline,
+            latency_ms: j.latency_ms,
+            duplicate: j.duplicate,
+            reclaims: j.reclaims,
+            records,
+        }
+    }
 }
 
 /// The state's own counts (the cumulative outcome totals are the emitter's: it sees every

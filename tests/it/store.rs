@@ -592,30 +592,36 @@ async fn unreachable_postgres_is_an_error_not_a_hang() {
     assert!(err.to_string().contains("store"), "{err}");
 }
 
+/// serve's actor with its summary, recovered from `store` (empty here).
+async fn recovered_actor(
+    store: &Store,
+) -> (
+    claimcheck::serve::Actor,
+    tokio::sync::watch::Receiver<claimcheck::serve::Summary>,
+) {
+    let (mut actor, summary) = claimcheck::serve::Actor::new(
+        claimcheck::parse::Parser::new(Default::default()),
+        claimcheck::correlate::live::LiveConfig::default(),
+        &prometheus::Registry::new(),
+        claimcheck::clock::Clock::system(),
+        200,
+    )
+    .unwrap();
+    actor.recover(store.clone(), None).await.unwrap();
+    (actor, summary)
+}
+
 /// A commit that fails (here: the table is gone for a while) is retried until it lands, and
 /// the batch is answered only then: memory and store never disagree, and nothing is lost or
 /// recorded twice.
 #[tokio::test]
 async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
-    use claimcheck::clock::Clock;
-    use claimcheck::correlate::live::LiveConfig;
-    use claimcheck::parse::Parser;
-    use claimcheck::serve::Actor;
     use claimcheck::sources::batch::Batch;
     use sqlx::Connection;
 
     let db = ScratchDb::new().await;
     let store = Store::open(&db.url).await.unwrap();
-    let registry = prometheus::Registry::new();
-    let (mut actor, summary) = Actor::new(
-        Parser::new(Default::default()),
-        LiveConfig::default(),
-        &registry,
-        Clock::system(),
-        200,
-    )
-    .unwrap();
-    actor.recover(store.clone(), None).await.unwrap();
+    let (actor, summary) = recovered_actor(&store).await;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let (_qtx, qrx) = tokio::sync::mpsc::channel(4);
     let stop = tokio_util::sync::CancellationToken::new();
@@ -672,25 +678,12 @@ async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
 /// both land. Committed one at a time, the first would land and be answered alone.
 #[tokio::test]
 async fn batches_committed_together_land_together_or_not_at_all() {
-    use claimcheck::clock::Clock;
-    use claimcheck::correlate::live::LiveConfig;
-    use claimcheck::parse::Parser;
-    use claimcheck::serve::Actor;
     use claimcheck::sources::batch::Batch;
     use sqlx::Connection;
 
     let db = ScratchDb::new().await;
     let store = Store::open(&db.url).await.unwrap();
-    let registry = prometheus::Registry::new();
-    let (mut actor, summary) = Actor::new(
-        Parser::new(Default::default()),
-        LiveConfig::default(),
-        &registry,
-        Clock::system(),
-        200,
-    )
-    .unwrap();
-    actor.recover(store.clone(), None).await.unwrap();
+    let (actor, summary) = recovered_actor(&store).await;
     let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
     sqlx::query("ALTER TABLE checkpoints RENAME TO checkpoints_away")
         .execute(&mut admin)

@@ -316,19 +316,11 @@ impl CorrelationState for SharedState {
         }
         let timeouts = &self.config.correlate.timeouts;
         let j = session.judge(timeouts, latest);
-        Ok(Some(SessionState {
-            outcome: j.outcome,
-            org: j
-                .dispatch
-                .and_then(|d| orgs.name(d.extra))
-                .map(str::to_owned),
-            runner: j.dispatch.map(|d| d.runner),
-            dispatched_at: j.dispatch.map(|d| d.time),
-            deadline: j.deadline,
-            latency_ms: j.latency_ms,
-            duplicate: j.duplicate,
-            reclaims: j.reclaims,
-            records: records
+        let org_name = |extra| orgs.name(extra).map(str::to_owned);
+        Ok(Some(SessionState::judged(
+            &j,
+            org_name,
+            records
                 .into_iter()
                 .map(|c| {
                     let (origin, source) = origin(c.origin);
@@ -346,7 +338,7 @@ impl CorrelationState for SharedState {
                     }
                 })
                 .collect(),
-        }))
+        )))
     }
 
     async fn totals(&self) -> Result<StateTotals, StateError> {

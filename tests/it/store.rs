@@ -592,6 +592,12 @@ async fn unreachable_postgres_is_an_error_not_a_hang() {
     assert!(err.to_string().contains("store"), "{err}");
 }
 
+/// The sessions of the stored lines, in the order they were stored.
+async fn stored_sessions(store: &Store) -> Vec<String> {
+    let lines = store.lines().await.unwrap();
+    lines.into_iter().filter_map(|l| l.session).collect()
+}
+
 /// serve's actor with its summary, recovered from `store` (empty here).
 async fn recovered_actor(
     store: &Store,
@@ -659,14 +665,7 @@ async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
         .unwrap();
     assert_eq!(answer.await.unwrap().unwrap().events, 1);
 
-    let sessions: Vec<String> = store
-        .lines()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|l| l.session)
-        .collect();
-    assert_eq!(sessions, ["before", "during"]);
+    assert_eq!(stored_sessions(&store).await, ["before", "during"]);
     assert_eq!(summary.borrow().dispatched.go, 2);
     stop.cancel();
     actor.await.unwrap();
@@ -730,14 +729,7 @@ async fn batches_committed_together_land_together_or_not_at_all() {
     assert_eq!(first_answer.await.unwrap().unwrap().events, 1);
     assert_eq!(second_answer.await.unwrap().unwrap().events, 1);
 
-    let sessions: Vec<String> = store
-        .lines()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|l| l.session)
-        .collect();
-    assert_eq!(sessions, ["first", "second"]);
+    assert_eq!(stored_sessions(&store).await, ["first", "second"]);
     assert_eq!(checkpoints(&store).await, [stored(checkpoint(7, 400))]);
     assert_eq!(summary.borrow().dispatched.go, 2);
     stop.cancel();

@@ -341,6 +341,16 @@ impl World {
 
     /// A copy of a file's lines `seqs` is now at `to`: their order is the copy's, and the
     /// copy is read (a glob names it) or gone (a literal path does not).
+    /// File `i` is copied to `to` and truncated: its lines now sit in the copy (and, with no
+    /// glob to follow the copy, those not delivered yet may be lost).
+    fn truncated_into(&mut self, i: usize, to: PathBuf) {
+        if !self.glob {
+            self.may_lose(i);
+        }
+        let seqs = std::mem::take(&mut self.files[i].seqs);
+        self.copied_to(to, seqs);
+    }
+
     fn copied_to(&mut self, to: PathBuf, seqs: Vec<u64>) {
         for s in &seqs {
             self.lineage.insert(*s, self.files.len());
@@ -429,12 +439,8 @@ impl World {
                     self.poll(None);
                     write(&to, std::str::from_utf8(&bytes[cut..]).unwrap());
                 }
-                if !self.glob {
-                    self.may_lose(i);
-                }
-                let seqs = std::mem::take(&mut self.files[i].seqs);
                 // Their order is now the copy's.
-                self.copied_to(to, seqs);
+                self.truncated_into(i, to);
                 std::fs::OpenOptions::new()
                     .write(true)
                     .open(&self.files[i].path)
@@ -488,11 +494,7 @@ impl World {
                 self.poll(None);
                 let to = self.rotated_name();
                 let live = self.files[i].path.clone();
-                if !self.glob {
-                    self.may_lose(i);
-                }
-                let seqs = std::mem::take(&mut self.files[i].seqs);
-                self.copied_to(to.clone(), seqs);
+                self.truncated_into(i, to.clone());
                 self.poll_with(None, Window::AfterScan, move || {
                     // Into the file at `hidden` (its inode) when there is one.
                     std::fs::write(&hidden, std::fs::read(&live).unwrap()).unwrap();
@@ -512,11 +514,7 @@ impl World {
                 let to = self.rotated_name();
                 let live = self.files[i].path.clone();
                 std::fs::copy(&live, &to).unwrap();
-                if !self.glob {
-                    self.may_lose(i);
-                }
-                let seqs = std::mem::take(&mut self.files[i].seqs);
-                self.copied_to(to, seqs);
+                self.truncated_into(i, to);
                 self.poll_with(None, Window::JudgingACopy, move || {
                     std::fs::OpenOptions::new()
                         .write(true)
@@ -539,11 +537,7 @@ impl World {
                 };
                 let to = self.rotated_name();
                 let live = self.files[i].path.clone();
-                if !self.glob {
-                    self.may_lose(i);
-                }
-                let seqs = std::mem::take(&mut self.files[i].seqs);
-                self.copied_to(to.clone(), seqs);
+                self.truncated_into(i, to.clone());
                 // The file starts over with more bytes than it held: a read at the old offset
                 // would find some.
                 let held = std::fs::metadata(&live).unwrap().len();

@@ -29,6 +29,8 @@ pub enum ConfigError {
     Alertmanager(#[from] crate::sinks::alertmanager::AlertmanagerConfigError),
     #[error("[platform] {0}")]
     Platform(#[from] crate::platform::PlatformConfigError),
+    #[error(transparent)]
+    Cluster(#[from] crate::state::shared::ClusterConfigError),
     #[error("{var}: {message}")]
     Env { var: String, message: String },
 }
@@ -42,6 +44,8 @@ pub struct RawConfig {
     pub serve: RawServeConfig,
     pub platform: crate::platform::RawPlatformConfig,
     pub log: RawLogConfig,
+    /// Off without `urls` (`serve --cluster`): the correlation state stays in the process.
+    pub cluster: Option<crate::state::shared::RawClusterConfig>,
 }
 
 /// The `[log]` table: claimcheck's own diagnostics.
@@ -281,6 +285,8 @@ pub struct Config {
     pub serve: ServeConfig,
     pub platform: crate::platform::PlatformConfig,
     pub log: LogConfig,
+    /// The shared correlation state; `None` keeps it in the process.
+    pub cluster: Option<crate::state::shared::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -301,6 +307,11 @@ impl Config {
             serve: ServeConfig::new(&raw.serve)?,
             platform: crate::platform::PlatformConfig::new(&raw.platform)?,
             log: LogConfig::new(&raw.log)?,
+            cluster: raw
+                .cluster
+                .as_ref()
+                .map(crate::state::shared::ClusterConfig::new)
+                .transpose()?,
         })
     }
 }
@@ -402,6 +413,37 @@ mod tests {
             .unwrap();
         assert_eq!(c.serve.store.as_deref(), Some("state.db"));
         assert_eq!(c.serve.timeouts.go, Duration::from_secs(90));
+    }
+
+    /// `[cluster]` is off by default, on with its urls, and refused without them (`serve
+    /// --cluster` or `CLAIMCHECK_CLUSTER_URLS` give them).
+    #[test]
+    fn cluster_is_optional_and_validated() {
+        assert!(Config::default().cluster.is_none());
+        let c = Config::from_toml(
+            "[cluster]\nurls = [\"redis://a:7000\", \"redis://b:7000\"]\ninstance = \"drain-0\"\nwait_replicas = 1\n",
+        )
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.urls.len(), 2);
+        assert_eq!(
+            cluster.shared("drain-0".into()).wait.map(|w| w.replicas),
+            Some(1)
+        );
+        let e = Config::from_toml("[cluster]\nwait_replicas = 1\n").unwrap_err();
+        assert!(e.to_string().starts_with("cluster.urls"), "{e}");
+        let env = [(
+            "CLAIMCHECK_CLUSTER_URLS".to_owned(),
+            "redis://a:7000, redis://b:7000".to_owned(),
+        )]
+        .into_iter()
+        .collect();
+        let l = layers::layer(None, &env, |_| Err(std::io::Error::other("no files"))).unwrap();
+        let c = Config::from_raw(&l.raw).unwrap();
+        assert_eq!(
+            c.cluster.unwrap().urls,
+            ["redis://a:7000", "redis://b:7000"]
+        );
     }
 
     #[test]

@@ -165,6 +165,7 @@ pub fn run(args: DemoArgs, reload: super::signals::Reload) -> anyhow::Result<()>
         alertmanager: None,
         tls_cert: None,
         tls_key: None,
+        cluster: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -18,12 +18,15 @@ use crate::http::{AppState, VercelDrain, router};
 use crate::parse::Parser;
 use crate::platform;
 use crate::serve::Actor;
+use crate::serve::cluster::ClusterHealth;
 use crate::serve::store_health::StoreHealth;
 use crate::sinks::alertmanager::AlertPusher;
-use crate::sinks::self_metrics::{QueueDepths, RecoveryMetrics, StoreMetrics};
+use crate::sinks::self_metrics::{ClusterMetrics, QueueDepths, RecoveryMetrics, StoreMetrics};
 use crate::sources::batch::Batch;
 use crate::sources::file::FollowConfig;
 use crate::sources::{Input, Role};
+use crate::state::CorrelationState;
+use crate::state::shared::SharedState;
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +97,11 @@ pub struct ServeArgs {
     /// `CLAIMCHECK_SERVE_TLS_KEY_FILE`].
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<String>,
+    /// Correlate together with other sidecars on Redis: a Redis Cluster's seed node
+    /// (repeatable) or one standalone server; the rest of `[cluster]` still applies
+    /// [`cluster.urls`, `CLAIMCHECK_CLUSTER_URLS`]. Without it the state stays in the process.
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    pub cluster: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -130,6 +138,10 @@ impl ServeArgs {
         }
         if let Some(key) = self.tls_key.take() {
             sc.tls.key_file = key;
+        }
+        if !self.cluster.is_empty() {
+            raw.cluster.get_or_insert_with(Default::default).urls =
+                std::mem::take(&mut self.cluster);
         }
         sc.files.append(&mut self.dispatch);
         sc.files.append(&mut self.claims);
@@ -197,8 +209,8 @@ fn millis(d: std::time::Duration) -> i64 {
 pub(super) async fn serve(
     args: ServeArgs,
     config: Config,
-    mut reload: super::signals::Reload,
-    mut flips: Option<mpsc::Receiver<platform::Flip>>,
+    reload: super::signals::Reload,
+    flips: Option<mpsc::Receiver<platform::Flip>>,
 ) -> anyhow::Result<()> {
     // Before anything can say "serving": from here SIGHUP reloads instead of killing.
     let signals = super::signals::Signals::install();
@@ -216,16 +228,76 @@ pub(super) async fn serve(
         idle_after_ms: millis(sc.source_idle_after),
         max_hold_ms: millis(sc.max_hold),
     };
+    let parser = Parser::new(config.parse.clone());
+    let Some(cluster) = &config.cluster else {
+        let (actor, summary) =
+            Actor::new(parser, live, &registry, Clock::system(), sc.org_label_cap)
+                .context("cannot register metrics")?;
+        return serve_with(
+            args, config, reload, flips, signals, registry, actor, summary, None,
+        )
+        .await;
+    };
+    let instance = match cluster.instance.as_str() {
+        "" => host_name().unwrap_or_else(|| sc.listen.to_string()),
+        name => name.to_owned(),
+    };
+    let shared = cluster.shared(instance.clone());
+    tracing::info!(
+        urls = ?shared.urls.iter().map(|u| crate::redact::secrets(u).into_owned()).collect::<Vec<_>>(),
+        instance = %instance,
+        key_prefix = %shared.prefix,
+        wait_replicas = shared.wait.map_or(0, |w| w.replicas),
+        "correlating on the shared state"
+    );
+    let state = SharedState::new(live, shared).context("[cluster] key_prefix")?;
+    let (mut actor, summary) =
+        Actor::with_state(parser, state, &registry, Clock::system(), sc.org_label_cap)
+            .context("cannot register metrics")?;
+    let metrics =
+        ClusterMetrics::register(&registry).context("cannot register the cluster metrics")?;
+    let (health, cluster_state) = ClusterHealth::new(instance, metrics, Clock::system());
+    actor.report_cluster_to(health);
+    serve_with(
+        args,
+        config,
+        reload,
+        flips,
+        signals,
+        registry,
+        actor,
+        summary,
+        Some(cluster_state),
+    )
+    .await
+}
+
+/// The host's name, the default name of a replica (`[cluster] instance`).
+fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.replace(['/', '{', '}'], "_"))
+}
+
+/// Serve with `actor` over its correlation state: the store, the platform, the sources and
+/// HTTP wired to it, until SIGTERM/SIGINT.
+#[allow(clippy::too_many_arguments)]
+async fn serve_with<S: CorrelationState + 'static>(
+    args: ServeArgs,
+    config: Config,
+    mut reload: super::signals::Reload,
+    mut flips: Option<mpsc::Receiver<platform::Flip>>,
+    signals: super::signals::Signals,
+    registry: prometheus::Registry,
+    mut actor: Actor<S>,
+    summary: tokio::sync::watch::Receiver<crate::serve::Summary>,
+    cluster: Option<tokio::sync::watch::Receiver<crate::serve::cluster::ClusterState>>,
+) -> anyhow::Result<()> {
+    let sc = &config.serve;
     // The one rule for over-long lines, for the readers that skip them.
     let limit = Parser::new(config.parse.clone()).line_limit().clone();
-    let (mut actor, summary) = Actor::new(
-        Parser::new(config.parse.clone()),
-        live,
-        &registry,
-        Clock::system(),
-        sc.org_label_cap,
-    )
-    .context("cannot register metrics")?;
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     let store = match &sc.store {
@@ -385,6 +457,7 @@ pub(super) async fn serve(
         }),
         readiness,
         store_health,
+        cluster,
         recovery,
         store: store.clone(),
         pending_reports,
@@ -416,6 +489,7 @@ pub(super) async fn serve(
         listen = %bound,
         tls = tls.is_some(),
         store = sc.store.is_some(),
+        cluster = config.cluster.is_some(),
         files = sc.files.len(),
         "serving"
     );
@@ -467,11 +541,11 @@ async fn open_store(url: &str) -> anyhow::Result<Store> {
 
 /// Starts the platform tasks (Postgres flags and sessions, Redis queue) when configured and
 /// joins them to the actor, restoring the flag book from the store.
-async fn attach_platform(
+async fn attach_platform<S: CorrelationState>(
     config: &Config,
     registry: &prometheus::Registry,
     store: Option<&Store>,
-    actor: &mut Actor,
+    actor: &mut Actor<S>,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<tokio::sync::watch::Receiver<platform::Readiness>>> {
@@ -590,13 +664,18 @@ mod tests {
             "go=daemon.log",
             "--claim-timeout",
             "go=90s",
+            "--cluster",
+            "redis://flag-0:7000",
+            "--cluster",
+            "redis://flag-1:7000",
         ])
         .unwrap();
         let crate::cli::Command::Serve(mut args) = cli.command else {
             panic!("not serve")
         };
         let file = "[serve]\nfiles = [\"dispatch.log\"]\nretention = \"2h\"\n\
-                    [serve.alertmanager]\nurl = \"http://am.file:9093\"\nexternal_url = \"http://cc.example\"\nresend_interval = \"30s\"\n";
+                    [serve.alertmanager]\nurl = \"http://am.file:9093\"\nexternal_url = \"http://cc.example\"\nresend_interval = \"30s\"\n\
+                    [cluster]\nurls = [\"redis://file:7000\"]\ninstance = \"claims-0\"\n";
         let mut raw: crate::config::RawConfig = toml::from_str(file).unwrap();
         args.merge_into(&mut raw);
         let c = crate::config::Config::from_raw(&raw).unwrap();
@@ -608,5 +687,8 @@ mod tests {
         assert_eq!(c.serve.listen.port(), 9999);
         assert_eq!(c.serve.timeouts.go, std::time::Duration::from_secs(90));
         assert_eq!(c.serve.retention, std::time::Duration::from_secs(7200));
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.urls, ["redis://flag-0:7000", "redis://flag-1:7000"]);
+        assert_eq!(cluster.instance, "claims-0");
     }
 }

@@ -59,6 +59,7 @@ fn keys() -> BTreeMap<String, (Vec<String>, Kind)> {
     let mut full = RawConfig::default();
     full.platform.postgres = Some(Default::default());
     full.platform.redis = Some(Default::default());
+    full.cluster = Some(Default::default());
     let mut out = BTreeMap::new();
     if let Ok(toml::Value::Table(t)) = toml::Value::try_from(&full) {
         walk(&t, &mut Vec::new(), &mut out);

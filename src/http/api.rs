@@ -47,10 +47,13 @@ pub(super) struct Ready {
     store: Option<crate::serve::store_health::StoreState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     recovery: Option<crate::serve::recovery::RecoveryState>,
+    /// The shared correlation state (`serve --cluster`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<crate::serve::cluster::ClusterState>,
 }
 
-/// Ready when the store has been replayed and takes commits and every configured platform
-/// dependency is up; `/healthz` stays green meanwhile (the platform's absence only delays its
+/// Ready when the store has been replayed and takes commits, the shared correlation state
+/// (`serve --cluster`) answers, and every configured platform dependency is up; `/healthz` stays green meanwhile (the platform's absence only delays its
 /// findings; the store's holds ingestion back, unacknowledged, until it is back; the replay
 /// holds back ingestion and the totals).
 #[utoipa::path(
@@ -64,11 +67,15 @@ pub(super) struct Ready {
             (Ready = "application/json"),
         )),
         (status = 503, description = "Still replaying the store (`reason: recovering`), or \
-            the store or a configured dependency is down", body = Ready),
+            the store, the shared correlation state or a configured dependency is down", body = Ready),
     )
 )]
 pub(super) async fn readyz(State(s): State<AppState>) -> Response {
-    if s.readiness.is_none() && s.store_health.is_none() && s.recovery.is_none() {
+    if s.readiness.is_none()
+        && s.store_health.is_none()
+        && s.recovery.is_none()
+        && s.cluster.is_none()
+    {
         return "ready\n".into_response();
     }
     let recovery = s.recovery.as_ref().map(|r| r.borrow().clone());
@@ -78,10 +85,12 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         platform: s.readiness.as_ref().map(|r| r.borrow().clone()),
         store: s.store_health.as_ref().map(|h| h.borrow().clone()),
         recovery,
+        cluster: s.cluster.as_ref().map(|c| c.borrow().clone()),
     };
     let ready = !recovering
         && r.platform.as_ref().is_none_or(|p| p.ready())
-        && r.store.as_ref().is_none_or(|s| s.up);
+        && r.store.as_ref().is_none_or(|s| s.up)
+        && r.cluster.as_ref().is_none_or(|c| c.up);
     let status = if ready {
         StatusCode::OK
     } else {

@@ -50,6 +50,8 @@ pub struct AppState {
     pub readiness: Option<watch::Receiver<crate::platform::Readiness>>,
     /// The store's state (`/readyz`); `None` without a store.
     pub store_health: Option<watch::Receiver<crate::serve::store_health::StoreState>>,
+    /// The shared correlation state's health (`/readyz`); `None` without `serve --cluster`.
+    pub cluster: Option<watch::Receiver<crate::serve::cluster::ClusterState>>,
     /// The replay of the store after a start (`/readyz`); `None` without a store. While it
     /// runs, the totals and ingest answer 503 `recovering`.
     pub recovery: Option<watch::Receiver<crate::serve::recovery::RecoveryState>>,

@@ -52,6 +52,8 @@ pub struct Actor<S = LocalState> {
     pub(super) recovery: Option<Recovery>,
     /// Sources to announce to the correlation state once the replay is done.
     pub(super) announce: Vec<u16>,
+    /// Cancelled at shutdown: a batch the state refuses is not applied again after it.
+    pub(super) stop: CancellationToken,
 }
 
 impl<S> std::fmt::Debug for Actor<S> {
@@ -108,6 +110,7 @@ impl<S: CorrelationState> Actor<S> {
             evicted_lines: Vec::new(),
             recovery: None,
             announce: Vec::new(),
+            stop: CancellationToken::new(),
         };
         Ok((actor, summary_rx))
     }
@@ -139,6 +142,11 @@ impl<S: CorrelationState> Actor<S> {
         self.telemetry.metrics_mut().retire_workers_after(ttl);
     }
 
+    /// Reports every call to the shared correlation state to `health`, its one emitter.
+    pub fn report_cluster_to(&mut self, health: super::cluster::ClusterHealth) {
+        self.telemetry.report_cluster_to(health);
+    }
+
     /// Sends every finding to Alertmanager through `alerts` from now on.
     pub fn alert_to(&mut self, alerts: AlertHandle) {
         self.telemetry.alert_to(alerts);
@@ -155,6 +163,7 @@ impl<S: CorrelationState> Actor<S> {
         shutdown: CancellationToken,
     ) {
         self.durable.stop_on(shutdown.clone());
+        self.stop = shutdown.clone();
         let mut updates = self.platform_updates.take();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -350,16 +359,14 @@ impl<S: CorrelationState> Actor<S> {
     /// What is due by `now` in the correlation state, through the emitter. `true` when
     /// something changed.
     pub(super) async fn tick_state(&mut self, now: Timestamp) -> bool {
-        match self.state.tick(now).await {
+        // A failed tick was reported (`cluster.rs`) and is tried again at the next one.
+        match self.tick_checked(now).await {
             Ok(changes) if changes.is_empty() => false,
             Ok(changes) => {
                 self.emit(changes, now);
                 true
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "tick not applied: the correlation state is unavailable");
-                false
-            }
+            Err(_) => false,
         }
     }
 }

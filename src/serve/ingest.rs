@@ -357,8 +357,7 @@ impl<S: CorrelationState> Actor<S> {
             }
         }
         let applied = self
-            .state
-            .apply(Delivery {
+            .apply_retrying(Delivery {
                 input: b.input,
                 now: b.now,
                 backlog: b.backlog,
@@ -485,7 +484,9 @@ impl<S: CorrelationState> Actor<S> {
         let outcomes = match self.deliver(lines).await {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(source = %batch.source, error = %e, "batch not applied: the correlation state is unavailable");
+                tracing::warn!(source = %batch.source, error = %e, "batch not applied: the correlation state refused it");
+                self.uncommitted.0 += 1;
+                self.uncommitted.1 += batch.lines.len() as u64;
                 if let Some(done) = batch.done {
                     let _ = done.send(Err(e.to_string()));
                 }

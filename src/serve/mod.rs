@@ -9,12 +9,16 @@
 //! - `telemetry` — THE emitter: each correlator change and platform event becomes metrics,
 //!   summary, findings, alerts and one tracing line, in one place.
 //! - `findings` — `FindingKind` and the finding log.
+//! - `cluster` — a batch the shared correlation state refused, applied again with backoff;
+//!   THE emitter of its health: `claimcheck_cluster_up`, call latency, `/readyz`, one log
+//!   line per change.
 //! - `durable` — commits with backoff (healing the store between tries), the flag book.
 //! - `store_health` — THE emitter of the store's state: `claimcheck_store_up`, commit
 //!   failures, `/readyz`, one log line per change; and the probe task.
 //! - `view` — what queries answer.
 
 mod actor;
+pub mod cluster;
 mod durable;
 mod findings;
 mod ingest;

@@ -14,6 +14,7 @@ use crate::parse::Reject;
 use crate::platform::{Flip, PlatformEvent};
 use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
 use crate::sinks::metrics::{LineResult, Metrics};
+use crate::state::StateError;
 use crate::store::{FindingWrite, OutcomeRow, OutcomeWrite};
 
 /// Where the sidecar's observations go.
@@ -34,6 +35,8 @@ pub struct Telemetry {
     /// Per-session outcome rows not committed yet: the next commit takes them, so they land
     /// in the same transaction as the evidence that caused them.
     outcomes: Vec<OutcomeWrite>,
+    /// The shared correlation state's health, with `serve --cluster`.
+    cluster: Option<super::cluster::ClusterHealth>,
 }
 
 impl Telemetry {
@@ -53,12 +56,42 @@ impl Telemetry {
             alerts: None,
             flips_out: None,
             outcomes: Vec::new(),
+            cluster: None,
         };
         (t, rx)
     }
 
     pub fn alert_to(&mut self, alerts: AlertHandle) {
         self.alerts = Some(alerts);
+    }
+
+    pub fn report_cluster_to(&mut self, health: super::cluster::ClusterHealth) {
+        self.cluster = Some(health);
+    }
+
+    /// Whether the correlation state is a shared one whose health is reported.
+    pub fn reports_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// One call to the correlation state (`apply` or `tick`) and how it ended: the shared
+    /// state's health, its metrics and its one log line per change of state.
+    pub fn state_call(&self, call: &'static str, seconds: f64, result: Result<(), &StateError>) {
+        match &self.cluster {
+            Some(h) => h.call(call, seconds, result),
+            None => {
+                if let Err(e) = result {
+                    tracing::warn!(call, error = %e, "the correlation state refused a call");
+                }
+            }
+        }
+    }
+
+    /// The low watermark the shared state judges by, as this replica last read it.
+    pub fn low_watermark(&self, ms: i64) {
+        if let (Some(h), true) = (&self.cluster, ms > i64::MIN) {
+            h.low_watermark(ms);
+        }
     }
 
     pub fn report_flips_to(&mut self, reports: mpsc::Sender<Flip>) {

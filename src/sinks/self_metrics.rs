@@ -1,5 +1,5 @@
 //! What claimcheck says about itself, beside what it says about the platform: HTTP requests
-//! by route and status, store commits, and the depth of its internal queues. (`process_*` and
+//! by route and status, store commits, the shared correlation state, and the depth of its internal queues. (`process_*` and
 //! `claimcheck_build_info` are registered with the live metrics, `crate::sinks::metrics`.)
 //!
 //! Labels stay bounded: routes are axum's matched templates (`/api/sessions/{id}`, never an
@@ -204,6 +204,78 @@ impl StoreMetrics {
         if !ok {
             self.failures.inc();
         }
+    }
+}
+
+/// What one replica says about the shared correlation state (`serve --cluster`):
+/// `claimcheck_cluster_up`, the latency and failures of its calls to it, and the low watermark
+/// it judges by. Per replica: across replicas, `min`/`max without (instance)` and
+/// `sum without (instance)` are the queries (README, "Running several sidecars").
+#[derive(Debug, Clone)]
+pub struct ClusterMetrics {
+    up: prometheus::IntGauge,
+    duration: HistogramVec,
+    failures: IntCounterVec,
+    low_watermark: prometheus::Gauge,
+}
+
+impl ClusterMetrics {
+    pub fn register(reg: &Registry) -> prometheus::Result<ClusterMetrics> {
+        let up = prometheus::IntGauge::new(
+            "claimcheck_cluster_up",
+            "1 while this replica's calls to the shared correlation state (Redis) succeed; 0 while they fail (batches wait and are applied again; sources are held back, never dropped).",
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "claimcheck_cluster_call_duration_seconds",
+                "Time of one call to the shared correlation state: a batch's script calls (apply) or a sweep's (tick), pipelined.",
+            )
+            .buckets(COMMIT_BUCKETS.to_vec()),
+            &["call"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "claimcheck_cluster_call_failures_total",
+                "Calls to the shared correlation state that failed (each batch is applied again with backoff).",
+            ),
+            &["call"],
+        )?;
+        let low_watermark = prometheus::Gauge::new(
+            "claimcheck_cluster_low_watermark_seconds",
+            "The low watermark of the shared sources (Unix seconds) as this replica last read it: sessions are judged once it passes their first claim plus the allowed lateness.",
+        )?;
+        up.set(1);
+        for call in ["apply", "tick"] {
+            duration.with_label_values(&[call]);
+            failures.with_label_values(&[call]);
+        }
+        reg.register(Box::new(up.clone()))?;
+        reg.register(Box::new(duration.clone()))?;
+        reg.register(Box::new(failures.clone()))?;
+        reg.register(Box::new(low_watermark.clone()))?;
+        Ok(ClusterMetrics {
+            up,
+            duration,
+            failures,
+            low_watermark,
+        })
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.set(i64::from(up));
+    }
+
+    /// One `call` (`apply` or `tick`) took `seconds`; `ok` says whether it succeeded.
+    pub fn call(&self, call: &'static str, seconds: f64, ok: bool) {
+        self.duration.with_label_values(&[call]).observe(seconds);
+        if !ok {
+            self.failures.with_label_values(&[call]).inc();
+        }
+    }
+
+    /// The low watermark, in Unix milliseconds.
+    pub fn low_watermark(&self, ms: i64) {
+        self.low_watermark.set(ms as f64 / 1000.0);
     }
 }
 

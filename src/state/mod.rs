@@ -207,4 +207,10 @@ pub trait CorrelationState: Send + Sync {
 
     /// How long a session is kept after it was first seen: the store prunes its lines then.
     fn retention_ms(&self) -> i64;
+
+    /// Whether a call can fail `Unavailable` (a state across the network): the caller then
+    /// keeps a copy of each delivery to apply it again. The local state never fails.
+    fn can_fail(&self) -> bool {
+        false
+    }
 }

@@ -30,6 +30,7 @@ mod schemathesis;
 mod scratch_db;
 mod serve;
 mod serve_bounded;
+mod serve_cluster;
 mod serve_files;
 mod serve_idle;
 mod serve_platform;

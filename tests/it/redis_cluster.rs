@@ -3,7 +3,8 @@
 //! server, its keys deleted when dropped.
 //!
 //! The topology and fault tests of the shared correlation state need the same cluster with
-//! replicas, a node killed and restarted: [`RedisCluster::kill`] and [`RedisCluster::restart`].
+//! replicas, a node killed and restarted: [`RedisCluster::kill`] and [`RedisCluster::restart`];
+//! the outage tests a standalone server of their own, killed and restarted ([`RedisServer`]).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -202,6 +203,82 @@ impl Drop for RedisCluster {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
+    }
+}
+
+/// A standalone `redis-server` of its own on a free loopback port, with its append-only file
+/// fsynced before every reply (`appendfsync always`): a SIGKILL loses no write it answered,
+/// so a restart on the same directory holds everything the sidecars were told was stored.
+/// Killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut s = RedisServer {
+            port: super::support::free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let url = self.url();
+        let up = wait_until(Instant::now() + FORM_WITHIN, || {
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+        assert!(up, "redis-server on {port} did not answer");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the server.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on its port and directory (its append-only file read back).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -736,6 +736,7 @@ pub fn shared(config: LiveConfig, urls: Vec<String>, prefix: &str, instance: &st
             instance: instance.to_owned(),
             timeouts: PATIENT,
             lease: Duration::from_secs(10),
+            wait: None,
         },
     )
     .unwrap()

@@ -8,6 +8,7 @@
 //! - `keys.rs`: the key layout (256 buckets by a hash of the sessionId);
 //! - `record.rs`: one event as stored — its identity as a hash field, so `HSETNX` is the exact
 //!   re-delivery test, and its origin and name as the value;
+//! - `config.rs`: the `[cluster]` table, raw and validated;
 //! - `conn.rs`: one connection to standalone Redis or a Redis Cluster, opened afresh after a
 //!   failed call;
 //! - `events.rs` with `apply.lua`: a batch stored with one script call per bucket, each event
@@ -26,6 +27,7 @@
 //!   origin reads back on any replica as the source it came from;
 //! - `state.rs`: [`SharedState`], the `CorrelationState` implementation on top.
 
+pub mod config;
 pub mod conn;
 pub mod events;
 pub mod inputs;
@@ -37,6 +39,7 @@ pub mod record;
 pub mod state;
 pub mod watermarks;
 
+pub use config::{ClusterConfig, ClusterConfigError, RawClusterConfig};
 pub use conn::{Conn, Redis, Timeouts};
 pub use keys::{BUCKETS, Keys};
-pub use state::{SharedConfig, SharedState};
+pub use state::{SharedConfig, SharedState, Wait};

@@ -51,6 +51,17 @@ pub struct SharedConfig {
     pub timeouts: Timeouts,
     /// How long a sweep lease lasts unless renewed (a dead replica's buckets wait this long).
     pub lease: Duration,
+    /// Whether a delivery waits for Redis replicas to have its writes before it returns.
+    pub wait: Option<Wait>,
+}
+
+/// A delivery returns only once `replicas` Redis replicas of every master acknowledged its
+/// writes (`WAIT`), within `timeout`; fewer, and it fails `Unavailable` (applying it again is
+/// idempotent, and writes a counter, so the next `WAIT` covers the first attempt's writes too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub replicas: u32,
+    pub timeout: Duration,
 }
 
 /// The shared correlation state of one replica.
@@ -61,6 +72,7 @@ pub struct SharedState {
     keys: Keys,
     instance: String,
     lease: Duration,
+    wait: Option<Wait>,
     names: Names,
     /// The latest clock reading it was given: the next poll is due after it.
     last_now: Option<Timestamp>,
@@ -80,6 +92,7 @@ impl SharedState {
             keys: Keys::new(&shared.prefix)?,
             instance: shared.instance,
             lease: shared.lease,
+            wait: shared.wait,
             names: Names::default(),
             last_now: None,
             leased: None,
@@ -144,6 +157,29 @@ impl SharedState {
             .collect();
         self.leased = Some((now, held.clone()));
         Ok(held)
+    }
+
+    /// `WAIT`s until `w.replicas` replicas have this connection's writes: on a cluster the
+    /// client sends it to every master and answers the least count.
+    async fn replicated(&self, w: Wait) -> Result<(), StateError> {
+        let ms = u64::try_from(w.timeout.as_millis()).unwrap_or(u64::MAX);
+        let acked: i64 = self
+            .redis
+            .call("wait", |mut c| async move {
+                redis::cmd("WAIT")
+                    .arg(w.replicas)
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if acked < i64::from(w.replicas) {
+            return Err(StateError::Unavailable(format!(
+                "only {acked} of {} Redis replicas acknowledged the batch within {:?}",
+                w.replicas, w.timeout
+            )));
+        }
+        Ok(())
     }
 
     async fn cycle(
@@ -254,6 +290,9 @@ impl CorrelationState for SharedState {
                 Fate::Accepted { first_dispatch }
             })
             .collect();
+        if let Some(w) = self.wait {
+            self.replicated(w).await?;
+        }
         Ok(Applied { fates, changes })
     }
 
@@ -389,5 +428,9 @@ impl CorrelationState for SharedState {
 
     fn retention_ms(&self) -> i64 {
         self.config.retention_ms
+    }
+
+    fn can_fail(&self) -> bool {
+        true
     }
 }

@@ -1,0 +1,181 @@
+//! The actor's side of a correlation state that can fail (the shared one, `serve --cluster`):
+//! a batch applied again with backoff until the state takes it, and [`ClusterHealth`], THE
+//! emitter of the shared state's health. Every call the actor makes to it reports there; the
+//! state (up, or down with the last error) drives `claimcheck_cluster_up`, the call latency
+//! and failure metrics, `/readyz` and one log line per change of state (never one per retry).
+//!
+//! The cluster is down from a failed call until a call succeeds. While it is down the actor
+//! applies the same batch again: nothing is acknowledged meanwhile (no checkpoint committed,
+//! no drain answered), its bounded channels fill and the sources wait — back-pressure, never
+//! a drop. Applying a batch again is idempotent (the state drops exact re-deliveries).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::actor::Actor;
+use crate::clock::Clock;
+use crate::correlate::live::Change;
+use crate::event::Timestamp;
+use crate::platform::supervise::Backoff;
+use crate::sinks::self_metrics::ClusterMetrics;
+use crate::state::{Applied, CorrelationState, Delivery, StateError};
+
+/// First and last delay between two applications of a batch the state refused.
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The shared state's state, for `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ClusterState {
+    pub up: bool,
+    /// This replica's name among those sharing the state.
+    pub instance: String,
+    /// Since when (the sidecar's clock) it has been in this state.
+    pub since: String,
+    pub last_error: Option<String>,
+    /// Failed calls since the last one that succeeded.
+    pub failures: u64,
+}
+
+/// Held by the actor's telemetry; the watch is `/readyz`'s.
+#[derive(Debug, Clone)]
+pub struct ClusterHealth {
+    state: Arc<watch::Sender<ClusterState>>,
+    metrics: ClusterMetrics,
+    clock: Clock,
+}
+
+impl ClusterHealth {
+    pub fn new(
+        instance: String,
+        metrics: ClusterMetrics,
+        clock: Clock,
+    ) -> (ClusterHealth, watch::Receiver<ClusterState>) {
+        let (tx, rx) = watch::channel(ClusterState {
+            up: true,
+            instance,
+            since: clock.now().to_rfc3339(),
+            last_error: None,
+            failures: 0,
+        });
+        metrics.set_up(true);
+        let h = ClusterHealth {
+            state: Arc::new(tx),
+            metrics,
+            clock,
+        };
+        (h, rx)
+    }
+
+    /// One call (`apply` or `tick`): how long it took and how it ended.
+    pub fn call(&self, call: &'static str, seconds: f64, result: Result<(), &StateError>) {
+        self.metrics.call(call, seconds, result.is_ok());
+        let was = self.state.borrow().clone();
+        let mut next = ClusterState {
+            up: result.is_ok(),
+            instance: was.instance.clone(),
+            since: was.since.clone(),
+            last_error: result
+                .err()
+                .map(|e| crate::redact::secrets(&e.to_string()).into_owned()),
+            failures: if result.is_ok() { 0 } else { was.failures + 1 },
+        };
+        if next.up != was.up {
+            next.since = self.clock.now().to_rfc3339();
+            match result {
+                Err(e) => tracing::error!(
+                    dependency = "cluster",
+                    state = "down",
+                    call,
+                    error = %crate::redact::secrets(&e.to_string()),
+                    "shared correlation state down: batches wait and are applied again; nothing is acknowledged meanwhile"
+                ),
+                Ok(()) => tracing::info!(
+                    dependency = "cluster",
+                    state = "up",
+                    failures = was.failures,
+                    "shared correlation state up: batches are applied again"
+                ),
+            }
+            self.metrics.set_up(next.up);
+        }
+        self.state.send_if_modified(|s| {
+            let modified = *s != next;
+            *s = next;
+            modified
+        });
+    }
+
+    /// The low watermark this replica last read from the shared state (Unix ms).
+    pub fn low_watermark(&self, ms: i64) {
+        self.metrics.low_watermark(ms);
+    }
+}
+
+impl<S: CorrelationState> Actor<S> {
+    /// Applies `d` until the state takes it: an unavailable state is asked again after a
+    /// backoff (the same delivery: idempotent), until shutdown, which returns the error (the
+    /// batch is then neither committed nor acknowledged, so it is sent or read again). A
+    /// state that cannot read what it holds (`Corrupt`) is not asked again.
+    pub(super) async fn apply_retrying(&mut self, d: Delivery) -> Result<Applied, StateError> {
+        let mut backoff: Option<Backoff> = None;
+        // The local state never fails: it takes the delivery itself, uncloned.
+        let mut d = Some(d);
+        loop {
+            let attempt = match (self.state.can_fail(), d.take()) {
+                (true, Some(held)) => {
+                    d = Some(held.clone());
+                    held
+                }
+                (_, Some(held)) => held,
+                (_, None) => {
+                    return Err(StateError::Unavailable("no delivery to apply".into()));
+                }
+            };
+            let start = tokio::time::Instant::now();
+            let result = self.state.apply(attempt).await;
+            self.telemetry.state_call(
+                "apply",
+                start.elapsed().as_secs_f64(),
+                result.as_ref().map(|_| ()),
+            );
+            let e = match result {
+                Ok(applied) => return Ok(applied),
+                Err(e @ StateError::Corrupt(_)) => return Err(e),
+                Err(e) => e,
+            };
+            let delay = backoff
+                .get_or_insert_with(|| Backoff::new(RETRY_MIN, RETRY_MAX))
+                .next_delay();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.stop.cancelled() => return Err(e),
+            }
+            if self.stop.is_cancelled() {
+                return Err(e);
+            }
+        }
+    }
+
+    /// What is due by `now`, reported to the health emitter (a failed tick is tried again at
+    /// the next one: nothing is lost by waiting). With a shared state, the low watermark it
+    /// judges by is read for `claimcheck_cluster_low_watermark_seconds`.
+    pub(super) async fn tick_checked(&mut self, now: Timestamp) -> Result<Vec<Change>, StateError> {
+        let start = tokio::time::Instant::now();
+        let result = self.state.tick(now).await;
+        self.telemetry.state_call(
+            "tick",
+            start.elapsed().as_secs_f64(),
+            result.as_ref().map(|_| ()),
+        );
+        if result.is_ok()
+            && self.telemetry.reports_cluster()
+            && let Ok((_, low)) = self.state.watermarks(now).await
+        {
+            self.telemetry.low_watermark(low.0);
+        }
+        result
+    }
+}

@@ -17,7 +17,7 @@ use claimcheck::state::shared::events::{self, Counts};
 use claimcheck::state::shared::keys::session_bucket;
 use claimcheck::state::shared::leases;
 use claimcheck::state::shared::watermarks::{self, News};
-use claimcheck::state::shared::{BUCKETS, Keys, Redis, Timeouts};
+use claimcheck::state::shared::{BUCKETS, Keys, Redis, SharedConfig, SharedState, Timeouts, Wait};
 
 use super::redis_cluster::{Prefix, RedisCluster, STANDALONE};
 use super::state::{
@@ -546,6 +546,42 @@ mod standalone {
     #[tokio::test]
     async fn leases_have_one_holder() {
         super::leases_have_one_holder(standalone("lease")).await;
+    }
+
+    /// With `wait_replicas`, a delivery returns only once that many Redis replicas have its
+    /// writes (`WAIT`): the shared server has none, so it fails `Unavailable` (and `serve`
+    /// applies it again, acknowledging nothing meanwhile); without it, the same delivery is
+    /// taken (as a re-delivery: the first attempt's writes are there).
+    #[tokio::test]
+    async fn wait_replicas_refuses_a_batch_no_replica_has() {
+        let p = Prefix::new("wait");
+        let make = |wait| {
+            SharedState::new(
+                config(),
+                SharedConfig {
+                    urls: vec![STANDALONE.to_owned()],
+                    prefix: p.0.clone(),
+                    instance: "a".into(),
+                    timeouts: PATIENT,
+                    lease: std::time::Duration::from_secs(10),
+                    wait,
+                },
+            )
+            .unwrap()
+        };
+        let d = schedule(workload(), Order::Random(3)).remove(0);
+        let mut waiting = make(Some(Wait {
+            replicas: 1,
+            timeout: std::time::Duration::from_millis(100),
+        }));
+        let refused = waiting.apply(d.clone()).await;
+        assert!(
+            matches!(&refused, Err(claimcheck::state::StateError::Unavailable(m)) if m.contains("0 of 1 Redis replicas")),
+            "{refused:?}"
+        );
+        let applied = make(None).apply(d.clone()).await.unwrap();
+        assert_eq!(applied.fates.len(), d.events.len());
+        assert!(applied.fates.iter().all(|f| !f.is_fresh()), "{applied:?}");
     }
 }
 

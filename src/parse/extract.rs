@@ -14,11 +14,20 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use super::config::FieldPath;
 
 mod plain;
+mod stops;
 
 /// A leaf value found at a configured path.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar<'a> {
     Str(Cow<'a, str>),
+    /// A string the fast path proved to be printable ASCII without escapes, left as where
+    /// it lies in the document until [`Slots::resolve`] makes it a `Str`: most lines that
+    /// reach the parser are ignored on their event name alone, which is compared as bytes
+    /// ([`Slots::bytes`]), and never need their text.
+    Ascii {
+        start: usize,
+        end: usize,
+    },
     Num(f64),
     Bool(bool),
     Null,
@@ -26,13 +35,28 @@ pub enum Scalar<'a> {
     Composite,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Node {
     children: Vec<(Box<str>, usize)>,
     slot: Option<usize>,
-    /// The children's key shapes (`plain::shape`), so the fast path passes over most keys
-    /// of a line, which are no configured path's, without comparing them to each child.
-    shapes: [u64; 4],
+    /// The children by key shape (`plain::shape`): 0 when no child has that shape, `i + 1`
+    /// when child `i` alone has it, [`SHARED`] when several do. The fast path passes over
+    /// most keys of a line, which are no configured path's, on their shape alone, and
+    /// compares the others with one child.
+    by_shape: [u8; 256],
+}
+
+/// In [`Node::by_shape`]: several children have this shape, search them all.
+const SHARED: u8 = u8::MAX;
+
+impl Default for Node {
+    fn default() -> Node {
+        Node {
+            children: Vec::new(),
+            slot: None,
+            by_shape: [0; 256],
+        }
+    }
 }
 
 /// A trie of paths; each path ends in a numbered slot.
@@ -47,6 +71,8 @@ pub struct Extractor {
 #[derive(Debug, Default)]
 pub struct Slots<'a> {
     items: smallvec::SmallVec<[(usize, Scalar<'a>); 12]>,
+    /// The document the fast path walked, which its `Ascii` values point into.
+    doc: &'a [u8],
     /// Bit `s` set: slot `s` (below 64) is in `items`. A line sets a handful of slots and
     /// parse asks for about twenty, most of them absent: the bit answers without a search.
     held: u64,
@@ -58,6 +84,38 @@ impl<'a> Slots<'a> {
             return None;
         }
         self.items.iter().find(|(s, _)| *s == slot).map(|(_, v)| v)
+    }
+
+    /// The contents of a string value (`Str` or `Ascii`).
+    pub fn bytes<'s>(&'s self, v: &'s Scalar<'a>) -> Option<&'s [u8]> {
+        match v {
+            Scalar::Str(s) => Some(s.as_bytes()),
+            Scalar::Ascii { start, end } => self.doc.get(*start..*end),
+            _ => None,
+        }
+    }
+
+    /// Makes every `Ascii` value a `Str`, borrowed from the document: one UTF-8 check of
+    /// the whole document (cheaper than one per string), or, if bytes after the object are
+    /// not UTF-8, one per string (always UTF-8: they are printable ASCII).
+    pub fn resolve(&mut self) {
+        if !self
+            .items
+            .iter()
+            .any(|(_, v)| matches!(v, Scalar::Ascii { .. }))
+        {
+            return;
+        }
+        let doc = self.doc;
+        let whole = std::str::from_utf8(doc).ok();
+        for (_, v) in &mut self.items {
+            if let Scalar::Ascii { start, end } = *v {
+                *v = Scalar::Str(match whole.and_then(|t| t.get(start..end)) {
+                    Some(s) => Cow::Borrowed(s),
+                    None => String::from_utf8_lossy(doc.get(start..end).unwrap_or_default()),
+                });
+            }
+        }
     }
 
     /// The first occurrence of a path wins.
@@ -94,9 +152,13 @@ impl Extractor {
                 None => {
                     self.nodes.push(Node::default());
                     let child = self.nodes.len() - 1;
-                    self.nodes[node].children.push((seg.as_str().into(), child));
-                    let shape = plain::shape(seg.as_bytes());
-                    self.nodes[node].shapes[shape / 64] |= 1 << (shape % 64);
+                    let parent = &mut self.nodes[node];
+                    parent.children.push((seg.as_str().into(), child));
+                    let shape = &mut parent.by_shape[plain::shape(seg.as_bytes())];
+                    *shape = match (*shape, u8::try_from(parent.children.len())) {
+                        (0, Ok(n)) if n < SHARED => n,
+                        _ => SHARED,
+                    };
                     child
                 }
             };
@@ -109,20 +171,29 @@ impl Extractor {
 
     /// Fills `out` (one entry per slot) from the object in `json`; the first occurrence of a
     /// path wins. Bytes after the object are ignored. Errors on anything that is not a
-    /// well-formed JSON object.
+    /// well-formed JSON object. (The parser runs the two paths itself, to decide between
+    /// them whether a line needs serde_json at all.)
+    #[cfg(test)]
     pub fn extract<'de>(
         &self,
         json: &'de [u8],
         out: &mut Slots<'de>,
     ) -> Result<(), serde_json::Error> {
-        if plain::extract(self, json, out).is_some() {
+        if self.extract_plain(json, out) {
+            out.resolve();
             return Ok(());
         }
         self.extract_serde(json, out)
     }
 
+    /// [`Extractor::extract`] by the exact fast path alone (`plain`): `false` when serde_json
+    /// must decide. Strings may be left `Ascii` until [`Slots::resolve`].
+    pub fn extract_plain<'de>(&self, json: &'de [u8], out: &mut Slots<'de>) -> bool {
+        plain::extract(self, json, out).is_some()
+    }
+
     /// [`Extractor::extract`] by serde_json alone: the rule the fast path is held to.
-    fn extract_serde<'de>(
+    pub fn extract_serde<'de>(
         &self,
         json: &'de [u8],
         out: &mut Slots<'de>,

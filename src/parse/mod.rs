@@ -114,6 +114,9 @@ pub struct Parser {
     /// (One memmem per key; a multi-pattern automaton over the event names measured twice as
     /// slow on short lines.)
     event_keys: Vec<memmem::Finder<'static>>,
+    /// The configured event names as bytes (a handful: a list beats the map's string
+    /// compares, and a line's name need not be made text first).
+    event_names: Vec<(Box<[u8]>, EventKind)>,
     /// The lines worth parsing at all, found over a whole chunk (`scan`).
     prefilter: Prefilter,
     /// What an over-long line is (`overlong`).
@@ -160,7 +163,13 @@ impl Parser {
             .collect();
         let prefilter = Prefilter::new(config.event_names.keys().map(String::as_str));
         let limit = LineLimit::new(config.max_line_bytes, &event_keys, &relevance);
+        let event_names = config
+            .event_names
+            .iter()
+            .map(|(n, &kind)| (n.as_bytes().into(), kind))
+            .collect();
         Parser {
+            event_names,
             limit,
             config,
             prefilter,
@@ -199,6 +208,14 @@ impl Parser {
         self.has_event_key(line) && self.relevance.iter().any(|f| f.find(line).is_some())
     }
 
+    /// The kind of the event called `name`, if it is one of ours.
+    fn event_kind(&self, name: &[u8]) -> Option<EventKind> {
+        self.event_names
+            .iter()
+            .find(|(n, _)| **n == *name)
+            .map(|&(_, kind)| kind)
+    }
+
     fn has_event_key(&self, bytes: &[u8]) -> bool {
         self.event_keys.iter().any(|k| k.find(bytes).is_some())
     }
@@ -228,25 +245,35 @@ impl Parser {
             return Parsed::Ignored;
         };
         let (prefix, json) = line.split_at(start);
-        if outer && !self.has_event_key(json) {
+        let g = &self.groups;
+        let mut slots = Slots::default();
+        let plain = self.extractor.extract_plain(json, &mut slots);
+        // A line without an event key is noise, whatever it holds. The fast path found a
+        // value at an event path only if the key is written plainly in the line, so the
+        // search is needed only when it did not.
+        let event_found = plain && g.event.iter().any(|&s| slots.get(s).is_some());
+        if outer && !event_found && !self.has_event_key(json) {
             return Parsed::Ignored;
         }
-        let mut slots = Slots::default();
-        if self.extractor.extract(json, &mut slots).is_err() {
+        if !plain && self.extractor.extract_serde(json, &mut slots).is_err() {
             return if self.looks_relevant(line) {
                 Parsed::Rejected(Reject::MalformedJson)
             } else {
                 Parsed::Ignored
             };
         }
-        let g = &self.groups;
         let kind = match first(&slots, &g.event) {
-            Some(Scalar::Str(name)) => match self.config.event_names.get(name.as_ref()) {
-                Some(&kind) => kind,
-                None => return Parsed::Ignored,
-            },
+            // Most lines are ignored here, on their event name: their strings are never
+            // made text.
+            Some(name @ (Scalar::Str(_) | Scalar::Ascii { .. })) => {
+                match slots.bytes(name).and_then(|n| self.event_kind(n)) {
+                    Some(kind) => kind,
+                    None => return Parsed::Ignored,
+                }
+            }
             Some(_) => return Parsed::Ignored,
             None => {
+                slots.resolve();
                 // Not an event itself: maybe a drain envelope around one.
                 return match (slots.get(g.message), outer) {
                     (Some(Scalar::Str(msg)), true) => {
@@ -261,6 +288,7 @@ impl Parser {
                 };
             }
         };
+        slots.resolve();
         match self.build(kind, &slots, prefix, envelope, ctx) {
             Ok(ev) => Parsed::Event(ev),
             Err(r) => Parsed::Rejected(r),

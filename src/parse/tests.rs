@@ -206,6 +206,43 @@ fn irrelevant_lines_are_ignored() {
     );
 }
 
+/// A line is an event only if an event key is written plainly in it: the fast path proves
+/// that for the lines it walks, the others are searched as before.
+#[test]
+fn an_event_key_must_be_written_plainly() {
+    check(
+        GO,
+        &[
+            (
+                r#"{"\u0065vent":"claimed","sessionId":"s1","time":"2026-11-23T10:00:00Z"}"#,
+                "ignored",
+            ),
+            (
+                r#"{"context":{"ev\u0065nt":"claimed","sessionId":"s1"},"time":"2026-11-23T10:00:00Z"}"#,
+                "ignored",
+            ),
+            // the same lines written plainly, through the fast path and through serde_json
+            (
+                r#"{"event":"claimed","sessionId":"s1","time":"2026-11-23T10:00:00Z"}"#,
+                "claim s1 go 2026-11-23T10:00:00.000Z",
+            ),
+            (
+                r#"{"context":{"event":"claimed","sessionId":"s\u0031"},"time":"2026-11-23T10:00:00Z"}"#,
+                "claim s1 go 2026-11-23T10:00:00.000Z",
+            ),
+            // a decoy: well-formed and ignored, broken and rejected
+            (
+                r#"{"event":"lease_renewed","sessionId":"s1","state":"claimed","leaseMs":30000}"#,
+                "ignored",
+            ),
+            (
+                r#"{"event":"lease_renewed","sessionId":"s1","state":"claimed","leaseMs":30000"#,
+                "rejected:malformed_json",
+            ),
+        ],
+    );
+}
+
 #[test]
 fn broken_relevant_lines_are_rejected_with_a_reason() {
     check(

@@ -1,4 +1,5 @@
-//! The exact fast path of [`Extractor::extract`]: plain objects, walked by hand.
+//! The exact fast path of the extractor ([`Extractor::extract_plain`]): plain objects, walked
+//! by hand.
 //!
 //! Why: most lines that reach the parser are the services' own JSON lines that hold one of
 //! our event names as another key's value (`"queue":"dispatch"`, `"state":"claimed"`), and
@@ -12,13 +13,20 @@
 //! without escapes, nested at most [`MAX_DEPTH`] deep, and whose configured paths hold
 //! strings, literals, containers or small non-negative integers. A differential property
 //! test holds it to serde_json on arbitrary and adversarial documents.
+//!
+//! How it is cheap: one loop over the values (no recursion: the open containers are a small
+//! stack), each string's end found from the block's stops (`stops`: quotes, backslashes,
+//! control and non-ASCII bytes, 64 bytes at a time) instead of byte by byte, each key passed
+//! over or matched to its one candidate child by its shape, and kept strings left as
+//! positions (`Scalar::Ascii`) that only the lines that are events make text.
 
 use std::borrow::Cow;
 
-use super::{Extractor, Scalar, Slots};
+use super::stops::Stops;
+use super::{Extractor, SHARED, Scalar, Slots};
 
 /// Well inside serde_json's recursion limit (128), so depth never makes serde_json refuse
-/// a document accepted here.
+/// a document accepted here: at most this many containers open at once.
 const MAX_DEPTH: usize = 64;
 
 /// Integers at configured paths with more digits than this go to serde_json (beyond 2^53
@@ -28,8 +36,8 @@ const MAX_INT_DIGITS: usize = 15;
 /// The letters after `\` that serde_json unescapes to one byte each (`\u` is left to it).
 const ESCAPES: &[u8] = b"\"\\/bfnrt";
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
+/// A value outside every configured path (no trie node).
+const OUTSIDE: u32 = u32::MAX;
 
 /// A key's shape, 0..256, from its length and its first and last bytes: equal keys have
 /// equal shapes, so a node whose children have none of a key's shape has no such child.
@@ -42,6 +50,37 @@ pub(super) fn shape(key: &[u8]) -> usize {
     (key.len().wrapping_mul(31) ^ usize::from(first).wrapping_mul(7) ^ usize::from(last)) & 255
 }
 
+/// Whether two keys are equal, by a few overlapping word compares instead of a call to
+/// `memcmp` (keys are short).
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+        let mut w = [0; N];
+        w.copy_from_slice(&s[at..at + N]);
+        w
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1 => a[0] == b[0],
+        2..4 => word::<2>(a, 0) == word::<2>(b, 0) && word::<2>(a, n - 2) == word::<2>(b, n - 2),
+        4..8 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                if word::<8>(a, i) != word::<8>(b, i) {
+                    return false;
+                }
+                i += 8;
+            }
+            word::<8>(a, n - 8) == word::<8>(b, n - 8)
+        }
+    }
+}
+
 /// Fills `out` from the object `json` starts with, or returns `None` (with `out` in any
 /// state) when serde_json must decide.
 pub(super) fn extract<'a>(ex: &Extractor, json: &'a [u8], out: &mut Slots<'a>) -> Option<()> {
@@ -49,13 +88,13 @@ pub(super) fn extract<'a>(ex: &Extractor, json: &'a [u8], out: &mut Slots<'a>) -
     if json.first() != Some(&b'{') {
         return None;
     }
+    out.doc = json;
     let mut w = Walk {
         b: json,
-        text: std::str::from_utf8(json).ok(),
-        i: 0,
+        stops: Stops::new(json),
         ex,
     };
-    w.value(Some(0), 0, out)
+    w.document(out)
 }
 
 /// The contents of a string [`Walk::string`] accepted with escapes, unescaped as serde_json
@@ -79,304 +118,296 @@ fn unescape(raw: &[u8]) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Skips JSON whitespace (the four bytes serde_json skips) from `i`.
+#[inline(always)]
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
 struct Walk<'a, 's> {
     b: &'a [u8],
-    /// `b` as text, if it is UTF-8 (bytes after the object may not be): kept strings are
-    /// cut from it. One check of the whole line costs less than a `from_utf8` call per
-    /// kept string (about 110 instructions each on these short strings).
-    text: Option<&'a str>,
-    i: usize,
+    stops: Stops<'a>,
     ex: &'s Extractor,
 }
 
 impl<'a> Walk<'a, '_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    /// Skips JSON whitespace (the four bytes serde_json skips).
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
-            self.i += 1;
+    fn keep(&self, node: u32, out: &mut Slots<'a>, v: Scalar<'a>) {
+        if node != OUTSIDE {
+            if let Some(slot) = self.ex.nodes[node as usize].slot {
+                out.set(slot, v);
+            }
         }
     }
 
-    fn set(&self, node: Option<usize>, out: &mut Slots<'a>, v: Scalar<'a>) {
-        if let Some(slot) = node.and_then(|n| self.ex.nodes[n].slot) {
-            out.set(slot, v);
-        }
-    }
-
-    /// The value at `self.i`, found at trie node `node` (`None`: outside every path).
-    fn value(&mut self, node: Option<usize>, depth: usize, out: &mut Slots<'a>) -> Option<()> {
-        match self.peek()? {
-            b'"' => {
-                let (start, end, escaped) = self.string()?;
-                if let Some(slot) = node.and_then(|n| self.ex.nodes[n].slot) {
-                    let raw = &self.b[start..end];
-                    let s = if escaped {
-                        Cow::Owned(unescape(raw)?)
-                    } else {
-                        // Printable ASCII, so always UTF-8: the check is for the type only.
-                        Cow::Borrowed(match self.text {
-                            Some(text) => text.get(start..end)?,
-                            None => std::str::from_utf8(raw).ok()?,
-                        })
-                    };
-                    out.set(slot, Scalar::Str(s));
+    /// The whole document, iteratively: `open` holds the trie node of every open object (or
+    /// [`OUTSIDE`]), `arrays` which of them are arrays. After each value the walk closes what
+    /// ends there and moves to the next value, through its key inside an object.
+    fn document(&mut self, out: &mut Slots<'a>) -> Option<()> {
+        let b = self.b;
+        let mut open = [OUTSIDE; MAX_DEPTH];
+        let mut arrays = 0u64;
+        let mut depth = 0;
+        // The value at `i` and its trie node: first the root object, at the root node.
+        let mut i = 0;
+        let mut node = 0;
+        loop {
+            match *b.get(i)? {
+                b'"' => {
+                    let (start, end, escaped) = self.string(i)?;
+                    i = end + 1;
+                    if node != OUTSIDE {
+                        self.keep_str(node, start, end, escaped, out)?;
+                    }
                 }
-            }
-            b'{' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                self.set(node, out, Scalar::Composite);
-                self.object(node, depth + 1, out)?;
-            }
-            b'[' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                self.set(node, out, Scalar::Composite);
-                self.array(depth + 1, out)?;
-            }
-            b't' => self.literal(b"true", node, out, Scalar::Bool(true))?,
-            b'f' => self.literal(b"false", node, out, Scalar::Bool(false))?,
-            b'n' => self.literal(b"null", node, out, Scalar::Null)?,
-            b'-' | b'0'..=b'9' => {
-                let start = self.i;
-                let plain = self.number()?;
-                if node.is_some() {
-                    // serde_json parses a number at a path in full (range errors, rounding,
-                    // `-0`): only small non-negative integers are certain here.
-                    let digits = &self.b[start..self.i];
-                    if !plain || digits.len() > MAX_INT_DIGITS {
+                b'{' => {
+                    if depth == MAX_DEPTH {
                         return None;
                     }
-                    let n = digits
-                        .iter()
-                        .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
-                    // Exact: fewer than 2^53.
-                    #[allow(clippy::cast_precision_loss)]
-                    self.set(node, out, Scalar::Num(n as f64));
+                    self.keep(node, out, Scalar::Composite);
+                    open[depth] = node;
+                    arrays &= !(1 << depth);
+                    depth += 1;
+                    i = ws(b, i + 1);
+                    if *b.get(i)? != b'}' {
+                        (node, i) = self.member(i, node)?;
+                        continue;
+                    }
+                    i += 1;
+                    depth -= 1;
+                }
+                b'[' => {
+                    if depth == MAX_DEPTH {
+                        return None;
+                    }
+                    self.keep(node, out, Scalar::Composite);
+                    arrays |= 1 << depth;
+                    depth += 1;
+                    i = ws(b, i + 1);
+                    if *b.get(i)? != b']' {
+                        node = OUTSIDE;
+                        continue;
+                    }
+                    i += 1;
+                    depth -= 1;
+                }
+                b't' => i = self.literal(i, b"true", node, out, Scalar::Bool(true))?,
+                b'f' => i = self.literal(i, b"false", node, out, Scalar::Bool(false))?,
+                b'n' => i = self.literal(i, b"null", node, out, Scalar::Null)?,
+                b'-' | b'0'..=b'9' => {
+                    let (end, plain) = number(b, i)?;
+                    if node != OUTSIDE {
+                        // serde_json parses a number at a path in full (range errors,
+                        // rounding, `-0`): only small non-negative integers are certain here.
+                        let digits = &b[i..end];
+                        if !plain || digits.len() > MAX_INT_DIGITS {
+                            return None;
+                        }
+                        let n = digits
+                            .iter()
+                            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+                        // Exact: fewer than 2^53.
+                        #[allow(clippy::cast_precision_loss)]
+                        self.keep(node, out, Scalar::Num(n as f64));
+                    }
+                    i = end;
+                }
+                _ => return None,
+            }
+            // After a value: close the containers that end here, then find the next value.
+            loop {
+                if depth == 0 {
+                    return Some(());
+                }
+                i = ws(b, i);
+                let c = *b.get(i)?;
+                let top = depth - 1;
+                if arrays & (1 << top) != 0 {
+                    match c {
+                        b',' => {
+                            i = ws(b, i + 1);
+                            node = OUTSIDE;
+                            break;
+                        }
+                        b']' => {
+                            i += 1;
+                            depth = top;
+                        }
+                        _ => return None,
+                    }
+                } else {
+                    match c {
+                        b',' => {
+                            (node, i) = self.member(ws(b, i + 1), open[top])?;
+                            break;
+                        }
+                        b'}' => {
+                            i += 1;
+                            depth = top;
+                        }
+                        _ => return None,
+                    }
                 }
             }
-            _ => return None,
         }
+    }
+
+    /// A member's key at `i` (a quote, or not a member): the key's trie node under `parent`
+    /// and where its value starts.
+    #[inline(always)]
+    fn member(&mut self, i: usize, parent: u32) -> Option<(u32, usize)> {
+        let b = self.b;
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let (start, end, escaped) = self.string(i)?;
+        if escaped {
+            // A key is compared as serde_json unescapes it: left to serde_json.
+            return None;
+        }
+        let child = if parent == OUTSIDE {
+            OUTSIDE
+        } else {
+            self.child(parent, &b[start..end])
+        };
+        let mut i = end + 1;
+        if *b.get(i)? != b':' {
+            i = ws(b, i);
+            if *b.get(i)? != b':' {
+                return None;
+            }
+        }
+        Some((child, ws(b, i + 1)))
+    }
+
+    /// The child of trie node `parent` for `key`, or [`OUTSIDE`]. Most keys are no configured
+    /// path's: their shape alone passes over them, and the rest are compared with the one
+    /// child of their shape.
+    #[inline(always)]
+    fn child(&self, parent: u32, key: &[u8]) -> u32 {
+        let node = &self.ex.nodes[parent as usize];
+        let found = match node.by_shape[shape(key)] {
+            0 => None,
+            SHARED => node.children.iter().find(|(k, _)| same(k.as_bytes(), key)),
+            n => node
+                .children
+                .get(usize::from(n) - 1)
+                .filter(|(k, _)| same(k.as_bytes(), key)),
+        };
+        found.map_or(OUTSIDE, |&(_, c)| c as u32)
+    }
+
+    /// Keeps the string `b[start..end]` at `node`'s slot, unescaped if it has escapes.
+    fn keep_str(
+        &mut self,
+        node: u32,
+        start: usize,
+        end: usize,
+        escaped: bool,
+        out: &mut Slots<'a>,
+    ) -> Option<()> {
+        let Some(slot) = self.ex.nodes[node as usize].slot else {
+            return Some(());
+        };
+        let v = if escaped {
+            Scalar::Str(Cow::Owned(unescape(&self.b[start..end])?))
+        } else {
+            Scalar::Ascii { start, end }
+        };
+        out.set(slot, v);
         Some(())
     }
 
     fn literal(
-        &mut self,
+        &self,
+        i: usize,
         word: &[u8],
-        node: Option<usize>,
+        node: u32,
         out: &mut Slots<'a>,
         v: Scalar<'a>,
-    ) -> Option<()> {
-        if !self.b[self.i..].starts_with(word) {
+    ) -> Option<usize> {
+        if !self.b[i..].starts_with(word) {
             return None;
         }
-        self.i += word.len();
-        self.set(node, out, v);
-        Some(())
+        self.keep(node, out, v);
+        Some(i + word.len())
     }
 
-    /// `{` at `self.i`: its members, looking each key up among `node`'s children.
-    fn object(&mut self, node: Option<usize>, depth: usize, out: &mut Slots<'a>) -> Option<()> {
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            if self.peek()? != b'"' {
-                return None;
-            }
-            let (start, end, escaped) = self.string()?;
-            if escaped {
-                // A key is compared as serde_json unescapes it: left to serde_json.
-                return None;
-            }
-            let key = &self.b[start..end];
-            // Most keys are no configured path's: their shape alone passes over them, and
-            // the rest are compared by length and first byte before in full.
-            let child = node.and_then(|n| {
-                let node = &self.ex.nodes[n];
-                let sh = shape(key);
-                if node.shapes[sh / 64] & (1 << (sh % 64)) == 0 {
-                    return None;
-                }
-                node.children
-                    .iter()
-                    .find(|(k, _)| {
-                        let k = k.as_bytes();
-                        k.len() == key.len() && k.first() == key.first() && k == key
-                    })
-                    .map(|&(_, c)| c)
-            });
-            self.ws();
-            if self.peek()? != b':' {
-                return None;
-            }
-            self.i += 1;
-            self.ws();
-            self.value(child, depth, out)?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// `[` at `self.i`: its elements, outside every path (serde_json ignores them too).
-    fn array(&mut self, depth: usize, out: &mut Slots<'a>) -> Option<()> {
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b']' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            self.value(None, depth, out)?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b']' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// `"` at `self.i`: where the string's contents start and end, and whether they hold
-    /// escapes, if they are printable ASCII with only the one-letter escapes (`\"`, `\n`…;
-    /// `\u` goes to serde_json). A drain entry's `message` is such a string: its inner line
-    /// is taken here instead of by a second parse of the whole entry. Eight bytes at a time:
-    /// the first quote, backslash, control or non-ASCII byte of a word is found exactly by the
-    /// word's lowest flagged byte (borrows in these tests only ever run upwards from a byte
-    /// that is itself flagged). Strings without escapes (nearly all) never leave this loop;
-    /// the first backslash hands over to [`Walk::escaped`], kept out of line so as not to
-    /// slow them down (inline, it cost more than the second parse of the drain entries).
+    /// `"` at `i`: where the string's contents start and end, and whether they hold escapes,
+    /// if they are printable ASCII with only the one-letter escapes (`\"`, `\n`…; `\u` goes
+    /// to serde_json). A drain entry's `message` is such a string: its inner line is taken
+    /// here instead of by a second parse of the whole entry. The end is the first stop after
+    /// the opening quote; a backslash there hands over to [`Walk::escaped`], kept out of
+    /// line because nearly every string has none.
     #[inline(always)]
-    fn string(&mut self) -> Option<(usize, usize, bool)> {
-        let start = self.i + 1;
-        let i = self.special(start);
-        match self.b.get(i)? {
-            b'"' => {
-                self.i = i + 1;
-                Some((start, i, false))
-            }
-            b'\\' => self.escaped(start, i),
+    fn string(&mut self, i: usize) -> Option<(usize, usize, bool)> {
+        let start = i + 1;
+        let end = self.stops.next(start);
+        match *self.b.get(end)? {
+            b'"' => Some((start, end, false)),
+            b'\\' => self.escaped(start, end),
             _ => None,
         }
     }
 
-    /// The first quote, backslash, control or non-ASCII byte at or after `i` (0x7f, DEL, is
-    /// printable ASCII to JSON and serde_json alike), or the end of the document.
-    #[inline(always)]
-    fn special(&self, mut i: usize) -> usize {
-        let b = self.b;
-        while let Some(word) = b.get(i..i + 8) {
-            let mut bytes = [0; 8];
-            bytes.copy_from_slice(word);
-            let x = u64::from_le_bytes(bytes);
-            let quote = x ^ (ONES * u64::from(b'"'));
-            let slash = x ^ (ONES * u64::from(b'\\'));
-            let special = ((quote.wrapping_sub(ONES) & !quote)
-                | (slash.wrapping_sub(ONES) & !slash)
-                | (x.wrapping_sub(ONES * 0x20) & !x)
-                | x)
-                & HIGH;
-            if special != 0 {
-                return i + (special.trailing_zeros() / 8) as usize;
-            }
-            i += 8;
-        }
-        // The last few bytes of the document, one at a time.
-        while let Some(&c) = b.get(i) {
-            match c {
-                0x20..=0x7f if c != b'"' && c != b'\\' => i += 1,
-                _ => break,
-            }
-        }
-        i
-    }
-
-    /// The rest of a string from its first backslash, at `i`.
+    /// The rest of a string from a backslash at `i`.
     #[cold]
     #[inline(never)]
     fn escaped(&mut self, start: usize, mut i: usize) -> Option<(usize, usize, bool)> {
         loop {
-            match self.b.get(i)? {
-                b'"' => {
-                    self.i = i + 1;
-                    return Some((start, i, true));
-                }
-                b'\\' if ESCAPES.contains(self.b.get(i + 1)?) => i = self.special(i + 2),
+            match *self.b.get(i)? {
+                b'"' => return Some((start, i, true)),
+                b'\\' if ESCAPES.contains(self.b.get(i + 1)?) => i = self.stops.next(i + 2),
                 _ => return None,
             }
         }
     }
+}
 
-    /// A number at `self.i` in JSON's grammar; whether it is a plain integer (no sign,
-    /// fraction or exponent).
-    fn number(&mut self) -> Option<bool> {
-        let b = self.b;
-        let mut plain = true;
-        if self.peek()? == b'-' {
-            plain = false;
-            self.i += 1;
+/// A number at `i` in JSON's grammar: where it ends and whether it is a plain integer (no
+/// sign, fraction or exponent).
+fn number(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
         }
-        match self.peek()? {
-            b'0' => self.i += 1,
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            plain = false;
-            self.i += 1;
-            if !self.peek()?.is_ascii_digit() {
-                return None;
-            }
-            self.digits();
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            plain = false;
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
-            if !self.peek()?.is_ascii_digit() {
-                return None;
-            }
-            self.digits();
-        }
-        // `01`, `1.5.2`: let serde_json say what is wrong.
-        if b.get(self.i).is_some_and(u8::is_ascii_digit) {
+        i
+    };
+    let mut plain = true;
+    if *b.get(i)? == b'-' {
+        plain = false;
+        i += 1;
+    }
+    match *b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(i + 1),
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        plain = false;
+        if !b.get(i + 1)?.is_ascii_digit() {
             return None;
         }
-        Some(plain)
+        i = digits(i + 1);
     }
-
-    fn digits(&mut self) {
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.i += 1;
+    if let Some(b'e' | b'E') = b.get(i) {
+        plain = false;
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
         }
+        if !b.get(i)?.is_ascii_digit() {
+            return None;
+        }
+        i = digits(i);
     }
+    // `01`, `1.5.2`: let serde_json say what is wrong.
+    if b.get(i).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((i, plain))
 }
 
 #[cfg(test)]
@@ -522,6 +553,7 @@ mod tests {
     fn agree(ex: &Extractor, doc: &[u8]) -> Result<bool, TestCaseError> {
         let mut fast = Slots::default();
         let accepted = super::extract(ex, doc, &mut fast).is_some();
+        fast.resolve();
         let mut slow = Slots::default();
         let serde = ex.extract_serde(doc, &mut slow);
         if accepted {

@@ -43,6 +43,12 @@ const SHAPES: &[(&str, &str)] = &[
         r#"{"time":"2026-11-23T10:00:31.000Z","level":"debug","service":"dispatcher","queue":"dispatch","event":"lease_renewed","sessionId":"ses_0123456789abcdef","state":"claimed","leaseMs":30000,"attempt":1}"#,
     ),
     (
+        // a drain entry around a decoy: a long line (eight 64-byte blocks of stops for the
+        // fast path) whose message is unescaped and walked again
+        "decoy_drain_entry",
+        r#"{"id":"17954208076760000000098","message":"{\"time\":\"2026-11-23T10:00:31.000Z\",\"level\":\"debug\",\"service\":\"dispatcher\",\"queue\":\"dispatch\",\"event\":\"lease_renewed\",\"sessionId\":\"ses_0123456789abcdef\",\"state\":\"claimed\"}","timestamp":1795420807676,"source":"lambda","requestId":"416fe65b-737b-44a1-86c2-add5fad857cf","deploymentId":"dpl_til18lpi2zogsoxjqxp30ym4","projectId":"prj_yknh7a9t8uh38z56l4m1v6o9","host":"platform.rensei.dev","path":"/api/agent-sessions","level":"info"}"#,
+    ),
+    (
         "noise_json",
         r#"{"time":"2026-11-23T10:00:01Z","level":"DEBUG","msg":"poll","items":0,"latency_ms":12}"#,
     ),

@@ -341,7 +341,9 @@ async fn serve_with<S: CorrelationState + 'static>(
     };
     let file_metrics = crate::sources::file::FileMetrics::register(&registry)
         .context("cannot register the file metrics")?;
-    let (tx, rx) = mpsc::channel::<Batch>(64);
+    // Batches waiting for the actor: enough for sources to read ahead while a commit runs,
+    // few enough that a backlog waits in its files, not in memory (≤ 8 MiB of file lines).
+    let (tx, rx) = mpsc::channel::<Batch>(8);
     let mut alert_handle = None;
     if let Some(am) = &sc.alertmanager {
         tracing::info!(url = %crate::redact::secrets(am.url.as_str()), "pushing per-finding alerts to Alertmanager");

@@ -372,19 +372,24 @@ impl<S: CorrelationState> Actor<S> {
 }
 
 /// Most batches committed together: what queued while the last commit ran, up to a bound,
-/// so one commit (and the answers waiting for it) stays short.
+/// so one commit (and the answers waiting for it) stays short. Everything a group makes —
+/// stored copies of its lines, outcome rows, findings — is held until its commit lands, so
+/// the bounds are memory bounds too (a group of 65,536 lines held ≈ 40 MB).
 const GROUP_BATCHES: usize = 64;
-const GROUP_LINES: usize = 65_536;
+const GROUP_LINES: usize = 16_384;
+const GROUP_BYTES: usize = 4 << 20;
 
 /// `first` and the batches queued behind it, up to the bounds, without waiting for more.
 fn queued(first: Batch, rx: &mut mpsc::Receiver<Batch>) -> Vec<Batch> {
     let mut lines = first.lines.len();
+    let mut bytes = first.lines.bytes_len();
     let mut out = vec![first];
-    while out.len() < GROUP_BATCHES && lines < GROUP_LINES {
+    while out.len() < GROUP_BATCHES && lines < GROUP_LINES && bytes < GROUP_BYTES {
         let Ok(b) = rx.try_recv() else {
             break;
         };
         lines += b.lines.len();
+        bytes += b.lines.bytes_len();
         out.push(b);
     }
     out

@@ -42,7 +42,9 @@ use crate::event::Runner;
 use crate::overlong::LineLimit;
 use crate::sources::batch::{Batch, LineBuf, Skipped};
 
-/// Most bytes read from one file per poll, so a backlog streams and other files get turns.
+/// Most bytes read from one file per poll, so a backlog streams and other files get turns;
+/// also the most one file's batch holds, which (times the batch channel's bound) bounds the
+/// memory a backlog can take while it waits for the actor.
 const READ_LIMIT: u64 = 4 << 20;
 
 #[derive(Debug, Clone)]

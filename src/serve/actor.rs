@@ -54,6 +54,8 @@ pub struct Actor<S = LocalState> {
     pub(super) announce: Vec<u16>,
     /// Cancelled at shutdown: a batch the state refuses is not applied again after it.
     pub(super) stop: CancellationToken,
+    /// When a shared state's totals were last published (`cluster.rs`).
+    pub(super) shared_published: Option<tokio::time::Instant>,
 }
 
 impl<S> std::fmt::Debug for Actor<S> {
@@ -111,6 +113,7 @@ impl<S: CorrelationState> Actor<S> {
             recovery: None,
             announce: Vec::new(),
             stop: CancellationToken::new(),
+            shared_published: None,
         };
         Ok((actor, summary_rx))
     }

@@ -112,6 +112,13 @@ impl ClusterHealth {
     pub fn low_watermark(&self, ms: i64) {
         self.metrics.low_watermark(ms);
     }
+
+    /// The shared state's pending and overdue sessions by runner.
+    pub fn shared_sessions(&self, by_runner: &[(crate::event::Runner, u64, u64)]) {
+        for (r, pending, overdue) in by_runner {
+            self.metrics.shared_sessions(r.as_str(), *pending, *overdue);
+        }
+    }
 }
 
 impl<S: CorrelationState> Actor<S> {
@@ -170,12 +177,29 @@ impl<S: CorrelationState> Actor<S> {
             start.elapsed().as_secs_f64(),
             result.as_ref().map(|_| ()),
         );
-        if result.is_ok()
-            && self.telemetry.reports_cluster()
-            && let Ok((_, low)) = self.state.watermarks(now).await
-        {
-            self.telemetry.low_watermark(low.0);
+        if result.is_ok() && self.telemetry.reports_cluster() {
+            self.publish_shared(now).await;
         }
         result
+    }
+
+    /// Once a second at most: the low watermark this replica judges by, and every replica's
+    /// totals as the shared state keeps them, published as `/api/summary`'s answer.
+    async fn publish_shared(&mut self, now: Timestamp) {
+        let due = self
+            .shared_published
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+        if !due {
+            return;
+        }
+        self.shared_published = Some(tokio::time::Instant::now());
+        if let Ok((_, low)) = self.state.watermarks(now).await {
+            self.telemetry.low_watermark(low.0);
+        }
+        if let Ok(t) = self.state.totals().await
+            && let (Some(shared), Some(by_runner)) = (t.shared, t.shared_by_runner)
+        {
+            self.telemetry.publish_shared(shared, &by_runner);
+        }
     }
 }

@@ -135,9 +135,22 @@ impl Telemetry {
         &self.findings
     }
 
-    /// Makes the current totals what `/api/summary` answers.
+    /// Makes the current totals what `/api/summary` answers. With a shared state the
+    /// replica's own share is not the answer: [`Telemetry::publish_shared`] is.
     pub fn publish(&self) {
-        self.published.send_replace(self.summary.clone());
+        if self.cluster.is_none() {
+            self.published.send_replace(self.summary.clone());
+        }
+    }
+
+    /// Makes every replica's totals, as the shared state keeps them, what `/api/summary`
+    /// answers (the same on every replica), and exports its pending and overdue sessions by
+    /// runner.
+    pub fn publish_shared(&self, totals: Summary, by_runner: &[(crate::event::Runner, u64, u64)]) {
+        if let Some(h) = &self.cluster {
+            h.shared_sessions(by_runner);
+        }
+        self.published.send_replace(totals);
     }
 
     /// `n` lines of `source` were `result`.
@@ -183,6 +196,7 @@ impl Telemetry {
             alerts.on_change(c, c.org());
         }
         let t = &mut self.summary;
+        t.count(c);
         let found = match c {
             Change::Dispatched {
                 session,
@@ -191,7 +205,6 @@ impl Telemetry {
                 at,
             } => {
                 tracing::trace!(runner = runner.as_str(), org, "dispatched");
-                t.dispatched.bump(*runner);
                 self.outcomes.push(OutcomeWrite::Dispatched(OutcomeRow {
                     session: session.to_string(),
                     org: org.clone(),
@@ -242,20 +255,10 @@ impl Telemetry {
                     outcome = outcome.as_str(),
                     "judged"
                 );
-                t.skew_clamped += u64::from(*skew_clamped);
                 let kind = match outcome {
-                    Outcome::Matched => {
-                        t.matched += 1;
-                        None
-                    }
-                    Outcome::Late => {
-                        t.late += 1;
-                        Some(FindingKind::Late)
-                    }
-                    Outcome::Mismatched => {
-                        t.mismatched += 1;
-                        Some(FindingKind::Mismatched)
-                    }
+                    Outcome::Matched => None,
+                    Outcome::Late => Some(FindingKind::Late),
+                    Outcome::Mismatched => Some(FindingKind::Mismatched),
                     Outcome::Unclaimed | Outcome::Pending => None,
                 };
                 kind.map(|kind| {
@@ -346,8 +349,6 @@ impl Telemetry {
                     cross_runtime,
                     "duplicate claim"
                 );
-                t.duplicate_claims += 1;
-                t.duplicate_claims_cross_runtime += u64::from(*cross_runtime);
                 self.outcomes.push(OutcomeWrite::Duplicate {
                     session: session.to_string(),
                     cross_runtime: *cross_runtime,
@@ -375,7 +376,6 @@ impl Telemetry {
                     session = session.as_str(),
                     "duplicate claim, across runtimes after all"
                 );
-                t.duplicate_claims_cross_runtime += 1;
                 self.outcomes.push(OutcomeWrite::Duplicate {
                     session: session.to_string(),
                     cross_runtime: true,
@@ -400,7 +400,6 @@ impl Telemetry {
                     runtime = runtime.as_str(),
                     "orphan claim"
                 );
-                t.orphan_claims += 1;
                 let detail = format!(
                     "claim by {} of a session never dispatched in the evidence",
                     runtime.as_str()
@@ -424,7 +423,6 @@ impl Telemetry {
                     total: *total,
                 });
                 tracing::trace!(runtime = runtime.as_str(), "re-claimed after a release");
-                t.reclaims += 1;
                 None
             }
             Change::JudgedBeforeSettled => {

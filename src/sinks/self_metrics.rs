@@ -217,6 +217,8 @@ pub struct ClusterMetrics {
     duration: HistogramVec,
     failures: IntCounterVec,
     low_watermark: prometheus::Gauge,
+    pending: IntGaugeVec,
+    unclaimed: IntGaugeVec,
 }
 
 impl ClusterMetrics {
@@ -244,6 +246,20 @@ impl ClusterMetrics {
             "claimcheck_cluster_low_watermark_seconds",
             "The low watermark of the shared sources (Unix seconds) as this replica last read it: sessions are judged once it passes their first claim plus the allowed lateness.",
         )?;
+        let pending = IntGaugeVec::new(
+            Opts::new(
+                "claimcheck_cluster_pending_sessions",
+                "Dispatched sessions waiting for a first claim, not overdue, over every replica (the shared state's count; every replica exports the same value: max without (instance)).",
+            ),
+            &["runner"],
+        )?;
+        let unclaimed = IntGaugeVec::new(
+            Opts::new(
+                "claimcheck_cluster_unclaimed_sessions",
+                "Dispatched sessions overdue with no claim, over every replica (the shared state's count; every replica exports the same value: max without (instance)).",
+            ),
+            &["runner"],
+        )?;
         up.set(1);
         for call in ["apply", "tick"] {
             duration.with_label_values(&[call]);
@@ -253,11 +269,15 @@ impl ClusterMetrics {
         reg.register(Box::new(duration.clone()))?;
         reg.register(Box::new(failures.clone()))?;
         reg.register(Box::new(low_watermark.clone()))?;
+        reg.register(Box::new(pending.clone()))?;
+        reg.register(Box::new(unclaimed.clone()))?;
         Ok(ClusterMetrics {
             up,
             duration,
             failures,
             low_watermark,
+            pending,
+            unclaimed,
         })
     }
 
@@ -271,6 +291,13 @@ impl ClusterMetrics {
         if !ok {
             self.failures.with_label_values(&[call]).inc();
         }
+    }
+
+    /// The shared state's pending and overdue sessions of `runner`.
+    pub fn shared_sessions(&self, runner: &str, pending: u64, overdue: u64) {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.pending.with_label_values(&[runner]).set(n(pending));
+        self.unclaimed.with_label_values(&[runner]).set(n(overdue));
     }
 
     /// The low watermark, in Unix milliseconds.

@@ -114,6 +114,8 @@ impl LocalState {
             events: stats.events.iter().sum(),
             redelivered: stats.duplicates,
             evicted: stats.evicted,
+            shared: None,
+            shared_by_runner: None,
         }
     }
 }

@@ -136,7 +136,7 @@ impl SessionState {
 
 /// The state's own counts (the cumulative outcome totals are the emitter's: it sees every
 /// change).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateTotals {
     /// Sessions whose evidence is held now.
     pub sessions: u64,
@@ -150,6 +150,12 @@ pub struct StateTotals {
     pub redelivered: u64,
     /// Sessions judged early and dropped because the session cap was reached.
     pub evicted: u64,
+    /// A shared state's totals of every replica's changes, each counted once with the
+    /// judgement that made it (the local state's are the emitter's own): what `/api/summary`
+    /// answers on every replica.
+    pub shared: Option<crate::report::Totals>,
+    /// A shared state's pending and overdue sessions by runner, over every replica.
+    pub shared_by_runner: Option<[(Runner, u64, u64); 3]>,
 }
 
 /// One source's watermark: the largest event time it delivered, and whether it holds the low

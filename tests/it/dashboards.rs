@@ -138,6 +138,10 @@ fn exported_by_the_code() -> BTreeSet<String> {
         .unwrap()
         .observe("/metrics", "GET", "200", 0.001);
     StoreMetrics::register(&reg).unwrap().attempt(0.01, false);
+    // the shared correlation state's, registered with `serve --cluster`
+    let cluster = claimcheck::sinks::self_metrics::ClusterMetrics::register(&reg).unwrap();
+    cluster.low_watermark(1_795_428_000_000);
+    cluster.shared_sessions("go", 1, 1);
     let (tx, _rx) = tokio::sync::mpsc::channel::<()>(1);
     QueueDepths::register(&reg, vec![("batches", QueueDepths::probe(&tx))]).unwrap();
     reg.gather().iter().map(|f| f.name().to_owned()).collect()
@@ -239,6 +243,35 @@ fn datasource_and_org_are_variables() {
     assert!(d["id"].is_null(), "an importable dashboard has no id");
     // the org variable is used by the per-org panels
     assert!(exprs(&d).iter().any(|e| e.contains("org=~\"$org\"")));
+}
+
+/// Several sidecars (`serve --cluster`, README "Running several sidecars") are one job of
+/// several instances: `job` and `instance` are variables, and every metric every panel reads is
+/// scoped by both (or joined on them), so the dashboard shows one replica or the sum of all.
+#[test]
+fn job_and_instance_are_variables_on_every_query() {
+    let d = dashboard();
+    let vars = d["templating"]["list"].as_array().unwrap();
+    for name in ["job", "instance"] {
+        let v = vars.iter().find(|v| v["name"] == name).unwrap();
+        assert_eq!(v["type"], "query", "{name}");
+        assert_eq!(v["datasource"]["uid"], "${datasource}", "{name}");
+        assert_eq!(
+            (&v["includeAll"], &v["multi"]),
+            (&Value::Bool(true), &Value::Bool(true))
+        );
+    }
+    for e in exprs(&d) {
+        let selectors = e.matches("claimcheck_").count() + e.matches("process_").count();
+        let scoped = e.matches("job=~\"$job\", instance=~\"$instance\"").count();
+        assert!(scoped >= 1, "{e} is not scoped by $job and $instance");
+        let joined =
+            e.contains("and on (job, instance)") || e.contains("unless on (job, instance)");
+        assert!(
+            joined || scoped >= selectors,
+            "{e}: {scoped} of {selectors} selectors scoped"
+        );
+    }
 }
 
 /// Every `datasource` object anywhere in the JSON is the variable (or Grafana's own, for the
@@ -422,7 +455,14 @@ fn the_required_panels_exist() {
         "claimcheck_queue_items / claimcheck_queue_capacity",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
-        "max by (version, revision, rustc) (claimcheck_build_info)",
+        "max by (version, revision, rustc) (claimcheck_build_info",
+        // several sidecars sharing their state (`serve --cluster`)
+        "claimcheck_cluster_unclaimed_sessions",
+        "claimcheck_cluster_pending_sessions",
+        "claimcheck_cluster_up",
+        "claimcheck_cluster_call_duration_seconds_bucket",
+        "claimcheck_cluster_call_failures_total",
+        "claimcheck_cluster_low_watermark_seconds",
     ] {
         assert!(has(needle), "no panel queries {needle}");
     }

@@ -196,6 +196,36 @@ impl RedisCluster {
         self.kill(i);
         self.spawn(i);
     }
+
+    /// The nodes that are masters now.
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.query(i, &["INFO", "replication"])
+                    .is_some_and(|s| s.contains("role:master"))
+            })
+            .collect()
+    }
+
+    /// Stops (`SIGSTOP`) or continues (`SIGCONT`) every node: the cluster unreachable, its
+    /// connections left open, as behind a partition.
+    pub fn freeze(&self, frozen: bool) {
+        for n in &self.nodes {
+            if let Some(c) = &n.child {
+                let status = Command::new("kill")
+                    .arg(if frozen { "-STOP" } else { "-CONT" })
+                    .arg(c.id().to_string())
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+        }
+    }
+
+    /// Every node up, the cluster ok, and `replicas` replicas linked to their masters.
+    pub fn whole(&self, replicas: usize) -> bool {
+        self.formed(replicas)
+    }
 }
 
 impl Drop for RedisCluster {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::redis_cluster::RedisServer;
+use crate::redis_cluster::{RedisCluster, RedisServer};
 use crate::serve_files::metric_sum;
 use crate::support::{
     SIMULATED, Server, append, free_port, http_get, http_get_status, lines_of, metric, serve_cmd,
@@ -39,22 +39,22 @@ const COUNTS: [(&str, &str, &str); 7] = [
     ("waiting", "", ""),
 ];
 
-/// One replica of the two: the files it follows, by their role.
+/// One replica: its name (`[cluster] instance`) and the files it follows, by their index
+/// in `SIMULATED`.
 struct Replica {
     name: &'static str,
-    files: [usize; 2],
+    files: &'static [usize],
 }
 
-/// The dispatch side (dispatcher and drain) and the claims side (go and ts), as `SIMULATED`
-/// lists them.
+/// The dispatch side (dispatcher and drain) and the claims side (go and ts).
 const REPLICAS: [Replica; 2] = [
     Replica {
         name: "dispatch",
-        files: [0, 1],
+        files: &[0, 1],
     },
     Replica {
         name: "claims",
-        files: [2, 3],
+        files: &[2, 3],
     },
 ];
 
@@ -87,22 +87,57 @@ fn summed(ports: &[u16], key: &str) -> Option<f64> {
     Some(sum)
 }
 
-/// Starts replica `r` on `port`, following its files in `w` with its own SQLite store,
-/// sharing the state on `redis`.
-fn start(dir: &Path, r: &Replica, port: u16, redis: &str) -> Server {
+/// `/api/summary`'s keys compared with verify's exactly (`pending + unclaimed` as one sum).
+const SUMMARY_KEYS: [&str; 10] = [
+    "dispatched",
+    "matched",
+    "late",
+    "mismatched",
+    "duplicate_claims",
+    "duplicate_claims_cross_runtime",
+    "orphan_claims",
+    "reclaims",
+    "skew_clamped",
+    "waiting",
+];
+
+/// Where replica `port`'s `/api/summary` differs from verify's totals `t` (empty: nowhere);
+/// `None` while it does not answer 200.
+fn summary_differs(port: u16, t: &Value) -> Option<Vec<String>> {
+    let (200, body) = http_get_status(port, "/api/summary")? else {
+        return None;
+    };
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let waiting =
+        |v: &Value| v["pending"].as_u64().unwrap_or(0) + v["unclaimed"].as_u64().unwrap_or(0);
+    Some(
+        SUMMARY_KEYS
+            .iter()
+            .filter(|&&k| match k {
+                "waiting" => waiting(&v) != waiting(t),
+                k => v[k] != t[k],
+            })
+            .map(|k| format!("{k}: serve {} vs verify {}", v[k], t[k]))
+            .collect(),
+    )
+}
+
+/// Starts replica `r` on `port`, following its files in `dir/w` with its own SQLite store,
+/// sharing the state on `redis` (seed nodes or one server), configured by `dir/serve.toml`.
+fn start(dir: &Path, r: &Replica, port: u16, redis: &[String]) -> Server {
     let store = dir.join(format!("{}.db", r.name));
     let mut serve = serve_cmd(port, &dir.join("serve.toml"), &store);
-    for &i in &r.files {
+    for &i in r.files {
         let (f, rt) = SIMULATED[i];
         let p = dir.join("w").join(f).display().to_string();
         serve
             .arg("--file")
             .arg(rt.map_or(p.clone(), |rt| format!("{rt}={p}")));
     }
-    serve
-        .arg("--cluster")
-        .arg(redis)
-        .env("CLAIMCHECK_CLUSTER_INSTANCE", r.name);
+    for url in redis {
+        serve.arg("--cluster").arg(url);
+    }
+    serve.env("CLAIMCHECK_CLUSTER_INSTANCE", r.name);
     Server(serve.spawn().unwrap())
 }
 
@@ -136,15 +171,39 @@ fn assert_counts_equal_verify(ports: &[u16], t: &Value, lines: u64, within: Dura
         k => want(t, k),
     };
     let mut seen = Vec::new();
+    let mut summaries = Vec::new();
     wait_until(Instant::now() + within, || {
         seen = all();
+        summaries = ports.iter().map(|&p| summary_differs(p, t)).collect();
         seen.iter().all(|(k, v)| *v == Some(expected(k)))
+            && summaries
+                .iter()
+                .all(|d| d.as_ref().is_some_and(Vec::is_empty))
     });
     for (k, v) in &seen {
         assert_eq!(
             *v,
             Some(expected(k)),
-            "{ctx}: {k}: the replicas' summed /metrics vs verify {t}\n{seen:?}"
+            "{ctx}: {k}: the replicas' summed /metrics vs verify {t}\n{seen:?}\n/api/summary: {summaries:?}"
+        );
+    }
+    assert_summaries_equal_verify(ports, t, Duration::ZERO, ctx);
+}
+
+/// Waits until every replica's `/api/summary` equals verify's totals `t`, then asserts it.
+fn assert_summaries_equal_verify(ports: &[u16], t: &Value, within: Duration, ctx: &str) {
+    let mut summaries: Vec<Option<Vec<String>>> = Vec::new();
+    wait_until(Instant::now() + within, || {
+        summaries = ports.iter().map(|&p| summary_differs(p, t)).collect();
+        summaries
+            .iter()
+            .all(|d| d.as_ref().is_some_and(Vec::is_empty))
+    });
+    for (port, d) in ports.iter().zip(&summaries) {
+        assert_eq!(
+            d.as_deref(),
+            Some(&[][..]),
+            "{ctx}: replica on {port}: /api/summary vs verify"
         );
     }
 }
@@ -166,7 +225,7 @@ fn two_sidecars_on_one_redis_count_what_verify_counts() {
     let _servers: Vec<Server> = REPLICAS
         .iter()
         .zip(ports)
-        .map(|(r, port)| start(dir.path(), r, port, &redis.url()))
+        .map(|(r, port)| start(dir.path(), r, port, &[redis.url()]))
         .collect();
     assert_counts_equal_verify(&ports, &t, lines, Duration::from_secs(90), "two sidecars");
     // Each side alone sees half the evidence: the dispatch side judges sessions whose claims
@@ -216,7 +275,7 @@ fn a_redis_outage_loses_and_doubles_nothing() {
     let _servers: Vec<Server> = REPLICAS
         .iter()
         .zip(ports)
-        .map(|(r, port)| start(dir.path(), r, port, &redis.url()))
+        .map(|(r, port)| start(dir.path(), r, port, &[redis.url()]))
         .collect();
     let read = |ports: &[u16]| summed(ports, "claimcheck_ingest_lines_total");
     assert!(
@@ -264,4 +323,198 @@ fn a_redis_outage_loses_and_doubles_nothing() {
         let (status, body) = http_get_status(port, "/readyz").unwrap();
         assert_eq!(status, 200, "{body}");
     }
+}
+
+/// The issue's topology: one sidecar beside the dispatcher (its log and the Vercel drain's),
+/// one beside the go daemons, one beside the ts workers.
+const TOPOLOGY: [Replica; 3] = [
+    Replica {
+        name: "dispatch",
+        files: &[0, 1],
+    },
+    Replica {
+        name: "go",
+        files: &[2],
+    },
+    Replica {
+        name: "ts",
+        files: &[3],
+    },
+];
+
+/// Simulates `sessions` sessions of `seed` into `dir/full` and returns verify's totals on
+/// them and each file cut into `parts` parts by line count, to be appended to `dir/w` (where
+/// the files are created empty) one part at a time.
+fn in_parts(dir: &Path, seed: u64, sessions: u64, parts: usize) -> (Value, Vec<Vec<String>>) {
+    let t = simulated_with_verify_totals(dir, seed, sessions);
+    let (w, full) = (dir.join("w"), dir.join("full"));
+    std::fs::rename(&w, &full).unwrap();
+    std::fs::create_dir(&w).unwrap();
+    let mut cut = vec![Vec::new(); parts];
+    for (f, _) in SIMULATED {
+        append(&w.join(f), "");
+        let text = std::fs::read_to_string(full.join(f)).unwrap();
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let each = lines.len().div_ceil(parts);
+        for (p, part) in cut.iter_mut().enumerate() {
+            let from = (p * each).min(lines.len());
+            let to = ((p + 1) * each).min(lines.len());
+            part.push(lines[from..to].concat());
+        }
+    }
+    (t, cut)
+}
+
+/// Appends part `p` to the followed files; returns its lines.
+fn append_part(dir: &Path, parts: &[Vec<String>], p: usize) -> u64 {
+    let mut n = 0;
+    for ((f, _), text) in SIMULATED.iter().zip(&parts[p]) {
+        append(&dir.join("w").join(f), text);
+        n += text.matches('\n').count() as u64;
+    }
+    n
+}
+
+/// Waits until the replicas on `ports` have read `lines` lines in all.
+fn read_all(ports: &[u16], lines: u64, ctx: &str) {
+    let read = || summed(ports, "claimcheck_ingest_lines_total");
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(60), || read()
+            == Some(lines as f64)),
+        "{ctx}: {:?} lines read of {lines}",
+        read()
+    );
+}
+
+/// A batch is acknowledged once a Redis replica has it (`wait_replicas = 1`), so a master
+/// SIGKILLed after its replica acknowledged loses nothing; leases are short, so a dead
+/// replica's buckets are swept by another within seconds. A source goes idle only after 15 s
+/// without news, longer than the outages here: a sidecar that could not reach Redis for
+/// longer than `source_idle_after` has its sources taken for idle by the others until it
+/// delivers again (README, "Running several sidecars").
+fn topology_config(dir: &Path) {
+    std::fs::write(
+        dir.join("serve.toml"),
+        "[serve]\norphan_grace = \"30s\"\nsource_idle_after = \"15s\"\n\
+         [cluster]\nkey_prefix = \"cc-topology\"\nwait_replicas = 1\nlease = \"3s\"\n\
+         connect_timeout = \"1s\"\nresponse_timeout = \"1s\"\nwait_timeout = \"1s\"\n",
+    )
+    .unwrap();
+}
+
+/// The topology on a 3-master + 3-replica Redis Cluster, fed simulate's workload in three
+/// parts: the first as it is; the second while a master is SIGKILLed and its replica
+/// promoted (the killed node then rejoins as a replica); the third while every node is
+/// stopped (the cluster unreachable: every sidecar says so on `/readyz` and
+/// `claimcheck_cluster_up`, and counts nothing of the part meanwhile). Then the summed
+/// `/metrics` and every replica's `/api/summary` equal verify: nothing lost, nothing doubled.
+#[test]
+fn the_topology_through_a_master_failover_and_an_unreachable_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, parts) = in_parts(dir.path(), 17, 3000, 3);
+    topology_config(dir.path());
+    let mut cluster = RedisCluster::start(3, 1);
+    let ports = [free_port(), free_port(), free_port()];
+    let _servers: Vec<Server> = TOPOLOGY
+        .iter()
+        .zip(ports)
+        .map(|(r, port)| start(dir.path(), r, port, &cluster.urls()))
+        .collect();
+    let mut lines = append_part(dir.path(), &parts, 0);
+    read_all(&ports, lines, "part 1");
+
+    // A master SIGKILLed: its replica is promoted (2 s node timeout), and the killed node,
+    // restarted empty, rejoins as the new master's replica (so WAIT finds a replica again).
+    let masters = cluster.masters();
+    let victim = masters[0];
+    cluster.kill(victim);
+    lines += append_part(dir.path(), &parts, 1);
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(30), || {
+            let m = cluster.masters();
+            m.len() == 3 && !m.contains(&victim)
+        }),
+        "no replica was promoted: {:?}",
+        cluster.masters()
+    );
+    cluster.restart(victim);
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(30), || cluster
+            .whole(3)),
+        "the killed master did not rejoin as a replica"
+    );
+    read_all(&ports, lines, "part 2, through the failover");
+
+    // Every node stopped: the cluster unreachable while the third part is written.
+    cluster.freeze(true);
+    let third = append_part(dir.path(), &parts, 2);
+    let down = |port: u16| {
+        http_get(port, "/metrics").is_some_and(|m| metric(&m, "claimcheck_cluster_up") == Some(0.0))
+            && http_get_status(port, "/readyz").is_some_and(|(status, _)| status == 503)
+    };
+    let said = wait_until(Instant::now() + Duration::from_secs(30), || {
+        ports.iter().all(|&p| down(p))
+    });
+    let held = summed(&ports, "claimcheck_ingest_lines_total");
+    cluster.freeze(false);
+    assert!(said, "the sidecars did not say the cluster is unreachable");
+    assert_eq!(
+        held,
+        Some(lines as f64),
+        "nothing counted while unreachable"
+    );
+    lines += third;
+    assert_counts_equal_verify(
+        &ports,
+        &t,
+        lines,
+        Duration::from_secs(90),
+        "after the failover and the unreachable cluster",
+    );
+}
+
+/// The topology with its sidecars SIGKILLed and restarted, one after another, each while it
+/// reads a part of the workload: a killed sidecar re-reads what it had not checkpointed and
+/// applies it again, which the shared state takes as re-deliveries. Every replica's
+/// `/api/summary` (the shared totals, counted with each judgement) equals verify: nothing
+/// lost, nothing doubled. (A killed process's own counters start again from zero, as any
+/// Prometheus counter does after a restart: `sum(increase(...))` across replicas is the
+/// query, not the raw sum.)
+#[test]
+fn the_topology_with_sidecars_killed_and_restarted() {
+    const KILLS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let (t, parts) = in_parts(dir.path(), 19, 3000, KILLS);
+    topology_config(dir.path());
+    let cluster = RedisCluster::start(3, 1);
+    let mut ports = [free_port(), free_port(), free_port()];
+    let mut servers: Vec<Option<Server>> = TOPOLOGY
+        .iter()
+        .zip(ports)
+        .map(|(r, port)| Some(start(dir.path(), r, port, &cluster.urls())))
+        .collect();
+    let mut trail = Vec::new();
+    for k in 0..KILLS {
+        let i = k % TOPOLOGY.len();
+        append_part(dir.path(), &parts, k);
+        // Killed as soon as it has taken a batch of this part (mid-read, most often).
+        let before = summed(&ports[i..=i], "claimcheck_ingest_lines_total").unwrap_or(0.0);
+        wait_until(Instant::now() + Duration::from_secs(20), || {
+            summed(&ports[i..=i], "claimcheck_ingest_lines_total").is_some_and(|n| n > before)
+        });
+        let read = summed(&ports[i..=i], "claimcheck_ingest_lines_total");
+        servers[i] = None; // SIGKILL
+        trail.push(format!(
+            "kill {k}: {} after {read:?} lines",
+            TOPOLOGY[i].name
+        ));
+        ports[i] = free_port();
+        servers[i] = Some(start(dir.path(), &TOPOLOGY[i], ports[i], &cluster.urls()));
+    }
+    assert_summaries_equal_verify(
+        &ports,
+        &t,
+        Duration::from_secs(90),
+        &format!("after {KILLS} kills: {}", trail.join("; ")),
+    );
 }

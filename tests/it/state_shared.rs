@@ -144,6 +144,8 @@ async fn keeps_the_earliest_origin(backend: Backend) {
             sessions: 1,
             pending: 0,
             overdue: 0,
+            cumulative: [0; 11],
+            by_runner: [0; 6],
         }
     );
 }

@@ -175,6 +175,12 @@ impl Redis {
         Ok(c)
     }
 
+    /// Drops the connection: the next call opens another (after a call that failed outside
+    /// [`Redis::call`]).
+    pub fn forget(&self) {
+        self.current.store(None);
+    }
+
     /// Runs `call` on the connection; when it fails, the connection is dropped (the next call
     /// opens another) and the error is `Unavailable`, prefixed by `what`.
     pub async fn call<T, F>(

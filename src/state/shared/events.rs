@@ -16,6 +16,7 @@ use super::conn::Redis;
 use super::keys::{BUCKETS, Keys, daemon_bucket, session_bucket};
 use super::record::Canonical;
 use crate::event::{Event, EventKind, Origin, Timestamp};
+use crate::report::Totals;
 use crate::state::StateError;
 
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("apply.lua")));
@@ -167,6 +168,30 @@ pub struct Counts {
     pub pending: u64,
     /// Dispatched sessions overdue and still unclaimed.
     pub overdue: u64,
+    /// The cumulative totals of every replica's judgements, in `Totals::CUMULATIVE`'s order.
+    pub cumulative: [u64; 11],
+    /// Pending then overdue sessions by runner, in [`RUNNER_GAUGES`]' order.
+    pub by_runner: [u64; 6],
+}
+
+/// The pending and overdue gauges kept per runner beside their sums (the cluster-wide
+/// `claimcheck_cluster_{pending,unclaimed}_sessions{runner}`), in [`runner_index`] order.
+pub const RUNNER_GAUGES: [&str; 6] = [
+    "pending_go",
+    "pending_ts",
+    "pending_other",
+    "overdue_go",
+    "overdue_ts",
+    "overdue_other",
+];
+
+/// A runner's place in [`RUNNER_GAUGES`]' groups of three.
+pub fn runner_index(r: crate::event::Runner) -> usize {
+    match r {
+        crate::event::Runner::Go => 0,
+        crate::event::Runner::Ts => 1,
+        crate::event::Runner::Other => 2,
+    }
 }
 
 /// Reads and sums every bucket's counters (one `HMGET` per bucket, sent together).
@@ -180,7 +205,9 @@ pub async fn counts(redis: &Redis, keys: &Keys) -> Result<Counts, StateError> {
                     redis::cmd("HMGET")
                         .arg(key)
                         .arg(&["events", "redelivered", "sessions", "pending", "overdue"])
-                        .query_async::<[Option<i64>; 5]>(&mut conn)
+                        .arg(&Totals::CUMULATIVE)
+                        .arg(&RUNNER_GAUGES)
+                        .query_async::<[Option<i64>; 22]>(&mut conn)
                         .await
                 }
             }))
@@ -198,6 +225,8 @@ pub async fn counts(redis: &Redis, keys: &Keys) -> Result<Counts, StateError> {
         sessions: sum(2),
         pending: sum(3),
         overdue: sum(4),
+        cumulative: std::array::from_fn(|i| sum(5 + i)),
+        by_runner: std::array::from_fn(|i| sum(16 + i)),
     })
 }
 

@@ -8,8 +8,10 @@
 -- (hash), KEYS[5]: arriving (set). Then per session: its records hash, its arrivals hash.
 -- ARGV: per session a group: id, the version read ('' when it had no mark), the new mark
 -- ('' to forget the session: records, arrivals and mark deleted), its due score and settle
--- score ('' for none), the pending and overdue deltas, the number n of arrivals taken in,
--- then those n arrival fields.
+-- score ('' for none), the number m of counters it moves, then m pairs (counter, delta): the
+-- pending and overdue gauges and the cumulative totals, so the totals of every replica's
+-- judgements are counted with the judgement itself, once; then the number n of arrivals
+-- taken in, then those n arrival fields.
 -- Returns one 1 (committed) or 0 (lost: changed since it was read) per session, in order.
 
 local out = {}
@@ -18,8 +20,9 @@ while i <= #ARGV do
   s = s + 1
   local id, version, mark = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local due, settle = ARGV[i + 3], ARGV[i + 4]
-  local pending, overdue = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
-  local n = tonumber(ARGV[i + 7])
+  local m = tonumber(ARGV[i + 5])
+  local at = i + 6 + 2 * m
+  local n = tonumber(ARGV[at])
   local records, arrivals = KEYS[4 + 2 * s], KEYS[5 + 2 * s]
   local current = redis.call('HGET', KEYS[1], id)
   local read = ''
@@ -51,18 +54,15 @@ while i <= #ARGV do
         redis.call('ZADD', KEYS[3], settle, id)
       end
       if n > 0 then
-        redis.call('HDEL', arrivals, unpack(ARGV, i + 8, i + 7 + n))
+        redis.call('HDEL', arrivals, unpack(ARGV, at + 1, at + n))
       end
       redis.call('SREM', KEYS[5], id)
     end
-    if pending ~= 0 then
-      redis.call('HINCRBY', KEYS[4], 'pending', pending)
-    end
-    if overdue ~= 0 then
-      redis.call('HINCRBY', KEYS[4], 'overdue', overdue)
+    for c = 0, m - 1 do
+      redis.call('HINCRBY', KEYS[4], ARGV[i + 6 + 2 * c], ARGV[i + 7 + 2 * c])
     end
     out[s] = 1
   end
-  i = i + 8 + n
+  i = at + 1 + n
 end
 return out

@@ -12,10 +12,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use redis::Script;
 
 use super::conn::Redis;
+use super::events;
 use super::keys::Keys;
 use super::mark;
 use super::record::Canonical;
@@ -24,6 +25,7 @@ use crate::correlate::live::watermark::END_OF_TIME;
 use crate::correlate::live::{Arrival, Change, LiveConfig, Mark, Rules, Schedule, Slot};
 use crate::correlate::{Record, Session};
 use crate::event::{EventKind, SessionId, Timestamp};
+use crate::report::Totals;
 use crate::state::StateError;
 
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("sweep.lua")));
@@ -50,11 +52,9 @@ pub struct Names {
     pub workers: Interner,
 }
 
-/// What a cycle committed.
+/// What a cycle committed (its changes go to the caller's carry: see [`cycle`]).
 #[derive(Debug, Default)]
 pub struct Judged {
-    /// The changes of every session this replica committed.
-    pub changes: Vec<Change>,
     /// The arrivals whose first dispatch of a session this replica took in:
     /// (session, record identity).
     pub first_dispatches: BTreeSet<(SessionId, String)>,
@@ -80,8 +80,9 @@ struct Decision {
     mark: Option<Mark>,
     due: Option<Timestamp>,
     settle: Option<Timestamp>,
-    pending: i64,
-    overdue: i64,
+    /// The bucket's counters moved by its changes: the pending and overdue gauges, and the
+    /// cumulative totals of every replica (`Totals::count`).
+    counts: Vec<(&'static str, i64)>,
     taken: Vec<String>,
     changes: Vec<Change>,
     first_dispatches: Vec<String>,
@@ -103,6 +104,7 @@ pub async fn cycle(
     names: &mut Names,
     buckets: &[u16],
     at: At,
+    carry: &mut Vec<Change>,
 ) -> Result<Judged, StateError> {
     let At { now, low, pass } = at;
     let mut todo = sweep(redis, keys, buckets, now, low).await?;
@@ -120,12 +122,20 @@ pub async fn cycle(
                 .collect();
             decisions.insert(b, d);
         }
-        let won = commit(redis, keys, &decisions).await?;
+        let won = commit(redis, keys, &decisions).await;
         todo = BTreeMap::new();
+        let mut failed = None;
         for ((b, ds), won) in decisions.into_iter().zip(won) {
+            let won = match won {
+                Ok(won) => won,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
             for (d, won) in ds.into_iter().zip(won) {
                 if won {
-                    judged.changes.extend(d.changes);
+                    carry.extend(d.changes);
                     judged
                         .first_dispatches
                         .extend(d.first_dispatches.into_iter().map(|f| (d.id.clone(), f)));
@@ -133,6 +143,9 @@ pub async fn cycle(
                     todo.entry(b).or_insert_with(Vec::new).push(d.id);
                 }
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     judged.lost = todo.values().map(Vec::len).sum();
@@ -354,7 +367,7 @@ fn decide(
             }
         }
     }
-    let (pending, overdue) = gauges(&out);
+    let counts = counts(&out);
     let schedule = mark.as_ref().map(|m| rules.schedule(m)).unwrap_or_default();
     Decision {
         id: l.id,
@@ -362,8 +375,7 @@ fn decide(
         mark: if forget { None } else { mark },
         due: earliest(schedule, false),
         settle: earliest(schedule, true),
-        pending,
-        overdue,
+        counts,
         taken,
         changes: out,
         first_dispatches,
@@ -379,74 +391,106 @@ fn earliest(s: Schedule, event_time: bool) -> Option<Timestamp> {
         .min()
 }
 
-/// The pending and overdue gauges' moves in `changes`.
-fn gauges(changes: &[Change]) -> (i64, i64) {
-    let (mut pending, mut overdue) = (0, 0);
+/// The counters `changes` move, those that do not stay as they were: the pending and overdue
+/// gauges, and the cumulative totals counted as `serve`'s telemetry counts them.
+fn counts(changes: &[Change]) -> Vec<(&'static str, i64)> {
+    // pending, overdue, then each by runner (`events::RUNNER_GAUGES`' order)
+    let mut gauges = [0i64; 8];
+    let mut totals = Totals::default();
     for c in changes {
-        match c {
-            Change::PendingStarted { .. } => pending += 1,
-            Change::PendingEnded { .. } => pending -= 1,
-            Change::Overdue { .. } => overdue += 1,
-            Change::OverdueResolved { .. } | Change::OverdueForgotten { .. } => overdue -= 1,
-            _ => {}
-        }
+        totals.count(c);
+        let (gauge, runner, delta) = match c {
+            Change::PendingStarted { runner } => (0, runner, 1),
+            Change::PendingEnded { runner } => (0, runner, -1),
+            Change::Overdue { runner, .. } => (1, runner, 1),
+            Change::OverdueResolved { runner, .. } | Change::OverdueForgotten { runner, .. } => {
+                (1, runner, -1)
+            }
+            _ => continue,
+        };
+        gauges[gauge] += delta;
+        gauges[2 + 3 * gauge + events::runner_index(*runner)] += delta;
     }
-    (pending, overdue)
+    let cumulative = Totals::CUMULATIVE
+        .into_iter()
+        .zip(totals.cumulative())
+        .map(|(name, n)| (name, i64::try_from(n).unwrap_or(i64::MAX)));
+    ["pending", "overdue"]
+        .into_iter()
+        .chain(events::RUNNER_GAUGES)
+        .zip(gauges)
+        .chain(cumulative)
+        .filter(|(_, n)| *n != 0)
+        .collect()
 }
 
-/// Commits every decision; per bucket, per session, whether it won.
+/// Commits every decision; per bucket (in order), per session, whether it won — or why the
+/// bucket's call failed. A bucket's answer stands whatever became of the others: its
+/// judgements are committed, and only the replica holding their changes can emit them.
 async fn commit(
     redis: &Redis,
     keys: &Keys,
     decisions: &BTreeMap<u16, Vec<Decision>>,
-) -> Result<Vec<Vec<bool>>, StateError> {
-    let answers = redis
-        .call("judge", |conn| {
-            try_join_all(decisions.iter().map(move |(&b, ds)| {
-                let mut conn = conn.clone();
-                async move {
-                    let mut inv = JUDGE.prepare_invoke();
-                    inv.key(keys.marks(b))
-                        .key(keys.due(b))
-                        .key(keys.settle(b))
-                        .key(keys.counts(b))
-                        .key(keys.arriving(b));
-                    let score =
-                        |t: Option<Timestamp>| t.map_or(String::new(), |t| t.millis().to_string());
-                    for d in ds {
-                        inv.key(keys.records(b, &d.id)).key(keys.arrivals(b, &d.id));
-                        let next = d.version.map_or(0, |v| v + 1);
-                        inv.arg(d.id.as_str())
-                            .arg(d.version.map_or(String::new(), |v| v.to_string()))
-                            .arg(
-                                d.mark
-                                    .as_ref()
-                                    .map_or(String::new(), |m| mark::encode(next, m)),
-                            )
-                            .arg(score(d.due))
-                            .arg(score(d.settle))
-                            .arg(d.pending)
-                            .arg(d.overdue)
-                            .arg(d.taken.len());
-                        for f in &d.taken {
-                            inv.arg(f);
-                        }
-                    }
-                    inv.invoke_async::<Vec<i64>>(&mut conn).await
+) -> Vec<Result<Vec<bool>, StateError>> {
+    let conn = match redis.conn().await {
+        Ok(c) => c,
+        Err(e) => {
+            return decisions
+                .keys()
+                .map(|_| Err(StateError::Unavailable(e.to_string())))
+                .collect();
+        }
+    };
+    let answers = join_all(decisions.iter().map(|(&b, ds)| {
+        let mut conn = conn.clone();
+        async move {
+            let mut inv = JUDGE.prepare_invoke();
+            inv.key(keys.marks(b))
+                .key(keys.due(b))
+                .key(keys.settle(b))
+                .key(keys.counts(b))
+                .key(keys.arriving(b));
+            let score = |t: Option<Timestamp>| t.map_or(String::new(), |t| t.millis().to_string());
+            for d in ds {
+                inv.key(keys.records(b, &d.id)).key(keys.arrivals(b, &d.id));
+                let next = d.version.map_or(0, |v| v + 1);
+                inv.arg(d.id.as_str())
+                    .arg(d.version.map_or(String::new(), |v| v.to_string()))
+                    .arg(
+                        d.mark
+                            .as_ref()
+                            .map_or(String::new(), |m| mark::encode(next, m)),
+                    )
+                    .arg(score(d.due))
+                    .arg(score(d.settle))
+                    .arg(d.counts.len());
+                for (name, delta) in &d.counts {
+                    inv.arg(*name).arg(*delta);
                 }
-            }))
-        })
-        .await?;
-    let mut won = Vec::with_capacity(decisions.len());
-    for (ds, a) in decisions.values().zip(answers) {
-        if a.len() != ds.len() {
-            return Err(StateError::Unavailable(format!(
+                inv.arg(d.taken.len());
+                for f in &d.taken {
+                    inv.arg(f);
+                }
+            }
+            inv.invoke_async::<Vec<i64>>(&mut conn).await
+        }
+    }))
+    .await;
+    if answers.iter().any(Result::is_err) {
+        // The next call opens a fresh connection (`conn.rs`).
+        redis.forget();
+    }
+    decisions
+        .values()
+        .zip(answers)
+        .map(|(ds, a)| match a {
+            Err(e) => Err(StateError::Unavailable(format!("judge: {e}"))),
+            Ok(a) if a.len() != ds.len() => Err(StateError::Unavailable(format!(
                 "judge: {} answers for {} sessions",
                 a.len(),
                 ds.len()
-            )));
-        }
-        won.push(a.into_iter().map(|x| x == 1).collect());
-    }
-    Ok(won)
+            ))),
+            Ok(a) => Ok(a.into_iter().map(|x| x == 1).collect()),
+        })
+        .collect()
 }

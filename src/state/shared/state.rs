@@ -29,7 +29,7 @@ use super::record::Canonical;
 use super::watermarks::{self, News, Shared};
 use crate::correlate::live::{Change, LiveConfig};
 use crate::correlate::{Interner, Record, Session};
-use crate::event::{EventKind, Origin, SessionId, Timestamp};
+use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::state::{
     Applied, CorrelationState, Delivery, Fate, SessionState, SourceWatermark, StateError,
     StateRecord, StateTotals,
@@ -81,6 +81,10 @@ pub struct SharedState {
     leased: Option<(tokio::time::Instant, Vec<u16>)>,
     /// Its sources' global ids (`inputs.rs`), by its own input number.
     globals: BTreeMap<u16, u16>,
+    /// Changes this replica committed in a call that then failed (a later step, a `WAIT`):
+    /// they are in Redis and counted there, so they are returned with the next call that
+    /// succeeds — only this replica can emit them.
+    carry: Vec<Change>,
 }
 
 impl SharedState {
@@ -97,6 +101,7 @@ impl SharedState {
             last_now: None,
             leased: None,
             globals: BTreeMap::new(),
+            carry: Vec::new(),
         })
     }
 
@@ -197,6 +202,7 @@ impl SharedState {
             &mut self.names,
             buckets,
             at,
+            &mut self.carry,
         )
         .await
     }
@@ -242,7 +248,7 @@ impl CorrelationState for SharedState {
         };
         let low = self.low(&shared, d.now);
         let leased = self.leased().await?;
-        let mut changes = self.cycle(&leased, d.now, low, Pass::Tick).await?.changes;
+        self.cycle(&leased, d.now, low, Pass::Tick).await?;
         let fresh = events::store(&self.redis, &self.keys, &d.events, d.now).await?;
         let high = d
             .events
@@ -273,7 +279,6 @@ impl CorrelationState for SharedState {
         buckets.sort_unstable();
         buckets.dedup();
         let judged = self.cycle(&buckets, d.now, low, Pass::Settle).await?;
-        changes.extend(judged.changes);
         let fates = d
             .events
             .iter()
@@ -293,6 +298,7 @@ impl CorrelationState for SharedState {
         if let Some(w) = self.wait {
             self.replicated(w).await?;
         }
+        let changes = std::mem::take(&mut self.carry);
         Ok(Applied { fates, changes })
     }
 
@@ -301,7 +307,15 @@ impl CorrelationState for SharedState {
         let shared = watermarks::read(&self.redis, &self.keys).await?;
         let low = self.low(&shared, now);
         let leased = self.leased().await?;
-        Ok(self.cycle(&leased, now, low, Pass::Tick).await?.changes)
+        self.cycle(&leased, now, low, Pass::Tick).await?;
+        // As a delivery: what it judged is returned (and emitted) once a replica has it, so a
+        // failover cannot take back a judgement already counted.
+        if let Some(w) = self.wait
+            && !self.carry.is_empty()
+        {
+            self.replicated(w).await?;
+        }
+        Ok(std::mem::take(&mut self.carry))
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<SessionState>, StateError> {
@@ -389,6 +403,15 @@ impl CorrelationState for SharedState {
             events: c.events,
             redelivered: c.redelivered,
             evicted: 0,
+            shared: Some(crate::report::Totals::from_cumulative(
+                c.cumulative,
+                c.pending,
+                c.overdue,
+            )),
+            shared_by_runner: Some([Runner::Go, Runner::Ts, Runner::Other].map(|r| {
+                let i = events::runner_index(r);
+                (r, c.by_runner[i], c.by_runner[3 + i])
+            })),
         })
     }
 

@@ -518,3 +518,73 @@ fn the_topology_with_sidecars_killed_and_restarted() {
         &format!("after {KILLS} kills: {}", trail.join("; ")),
     );
 }
+
+/// All four files in one sidecar.
+const ONE: [Replica; 1] = [Replica {
+    name: "all",
+    files: &[0, 1, 2, 3],
+}];
+
+/// The throughput figure of the README: simulate's workload read whole by 1, 2 and 3 sidecars
+/// (one for all four files; the dispatch side and the claims side; the topology) on a
+/// 3-master Redis Cluster of its own each time: events per second until every line is applied,
+/// and the Redis commands per event (script calls, and every command including those the
+/// scripts ran, from the nodes' `INFO commandstats`). Each run must also end on verify's
+/// totals. The figures go to stderr (`--no-capture`); the bound is loose (a debug build on a
+/// shared machine): fewer than 12 script calls per event.
+#[test]
+#[allow(clippy::print_stderr)]
+fn throughput_with_one_two_and_three_sidecars() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = simulated_with_verify_totals(dir.path(), 23, 3000);
+    let lines: u64 = SIMULATED
+        .iter()
+        .map(|(f, _)| lines_of(&dir.path().join("w").join(f)))
+        .sum();
+    let runs: [&[Replica]; 3] = [&ONE, &REPLICAS, &TOPOLOGY];
+    for replicas in runs {
+        let n = replicas.len();
+        let run = dir.path().join(format!("n{n}"));
+        std::fs::create_dir_all(run.join("w")).unwrap();
+        for (f, _) in SIMULATED {
+            std::fs::copy(dir.path().join("w").join(f), run.join("w").join(f)).unwrap();
+        }
+        std::fs::write(
+            run.join("serve.toml"),
+            "[serve]\norphan_grace = \"30s\"\n[cluster]\nkey_prefix = \"cc-throughput\"\n",
+        )
+        .unwrap();
+        let cluster = RedisCluster::start(3, 0);
+        let (scripts0, all0) = crate::state_shared::commands(&cluster);
+        let ports: Vec<u16> = replicas.iter().map(|_| free_port()).collect();
+        let started = Instant::now();
+        let _servers: Vec<Server> = replicas
+            .iter()
+            .zip(&ports)
+            .map(|(r, &port)| start(&run, r, port, &cluster.urls()))
+            .collect();
+        read_all(&ports, lines, &format!("{n} sidecars"));
+        let secs = started.elapsed().as_secs_f64();
+        let (scripts1, all1) = crate::state_shared::commands(&cluster);
+        let events: f64 = ports
+            .iter()
+            .filter_map(|&p| http_get(p, "/metrics"))
+            .map(|m| metric_sum(&m, "claimcheck_ingest_lines_total", r#"result="event""#))
+            .sum();
+        let per = |x: u64, y: u64| (y - x) as f64 / events;
+        eprintln!(
+            "throughput: {n} sidecar(s): {events} events ({lines} lines) applied in {secs:.1} s: \
+             {:.0} events/s; {:.2} script calls and {:.1} Redis commands per event",
+            events / secs,
+            per(scripts0, scripts1),
+            per(all0, all1)
+        );
+        assert!(per(scripts0, scripts1) < 12.0);
+        assert_summaries_equal_verify(
+            &ports,
+            &t,
+            Duration::from_secs(90),
+            &format!("{n} sidecars"),
+        );
+    }
+}

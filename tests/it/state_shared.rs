@@ -716,7 +716,7 @@ mod cluster {
 
 /// Commands the cluster's nodes ran since they started: (script calls, every command
 /// including those scripts ran), leaving out the cluster's own and this count's.
-fn commands(c: &RedisCluster) -> (u64, u64) {
+pub(crate) fn commands(c: &RedisCluster) -> (u64, u64) {
     let (mut scripts, mut all) = (0, 0);
     for i in 0..c.urls().len() {
         let info = c.query(i, &["INFO", "commandstats"]).unwrap_or_default();

@@ -142,11 +142,17 @@ fn start(dir: &Path, r: &Replica, port: u16, redis: &[String]) -> Server {
 }
 
 /// Orphans are judged on settled evidence; the grace plus the maximum hold, on the sidecar's
-/// clock, outlasts reading the files (and the outage).
-fn write_config(dir: &Path) {
+/// clock, outlasts reading the files (and the outage). A source goes idle after
+/// `idle_after` without news: through an outage, longer than the outage (a loaded machine
+/// takes its time to see it), or the sidecar that reaches Redis first judges on the other's
+/// sources as idle (README, "Running several sidecars": the known limit).
+fn write_config(dir: &Path, idle_after: &str) {
     std::fs::write(
         dir.join("serve.toml"),
-        "[serve]\norphan_grace = \"30s\"\n[cluster]\nkey_prefix = \"cc-serve-test\"\n",
+        format!(
+            "[serve]\norphan_grace = \"30s\"\nsource_idle_after = \"{idle_after}\"\n\
+             [cluster]\nkey_prefix = \"cc-serve-test\"\n"
+        ),
     )
     .unwrap();
 }
@@ -219,7 +225,7 @@ fn two_sidecars_on_one_redis_count_what_verify_counts() {
         .iter()
         .map(|(f, _)| lines_of(&dir.path().join("w").join(f)))
         .sum();
-    write_config(dir.path());
+    write_config(dir.path(), "5s");
     let redis = RedisServer::start();
     let ports = [free_port(), free_port()];
     let _servers: Vec<Server> = REPLICAS
@@ -269,7 +275,7 @@ fn a_redis_outage_loses_and_doubles_nothing() {
         lines += all.len() as u64;
         first += half as u64;
     }
-    write_config(dir.path());
+    write_config(dir.path(), "30s");
     let mut redis = RedisServer::start();
     let ports = [free_port(), free_port()];
     let _servers: Vec<Server> = REPLICAS

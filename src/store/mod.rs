@@ -437,6 +437,22 @@ fn marks_of(bytes: &[u8]) -> Vec<(u64, u32)> {
         .collect()
 }
 
+/// `rows` in chunks whose lengths are powers of two, the largest first, at most [`MAX_ROWS`]. A
+/// multi-row statement's SQL depends only on its row count, so a connection prepares each of
+/// these few statements once and reuses it: cut at any length, every batch size would be
+/// another statement to prepare, and to hold in the connection's statement cache.
+fn fixed_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = rows.len().min(MAX_ROWS);
+        let (chunk, rest) = rows.split_at(1 << n.ilog2());
+        rows = rest;
+        Some(chunk)
+    })
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -447,8 +463,9 @@ fn to_u64(v: i64) -> u64 {
 
 const INSERT_EVENTS: &str =
     "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) ";
-/// 7 parameters a row stays well under SQLite's 32766 and Postgres' 65535 per statement.
-const ROWS_PER_INSERT: usize = 1000;
+/// The most rows one multi-row statement writes (or one `IN` list names): at 11 parameters a
+/// row, well under SQLite's 32766 and Postgres' 65535 per statement.
+const MAX_ROWS: usize = 512;
 /// The Postgres advisory lock every commit holds shared and `Store::open` takes exclusively,
 /// so a start waits for the commits a killed predecessor left in flight (the number is
 /// arbitrary: "claimcheck" in ASCII).
@@ -476,13 +493,9 @@ const MARK_DUPLICATE_CROSS: &str =
     "UPDATE outcomes SET duplicate = 1, duplicate_cross = 1 WHERE session = $1";
 const SET_RECLAIMS: &str = "UPDATE outcomes SET reclaims = $2 WHERE session = $1 AND reclaims < $2";
 const PRUNE_OUTCOMES: &str = "DELETE FROM outcomes WHERE seen_at < $1";
-/// 11 parameters a row.
-const OUTCOMES_PER_INSERT: usize = 1000;
 const INSERT_FINDINGS: &str =
     "INSERT INTO findings (kind, \"key\", session, org, runner, found_at, detail) ";
 const FINDING_KEEP: &str = " ON CONFLICT (kind, \"key\") DO NOTHING";
-/// 7 parameters a row.
-const FINDINGS_PER_INSERT: usize = 1000;
 const RESOLVE_FINDING: &str = "UPDATE findings SET resolved_at = $1 \
      WHERE kind = $2 AND \"key\" = $3 AND resolved_at IS NULL";
 const ANNOTATE_FINDING: &str = "UPDATE findings SET detail = $1 WHERE kind = $2 AND \"key\" = $3";
@@ -741,14 +754,14 @@ impl Store {
             }
             for c in cs {
                 // Many rows per statement: one round trip per few hundred lines, not per line.
-                for rows in c.lines.chunks(ROWS_PER_INSERT) {
+                for rows in fixed_chunks(&c.lines) {
                     let mut insert = sqlx::QueryBuilder::new(INSERT_EVENTS);
                     insert.push_values(rows, |mut b, l| {
                         b.push_bind(l.received_at.millis())
-                            .push_bind(text(&l.source).into_owned())
+                            .push_bind(text(&l.source))
                             .push_bind(i64::from(l.line))
-                            .push_bind(l.session.as_deref().map(|s| text(s).into_owned()))
-                            .push_bind(l.entry_id.as_deref().map(|s| text(s).into_owned()))
+                            .push_bind(l.session.as_deref().map(text))
+                            .push_bind(l.entry_id.as_deref().map(text))
                             .push_bind(runtime_str(l.default_runtime))
                             .push_bind(l.raw.as_slice());
                     });
@@ -780,9 +793,9 @@ impl Store {
                     }
                 }
                 for (source, lines) in by_source(&c.delete_lines) {
-                    for chunk in lines.chunks(ROWS_PER_INSERT) {
+                    for chunk in fixed_chunks(&lines) {
                         let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
-                        delete.push_bind(text(source).into_owned()).push(" AND line IN (");
+                        delete.push_bind(text(source)).push(" AND line IN (");
                         let mut list = delete.separated(", ");
                         for l in chunk {
                             list.push_bind(i64::from(*l));
@@ -800,11 +813,11 @@ impl Store {
                 // wins), then duplicate marks: the order the changes came in, grouped.
                 let (dispatched, judged) = outcome_groups(&c.outcomes);
                 for (rows, on_conflict) in [(dispatched, OUTCOME_KEEP), (judged, OUTCOME_REPLACE)] {
-                    for rows in rows.chunks(OUTCOMES_PER_INSERT) {
+                    for rows in fixed_chunks(&rows) {
                         let mut insert = sqlx::QueryBuilder::new(INSERT_OUTCOMES);
-                        insert.push_values(rows, |mut b, r| {
-                            b.push_bind(text(&r.session).into_owned())
-                                .push_bind(r.org.as_deref().map(|o| text(o).into_owned()))
+                        insert.push_values(rows, |mut b, (session, r)| {
+                            b.push_bind(session.as_ref())
+                                .push_bind(r.org.as_deref().map(text))
                                 .push_bind(r.runner.as_str())
                                 .push_bind(r.dispatched_at.millis())
                                 .push_bind(r.seen_at.millis())
@@ -824,11 +837,11 @@ impl Store {
                         OutcomeWrite::Duplicate { session, cross_runtime } => {
                             let sql =
                                 if *cross_runtime { MARK_DUPLICATE_CROSS } else { MARK_DUPLICATE };
-                            sqlx::query(sql).bind(text(session).into_owned()).execute(&mut *tx).await?;
+                            sqlx::query(sql).bind(text(session)).execute(&mut *tx).await?;
                         }
                         OutcomeWrite::Reclaimed { session, total } => {
                             sqlx::query(SET_RECLAIMS)
-                                .bind(text(session).into_owned())
+                                .bind(text(session))
                                 .bind(i32::try_from(*total).unwrap_or(i32::MAX))
                                 .execute(&mut *tx)
                                 .await?;
@@ -846,16 +859,16 @@ impl Store {
                         _ => None,
                     })
                     .collect();
-                for rows in found.chunks(FINDINGS_PER_INSERT) {
+                for rows in fixed_chunks(&found) {
                     let mut insert = sqlx::QueryBuilder::new(INSERT_FINDINGS);
                     insert.push_values(rows, |mut b, f| {
                         b.push_bind(f.kind.as_str())
-                            .push_bind(text(&f.key).into_owned())
-                            .push_bind(f.session.as_deref().map(|s| text(s).into_owned()))
-                            .push_bind(f.org.as_deref().map(|o| text(o).into_owned()))
+                            .push_bind(text(&f.key))
+                            .push_bind(f.session.as_deref().map(text))
+                            .push_bind(f.org.as_deref().map(text))
                             .push_bind(f.runner)
                             .push_bind(f.found_at.millis())
-                            .push_bind(f.detail.as_deref().map(|d| text(d).into_owned()));
+                            .push_bind(f.detail.as_deref().map(text));
                     });
                     insert.push(FINDING_KEEP);
                     insert.build().execute(&mut *tx).await?;
@@ -1153,29 +1166,42 @@ impl Store {
     }
 }
 
-/// The dispatch rows (first per session) and judgement rows (last per session) of `writes`.
-fn outcome_groups(writes: &[OutcomeWrite]) -> (Vec<&OutcomeRow>, Vec<&OutcomeRow>) {
-    let mut dispatched: Vec<&OutcomeRow> = Vec::new();
-    let mut judged: Vec<&OutcomeRow> = Vec::new();
+/// A session's key as stored, and its outcome row.
+type Keyed<'a> = (std::borrow::Cow<'a, str>, &'a OutcomeRow);
+
+/// The dispatch rows (first per session) and judgement rows (last per session) of `writes`,
+/// by the session's key as stored (two ids that differ only where one has NUL are one row),
+/// each group in key order: a batch's sessions are random ids, and written in key order they
+/// reach each page of the session index once, in order, instead of one random page a row.
+fn outcome_groups(writes: &[OutcomeWrite]) -> (Vec<Keyed<'_>>, Vec<Keyed<'_>>) {
+    let mut dispatched: Vec<Keyed<'_>> = Vec::new();
+    let mut judged: Vec<Keyed<'_>> = Vec::new();
     let mut seen_d = rustc_hash::FxHashSet::default();
     let mut last_j = rustc_hash::FxHashMap::default();
     for w in writes {
         match w {
             OutcomeWrite::Dispatched(r) => {
-                if seen_d.insert(r.session.as_str()) {
-                    dispatched.push(r);
+                let key = text(&r.session);
+                if seen_d.insert(key.clone()) {
+                    dispatched.push((key, r));
                 }
             }
-            OutcomeWrite::Judged(r) => match last_j.get(r.session.as_str()) {
-                Some(&i) => judged[i] = r,
-                None => {
-                    last_j.insert(r.session.as_str(), judged.len());
-                    judged.push(r);
+            OutcomeWrite::Judged(r) => {
+                let key = text(&r.session);
+                match last_j.get(&key) {
+                    Some(&i) => judged[i] = (key, r),
+                    None => {
+                        last_j.insert(key.clone(), judged.len());
+                        judged.push((key, r));
+                    }
                 }
-            },
+            }
             OutcomeWrite::Duplicate { .. } | OutcomeWrite::Reclaimed { .. } => {}
         }
     }
+    // Keys are unique in each group: no order among equals to keep.
+    dispatched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    judged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     (dispatched, judged)
 }
 
@@ -1198,6 +1224,145 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks cover the rows in order, each a power of two of at most `MAX_ROWS` rows, the
+    /// largest first: a few statements, whatever the length.
+    #[test]
+    fn fixed_chunks_cover_the_rows_in_order_in_few_sizes() {
+        for n in 0..3 * MAX_ROWS + 7 {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = fixed_chunks(&rows).collect();
+            assert_eq!(chunks.concat(), rows, "{n} rows");
+            for c in &chunks {
+                assert!(
+                    c.len().is_power_of_two() && c.len() <= MAX_ROWS,
+                    "{n}: {}",
+                    c.len()
+                );
+            }
+            assert!(
+                chunks
+                    .windows(2)
+                    .all(|w| w[0].len() > w[1].len() || w[0].len() == MAX_ROWS)
+            );
+            assert!(
+                chunks.len() <= n / MAX_ROWS + MAX_ROWS.ilog2() as usize,
+                "{n}"
+            );
+        }
+    }
+
+    /// Per stored key, the first dispatch and the last judgement, each group in key order.
+    #[test]
+    fn outcome_groups_keep_first_dispatch_last_judgement_in_key_order() {
+        let row = |session: &str, ms: i64| OutcomeRow {
+            session: session.into(),
+            org: None,
+            runner: Runner::Go,
+            dispatched_at: Timestamp(ms),
+            seen_at: Timestamp(ms),
+            outcome: Outcome::Pending,
+            latency_ms: None,
+            skew_clamped: false,
+        };
+        let writes = [
+            OutcomeWrite::Dispatched(row("s9", 1)),
+            OutcomeWrite::Judged(row("s5", 2)),
+            OutcomeWrite::Dispatched(row("s1", 3)),
+            OutcomeWrite::Dispatched(row("s9", 4)),
+            OutcomeWrite::Judged(row("s5", 5)),
+            OutcomeWrite::Judged(row("s\u{0}", 6)),
+            OutcomeWrite::Judged(row("s\u{FFFD}", 7)),
+            OutcomeWrite::Judged(row("s0", 8)),
+        ];
+        let (d, j) = outcome_groups(&writes);
+        let keyed = |g: &[Keyed<'_>]| -> Vec<(String, i64)> {
+            g.iter()
+                .map(|(k, r)| (k.to_string(), r.seen_at.millis()))
+                .collect()
+        };
+        assert_eq!(keyed(&d), [("s1".into(), 3), ("s9".into(), 1)]);
+        assert_eq!(
+            keyed(&j),
+            [("s0".into(), 8), ("s5".into(), 5), ("s\u{FFFD}".into(), 7)]
+        );
+    }
+
+    /// Batches of every size from 1 to 300 lines, each with as many outcome rows and findings,
+    /// leave each connection holding a few prepared statements, not one per batch size (a
+    /// connection caches up to 100, the largest of several hundred KiB each).
+    #[tokio::test]
+    async fn batch_sizes_reuse_a_few_prepared_statements() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db").display().to_string())
+            .await
+            .unwrap();
+        for n in 1..=300u32 {
+            let rows = (0..n).map(|i| {
+                let at = Timestamp(i64::from(n * 1000 + i));
+                (format!("s{n}-{i}"), at)
+            });
+            let rows: Vec<(String, Timestamp)> = rows.collect();
+            let commit = Commit {
+                lines: rows
+                    .iter()
+                    .map(|(session, at)| StoredLine {
+                        received_at: *at,
+                        source: "dispatch.log".into(),
+                        line: u32::try_from(at.millis()).unwrap(),
+                        session: Some(session.clone()),
+                        entry_id: None,
+                        default_runtime: None,
+                        raw: b"{}".to_vec(),
+                    })
+                    .collect(),
+                outcomes: rows
+                    .iter()
+                    .map(|(session, at)| {
+                        OutcomeWrite::Dispatched(OutcomeRow {
+                            session: session.clone(),
+                            org: None,
+                            runner: Runner::Go,
+                            dispatched_at: *at,
+                            seen_at: *at,
+                            outcome: Outcome::Pending,
+                            latency_ms: None,
+                            skew_clamped: false,
+                        })
+                    })
+                    .collect(),
+                findings: rows
+                    .iter()
+                    .map(|(session, at)| {
+                        FindingWrite::Found(NewFinding {
+                            kind: FindingKind::Unclaimed,
+                            key: session.clone(),
+                            session: Some(session.clone()),
+                            org: None,
+                            runner: "go",
+                            found_at: *at,
+                            detail: None,
+                        })
+                    })
+                    .collect(),
+                ..Commit::default()
+            };
+            store.commit(&commit).await.unwrap();
+        }
+        assert_eq!(store.line_count().await.unwrap(), 300 * 301 / 2);
+        let Pool::Sqlite(pool) = store.pool() else {
+            panic!("not SQLite");
+        };
+        let mut held = Vec::new();
+        for _ in 0..pool.size() {
+            held.push(pool.acquire().await.unwrap());
+        }
+        let cached: Vec<usize> = held.iter().map(|c| c.cached_statements_size()).collect();
+        // 9 row counts (1 to 256) for each of the three inserts, and little else.
+        assert!(cached.iter().all(|&n| n <= 30), "{cached:?}");
+        assert!(cached.iter().any(|&n| n >= 9), "{cached:?}");
+    }
 
     /// Every SQLite connection keeps its statement journal in memory and SQLite's default
     /// page cache (2 MiB: a larger one, on every connection, broke the memory bound), and

@@ -281,6 +281,29 @@ async fn conformance(url: &str) {
     assert_eq!(last.raw, weird.raw);
     assert_eq!(last.default_runtime, None);
     assert_eq!(last.source, "drain");
+
+    // Two session ids that differ only where one has NUL are one stored row: judged in one
+    // commit, the later judgement wins (Postgres refuses a statement that updates a row twice).
+    store
+        .commit(&Commit {
+            outcomes: vec![
+                OutcomeWrite::Judged(row("nul\u{0}x", "o_nul", 9, Outcome::Matched)),
+                OutcomeWrite::Judged(row("nul\u{FFFD}x", "o_nul", 9, Outcome::Late)),
+            ],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let nul = OutcomeFilter {
+        org: Some("o_nul".into()),
+        ..OutcomeFilter::default()
+    };
+    let nul = store.summary(&nul).await.unwrap();
+    assert_eq!(
+        (nul.dispatched.go, nul.late, nul.matched),
+        (1, 1, 0),
+        "{nul:?}"
+    );
 }
 
 /// The findings found at 1,795,428,100,000 + `ms`.

@@ -26,6 +26,14 @@ impl LineBuf {
         }
     }
 
+    /// Room for `lines` more lines of `bytes` more bytes in all: a reader that knows how much
+    /// it will push sizes the buffer once, instead of growing it by doubling (each step a new
+    /// allocation, a copy, and fresh pages for the kernel to zero).
+    pub fn reserve(&mut self, lines: usize, bytes: usize) {
+        self.bytes.reserve(bytes);
+        self.ends.reserve(lines);
+    }
+
     pub fn push(&mut self, line: &[u8]) {
         self.bytes.extend_from_slice(line);
         self.ends.push(self.bytes.len());

@@ -51,6 +51,9 @@ impl Cutter {
 
     /// Cuts the next bytes of the stream.
     pub fn push(&mut self, mut buf: &[u8], out: &mut Cut) {
+        // At most the held start and these bytes become lines (a followed file's read is up
+        // to 4 MiB: sized once, not grown by doubling).
+        out.lines.reserve(0, self.partial.len() + buf.len());
         while !buf.is_empty() {
             let nl = memchr::memchr(b'\n', buf);
             let end = nl.map_or(buf.len(), |i| i + 1);

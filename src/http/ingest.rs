@@ -244,7 +244,7 @@ pub(super) async fn vercel(
     let bytes = entries.iter().map(|e| e.json.len()).sum();
     let mut batch = Batch::new("vercel", None, LineBuf::with_capacity(entries.len(), bytes));
     for e in entries {
-        batch.lines.push(&e.json);
+        batch.lines.push(e.json);
         batch.entry_ids.push(e.id);
     }
     record(&s, batch).await

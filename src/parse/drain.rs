@@ -1,15 +1,17 @@
 //! A Vercel log-drain body split into entries: a JSON array of entries, NDJSON, or a single
 //! object. Each entry stays raw JSON for `parse_line` (which reads its `message` and envelope
-//! `timestamp`); only its `id` is read here, for deduplication of retried deliveries.
+//! `timestamp`), borrowed from the body; only its `id` is read here, for deduplication of
+//! retried deliveries. An array is parsed once, by the split that checks it; each entry's `id`
+//! is then found by a scan of its top-level keys, not a second parse.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// One drain entry: its `id` (if it has one) and its raw JSON.
+/// One drain entry: its `id` (if it has one) and its raw JSON, a slice of the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<'a> {
     pub id: Option<String>,
-    pub json: Vec<u8>,
+    pub json: &'a [u8],
 }
 
 #[derive(Deserialize)]
@@ -24,7 +26,7 @@ struct Id {
 pub struct NotJson;
 
 /// The entry and whether it is a JSON object (its `id` read if so).
-fn entry(raw: &[u8]) -> (Entry, bool) {
+fn entry(raw: &[u8]) -> (Entry<'_>, bool) {
     // `Id` would also deserialize from a sequence: only an object counts.
     let parsed = if raw.starts_with(b"{") {
         serde_json::from_slice::<Id>(raw).ok()
@@ -32,24 +34,166 @@ fn entry(raw: &[u8]) -> (Entry, bool) {
         None
     };
     let object = parsed.is_some();
-    let id = parsed.and_then(|e| e.id).and_then(|v| match v {
+    let id = parsed.and_then(|e| e.id).and_then(id_text);
+    (Entry { id, json: raw }, object)
+}
+
+/// An `id` as the text it is deduplicated by: a string, or a number as serde_json writes it.
+fn id_text(v: serde_json::Value) -> Option<String> {
+    match v {
         serde_json::Value::String(s) => Some(s),
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
-    });
-    (
-        Entry {
-            id,
-            json: raw.to_vec(),
+    }
+}
+
+/// The `id` of `raw`, one item of an array serde_json has checked (so it is valid JSON, its
+/// strings valid UTF-8), exactly as [`entry`] reads it: the scan walks the top-level members
+/// only, skipping each value by its brackets and quotes, and hands the rare entry it does not
+/// read alike to serde_json (a key with an escape, which may spell `id`; `id` twice, which
+/// serde_json refuses).
+fn checked_entry(raw: &[u8]) -> Entry<'_> {
+    match scan_id(raw) {
+        Some(Scan::Absent) => Entry {
+            id: None,
+            json: raw,
         },
-        object,
-    )
+        Some(Scan::Plain(id)) => Entry {
+            id: Some(id.to_owned()),
+            json: raw,
+        },
+        Some(Scan::Value(v)) => Entry {
+            id: serde_json::from_slice(v).ok().and_then(id_text),
+            json: raw,
+        },
+        None => entry(raw).0,
+    }
+}
+
+/// What the scan of an entry's top-level members found.
+enum Scan<'a> {
+    /// Not an object, or no `id` member.
+    Absent,
+    /// A string `id` without escapes: its text.
+    Plain(&'a str),
+    /// Another `id` value (escaped string, number, literal, array, object), for serde_json.
+    Value(&'a [u8]),
+}
+
+/// `None`: not scanned alike; see [`checked_entry`].
+fn scan_id(raw: &[u8]) -> Option<Scan<'_>> {
+    if raw.first() != Some(&b'{') {
+        return Some(Scan::Absent);
+    }
+    let mut at = 1;
+    let mut found = None;
+    loop {
+        at = skip_ws(raw, at);
+        match raw.get(at)? {
+            b'}' => return Some(found.unwrap_or(Scan::Absent)),
+            b',' => at = skip_ws(raw, at + 1),
+            _ => {}
+        }
+        // A key: a string without escapes, or not scanned.
+        let end = string_end(raw, at)?;
+        let key = raw.get(at + 1..end - 1)?;
+        if key.contains(&b'\\') {
+            return None;
+        }
+        at = skip_ws(raw, end);
+        if raw.get(at) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(raw, at + 1);
+        at = value_end(raw, start)?;
+        if key == b"id" {
+            if found.is_some() {
+                return None;
+            }
+            let value = raw.get(start..at)?;
+            found = Some(
+                match value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                {
+                    Some(text) if !text.contains(&b'\\') => {
+                        Scan::Plain(std::str::from_utf8(text).ok()?)
+                    }
+                    _ => Scan::Value(value),
+                },
+            );
+        }
+    }
+}
+
+fn skip_ws(raw: &[u8], mut at: usize) -> usize {
+    while raw
+        .get(at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// Where the string starting at `at` (its opening quote) ends, past its closing quote.
+fn string_end(raw: &[u8], at: usize) -> Option<usize> {
+    if raw.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', raw.get(i..)?)?;
+        if raw.get(i)? == &b'\\' {
+            i += 2;
+        } else {
+            return Some(i + 1);
+        }
+    }
+}
+
+/// Where the (valid) value starting at `at` ends.
+fn value_end(raw: &[u8], at: usize) -> Option<usize> {
+    match raw.get(at)? {
+        b'"' => string_end(raw, at),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            loop {
+                match raw.get(i)? {
+                    b'"' => {
+                        i = string_end(raw, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let mut i = at;
+            while raw
+                .get(i)
+                .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                i += 1;
+            }
+            (i > at).then_some(i)
+        }
+    }
 }
 
 /// One line of a body that is no whole array: an object on its own line, or one line of an
 /// array written an entry per line (`[{…},`, `{…},`, `{…}]`), its punctuation taken off when
 /// what remains is an object.
-fn line_entry(line: &[u8]) -> (Entry, bool) {
+fn line_entry(line: &[u8]) -> (Entry<'_>, bool) {
     let mut inner = line.strip_prefix(b"[").unwrap_or(line).trim_ascii();
     inner = inner.strip_suffix(b"]").unwrap_or(inner).trim_ascii_end();
     inner = inner.strip_suffix(b",").unwrap_or(inner).trim_ascii_end();
@@ -66,15 +210,18 @@ fn line_entry(line: &[u8]) -> (Entry, bool) {
 /// not the batch; malformed lines are kept and rejected (or ignored) by `parse_line`. A body
 /// with entries none of which is a JSON object (and that is no JSON array) is `NotJson`; an
 /// empty body has no entries.
-pub fn entries(body: &[u8]) -> Result<Vec<Entry>, NotJson> {
+pub fn entries(body: &[u8]) -> Result<Vec<Entry<'_>>, NotJson> {
     let trimmed = body.trim_ascii();
     if trimmed.starts_with(b"[")
         && let Ok(items) = serde_json::from_slice::<Vec<&RawValue>>(trimmed)
     {
-        return Ok(items.iter().map(|r| entry(r.get().as_bytes()).0).collect());
+        return Ok(items
+            .iter()
+            .map(|r| checked_entry(r.get().as_bytes()))
+            .collect());
     }
     let mut any_object = false;
-    let entries: Vec<Entry> = trimmed
+    let entries: Vec<Entry<'_>> = trimmed
         .split(|&b| b == b'\n')
         .map(<[u8]>::trim_ascii)
         .filter(|l| !l.is_empty())
@@ -159,6 +306,31 @@ mod tests {
         }
     }
 
+    /// JSON objects whose keys are often `id` (top level and nested) and whose values are
+    /// any JSON: strings with quotes, backslashes and brackets, numbers, nesting.
+    fn json_object() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            "[a-z\"\\\\{}\\[\\],: é\n]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        let key = prop_oneof!["id", "message", "[a-z\"\\\\{}:, ]{0,4}"];
+        let value = leaf.prop_recursive(3, 24, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::vec((prop_oneof!["id", "[a-z]{1,3}"], inner), 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        });
+        proptest::collection::vec((key, value), 0..5)
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect()))
+    }
+
     proptest::proptest! {
         /// Any bytes: an answer, never a panic; every non-blank line of a non-array body
         /// becomes one entry.
@@ -169,6 +341,22 @@ mod tests {
                     proptest::prop_assert!(!e.json.is_empty());
                 }
             }
+        }
+
+        /// Any JSON object in an array: the scan reads its `id` as serde_json does.
+        #[test]
+        fn scanned_ids_match_serde_json(v in json_object(), pretty in proptest::bool::ANY) {
+            let item = if pretty {
+                serde_json::to_string_pretty(&v)
+            } else {
+                serde_json::to_string(&v)
+            }
+            .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let body = format!("[{item}, {item}]");
+            let got = entries(body.as_bytes())
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let want = entry(item.as_bytes()).0;
+            proptest::prop_assert_eq!(got, vec![want.clone(), want]);
         }
 
         /// NDJSON of objects, with noise lines between: every object kept, in order, ids read.
@@ -185,6 +373,32 @@ mod tests {
             let got = entries(body.as_bytes()).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
             let kept: Vec<String> = got.iter().filter_map(|e| e.id.clone()).collect();
             proptest::prop_assert_eq!(kept, ids.iter().map(u32::to_string).collect::<Vec<_>>());
+        }
+    }
+
+    /// An array item's `id`, read by the scan, is what serde_json reads: escaped keys and
+    /// values, `id` twice, nested `id`s, numbers, other values.
+    #[test]
+    fn scanned_ids_are_read_as_serde_json_reads_them() {
+        for item in [
+            r#"{"id":"a1","message":"m"}"#,
+            r#"{ "message" : "x\"}{[" , "id" : "b\"2" }"#,
+            r#"{"i\u0064":"escaped key"}"#,
+            r#"{"id":"one","id":"two"}"#,
+            r#"{"nested":{"id":"no"},"list":[{"id":"no"},"]}"],"id":7}"#,
+            r#"{"id":-1.5e3}"#,
+            r#"{"id":null}"#,
+            r#"{"id":true}"#,
+            r#"{"id":{"a":1}}"#,
+            r#"{"id":"é\u00e9"}"#,
+            r#"{}"#,
+            r#"[1,{"id":"x"}]"#,
+            r#""id""#,
+            r#"12"#,
+        ] {
+            let body = format!("[{item}]");
+            let got = entries(body.as_bytes()).unwrap();
+            assert_eq!(got, vec![entry(item.as_bytes()).0], "{item}");
         }
     }
 

@@ -105,7 +105,7 @@ proptest! {
         prop_assert_eq!(found.len(), batch.len(), "{}", body);
         for (e, (id, message)) in found.iter().zip(&batch) {
             prop_assert_eq!(&e.id, id);
-            let v: serde_json::Value = serde_json::from_slice(&e.json)
+            let v: serde_json::Value = serde_json::from_slice(e.json)
                 .map_err(|err| TestCaseError::fail(err.to_string()))?;
             prop_assert_eq!(v["message"].as_str(), Some(message.as_str()));
         }

@@ -1426,8 +1426,9 @@ mod tests {
             held.push(pool.acquire().await.unwrap());
         }
         let cached: Vec<usize> = held.iter().map(|c| c.cached_statements_size()).collect();
-        // 9 row counts (1 to 256) for each of the three inserts, and little else.
-        assert!(cached.iter().all(|&n| n <= 30), "{cached:?}");
+        // 9 row counts (1 to 256) for each of the three inserts, and a few of the store's own
+        // (the migrations' bookkeeping, the count): not one per batch size, up to the cap of 100.
+        assert!(cached.iter().all(|&n| n <= 40), "{cached:?}");
         assert!(cached.iter().any(|&n| n >= 9), "{cached:?}");
     }
 

@@ -61,8 +61,8 @@ impl Default for LiveConfig {
             correlate: CorrelateConfig::default(),
             orphan_grace_ms: 5 * 60 * 1000,
             retention_ms: 60 * 60 * 1000,
-            // No lateness: with one source in time order, a claim settles as it arrives.
-            // `serve` configures a few seconds.
+            // No lateness: with one source in time order, a claim settles as soon as the
+            // source moves past its time (or goes idle). `serve` configures a few seconds.
             allowed_lateness_ms: 0,
             idle_after_ms: 5_000,
             max_hold_ms: 60_000,
@@ -402,7 +402,7 @@ impl Live {
         if self.holding {
             return;
         }
-        let low = self.watermarks.low(now);
+        let low = self.watermarks.settled(now);
         let through = low.saturating_add_ms(-self.config.allowed_lateness_ms);
         while let Some(id) = self.sets.pop_due(Slot::Settle, low) {
             self.run(&id, Some(Slot::Settle), out, |r, m, id, s, out| {

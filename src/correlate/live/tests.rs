@@ -38,6 +38,18 @@ fn sid(s: &str) -> SessionId {
     SessionId::new(s).unwrap()
 }
 
+/// A heartbeat stamped `event_s` from the default source: its watermark moves there, so what
+/// it delivered before that time settles (a source may still deliver more stamped at its
+/// watermark, so evidence settles only once the watermark has moved past it).
+fn pass(l: &mut Live, event_s: i64, now: Timestamp) -> Vec<Change> {
+    let beat = Event {
+        kind: EventKind::Heartbeat,
+        session: None,
+        ..ev(Claim, "x", Go, event_s, "hb")
+    };
+    l.on_event(beat, Origin::default(), now).unwrap_or_default()
+}
+
 use EventKind::{Claim, Dispatch, Release};
 use Runner::{Go, Ts};
 
@@ -58,10 +70,13 @@ fn matched_claim_is_judged_and_ends_pending() {
         ]
     );
     let c = feed(&mut l, ev(Claim, "s", Go, 3, "g1"), at(1));
+    assert_eq!(c, vec![Change::Claimed { runtime: Go }]);
+    // Judged once the source has moved past the claim's time: until then another claim
+    // stamped the same millisecond could still come from it.
+    let c = pass(&mut l, 4, at(1));
     assert_eq!(
         c,
         vec![
-            Change::Claimed { runtime: Go },
             Change::PendingEnded { runner: Go },
             Change::Judged {
                 org: Some("org_a".into()),
@@ -99,6 +114,8 @@ fn overdue_on_the_sidecar_clock_then_resolved_by_a_late_claim() {
     );
     assert!(l.on_tick(at(121)).is_empty(), "overdue is reported once");
     let c = feed(&mut l, ev(Claim, "s", Go, 200, "g1"), at(200));
+    assert_eq!(c, vec![Change::Claimed { runtime: Go }], "not settled yet");
+    let c = pass(&mut l, 201, at(200));
     assert!(
         c.contains(&Change::OverdueResolved {
             org: Some("org_a".into()),
@@ -129,23 +146,26 @@ fn claim_before_dispatch_is_judged_when_the_dispatch_arrives() {
     let c = feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(2));
     assert_eq!(
         c,
-        vec![
-            Change::Dispatched {
-                session: sid("s"),
-                runner: Go,
-                org: Some("org_a".into()),
-                at: Timestamp(T0),
-            },
-            Change::Judged {
-                org: Some("org_a".into()),
-                session: sid("s"),
-                runner: Go,
-                dispatched_at: Timestamp(T0),
-                outcome: Outcome::Mismatched,
-                latency_ms: None,
-                skew_clamped: false
-            },
-        ]
+        vec![Change::Dispatched {
+            session: sid("s"),
+            runner: Go,
+            org: Some("org_a".into()),
+            at: Timestamp(T0),
+        }]
+    );
+    // The claim (stamped 1 s, the source's watermark) settles once the source moves past it.
+    let c = pass(&mut l, 2, at(2));
+    assert_eq!(
+        c,
+        vec![Change::Judged {
+            org: Some("org_a".into()),
+            session: sid("s"),
+            runner: Go,
+            dispatched_at: Timestamp(T0),
+            outcome: Outcome::Mismatched,
+            latency_ms: None,
+            skew_clamped: false
+        },]
     );
     // dispatched within the grace: not an orphan
     assert!(
@@ -161,11 +181,14 @@ fn duplicates_once_and_reclaims_after_release() {
     feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(0));
     feed(&mut l, ev(Claim, "s", Go, 1, "g1"), at(1));
     feed(&mut l, ev(Release, "s", Go, 2, "g1"), at(2));
+    // Each claim settles when the next event moves the source past its time.
     let c = feed(&mut l, ev(Claim, "s", Go, 3, "g2"), at(3));
+    assert_eq!(c, vec![Change::Claimed { runtime: Go }]);
+    let c = feed(&mut l, ev(Claim, "s", Ts, 4, "t1"), at(4));
     assert_eq!(
         c,
         vec![
-            Change::Claimed { runtime: Go },
+            Change::Claimed { runtime: Ts },
             Change::Reclaimed {
                 session: sid("s"),
                 runtime: Go,
@@ -173,11 +196,11 @@ fn duplicates_once_and_reclaims_after_release() {
             }
         ]
     );
-    let c = feed(&mut l, ev(Claim, "s", Ts, 4, "t1"), at(4));
+    let c = feed(&mut l, ev(Claim, "s", Go, 5, "g3"), at(5));
     assert_eq!(
         c,
         vec![
-            Change::Claimed { runtime: Ts },
+            Change::Claimed { runtime: Go },
             Change::Duplicate {
                 org: Some("org_a".into()),
                 session: sid("s"),
@@ -186,12 +209,8 @@ fn duplicates_once_and_reclaims_after_release() {
             }
         ]
     );
-    let c = feed(&mut l, ev(Claim, "s", Go, 5, "g3"), at(5));
-    assert_eq!(
-        c,
-        vec![Change::Claimed { runtime: Go }],
-        "a duplicate is reported once per session"
-    );
+    let c = pass(&mut l, 6, at(5));
+    assert_eq!(c, vec![], "a duplicate is reported once per session");
 }
 
 fn orphans(changes: &[Change]) -> Vec<(Runner, u32)> {
@@ -232,10 +251,22 @@ fn orphans_once_the_watermark_passes_the_grace_then_at_once() {
         seen.extend(l.on_tick(at(s)));
     }
     assert_eq!(orphans(&seen), vec![], "the dispatch log is behind");
-    // The dispatch log delivers up to the first claim's time + grace: settled, orphans.
+    // The dispatch log delivers past the first claim's time + grace: settled, orphans.
     let c = l.on_event(beat(299, 1), on(1), at(301)).unwrap_or_default();
     assert_eq!(orphans(&c), vec![], "one second short of the grace");
     let c = l.on_event(beat(300, 1), on(1), at(302)).unwrap_or_default();
+    assert_eq!(
+        orphans(&c),
+        vec![],
+        "at the grace: it may still deliver that millisecond"
+    );
+    let c = l.on_event(beat(301, 0), on(0), at(302)).unwrap_or_default();
+    assert_eq!(
+        orphans(&c),
+        vec![],
+        "the dispatch log has not moved past it"
+    );
+    let c = l.on_event(beat(301, 1), on(1), at(302)).unwrap_or_default();
     assert_eq!(orphans(&c), vec![(Go, 1), (Go, 2)]);
     assert!(!c.contains(&Change::JudgedBeforeSettled), "{c:?}");
     // Then each further claim is an orphan as it arrives.
@@ -343,6 +374,12 @@ fn held_judgements_wait_for_earlier_claims_from_a_slower_source() {
     let mut l = live();
     feed(&mut l, ev(Dispatch, "s", Go, 0, "-"), at(0));
     let c = feed(&mut l, ev(Claim, "s", Go, 5, "g1"), at(0));
+    assert_eq!(
+        outcomes(&c),
+        vec![],
+        "the source may deliver more stamped 5 s"
+    );
+    let c = pass(&mut l, 6, at(0));
     assert_eq!(outcomes(&c), vec![Outcome::Matched]);
     let c = feed(&mut l, ev(Claim, "s", Ts, 2, "t1"), at(0));
     assert_eq!(outcomes(&c), vec![]);

@@ -65,6 +65,17 @@ impl Watermarks {
         s.high = Some(s.high.map_or(time, |h| h.max(time)));
     }
 
+    /// What the evidence has settled through at `now`: everything stamped before the low
+    /// watermark. A source delivers in time order but may still deliver more stamped at its
+    /// own watermark (two lines of the same millisecond, read in two batches), so the low
+    /// watermark's own millisecond settles only once it has moved on, or every source is idle.
+    pub fn settled(&self, now: Timestamp) -> Timestamp {
+        match self.low(now) {
+            END_OF_TIME => END_OF_TIME,
+            low => low.saturating_add_ms(-1),
+        }
+    }
+
     /// The smallest watermark of the sources active at `now`.
     pub fn low(&self, now: Timestamp) -> Timestamp {
         self.sources

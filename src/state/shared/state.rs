@@ -133,8 +133,9 @@ impl SharedState {
         }
     }
 
+    /// What the shared evidence has settled through (`Watermarks::settled`).
     fn low(&self, shared: &Shared, now: Timestamp) -> Timestamp {
-        shared.rebuild(self.config.idle_after_ms).low(now)
+        shared.rebuild(self.config.idle_after_ms).settled(now)
     }
 
     fn clock(&mut self, now: Timestamp) {

@@ -7,6 +7,7 @@
 //!
 //! `parse` and `correlate` are pure: no I/O, no clock. See ARCHITECTURE.md.
 
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;

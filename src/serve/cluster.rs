@@ -15,10 +15,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::actor::Actor;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::correlate::live::Change;
 use crate::event::Timestamp;
-use crate::platform::supervise::Backoff;
 use crate::sinks::self_metrics::ClusterMetrics;
 use crate::state::{Applied, CorrelationState, Delivery, StateError};
 

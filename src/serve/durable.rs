@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::store_health::StoreHealth;
+use crate::backoff::Backoff;
 use crate::store::{Commit, FindingWrite, Store};
 
 /// The store's name for the platform flag book.
@@ -82,7 +83,7 @@ impl Durable {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             let start = tokio::time::Instant::now();
             let result = match self.deadline() {
@@ -121,11 +122,12 @@ impl Durable {
                     let _ = tokio::time::timeout_at(at, healed).await;
                 }
             }
-            let mut wake = tokio::time::Instant::now() + backoff;
+            let mut delay = backoff.next_delay();
             if self.deadline().is_some() {
                 // Shutting down: tries come often until the grace runs out.
-                wake = tokio::time::Instant::now() + backoff.min(Duration::from_millis(200));
+                delay = delay.min(Duration::from_millis(200));
             }
+            let wake = tokio::time::Instant::now() + delay;
             match self.deadline() {
                 None => tokio::select! {
                     () = tokio::time::sleep_until(wake) => {}
@@ -138,7 +140,6 @@ impl Durable {
                 }
                 Some(_) => tokio::time::sleep_until(wake).await,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 

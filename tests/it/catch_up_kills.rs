@@ -29,17 +29,7 @@ const KILLS: u64 = 6;
 /// Every key compared exactly; `pending + unclaimed` is compared as one sum (a session never
 /// claimed is `pending` in serve until the sidecar's clock passes its deadline, where verify
 /// judges it against the latest event time).
-const KEYS: [&str; 9] = [
-    "dispatched",
-    "matched",
-    "late",
-    "mismatched",
-    "duplicate_claims",
-    "duplicate_claims_cross_runtime",
-    "orphan_claims",
-    "reclaims",
-    "skew_clamped",
-];
+const KEYS: [&str; 9] = crate::support::SETTLED_KEYS;
 
 fn waiting(v: &Value) -> Option<u64> {
     Some(v["pending"].as_u64()? + v["unclaimed"].as_u64()?)

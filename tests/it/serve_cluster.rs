@@ -14,8 +14,8 @@ use serde_json::Value;
 use crate::redis_cluster::{RedisCluster, RedisServer};
 use crate::serve_files::metric_sum;
 use crate::support::{
-    SIMULATED, Server, append, free_port, http_get, http_get_status, lines_of, metric, serve_cmd,
-    simulated_with_verify_totals, wait_until,
+    SETTLED_KEYS, SIMULATED, Server, append, free_port, http_get, http_get_status, lines_of,
+    metric, serve_cmd, simulated_with_verify_totals, wait_until,
 };
 
 /// The counts compared with verify's, each summed over the replicas' `/metrics`, with the
@@ -87,20 +87,6 @@ fn summed(ports: &[u16], key: &str) -> Option<f64> {
     Some(sum)
 }
 
-/// `/api/summary`'s keys compared with verify's exactly (`pending + unclaimed` as one sum).
-const SUMMARY_KEYS: [&str; 10] = [
-    "dispatched",
-    "matched",
-    "late",
-    "mismatched",
-    "duplicate_claims",
-    "duplicate_claims_cross_runtime",
-    "orphan_claims",
-    "reclaims",
-    "skew_clamped",
-    "waiting",
-];
-
 /// Where replica `port`'s `/api/summary` differs from verify's totals `t` (empty: nowhere);
 /// `None` while it does not answer 200.
 fn summary_differs(port: u16, t: &Value) -> Option<Vec<String>> {
@@ -111,8 +97,10 @@ fn summary_differs(port: u16, t: &Value) -> Option<Vec<String>> {
     let waiting =
         |v: &Value| v["pending"].as_u64().unwrap_or(0) + v["unclaimed"].as_u64().unwrap_or(0);
     Some(
-        SUMMARY_KEYS
+        // `pending + unclaimed` compared as one sum.
+        SETTLED_KEYS
             .iter()
+            .chain(&["waiting"])
             .filter(|&&k| match k {
                 "waiting" => waiting(&v) != waiting(t),
                 k => v[k] != t[k],

@@ -102,17 +102,7 @@ fn appended_one_after_another(order: [usize; 4]) {
     );
     // The summary is published once its commit lands, a moment after the metrics move: wait
     // for it (bounded), then compare every key.
-    let keys = [
-        "dispatched",
-        "matched",
-        "late",
-        "mismatched",
-        "duplicate_claims",
-        "duplicate_claims_cross_runtime",
-        "orphan_claims",
-        "reclaims",
-        "skew_clamped",
-    ];
+    let keys = crate::support::SETTLED_KEYS;
     let mut got = Value::Null;
     wait_until(deadline, || {
         got = http_get(port, "/api/summary")

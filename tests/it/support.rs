@@ -290,3 +290,18 @@ pub fn simulated_with_verify_totals(dir: &Path, seed: u64, sessions: u64) -> Val
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     report["totals"].clone()
 }
+
+/// The `/api/summary` keys on which `serve` fed a finished set of files must agree with
+/// `verify` exactly once the evidence has settled (`pending` and `unclaimed` differ by design:
+/// `serve` judges deadlines on its own clock, `verify` on the latest event time).
+pub const SETTLED_KEYS: [&str; 9] = [
+    "dispatched",
+    "matched",
+    "late",
+    "mismatched",
+    "duplicate_claims",
+    "duplicate_claims_cross_runtime",
+    "orphan_claims",
+    "reclaims",
+    "skew_clamped",
+];

@@ -342,12 +342,10 @@ impl<S: CorrelationState> Actor<S> {
     /// was, in order.
     async fn deliver(&mut self, b: Lines<'_>) -> Result<Vec<Line>, StateError> {
         let mut out: Vec<Line> = Vec::with_capacity(b.lines.len());
-        if b.lines.is_empty() {
-            // Still delivered: an empty batch says its source is caught up (or not), which
-            // decides when the evidence has settled.
-            self.deliver_part(&b, &[], &mut out).await?;
-        }
-        for part in b.lines.chunks(DELIVERY_LINES) {
+        // At least one part, empty for an empty batch: it still says whether its source is
+        // caught up, which decides when the evidence has settled.
+        for start in (0..b.lines.len().max(1)).step_by(DELIVERY_LINES) {
+            let part = &b.lines[start..b.lines.len().min(start + DELIVERY_LINES)];
             self.deliver_part(&b, part, &mut out).await?;
         }
         Ok(out)

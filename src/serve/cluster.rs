@@ -127,43 +127,37 @@ impl<S: CorrelationState> Actor<S> {
     /// batch is then neither committed nor acknowledged, so it is sent or read again). A
     /// state that cannot read what it holds (`Corrupt`) is not asked again.
     pub(super) async fn apply_retrying(&mut self, d: Delivery) -> Result<Applied, StateError> {
-        let mut backoff: Option<Backoff> = None;
         // The local state never fails: it takes the delivery itself, uncloned.
-        let mut d = Some(d);
+        if !self.state.can_fail() {
+            return self.apply_timed(d).await;
+        }
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         loop {
-            let attempt = match (self.state.can_fail(), d.take()) {
-                (true, Some(held)) => {
-                    d = Some(held.clone());
-                    held
-                }
-                (_, Some(held)) => held,
-                (_, None) => {
-                    return Err(StateError::Unavailable("no delivery to apply".into()));
-                }
-            };
-            let start = tokio::time::Instant::now();
-            let result = self.state.apply(attempt).await;
-            self.telemetry.state_call(
-                "apply",
-                start.elapsed().as_secs_f64(),
-                result.as_ref().map(|_| ()),
-            );
-            let e = match result {
+            let e = match self.apply_timed(d.clone()).await {
                 Ok(applied) => return Ok(applied),
                 Err(e @ StateError::Corrupt(_)) => return Err(e),
                 Err(e) => e,
             };
-            let delay = backoff
-                .get_or_insert_with(|| Backoff::new(RETRY_MIN, RETRY_MAX))
-                .next_delay();
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(backoff.next_delay()) => {}
                 () = self.stop.cancelled() => return Err(e),
             }
             if self.stop.is_cancelled() {
                 return Err(e);
             }
         }
+    }
+
+    /// One call to apply `d`, reported to the health emitter.
+    async fn apply_timed(&mut self, d: Delivery) -> Result<Applied, StateError> {
+        let start = tokio::time::Instant::now();
+        let result = self.state.apply(d).await;
+        self.telemetry.state_call(
+            "apply",
+            start.elapsed().as_secs_f64(),
+            result.as_ref().map(|_| ()),
+        );
+        result
     }
 
     /// What is due by `now`, reported to the health emitter (a failed tick is tried again at

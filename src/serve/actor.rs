@@ -8,7 +8,7 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::durable::{Durable, RETIRED_TOTALS};
+use super::durable::{Durable, FEED_CURSOR, RETIRED_TOTALS};
 use super::ingest::{RecentIds, Sources};
 use super::recovery::{Feed, Recovery};
 use super::telemetry::Telemetry;
@@ -56,6 +56,10 @@ pub struct Actor<S = LocalState> {
     pub(super) stop: CancellationToken,
     /// When a shared state's totals were last published (`cluster.rs`).
     pub(super) shared_published: Option<tokio::time::Instant>,
+    /// How far the shared state's feed of every replica's judgements has been written to the
+    /// store, and when it was last read (`cluster.rs`).
+    pub(super) feed: crate::state::FeedCursor,
+    pub(super) feed_read: Option<tokio::time::Instant>,
 }
 
 impl<S> std::fmt::Debug for Actor<S> {
@@ -114,6 +118,8 @@ impl<S: CorrelationState> Actor<S> {
             announce: Vec::new(),
             stop: CancellationToken::new(),
             shared_published: None,
+            feed: crate::state::FeedCursor::default(),
+            feed_read: None,
         };
         Ok((actor, summary_rx))
     }
@@ -332,7 +338,9 @@ impl<S: CorrelationState> Actor<S> {
             let events = p.on_tick(now);
             self.platform_events(events, now).await;
         }
-        if !self.tick_state(now).await {
+        let changed = self.tick_state(now).await;
+        let fed = self.read_feed().await;
+        if !changed && fed.is_none() {
             return;
         }
         let mut commit = Commit {
@@ -343,9 +351,18 @@ impl<S: CorrelationState> Actor<S> {
             ..Commit::default()
         };
         commit.state = self.retired_state(&commit);
+        let cursor = fed.and_then(|c| Some((serde_json::to_string(&c).ok()?, c)));
+        if let Some((json, _)) = &cursor {
+            commit.state.push((FEED_CURSOR, json.clone()));
+        }
         // Only fails at shutdown; forgotten lines that stay stored are replayed and forgotten
-        // again after a restart. Published once durable: nothing shown is lost by a crash.
-        let _ = self.durable.commit(&commit).await;
+        // again after a restart, and feed entries read again. Published once durable:
+        // nothing shown is lost by a crash.
+        if self.durable.commit(&commit).await.is_ok()
+            && let Some((_, c)) = cursor
+        {
+            self.feed = c;
+        }
         self.telemetry.publish();
     }
 

@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::correlate::live::Change;
 use crate::event::Timestamp;
 use crate::sinks::self_metrics::ClusterMetrics;
-use crate::state::{Applied, CorrelationState, Delivery, StateError};
+use crate::state::{Applied, CorrelationState, Delivery, FeedCursor, StateError};
 
 /// First and last delay between two applications of a batch the state refused.
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
@@ -113,6 +113,18 @@ impl ClusterHealth {
         self.metrics.low_watermark(ms);
     }
 
+    /// `buckets` of the feed had entries trimmed before this replica read them (it was away
+    /// longer than the feed is kept): their outcome rows and findings are missing here.
+    pub fn feed_gaps(&self, buckets: u64) {
+        if buckets > 0 {
+            tracing::warn!(
+                dependency = "cluster",
+                buckets,
+                "feed entries trimmed before this replica read them: some other replicas' outcome rows and findings are missing from its store"
+            );
+        }
+    }
+
     /// The shared state's pending and overdue sessions by runner.
     pub fn shared_sessions(&self, by_runner: &[(crate::event::Runner, u64, u64)]) {
         for (r, pending, overdue) in by_runner {
@@ -175,6 +187,42 @@ impl<S: CorrelationState> Actor<S> {
             self.publish_shared(now).await;
         }
         result
+    }
+
+    /// Every replica's judgements committed since the feed was last read (once a second at
+    /// most, at once again while pages come full), written through the telemetry's outcome
+    /// rows and findings; the cursor after them, for the caller to commit with them (and
+    /// keep once committed). `None` when nothing was read: the local state has no feed.
+    pub(super) async fn read_feed(&mut self) -> Option<FeedCursor> {
+        if !self.telemetry.reports_cluster() {
+            return None;
+        }
+        let due = self
+            .feed_read
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+        if !due {
+            return None;
+        }
+        let start = tokio::time::Instant::now();
+        let result = self.state.feed(&self.feed).await;
+        self.telemetry.state_call(
+            "feed",
+            start.elapsed().as_secs_f64(),
+            result.as_ref().map(|_| ()),
+        );
+        let page = result.ok().flatten()?;
+        // A full page: the next tick reads on.
+        self.feed_read = (!page.more).then_some(start);
+        self.telemetry.feed_gaps(page.gaps);
+        if page.cursor == self.feed {
+            return None;
+        }
+        for (at, changes) in &page.entries {
+            for c in changes {
+                self.telemetry.recorded(c, *at);
+            }
+        }
+        Some(page.cursor)
     }
 
     /// Once a second at most: the low watermark this replica judges by, and every replica's

@@ -17,6 +17,10 @@ pub const PLATFORM_BOOK: &str = "platform_book";
 /// cannot drift from the evidence (no separately saved summary that can go stale).
 pub const RETIRED_TOTALS: &str = "retired_totals";
 
+/// The store's name for how far a replica has read every replica's judgements from the shared
+/// state's feed (`serve --cluster`), saved in the commit of what it wrote from them.
+pub const FEED_CURSOR: &str = "cluster_feed";
+
 /// The store, when there is one, its health, and the token that stops a commit's retries.
 #[derive(Debug, Default)]
 pub struct Durable {

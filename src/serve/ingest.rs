@@ -7,7 +7,7 @@ use rustc_hash::FxHashSet;
 use tokio::sync::watch;
 
 use super::actor::Actor;
-use super::durable::RETIRED_TOTALS;
+use super::durable::{FEED_CURSOR, RETIRED_TOTALS};
 use super::recovery::{Progress, Recovery, RecoveryState, same_batch};
 use crate::event::{Event, EventKind, Origin, Runner, Timestamp};
 use crate::parse::{LineContext, Parsed};
@@ -146,6 +146,9 @@ impl<S: CorrelationState> Actor<S> {
         if let Some(json) = store.state(RETIRED_TOTALS).await? {
             self.telemetry.restore_retired(serde_json::from_str(&json)?);
         }
+        if let Some(json) = store.state(FEED_CURSOR).await? {
+            self.feed = serde_json::from_str(&json)?;
+        }
         self.replaying = true;
         self.durable.attach(store.clone());
         let (progress, state) = Progress::new(metrics);
@@ -168,7 +171,7 @@ impl<S: CorrelationState> Actor<S> {
             let (group, tail) = rest.split_at(n);
             rest = tail;
             self.replay_starts(first.received_at).await;
-            let input = self.sources.index(&first.source);
+            let input = self.source_index(&first.source);
             for l in group {
                 self.sources.saw_line(input, l.line);
             }
@@ -270,13 +273,21 @@ impl<S: CorrelationState> Actor<S> {
         }
     }
 
+    /// The input number of the source `name`, named to the state too (a shared state cites
+    /// its lines by that name on every replica).
+    fn source_index(&mut self, name: &str) -> u16 {
+        let input = self.sources.index(name);
+        self.state.name_source(input, name);
+        input
+    }
+
     /// Names sources known before they send (files that exist when `serve` starts): each
     /// holds judgements back until it has delivered past them or gone idle. Announced once
     /// the store is replayed (at once without a store).
     pub async fn catching_up(&mut self, sources: impl IntoIterator<Item = String>) {
         let inputs: Vec<u16> = sources
             .into_iter()
-            .map(|name| self.sources.index(&name))
+            .map(|name| self.source_index(&name))
             .collect();
         self.announce.extend(inputs);
         if self.recovery.is_none() {
@@ -475,7 +486,7 @@ impl<S: CorrelationState> Actor<S> {
     async fn take(&mut self, mut batch: Batch) -> Option<(Commit, Option<Answer>, BatchResult)> {
         let now = self.clock.now();
         let mut result = BatchResult::default();
-        let input = self.sources.index(&batch.source);
+        let input = self.source_index(&batch.source);
         // Skipped over-long lines take their line numbers too.
         let mut skipped = batch.skipped.iter().peekable();
         let mut origins: Vec<Origin> = Vec::with_capacity(batch.lines.len());

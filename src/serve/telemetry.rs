@@ -87,6 +87,13 @@ impl Telemetry {
         }
     }
 
+    /// Feed entries trimmed before this replica read them, in `buckets` buckets.
+    pub fn feed_gaps(&self, buckets: u64) {
+        if let Some(h) = &self.cluster {
+            h.feed_gaps(buckets);
+        }
+    }
+
     /// The low watermark the shared state judges by, as this replica last read it.
     pub fn low_watermark(&self, ms: i64) {
         if let (Some(h), true) = (&self.cluster, ms > i64::MIN) {
@@ -189,7 +196,9 @@ impl Telemetry {
         self.metrics.daemon(runtime, worker, version, heartbeat);
     }
 
-    /// One change of the live correlator, everywhere it matters.
+    /// One change of the live correlator, everywhere it matters. With a shared state, its
+    /// outcome row and finding are written from the feed instead ([`Telemetry::recorded`]),
+    /// as every replica's are, so each replica's store holds every replica's.
     pub fn change(&mut self, c: &Change, now: Timestamp) {
         self.metrics.apply(c);
         if let Some(alerts) = &self.alerts {
@@ -197,6 +206,120 @@ impl Telemetry {
         }
         let t = &mut self.summary;
         t.count(c);
+        match c {
+            Change::Dispatched { runner, org, .. } => {
+                tracing::trace!(runner = runner.as_str(), org, "dispatched");
+            }
+            Change::Claimed { runtime } => {
+                tracing::trace!(runtime = runtime.as_str(), "claimed");
+            }
+            Change::PendingStarted { .. } => t.pending += 1,
+            Change::PendingEnded { .. } => t.pending = t.pending.saturating_sub(1),
+            Change::Judged {
+                session,
+                runner,
+                org,
+                outcome,
+                ..
+            } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    runner = runner.as_str(),
+                    org,
+                    outcome = outcome.as_str(),
+                    "judged"
+                );
+            }
+            Change::Overdue {
+                session,
+                runner,
+                org,
+                ..
+            } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    runner = runner.as_str(),
+                    org,
+                    "overdue: no claim within the claim timeout"
+                );
+                t.unclaimed += 1;
+            }
+            Change::OverdueResolved { session, .. } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    "overdue session claimed after all"
+                );
+                t.unclaimed = t.unclaimed.saturating_sub(1);
+            }
+            Change::OverdueForgotten { .. } => t.unclaimed = t.unclaimed.saturating_sub(1),
+            Change::Duplicate {
+                session,
+                runtime,
+                cross_runtime,
+                ..
+            } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    runtime = runtime.as_str(),
+                    cross_runtime,
+                    "duplicate claim"
+                );
+            }
+            Change::DuplicateCrossRuntime { session, .. } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    "duplicate claim, across runtimes after all"
+                );
+            }
+            Change::Orphan {
+                session, runtime, ..
+            } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    runtime = runtime.as_str(),
+                    "orphan claim"
+                );
+            }
+            Change::Reclaimed { runtime, .. } => {
+                tracing::trace!(runtime = runtime.as_str(), "re-claimed after a release");
+            }
+            Change::JudgedBeforeSettled => {
+                tracing::debug!("judged before its evidence settled: the maximum hold expired");
+            }
+            Change::Retired(counted) => retire(&mut self.retired, counted),
+            Change::Evicted { session, .. } => {
+                tracing::debug!(
+                    session = session.as_str(),
+                    "evicted: the session cap was reached; judged on the evidence so far"
+                );
+            }
+            Change::Forgotten { session } => {
+                tracing::trace!(session = session.as_str(), "forgotten");
+            }
+        }
+        if self.cluster.is_none() {
+            self.recorded(c, now);
+        }
+    }
+
+    /// The outcome row and the finding a change writes, found at `now` (the clock of the
+    /// replica that judged it). Writing one twice changes nothing: rows and findings are
+    /// keyed by session.
+    pub fn recorded(&mut self, c: &Change, now: Timestamp) {
+        let row = |session: &crate::event::SessionId,
+                   org: &Option<String>,
+                   runner: Runner,
+                   dispatched_at: Timestamp,
+                   outcome: Outcome| OutcomeRow {
+            session: session.to_string(),
+            org: org.clone(),
+            runner,
+            dispatched_at,
+            seen_at: now,
+            outcome,
+            latency_ms: None,
+            skew_clamped: false,
+        };
         let found = match c {
             Change::Dispatched {
                 session,
@@ -204,29 +327,8 @@ impl Telemetry {
                 org,
                 at,
             } => {
-                tracing::trace!(runner = runner.as_str(), org, "dispatched");
-                self.outcomes.push(OutcomeWrite::Dispatched(OutcomeRow {
-                    session: session.to_string(),
-                    org: org.clone(),
-                    runner: *runner,
-                    dispatched_at: *at,
-                    seen_at: now,
-                    outcome: Outcome::Pending,
-                    latency_ms: None,
-                    skew_clamped: false,
-                }));
-                None
-            }
-            Change::Claimed { runtime } => {
-                tracing::trace!(runtime = runtime.as_str(), "claimed");
-                None
-            }
-            Change::PendingStarted { .. } => {
-                t.pending += 1;
-                None
-            }
-            Change::PendingEnded { .. } => {
-                t.pending = t.pending.saturating_sub(1);
+                let r = row(session, org, *runner, *at, Outcome::Pending);
+                self.outcomes.push(OutcomeWrite::Dispatched(r));
                 None
             }
             Change::Judged {
@@ -239,22 +341,10 @@ impl Telemetry {
                 skew_clamped,
             } => {
                 self.outcomes.push(OutcomeWrite::Judged(OutcomeRow {
-                    session: session.to_string(),
-                    org: org.clone(),
-                    runner: *runner,
-                    dispatched_at: *dispatched_at,
-                    seen_at: now,
-                    outcome: *outcome,
                     latency_ms: *latency_ms,
                     skew_clamped: *skew_clamped,
+                    ..row(session, org, *runner, *dispatched_at, *outcome)
                 }));
-                tracing::debug!(
-                    session = session.as_str(),
-                    runner = runner.as_str(),
-                    org,
-                    outcome = outcome.as_str(),
-                    "judged"
-                );
                 let kind = match outcome {
                     Outcome::Matched => None,
                     Outcome::Late => Some(FindingKind::Late),
@@ -292,23 +382,8 @@ impl Telemetry {
                 org,
                 dispatched_at,
             } => {
-                self.outcomes.push(OutcomeWrite::Judged(OutcomeRow {
-                    session: session.to_string(),
-                    org: org.clone(),
-                    runner: *runner,
-                    dispatched_at: *dispatched_at,
-                    seen_at: now,
-                    outcome: Outcome::Unclaimed,
-                    latency_ms: None,
-                    skew_clamped: false,
-                }));
-                tracing::debug!(
-                    session = session.as_str(),
-                    runner = runner.as_str(),
-                    org,
-                    "overdue: no claim within the claim timeout"
-                );
-                t.unclaimed += 1;
+                let r = row(session, org, *runner, *dispatched_at, Outcome::Unclaimed);
+                self.outcomes.push(OutcomeWrite::Judged(r));
                 let detail = format!(
                     "dispatched to {} at {}; no claim within the claim timeout",
                     runner.as_str(),
@@ -324,17 +399,8 @@ impl Telemetry {
                 ))
             }
             Change::OverdueResolved { session, .. } => {
-                tracing::debug!(
-                    session = session.as_str(),
-                    "overdue session claimed after all"
-                );
-                t.unclaimed = t.unclaimed.saturating_sub(1);
                 self.findings
                     .resolve(FindingKind::Unclaimed, session.as_str(), now);
-                None
-            }
-            Change::OverdueForgotten { .. } => {
-                t.unclaimed = t.unclaimed.saturating_sub(1);
                 None
             }
             Change::Duplicate {
@@ -343,12 +409,6 @@ impl Telemetry {
                 cross_runtime,
                 org,
             } => {
-                tracing::debug!(
-                    session = session.as_str(),
-                    runtime = runtime.as_str(),
-                    cross_runtime,
-                    "duplicate claim"
-                );
                 self.outcomes.push(OutcomeWrite::Duplicate {
                     session: session.to_string(),
                     cross_runtime: *cross_runtime,
@@ -372,20 +432,15 @@ impl Telemetry {
                 ))
             }
             Change::DuplicateCrossRuntime { session, org } => {
-                tracing::debug!(
-                    session = session.as_str(),
-                    "duplicate claim, across runtimes after all"
-                );
                 self.outcomes.push(OutcomeWrite::Duplicate {
                     session: session.to_string(),
                     cross_runtime: true,
                 });
-                let runner = Runner::Other;
                 Some((
                     FindingKind::DuplicateClaimCrossRuntime,
                     session.as_str().to_owned(),
                     session,
-                    runner,
+                    Runner::Other,
                     org,
                     "claimed by both runtimes with no release between".to_owned(),
                 ))
@@ -395,11 +450,6 @@ impl Telemetry {
                 runtime,
                 claim,
             } => {
-                tracing::debug!(
-                    session = session.as_str(),
-                    runtime = runtime.as_str(),
-                    "orphan claim"
-                );
                 let detail = format!(
                     "claim by {} of a session never dispatched in the evidence",
                     runtime.as_str()
@@ -413,37 +463,14 @@ impl Telemetry {
                     detail,
                 ))
             }
-            Change::Reclaimed {
-                session,
-                runtime,
-                total,
-            } => {
+            Change::Reclaimed { session, total, .. } => {
                 self.outcomes.push(OutcomeWrite::Reclaimed {
                     session: session.to_string(),
                     total: *total,
                 });
-                tracing::trace!(runtime = runtime.as_str(), "re-claimed after a release");
                 None
             }
-            Change::JudgedBeforeSettled => {
-                tracing::debug!("judged before its evidence settled: the maximum hold expired");
-                None
-            }
-            Change::Retired(counted) => {
-                retire(&mut self.retired, counted);
-                None
-            }
-            Change::Evicted { session, .. } => {
-                tracing::debug!(
-                    session = session.as_str(),
-                    "evicted: the session cap was reached; judged on the evidence so far"
-                );
-                None
-            }
-            Change::Forgotten { session } => {
-                tracing::trace!(session = session.as_str(), "forgotten");
-                None
-            }
+            _ => None,
         };
         if let Some((kind, key, session, runner, org, detail)) = found {
             self.findings.found(

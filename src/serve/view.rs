@@ -89,7 +89,7 @@ pub fn session(
                     r.worker,
                     r.detail.as_deref(),
                     match &r.source {
-                        // Another replica's source: cited by its shared name.
+                        // Named by the state: the same on every replica.
                         Some(name) => format!("{name}:{}", r.origin.line),
                         None => source(r.origin),
                     },

@@ -230,7 +230,7 @@ impl ClusterMetrics {
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "claimcheck_cluster_call_duration_seconds",
-                "Time of one call to the shared correlation state: a batch's script calls (apply) or a sweep's (tick), pipelined.",
+                "Time of one call to the shared correlation state: a batch's script calls (apply), a sweep's (tick) or a read of every replica's judgements (feed), pipelined.",
             )
             .buckets(COMMIT_BUCKETS.to_vec()),
             &["call"],
@@ -261,7 +261,7 @@ impl ClusterMetrics {
             &["runner"],
         )?;
         up.set(1);
-        for call in ["apply", "tick"] {
+        for call in ["apply", "tick", "feed"] {
             duration.with_label_values(&[call]);
             failures.with_label_values(&[call]);
         }

@@ -91,8 +91,10 @@ pub struct StateRecord {
     /// A claim's daemon version, a release's or an other event's detail.
     pub detail: Option<String>,
     pub origin: Origin,
-    /// Set when the record came from another replica's source (named `instance/input`): the
-    /// origin's line is that source's, its input is not one of this replica's.
+    /// The name the record's source is cited by when the state knows it (a shared state: the
+    /// name its replica gave it, the same on every replica), or `instance/input` for another
+    /// replica's source it knows no name of: the origin's line is that source's, its input
+    /// may not be one of this replica's.
     pub source: Option<String>,
 }
 
@@ -219,4 +221,40 @@ pub trait CorrelationState: Send + Sync {
     fn can_fail(&self) -> bool {
         false
     }
+
+    /// Tells the state how this replica names its source `input` (a followed file's path,
+    /// `stdin`, the drain), so a shared state cites the source's lines by that name on every
+    /// replica. The local state knows no other replica: it has nothing to do.
+    fn name_source(&mut self, input: u16, name: &str) {
+        let _ = (input, name);
+    }
+
+    /// The changes every replica committed, after `cursor`, at most a bounded page: what a
+    /// replica's own store is written from, so its outcome rows and findings are every
+    /// replica's. `None` for a state whose changes are all its caller's (the local state).
+    fn feed(
+        &self,
+        cursor: &FeedCursor,
+    ) -> impl Future<Output = Result<Option<FeedPage>, StateError>> + Send {
+        let _ = cursor;
+        std::future::ready(Ok(None))
+    }
+}
+
+/// How far a replica has read the shared state's feed of committed changes: per bucket, the
+/// id of the last entry read. Saved in the replica's store with what it wrote from them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeedCursor(pub std::collections::BTreeMap<u16, String>);
+
+/// One page of the feed: each entry's changes with the clock of the replica that committed
+/// them, in each bucket's order, and the cursor after them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedPage {
+    pub entries: Vec<(Timestamp, Vec<Change>)>,
+    pub cursor: FeedCursor,
+    /// Buckets whose entries after the cursor were trimmed before they were read (the
+    /// replica was away longer than the feed is kept).
+    pub gaps: u64,
+    /// Buckets that had more than the page took: read again at once.
+    pub more: bool,
 }

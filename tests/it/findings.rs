@@ -24,7 +24,7 @@ fn start(port: u16, store: &str, config: &Path, w: &Path) -> Server {
 }
 
 /// Every finding `query` selects, page after page (`limit` a page).
-fn every_finding(port: u16, query: &str, limit: u32) -> Option<Vec<Value>> {
+pub fn every_finding(port: u16, query: &str, limit: u32) -> Option<Vec<Value>> {
     let mut all = Vec::new();
     let mut cursor = String::new();
     for _ in 0..10_000 {

@@ -4,7 +4,8 @@
 //! dispatch and claim meet in one process: summed over both, the counts on `/metrics` must be
 //! what `verify` says about the same files. Then the same through a Redis outage: the server
 //! SIGKILLed while lines keep coming, restarted on its append-only file; nothing lost, nothing
-//! counted twice, and `/readyz` and `claimcheck_cluster_up` say what happened.
+//! counted twice, and `/readyz` and `claimcheck_cluster_up` say what happened. Every replica
+//! answers the same findings, sessions and per-org summaries, and they are verify's.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -202,6 +203,188 @@ fn assert_summaries_equal_verify(ports: &[u16], t: &Value, within: Duration, ctx
     }
 }
 
+/// verify's report on the files in `dir/w`, every finding listed, `extra` added.
+fn verify_report(dir: &Path, extra: &[&str]) -> Value {
+    let mut args = crate::simulate::VERIFY_WORKLOAD.to_vec();
+    args.extend(["--max-findings", "100000000"]);
+    args.extend(extra);
+    let out = crate::support::run_in(dir, &args, None);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The sessions of each settled finding kind, as `verify` lists them (`report`) or as a
+/// replica's `/api/findings` does (`found`): late, mismatched, claimed twice (either kind of
+/// duplicate), and the number of orphan claims.
+type Faults = [(String, Vec<String>); 3];
+
+fn faults_verify(report: &Value) -> (Faults, u64) {
+    let with = |pred: &dyn Fn(&str) -> bool| -> Vec<String> {
+        let mut s: Vec<String> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kinds"].as_array().unwrap().iter().any(|k| pred(k.as_str().unwrap())))
+            .map(|f| f["session_id"].as_str().unwrap().to_owned())
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    (
+        [
+            ("late".to_owned(), with(&|k| k == "late")),
+            ("mismatched".to_owned(), with(&|k| k == "mismatched")),
+            ("duplicate".to_owned(), with(&|k| k.starts_with("duplicate_claim"))),
+        ],
+        report["totals"]["orphan_claims"].as_u64().unwrap(),
+    )
+}
+
+fn faults_found(found: &[Value]) -> (Faults, u64) {
+    let with = |pred: &dyn Fn(&str) -> bool| -> Vec<String> {
+        let mut s: Vec<String> = found
+            .iter()
+            .filter(|f| pred(f["kind"].as_str().unwrap_or("")))
+            .map(|f| f["session_id"].as_str().unwrap_or("").to_owned())
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    let orphans = found.iter().filter(|f| f["kind"] == "orphan_claim").count();
+    (
+        [
+            ("late".to_owned(), with(&|k| k == "late")),
+            ("mismatched".to_owned(), with(&|k| k == "mismatched")),
+            ("duplicate".to_owned(), with(&|k| k.starts_with("duplicate_claim"))),
+        ],
+        orphans as u64,
+    )
+}
+
+/// What every replica must answer alike once the evidence has settled: its findings, every
+/// one (sorted: findings one judgement found in the same millisecond may be listed in
+/// another order on another replica), and `/api/summary?org=` for `orgs`.
+fn views(port: u16, orgs: &[String]) -> Option<(Vec<Value>, Vec<Value>)> {
+    let mut found = crate::findings::every_finding(port, "", 1000)?;
+    // Each replica lists them oldest first.
+    let at = |f: &Value| f["at"].as_str().unwrap_or("").to_owned();
+    if found.windows(2).any(|w| at(&w[0]) > at(&w[1])) {
+        return None;
+    }
+    found.sort_by_key(Value::to_string);
+    let mut summaries = Vec::new();
+    for org in orgs {
+        let (200, body) = http_get_status(port, &format!("/api/summary?org={org}"))? else {
+            return None;
+        };
+        summaries.push(serde_json::from_str(&body).ok()?);
+    }
+    Some((found, summaries))
+}
+
+/// Waits until every replica on `ports` lists the same findings and answers the same
+/// `/api/summary?org=` for a few orgs, then asserts that those are what `verify` says on the
+/// same files (in `dir/w`): the sessions of each settled finding kind, the orphan claims, and
+/// each org's totals as `verify --org` counts them.
+fn assert_views_equal_verify(dir: &Path, ports: &[u16], within: Duration, ctx: &str) {
+    let report = verify_report(dir, &[]);
+    let (faults, orphans) = faults_verify(&report);
+    // The first few orgs verify finds something in.
+    let mut orgs: Vec<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["org"].as_str().map(str::to_owned))
+        .filter(|o| !o.is_empty())
+        .collect();
+    orgs.sort();
+    orgs.dedup();
+    orgs.truncate(3);
+    assert!(!orgs.is_empty(), "{ctx}: verify found nothing: {report}");
+    let mut seen: Vec<Option<(Vec<Value>, Vec<Value>)>> = Vec::new();
+    let settled = wait_until(Instant::now() + within, || {
+        seen = ports.iter().map(|&p| views(p, &orgs)).collect();
+        seen.iter().all(|v| {
+            v.as_ref()
+                .is_some_and(|(found, _)| faults_found(found) == (faults.clone(), orphans))
+        }) && seen.windows(2).all(|w| w[0] == w[1])
+    });
+    for (port, v) in ports.iter().zip(&seen) {
+        let (found, _) = v.as_ref().unwrap_or_else(|| panic!("{ctx}: {port} did not answer"));
+        assert_eq!(
+            faults_found(found),
+            (faults.clone(), orphans),
+            "{ctx}: replica on {port}: /api/findings vs verify's findings"
+        );
+    }
+    assert!(settled, "{ctx}: the replicas answer differently: {seen:?}");
+    assert_sessions_equal_verify(&report, ports, ctx);
+    let (_, summaries) = seen[0].as_ref().unwrap();
+    let waiting =
+        |v: &Value| v["pending"].as_u64().unwrap_or(0) + v["unclaimed"].as_u64().unwrap_or(0);
+    for (org, got) in orgs.iter().zip(summaries) {
+        let want = &verify_report(dir, &["--org", org])["totals"];
+        assert!(want["dispatched"] != Value::Null, "{want}");
+        for k in SETTLED_KEYS {
+            assert_eq!(
+                got[k], want[k],
+                "{ctx}: {k} of org {org}: /api/summary?org= {got} vs verify --org {want}"
+            );
+        }
+        assert_eq!(waiting(got), waiting(want), "{ctx}: org {org}: {got} vs {want}");
+    }
+}
+
+/// A few sessions of each settled finding kind that `verify` lists in `report`: every
+/// replica's `/api/sessions/{id}` answers the same, and what verify says of the session — its
+/// outcome, org, runner, dispatch time, latency and every event, each citing the same line of
+/// the same file (verify names the files relative to the test's directory, the sidecars by
+/// their full paths).
+fn assert_sessions_equal_verify(report: &Value, ports: &[u16], ctx: &str) {
+    let findings = report["findings"].as_array().unwrap();
+    for kind in ["late", "mismatched", "duplicate_claim"] {
+        let picked = findings
+            .iter()
+            .filter(|f| f["kinds"].as_array().unwrap().iter().any(|k| k == kind))
+            .take(2);
+        for want in picked {
+            let id = want["session_id"].as_str().unwrap();
+            let views: Vec<Value> = ports
+                .iter()
+                .map(|&p| {
+                    let (status, body) =
+                        http_get_status(p, &format!("/api/sessions/{id}")).unwrap();
+                    assert_eq!(status, 200, "{ctx}: {id} on {p}: {body}");
+                    serde_json::from_str(&body).unwrap()
+                })
+                .collect();
+            for v in &views[1..] {
+                assert_eq!(v, &views[0], "{ctx}: {id}: every replica answers the same");
+            }
+            let got = &views[0];
+            for k in ["outcome", "org", "runner", "dispatched_at", "latency_seconds"] {
+                assert_eq!(got[k], want[k], "{ctx}: {id}: {k}: serve {got} vs verify {want}");
+            }
+            let (got_events, want_events) = (
+                got["events"].as_array().unwrap(),
+                want["events"].as_array().unwrap(),
+            );
+            assert_eq!(got_events.len(), want_events.len(), "{ctx}: {id}: {got} vs {want}");
+            for (g, w) in got_events.iter().zip(want_events) {
+                for k in ["event", "runner", "at", "worker", "detail"] {
+                    assert_eq!(g[k], w[k], "{ctx}: {id}: {k}: serve {g} vs verify {w}");
+                }
+                let (g_src, w_src) = (g["source"].as_str().unwrap(), w["source"].as_str().unwrap());
+                assert!(
+                    g_src.ends_with(&format!("/{w_src}")),
+                    "{ctx}: {id}: serve cites {g_src}, verify {w_src}"
+                );
+            }
+        }
+    }
+}
+
 /// Two sidecars, one per side of the platform, on one standalone Redis: summed, they count
 /// what verify counts on the same files; neither counts anything on its own.
 #[test]
@@ -222,6 +405,7 @@ fn two_sidecars_on_one_redis_count_what_verify_counts() {
         .map(|(r, port)| start(dir.path(), r, port, &[redis.url()]))
         .collect();
     assert_counts_equal_verify(&ports, &t, lines, Duration::from_secs(90), "two sidecars");
+    assert_views_equal_verify(dir.path(), &ports, Duration::from_secs(30), "two sidecars");
     // Each side alone sees half the evidence: the dispatch side judges sessions whose claims
     // it never read, so the counts are the shared state's, not either replica's.
     for port in ports {
@@ -465,6 +649,12 @@ fn the_topology_through_a_master_failover_and_an_unreachable_cluster() {
         Duration::from_secs(90),
         "after the failover and the unreachable cluster",
     );
+    assert_views_equal_verify(
+        dir.path(),
+        &ports,
+        Duration::from_secs(30),
+        "after the failover and the unreachable cluster",
+    );
 }
 
 /// The topology with its sidecars SIGKILLed and restarted, one after another, each while it
@@ -505,12 +695,10 @@ fn the_topology_with_sidecars_killed_and_restarted() {
         ports[i] = free_port();
         servers[i] = Some(start(dir.path(), &TOPOLOGY[i], ports[i], &cluster.urls()));
     }
-    assert_summaries_equal_verify(
-        &ports,
-        &t,
-        Duration::from_secs(90),
-        &format!("after {KILLS} kills: {}", trail.join("; ")),
-    );
+    let ctx = format!("after {KILLS} kills: {}", trail.join("; "));
+    assert_summaries_equal_verify(&ports, &t, Duration::from_secs(90), &ctx);
+    // A restarted sidecar reads the feed on from where its store says it stopped.
+    assert_views_equal_verify(dir.path(), &ports, Duration::from_secs(30), &ctx);
 }
 
 /// All four files in one sidecar.

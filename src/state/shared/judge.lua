@@ -5,25 +5,30 @@
 -- took in): the judgement saw every piece of stored evidence. The loser reloads.
 --
 -- KEYS[1]: marks (hash), KEYS[2]: due, KEYS[3]: settle (sorted sets), KEYS[4]: counters
--- (hash), KEYS[5]: arriving (set). Then per session: its records hash, its arrivals hash.
--- ARGV: per session a group: id, the version read ('' when it had no mark), the new mark
--- ('' to forget the session: records, arrivals and mark deleted), its due score and settle
--- score ('' for none), the number m of counters it moves, then m pairs (counter, delta): the
+-- (hash), KEYS[5]: arriving (set), KEYS[6]: the feed (stream). Then per session: its records
+-- hash, its arrivals hash.
+-- ARGV[1]: how long feed entries are kept (ms, on the server's clock, which stamps them). Then per session a group: id, the
+-- version read ('' when it had no mark), the new mark ('' to forget the session: records,
+-- arrivals and mark deleted), its due score and settle score ('' for none), its feed entry
+-- ('' for none: appended when it commits, so every replica reads the changes it made), the
+-- number m of counters it moves, then m pairs (counter, delta): the
 -- pending and overdue gauges and the cumulative totals, so the totals of every replica's
 -- judgements are counted with the judgement itself, once; then the number n of arrivals
 -- taken in, then those n arrival fields.
 -- Returns one 1 (committed) or 0 (lost: changed since it was read) per session, in order.
 
 local out = {}
-local i, s = 1, 0
+local i, s = 2, 0
+local time = redis.call('TIME')
+local trim = string.format('%d', math.max(0, tonumber(time[1]) * 1000 - tonumber(ARGV[1])))
 while i <= #ARGV do
   s = s + 1
   local id, version, mark = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local due, settle = ARGV[i + 3], ARGV[i + 4]
-  local m = tonumber(ARGV[i + 5])
-  local at = i + 6 + 2 * m
+  local due, settle, feed = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local m = tonumber(ARGV[i + 6])
+  local at = i + 7 + 2 * m
   local n = tonumber(ARGV[at])
-  local records, arrivals = KEYS[4 + 2 * s], KEYS[5 + 2 * s]
+  local records, arrivals = KEYS[5 + 2 * s], KEYS[6 + 2 * s]
   local current = redis.call('HGET', KEYS[1], id)
   local read = ''
   if current then
@@ -59,7 +64,10 @@ while i <= #ARGV do
       redis.call('SREM', KEYS[5], id)
     end
     for c = 0, m - 1 do
-      redis.call('HINCRBY', KEYS[4], ARGV[i + 6 + 2 * c], ARGV[i + 7 + 2 * c])
+      redis.call('HINCRBY', KEYS[4], ARGV[i + 7 + 2 * c], ARGV[i + 8 + 2 * c])
+    end
+    if feed ~= '' then
+      redis.call('XADD', KEYS[6], 'MINID', '~', trim, '*', 'e', feed)
     end
     out[s] = 1
   end

@@ -85,6 +85,8 @@ struct Decision {
     counts: Vec<(&'static str, i64)>,
     taken: Vec<String>,
     changes: Vec<Change>,
+    /// Its feed entry (`feed.rs`), appended with the commit.
+    feed: Option<String>,
     first_dispatches: Vec<String>,
 }
 
@@ -122,7 +124,9 @@ pub async fn cycle(
                 .collect();
             decisions.insert(b, d);
         }
-        let won = commit(redis, keys, &decisions).await;
+        // The feed is kept as long as a session is: what a replica away longer misses is
+        // reported as a gap.
+        let won = commit(redis, keys, &decisions, config.retention_ms).await;
         todo = BTreeMap::new();
         let mut failed = None;
         for ((b, ds), won) in decisions.into_iter().zip(won) {
@@ -368,6 +372,7 @@ fn decide(
         }
     }
     let counts = counts(&out);
+    let feed = super::feed::encode(&out, now);
     let schedule = mark.as_ref().map(|m| rules.schedule(m)).unwrap_or_default();
     Decision {
         id: l.id,
@@ -378,6 +383,7 @@ fn decide(
         counts,
         taken,
         changes: out,
+        feed,
         first_dispatches,
     }
 }
@@ -431,6 +437,7 @@ async fn commit(
     redis: &Redis,
     keys: &Keys,
     decisions: &BTreeMap<u16, Vec<Decision>>,
+    keep_ms: i64,
 ) -> Vec<Result<Vec<bool>, StateError>> {
     let conn = match redis.conn().await {
         Ok(c) => c,
@@ -449,7 +456,9 @@ async fn commit(
                 .key(keys.due(b))
                 .key(keys.settle(b))
                 .key(keys.counts(b))
-                .key(keys.arriving(b));
+                .key(keys.arriving(b))
+                .key(keys.feed(b));
+            inv.arg(keep_ms);
             let score = |t: Option<Timestamp>| t.map_or(String::new(), |t| t.millis().to_string());
             for d in ds {
                 inv.key(keys.records(b, &d.id)).key(keys.arrivals(b, &d.id));
@@ -463,6 +472,7 @@ async fn commit(
                     )
                     .arg(score(d.due))
                     .arg(score(d.settle))
+                    .arg(d.feed.as_deref().unwrap_or_default())
                     .arg(d.counts.len());
                 for (name, delta) in &d.counts {
                     inv.arg(*name).arg(*delta);

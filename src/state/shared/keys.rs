@@ -115,6 +115,11 @@ impl Keys {
         format!("{}:n", self.tag(b))
     }
 
+    /// The bucket's feed: a stream of its judgements' changes, every replica's (`feed.rs`).
+    pub fn feed(&self, b: u16) -> String {
+        format!("{}:f", self.tag(b))
+    }
+
     /// The bucket's sweep lease: the instance holding it, expiring unless renewed.
     pub fn lease(&self, b: u16) -> String {
         format!("{}:lease", self.tag(b))
@@ -129,6 +134,12 @@ impl Keys {
     /// and the counter `#next`), so an origin stored by one replica reads back on another.
     pub fn inputs(&self) -> String {
         format!("{{{}:i}}", self.prefix)
+    }
+
+    /// The names sources' lines are cited by (a hash: global id -> name), in the slot of
+    /// [`Keys::inputs`].
+    pub fn input_names(&self) -> String {
+        format!("{{{}:i}}:n", self.prefix)
     }
 
     /// A pattern matching every key under the prefix (`SCAN MATCH`), for cleaning up.
@@ -165,6 +176,7 @@ mod tests {
             k.marks(b),
             k.due(b),
             k.settle(b),
+            k.feed(b),
             k.heartbeats(b, Runner::Go, Some("w{x}")),
         ] {
             assert!(key.starts_with(&tag), "{key}");

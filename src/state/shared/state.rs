@@ -31,7 +31,7 @@ use crate::correlate::live::{Change, LiveConfig};
 use crate::correlate::{Interner, Record, Session};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::state::{
-    Applied, CorrelationState, Delivery, Fate, SessionState, SourceWatermark, StateError,
+    Applied, CorrelationState, Delivery, Fate, FeedCursor, FeedPage, SessionState, SourceWatermark, StateError,
     StateRecord, StateTotals,
 };
 
@@ -81,6 +81,8 @@ pub struct SharedState {
     leased: Option<(tokio::time::Instant, Vec<u16>)>,
     /// Its sources' global ids (`inputs.rs`), by its own input number.
     globals: BTreeMap<u16, u16>,
+    /// The names its sources' lines are cited by, by its own input number.
+    cited: BTreeMap<u16, String>,
     /// Changes this replica committed in a call that then failed (a later step, a `WAIT`):
     /// they are in Redis and counted there, so they are returned with the next call that
     /// succeeds — only this replica can emit them.
@@ -101,6 +103,7 @@ impl SharedState {
             last_now: None,
             leased: None,
             globals: BTreeMap::new(),
+            cited: BTreeMap::new(),
             carry: Vec::new(),
         })
     }
@@ -119,8 +122,11 @@ impl SharedState {
         if missing.is_empty() {
             return Ok(());
         }
-        let names: Vec<String> = missing.iter().map(|&i| self.source(i)).collect();
-        let ids = inputs::register(&self.redis, &self.keys, &names).await?;
+        let sources: Vec<(String, Option<&str>)> = missing
+            .iter()
+            .map(|&i| (self.source(i), self.cited.get(&i).map(String::as_str)))
+            .collect();
+        let ids = inputs::register(&self.redis, &self.keys, &sources).await?;
         self.globals.extend(missing.into_iter().zip(ids));
         Ok(())
     }
@@ -331,11 +337,16 @@ impl CorrelationState for SharedState {
         // judges against its correlator's.
         let shared = watermarks::read(&self.redis, &self.keys).await?;
         let sources = inputs::read(&self.redis, &self.keys).await?;
+        let cited = inputs::names(&self.redis, &self.keys).await?;
         let own = format!("{}/", self.instance);
-        // A stored origin's global id back to this replica's input, or to another replica's
-        // source by name.
+        // A stored origin's global id back to the name its replica cites the source by (the
+        // same on every replica), else to this replica's input, or to another replica's
+        // source as `instance/input`.
         let origin = |o: Origin| -> (Origin, Option<String>) {
             let name = sources.get(&o.input);
+            if let Some(c) = cited.get(&o.input) {
+                return (o, Some(c.clone()));
+            }
             match name.and_then(|n| n.strip_prefix(&own)?.parse().ok()) {
                 Some(input) => (
                     Origin {
@@ -456,5 +467,17 @@ impl CorrelationState for SharedState {
 
     fn can_fail(&self) -> bool {
         true
+    }
+
+    fn name_source(&mut self, input: u16, name: &str) {
+        if !self.cited.contains_key(&input) {
+            self.cited.insert(input, name.to_owned());
+        }
+    }
+
+    async fn feed(&self, cursor: &FeedCursor) -> Result<Option<FeedPage>, StateError> {
+        super::feed::read(&self.redis, &self.keys, cursor)
+            .await
+            .map(Some)
     }
 }

@@ -1,0 +1,359 @@
+//! The feed: every judgement's changes as one entry of its bucket's stream, appended by
+//! `judge.lua` in the same script call that commits the judgement (so an entry exists exactly
+//! when its judgement does), and read by every replica (`feed.lua`) into its own store. So
+//! each replica's outcome rows and findings are every replica's, and the filtered
+//! `/api/summary` and `/api/findings`, answered from the store, are the same on each.
+//!
+//! Only the changes that write outcome rows or findings go in (`encode`); an entry also
+//! carries the clock of the replica that judged (a finding's time). Streams are trimmed to
+//! the retention. A reader keeps, per bucket, the id of the last entry it read: if a failover
+//! took that entry back, it reads again from the last one still there (writing an entry
+//! twice changes nothing: rows and findings are keyed by session), and if trimming took
+//! entries it never read, it says so (`FeedPage::gaps`).
+
+use std::sync::LazyLock;
+
+use futures_util::future::try_join_all;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+
+use super::conn::Redis;
+use super::keys::{BUCKETS, Keys};
+use crate::correlate::Outcome;
+use crate::correlate::live::Change;
+use crate::event::{Runner, SessionId, Timestamp};
+use crate::state::{FeedCursor, FeedPage, StateError};
+
+static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("feed.lua")));
+
+/// Entries read from one bucket per page at most: a page is at most 256 × this.
+const PAGE: usize = 200;
+
+/// A change as an entry carries it (the few that write rows or findings).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "c")]
+enum Entry {
+    #[serde(rename = "d")]
+    Dispatched {
+        s: String,
+        r: String,
+        o: Option<String>,
+        at: i64,
+    },
+    #[serde(rename = "j")]
+    Judged {
+        s: String,
+        r: String,
+        o: Option<String>,
+        at: i64,
+        out: String,
+        lat: Option<i64>,
+        skew: bool,
+    },
+    #[serde(rename = "u")]
+    Overdue {
+        s: String,
+        r: String,
+        o: Option<String>,
+        at: i64,
+    },
+    #[serde(rename = "ur")]
+    OverdueResolved {
+        s: String,
+        r: String,
+        o: Option<String>,
+    },
+    #[serde(rename = "2")]
+    Duplicate {
+        s: String,
+        r: String,
+        x: bool,
+        o: Option<String>,
+    },
+    #[serde(rename = "2x")]
+    DuplicateCrossRuntime { s: String, o: Option<String> },
+    #[serde(rename = "rc")]
+    Reclaimed { s: String, r: String, n: u32 },
+    #[serde(rename = "or")]
+    Orphan { s: String, r: String, n: u32 },
+}
+
+fn entry(c: &Change) -> Option<Entry> {
+    let s = |id: &SessionId| id.as_str().to_owned();
+    let r = |r: &Runner| r.as_str().to_owned();
+    Some(match c {
+        Change::Dispatched {
+            session,
+            runner,
+            org,
+            at,
+        } => Entry::Dispatched {
+            s: s(session),
+            r: r(runner),
+            o: org.clone(),
+            at: at.millis(),
+        },
+        Change::Judged {
+            session,
+            runner,
+            org,
+            dispatched_at,
+            outcome,
+            latency_ms,
+            skew_clamped,
+        } => Entry::Judged {
+            s: s(session),
+            r: r(runner),
+            o: org.clone(),
+            at: dispatched_at.millis(),
+            out: outcome.as_str().to_owned(),
+            lat: *latency_ms,
+            skew: *skew_clamped,
+        },
+        Change::Overdue {
+            session,
+            runner,
+            org,
+            dispatched_at,
+        } => Entry::Overdue {
+            s: s(session),
+            r: r(runner),
+            o: org.clone(),
+            at: dispatched_at.millis(),
+        },
+        Change::OverdueResolved {
+            session,
+            runner,
+            org,
+        } => Entry::OverdueResolved {
+            s: s(session),
+            r: r(runner),
+            o: org.clone(),
+        },
+        Change::Duplicate {
+            session,
+            runtime,
+            cross_runtime,
+            org,
+        } => Entry::Duplicate {
+            s: s(session),
+            r: r(runtime),
+            x: *cross_runtime,
+            o: org.clone(),
+        },
+        Change::DuplicateCrossRuntime { session, org } => Entry::DuplicateCrossRuntime {
+            s: s(session),
+            o: org.clone(),
+        },
+        Change::Reclaimed {
+            session,
+            runtime,
+            total,
+        } => Entry::Reclaimed {
+            s: s(session),
+            r: r(runtime),
+            n: *total,
+        },
+        Change::Orphan {
+            session,
+            runtime,
+            claim,
+        } => Entry::Orphan {
+            s: s(session),
+            r: r(runtime),
+            n: *claim,
+        },
+        _ => return None,
+    })
+}
+
+fn change(e: Entry) -> Option<Change> {
+    let id = |s: &str| SessionId::new(s);
+    let runner = |r: &str| Runner::from_value(r);
+    Some(match e {
+        Entry::Dispatched { s, r, o, at } => Change::Dispatched {
+            session: id(&s)?,
+            runner: runner(&r),
+            org: o,
+            at: Timestamp(at),
+        },
+        Entry::Judged {
+            s,
+            r,
+            o,
+            at,
+            out,
+            lat,
+            skew,
+        } => Change::Judged {
+            session: id(&s)?,
+            runner: runner(&r),
+            org: o,
+            dispatched_at: Timestamp(at),
+            outcome: Outcome::ALL.into_iter().find(|x| x.as_str() == out)?,
+            latency_ms: lat,
+            skew_clamped: skew,
+        },
+        Entry::Overdue { s, r, o, at } => Change::Overdue {
+            session: id(&s)?,
+            runner: runner(&r),
+            org: o,
+            dispatched_at: Timestamp(at),
+        },
+        Entry::OverdueResolved { s, r, o } => Change::OverdueResolved {
+            session: id(&s)?,
+            runner: runner(&r),
+            org: o,
+        },
+        Entry::Duplicate { s, r, x, o } => Change::Duplicate {
+            session: id(&s)?,
+            runtime: runner(&r),
+            cross_runtime: x,
+            org: o,
+        },
+        Entry::DuplicateCrossRuntime { s, o } => Change::DuplicateCrossRuntime {
+            session: id(&s)?,
+            org: o,
+        },
+        Entry::Reclaimed { s, r, n } => Change::Reclaimed {
+            session: id(&s)?,
+            runtime: runner(&r),
+            total: n,
+        },
+        Entry::Orphan { s, r, n } => Change::Orphan {
+            session: id(&s)?,
+            runtime: runner(&r),
+            claim: n,
+        },
+    })
+}
+
+/// The feed entry of one session's judgement at `now`: its changes that write rows or
+/// findings; `None` when it has none.
+pub fn encode(changes: &[Change], now: Timestamp) -> Option<String> {
+    let entries: Vec<Entry> = changes.iter().filter_map(entry).collect();
+    if entries.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&(now.millis(), entries)).ok()
+}
+
+/// An entry's clock and changes.
+fn decode(text: &str) -> Result<(Timestamp, Vec<Change>), StateError> {
+    let corrupt = || StateError::Corrupt(format!("feed entry {text:?}"));
+    let (now, entries): (i64, Vec<Entry>) = serde_json::from_str(text).map_err(|_| corrupt())?;
+    let changes = entries
+        .into_iter()
+        .map(|e| change(e).ok_or_else(corrupt))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((Timestamp(now), changes))
+}
+
+/// What `feed.lua` answers for one bucket: how it found the cursor, then (id, fields) entries.
+type Raw = (i64, Vec<(String, Vec<(String, String)>)>);
+
+/// The entries after `cursor` in every bucket, at most [`PAGE`] per bucket, one script call
+/// per bucket, the calls sent together.
+pub async fn read(redis: &Redis, keys: &Keys, cursor: &FeedCursor) -> Result<FeedPage, StateError> {
+    let raw: Vec<Raw> = redis
+        .call("feed", |conn| {
+            try_join_all((0..BUCKETS).map(move |b| {
+                let mut conn = conn.clone();
+                let after = cursor.0.get(&b).map_or("0", String::as_str);
+                async move {
+                    READ.key(keys.feed(b))
+                        .arg(after)
+                        .arg(PAGE)
+                        .invoke_async::<Raw>(&mut conn)
+                        .await
+                }
+            }))
+        })
+        .await?;
+    let mut page = FeedPage {
+        cursor: cursor.clone(),
+        ..FeedPage::default()
+    };
+    for (b, (found, entries)) in (0..BUCKETS).zip(raw) {
+        // 2: the last entry read is gone and none before it is left: trimmed unread.
+        page.gaps += u64::from(found == 2);
+        page.more |= entries.len() >= PAGE;
+        for (id, fields) in entries {
+            if let Some((_, text)) = fields.iter().find(|(f, _)| f == "e") {
+                page.entries.push(decode(text)?);
+            }
+            page.cursor.0.insert(b, id);
+        }
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_change_that_writes_rows_or_findings_reads_back_as_it_was() {
+        let id = SessionId::new("s-1").unwrap();
+        let org = Some("org-a".to_owned());
+        let changes = vec![
+            Change::Dispatched {
+                session: id.clone(),
+                runner: Runner::Go,
+                org: org.clone(),
+                at: Timestamp(5),
+            },
+            Change::Judged {
+                session: id.clone(),
+                runner: Runner::Ts,
+                org: None,
+                dispatched_at: Timestamp(6),
+                outcome: Outcome::Late,
+                latency_ms: Some(70),
+                skew_clamped: true,
+            },
+            Change::Overdue {
+                session: id.clone(),
+                runner: Runner::Other,
+                org: org.clone(),
+                dispatched_at: Timestamp(7),
+            },
+            Change::OverdueResolved {
+                session: id.clone(),
+                runner: Runner::Go,
+                org: org.clone(),
+            },
+            Change::Duplicate {
+                session: id.clone(),
+                runtime: Runner::Ts,
+                cross_runtime: true,
+                org: org.clone(),
+            },
+            Change::DuplicateCrossRuntime {
+                session: id.clone(),
+                org: None,
+            },
+            Change::Reclaimed {
+                session: id.clone(),
+                runtime: Runner::Go,
+                total: 3,
+            },
+            Change::Orphan {
+                session: id.clone(),
+                runtime: Runner::Ts,
+                claim: 2,
+            },
+        ];
+        let mut with_others = changes.clone();
+        with_others.push(Change::PendingStarted { runner: Runner::Go });
+        with_others.push(Change::Forgotten { session: id });
+        let text = encode(&with_others, Timestamp(99)).unwrap();
+        assert_eq!(decode(&text).unwrap(), (Timestamp(99), changes));
+        assert_eq!(
+            encode(&[Change::Claimed { runtime: Runner::Go }], Timestamp(1)),
+            None,
+            "nothing to write: no entry"
+        );
+        assert!(decode("[1,[{\"c\":\"j\"}]]").is_err());
+    }
+}

@@ -223,7 +223,13 @@ fn faults_verify(report: &Value) -> (Faults, u64) {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|f| f["kinds"].as_array().unwrap().iter().any(|k| pred(k.as_str().unwrap())))
+            .filter(|f| {
+                f["kinds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| pred(k.as_str().unwrap()))
+            })
             .map(|f| f["session_id"].as_str().unwrap().to_owned())
             .collect();
         s.sort();
@@ -234,7 +240,10 @@ fn faults_verify(report: &Value) -> (Faults, u64) {
         [
             ("late".to_owned(), with(&|k| k == "late")),
             ("mismatched".to_owned(), with(&|k| k == "mismatched")),
-            ("duplicate".to_owned(), with(&|k| k.starts_with("duplicate_claim"))),
+            (
+                "duplicate".to_owned(),
+                with(&|k| k.starts_with("duplicate_claim")),
+            ),
         ],
         report["totals"]["orphan_claims"].as_u64().unwrap(),
     )
@@ -256,7 +265,10 @@ fn faults_found(found: &[Value]) -> (Faults, u64) {
         [
             ("late".to_owned(), with(&|k| k == "late")),
             ("mismatched".to_owned(), with(&|k| k == "mismatched")),
-            ("duplicate".to_owned(), with(&|k| k.starts_with("duplicate_claim"))),
+            (
+                "duplicate".to_owned(),
+                with(&|k| k.starts_with("duplicate_claim")),
+            ),
         ],
         orphans as u64,
     )
@@ -311,7 +323,9 @@ fn assert_views_equal_verify(dir: &Path, ports: &[u16], within: Duration, ctx: &
         }) && seen.windows(2).all(|w| w[0] == w[1])
     });
     for (port, v) in ports.iter().zip(&seen) {
-        let (found, _) = v.as_ref().unwrap_or_else(|| panic!("{ctx}: {port} did not answer"));
+        let (found, _) = v
+            .as_ref()
+            .unwrap_or_else(|| panic!("{ctx}: {port} did not answer"));
         assert_eq!(
             faults_found(found),
             (faults.clone(), orphans),
@@ -332,7 +346,11 @@ fn assert_views_equal_verify(dir: &Path, ports: &[u16], within: Duration, ctx: &
                 "{ctx}: {k} of org {org}: /api/summary?org= {got} vs verify --org {want}"
             );
         }
-        assert_eq!(waiting(got), waiting(want), "{ctx}: org {org}: {got} vs {want}");
+        assert_eq!(
+            waiting(got),
+            waiting(want),
+            "{ctx}: org {org}: {got} vs {want}"
+        );
     }
 }
 
@@ -363,14 +381,27 @@ fn assert_sessions_equal_verify(report: &Value, ports: &[u16], ctx: &str) {
                 assert_eq!(v, &views[0], "{ctx}: {id}: every replica answers the same");
             }
             let got = &views[0];
-            for k in ["outcome", "org", "runner", "dispatched_at", "latency_seconds"] {
-                assert_eq!(got[k], want[k], "{ctx}: {id}: {k}: serve {got} vs verify {want}");
+            for k in [
+                "outcome",
+                "org",
+                "runner",
+                "dispatched_at",
+                "latency_seconds",
+            ] {
+                assert_eq!(
+                    got[k], want[k],
+                    "{ctx}: {id}: {k}: serve {got} vs verify {want}"
+                );
             }
             let (got_events, want_events) = (
                 got["events"].as_array().unwrap(),
                 want["events"].as_array().unwrap(),
             );
-            assert_eq!(got_events.len(), want_events.len(), "{ctx}: {id}: {got} vs {want}");
+            assert_eq!(
+                got_events.len(),
+                want_events.len(),
+                "{ctx}: {id}: {got} vs {want}"
+            );
             for (g, w) in got_events.iter().zip(want_events) {
                 for k in ["event", "runner", "at", "worker", "detail"] {
                     assert_eq!(g[k], w[k], "{ctx}: {id}: {k}: serve {g} vs verify {w}");

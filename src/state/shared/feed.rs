@@ -252,7 +252,7 @@ fn decode(text: &str) -> Result<(Timestamp, Vec<Change>), StateError> {
 /// What `feed.lua` answers for one bucket: how it found the cursor, then (id, fields) entries.
 type Raw = (i64, Vec<(String, Vec<(String, String)>)>);
 
-/// The entries after `cursor` in every bucket, at most [`PAGE`] per bucket, one script call
+/// The entries after `cursor` in every bucket, at most 200 (`PAGE`) per bucket, one script call
 /// per bucket, the calls sent together.
 pub async fn read(redis: &Redis, keys: &Keys, cursor: &FeedCursor) -> Result<FeedPage, StateError> {
     let raw: Vec<Raw> = redis
@@ -350,7 +350,12 @@ mod tests {
         let text = encode(&with_others, Timestamp(99)).unwrap();
         assert_eq!(decode(&text).unwrap(), (Timestamp(99), changes));
         assert_eq!(
-            encode(&[Change::Claimed { runtime: Runner::Go }], Timestamp(1)),
+            encode(
+                &[Change::Claimed {
+                    runtime: Runner::Go
+                }],
+                Timestamp(1)
+            ),
             None,
             "nothing to write: no entry"
         );

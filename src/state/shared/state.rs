@@ -31,8 +31,8 @@ use crate::correlate::live::{Change, LiveConfig};
 use crate::correlate::{Interner, Record, Session};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::state::{
-    Applied, CorrelationState, Delivery, Fate, FeedCursor, FeedPage, SessionState, SourceWatermark, StateError,
-    StateRecord, StateTotals,
+    Applied, CorrelationState, Delivery, Fate, FeedCursor, FeedPage, SessionState, SourceWatermark,
+    StateError, StateRecord, StateTotals,
 };
 
 /// How often, at most, a shared state asks to be ticked (see [`CorrelationState::next_due`]):
@@ -470,9 +470,7 @@ impl CorrelationState for SharedState {
     }
 
     fn name_source(&mut self, input: u16, name: &str) {
-        if !self.cited.contains_key(&input) {
-            self.cited.insert(input, name.to_owned());
-        }
+        self.cited.entry(input).or_insert_with(|| name.to_owned());
     }
 
     async fn feed(&self, cursor: &FeedCursor) -> Result<Option<FeedPage>, StateError> {

@@ -113,13 +113,13 @@ impl ClusterHealth {
         self.metrics.low_watermark(ms);
     }
 
-    /// `buckets` of the feed had entries trimmed before this replica read them (it was away
+    /// `runs` of the feed's entries were trimmed before this replica read them (it was away
     /// longer than the feed is kept): their outcome rows and findings are missing here.
-    pub fn feed_gaps(&self, buckets: u64) {
-        if buckets > 0 {
+    pub fn feed_gaps(&self, runs: u64) {
+        if runs > 0 {
             tracing::warn!(
                 dependency = "cluster",
-                buckets,
+                runs,
                 "feed entries trimmed before this replica read them: some other replicas' outcome rows and findings are missing from its store"
             );
         }

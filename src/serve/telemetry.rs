@@ -87,10 +87,10 @@ impl Telemetry {
         }
     }
 
-    /// Feed entries trimmed before this replica read them, in `buckets` buckets.
-    pub fn feed_gaps(&self, buckets: u64) {
+    /// `runs` of feed entries trimmed before this replica read them.
+    pub fn feed_gaps(&self, runs: u64) {
         if let Some(h) = &self.cluster {
-            h.feed_gaps(buckets);
+            h.feed_gaps(runs);
         }
     }
 

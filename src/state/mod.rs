@@ -242,7 +242,8 @@ pub trait CorrelationState: Send + Sync {
 }
 
 /// How far a replica has read the shared state's feed of committed changes: per bucket, the
-/// id of the last entry read. Saved in the replica's store with what it wrote from them.
+/// id and number of the last entry read. Saved in the replica's store with what it wrote from
+/// them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeedCursor(pub std::collections::BTreeMap<u16, String>);
 
@@ -252,8 +253,8 @@ pub struct FeedCursor(pub std::collections::BTreeMap<u16, String>);
 pub struct FeedPage {
     pub entries: Vec<(Timestamp, Vec<Change>)>,
     pub cursor: FeedCursor,
-    /// Buckets whose entries after the cursor were trimmed before they were read (the
-    /// replica was away longer than the feed is kept).
+    /// Runs of entries trimmed before they were read (the replica was away longer than the
+    /// feed is kept).
     pub gaps: u64,
     /// Buckets that had more than the page took: read again at once.
     pub more: bool,

@@ -12,12 +12,13 @@ use claimcheck::correlate::live::Change;
 use claimcheck::correlate::live::watermark::Watermarks;
 use claimcheck::correlate::{CorrelateConfig, Correlator};
 use claimcheck::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
-use claimcheck::state::CorrelationState;
 use claimcheck::state::shared::events::{self, Counts};
+use claimcheck::state::shared::feed;
 use claimcheck::state::shared::keys::session_bucket;
 use claimcheck::state::shared::leases;
 use claimcheck::state::shared::watermarks::{self, News};
 use claimcheck::state::shared::{BUCKETS, Keys, Redis, SharedConfig, SharedState, Timeouts, Wait};
+use claimcheck::state::{CorrelationState, FeedCursor, FeedPage};
 
 use super::redis_cluster::{Prefix, RedisCluster, STANDALONE};
 use super::state::{
@@ -408,6 +409,36 @@ async fn two_replicas_count_each_outcome_once(backend: Backend, concurrent: bool
     );
     assert_eq!(totals.overdue, t.unclaimed + t.pending);
     assert_eq!(totals.pending, 0);
+    // Every change that writes an outcome row or a finding is in the feed once, whichever
+    // replica committed it, and either replica reads all of them.
+    let writes = |cs: &[Change]| {
+        let mut v: Vec<String> = cs
+            .iter()
+            .filter(|c| feed::encode(std::slice::from_ref(*c), NOW).is_some())
+            .map(|c| format!("{c:?}"))
+            .collect();
+        v.sort();
+        v
+    };
+    let want = writes(&changes);
+    assert!(want.len() as u64 > t.matched, "{}", want.len());
+    assert_eq!(writes(&feed_of(&a).await), want, "replica a's feed");
+    assert_eq!(writes(&feed_of(&b).await), want, "replica b's feed");
+}
+
+/// Every change in the feed, read page after page from the start.
+async fn feed_of(s: &SharedState) -> Vec<Change> {
+    let mut cursor = FeedCursor::default();
+    let mut out = Vec::new();
+    loop {
+        let page = s.feed(&cursor).await.unwrap().unwrap();
+        assert_eq!(page.gaps, 0);
+        out.extend(page.entries.into_iter().flat_map(|(_, cs)| cs));
+        cursor = page.cursor;
+        if !page.more {
+            return out;
+        }
+    }
 }
 
 /// A replica killed after storing its batches and before judging them loses nothing: its
@@ -548,6 +579,89 @@ mod standalone {
     #[tokio::test]
     async fn leases_have_one_holder() {
         super::leases_have_one_holder(standalone("lease")).await;
+    }
+
+    /// A reader of the feed whose last entry read was taken back by a failover (`XDEL` here,
+    /// and the next entry numbered as the one taken back) reads again from the last entry
+    /// left, and entries trimmed before it read them are told as a gap; what is left is read
+    /// either way.
+    #[tokio::test]
+    async fn the_feed_is_read_again_after_a_failover_and_gaps_are_told() {
+        let p = Prefix::new("feed");
+        let keys = Keys::new(&p.0).unwrap();
+        let redis = Redis::new(vec![STANDALONE.to_owned()], PATIENT);
+        let mut conn = redis.conn().await.unwrap();
+        let b = 7;
+        // Entry `total` (its change's), numbered `n` in the bucket as judge.lua numbers them.
+        let mut add = async |total: u32, n: u32| -> String {
+            let c = Change::Reclaimed {
+                session: SessionId::new("s").unwrap(),
+                runtime: Runner::Go,
+                total,
+            };
+            let e = feed::encode(&[c], Timestamp(i64::from(total))).unwrap();
+            redis::cmd("XADD")
+                .arg(keys.feed(b))
+                .arg("*")
+                .arg("n")
+                .arg(n)
+                .arg("e")
+                .arg(e)
+                .query_async(&mut conn)
+                .await
+                .unwrap()
+        };
+        let totals = |page: &FeedPage| -> Vec<u32> {
+            page.entries
+                .iter()
+                .flat_map(|(_, cs)| cs)
+                .map(|c| match c {
+                    Change::Reclaimed { total, .. } => *total,
+                    _ => 0,
+                })
+                .collect()
+        };
+        let mut ids = Vec::new();
+        for n in 1..=3 {
+            ids.push(add(n, n).await);
+        }
+        let first = feed::read(&redis, &keys, &FeedCursor::default())
+            .await
+            .unwrap();
+        assert_eq!((totals(&first), first.gaps), (vec![1, 2, 3], 0));
+        assert_eq!(first.cursor.0.get(&b), Some(&format!("{} 3", ids[2])));
+
+        let mut conn = redis.conn().await.unwrap();
+        let _: i64 = redis::cmd("XDEL")
+            .arg(keys.feed(b))
+            .arg(&ids[2])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        ids.push(add(4, 3).await);
+        let again = feed::read(&redis, &keys, &first.cursor).await.unwrap();
+        assert_eq!(
+            (totals(&again), again.gaps),
+            (vec![4], 0),
+            "after entry 2, the last left"
+        );
+
+        add(5, 4).await;
+        let six = add(6, 5).await;
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(keys.feed(b))
+            .arg("MINID")
+            .arg(&six)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let gap = feed::read(&redis, &keys, &again.cursor).await.unwrap();
+        assert_eq!(
+            (totals(&gap), gap.gaps),
+            (vec![6], 1),
+            "entry 5 trimmed unread"
+        );
+        assert_eq!(gap.cursor.0.get(&b), Some(&format!("{six} 5")));
     }
 
     /// With `wait_replicas`, a delivery returns only once that many Redis replicas have its

@@ -5,11 +5,12 @@
 //! `/api/summary` and `/api/findings`, answered from the store, are the same on each.
 //!
 //! Only the changes that write outcome rows or findings go in (`encode`); an entry also
-//! carries the clock of the replica that judged (a finding's time). Streams are trimmed to
-//! the retention. A reader keeps, per bucket, the id of the last entry it read: if a failover
-//! took that entry back, it reads again from the last one still there (writing an entry
-//! twice changes nothing: rows and findings are keyed by session), and if trimming took
-//! entries it never read, it says so (`FeedPage::gaps`).
+//! carries the clock of the replica that judged (a finding's time) and its number in the
+//! bucket. Streams are trimmed to the retention. A reader keeps, per bucket, the id and number
+//! of the last entry it read: if a failover took that entry back, it reads again from the
+//! last one still there (writing an entry twice changes nothing: rows and findings are keyed
+//! by session), and if the next entry it reads is numbered past the next number, entries were
+//! trimmed before it read them, and it says so (`FeedPage::gaps`).
 
 use std::sync::LazyLock;
 
@@ -255,11 +256,18 @@ type Raw = (i64, Vec<(String, Vec<(String, String)>)>);
 /// The entries after `cursor` in every bucket, at most 200 (`PAGE`) per bucket, one script call
 /// per bucket, the calls sent together.
 pub async fn read(redis: &Redis, keys: &Keys, cursor: &FeedCursor) -> Result<FeedPage, StateError> {
+    // A cursor's value: the id of the last entry read, and its number.
+    let last = |b: u16| -> (&str, Option<u64>) {
+        match cursor.0.get(&b).and_then(|c| c.split_once(' ')) {
+            Some((id, n)) => (id, n.parse().ok()),
+            None => ("0", None),
+        }
+    };
     let raw: Vec<Raw> = redis
         .call("feed", |conn| {
             try_join_all((0..BUCKETS).map(move |b| {
                 let mut conn = conn.clone();
-                let after = cursor.0.get(&b).map_or("0", String::as_str);
+                let after = last(b).0;
                 async move {
                     READ.key(keys.feed(b))
                         .arg(after)
@@ -274,15 +282,24 @@ pub async fn read(redis: &Redis, keys: &Keys, cursor: &FeedCursor) -> Result<Fee
         cursor: cursor.clone(),
         ..FeedPage::default()
     };
-    for (b, (found, entries)) in (0..BUCKETS).zip(raw) {
-        // 2: the last entry read is gone and none before it is left: trimmed unread.
-        page.gaps += u64::from(found == 2);
+    for (b, (_, entries)) in (0..BUCKETS).zip(raw) {
         page.more |= entries.len() >= PAGE;
+        let mut prev = last(b).1;
         for (id, fields) in entries {
-            if let Some((_, text)) = fields.iter().find(|(f, _)| f == "e") {
+            let field = |name: &str| fields.iter().find(|(f, _)| f == name).map(|(_, v)| v);
+            let n: u64 = field("n")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| StateError::Corrupt(format!("feed entry {id} without a number")))?;
+            // Numbered past the next: trimmed before they were read. (Numbered before it:
+            // read again after a failover took them back.)
+            if prev.is_some_and(|p| n > p + 1) {
+                page.gaps += 1;
+            }
+            prev = Some(n);
+            if let Some(text) = field("e") {
                 page.entries.push(decode(text)?);
             }
-            page.cursor.0.insert(b, id);
+            page.cursor.0.insert(b, format!("{id} {n}"));
         }
     }
     Ok(page)

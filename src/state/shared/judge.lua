@@ -10,7 +10,8 @@
 -- ARGV[1]: how long feed entries are kept (ms, on the server's clock, which stamps them). Then per session a group: id, the
 -- version read ('' when it had no mark), the new mark ('' to forget the session: records,
 -- arrivals and mark deleted), its due score and settle score ('' for none), its feed entry
--- ('' for none: appended when it commits, so every replica reads the changes it made), the
+-- ('' for none: appended when it commits, numbered by the bucket's counter 'feed', so every
+-- replica reads the changes it made), the
 -- number m of counters it moves, then m pairs (counter, delta): the
 -- pending and overdue gauges and the cumulative totals, so the totals of every replica's
 -- judgements are counted with the judgement itself, once; then the number n of arrivals
@@ -67,7 +68,10 @@ while i <= #ARGV do
       redis.call('HINCRBY', KEYS[4], ARGV[i + 7 + 2 * c], ARGV[i + 8 + 2 * c])
     end
     if feed ~= '' then
-      redis.call('XADD', KEYS[6], 'MINID', '~', trim, '*', 'e', feed)
+      -- Numbered, so a reader tells entries trimmed before it read them (a gap) from entries
+      -- a failover took back (read again).
+      local n = redis.call('HINCRBY', KEYS[4], 'feed', 1)
+      redis.call('XADD', KEYS[6], 'MINID', '~', trim, '*', 'n', n, 'e', feed)
     end
     out[s] = 1
   end

@@ -60,6 +60,8 @@ pub struct Actor<S = LocalState> {
     /// store, and when it was last read (`cluster.rs`).
     pub(super) feed: crate::state::FeedCursor,
     pub(super) feed_read: Option<tokio::time::Instant>,
+    /// When every bucket of the feed was last read, whatever its version said.
+    pub(super) feed_full: Option<tokio::time::Instant>,
 }
 
 impl<S> std::fmt::Debug for Actor<S> {
@@ -120,6 +122,7 @@ impl<S: CorrelationState> Actor<S> {
             shared_published: None,
             feed: crate::state::FeedCursor::default(),
             feed_read: None,
+            feed_full: None,
         };
         Ok((actor, summary_rx))
     }

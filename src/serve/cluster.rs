@@ -22,6 +22,9 @@ use crate::event::Timestamp;
 use crate::sinks::self_metrics::ClusterMetrics;
 use crate::state::{Applied, CorrelationState, Delivery, FeedCursor, StateError};
 
+/// How often the feed is read whole whatever its version says.
+const FEED_FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// First and last delay between two applications of a batch the state refused.
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
@@ -203,16 +206,27 @@ impl<S: CorrelationState> Actor<S> {
         if !due {
             return None;
         }
+        // Every bucket read now and then whatever the version says (a hint a crash can lose),
+        // and at once again after a full page.
+        let full = self
+            .feed_full
+            .is_none_or(|at| at.elapsed() >= FEED_FULL_EVERY);
         let start = tokio::time::Instant::now();
-        let result = self.state.feed(&self.feed).await;
+        let result = self.state.feed(&self.feed, full).await;
         self.telemetry.state_call(
             "feed",
             start.elapsed().as_secs_f64(),
             result.as_ref().map(|_| ()),
         );
         let page = result.ok().flatten()?;
-        // A full page: the next tick reads on.
+        // A full page: the next tick reads on, every bucket.
         self.feed_read = (!page.more).then_some(start);
+        if full {
+            self.feed_full = Some(start);
+        }
+        if page.more {
+            self.feed_full = None;
+        }
         self.telemetry.feed_gaps(page.gaps);
         if page.cursor == self.feed {
             return None;

@@ -232,20 +232,26 @@ pub trait CorrelationState: Send + Sync {
     /// The changes every replica committed, after `cursor`, at most a bounded page: what a
     /// replica's own store is written from, so its outcome rows and findings are every
     /// replica's. `None` for a state whose changes are all its caller's (the local state).
+    /// Unless `full`, a page is read only when something was committed since the cursor's
+    /// reading (a hint, which a crash can lose: read `full` now and then).
     fn feed(
         &self,
         cursor: &FeedCursor,
+        full: bool,
     ) -> impl Future<Output = Result<Option<FeedPage>, StateError>> + Send {
-        let _ = cursor;
+        let _ = (cursor, full);
         std::future::ready(Ok(None))
     }
 }
 
 /// How far a replica has read the shared state's feed of committed changes: per bucket, the
-/// id and number of the last entry read. Saved in the replica's store with what it wrote from
-/// them.
+/// id and number of the last entry read, and the feed's version when it read them. Saved in
+/// the replica's store with what it wrote from them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FeedCursor(pub std::collections::BTreeMap<u16, String>);
+pub struct FeedCursor {
+    pub buckets: std::collections::BTreeMap<u16, String>,
+    pub version: Option<i64>,
+}
 
 /// One page of the feed: each entry's changes with the clock of the replica that committed
 /// them, in each bucket's order, and the cursor after them.

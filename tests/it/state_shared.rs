@@ -335,6 +335,14 @@ async fn two_replicas_count_each_outcome_once(backend: Backend, concurrent: bool
     let mut b = shared(config(), backend.urls(), &prefix, "b");
     a.announce(&[0, 1], NOW).await.unwrap();
     b.announce(&[2, 3], NOW).await.unwrap();
+    // The feed as read before anything was judged: empty, its version not counted yet.
+    let before = a
+        .feed(&FeedCursor::default(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(before.entries.is_empty());
+    let before = before.cursor;
     let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
     let mut end = NOW;
     for d in schedule(w, Order::Random(21)) {
@@ -422,23 +430,39 @@ async fn two_replicas_count_each_outcome_once(backend: Backend, concurrent: bool
     };
     let want = writes(&changes);
     assert!(want.len() as u64 > t.matched, "{}", want.len());
-    assert_eq!(writes(&feed_of(&a).await), want, "replica a's feed");
-    assert_eq!(writes(&feed_of(&b).await), want, "replica b's feed");
+    assert_eq!(
+        writes(&feed_of(&a, before, false).await),
+        want,
+        "replica a's feed, read as the version moved"
+    );
+    assert_eq!(
+        writes(&feed_of(&b, FeedCursor::default(), true).await),
+        want,
+        "replica b's feed, read whole"
+    );
 }
 
-/// Every change in the feed, read page after page from the start.
-async fn feed_of(s: &SharedState) -> Vec<Change> {
-    let mut cursor = FeedCursor::default();
+/// Every change in the feed after `cursor`, read page after page as `serve` reads it: every
+/// bucket only when the feed's version moved (`full` aside) or the last page was full. Then
+/// nothing more is read, with or without the version.
+async fn feed_of(s: &SharedState, mut cursor: FeedCursor, full: bool) -> Vec<Change> {
     let mut out = Vec::new();
+    let mut more = false;
     loop {
-        let page = s.feed(&cursor).await.unwrap().unwrap();
+        let page = s.feed(&cursor, full || more).await.unwrap().unwrap();
         assert_eq!(page.gaps, 0);
         out.extend(page.entries.into_iter().flat_map(|(_, cs)| cs));
         cursor = page.cursor;
-        if !page.more {
-            return out;
+        more = page.more;
+        if !more {
+            break;
         }
     }
+    for full in [false, true] {
+        let page = s.feed(&cursor, full).await.unwrap().unwrap();
+        assert!(page.entries.is_empty(), "{full}: {page:?}");
+    }
+    out
 }
 
 /// A replica killed after storing its batches and before judging them loses nothing: its
@@ -625,11 +649,11 @@ mod standalone {
         for n in 1..=3 {
             ids.push(add(n, n).await);
         }
-        let first = feed::read(&redis, &keys, &FeedCursor::default())
+        let first = feed::read(&redis, &keys, &FeedCursor::default(), true)
             .await
             .unwrap();
         assert_eq!((totals(&first), first.gaps), (vec![1, 2, 3], 0));
-        assert_eq!(first.cursor.0.get(&b), Some(&format!("{} 3", ids[2])));
+        assert_eq!(first.cursor.buckets.get(&b), Some(&format!("{} 3", ids[2])));
 
         let mut conn = redis.conn().await.unwrap();
         let _: i64 = redis::cmd("XDEL")
@@ -639,7 +663,9 @@ mod standalone {
             .await
             .unwrap();
         ids.push(add(4, 3).await);
-        let again = feed::read(&redis, &keys, &first.cursor).await.unwrap();
+        let again = feed::read(&redis, &keys, &first.cursor, true)
+            .await
+            .unwrap();
         assert_eq!(
             (totals(&again), again.gaps),
             (vec![4], 0),
@@ -655,13 +681,15 @@ mod standalone {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let gap = feed::read(&redis, &keys, &again.cursor).await.unwrap();
+        let gap = feed::read(&redis, &keys, &again.cursor, true)
+            .await
+            .unwrap();
         assert_eq!(
             (totals(&gap), gap.gaps),
             (vec![6], 1),
             "entry 5 trimmed unread"
         );
-        assert_eq!(gap.cursor.0.get(&b), Some(&format!("{six} 5")));
+        assert_eq!(gap.cursor.buckets.get(&b), Some(&format!("{six} 5")));
     }
 
     /// With `wait_replicas`, a delivery returns only once that many Redis replicas have its

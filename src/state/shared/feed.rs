@@ -253,12 +253,50 @@ fn decode(text: &str) -> Result<(Timestamp, Vec<Change>), StateError> {
 /// What `feed.lua` answers for one bucket: how it found the cursor, then (id, fields) entries.
 type Raw = (i64, Vec<(String, Vec<(String, String)>)>);
 
+/// Counts the feed's version up: entries were appended (after the cycle that appended them,
+/// so a reader that sees the new version reads them).
+pub async fn appended(redis: &Redis, keys: &Keys) -> Result<(), StateError> {
+    let key = keys.feed_version();
+    redis
+        .call("feed", |mut conn| async move {
+            redis::cmd("INCR")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await?;
+    Ok(())
+}
+
 /// The entries after `cursor` in every bucket, at most 200 (`PAGE`) per bucket, one script call
-/// per bucket, the calls sent together.
-pub async fn read(redis: &Redis, keys: &Keys, cursor: &FeedCursor) -> Result<FeedPage, StateError> {
+/// per bucket, the calls sent together; unless `full`, only if the feed's version moved since
+/// the cursor's reading (one call when it did not).
+pub async fn read(
+    redis: &Redis,
+    keys: &Keys,
+    cursor: &FeedCursor,
+    full: bool,
+) -> Result<FeedPage, StateError> {
+    let key = keys.feed_version();
+    // Read before the buckets: an entry appended after it moves the version again.
+    let version: Option<i64> = redis
+        .call("feed", |mut conn| async move {
+            redis::cmd("GET").arg(key).query_async(&mut conn).await
+        })
+        .await?;
+    let mut page = FeedPage {
+        cursor: FeedCursor {
+            buckets: cursor.buckets.clone(),
+            version,
+        },
+        ..FeedPage::default()
+    };
+    if !full && version == cursor.version {
+        return Ok(page);
+    }
     // A cursor's value: the id of the last entry read, and its number.
     let last = |b: u16| -> (&str, Option<u64>) {
-        match cursor.0.get(&b).and_then(|c| c.split_once(' ')) {
+        match cursor.buckets.get(&b).and_then(|c| c.split_once(' ')) {
             Some((id, n)) => (id, n.parse().ok()),
             None => ("0", None),
         }
@@ -278,10 +316,6 @@ pub async fn read(redis: &Redis, keys: &Keys, cursor: &FeedCursor) -> Result<Fee
             }))
         })
         .await?;
-    let mut page = FeedPage {
-        cursor: cursor.clone(),
-        ..FeedPage::default()
-    };
     for (b, (_, entries)) in (0..BUCKETS).zip(raw) {
         page.more |= entries.len() >= PAGE;
         let mut prev = last(b).1;
@@ -299,7 +333,7 @@ pub async fn read(redis: &Redis, keys: &Keys, cursor: &FeedCursor) -> Result<Fee
             if let Some(text) = field("e") {
                 page.entries.push(decode(text)?);
             }
-            page.cursor.0.insert(b, format!("{id} {n}"));
+            page.cursor.buckets.insert(b, format!("{id} {n}"));
         }
     }
     Ok(page)

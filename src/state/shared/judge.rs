@@ -60,6 +60,8 @@ pub struct Judged {
     pub first_dispatches: BTreeSet<(SessionId, String)>,
     /// Sessions still lost after every attempt (left for the next cycle).
     pub lost: usize,
+    /// Feed entries its commits appended.
+    pub fed: usize,
 }
 
 /// One session as loaded: its mark (with version), records and arrivals.
@@ -139,6 +141,7 @@ pub async fn cycle(
             };
             for (d, won) in ds.into_iter().zip(won) {
                 if won {
+                    judged.fed += usize::from(d.feed.is_some());
                     carry.extend(d.changes);
                     judged
                         .first_dispatches

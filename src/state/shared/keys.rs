@@ -120,6 +120,12 @@ impl Keys {
         format!("{}:f", self.tag(b))
     }
 
+    /// The feed's version: counted up after each cycle that appended to the feed, so a
+    /// reader reads the 256 buckets only when something was appended (a hint).
+    pub fn feed_version(&self) -> String {
+        format!("{{{}:fv}}", self.prefix)
+    }
+
     /// The bucket's sweep lease: the instance holding it, expiring unless renewed.
     pub fn lease(&self, b: u16) -> String {
         format!("{}:lease", self.tag(b))

@@ -202,7 +202,7 @@ impl SharedState {
         pass: Pass,
     ) -> Result<judge::Judged, StateError> {
         let at = At { now, low, pass };
-        judge::cycle(
+        let judged = judge::cycle(
             &self.redis,
             &self.keys,
             &self.config,
@@ -211,7 +211,11 @@ impl SharedState {
             at,
             &mut self.carry,
         )
-        .await
+        .await?;
+        if judged.fed > 0 {
+            super::feed::appended(&self.redis, &self.keys).await?;
+        }
+        Ok(judged)
     }
 }
 
@@ -473,8 +477,8 @@ impl CorrelationState for SharedState {
         self.cited.entry(input).or_insert_with(|| name.to_owned());
     }
 
-    async fn feed(&self, cursor: &FeedCursor) -> Result<Option<FeedPage>, StateError> {
-        super::feed::read(&self.redis, &self.keys, cursor)
+    async fn feed(&self, cursor: &FeedCursor, full: bool) -> Result<Option<FeedPage>, StateError> {
+        super::feed::read(&self.redis, &self.keys, cursor, full)
             .await
             .map(Some)
     }

@@ -139,7 +139,7 @@ pub(super) async fn ndjson(
         .collect();
     // Malformed lines among good ones are counted (rejected or ignored) and the rest kept;
     // a body with no JSON object on any line is no NDJSON at all.
-    if !lines.is_empty() && crate::parse::drain::entries(&body).is_err() {
+    if !lines.is_empty() && !crate::parse::drain::is_entries(&body) {
         return Err(ApiError::NotJson);
     }
     record(&s, Batch::new("ndjson", default_runtime, lines)).await

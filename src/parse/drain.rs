@@ -238,6 +238,23 @@ pub fn entries(body: &[u8]) -> Result<Vec<Entry<'_>>, NotJson> {
     }
 }
 
+/// Whether [`entries`] splits `body` (rather than refusing it as `NotJson`), without splitting
+/// all of it: a JSON array, a body with no line, or one with a line that is an object — the
+/// search ends at the first such line. For a caller that splits the body its own way
+/// (`/ingest/ndjson`) and only needs to know it is JSON at all.
+pub fn is_entries(body: &[u8]) -> bool {
+    let trimmed = body.trim_ascii();
+    if trimmed.starts_with(b"[") && serde_json::from_slice::<Vec<&RawValue>>(trimmed).is_ok() {
+        return true;
+    }
+    let mut lines = trimmed
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|l| !l.is_empty())
+        .peekable();
+    lines.peek().is_none() || lines.any(|l| line_entry(l).1)
+}
+
 /// The body of Vercel's unsigned endpoint check: an empty array or object.
 pub fn is_verification_probe(body: &[u8]) -> bool {
     let t: Vec<u8> = body
@@ -303,6 +320,7 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(&body[..body.len().min(20)])
             );
+            assert!(!is_entries(body));
         }
     }
 
@@ -336,6 +354,7 @@ mod tests {
         /// becomes one entry.
         #[test]
         fn any_bytes_split_or_refused(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            proptest::prop_assert_eq!(is_entries(&body), entries(&body).is_ok());
             if let Ok(entries) = entries(&body) {
                 for e in &entries {
                     proptest::prop_assert!(!e.json.is_empty());
@@ -373,6 +392,9 @@ mod tests {
             let got = entries(body.as_bytes()).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
             let kept: Vec<String> = got.iter().filter_map(|e| e.id.clone()).collect();
             proptest::prop_assert_eq!(kept, ids.iter().map(u32::to_string).collect::<Vec<_>>());
+            // Noise first: the object is found after it.
+            let noise_first = format!("{}\n{body}", noise.join("\n"));
+            proptest::prop_assert!(is_entries(noise_first.as_bytes()));
         }
     }
 

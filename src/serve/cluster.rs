@@ -20,14 +20,14 @@ use crate::clock::Clock;
 use crate::correlate::live::Change;
 use crate::event::Timestamp;
 use crate::sinks::self_metrics::ClusterMetrics;
-use crate::state::{Applied, CorrelationState, Delivery, FeedCursor, StateError};
+use crate::state::{Applied, CorrelationState, Delivery, FeedCursor, RETRY_MAX, StateError};
 
 /// How often the feed is read whole whatever its version says.
 const FEED_FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// First and last delay between two applications of a batch the state refused.
+/// First delay between two applications of a batch the state refused (the last is the
+/// port's `RETRY_MAX`, which a shared state counts on).
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
-const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The shared state's state, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -141,7 +141,7 @@ impl<S: CorrelationState> Actor<S> {
     /// backoff (the same delivery: idempotent), until shutdown, which returns the error (the
     /// batch is then neither committed nor acknowledged, so it is sent or read again). A
     /// state that cannot read what it holds (`Corrupt`) is not asked again.
-    pub(super) async fn apply_retrying(&mut self, d: Delivery) -> Result<Applied, StateError> {
+    pub(super) async fn apply_retrying(&mut self, mut d: Delivery) -> Result<Applied, StateError> {
         // The local state never fails: it takes the delivery itself, uncloned.
         if !self.state.can_fail() {
             return self.apply_timed(d).await;
@@ -160,6 +160,11 @@ impl<S: CorrelationState> Actor<S> {
             if self.stop.is_cancelled() {
                 return Err(e);
             }
+            // Taken now, not when first tried: the source is heard from now (after a long
+            // outage its news would otherwise be as old as the outage, and the other replicas
+            // would take it for idle), and its events arrive now, so deadlines on the
+            // sidecar's clock do not fall due for the time the state was away.
+            d.now = d.now.max(self.clock.now());
         }
     }
 

@@ -30,6 +30,12 @@ pub mod shared;
 
 pub use local::LocalState;
 
+/// The longest a caller waits between two attempts at a state that failed (the cap of
+/// `serve/cluster.rs`'s backoff). A shared state counts on it: a replica back in touch with
+/// the servers gives the others this long (and `idle_after`) to get back too before it takes
+/// their silent sources for idle (`shared/state.rs`).
+pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the state could not do what was asked (the local state never fails; a shared one can
 /// lose its connection). The caller retries the batch: applying it again is idempotent.
 #[derive(Debug, thiserror::Error)]

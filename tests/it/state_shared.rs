@@ -238,7 +238,7 @@ async fn watermarks_agree_with_the_in_process_rules(backend: Backend) {
         if let Some(h) = high {
             local.event(i as u16, h, now);
         }
-        let shared = watermarks::read(&redis, &keys).await.unwrap().rebuild(idle);
+        let shared = watermarks::read(&redis, &keys).await.unwrap().rebuild(idle, Timestamp::MIN);
         for probe in [
             now,
             now.saturating_add_ms(idle / 2),
@@ -727,6 +727,84 @@ mod standalone {
         assert_eq!(applied.fates.len(), d.events.len());
         assert!(applied.fates.iter().all(|f| !f.is_fresh()), "{applied:?}");
     }
+}
+
+/// A Redis outage longer than `idle_after`: afterwards every source's last news is old,
+/// because nobody could give any. The replica back first must not take the other's sources
+/// for idle and judge on its own evidence alone: here b's claim, whose dispatch a still
+/// holds (a's batch waits to be applied again), is matched once a gets back, never an
+/// orphan. (Without the grace after a reconnection b judges it an orphan at once.)
+#[tokio::test]
+async fn a_long_outage_judges_no_claim_before_the_other_replica_is_back() {
+    use claimcheck::state::Delivery;
+    let mut server = super::redis_cluster::RedisServer::start();
+    let urls = vec![server.url()];
+    let (mut a, mut b) = (
+        shared(config(), urls.clone(), "outage", "a"),
+        shared(config(), urls, "outage", "b"),
+    );
+    let delivery = |now: i64, events: Vec<Event>| Delivery {
+        input: 0,
+        now: Timestamp(now),
+        backlog: Some(false),
+        events: events
+            .into_iter()
+            .zip(1..)
+            .map(|(e, line)| (e, Origin { input: 0, line }))
+            .collect(),
+    };
+    let dispatch = |id: &str, time: i64| Event {
+        kind: EventKind::Dispatch,
+        runner: Runner::Go,
+        worker: None,
+        version: None,
+        ..claim(id, time, "")
+    };
+    let t0 = NOW.millis();
+    a.announce(&[0], NOW).await.unwrap();
+    b.announce(&[0], NOW).await.unwrap();
+    let mut changes = a
+        .apply(delivery(t0 + SEC, vec![dispatch("s-early", t0)]))
+        .await
+        .unwrap()
+        .changes;
+    server.kill();
+    let late = delivery(t0 + 2 * SEC, vec![dispatch("s-late", t0 + 500)]);
+    assert!(a.apply(late.clone()).await.is_err(), "a's batch waits");
+    assert!(b.tick(Timestamp(t0 + 3 * SEC)).await.is_err());
+    server.restart();
+    // A minute later b is back first, with a claim of the session a holds and one ten
+    // minutes on in event time (b's watermark moves far past the first claim's orphan
+    // grace).
+    let back = t0 + 60 * SEC;
+    let claims = vec![
+        claim("s-late", t0 + SEC, "w1"),
+        claim("s-far", t0 + 10 * 60 * SEC, "w2"),
+    ];
+    changes.extend(b.apply(delivery(back, claims)).await.unwrap().changes);
+    changes.extend(b.tick(Timestamp(back + SEC)).await.unwrap());
+    let orphan = |changes: &[Change]| {
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Orphan { session, .. } if session.as_str() == "s-late"))
+    };
+    assert!(!orphan(&changes), "judged before a was back: {changes:#?}");
+    // a gets back within the retry cap, its batch stamped when it is taken.
+    let mut again = late;
+    again.now = Timestamp(back + 4 * SEC);
+    changes.extend(a.apply(again).await.unwrap().changes);
+    let end = Timestamp(back + 20 * 60 * SEC);
+    changes.extend(b.tick(end).await.unwrap());
+    changes.extend(a.tick(end).await.unwrap());
+    assert!(!orphan(&changes), "{changes:#?}");
+    let mut said = Said::new();
+    fold(&mut said, &changes);
+    assert_eq!(
+        said.get("s-late").map(|s| s.0),
+        Some(Some(Outcome::Matched)),
+        "{said:?}"
+    );
+    assert_eq!(said.get("s-far").map(|s| s.3), Some(1), "a true orphan still is one");
 }
 
 mod cluster {

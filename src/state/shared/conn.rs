@@ -11,6 +11,7 @@
 //! `a_master_lost_is_an_error_then_stores_resume`), while a fresh one worked at once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -153,6 +154,9 @@ pub struct Redis {
     urls: Vec<String>,
     timeouts: Timeouts,
     current: ArcSwapOption<Conn>,
+    /// Connections opened so far: a new one follows a failed call (or is the first), so a
+    /// change tells the shared state it was cut off from the servers until now.
+    opened: AtomicU64,
 }
 
 impl Redis {
@@ -162,7 +166,13 @@ impl Redis {
             urls,
             timeouts,
             current: ArcSwapOption::empty(),
+            opened: AtomicU64::new(0),
         }
+    }
+
+    /// How many connections were opened so far.
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// The connection, opened if there is none.
@@ -171,6 +181,7 @@ impl Redis {
             return Ok((*c).clone());
         }
         let c = Conn::connect(&self.urls, self.timeouts).await?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
         self.current.store(Some(Arc::new(c.clone())));
         Ok(c)
     }

@@ -83,6 +83,9 @@ pub struct SharedState {
     globals: BTreeMap<u16, u16>,
     /// The names its sources' lines are cited by, by its own input number.
     cited: BTreeMap<u16, String>,
+    /// The connections opened when it last looked (`Redis::opened`), and since when it has
+    /// heard from the servers without a break: a source's silence counts from then.
+    heard: (u64, Timestamp),
     /// Changes this replica committed in a call that then failed (a later step, a `WAIT`):
     /// they are in Redis and counted there, so they are returned with the next call that
     /// succeeds — only this replica can emit them.
@@ -104,6 +107,7 @@ impl SharedState {
             leased: None,
             globals: BTreeMap::new(),
             cited: BTreeMap::new(),
+            heard: (0, Timestamp::MIN),
             carry: Vec::new(),
         })
     }
@@ -140,8 +144,24 @@ impl SharedState {
     }
 
     /// What the shared evidence has settled through (`Watermarks::settled`).
-    fn low(&self, shared: &Shared, now: Timestamp) -> Timestamp {
-        shared.rebuild(self.config.idle_after_ms).settled(now)
+    fn low(&mut self, shared: &Shared, now: Timestamp) -> Timestamp {
+        let since = self.heard_since(now);
+        shared.rebuild(self.config.idle_after_ms, since).settled(now)
+    }
+
+    /// Since when this replica has heard from the servers without a break. A new connection
+    /// (the first, or one after a failed call) starts it afresh at `now` + `RETRY_MAX`: after
+    /// an outage longer than `idle_after`, every source's last news is old, and the replica
+    /// that gets back first would take the others' sources for idle and judge on its own
+    /// evidence alone (false orphans, claims judged before their dispatch). It gives the
+    /// others the longest wait between two of their attempts, then `idle_after`, to be heard.
+    fn heard_since(&mut self, now: Timestamp) -> Timestamp {
+        let opened = self.redis.opened();
+        if opened != self.heard.0 {
+            let retry = i64::try_from(crate::state::RETRY_MAX.as_millis()).unwrap_or(i64::MAX);
+            self.heard = (opened, now.saturating_add_ms(retry));
+        }
+        self.heard.1
     }
 
     fn clock(&mut self, now: Timestamp) {
@@ -436,7 +456,8 @@ impl CorrelationState for SharedState {
         now: Timestamp,
     ) -> Result<(Vec<SourceWatermark>, Timestamp), StateError> {
         let shared = watermarks::read(&self.redis, &self.keys).await?;
-        let w = shared.rebuild(self.config.idle_after_ms);
+        // As judged: `heard` is as the last judging call left it.
+        let w = shared.rebuild(self.config.idle_after_ms, self.heard.1);
         let own = format!("{}/", self.instance);
         // This replica's sources by their own input numbers; another replica's (issue 13:
         // origins across replicas) numbered down from the top, out of the way.

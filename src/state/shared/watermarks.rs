@@ -61,12 +61,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The sources as the in-process rules see them, numbered in name order.
-    pub fn rebuild(&self, idle_after_ms: i64) -> Watermarks {
+    /// The sources as the in-process rules see them, numbered in name order. None was heard
+    /// from before `heard_since`: a replica counts a source's silence only from when it could
+    /// hear it (after an outage every source's last news is old, because nobody could give
+    /// any, not because the sources went quiet).
+    pub fn rebuild(&self, idle_after_ms: i64, heard_since: Timestamp) -> Watermarks {
         let mut w = Watermarks::new(idle_after_ms);
         for (i, (_, high, seen, backlog)) in self.sources.iter().enumerate() {
             let i = u16::try_from(i).unwrap_or(u16::MAX);
-            w.seen(i, *seen, *backlog);
+            w.seen(i, (*seen).max(heard_since), *backlog);
             if let Some(h) = high {
                 w.event(i, *h, *seen);
             }

@@ -215,7 +215,14 @@ impl<S: CorrelationState> Actor<S> {
                 },
                 Some(q) = queries.recv() => self.answer(q).await,
                 Some(u) = next_update(&mut updates), if !recovering => self.on_platform_update(u).await,
-                _ = tick.tick(), if !recovering => self.tick().await,
+                _ = tick.tick(), if !recovering => {
+                    // Between groups of batches: nothing in hand, and nothing queued unless
+                    // the channel holds some.
+                    if rx.is_empty() {
+                        self.caught_up().await;
+                    }
+                    self.tick().await;
+                }
             }
         }
         rx.close();
@@ -333,6 +340,17 @@ impl<S: CorrelationState> Actor<S> {
         };
         let events = p.on_update(u, now);
         self.platform_events(events, now).await;
+    }
+
+    /// Tells the correlation state nothing waits (`CorrelationState::caught_up`: mostly
+    /// nothing to do, so only a failure is reported, and it is told again at the next tick).
+    async fn caught_up(&mut self) {
+        let now = self.clock.now();
+        let start = tokio::time::Instant::now();
+        if let Err(e) = self.state.caught_up(now).await {
+            self.telemetry
+                .state_call("caught_up", start.elapsed().as_secs_f64(), Err(&e));
+        }
     }
 
     async fn tick(&mut self) {

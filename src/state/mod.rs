@@ -215,6 +215,14 @@ pub trait CorrelationState: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<(Vec<SourceWatermark>, Timestamp), StateError>> + Send;
 
+    /// The caller has no batch waiting at `now` (none queued, none in hand): a source the
+    /// state holds as behind only because it could not tell — a shared state, after losing
+    /// its servers, holds all of its own so — is caught up. The local state holds none so.
+    fn caught_up(&mut self, now: Timestamp) -> impl Future<Output = Result<(), StateError>> + Send {
+        let _ = now;
+        async { Ok(()) }
+    }
+
     /// When [`CorrelationState::tick`] next has work to do, if ever (a shared state may
     /// answer a bound: its sweeps are leased).
     fn next_due(&self) -> Option<Timestamp>;

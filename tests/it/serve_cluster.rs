@@ -16,7 +16,7 @@ use crate::redis_cluster::{RedisCluster, RedisServer};
 use crate::serve_files::metric_sum;
 use crate::support::{
     SETTLED_KEYS, SIMULATED, Server, append, free_port, http_get, http_get_status, lines_of,
-    metric, serve_cmd, simulated_with_verify_totals, wait_until,
+    metric, pace, serve_cmd, simulated_with_verify_totals, wait_until,
 };
 
 /// The counts compared with verify's, each summed over the replicas' `/metrics`, with the
@@ -539,7 +539,7 @@ fn a_redis_outage_loses_and_doubles_nothing() {
     // The fault under test is an outage longer than `source_idle_after` (5 s): it is held
     // that long, which is the scenario's length, not a wait for something to happen.
     if let Some(left) = Duration::from_secs(12).checked_sub(killed.elapsed()) {
-        std::thread::sleep(left);
+        pace(left);
     }
     assert_eq!(read(&ports), Some(first as f64));
 

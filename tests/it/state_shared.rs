@@ -238,7 +238,10 @@ async fn watermarks_agree_with_the_in_process_rules(backend: Backend) {
         if let Some(h) = high {
             local.event(i as u16, h, now);
         }
-        let shared = watermarks::read(&redis, &keys).await.unwrap().rebuild(idle, Timestamp::MIN);
+        let shared = watermarks::read(&redis, &keys)
+            .await
+            .unwrap()
+            .rebuild(idle, Timestamp::MIN);
         for probe in [
             now,
             now.saturating_add_ms(idle / 2),
@@ -730,10 +733,12 @@ mod standalone {
 }
 
 /// A Redis outage longer than `idle_after`: afterwards every source's last news is old,
-/// because nobody could give any. The replica back first must not take the other's sources
-/// for idle and judge on its own evidence alone: here b's claim, whose dispatch a still
-/// holds (a's batch waits to be applied again), is matched once a gets back, never an
-/// orphan. (Without the grace after a reconnection b judges it an orphan at once.)
+/// because nobody could give any, and a replica applies what queued meanwhile one batch after
+/// another. The replica back first must not take the other's sources for idle and judge on
+/// its own evidence alone: here b's claim, whose dispatch waits in a's queue behind a batch
+/// of a's other source, is matched once a applies it, never judged an orphan. Without the
+/// grace after a reconnection b judges it an orphan as soon as it is back; without a's
+/// sources published as behind until a has nothing waiting, once the grace has passed.
 #[tokio::test]
 async fn a_long_outage_judges_no_claim_before_the_other_replica_is_back() {
     use claimcheck::state::Delivery;
@@ -743,14 +748,14 @@ async fn a_long_outage_judges_no_claim_before_the_other_replica_is_back() {
         shared(config(), urls.clone(), "outage", "a"),
         shared(config(), urls, "outage", "b"),
     );
-    let delivery = |now: i64, events: Vec<Event>| Delivery {
-        input: 0,
+    let delivery = |input: u16, now: i64, events: Vec<Event>| Delivery {
+        input,
         now: Timestamp(now),
         backlog: Some(false),
         events: events
             .into_iter()
             .zip(1..)
-            .map(|(e, line)| (e, Origin { input: 0, line }))
+            .map(|(e, line)| (e, Origin { input, line }))
             .collect(),
     };
     let dispatch = |id: &str, time: i64| Event {
@@ -761,27 +766,33 @@ async fn a_long_outage_judges_no_claim_before_the_other_replica_is_back() {
         ..claim(id, time, "")
     };
     let t0 = NOW.millis();
-    a.announce(&[0], NOW).await.unwrap();
+    let far = t0 + 10 * 60 * SEC;
+    // a: the dispatcher's log (input 0) and the drain (input 1); b: the go daemon's log.
+    a.announce(&[0, 1], NOW).await.unwrap();
     b.announce(&[0], NOW).await.unwrap();
-    let mut changes = a
-        .apply(delivery(t0 + SEC, vec![dispatch("s-early", t0)]))
-        .await
-        .unwrap()
-        .changes;
+    // b sweeps every bucket (it takes the leases first): its ticks judge what a holds back.
+    let mut changes = b.tick(NOW).await.unwrap();
+    for input in [0, 1] {
+        let d = delivery(
+            input,
+            t0 + SEC,
+            vec![dispatch(&format!("s-early{input}"), t0)],
+        );
+        changes.extend(a.apply(d).await.unwrap().changes);
+    }
     server.kill();
-    let late = delivery(t0 + 2 * SEC, vec![dispatch("s-late", t0 + 500)]);
-    assert!(a.apply(late.clone()).await.is_err(), "a's batch waits");
+    // Queued in a meanwhile: the dispatcher's batch (far on in event time), then the
+    // drain's, which holds the dispatch of b's claim.
+    let first = delivery(0, t0 + 2 * SEC, vec![dispatch("s-x", far)]);
+    let second = delivery(1, t0 + 2 * SEC, vec![dispatch("s-late", t0 + 500)]);
+    assert!(a.apply(first.clone()).await.is_err(), "a's batch waits");
     assert!(b.tick(Timestamp(t0 + 3 * SEC)).await.is_err());
     server.restart();
-    // A minute later b is back first, with a claim of the session a holds and one ten
-    // minutes on in event time (b's watermark moves far past the first claim's orphan
-    // grace).
+    // A minute later b is back first, with a claim of the session a holds and one far on
+    // in event time (b's watermark moves past the first claim's orphan grace).
     let back = t0 + 60 * SEC;
-    let claims = vec![
-        claim("s-late", t0 + SEC, "w1"),
-        claim("s-far", t0 + 10 * 60 * SEC, "w2"),
-    ];
-    changes.extend(b.apply(delivery(back, claims)).await.unwrap().changes);
+    let claims = vec![claim("s-late", t0 + SEC, "w1"), claim("s-far", far, "w2")];
+    changes.extend(b.apply(delivery(0, back, claims)).await.unwrap().changes);
     changes.extend(b.tick(Timestamp(back + SEC)).await.unwrap());
     let orphan = |changes: &[Change]| {
         changes
@@ -789,10 +800,20 @@ async fn a_long_outage_judges_no_claim_before_the_other_replica_is_back() {
             .any(|c| matches!(c, Change::Orphan { session, .. } if session.as_str() == "s-late"))
     };
     assert!(!orphan(&changes), "judged before a was back: {changes:#?}");
-    // a gets back within the retry cap, its batch stamped when it is taken.
-    let mut again = late;
+    // a gets back within the retry cap, its first batch stamped when it is taken; the
+    // drain's waits behind it for longer than the grace and `idle_after` together.
+    let mut again = first;
     again.now = Timestamp(back + 4 * SEC);
     changes.extend(a.apply(again).await.unwrap().changes);
+    changes.extend(b.tick(Timestamp(back + 30 * SEC)).await.unwrap());
+    assert!(
+        !orphan(&changes),
+        "judged while a's queue held its dispatch: {changes:#?}"
+    );
+    let mut second = second;
+    second.now = Timestamp(back + 31 * SEC);
+    changes.extend(a.apply(second).await.unwrap().changes);
+    a.caught_up(Timestamp(back + 32 * SEC)).await.unwrap();
     let end = Timestamp(back + 20 * 60 * SEC);
     changes.extend(b.tick(end).await.unwrap());
     changes.extend(a.tick(end).await.unwrap());
@@ -804,7 +825,60 @@ async fn a_long_outage_judges_no_claim_before_the_other_replica_is_back() {
         Some(Some(Outcome::Matched)),
         "{said:?}"
     );
-    assert_eq!(said.get("s-far").map(|s| s.3), Some(1), "a true orphan still is one");
+    assert_eq!(
+        said.get("s-far").map(|s| s.3),
+        Some(1),
+        "a true orphan still is one"
+    );
+}
+
+/// The index that spares a tick the buckets with nothing to do is a hint: a bucket changed
+/// without its summary written (a replica killed between storing its batch and judging it,
+/// here) is not swept while the index says it is idle, and is swept — everything in it
+/// judged as verify judges it — at the replica's next lease renewal (a third of the lease).
+#[tokio::test]
+async fn a_stale_index_waits_only_until_the_lease_renewal() {
+    let w = workload();
+    let p = Prefix::new("index");
+    let keys = Keys::new(&p.0).unwrap();
+    let lease = std::time::Duration::from_millis(600);
+    let mut b = SharedState::new(
+        config(),
+        SharedConfig {
+            urls: vec![STANDALONE.to_owned()],
+            prefix: p.0.clone(),
+            instance: "b".into(),
+            timeouts: PATIENT,
+            lease,
+            wait: None,
+        },
+    )
+    .unwrap();
+    // b takes its leases and sweeps every bucket: the index says each is idle.
+    assert_eq!(b.tick(NOW).await.unwrap(), Vec::new());
+    let redis = Redis::new(vec![STANDALONE.to_owned()], PATIENT);
+    let mut end = NOW;
+    for d in schedule(w, Order::Random(51)) {
+        end = end.max(d.now);
+        events::store(&redis, &keys, &d.events, d.now)
+            .await
+            .unwrap();
+    }
+    let end = end.saturating_add_ms(10 * 60 * SEC);
+    let renewed = std::time::Instant::now() + lease / 3;
+    let mut changes = b.tick(end).await.unwrap();
+    if std::time::Instant::now() < renewed {
+        assert_eq!(changes, Vec::new(), "swept although the index says idle");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while changes.is_empty() && std::time::Instant::now() < deadline {
+        super::support::pace(lease / 10);
+        changes = b.tick(end).await.unwrap();
+    }
+    let mut said = Said::new();
+    fold(&mut said, &changes);
+    assert_same(&said, &reference(w), "swept at the renewal");
+    assert_eq!(b.tick(end).await.unwrap(), Vec::new(), "each taken in once");
 }
 
 mod cluster {

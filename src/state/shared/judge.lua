@@ -16,7 +16,8 @@
 -- pending and overdue gauges and the cumulative totals, so the totals of every replica's
 -- judgements are counted with the judgement itself, once; then the number n of arrivals
 -- taken in, then those n arrival fields.
--- Returns one 1 (committed) or 0 (lost: changed since it was read) per session, in order.
+-- Returns one 1 (committed) or 0 (lost: changed since it was read) per session, in order,
+-- then the bucket's summary for the index (as sweep.lua's), its version moved first.
 
 local out = {}
 local i, s = 2, 0
@@ -77,4 +78,12 @@ while i <= #ARGV do
   end
   i = at + 1 + n
 end
-return out
+local function first(key)
+  local f = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return f[2] or ''
+end
+local v = redis.call('HINCRBY', KEYS[4], 'v', 1)
+return {
+  out,
+  { tostring(v), first(KEYS[2]), first(KEYS[3]), tostring(redis.call('SCARD', KEYS[5])) },
+}

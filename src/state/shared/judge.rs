@@ -5,6 +5,11 @@
 //! compare-and-set on its mark's version (`judge.lua`). Each step is one script call per
 //! bucket, the calls sent together.
 //!
+//! Which buckets a cycle sweeps is its caller's choice, helped by the index (`index.lua`):
+//! each sweep and commit answers with its bucket's summary (a version moved by every commit,
+//! the earliest due and settle keys, the sessions with arrivals), and a cycle writes them in
+//! one call, so [`Index::busy`] names the buckets with work to do without asking each one.
+//!
 //! A session's changes are returned only when its commit won: of two replicas that judged it
 //! from the same state, one commits and emits, the other reloads and finds nothing left to
 //! say. So each change is emitted once across replicas.
@@ -31,6 +36,120 @@ use crate::state::StateError;
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("sweep.lua")));
 static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("load.lua")));
 static JUDGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("judge.lua")));
+static INDEX: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("index.lua")));
+
+/// A bucket's work as a sweep or a commit last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Moved by every commit in the bucket: of two summaries the later one wins.
+    pub version: u64,
+    /// The earliest key on the sidecar's clock and on event time.
+    pub due: Option<Timestamp>,
+    pub settle: Option<Timestamp>,
+    /// Sessions with arrivals not yet taken in.
+    pub arriving: u64,
+}
+
+impl Summary {
+    /// From a script's answer: version, due, settle ('' for none), arriving.
+    fn parse(raw: &[String]) -> Result<Summary, StateError> {
+        let bad = || StateError::Corrupt(format!("bucket summary {raw:?}"));
+        let time = |s: &str| -> Result<Option<Timestamp>, StateError> {
+            match s {
+                "" => Ok(None),
+                // Scores come back as Redis formats doubles; event and clock times are whole
+                // milliseconds below 2^53, exact either way.
+                s => s
+                    .parse::<f64>()
+                    .map(|f| Some(Timestamp(f as i64)))
+                    .map_err(|_| bad()),
+            }
+        };
+        match raw {
+            [v, due, settle, arriving] => Ok(Summary {
+                version: v.parse().map_err(|_| bad())?,
+                due: time(due)?,
+                settle: time(settle)?,
+                arriving: arriving.parse().map_err(|_| bad())?,
+            }),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Whether a sweep at `now` under `low` would find work (as `sweep.lua` looks).
+    fn busy(&self, now: Timestamp, low: Timestamp) -> bool {
+        self.arriving > 0
+            || self.due.is_some_and(|d| d <= now)
+            || self.settle.is_some_and(|s| s <= low)
+    }
+
+    fn encode(&self) -> [String; 4] {
+        let t = |t: Option<Timestamp>| t.map_or(String::new(), |t| t.millis().to_string());
+        [
+            self.version.to_string(),
+            t(self.due),
+            t(self.settle),
+            self.arriving.to_string(),
+        ]
+    }
+}
+
+/// Every bucket's summary as the replicas last wrote it (`index.lua`). A hint: a bucket
+/// changed by a replica killed before it wrote the summary is found by a full sweep.
+#[derive(Debug, Clone, Default)]
+pub struct Index(BTreeMap<u16, Summary>);
+
+impl Index {
+    pub async fn read(redis: &Redis, keys: &Keys) -> Result<Index, StateError> {
+        let key = keys.index();
+        let all: Vec<(u16, String)> = redis
+            .call("index", |mut conn| async move {
+                redis::cmd("HGETALL").arg(key).query_async(&mut conn).await
+            })
+            .await?;
+        let mut index = BTreeMap::new();
+        for (b, v) in all {
+            let raw: Vec<String> = v.split('|').map(str::to_owned).collect();
+            index.insert(b, Summary::parse(&raw)?);
+        }
+        Ok(Index(index))
+    }
+
+    /// Of `buckets`, those with work to do at `now` under `low`, and those without a summary
+    /// yet (nothing is known of them).
+    pub fn busy(&self, buckets: &[u16], now: Timestamp, low: Timestamp) -> Vec<u16> {
+        buckets
+            .iter()
+            .copied()
+            .filter(|b| self.0.get(b).is_none_or(|s| s.busy(now, low)))
+            .collect()
+    }
+}
+
+/// Writes `summaries` into the index, in one call.
+async fn write_index(
+    redis: &Redis,
+    keys: &Keys,
+    summaries: &BTreeMap<u16, Summary>,
+) -> Result<(), StateError> {
+    if summaries.is_empty() {
+        return Ok(());
+    }
+    let mut inv = INDEX.prepare_invoke();
+    inv.key(keys.index());
+    for (b, s) in summaries {
+        inv.arg(b);
+        for part in s.encode() {
+            inv.arg(part);
+        }
+    }
+    redis
+        .call("index", |mut conn| async move {
+            inv.invoke_async::<i64>(&mut conn).await
+        })
+        .await?;
+    Ok(())
+}
 
 /// How often a session that lost its compare-and-set is reloaded and judged again within one
 /// cycle; past it, it waits for the next cycle (its arrivals and schedule stay stored).
@@ -111,7 +230,7 @@ pub async fn cycle(
     carry: &mut Vec<Change>,
 ) -> Result<Judged, StateError> {
     let At { now, low, pass } = at;
-    let mut todo = sweep(redis, keys, buckets, now, low).await?;
+    let (mut todo, mut summaries) = sweep(redis, keys, buckets, now, low).await?;
     let mut judged = Judged::default();
     for _ in 0..ATTEMPTS {
         if todo.is_empty() {
@@ -133,7 +252,10 @@ pub async fn cycle(
         let mut failed = None;
         for ((b, ds), won) in decisions.into_iter().zip(won) {
             let won = match won {
-                Ok(won) => won,
+                Ok((won, summary)) => {
+                    summaries.insert(b, summary);
+                    won
+                }
                 Err(e) => {
                     failed.get_or_insert(e);
                     continue;
@@ -156,8 +278,12 @@ pub async fn cycle(
         }
     }
     judged.lost = todo.values().map(Vec::len).sum();
+    write_index(redis, keys, &summaries).await?;
     Ok(judged)
 }
+
+/// A sweep's answer: each bucket's sessions with work to do, and each bucket's summary.
+type Swept = (BTreeMap<u16, Vec<SessionId>>, BTreeMap<u16, Summary>);
 
 /// Each bucket's sessions with work to do.
 async fn sweep(
@@ -166,7 +292,7 @@ async fn sweep(
     buckets: &[u16],
     now: Timestamp,
     low: Timestamp,
-) -> Result<BTreeMap<u16, Vec<SessionId>>, StateError> {
+) -> Result<Swept, StateError> {
     let found = redis
         .call("sweep", |conn| {
             try_join_all(buckets.iter().map(move |&b| {
@@ -176,23 +302,27 @@ async fn sweep(
                         .key(keys.due(b))
                         .key(keys.settle(b))
                         .key(keys.arriving(b))
+                        .key(keys.counts(b))
                         .arg(now.millis())
                         .arg(low.millis())
-                        .invoke_async::<(Vec<String>, Vec<String>, Vec<String>)>(&mut conn)
+                        .invoke_async::<(Vec<String>, Vec<String>, Vec<String>, Vec<String>)>(
+                            &mut conn,
+                        )
                         .await
                 }
             }))
         })
         .await?;
-    let mut todo = BTreeMap::new();
-    for (&b, (due, settle, arriving)) in buckets.iter().zip(found) {
+    let (mut todo, mut summaries) = (BTreeMap::new(), BTreeMap::new());
+    for (&b, (due, settle, arriving, summary)) in buckets.iter().zip(found) {
+        summaries.insert(b, Summary::parse(&summary)?);
         let ids: BTreeSet<String> = due.into_iter().chain(settle).chain(arriving).collect();
         let ids: Vec<SessionId> = ids.iter().filter_map(|s| SessionId::new(s)).collect();
         if !ids.is_empty() {
             todo.insert(b, ids);
         }
     }
-    Ok(todo)
+    Ok((todo, summaries))
 }
 
 type Raw = (String, Vec<(String, String)>, Vec<(String, String)>);
@@ -433,15 +563,16 @@ fn counts(changes: &[Change]) -> Vec<(&'static str, i64)> {
         .collect()
 }
 
-/// Commits every decision; per bucket (in order), per session, whether it won — or why the
-/// bucket's call failed. A bucket's answer stands whatever became of the others: its
-/// judgements are committed, and only the replica holding their changes can emit them.
+/// Commits every decision; per bucket (in order), per session, whether it won, and the
+/// bucket's summary after — or why the bucket's call failed. A bucket's answer stands
+/// whatever became of the others: its judgements are committed, and only the replica
+/// holding their changes can emit them.
 async fn commit(
     redis: &Redis,
     keys: &Keys,
     decisions: &BTreeMap<u16, Vec<Decision>>,
     keep_ms: i64,
-) -> Vec<Result<Vec<bool>, StateError>> {
+) -> Vec<Result<(Vec<bool>, Summary), StateError>> {
     let conn = match redis.conn().await {
         Ok(c) => c,
         Err(e) => {
@@ -485,7 +616,7 @@ async fn commit(
                     inv.arg(f);
                 }
             }
-            inv.invoke_async::<Vec<i64>>(&mut conn).await
+            inv.invoke_async::<(Vec<i64>, Vec<String>)>(&mut conn).await
         }
     }))
     .await;
@@ -498,12 +629,15 @@ async fn commit(
         .zip(answers)
         .map(|(ds, a)| match a {
             Err(e) => Err(StateError::Unavailable(format!("judge: {e}"))),
-            Ok(a) if a.len() != ds.len() => Err(StateError::Unavailable(format!(
+            Ok((a, _)) if a.len() != ds.len() => Err(StateError::Unavailable(format!(
                 "judge: {} answers for {} sessions",
                 a.len(),
                 ds.len()
             ))),
-            Ok(a) => Ok(a.into_iter().map(|x| x == 1).collect()),
+            Ok((a, summary)) => Ok((
+                a.into_iter().map(|x| x == 1).collect(),
+                Summary::parse(&summary)?,
+            )),
         })
         .collect()
 }

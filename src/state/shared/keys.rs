@@ -136,6 +136,12 @@ impl Keys {
         format!("{{{}:w}}", self.prefix)
     }
 
+    /// Each bucket's work as last written (a hash: bucket -> `version|due|settle|arriving`,
+    /// `index.lua`), read in one call so a cycle sweeps only the buckets with work to do.
+    pub fn index(&self) -> String {
+        format!("{{{}:x}}", self.prefix)
+    }
+
     /// Every replica's sources numbered once for all (a hash: `instance/input` -> global id,
     /// and the counter `#next`), so an origin stored by one replica reads back on another.
     pub fn inputs(&self) -> String {

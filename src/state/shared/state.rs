@@ -22,7 +22,7 @@ use std::time::Duration;
 use super::conn::{Redis, Timeouts};
 use super::events;
 use super::inputs;
-use super::judge::{self, At, Names, Pass};
+use super::judge::{self, At, Index, Names, Pass};
 use super::keys::{BUCKETS, BadPrefix, Keys, session_bucket};
 use super::leases;
 use super::record::Canonical;
@@ -86,6 +86,12 @@ pub struct SharedState {
     /// The connections opened when it last looked (`Redis::opened`), and since when it has
     /// heard from the servers without a break: a source's silence counts from then.
     heard: (u64, Timestamp),
+    /// Its own sources published as behind when it got back in touch after losing the
+    /// servers (`behind_after_outage`), each until its next batch says where it is or the
+    /// caller says it has nothing waiting (`caught_up`).
+    forced: BTreeSet<u16>,
+    /// The connections opened when it last looked for an outage (`behind_after_outage`).
+    looked: u64,
     /// Changes this replica committed in a call that then failed (a later step, a `WAIT`):
     /// they are in Redis and counted there, so they are returned with the next call that
     /// succeeds — only this replica can emit them.
@@ -108,6 +114,8 @@ impl SharedState {
             globals: BTreeMap::new(),
             cited: BTreeMap::new(),
             heard: (0, Timestamp::MIN),
+            forced: BTreeSet::new(),
+            looked: 0,
             carry: Vec::new(),
         })
     }
@@ -146,38 +154,84 @@ impl SharedState {
     /// What the shared evidence has settled through (`Watermarks::settled`).
     fn low(&mut self, shared: &Shared, now: Timestamp) -> Timestamp {
         let since = self.heard_since(now);
-        shared.rebuild(self.config.idle_after_ms, since).settled(now)
+        shared
+            .rebuild(self.config.idle_after_ms, since)
+            .settled(now)
     }
 
-    /// Since when this replica has heard from the servers without a break. A new connection
-    /// (the first, or one after a failed call) starts it afresh at `now` + `RETRY_MAX`: after
-    /// an outage longer than `idle_after`, every source's last news is old, and the replica
-    /// that gets back first would take the others' sources for idle and judge on its own
-    /// evidence alone (false orphans, claims judged before their dispatch). It gives the
-    /// others the longest wait between two of their attempts, then `idle_after`, to be heard.
+    /// Since when this replica has heard from the servers without a break. A connection
+    /// opened after a failed call starts it afresh at `now` + `RETRY_MAX`: after an outage
+    /// longer than `idle_after`, every source's last news is old, and the replica that gets
+    /// back first would take the others' sources for idle and judge on its own evidence
+    /// alone (false orphans, claims judged before their dispatch). It gives the others the
+    /// longest wait between two of their attempts, then `idle_after`, to be heard. (The
+    /// first connection is no outage: a source's last news counts as it is.)
     fn heard_since(&mut self, now: Timestamp) -> Timestamp {
         let opened = self.redis.opened();
-        if opened != self.heard.0 {
+        if opened > 1 && opened != self.heard.0 {
             let retry = i64::try_from(crate::state::RETRY_MAX.as_millis()).unwrap_or(i64::MAX);
             self.heard = (opened, now.saturating_add_ms(retry));
         }
         self.heard.1
     }
 
+    /// After a connection lost and opened again, publishes every source of its own as behind
+    /// (never idle): while the servers were away its sources' batches queued in this
+    /// process, unseen by the other replicas, and they are applied one after another now —
+    /// a source whose batch waits behind another's for longer than `idle_after` would
+    /// otherwise be taken for idle by the others, who would judge without the evidence it
+    /// holds. Each source's next batch publishes where it really is; those that send none
+    /// are set caught up when the caller says nothing waits (`caught_up`).
+    /// `told`: a source whose news in this call already said where it is.
+    async fn behind_after_outage(
+        &mut self,
+        now: Timestamp,
+        told: Option<u16>,
+    ) -> Result<(), StateError> {
+        let opened = self.redis.opened();
+        // The first connection is no outage: followed files start behind by `announce`.
+        if opened <= 1 || opened == self.looked {
+            self.looked = opened;
+            return Ok(());
+        }
+        let behind: Vec<u16> = self
+            .globals
+            .keys()
+            .copied()
+            .filter(|&i| Some(i) != told)
+            .collect();
+        let news: Vec<News> = behind
+            .iter()
+            .map(|&i| News {
+                source: self.source(i),
+                high: None,
+                now,
+                backlog: Some(true),
+            })
+            .collect();
+        if !news.is_empty() {
+            watermarks::merge(&self.redis, &self.keys, &news).await?;
+        }
+        self.forced.extend(behind);
+        self.looked = opened;
+        Ok(())
+    }
+
     fn clock(&mut self, now: Timestamp) {
         self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
     }
 
-    /// The buckets this replica holds the sweep lease of. Leases are taken or renewed once a
-    /// third of their time has passed, not on every call: a sweep then costs no lease round
-    /// trip, and a lease still has two thirds of its time when it is relied on. (That a
-    /// session is judged once never rests on the lease: `judge.lua`'s compare-and-set.)
-    async fn leased(&mut self) -> Result<Vec<u16>, StateError> {
+    /// The buckets this replica holds the sweep lease of, and whether it (re)took them just
+    /// now. Leases are taken or renewed once a third of their time has passed, not on every
+    /// call: a sweep then costs no lease round trip, and a lease still has two thirds of its
+    /// time when it is relied on. (That a session is judged once never rests on the lease:
+    /// `judge.lua`'s compare-and-set.)
+    async fn leased(&mut self) -> Result<(Vec<u16>, bool), StateError> {
         let now = tokio::time::Instant::now();
         if let Some((at, held)) = &self.leased
             && now.duration_since(*at) < self.lease / 3
         {
-            return Ok(held.clone());
+            return Ok((held.clone(), false));
         }
         let all: Vec<u16> = (0..BUCKETS).collect();
         let held =
@@ -188,7 +242,21 @@ impl SharedState {
             .filter_map(|(b, h)| h.then_some(b))
             .collect();
         self.leased = Some((now, held.clone()));
-        Ok(held)
+        Ok((held, true))
+    }
+
+    /// The buckets a tick sweeps at `now` under `low`: of those it holds, the ones the index
+    /// says have work to do — or all of them when it just renewed its leases, the index's
+    /// safety net (a bucket changed by a replica killed before it wrote the index waits at
+    /// most a third of a lease).
+    async fn to_sweep(&mut self, now: Timestamp, low: Timestamp) -> Result<Vec<u16>, StateError> {
+        let (held, renewed) = self.leased().await?;
+        if renewed {
+            return Ok(held);
+        }
+        Ok(Index::read(&self.redis, &self.keys)
+            .await?
+            .busy(&held, now, low))
     }
 
     /// `WAIT`s until `w.replicas` replicas have this connection's writes: on a cluster the
@@ -277,9 +345,16 @@ impl CorrelationState for SharedState {
             }
             None => watermarks::read(&self.redis, &self.keys).await?,
         };
+        // In touch again (the call above opened a connection if it had to).
+        // Its own news (above) said where it is.
+        let told = d.backlog.map(|_| d.input);
+        self.behind_after_outage(d.now, told).await?;
+        if let Some(i) = told {
+            self.forced.remove(&i);
+        }
         let low = self.low(&shared, d.now);
-        let leased = self.leased().await?;
-        self.cycle(&leased, d.now, low, Pass::Tick).await?;
+        let due = self.to_sweep(d.now, low).await?;
+        self.cycle(&due, d.now, low, Pass::Tick).await?;
         let fresh = events::store(&self.redis, &self.keys, &d.events, d.now).await?;
         let high = d
             .events
@@ -301,7 +376,7 @@ impl CorrelationState for SharedState {
             }
             None => low,
         };
-        let mut buckets = leased;
+        let mut buckets = self.to_sweep(d.now, low).await?;
         for ((e, _), _) in d.events.iter().zip(&fresh).filter(|(_, f)| **f) {
             if let (Some(id), false) = (&e.session, e.kind == EventKind::Heartbeat) {
                 buckets.push(session_bucket(id));
@@ -336,9 +411,10 @@ impl CorrelationState for SharedState {
     async fn tick(&mut self, now: Timestamp) -> Result<Vec<Change>, StateError> {
         self.clock(now);
         let shared = watermarks::read(&self.redis, &self.keys).await?;
+        self.behind_after_outage(now, None).await?;
         let low = self.low(&shared, now);
-        let leased = self.leased().await?;
-        self.cycle(&leased, now, low, Pass::Tick).await?;
+        let due = self.to_sweep(now, low).await?;
+        self.cycle(&due, now, low, Pass::Tick).await?;
         // As a delivery: what it judged is returned (and emitted) once a replica has it, so a
         // failover cannot take back a judgement already counted.
         if let Some(w) = self.wait
@@ -480,6 +556,25 @@ impl CorrelationState for SharedState {
             })
             .collect();
         Ok((each, w.low(now)))
+    }
+
+    async fn caught_up(&mut self, now: Timestamp) -> Result<(), StateError> {
+        if self.forced.is_empty() {
+            return Ok(());
+        }
+        let news: Vec<News> = self
+            .forced
+            .iter()
+            .map(|&i| News {
+                source: self.source(i),
+                high: None,
+                now,
+                backlog: Some(false),
+            })
+            .collect();
+        watermarks::merge(&self.redis, &self.keys, &news).await?;
+        self.forced.clear();
+        Ok(())
     }
 
     fn next_due(&self) -> Option<Timestamp> {

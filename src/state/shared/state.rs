@@ -249,7 +249,7 @@ impl SharedState {
     /// says have work to do — or all of them when it just renewed its leases, the index's
     /// safety net (a bucket changed by a replica killed before it wrote the index waits at
     /// most a third of a lease).
-    async fn to_sweep(&mut self, now: Timestamp, low: Timestamp) -> Result<Vec<u16>, StateError> {
+    async fn sweep_due(&mut self, now: Timestamp, low: Timestamp) -> Result<Vec<u16>, StateError> {
         let (held, renewed) = self.leased().await?;
         if renewed {
             return Ok(held);
@@ -353,7 +353,7 @@ impl CorrelationState for SharedState {
             self.forced.remove(&i);
         }
         let low = self.low(&shared, d.now);
-        let due = self.to_sweep(d.now, low).await?;
+        let due = self.sweep_due(d.now, low).await?;
         self.cycle(&due, d.now, low, Pass::Tick).await?;
         let fresh = events::store(&self.redis, &self.keys, &d.events, d.now).await?;
         let high = d
@@ -376,7 +376,7 @@ impl CorrelationState for SharedState {
             }
             None => low,
         };
-        let mut buckets = self.to_sweep(d.now, low).await?;
+        let mut buckets = self.sweep_due(d.now, low).await?;
         for ((e, _), _) in d.events.iter().zip(&fresh).filter(|(_, f)| **f) {
             if let (Some(id), false) = (&e.session, e.kind == EventKind::Heartbeat) {
                 buckets.push(session_bucket(id));
@@ -413,7 +413,7 @@ impl CorrelationState for SharedState {
         let shared = watermarks::read(&self.redis, &self.keys).await?;
         self.behind_after_outage(now, None).await?;
         let low = self.low(&shared, now);
-        let due = self.to_sweep(now, low).await?;
+        let due = self.sweep_due(now, low).await?;
         self.cycle(&due, now, low, Pass::Tick).await?;
         // As a delivery: what it judged is returned (and emitted) once a replica has it, so a
         // failover cannot take back a judgement already counted.

@@ -90,6 +90,10 @@ pub struct SharedState {
     /// servers (`behind_after_outage`), each until its next batch says where it is or the
     /// caller says it has nothing waiting (`caught_up`).
     forced: BTreeSet<u16>,
+    /// What each of its own sources last said of itself: behind (more to read) or not. A
+    /// source published as behind after an outage is set back to it (`caught_up`): a
+    /// followed file that starts behind stays so until it has read to the end.
+    told: BTreeMap<u16, bool>,
     /// The connections opened when it last looked for an outage (`behind_after_outage`).
     looked: u64,
     /// Changes this replica committed in a call that then failed (a later step, a `WAIT`):
@@ -115,6 +119,7 @@ impl SharedState {
             cited: BTreeMap::new(),
             heard: (0, Timestamp::MIN),
             forced: BTreeSet::new(),
+            told: BTreeMap::new(),
             looked: 0,
             carry: Vec::new(),
         })
@@ -349,8 +354,9 @@ impl CorrelationState for SharedState {
         // Its own news (above) said where it is.
         let told = d.backlog.map(|_| d.input);
         self.behind_after_outage(d.now, told).await?;
-        if let Some(i) = told {
-            self.forced.remove(&i);
+        if let Some(backlog) = d.backlog {
+            self.forced.remove(&d.input);
+            self.told.insert(d.input, backlog);
         }
         let low = self.low(&shared, d.now);
         let due = self.sweep_due(d.now, low).await?;
@@ -569,7 +575,7 @@ impl CorrelationState for SharedState {
                 source: self.source(i),
                 high: None,
                 now,
-                backlog: Some(false),
+                backlog: Some(self.told.get(&i).copied().unwrap_or(false)),
             })
             .collect();
         watermarks::merge(&self.redis, &self.keys, &news).await?;

@@ -217,7 +217,8 @@ pub trait CorrelationState: Send + Sync {
 
     /// The caller has no batch waiting at `now` (none queued, none in hand): a source the
     /// state holds as behind only because it could not tell — a shared state, after losing
-    /// its servers, holds all of its own so — is caught up. The local state holds none so.
+    /// its servers, holds all of its own so — is back to what it last said of itself. The
+    /// local state holds none so.
     fn caught_up(&mut self, now: Timestamp) -> impl Future<Output = Result<(), StateError>> + Send {
         let _ = now;
         async { Ok(()) }

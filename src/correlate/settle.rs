@@ -18,8 +18,9 @@
 //! never a wrong count; two sessions are never merged).
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashSet};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::ClaimTimeouts;
 use super::{Correlator, Session};
@@ -84,10 +85,12 @@ fn horizon(session: &Session, timeouts: &ClaimTimeouts) -> Timestamp {
         .saturating_add_ms(if open > 0 { OPEN_CLAIM_MS } else { SLACK_MS })
 }
 
-/// A stable 64-bit fingerprint of a session id (SipHash with fixed keys).
+/// A 64-bit fingerprint of a session id, the same in every run (FxHash: a few multiplies per
+/// id instead of SipHash's rounds, twice per session; its spread is ample for fingerprints,
+/// and a collision only costs the re-run).
 fn fingerprint(id: &SessionId) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    id.as_str().hash(&mut h);
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(id.as_str().as_bytes());
     h.finish()
 }
 
@@ -133,19 +136,19 @@ impl Correlator {
             let Some(Reverse((_, id))) = st.queue.pop() else {
                 break;
             };
-            // Gone already: evicted by the session cap, or settled through an older entry.
-            let Some(session) = self.sessions.get(&id) else {
+            // Gone already (vacant): evicted by the session cap, or settled through an older
+            // entry. One lookup either way (a lookup and a removal were two hashes and probes).
+            let Entry::Occupied(session) = self.sessions.entry(id) else {
                 continue;
             };
-            let at = horizon(session, &self.config.timeouts);
+            let at = horizon(session.get(), &self.config.timeouts);
             if at > low {
-                st.queue.push(Reverse((at, id)));
+                st.queue.push(Reverse((at, session.key().clone())));
                 continue;
             }
-            if let Some(session) = self.sessions.remove(&id) {
-                st.settled.insert(fingerprint(&id));
-                out.push(Settled { id, session });
-            }
+            let (id, session) = session.remove_entry();
+            st.settled.insert(fingerprint(&id));
+            out.push(Settled { id, session });
         }
         out
     }

@@ -95,7 +95,12 @@ impl Prefilter {
             let Some(hit) = hit else { break };
             let start = memchr::memrchr(b'\n', &data[pos..hit]).map_or(pos, |i| pos + i + 1);
             let end = memchr::memchr(b'\n', &data[hit..]).map_or(data.len(), |i| hit + i + 1);
-            line_no += count_lines(&data[counted..start]);
+            // Candidates often follow one another: then there are no lines between them to
+            // count, and the call is skipped (this counting was 4.7 % of verify's
+            // instructions, in a call per candidate).
+            if start > counted {
+                line_no += count_lines(&data[counted..start]);
+            }
             counted = start;
             each(line_no, &data[start..end]);
             pos = end;

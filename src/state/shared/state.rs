@@ -83,9 +83,9 @@ pub struct SharedState {
     globals: BTreeMap<u16, u16>,
     /// The names its sources' lines are cited by, by its own input number.
     cited: BTreeMap<u16, String>,
-    /// The connections opened when it last looked (`Redis::opened`), and since when it has
-    /// heard from the servers without a break: a source's silence counts from then.
-    heard: (u64, Timestamp),
+    /// Since when it has heard from the servers without a break (`behind_after_outage`): a
+    /// source's silence counts from then.
+    heard: Timestamp,
     /// Its own sources published as behind when it got back in touch after losing the
     /// servers (`behind_after_outage`), each until its next batch says where it is or the
     /// caller says it has nothing waiting (`caught_up`).
@@ -94,7 +94,8 @@ pub struct SharedState {
     /// source published as behind after an outage is set back to it (`caught_up`): a
     /// followed file that starts behind stays so until it has read to the end.
     told: BTreeMap<u16, bool>,
-    /// The connections opened when it last looked for an outage (`behind_after_outage`).
+    /// The connections opened (`Redis::opened`) when it last looked for an outage
+    /// (`behind_after_outage`).
     looked: u64,
     /// Changes this replica committed in a call that then failed (a later step, a `WAIT`):
     /// they are in Redis and counted there, so they are returned with the next call that
@@ -117,7 +118,7 @@ impl SharedState {
             leased: None,
             globals: BTreeMap::new(),
             cited: BTreeMap::new(),
-            heard: (0, Timestamp::MIN),
+            heard: Timestamp::MIN,
             forced: BTreeSet::new(),
             told: BTreeMap::new(),
             looked: 0,
@@ -157,36 +158,24 @@ impl SharedState {
     }
 
     /// What the shared evidence has settled through (`Watermarks::settled`).
-    fn low(&mut self, shared: &Shared, now: Timestamp) -> Timestamp {
-        let since = self.heard_since(now);
+    fn low(&self, shared: &Shared, now: Timestamp) -> Timestamp {
         shared
-            .rebuild(self.config.idle_after_ms, since)
+            .rebuild(self.config.idle_after_ms, self.heard)
             .settled(now)
     }
 
-    /// Since when this replica has heard from the servers without a break. A connection
-    /// opened after a failed call starts it afresh at `now` + `RETRY_MAX`: after an outage
-    /// longer than `idle_after`, every source's last news is old, and the replica that gets
-    /// back first would take the others' sources for idle and judge on its own evidence
-    /// alone (false orphans, claims judged before their dispatch). It gives the others the
-    /// longest wait between two of their attempts, then `idle_after`, to be heard. (The
-    /// first connection is no outage: a source's last news counts as it is.)
-    fn heard_since(&mut self, now: Timestamp) -> Timestamp {
-        let opened = self.redis.opened();
-        if opened > 1 && opened != self.heard.0 {
-            let retry = i64::try_from(crate::state::RETRY_MAX.as_millis()).unwrap_or(i64::MAX);
-            self.heard = (opened, now.saturating_add_ms(retry));
-        }
-        self.heard.1
-    }
-
-    /// After a connection lost and opened again, publishes every source of its own as behind
-    /// (never idle): while the servers were away its sources' batches queued in this
-    /// process, unseen by the other replicas, and they are applied one after another now —
-    /// a source whose batch waits behind another's for longer than `idle_after` would
-    /// otherwise be taken for idle by the others, who would judge without the evidence it
-    /// holds. Each source's next batch publishes where it really is; those that send none
-    /// are set caught up when the caller says nothing waits (`caught_up`).
+    /// After a connection lost and opened again (the first is no outage), two things, so
+    /// the replica that gets back first does not judge on its own evidence alone (false
+    /// orphans, claims judged before their dispatch):
+    /// - every source counts as heard `RETRY_MAX` after `now`: after an outage longer than
+    ///   `idle_after` every source's last news is old, and the others get the longest wait
+    ///   between two of their attempts, then `idle_after`, to be heard;
+    /// - every source of its own is published as behind (never idle): its batches queued in
+    ///   this process while the servers were away, unseen by the other replicas, and one
+    ///   waiting behind another's must not be taken for idle. Each source's next batch
+    ///   publishes where it really is; those that send none are set back to what they last
+    ///   said when the caller says nothing waits (`caught_up`).
+    ///
     /// `told`: a source whose news in this call already said where it is.
     async fn behind_after_outage(
         &mut self,
@@ -199,6 +188,8 @@ impl SharedState {
             self.looked = opened;
             return Ok(());
         }
+        let retry = i64::try_from(crate::state::RETRY_MAX.as_millis()).unwrap_or(i64::MAX);
+        self.heard = now.saturating_add_ms(retry);
         let behind: Vec<u16> = self
             .globals
             .keys()
@@ -538,8 +529,7 @@ impl CorrelationState for SharedState {
         now: Timestamp,
     ) -> Result<(Vec<SourceWatermark>, Timestamp), StateError> {
         let shared = watermarks::read(&self.redis, &self.keys).await?;
-        // As judged: `heard` is as the last judging call left it.
-        let w = shared.rebuild(self.config.idle_after_ms, self.heard.1);
+        let w = shared.rebuild(self.config.idle_after_ms, self.heard);
         let own = format!("{}/", self.instance);
         // This replica's sources by their own input numbers; another replica's (issue 13:
         // origins across replicas) numbered down from the top, out of the way.

@@ -238,10 +238,7 @@ pub(super) async fn serve(
         )
         .await;
     };
-    let instance = match cluster.instance.as_str() {
-        "" => host_name().unwrap_or_else(|| sc.listen.to_string()),
-        name => name.to_owned(),
-    };
+    let instance = instance_name(cluster, sc);
     let shared = cluster.shared(instance.clone());
     tracing::info!(
         urls = ?shared.urls.iter().map(|u| crate::redact::secrets(u).into_owned()).collect::<Vec<_>>(),
@@ -270,6 +267,18 @@ pub(super) async fn serve(
         Some(cluster_state),
     )
     .await
+}
+
+/// This replica's name among those sharing the state: `[cluster] instance`, else the host's
+/// name, else the listen address.
+fn instance_name(
+    cluster: &crate::state::shared::ClusterConfig,
+    sc: &crate::config::ServeConfig,
+) -> String {
+    match cluster.instance.as_str() {
+        "" => host_name().unwrap_or_else(|| sc.listen.to_string()),
+        name => name.to_owned(),
+    }
 }
 
 /// The host's name, the default name of a replica (`[cluster] instance`).
@@ -370,6 +379,16 @@ async fn serve_with<S: CorrelationState + 'static>(
             .context("cannot register the report metrics")?;
             if let Some(h) = &alert_handle {
                 reporter.alert_to(h.clone());
+            }
+            // With the state shared, so are flips and reports: every replica answers the same.
+            if let Some(cluster) = &config.cluster {
+                let shared = cluster.shared(instance_name(cluster, sc));
+                let shared = crate::state::shared::reports::SharedReports::new(
+                    &shared,
+                    millis(sc.retention),
+                )
+                .context("[cluster] key_prefix")?;
+                reporter.share(shared);
             }
             tasks.spawn(reporter.run(shutdown.clone()));
             if let Some(mut outside) = flips.take() {

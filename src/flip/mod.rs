@@ -15,6 +15,7 @@ pub mod auto;
 mod checks;
 pub mod logs;
 pub mod render;
+pub mod slice;
 pub mod stored;
 mod svg;
 
@@ -181,6 +182,21 @@ impl EvidenceBuilder {
             kept: Vec::new(),
             sessions: BTreeSet::new(),
             foreign: FxHashSet::default(),
+        }
+    }
+
+    /// A builder that knows some of the org's sessions beforehand (from a shared state's
+    /// outcome rows, with `serve --cluster`): their claims, completions and releases are
+    /// kept though no dispatch among the events names them — the dispatch was another
+    /// replica's line.
+    pub fn knowing(
+        org: impl Into<String>,
+        sources: Vec<SourceEvidence>,
+        sessions: impl IntoIterator<Item = SessionId>,
+    ) -> EvidenceBuilder {
+        EvidenceBuilder {
+            sessions: sessions.into_iter().collect(),
+            ..EvidenceBuilder::new(org, sources)
         }
     }
 

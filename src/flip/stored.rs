@@ -2,12 +2,42 @@
 //! from the store is the report the log files would give.
 
 use super::{EvidenceBuilder, FlipEvidence, SourceEvidence};
+use crate::event::SessionId;
 use crate::parse::{Parsed, Parser};
 use crate::store::{Store, StoreError};
 
 /// The evidence about `org` in everything `store` holds.
 pub async fn read(store: &Store, parser: &Parser, org: &str) -> Result<FlipEvidence, StoreError> {
-    let mut builder = EvidenceBuilder::new(org, Vec::new());
+    read_into(store, parser, EvidenceBuilder::new(org, Vec::new())).await
+}
+
+/// This replica's share of the evidence about `org` (`serve --cluster`): its own sources'
+/// lines, the org's dispatches among them, every heartbeat, and the claims, completions and
+/// releases of the org's sessions — those its outcome rows name (every replica's, from the
+/// shared state's feed) as well as those its own dispatches do.
+pub async fn read_share(
+    store: &Store,
+    parser: &Parser,
+    org: &str,
+) -> Result<FlipEvidence, StoreError> {
+    let sessions = store
+        .sessions_of(org)
+        .await?
+        .into_iter()
+        .filter_map(|s| SessionId::new(&s));
+    read_into(
+        store,
+        parser,
+        EvidenceBuilder::knowing(org, Vec::new(), sessions),
+    )
+    .await
+}
+
+async fn read_into(
+    store: &Store,
+    parser: &Parser,
+    mut builder: EvidenceBuilder,
+) -> Result<FlipEvidence, StoreError> {
     crate::replay::each(store, parser, |parsed, origin, source| {
         if builder.source_mut(origin.input).is_none() {
             // Sources are numbered by first appearance: this is the next one.

@@ -526,6 +526,7 @@ const MARK_DUPLICATE: &str = "UPDATE outcomes SET duplicate = 1 WHERE session = 
 const MARK_DUPLICATE_CROSS: &str =
     "UPDATE outcomes SET duplicate = 1, duplicate_cross = 1 WHERE session = $1";
 const SET_RECLAIMS: &str = "UPDATE outcomes SET reclaims = $2 WHERE session = $1 AND reclaims < $2";
+const SELECT_SESSIONS_OF_ORG: &str = "SELECT session FROM outcomes WHERE org = $1";
 const PRUNE_OUTCOMES: &str = "DELETE FROM outcomes WHERE seen_at < $1";
 const INSERT_FINDINGS: &str =
     "INSERT INTO findings (kind, \"key\", session, org, runner, found_at, detail) ";
@@ -1193,6 +1194,18 @@ impl Store {
                 .fetch_optional(pool)
                 .await?;
             row.as_ref().map(report_of).transpose()
+        })
+    }
+
+    /// The sessions of `org` in the outcome rows (with `serve --cluster`, every replica's:
+    /// the feed writes them), for a replica's share of a post-flip report's evidence.
+    pub async fn sessions_of(&self, org: &str) -> Result<Vec<String>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(SELECT_SESSIONS_OF_ORG)
+                .bind(text(org).into_owned())
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
         })
     }
 

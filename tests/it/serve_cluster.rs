@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::redis_cluster::{RedisCluster, RedisServer};
 use crate::serve_files::metric_sum;
 use crate::support::{
-    SETTLED_KEYS, SIMULATED, Server, append, free_port, http_get, http_get_status, lines_of,
-    metric, pace, serve_cmd, simulated_with_verify_totals, wait_until,
+    SETTLED_KEYS, SIMULATED, Server, append, claimcheck, free_port, http_get, http_get_status,
+    lines_of, metric, pace, serve_cmd, simulated_with_verify_totals, wait_until,
 };
 
 /// The counts compared with verify's, each summed over the replicas' `/metrics`, with the
@@ -114,8 +114,13 @@ fn summary_differs(port: u16, t: &Value) -> Option<Vec<String>> {
 /// Starts replica `r` on `port`, following its files in `dir/w` with its own SQLite store,
 /// sharing the state on `redis` (seed nodes or one server), configured by `dir/serve.toml`.
 fn start(dir: &Path, r: &Replica, port: u16, redis: &[String]) -> Server {
+    start_with(dir, r, port, redis, "serve.toml")
+}
+
+/// [`start`], configured by `dir/config`.
+fn start_with(dir: &Path, r: &Replica, port: u16, redis: &[String], config: &str) -> Server {
     let store = dir.join(format!("{}.db", r.name));
-    let mut serve = serve_cmd(port, &dir.join("serve.toml"), &store);
+    let mut serve = serve_cmd(port, &dir.join(config), &store);
     for &i in r.files {
         let (f, rt) = SIMULATED[i];
         let p = dir.join("w").join(f).display().to_string();
@@ -830,4 +835,219 @@ fn throughput_with_one_two_and_three_sidecars() {
             &format!("{n} sidecars"),
         );
     }
+}
+
+/// One replica per log: the dispatcher's, the go daemon's, the ts worker's.
+const PER_LOG: [Replica; 3] = [
+    Replica {
+        name: "dispatch",
+        files: &[0],
+    },
+    Replica {
+        name: "go",
+        files: &[2],
+    },
+    Replica {
+        name: "ts",
+        files: &[3],
+    },
+];
+
+/// The post-flip report across replicas: one replica per log on a 3-master Redis Cluster,
+/// only the dispatch side watching the platform's Postgres. An org flipped in the database:
+/// every replica says its verification is pending (the flip is shared), then every replica
+/// answers the same report, the one `claimcheck report` gives on all three files — though
+/// each replica holds a third of the evidence: the dispatches, or the go claims and
+/// heartbeats, or the ts ones — and the same verification; the verdict is counted once
+/// across the replicas.
+#[test]
+fn every_sidecar_answers_the_post_flip_report_of_all_the_files() {
+    use crate::serve_platform::{json_when, platform_db};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (db, mut conn) = platform_db(&rt, "('org_a', 'a', '{}', now())");
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    std::fs::create_dir(&w).unwrap();
+    let file = |i: usize| w.join(SIMULATED[i].0);
+    let (dispatch, go, ts) = (file(0), file(2), file(3));
+    for f in [&dispatch, &go, &ts] {
+        append(f, "");
+    }
+    let common = "[serve]\nclaim_timeout = [\"1s\"]\nreport_window = \"5s\"\n\
+                  source_idle_after = \"5s\"\n[platform]\ndrift_grace = \"1s\"\n";
+    let cluster = "[cluster]\nkey_prefix = \"cc-flip\"\n";
+    std::fs::write(dir.path().join("serve.toml"), format!("{common}{cluster}")).unwrap();
+    std::fs::write(
+        dir.path().join("platform.toml"),
+        format!(
+            "{common}[platform.postgres]\nurl = \"{}\"\n\
+             [platform.postgres.organizations]\npoll_interval = \"200ms\"\n{cluster}",
+            db.url
+        ),
+    )
+    .unwrap();
+    let redis = RedisCluster::start(3, 0);
+    let ports = [free_port(), free_port(), free_port()];
+    let _servers: Vec<Server> = PER_LOG
+        .iter()
+        .zip(ports)
+        .map(|(r, port)| {
+            let config = if r.name == "dispatch" {
+                "platform.toml"
+            } else {
+                "serve.toml"
+            };
+            start_with(dir.path(), r, port, &redis.urls(), config)
+        })
+        .collect();
+
+    let line = |f: &Path, l: String| append(f, &format!("{l}\n"));
+    let stamp = |ms: i64| claimcheck::event::Timestamp(ms).to_rfc3339();
+    let now = || claimcheck::clock::Clock::system().now().millis();
+    let claim = |id: &str, runner: &str, at: i64| {
+        let (f, worker) = if runner == "go" {
+            (&go, "g1")
+        } else {
+            (&ts, "t1")
+        };
+        line(
+            f,
+            format!(
+                r#"{{"event":"claimed","sessionId":"{id}","workerId":"{worker}","time":"{}"}}"#,
+                stamp(at)
+            ),
+        );
+    };
+    let session = |id: &str, org: &str, runner: &str, at: i64| {
+        line(
+            &dispatch,
+            format!(
+                r#"{{"event":"dispatch","sessionId":"{id}","organizationId":"{org}","resolvedProfile":{{"runner":"{runner}"}},"time":"{}"}}"#,
+                stamp(at)
+            ),
+        );
+        claim(id, runner, at + 200);
+    };
+    let heartbeats = |at: i64| {
+        line(
+            &go,
+            format!(
+                r#"{{"event":"heartbeat","workerId":"g1","version":"0.5.2","time":"{}"}}"#,
+                stamp(at)
+            ),
+        );
+        line(
+            &ts,
+            format!(
+                r#"{{"event":"heartbeat","workerId":"t1","version":"1.0.0","time":"{}"}}"#,
+                stamp(at)
+            ),
+        );
+    };
+    json_when(ports[0], "/api/orgs", "baseline", |o| {
+        o.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["org"] == "org_a"))
+    });
+    // The baseline: ts sessions, and one of another org.
+    let start = now();
+    heartbeats(start - 4500);
+    for i in 0..5 {
+        session(
+            &format!("before-{i}"),
+            "org_a",
+            "ts",
+            start - 4000 + i * 800,
+        );
+    }
+    session("other-0", "org_b", "go", start - 3000);
+    heartbeats(start);
+    sql_flip(&rt, &mut conn);
+    // Every replica knows the flip, the two without a platform too.
+    let mut flip_at = String::new();
+    for port in ports {
+        let v = json_when(port, "/api/orgs/org_a/verification", "pending", |v| {
+            v["verdict"] == "pending"
+        });
+        flip_at = v["flip_at"].as_str().unwrap().to_owned();
+    }
+    let at = claimcheck::parse::time::parse_rfc3339(&flip_at)
+        .unwrap()
+        .millis();
+    // After the grace: go sessions, one also claimed by a ts worker, another org's.
+    for i in 0..5 {
+        session(&format!("after-{i}"), "org_a", "go", at + 1500 + i * 500);
+        heartbeats(at + 1500 + i * 500);
+    }
+    claim("after-4", "ts", at + 4000);
+    session("other-1", "org_b", "ts", at + 2000);
+
+    // Due about 11 s after the flip (window, claim timeout, slack), then the shares.
+    let answered = |port: u16| {
+        http_get_status(port, "/api/orgs/org_a/verification").is_some_and(|(status, body)| {
+            status == 200
+                && serde_json::from_str::<Value>(&body)
+                    .is_ok_and(|v| v["verdict"].is_string() && v["verdict"] != "pending")
+        })
+    };
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(60), || ports
+            .iter()
+            .all(|&p| answered(p))),
+        "not every replica has the report"
+    );
+    let out = claimcheck()
+        .args([
+            "report",
+            "--org",
+            "org_a",
+            "--flip-at",
+            &flip_at,
+            "--to",
+            "go",
+        ])
+        .args(["--window", "5s", "--grace", "1s", "--claim-timeout", "1s"])
+        .args(["--format", "json", "--dispatch"])
+        .arg(&dispatch)
+        .arg("--claims")
+        .arg(format!("go={}", go.display()))
+        .arg("--claims")
+        .arg(format!("ts={}", ts.display()))
+        .output()
+        .unwrap();
+    let batch: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(batch["verdict"], "fail", "{batch}");
+    assert_eq!(batch["sessions"]["window"], 5, "{batch}");
+    let mut lists = Vec::new();
+    for port in ports {
+        let (_, body) = http_get_status(port, "/api/orgs/org_a/verification").unwrap();
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (&v["verdict"], &v["reason"], &v["flip_at"]),
+            (&batch["verdict"], &batch["reason"], &batch["flip_at"]),
+            "{port}: {v}"
+        );
+        let (status, body) = http_get_status(port, v["report"].as_str().unwrap()).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let report: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(report, batch, "replica on {port}");
+        let (_, list) = http_get_status(port, "/api/reports").unwrap();
+        lists.push(serde_json::from_str::<Value>(&list).unwrap());
+    }
+    assert!(lists.iter().all(|l| *l == lists[0]), "{lists:?}");
+    assert_eq!(lists[0].as_array().map(Vec::len), Some(1), "{lists:?}");
+    let counted = summed(&ports, "flip_fail").unwrap();
+    assert_eq!(counted, 1.0, "the verdict counted once across replicas");
+}
+
+/// Flips org_a to go in the database (its `updated_at` dates the flip).
+fn sql_flip(rt: &tokio::runtime::Runtime, conn: &mut sqlx::PgConnection) {
+    rt.block_on(
+        sqlx::raw_sql(
+            "UPDATE organizations SET features = '{\"runner_default\":\"go\"}', \
+             updated_at = now() WHERE id = 'org_a'",
+        )
+        .execute(conn),
+    )
+    .unwrap();
 }

@@ -13,7 +13,12 @@ use crate::scratch_db::ScratchDb;
 use crate::support::{Server, claimcheck, free_port, http_get_status, serve_cmd, wait_until};
 
 /// Polls `path` until `ready` holds on its JSON body; a deadline, not a fixed wait.
-fn json_when(port: u16, path: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn json_when(
+    port: u16,
+    path: &str,
+    what: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
     let mut last = Value::Null;
     let reached = wait_until(Instant::now() + Duration::from_secs(20), || {
         if let Some((_, body)) = http_get_status(port, path)
@@ -44,7 +49,10 @@ fn rfc3339_in(secs: i64) -> String {
 }
 
 /// A scratch database with the seed's two platform tables and the given `organizations` rows.
-fn platform_db(rt: &tokio::runtime::Runtime, orgs: &str) -> (ScratchDb, sqlx::PgConnection) {
+pub(crate) fn platform_db(
+    rt: &tokio::runtime::Runtime,
+    orgs: &str,
+) -> (ScratchDb, sqlx::PgConnection) {
     let db = rt.block_on(ScratchDb::new());
     let mut conn = rt.block_on(sqlx::PgConnection::connect(&db.url)).unwrap();
     let schema = format!(

@@ -560,8 +560,82 @@ async fn origins_read_back_on_every_replica(backend: Backend) {
     assert!(remote.iter().all(|&n| n > 0), "{remote:?}");
 }
 
+/// Post-flip reports shared by the replicas (`reports.rs`): a flip added twice is there once,
+/// as first added; each replica's share is read back by instance; the replicas that named
+/// sources and gave no share are told with their sources' names; of two replicas storing a
+/// report at once, exactly one's stands and both read it back.
+async fn reports_are_stored_once(backend: Backend) {
+    use claimcheck::state::shared::inputs;
+    use claimcheck::state::shared::reports::{self, SharedReports};
+    let keys = backend.keys();
+    let replica = |instance: &str| {
+        let config = SharedConfig {
+            urls: backend.urls(),
+            prefix: keys.prefix().to_owned(),
+            instance: instance.to_owned(),
+            timeouts: PATIENT,
+            lease: std::time::Duration::from_secs(10),
+            wait: None,
+        };
+        SharedReports::new(&config, 60_000).unwrap()
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    a.add_flip("1-x", "first").await.unwrap();
+    b.add_flip("1-x", "second").await.unwrap();
+    let flips = b.flips().await.unwrap();
+    assert_eq!(
+        flips.into_iter().collect::<Vec<_>>(),
+        [("1-x".into(), "first".into())]
+    );
+
+    let redis = backend.redis();
+    let ids = inputs::register(
+        &redis,
+        &keys,
+        &[
+            ("a/0".into(), Some("dispatch.log")),
+            ("b/0".into(), Some("go.log")),
+            ("b/1".into(), None),
+        ],
+    )
+    .await
+    .unwrap();
+    a.share("1-x", "a's share").await.unwrap();
+    let shares = b.shares("1-x").await.unwrap();
+    assert_eq!(
+        shares.iter().collect::<Vec<_>>(),
+        [(&"a".to_owned(), &"a's share".to_owned())]
+    );
+    let sources = b.sources().await.unwrap();
+    let gave: std::collections::BTreeSet<String> = shares.into_keys().collect();
+    let (missing, names) = reports::absent(&sources, &gave);
+    assert_eq!(missing.into_iter().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(names, ["go.log".to_owned(), format!("b/{}", ids[2])]);
+    b.share("1-x", "b's share").await.unwrap();
+    let gave: std::collections::BTreeSet<String> =
+        a.shares("1-x").await.unwrap().into_keys().collect();
+    assert!(reports::absent(&sources, &gave).0.is_empty());
+
+    assert_eq!(a.report("1-x").await.unwrap(), None);
+    let (ra, rb) = tokio::join!(
+        a.settle("1-x", Timestamp(5), "{\"by\":\"a\"}"),
+        b.settle("1-x", Timestamp(6), "{\"by\":\"b\"}")
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra.0 != rb.0, "exactly one stored it: {ra:?} {rb:?}");
+    assert_eq!(ra.1, rb.1, "both read the one that stands");
+    assert_eq!(b.report("1-x").await.unwrap(), Some(ra.1));
+    a.drop_flips(&["1-x".to_owned()]).await.unwrap();
+    assert!(b.flips().await.unwrap().is_empty());
+}
+
 mod standalone {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_are_stored_once() {
+        super::reports_are_stored_once(standalone("reports")).await;
+    }
 
     #[tokio::test]
     async fn origins_read_back_on_every_replica() {
@@ -883,6 +957,11 @@ async fn a_stale_index_waits_only_until_the_lease_renewal() {
 
 mod cluster {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_are_stored_once() {
+        super::reports_are_stored_once(cluster()).await;
+    }
 
     #[tokio::test]
     async fn origins_read_back_on_every_replica() {

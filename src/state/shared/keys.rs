@@ -154,6 +154,22 @@ impl Keys {
         format!("{{{}:i}}:n", self.prefix)
     }
 
+    /// The flips every replica reports on (a hash: report id -> the flip as JSON), in the
+    /// slot of the other report keys (`reports.rs`).
+    pub fn flips(&self) -> String {
+        format!("{{{}:rep}}", self.prefix)
+    }
+
+    /// Each replica's share of a report's evidence (a hash: instance -> share).
+    pub fn report_shares(&self, id: &str) -> String {
+        format!("{{{}:rep}}:s:{id}", self.prefix)
+    }
+
+    /// A report as built once for every replica (`created ms`, a newline, its JSON).
+    pub fn report(&self, id: &str) -> String {
+        format!("{{{}:rep}}:r:{id}", self.prefix)
+    }
+
     /// A pattern matching every key under the prefix (`SCAN MATCH`), for cleaning up.
     pub fn pattern(&self) -> String {
         format!("{{{}:*", self.prefix)

@@ -27,6 +27,8 @@
 //!   the script that commits it, read by every replica into its own store;
 //! - `inputs.rs` with `input.lua`: every replica's sources numbered once for all, so a stored
 //!   origin reads back on any replica as the source it came from;
+//! - `reports.rs`: post-flip reports made once for every replica — the flips, each
+//!   replica's share of a report's evidence, and the report built from them;
 //! - `state.rs`: [`SharedState`], the `CorrelationState` implementation on top.
 
 pub mod config;
@@ -39,6 +41,7 @@ pub mod keys;
 pub mod leases;
 pub mod mark;
 pub mod record;
+pub mod reports;
 pub mod state;
 pub mod watermarks;
 

@@ -347,7 +347,7 @@ impl Reporter {
             self.shared_done.insert(id.to_owned());
         }
         let shares = sh.shares(id).await.map_err(retry)?;
-        let sources = sh.sources().await.map_err(retry)?;
+        let sources = sh.sources(now).await.map_err(retry)?;
         let (missing, names) = reports::absent(&sources, &shares.keys().cloned().collect());
         if !missing.is_empty() && now < self.due(f).saturating_add_ms(SHARES_WAIT_MS) {
             return Ok(Written::Waiting);

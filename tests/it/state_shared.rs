@@ -562,7 +562,8 @@ async fn origins_read_back_on_every_replica(backend: Backend) {
 
 /// Post-flip reports shared by the replicas (`reports.rs`): a flip added twice is there once,
 /// as first added; each replica's share is read back by instance; the replicas that named
-/// sources and gave no share are told with their sources' names; of two replicas storing a
+/// sources and gave no share are told with their sources' names (one not heard from within
+/// the retention is not waited for); of two replicas storing a
 /// report at once, exactly one's stands and both read it back.
 async fn reports_are_stored_once(backend: Backend) {
     use claimcheck::state::shared::inputs;
@@ -600,13 +601,37 @@ async fn reports_are_stored_once(backend: Backend) {
     )
     .await
     .unwrap();
+    // Heard from now, except a replica gone for longer than the retention (60 s here).
+    let now = claimcheck::clock::Clock::system().now();
+    let heard = |source: &str, at: Timestamp| News {
+        source: source.to_owned(),
+        high: None,
+        now: at,
+        backlog: Some(false),
+    };
+    let gone = inputs::register(&redis, &keys, &[("c/0".into(), Some("old.log"))])
+        .await
+        .unwrap();
+    assert_eq!(gone.len(), 1);
+    watermarks::merge(
+        &redis,
+        &keys,
+        &[
+            heard("a/0", now),
+            heard("b/0", now),
+            heard("b/1", now),
+            heard("c/0", now.saturating_add_ms(-61_000)),
+        ],
+    )
+    .await
+    .unwrap();
     a.share("1-x", "a's share").await.unwrap();
     let shares = b.shares("1-x").await.unwrap();
     assert_eq!(
         shares.iter().collect::<Vec<_>>(),
         [(&"a".to_owned(), &"a's share".to_owned())]
     );
-    let sources = b.sources().await.unwrap();
+    let sources = b.sources(now).await.unwrap();
     let gave: std::collections::BTreeSet<String> = shares.into_keys().collect();
     let (missing, names) = reports::absent(&sources, &gave);
     assert_eq!(missing.into_iter().collect::<Vec<_>>(), ["b"]);

@@ -8,7 +8,8 @@
 //! - The shares: once a flip's report is due, each replica writes its share of the evidence
 //!   (`flip::slice`) under its instance name. When every replica that named sources has
 //!   written one (or a while after the report was due: a replica that is down), whichever
-//!   reads them first builds the report.
+//!   reads them first builds the report. A replica none of whose sources was heard from
+//!   within the retention is not waited for.
 //! - The report: stored with `SET NX`, so of two replicas that built it, one's stands and the
 //!   other takes it; only the one that stored it counts the verdict in
 //!   `claimcheck_flip_verifications_total` and alerts.
@@ -23,6 +24,7 @@ use super::conn::Redis;
 use super::inputs;
 use super::keys::{BadPrefix, Keys};
 use super::state::SharedConfig;
+use super::watermarks;
 use crate::event::Timestamp;
 use crate::state::StateError;
 
@@ -139,13 +141,24 @@ impl SharedReports {
             .await
     }
 
-    /// Every source named to the shared state, by global id: the replicas whose shares a
-    /// report waits for.
-    pub async fn sources(&self) -> Result<BTreeMap<u16, NamedSource>, StateError> {
+    /// The sources named to the shared state that were heard from within the retention
+    /// before `now` (each replica publishes its sources' watermarks), by global id: the
+    /// replicas whose shares a report waits for. A replica gone for longer (renamed, removed)
+    /// is not waited for.
+    pub async fn sources(&self, now: Timestamp) -> Result<BTreeMap<u16, NamedSource>, StateError> {
+        let since = now.saturating_add_ms(-self.keep_ms);
+        let heard: BTreeSet<String> = watermarks::read(&self.redis, &self.keys)
+            .await?
+            .sources
+            .into_iter()
+            .filter(|(_, _, seen, _)| *seen >= since)
+            .map(|(source, ..)| source)
+            .collect();
         let ids = inputs::read(&self.redis, &self.keys).await?;
         let mut names = inputs::names(&self.redis, &self.keys).await?;
         Ok(ids
             .into_iter()
+            .filter(|(_, source)| heard.contains(source))
             .map(|(id, source)| {
                 let instance = source
                     .rsplit_once('/')

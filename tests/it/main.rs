@@ -18,6 +18,7 @@ mod http_load;
 mod http_tls;
 mod kill_loop;
 mod live;
+mod lossy_link;
 mod ops;
 mod overlong;
 mod packaging;

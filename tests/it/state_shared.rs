@@ -16,6 +16,7 @@ use claimcheck::state::shared::events::{self, Counts};
 use claimcheck::state::shared::feed;
 use claimcheck::state::shared::keys::session_bucket;
 use claimcheck::state::shared::leases;
+use claimcheck::state::shared::memo::Memo;
 use claimcheck::state::shared::watermarks::{self, News};
 use claimcheck::state::shared::{BUCKETS, Keys, Redis, SharedConfig, SharedState, Timeouts, Wait};
 use claimcheck::state::{CorrelationState, FeedCursor, FeedPage};
@@ -71,7 +72,9 @@ async fn agrees_with_the_correlator(backend: Backend) {
     let mut sent = 0u64;
     for pass in 0..2 {
         for d in &deliveries {
-            let fresh = events::store(&conn, &keys, &d.events, d.now).await.unwrap();
+            let fresh = events::store(&conn, &keys, &mut Memo::new("test"), &d.events, d.now)
+                .await
+                .unwrap();
             assert_eq!(fresh.len(), d.events.len());
             for ((ev, origin), fresh) in d.events.iter().zip(fresh) {
                 let want = core.on_event(ev.clone(), *origin);
@@ -120,9 +123,15 @@ async fn keeps_the_earliest_origin(backend: Backend) {
     let ev = claim("s-origin", 1_000, "w1");
     let id = SessionId::new("s-origin").unwrap();
     for (input, line, fresh) in [(1, 50, true), (0, 70, false), (2, 1, false), (0, 7, false)] {
-        let got = events::store(&conn, &keys, &[(ev.clone(), Origin { input, line })], NOW)
-            .await
-            .unwrap();
+        let got = events::store(
+            &conn,
+            &keys,
+            &mut Memo::new("test"),
+            &[(ev.clone(), Origin { input, line })],
+            NOW,
+        )
+        .await
+        .unwrap();
         assert_eq!(got, vec![fresh], "({input}, {line})");
     }
     let recs = events::records(&conn, &keys, &id).await.unwrap();
@@ -132,9 +141,15 @@ async fn keeps_the_earliest_origin(backend: Backend) {
     assert_eq!(recs[0].name.as_deref(), Some("v1"));
     // Another worker at the same time is another event.
     let other = claim("s-origin", 1_000, "w2");
-    let got = events::store(&conn, &keys, &[(other, Origin { input: 3, line: 1 })], NOW)
-        .await
-        .unwrap();
+    let got = events::store(
+        &conn,
+        &keys,
+        &mut Memo::new("test"),
+        &[(other, Origin { input: 3, line: 1 })],
+        NOW,
+    )
+    .await
+    .unwrap();
     assert_eq!(got, vec![true]);
     let c = events::counts(&conn, &keys).await.unwrap();
     assert_eq!(
@@ -177,7 +192,11 @@ async fn one_replica_stores_each_event(backend: Backend) {
         replicas.spawn(async move {
             let mut fresh = Vec::new();
             for b in &batches {
-                fresh.push(events::store(&conn, &keys, b, NOW).await.unwrap());
+                fresh.push(
+                    events::store(&conn, &keys, &mut Memo::new("test"), b, NOW)
+                        .await
+                        .unwrap(),
+                );
             }
             fresh
         });
@@ -478,7 +497,7 @@ async fn a_dead_replicas_arrivals_are_taken_in(backend: Backend) {
     // The dead replica: stored every batch, judged none.
     for d in schedule(w, Order::Random(31)) {
         end = end.max(d.now);
-        events::store(&redis, &keys, &d.events, d.now)
+        events::store(&redis, &keys, &mut Memo::new("test"), &d.events, d.now)
             .await
             .unwrap();
     }
@@ -652,6 +671,77 @@ async fn reports_are_stored_once(backend: Backend) {
     assert_eq!(b.report("1-x").await.unwrap(), Some(ra.1));
     a.drop_flips(&["1-x".to_owned()]).await.unwrap();
     assert!(b.flips().await.unwrap().is_empty());
+
+/// A replica whose answers are lost — the connection cut after the server ran its batch's
+/// store or its commit, before the answer got back (`lossy_link.rs`) — sends the call again
+/// as `serve` does, and loses and doubles nothing: its batches' events are told new as the
+/// first time (not re-delivered to themselves), and the changes of commits it never heard of
+/// are still its own to return, so the two replicas' changes summed are `verify`'s and the
+/// shared counts those of one state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_lost_after_the_server_ran_the_call_lose_and_double_nothing() {
+    use claimcheck::state::Delivery;
+    let p = Prefix::new("lossy");
+    let link =
+        super::lossy_link::LossyLink::start("127.0.0.1:6379", &["cutme:a", "cutme:j"], 100, 60);
+    let w = workload();
+    let mut a = shared(config(), vec![link.url()], &p.0, "cutme");
+    let mut b = shared(config(), vec![STANDALONE.to_owned()], &p.0, "b");
+    // Sent again until it is answered, as serve's actor does (bounded: a cut is rare).
+    macro_rules! again {
+        ($call:expr) => {{
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                assert!(tries <= 20, "still failing after 20 tries");
+                match $call.await {
+                    Ok(t) => break t,
+                    Err(e) => eprintln!("try {tries}: {e}"),
+                }
+            }
+        }};
+    }
+    again!(a.announce(&[0, 1], NOW));
+    b.announce(&[2, 3], NOW).await.unwrap();
+    let mut all: Vec<Delivery> = schedule(w, Order::Random(21));
+    all.sort_by_key(|d| d.now);
+    let (mut changes, mut fresh, mut sent) = (Vec::new(), 0u64, 0u64);
+    let mut end = NOW;
+    let mut core = Correlator::new(CorrelateConfig::default());
+    for d in all {
+        end = end.max(d.now);
+        sent += d.events.len() as u64;
+        for (e, origin) in &d.events {
+            core.on_event(e.clone(), *origin);
+        }
+        let applied = if d.input < 2 {
+            again!(a.apply(d.clone()))
+        } else {
+            b.apply(d).await.unwrap()
+        };
+        fresh += applied.fates.iter().filter(|f| f.is_fresh()).count() as u64;
+        changes.extend(applied.changes);
+    }
+    let end = end.saturating_add_ms(10 * 60 * SEC);
+    changes.extend(b.tick(end).await.unwrap());
+    changes.extend(again!(a.tick(end)));
+    eprintln!("{} of {} calls cut", link.cuts(), link.seen());
+    assert!(link.cuts() >= 10, "only {} answers lost", link.cuts());
+    let mut said = Said::new();
+    fold(&mut said, &changes);
+    assert_same(&said, &reference(w), "answers lost");
+    let redis = Redis::new(vec![STANDALONE.to_owned()], PATIENT);
+    let counts = events::counts(&redis, &Keys::new(&p.0).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(counts.events + counts.redelivered, sent, "{counts:?}");
+    assert_eq!(
+        counts.events, fresh,
+        "events told new, against those stored"
+    );
+    let stats = core.stats();
+    assert_eq!(counts.events, stats.events.iter().sum::<u64>());
+    assert_eq!(counts.redelivered, stats.duplicates);
 }
 
 mod standalone {
@@ -959,7 +1049,7 @@ async fn a_stale_index_waits_only_until_the_lease_renewal() {
     let mut end = NOW;
     for d in schedule(w, Order::Random(51)) {
         end = end.max(d.now);
-        events::store(&redis, &keys, &d.events, d.now)
+        events::store(&redis, &keys, &mut Memo::new("test"), &d.events, d.now)
             .await
             .unwrap();
     }
@@ -1078,7 +1168,9 @@ mod cluster {
                 )
             })
             .collect();
-        let fresh = events::store(&conn, &keys, &batch, NOW).await.unwrap();
+        let fresh = events::store(&conn, &keys, &mut Memo::new("test"), &batch, NOW)
+            .await
+            .unwrap();
         assert!(fresh.iter().all(|&f| f));
         let on_first: Vec<bool> = batch
             .iter()
@@ -1090,7 +1182,7 @@ mod cluster {
         assert!(on_first.iter().any(|&x| x) && !on_first.iter().all(|&x| x));
         c.kill(0);
         let started = std::time::Instant::now();
-        let down = events::store(&conn, &keys, &batch, NOW).await;
+        let down = events::store(&conn, &keys, &mut Memo::new("test"), &batch, NOW).await;
         assert!(
             matches!(down, Err(claimcheck::state::StateError::Unavailable(_))),
             "{down:?}"
@@ -1099,7 +1191,7 @@ mod cluster {
         c.restart(0);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let again = loop {
-            match events::store(&conn, &keys, &batch, NOW).await {
+            match events::store(&conn, &keys, &mut Memo::new("test"), &batch, NOW).await {
                 Ok(f) => break f,
                 Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
             }

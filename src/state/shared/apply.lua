@@ -2,9 +2,11 @@
 -- records live, so two replicas delivering the same event at once store it once.
 --
 -- KEYS[1]: the bucket's counters (a hash). KEYS[2]: the bucket's set of sessions with
--- arrivals. KEYS[3..]: session record hashes, their arrival hashes and daemon heartbeat sets,
--- all of the bucket (one slot).
--- ARGV[1]: the receive time. Then groups of six: op ('r' a session's record, 'h' a
+-- arrivals. KEYS[3]: the bucket's memo (a hash). KEYS[4..]: session record hashes, their
+-- arrival hashes and daemon heartbeat sets, all of the bucket (one slot).
+-- ARGV[1]: the receive time, ARGV[2] the caller's memo field, ARGV[3] the call's token: a
+-- call whose token is already under the field was run (its answer was lost) and is answered
+-- as then, changing nothing (memo.rs). Then groups of six: op ('r' a session's record, 'h' a
 -- heartbeat), the index of its key in KEYS, the record's identity (field) and its value
 -- ('input:line:name'), the index of the session's arrivals hash and the session id; a
 -- heartbeat's identity is its time and its other values are unused.
@@ -23,11 +25,20 @@ local function origin(v)
   return tonumber(input), tonumber(line)
 end
 
+local memo = redis.call('HGET', KEYS[3], ARGV[2])
+if memo and string.sub(memo, 1, #ARGV[3] + 1) == ARGV[3] .. ' ' then
+  local again = {}
+  for d in string.gmatch(string.sub(memo, #ARGV[3] + 2), '%d') do
+    again[#again + 1] = tonumber(d)
+  end
+  return again
+end
+
 local fates = {}
 local fresh, again, sessions = 0, 0, 0
 local seen = {}
 local now = ARGV[1]
-for i = 2, #ARGV, 6 do
+for i = 4, #ARGV, 6 do
   local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
   local field, value = ARGV[i + 2], ARGV[i + 3]
   local new
@@ -70,4 +81,5 @@ end
 if sessions > 0 then
   redis.call('HINCRBY', KEYS[1], 'sessions', sessions)
 end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3] .. ' ' .. table.concat(fates))
 return fates

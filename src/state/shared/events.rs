@@ -14,6 +14,7 @@ use redis::Script;
 
 use super::conn::Redis;
 use super::keys::{BUCKETS, Keys, daemon_bucket, session_bucket};
+use super::memo::{Memo, Step};
 use super::record::Canonical;
 use crate::event::{Event, EventKind, Origin, Timestamp};
 use crate::report::Totals;
@@ -79,6 +80,7 @@ impl Call {
 pub async fn store(
     redis: &Redis,
     keys: &Keys,
+    memo: &mut Memo,
     events: &[(Event, Origin)],
     now: Timestamp,
 ) -> Result<Vec<bool>, StateError> {
@@ -114,16 +116,25 @@ pub async fn store(
             }
         }
     }
+    // The same events sent again (a retried batch) are the same call: its token is kept
+    // until the caller says the whole batch was taken (`Memo::taken`), so a batch stored and
+    // then failed at a later step is told, sent again, what it was told the first time.
+    let tokens: Vec<String> = calls
+        .iter()
+        .map(|(&b, call)| memo.token(Step::Apply, b, &call.args))
+        .collect();
+    let field = memo.field(Step::Apply);
+    let field = field.as_str();
     let answers = redis
         .call("apply", |conn| {
-            try_join_all(calls.values().map(move |call| {
+            try_join_all(calls.values().zip(&tokens).map(move |(call, token)| {
                 let mut conn = conn.clone();
                 async move {
                     let mut inv = APPLY.prepare_invoke();
                     for k in &call.keys {
                         inv.key(k);
                     }
-                    inv.arg(now.millis());
+                    inv.arg(now.millis()).arg(field).arg(token);
                     for a in &call.args {
                         inv.arg(a);
                     }
@@ -150,7 +161,7 @@ pub async fn store(
 
 fn new_call(keys: &Keys, b: u16) -> Call {
     Call {
-        keys: vec![keys.counts(b), keys.arriving(b)],
+        keys: vec![keys.counts(b), keys.arriving(b), keys.memo(b)],
         ..Call::default()
     }
 }

@@ -5,9 +5,12 @@
 -- took in): the judgement saw every piece of stored evidence. The loser reloads.
 --
 -- KEYS[1]: marks (hash), KEYS[2]: due, KEYS[3]: settle (sorted sets), KEYS[4]: counters
--- (hash), KEYS[5]: arriving (set), KEYS[6]: the feed (stream). Then per session: its records
--- hash, its arrivals hash.
--- ARGV[1]: how long feed entries are kept (ms, on the server's clock, which stamps them). Then per session a group: id, the
+-- (hash), KEYS[5]: arriving (set), KEYS[6]: the feed (stream), KEYS[7]: the memo (hash). Then
+-- per session: its records hash, its arrivals hash.
+-- ARGV[1]: how long feed entries are kept (ms, on the server's clock, which stamps them),
+-- ARGV[2] the caller's memo field, ARGV[3] the call's token: a call whose token is already
+-- under the field was run (its answer was lost) and is answered as then, changing nothing
+-- but the summary's version (memo.rs). Then per session a group: id, the
 -- version read ('' when it had no mark), the new mark ('' to forget the session: records,
 -- arrivals and mark deleted), its due score and settle score ('' for none), its feed entry
 -- ('' for none: appended when it commits, numbered by the bucket's counter 'feed', so every
@@ -20,9 +23,16 @@
 -- then the bucket's summary for the index (as sweep.lua's), its version moved first.
 
 local out = {}
-local i, s = 2, 0
+local i, s = 4, 0
 local time = redis.call('TIME')
 local trim = string.format('%d', math.max(0, tonumber(time[1]) * 1000 - tonumber(ARGV[1])))
+local memo = redis.call('HGET', KEYS[7], ARGV[2])
+if memo and string.sub(memo, 1, #ARGV[3] + 1) == ARGV[3] .. ' ' then
+  for d in string.gmatch(string.sub(memo, #ARGV[3] + 2), '%d') do
+    out[#out + 1] = tonumber(d)
+  end
+  i = #ARGV + 1
+end
 while i <= #ARGV do
   s = s + 1
   local id, version, mark = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -30,7 +40,7 @@ while i <= #ARGV do
   local m = tonumber(ARGV[i + 6])
   local at = i + 7 + 2 * m
   local n = tonumber(ARGV[at])
-  local records, arrivals = KEYS[5 + 2 * s], KEYS[6 + 2 * s]
+  local records, arrivals = KEYS[6 + 2 * s], KEYS[7 + 2 * s]
   local current = redis.call('HGET', KEYS[1], id)
   local read = ''
   if current then
@@ -77,6 +87,9 @@ while i <= #ARGV do
     out[s] = 1
   end
   i = at + 1 + n
+end
+if s > 0 then
+  redis.call('HSET', KEYS[7], ARGV[2], ARGV[3] .. ' ' .. table.concat(out))
 end
 local function first(key)
   local f = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')

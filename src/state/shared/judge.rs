@@ -12,7 +12,9 @@
 //!
 //! A session's changes are returned only when its commit won: of two replicas that judged it
 //! from the same state, one commits and emits, the other reloads and finds nothing left to
-//! say. So each change is emitted once across replicas.
+//! say. So each change is emitted once across replicas. A commit whose answer was lost (it
+//! may have run) is kept and sent again as it was before the next cycle commits anything
+//! (`memo.rs`): answered as the first time, its won changes are the replica's to emit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -24,6 +26,7 @@ use super::conn::Redis;
 use super::events;
 use super::keys::Keys;
 use super::mark;
+use super::memo::{Memo, Step};
 use super::record::Canonical;
 use crate::correlate::Interner;
 use crate::correlate::live::watermark::END_OF_TIME;
@@ -183,6 +186,34 @@ pub struct Judged {
     pub fed: usize,
 }
 
+/// What a replica holds between cycles: what it committed but has not returned yet, and the
+/// commits whose answers it has not had.
+#[derive(Debug)]
+pub struct Pending {
+    /// Changes this replica committed in a call that then failed (a later step, a `WAIT`):
+    /// they are in Redis and counted there, so they are returned with the next call that
+    /// succeeds — only this replica can emit them.
+    pub carry: Vec<Change>,
+    /// First dispatches taken in by commits whose answers came late (with a later cycle):
+    /// the batch that held them, sent again, is told of them.
+    pub first_dispatches: BTreeSet<(SessionId, String)>,
+    /// By bucket, the decisions of a commit whose answer was lost.
+    unsure: BTreeMap<u16, Vec<Decision>>,
+    pub memo: Memo,
+}
+
+impl Pending {
+    /// Nothing pending yet, for the replica named `instance`.
+    pub fn new(instance: &str) -> Pending {
+        Pending {
+            carry: Vec::new(),
+            first_dispatches: BTreeSet::new(),
+            unsure: BTreeMap::new(),
+            memo: Memo::new(instance),
+        }
+    }
+}
+
 /// One session as loaded: its mark (with version), records and arrivals.
 struct Loaded {
     id: SessionId,
@@ -194,6 +225,7 @@ struct Loaded {
 }
 
 /// What the rules decided for one session.
+#[derive(Debug)]
 struct Decision {
     id: SessionId,
     version: Option<u64>,
@@ -227,9 +259,38 @@ pub async fn cycle(
     names: &mut Names,
     buckets: &[u16],
     at: At,
-    carry: &mut Vec<Change>,
+    pending: &mut Pending,
 ) -> Result<Judged, StateError> {
     let At { now, low, pass } = at;
+    let keep = config.retention_ms;
+    if !pending.unsure.is_empty() {
+        // Answered now as they were then, or run now: their sessions' states are as they
+        // left them, or changed since (and lost, to be swept again).
+        let unsure = std::mem::take(&mut pending.unsure);
+        let answers = commit(redis, keys, &mut pending.memo, &unsure, keep).await;
+        let mut failed = None;
+        for ((b, ds), answer) in unsure.into_iter().zip(answers) {
+            match answer {
+                Ok((won, _)) => {
+                    for (d, won) in ds.into_iter().zip(won) {
+                        if won {
+                            pending.carry.extend(d.changes);
+                            pending
+                                .first_dispatches
+                                .extend(d.first_dispatches.into_iter().map(|f| (d.id.clone(), f)));
+                        }
+                    }
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    pending.unsure.insert(b, ds);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
     let (mut todo, mut summaries) = sweep(redis, keys, buckets, now, low).await?;
     let mut judged = Judged::default();
     for _ in 0..ATTEMPTS {
@@ -247,7 +308,7 @@ pub async fn cycle(
         }
         // The feed is kept as long as a session is: what a replica away longer misses is
         // reported as a gap.
-        let won = commit(redis, keys, &decisions, config.retention_ms).await;
+        let won = commit(redis, keys, &mut pending.memo, &decisions, keep).await;
         todo = BTreeMap::new();
         let mut failed = None;
         for ((b, ds), won) in decisions.into_iter().zip(won) {
@@ -257,14 +318,16 @@ pub async fn cycle(
                     won
                 }
                 Err(e) => {
+                    // It may have run: sent again before anything else (above).
                     failed.get_or_insert(e);
+                    pending.unsure.insert(b, ds);
                     continue;
                 }
             };
             for (d, won) in ds.into_iter().zip(won) {
                 if won {
                     judged.fed += usize::from(d.feed.is_some());
-                    carry.extend(d.changes);
+                    pending.carry.extend(d.changes);
                     judged
                         .first_dispatches
                         .extend(d.first_dispatches.into_iter().map(|f| (d.id.clone(), f)));
@@ -570,9 +633,19 @@ fn counts(changes: &[Change]) -> Vec<(&'static str, i64)> {
 async fn commit(
     redis: &Redis,
     keys: &Keys,
+    memo: &mut Memo,
     decisions: &BTreeMap<u16, Vec<Decision>>,
     keep_ms: i64,
 ) -> Vec<Result<(Vec<bool>, Summary), StateError>> {
+    let field = memo.field(Step::Judge);
+    let calls: Vec<(u16, Vec<String>, Vec<String>, String)> = decisions
+        .iter()
+        .map(|(&b, ds)| {
+            let (keys, args) = call(keys, b, ds);
+            let token = memo.token(Step::Judge, b, &args);
+            (b, keys, args, token)
+        })
+        .collect();
     let conn = match redis.conn().await {
         Ok(c) => c,
         Err(e) => {
@@ -582,39 +655,17 @@ async fn commit(
                 .collect();
         }
     };
-    let answers = join_all(decisions.iter().map(|(&b, ds)| {
+    let answers = join_all(calls.iter().map(|(_, call_keys, args, token)| {
         let mut conn = conn.clone();
+        let field = field.as_str();
         async move {
             let mut inv = JUDGE.prepare_invoke();
-            inv.key(keys.marks(b))
-                .key(keys.due(b))
-                .key(keys.settle(b))
-                .key(keys.counts(b))
-                .key(keys.arriving(b))
-                .key(keys.feed(b));
-            inv.arg(keep_ms);
-            let score = |t: Option<Timestamp>| t.map_or(String::new(), |t| t.millis().to_string());
-            for d in ds {
-                inv.key(keys.records(b, &d.id)).key(keys.arrivals(b, &d.id));
-                let next = d.version.map_or(0, |v| v + 1);
-                inv.arg(d.id.as_str())
-                    .arg(d.version.map_or(String::new(), |v| v.to_string()))
-                    .arg(
-                        d.mark
-                            .as_ref()
-                            .map_or(String::new(), |m| mark::encode(next, m)),
-                    )
-                    .arg(score(d.due))
-                    .arg(score(d.settle))
-                    .arg(d.feed.as_deref().unwrap_or_default())
-                    .arg(d.counts.len());
-                for (name, delta) in &d.counts {
-                    inv.arg(*name).arg(*delta);
-                }
-                inv.arg(d.taken.len());
-                for f in &d.taken {
-                    inv.arg(f);
-                }
+            for k in call_keys {
+                inv.key(k);
+            }
+            inv.arg(keep_ms).arg(field).arg(token);
+            for a in args {
+                inv.arg(a);
             }
             inv.invoke_async::<(Vec<i64>, Vec<String>)>(&mut conn).await
         }
@@ -624,20 +675,61 @@ async fn commit(
         // The next call opens a fresh connection (`conn.rs`).
         redis.forget();
     }
-    decisions
-        .values()
+    calls
+        .iter()
+        .zip(decisions.values())
         .zip(answers)
-        .map(|(ds, a)| match a {
-            Err(e) => Err(StateError::Unavailable(format!("judge: {e}"))),
-            Ok((a, _)) if a.len() != ds.len() => Err(StateError::Unavailable(format!(
-                "judge: {} answers for {} sessions",
-                a.len(),
-                ds.len()
-            ))),
-            Ok((a, summary)) => Ok((
-                a.into_iter().map(|x| x == 1).collect(),
-                Summary::parse(&summary)?,
-            )),
+        .map(|(((b, ..), ds), a)| {
+            let a = a.map_err(|e| StateError::Unavailable(format!("judge: {e}")))?;
+            memo.answered(Step::Judge, *b);
+            match a {
+                (a, _) if a.len() != ds.len() => Err(StateError::Unavailable(format!(
+                    "judge: {} answers for {} sessions",
+                    a.len(),
+                    ds.len()
+                ))),
+                (a, summary) => Ok((
+                    a.into_iter().map(|x| x == 1).collect(),
+                    Summary::parse(&summary)?,
+                )),
+            }
         })
         .collect()
+}
+
+/// One bucket's commit: its keys, and its arguments after the memo's (see `judge.lua`).
+fn call(keys: &Keys, b: u16, ds: &[Decision]) -> (Vec<String>, Vec<String>) {
+    let mut k = vec![
+        keys.marks(b),
+        keys.due(b),
+        keys.settle(b),
+        keys.counts(b),
+        keys.arriving(b),
+        keys.feed(b),
+        keys.memo(b),
+    ];
+    let mut args = Vec::new();
+    let score = |t: Option<Timestamp>| t.map_or(String::new(), |t| t.millis().to_string());
+    for d in ds {
+        k.push(keys.records(b, &d.id));
+        k.push(keys.arrivals(b, &d.id));
+        let next = d.version.map_or(0, |v| v + 1);
+        args.extend([
+            d.id.as_str().to_owned(),
+            d.version.map_or(String::new(), |v| v.to_string()),
+            d.mark
+                .as_ref()
+                .map_or(String::new(), |m| mark::encode(next, m)),
+            score(d.due),
+            score(d.settle),
+            d.feed.clone().unwrap_or_default(),
+            d.counts.len().to_string(),
+        ]);
+        for (name, delta) in &d.counts {
+            args.extend([(*name).to_owned(), delta.to_string()]);
+        }
+        args.push(d.taken.len().to_string());
+        args.extend(d.taken.iter().cloned());
+    }
+    (k, args)
 }

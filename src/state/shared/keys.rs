@@ -126,6 +126,12 @@ impl Keys {
         format!("{{{}:fv}}", self.prefix)
     }
 
+    /// The answers this bucket's scripts remember (a hash: a replica's memo field -> its
+    /// last call's token and answer; `memo.rs`).
+    pub fn memo(&self, b: u16) -> String {
+        format!("{}:memo", self.tag(b))
+    }
+
     /// The bucket's sweep lease: the instance holding it, expiring unless renewed.
     pub fn lease(&self, b: u16) -> String {
         format!("{}:lease", self.tag(b))
@@ -205,6 +211,7 @@ mod tests {
             k.due(b),
             k.settle(b),
             k.feed(b),
+            k.memo(b),
             k.heartbeats(b, Runner::Go, Some("w{x}")),
         ] {
             assert!(key.starts_with(&tag), "{key}");

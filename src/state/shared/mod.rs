@@ -11,6 +11,8 @@
 //! - `config.rs`: the `[cluster]` table, raw and validated;
 //! - `conn.rs`: one connection to standalone Redis or a Redis Cluster, opened afresh after a
 //!   failed call;
+//! - `memo.rs`: the answers the changing scripts remember, so a call whose answer was lost
+//!   is sent again and answered as the first time, not applied twice;
 //! - `events.rs` with `apply.lua`: a batch stored with one script call per bucket, each event
 //!   told new or re-delivered by the server, the earliest origin kept, and the bucket's
 //!   counters kept with it;
@@ -40,6 +42,7 @@ pub mod judge;
 pub mod keys;
 pub mod leases;
 pub mod mark;
+pub mod memo;
 pub mod record;
 pub mod reports;
 pub mod state;

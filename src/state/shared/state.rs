@@ -22,9 +22,10 @@ use std::time::Duration;
 use super::conn::{Redis, Timeouts};
 use super::events;
 use super::inputs;
-use super::judge::{self, At, Index, Names, Pass};
+use super::judge::{self, At, Index, Names, Pass, Pending};
 use super::keys::{BUCKETS, BadPrefix, Keys, session_bucket};
 use super::leases;
+use super::memo::Step;
 use super::record::Canonical;
 use super::watermarks::{self, News, Shared};
 use crate::correlate::live::{Change, LiveConfig};
@@ -97,15 +98,14 @@ pub struct SharedState {
     /// The connections opened (`Redis::opened`) when it last looked for an outage
     /// (`behind_after_outage`).
     looked: u64,
-    /// Changes this replica committed in a call that then failed (a later step, a `WAIT`):
-    /// they are in Redis and counted there, so they are returned with the next call that
-    /// succeeds — only this replica can emit them.
-    carry: Vec<Change>,
+    /// What it committed and has not returned yet, and commits whose answers were lost.
+    pending: Pending,
 }
 
 impl SharedState {
     /// A state on `shared`; nothing is connected until the first call.
     pub fn new(config: LiveConfig, shared: SharedConfig) -> Result<SharedState, BadPrefix> {
+        let pending = Pending::new(&shared.instance);
         Ok(SharedState {
             config,
             redis: Redis::new(shared.urls, shared.timeouts),
@@ -122,7 +122,7 @@ impl SharedState {
             forced: BTreeSet::new(),
             told: BTreeMap::new(),
             looked: 0,
-            carry: Vec::new(),
+            pending,
         })
     }
 
@@ -293,7 +293,7 @@ impl SharedState {
             &mut self.names,
             buckets,
             at,
-            &mut self.carry,
+            &mut self.pending,
         )
         .await?;
         if judged.fed > 0 {
@@ -352,7 +352,14 @@ impl CorrelationState for SharedState {
         let low = self.low(&shared, d.now);
         let due = self.sweep_due(d.now, low).await?;
         self.cycle(&due, d.now, low, Pass::Tick).await?;
-        let fresh = events::store(&self.redis, &self.keys, &d.events, d.now).await?;
+        let fresh = events::store(
+            &self.redis,
+            &self.keys,
+            &mut self.pending.memo,
+            &d.events,
+            d.now,
+        )
+        .await?;
         let high = d
             .events
             .iter()
@@ -381,7 +388,11 @@ impl CorrelationState for SharedState {
         }
         buckets.sort_unstable();
         buckets.dedup();
-        let judged = self.cycle(&buckets, d.now, low, Pass::Settle).await?;
+        let mut judged = self.cycle(&buckets, d.now, low, Pass::Settle).await?;
+        // Taken in by a commit of an earlier try of this batch whose answer came late.
+        judged
+            .first_dispatches
+            .append(&mut self.pending.first_dispatches);
         let fates = d
             .events
             .iter()
@@ -401,7 +412,8 @@ impl CorrelationState for SharedState {
         if let Some(w) = self.wait {
             self.replicated(w).await?;
         }
-        let changes = std::mem::take(&mut self.carry);
+        self.pending.memo.taken(Step::Apply);
+        let changes = std::mem::take(&mut self.pending.carry);
         Ok(Applied { fates, changes })
     }
 
@@ -415,11 +427,11 @@ impl CorrelationState for SharedState {
         // As a delivery: what it judged is returned (and emitted) once a replica has it, so a
         // failover cannot take back a judgement already counted.
         if let Some(w) = self.wait
-            && !self.carry.is_empty()
+            && !self.pending.carry.is_empty()
         {
             self.replicated(w).await?;
         }
-        Ok(std::mem::take(&mut self.carry))
+        Ok(std::mem::take(&mut self.pending.carry))
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<SessionState>, StateError> {

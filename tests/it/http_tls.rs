@@ -292,9 +292,19 @@ async fn sighup_reloads_the_certificate_and_stalled_handshakes_are_reaped() {
     let closed: Vec<Duration> = ends.iter().flatten().copied().collect();
     let longest = closed.iter().max().copied().unwrap_or_default();
     let held = closed.iter().filter(|d| **d >= HEADER_TIMEOUT / 2).count();
-    let timeouts = tls
-        .metric("claimcheck_http_connections_refused_total{reason=\"tls_timeout\"}")
-        .await;
+    // serve counts a timeout once it has closed the connection, so the client can see the
+    // close first: wait (bounded) for the count to reach what the clients saw.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    let timeouts = loop {
+        poll.tick().await;
+        let n = tls
+            .metric("claimcheck_http_connections_refused_total{reason=\"tls_timeout\"}")
+            .await;
+        if n >= held as f64 || Instant::now() >= deadline {
+            break n;
+        }
+    };
     eprintln!(
         "stalled TLS handshakes: 200 from 4 addresses, {} closed by serve ({held} held until the \
          timeout, longest {longest:?}), {survived} survived, in {:?}; HTTPS slowest {slowest:?}; \

@@ -1267,7 +1267,18 @@ async fn cost_per_event() {
     );
     let c = RedisCluster::start(3, 0);
     let mut s = shared(config(), c.urls(), "cost", "a");
+    let used = || -> u64 {
+        (0..3)
+            .filter_map(|i| c.query(i, &["INFO", "memory"]))
+            .filter_map(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("used_memory:"))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+            .sum()
+    };
     let (scripts0, all0) = commands(&c);
+    let used0 = used();
     let (events, batches, rate) = apply_workload(&mut s).await;
     let (scripts, all) = commands(&c);
     let per = |n: u64| n as f64 / events as f64;
@@ -1278,4 +1289,24 @@ async fn cost_per_event() {
          own included)"
     );
     assert!(scripts < 10.0, "{scripts} script calls per event");
+    // Redis memory once every session is judged (kept for the retention): in all, and the
+    // feed's streams and the memo hashes among it.
+    let keys = Keys::new("cost").unwrap();
+    let usage = |key: String| -> u64 {
+        c.owner(&key)
+            .and_then(|i| c.query(i, &["MEMORY", "USAGE", &key, "SAMPLES", "0"]))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let grown = used().saturating_sub(used0);
+    let feed: u64 = (0..BUCKETS).map(|b| usage(keys.feed(b))).sum();
+    let memo: u64 = (0..BUCKETS).map(|b| usage(keys.memo(b))).sum();
+    let sessions = s.totals().await.unwrap().sessions.max(1);
+    eprintln!(
+        "Redis memory for {sessions} sessions: {grown} bytes ({} per session), of which the \
+         feed {feed} ({} per session) and the memo {memo}",
+        grown / sessions,
+        feed / sessions
+    );
+    assert!(feed > 0 && memo > 0, "feed {feed}, memo {memo}");
 }

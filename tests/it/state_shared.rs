@@ -671,6 +671,7 @@ async fn reports_are_stored_once(backend: Backend) {
     assert_eq!(b.report("1-x").await.unwrap(), Some(ra.1));
     a.drop_flips(&["1-x".to_owned()]).await.unwrap();
     assert!(b.flips().await.unwrap().is_empty());
+}
 
 /// A replica whose answers are lost — the connection cut after the server ran its batch's
 /// store or its commit, before the answer got back (`lossy_link.rs`) — sends the call again

@@ -5,7 +5,7 @@
 
 use claimcheck::event::{Runner, Timestamp};
 use claimcheck::sources::file::Checkpoint;
-use claimcheck::store::{Commit, Store, StoredLine};
+use claimcheck::store::{Commit, NewLine, NewLines, Store};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 /// A realistic dispatch line, as `serve` stores it.
@@ -15,22 +15,25 @@ const RAW: &str = r#"{"event":"dispatch","sessionId":"ses_0123456789abcdef","org
 /// with the followed file's checkpoint, as `serve` commits after every read.
 fn batch(n: usize, first: u32, offset: u64) -> Commit {
     let raw = RAW.as_bytes();
-    let lines = (0..n)
-        .map(|i| {
-            let line = first + i as u32;
-            StoredLine {
-                received_at: Timestamp(1_795_428_000_000 + i64::from(line)),
-                source: "/var/log/app/dispatch.log".to_owned(),
-                line,
-                session: Some(format!("ses_{line:016x}")),
-                entry_id: None,
-                default_runtime: Some(Runner::Go),
-                raw: raw.to_vec(),
-            }
-        })
-        .collect();
+    let lines = NewLines {
+        received_at: Timestamp(1_795_428_000_000 + i64::from(first)),
+        source: "/var/log/app/dispatch.log".to_owned(),
+        default_runtime: Some(Runner::Go),
+        buf: std::iter::repeat_n(raw, n).collect(),
+        rows: (0..n)
+            .map(|i| {
+                let line = first + i as u32;
+                NewLine {
+                    at: i,
+                    line,
+                    session: Some(format!("ses_{line:016x}")),
+                    entry_id: None,
+                }
+            })
+            .collect(),
+    };
     Commit {
-        lines,
+        lines: vec![lines],
         position: Some(Checkpoint {
             dev: 2049,
             ino: 131_074,

@@ -190,6 +190,7 @@ pub fn run(mut args: ServeArgs, reload: super::signals::Reload) -> anyhow::Resul
             "nothing to ingest: give --dispatch/--claims/--file, --stdin RUNTIME or --ingest-token (for POST /ingest/ndjson)"
         );
     }
+    no_huge_pages();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -198,6 +199,19 @@ pub fn run(mut args: ServeArgs, reload: super::signals::Reload) -> anyhow::Resul
     // Whatever still runs (a store call that never answers) is not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// Turns transparent huge pages off for this process. mimalloc advises its memory for huge
+/// pages, and `main.rs` has it give freed pages back at once, so a batch buffer allocated
+/// again was faulted in as a 2 MiB page the kernel zeroed whole: 13 % of the CPU a tailed
+/// line (README, Speed). `verify` keeps them. `prctl` rather than mimalloc's `allow_thp`
+/// option: mimalloc makes this same call for it only when the option is read as the
+/// allocator starts, before `main` (`MIMALLOC_ALLOW_THP=0` in the environment); set later, it
+/// only stops advising memory reserved from then on.
+fn no_huge_pages() {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "cannot turn transparent huge pages off");
+    }
 }
 
 fn millis(d: std::time::Duration) -> i64 {

@@ -15,7 +15,7 @@ use crate::sinks::metrics::LineResult;
 use crate::sinks::self_metrics::RecoveryMetrics;
 use crate::sources::batch::{Batch, BatchResult};
 use crate::state::{CorrelationState, Delivery, Fate, StateError};
-use crate::store::{Commit, Store, StoreError, StoredLine};
+use crate::store::{Commit, NewLine, NewLines, Store, StoreError, StoredLine};
 
 /// Ids seen lately, bounded: the oldest are forgotten first. A drain retries within minutes,
 /// not days.
@@ -467,7 +467,11 @@ impl<S: CorrelationState> Actor<S> {
         let stored = self.durable.commit_all(&commits).await;
         if stored.is_err() {
             self.uncommitted.0 += commits.len() as u64;
-            self.uncommitted.1 += commits.iter().map(|c| c.lines.len() as u64).sum::<u64>();
+            self.uncommitted.1 += commits
+                .iter()
+                .flat_map(|c| &c.lines)
+                .map(|l| l.len() as u64)
+                .sum::<u64>();
         }
         self.telemetry.publish();
         for (done, result) in answers {
@@ -483,7 +487,10 @@ impl<S: CorrelationState> Actor<S> {
 
     /// A batch through parse and the correlation state: the commit it makes, where to answer,
     /// and what became of its lines. `None` (the sender answered) when the state refused it.
-    async fn take(&mut self, mut batch: Batch) -> Option<(Commit, Option<Answer>, BatchResult)> {
+    pub(super) async fn take(
+        &mut self,
+        mut batch: Batch,
+    ) -> Option<(Commit, Option<Answer>, BatchResult)> {
         let now = self.clock.now();
         let mut result = BatchResult::default();
         let input = self.source_index(&batch.source);
@@ -531,15 +538,7 @@ impl<S: CorrelationState> Actor<S> {
                 return None;
             }
         };
-        let mut commit = Commit {
-            // Sized once: grown by doubling, a 20,000-line batch reallocated megabytes a dozen
-            // times.
-            lines: Vec::with_capacity(batch.lines.len()),
-            position: batch.position.take(),
-            prune_before: self.prune_due.take(),
-            delete_lines: std::mem::take(&mut self.evicted_lines),
-            ..Commit::default()
-        };
+        let mut stored = Vec::with_capacity(batch.lines.len());
         let source = batch.source.as_str();
         // Scanned by the reader that skipped them, never parsed (`overlong`).
         for s in &batch.skipped {
@@ -551,19 +550,15 @@ impl<S: CorrelationState> Actor<S> {
                 None => result.ignored += 1,
             }
         }
-        for (i, (outcome, raw)) in outcomes.into_iter().zip(batch.lines.iter()).enumerate() {
+        for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
                 Line::Event { session } => {
                     result.events += 1;
-                    let entry_id = batch.entry_ids.get(i).and_then(Option::as_deref);
-                    commit.lines.push(StoredLine {
-                        received_at: now,
-                        source: batch.source.clone(),
+                    stored.push(NewLine {
+                        at: i,
                         line: origins.get(i).map_or(0, |o| o.line),
                         session,
-                        entry_id: entry_id.map(str::to_owned),
-                        default_runtime: batch.default_runtime,
-                        raw: raw.to_vec(),
+                        entry_id: batch.entry_ids.get_mut(i).and_then(Option::take),
                     });
                 }
                 Line::Duplicate { session } => {
@@ -582,6 +577,21 @@ impl<S: CorrelationState> Actor<S> {
             .lines(source, LineResult::Event, result.events);
         self.telemetry
             .lines(source, LineResult::Ignored, result.ignored);
+        let lines = (!stored.is_empty()).then(|| NewLines {
+            received_at: now,
+            source: std::mem::take(&mut batch.source),
+            default_runtime: batch.default_runtime,
+            // The batch's bytes, moved: the stored lines are not copied one by one.
+            buf: std::mem::take(&mut batch.lines),
+            rows: stored,
+        });
+        let mut commit = Commit {
+            lines: lines.into_iter().collect(),
+            position: batch.position.take(),
+            prune_before: self.prune_due.take(),
+            delete_lines: std::mem::take(&mut self.evicted_lines),
+            ..Commit::default()
+        };
         commit.state = self.retired_state(&commit);
         commit.outcomes = self.telemetry.take_outcomes();
         commit.findings = self.telemetry.take_findings();

@@ -24,6 +24,7 @@ use sqlx::sqlite::{
 use crate::correlate::Outcome;
 use crate::event::{FindingKind, Runner, Timestamp};
 use crate::report::Totals;
+use crate::sources::batch::LineBuf;
 use crate::sources::file::Checkpoint;
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +99,58 @@ pub struct StoredLine {
     pub entry_id: Option<String>,
     pub default_runtime: Option<Runner>,
     pub raw: Vec<u8>,
+}
+
+/// One batch's accepted event lines, as a commit writes them: the batch's buffer is moved in
+/// whole, not copied a line at a time (a `Vec` for the bytes and a `String` for the source name
+/// were two allocations and a copy for every stored line).
+#[derive(Debug, Default)]
+pub struct NewLines {
+    pub received_at: Timestamp,
+    pub source: String,
+    pub default_runtime: Option<Runner>,
+    /// The batch's lines as read, ignored and rejected ones too: those `rows` name are stored.
+    pub buf: LineBuf,
+    pub rows: Vec<NewLine>,
+}
+
+/// One line of [`NewLines`] to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLine {
+    /// Its index in the batch's buffer.
+    pub at: usize,
+    pub line: u32,
+    pub session: Option<String>,
+    pub entry_id: Option<String>,
+}
+
+impl From<StoredLine> for NewLines {
+    /// A batch of that one line.
+    fn from(l: StoredLine) -> NewLines {
+        NewLines {
+            received_at: l.received_at,
+            source: l.source,
+            default_runtime: l.default_runtime,
+            buf: std::iter::once(l.raw).collect(),
+            rows: vec![NewLine {
+                at: 0,
+                line: l.line,
+                session: l.session,
+                entry_id: l.entry_id,
+            }],
+        }
+    }
+}
+
+impl NewLines {
+    /// How many lines are stored.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
 }
 
 /// A stored post-flip verification report: its index columns and its JSON.
@@ -307,7 +360,8 @@ pub struct FindingPage {
 /// Everything one batch changes, written in one transaction.
 #[derive(Debug, Default)]
 pub struct Commit {
-    pub lines: Vec<StoredLine>,
+    /// Event lines to store, in order (one batch's, from `serve`).
+    pub lines: Vec<NewLines>,
     /// The followed file's checkpoint after the batch's lines (dropped when it says the
     /// file is deleted and read to its end).
     pub position: Option<Checkpoint>,
@@ -790,16 +844,21 @@ impl Store {
             }
             for c in cs {
                 // Many rows per statement: one round trip per few hundred lines, not per line.
-                for rows in chunks(&c.lines, Write::Events, &self.last_rows) {
+                let lines: Vec<(&NewLines, &NewLine)> = c
+                    .lines
+                    .iter()
+                    .flat_map(|b| b.rows.iter().map(move |r| (b, r)))
+                    .collect();
+                for rows in chunks(&lines, Write::Events, &self.last_rows) {
                     let mut insert = sqlx::QueryBuilder::new(INSERT_EVENTS);
-                    insert.push_values(rows, |mut b, l| {
-                        b.push_bind(l.received_at.millis())
-                            .push_bind(text(&l.source))
+                    insert.push_values(rows, |mut b, (batch, l)| {
+                        b.push_bind(batch.received_at.millis())
+                            .push_bind(text(&batch.source))
                             .push_bind(i64::from(l.line))
                             .push_bind(l.session.as_deref().map(text))
                             .push_bind(l.entry_id.as_deref().map(text))
-                            .push_bind(runtime_str(l.default_runtime))
-                            .push_bind(l.raw.as_slice());
+                            .push_bind(runtime_str(batch.default_runtime))
+                            .push_bind(batch.buf.get(l.at).unwrap_or_default());
                     });
                     insert.build().execute(&mut *tx).await?;
                 }
@@ -1396,6 +1455,7 @@ mod tests {
                         default_runtime: None,
                         raw: b"{}".to_vec(),
                     })
+                    .map(NewLines::from)
                     .collect(),
                 outcomes: rows
                     .iter()

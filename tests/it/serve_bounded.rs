@@ -105,6 +105,15 @@ fn max_sessions_bounds_memory_and_a_restart_keeps_the_totals() {
     // Measured on the debug binary (loaded machine): 92–109 MB with the cap, 168 MB without
     // it, 42 MB at rest.
     assert!(rss < 150 * 1024, "RSS {rss} kB with a cap of {CAP}");
+    // Freed batch buffers are given back at once; fresh ones must not be faulted in as huge
+    // pages the kernel zeroes whole (`cli/serve.rs`).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])),
+        "serve runs with transparent huge pages on: {status}"
+    );
 
     drop(server);
     let server = start(port, &store, &file, Some(CAP));

@@ -7,8 +7,8 @@ use claimcheck::event::{Runner, Timestamp};
 use claimcheck::report::Totals;
 use claimcheck::sources::file::Checkpoint;
 use claimcheck::store::{
-    Commit, FindingCursor, FindingFilter, FindingWrite, NewFinding, OutcomeFilter, OutcomeRow,
-    OutcomeWrite, Store, StoredFinding, StoredLine,
+    Commit, FindingCursor, FindingFilter, FindingWrite, NewFinding, NewLine, NewLines,
+    OutcomeFilter, OutcomeRow, OutcomeWrite, Store, StoredFinding, StoredLine,
 };
 
 use crate::scratch_db::ScratchDb;
@@ -91,10 +91,10 @@ async fn conformance(url: &str) {
     };
     let first = Commit {
         lines: vec![
-            line("a", 1, b"{\"a\":1}"),
-            line("b", 2, b"{\"b\":2}"),
-            weird.clone(),
-            line("evicted", 5, b"{}"),
+            line("a", 1, b"{\"a\":1}").into(),
+            line("b", 2, b"{\"b\":2}").into(),
+            weird.clone().into(),
+            line("evicted", 5, b"{}").into(),
         ],
         position: Some(checkpoint(u64::from(u32::MAX) + 7, 10)),
         prune_before: None,
@@ -119,7 +119,7 @@ async fn conformance(url: &str) {
     store.commit(&first).await.unwrap();
     store
         .commit(&Commit {
-            lines: vec![line("c", 4, b"{}")],
+            lines: vec![line("c", 4, b"{}").into()],
             position: Some(checkpoint(u64::from(u32::MAX) + 7, 21)),
             // Lines received before line 2's are past retention.
             prune_before: Some(Timestamp(1_795_428_000_000 + 2)),
@@ -272,7 +272,7 @@ async fn conformance(url: &str) {
     // Bytes survive exactly when not forgotten.
     store
         .commit(&Commit {
-            lines: vec![weird.clone()],
+            lines: vec![weird.clone().into()],
             ..Commit::default()
         })
         .await
@@ -568,6 +568,53 @@ async fn findings_conform(url: &str) {
         "{left:?}"
     );
     assert_eq!(left.findings[0].kind, Flip);
+}
+
+/// A batch's buffer holds every line read, ignored and rejected ones too; only the lines its
+/// rows name are stored, each with its own bytes, number, session and entry id.
+#[tokio::test]
+async fn a_batch_stores_only_the_lines_its_rows_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db").display().to_string())
+        .await
+        .unwrap();
+    let d = line("d", 8, b"{\"d\":8}");
+    let batch = NewLines {
+        buf: [b"ignored".as_slice(), &d.raw, b"rejected", b"{\"e\":9}"]
+            .into_iter()
+            .collect(),
+        rows: vec![
+            NewLine {
+                at: 1,
+                line: 8,
+                session: Some("d".into()),
+                entry_id: None,
+            },
+            NewLine {
+                at: 3,
+                line: 9,
+                session: None,
+                entry_id: Some("e9".into()),
+            },
+        ],
+        ..d.clone().into()
+    };
+    store
+        .commit(&Commit {
+            lines: vec![batch],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let all = store.lines().await.unwrap();
+    let e = StoredLine {
+        line: 9,
+        session: None,
+        entry_id: Some("e9".into()),
+        raw: b"{\"e\":9}".to_vec(),
+        ..d.clone()
+    };
+    assert_eq!(all, [d, e]);
 }
 
 #[tokio::test]

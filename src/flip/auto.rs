@@ -65,6 +65,17 @@ pub struct PendingReport {
     pub due: String,
 }
 
+impl PendingReport {
+    fn of(f: &Flip, id: String, due: Timestamp) -> PendingReport {
+        PendingReport {
+            org: f.org.clone(),
+            id,
+            flip_at: f.at.to_rfc3339(),
+            due: due.to_rfc3339(),
+        }
+    }
+}
+
 /// A report's id: the flip's moment and a hash of the org (org ids are not URL-safe).
 pub fn report_id(org: &str, at: Timestamp) -> String {
     let digest = sha1::Sha1::digest(org.as_bytes());
@@ -268,12 +279,7 @@ impl Reporter {
             }
             let due = self.due(&f);
             if now < due {
-                pending.push(PendingReport {
-                    org: f.org.clone(),
-                    id,
-                    flip_at: f.at.to_rfc3339(),
-                    due: due.to_rfc3339(),
-                });
+                pending.push(PendingReport::of(&f, id, due));
                 i += 1;
                 continue;
             }
@@ -286,12 +292,7 @@ impl Reporter {
                     self.flips.remove(i);
                 }
                 Ok(Written::Waiting) => {
-                    pending.push(PendingReport {
-                        org: f.org.clone(),
-                        id,
-                        flip_at: f.at.to_rfc3339(),
-                        due: due.to_rfc3339(),
-                    });
+                    pending.push(PendingReport::of(&f, id, due));
                     i += 1;
                 }
                 // A store error is retried next tick; a report that cannot be built is given

@@ -251,6 +251,9 @@ pub fn run(
     let (chunk_tx, chunk_rx) = bounded::<(u64, Chunk)>(workers * 2);
     let (parsed_tx, parsed_rx) = bounded::<ParsedChunk>(workers * 2);
     let (recycle_tx, recycle_rx) = bounded::<Vec<u8>>(workers * 4 + 2);
+    // The correlator hands each chunk's emptied event list back to the parsers: a fresh one
+    // per chunk (about half a MiB) was mapped, faulted in and returned to the OS every time.
+    let (spent_tx, spent_rx) = bounded::<Vec<(Event, Origin)>>(workers * 4 + 2);
     let readers: Vec<_> = readers
         .into_iter()
         .map(|r| Some(r.with_recycled(recycle_rx.clone())))
@@ -302,13 +305,15 @@ pub fn run(
             })?;
         for _ in 0..workers {
             let (rx, tx, recycle) = (chunk_rx.clone(), parsed_tx.clone(), recycle_tx.clone());
+            let spent = spent_rx.clone();
             named("claimcheck-parse").spawn_scoped(s, move || {
                 for (seq, chunk) in rx {
                     let ctx = LineContext {
                         default_runtime: inputs[usize::from(chunk.input)].default_runtime,
                         received_at: None,
                     };
-                    let parsed = parse_chunk(parser, &chunk, seq, &ctx);
+                    let events = spent.try_recv().unwrap_or_default();
+                    let parsed = parse_chunk(parser, &chunk, seq, &ctx, events);
                     // A full pool just drops the buffer.
                     let _ = recycle.try_send(chunk.data);
                     if tx.send(parsed).is_err() {
@@ -317,12 +322,14 @@ pub fn run(
                 }
             })?;
         }
-        drop((chunk_rx, parsed_tx, recycle_tx));
-        for p in parsed_rx.iter() {
+        drop((chunk_rx, parsed_tx, recycle_tx, spent_rx));
+        for mut p in parsed_rx.iter() {
             observer.events(p.input, &p.events);
-            for (ev, origin) in p.events {
+            for (ev, origin) in p.events.drain(..) {
                 correlator.on_event(ev, origin);
             }
+            // A full pool just drops the list.
+            let _ = spent_tx.try_send(p.events);
             ingest.inputs[usize::from(p.input)].add(&p.stats);
             if !p.samples.is_empty() {
                 ingest.keep_samples(p.samples);
@@ -355,9 +362,17 @@ fn named(name: &str) -> thread::Builder {
     thread::Builder::new().name(name.to_owned())
 }
 
-fn parse_chunk(parser: &Parser, chunk: &Chunk, seq: u64, ctx: &LineContext) -> ParsedChunk {
+/// Parses `chunk` into `events` (empty, kept for its capacity).
+fn parse_chunk(
+    parser: &Parser,
+    chunk: &Chunk,
+    seq: u64,
+    ctx: &LineContext,
+    mut events: Vec<(Event, Origin)>,
+) -> ParsedChunk {
     let mut stats = InputStats::default();
-    let mut events = Vec::with_capacity(chunk.data.len() / 256);
+    events.clear();
+    events.reserve(chunk.data.len() / 256);
     let mut samples = Vec::new();
     let mut reject = |stats: &mut InputStats, reason: Reject, line: u64| {
         stats.rejected[reason as usize] += 1;

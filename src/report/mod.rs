@@ -420,6 +420,9 @@ pub struct Tally {
     findings_total: u64,
     cap: usize,
     names: Vec<String>,
+    /// The order of the last of `cap` findings kept at the last trim (`None` while fewer
+    /// were kept).
+    last_kept: Option<(Timestamp, String)>,
 }
 
 impl Tally {
@@ -441,6 +444,7 @@ impl Tally {
             findings_total: 0,
             cap,
             names: input_names,
+            last_kept: None,
         }
     }
 
@@ -466,11 +470,17 @@ impl Tally {
         }
         let expect = self.selection.expect_runner;
         self.totals.add(&j, expect);
-        self.orgs.entry(org.to_owned()).or_default().add(&j, expect);
-        self.runners
-            .entry(d.runner.as_str().to_owned())
-            .or_default()
-            .add(&j, expect);
+        // Looked up before inserting: a session's org and runner are almost always counted
+        // already, and an owned key per session was an allocation and a free each.
+        for (map, key) in [
+            (&mut self.orgs, org),
+            (&mut self.runners, d.runner.as_str()),
+        ] {
+            match map.get_mut(key) {
+                Some(t) => t.add(&j, expect),
+                None => map.entry(key.to_owned()).or_default().add(&j, expect),
+            }
+        }
         if let Some(ms) = j.latency_ms {
             match d.runner {
                 Runner::Go => self.latencies[0].push(ms),
@@ -481,6 +491,12 @@ impl Tally {
         let kinds = failure_kinds(&j, expect);
         if !kinds.is_empty() {
             self.findings_total += 1;
+            // Only the first `cap` findings by order are reported: one that orders after
+            // `cap` kept ones already is counted but never built (its evidence is a string
+            // per record; inputs read by event time make that most of them).
+            if self.beyond_cap(d.time, id) {
+                return;
+            }
             self.findings.push(self.finding(c, id, s, &j, kinds, org));
             if self.findings.len() >= self.cap.saturating_mul(2).max(64) {
                 self.trim_findings();
@@ -491,6 +507,19 @@ impl Tally {
     fn trim_findings(&mut self) {
         self.findings.sort_by(|a, b| a.order.cmp(&b.order));
         self.findings.truncate(self.cap);
+        self.last_kept = if self.findings.len() == self.cap {
+            self.findings.last().map(|f| f.order.clone())
+        } else {
+            None
+        };
+    }
+
+    /// Whether a finding ordered `(time, id)` orders after `cap` findings already kept, so
+    /// that it cannot be among the first `cap` at the end.
+    fn beyond_cap(&self, time: Timestamp, id: &SessionId) -> bool {
+        self.last_kept
+            .as_ref()
+            .is_some_and(|(t, last)| (time, id.as_str()) > (*t, last.as_str()))
     }
 
     fn source(&self, o: Origin) -> String {

@@ -295,13 +295,17 @@ mod tests {
     enum Step {
         Event(u8, u8, i64, i64),
         Settle(i64),
+        /// A settle call a few seconds either side of some session's due moment (the
+        /// `n`th of them), so calls fall in a due moment's own bucket.
+        Near(usize, i64),
     }
 
     fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         use proptest::prelude::*;
         prop_oneof![
-            4 => (0u8..4, 0u8..40, 0i64..400, 0i64..60).prop_map(|(k, s, m, sec)| Step::Event(k, s, m, sec)),
+            4 => (0u8..4, 0u8..12, 0i64..150, 0i64..60).prop_map(|(k, s, m, sec)| Step::Event(k, s, m, sec)),
             1 => (-5i64..500).prop_map(Step::Settle),
+            2 => (0usize..64, -5000i64..5000).prop_map(|(n, ms)| Step::Near(n, ms)),
         ]
     }
 
@@ -333,8 +337,15 @@ mod tests {
                         }
                         c.on_event(e, at(line));
                     }
-                    Step::Settle(m) => {
-                        let low = Timestamp(m * MIN + 999);
+                    Step::Settle(_) | Step::Near(..) => {
+                        let low = match s {
+                            Step::Near(n, ms) if !due.is_empty() => {
+                                let at = due.values().nth(n % due.len()).copied();
+                                at.unwrap_or(Timestamp(0)).saturating_add_ms(ms)
+                            }
+                            Step::Settle(m) => Timestamp(m * MIN + 999),
+                            _ => Timestamp(0),
+                        };
                         let mut want = Vec::new();
                         for (id, at) in &mut due {
                             if *at > low {

@@ -27,6 +27,7 @@ use crate::sources::file::FollowConfig;
 use crate::sources::{Input, Role};
 use crate::state::CorrelationState;
 use crate::state::shared::SharedState;
+use crate::state::shared::reports::SharedReports;
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -252,7 +253,10 @@ pub(super) async fn serve(
         )
         .await;
     };
-    let instance = instance_name(cluster, sc);
+    let instance = match cluster.instance.as_str() {
+        "" => host_name().unwrap_or_else(|| sc.listen.to_string()),
+        name => name.to_owned(),
+    };
     let shared = cluster.shared(instance.clone());
     tracing::info!(
         urls = ?shared.urls.iter().map(|u| crate::redact::secrets(u).into_owned()).collect::<Vec<_>>(),
@@ -261,6 +265,9 @@ pub(super) async fn serve(
         wait_replicas = shared.wait.map_or(0, |w| w.replicas),
         "correlating on the shared state"
     );
+    // With the state shared, so are flips and reports: every replica answers the same.
+    let reports =
+        SharedReports::new(&shared, millis(sc.retention)).context("[cluster] key_prefix")?;
     let state = SharedState::new(live, shared).context("[cluster] key_prefix")?;
     let (mut actor, summary) =
         Actor::with_state(parser, state, &registry, Clock::system(), sc.org_label_cap)
@@ -278,21 +285,9 @@ pub(super) async fn serve(
         registry,
         actor,
         summary,
-        Some(cluster_state),
+        Some((cluster_state, reports)),
     )
     .await
-}
-
-/// This replica's name among those sharing the state: `[cluster] instance`, else the host's
-/// name, else the listen address.
-fn instance_name(
-    cluster: &crate::state::shared::ClusterConfig,
-    sc: &crate::config::ServeConfig,
-) -> String {
-    match cluster.instance.as_str() {
-        "" => host_name().unwrap_or_else(|| sc.listen.to_string()),
-        name => name.to_owned(),
-    }
 }
 
 /// The host's name, the default name of a replica (`[cluster] instance`).
@@ -316,8 +311,12 @@ async fn serve_with<S: CorrelationState + 'static>(
     registry: prometheus::Registry,
     mut actor: Actor<S>,
     summary: tokio::sync::watch::Receiver<crate::serve::Summary>,
-    cluster: Option<tokio::sync::watch::Receiver<crate::serve::cluster::ClusterState>>,
+    cluster: Option<(
+        tokio::sync::watch::Receiver<crate::serve::cluster::ClusterState>,
+        SharedReports,
+    )>,
 ) -> anyhow::Result<()> {
+    let (cluster, mut shared_reports) = cluster.map_or((None, None), |(c, r)| (Some(c), Some(r)));
     let sc = &config.serve;
     // The one rule for over-long lines, for the readers that skip them.
     let limit = Parser::new(config.parse.clone()).line_limit().clone();
@@ -394,14 +393,7 @@ async fn serve_with<S: CorrelationState + 'static>(
             if let Some(h) = &alert_handle {
                 reporter.alert_to(h.clone());
             }
-            // With the state shared, so are flips and reports: every replica answers the same.
-            if let Some(cluster) = &config.cluster {
-                let shared = cluster.shared(instance_name(cluster, sc));
-                let shared = crate::state::shared::reports::SharedReports::new(
-                    &shared,
-                    millis(sc.retention),
-                )
-                .context("[cluster] key_prefix")?;
+            if let Some(shared) = shared_reports.take() {
                 reporter.share(shared);
             }
             tasks.spawn(reporter.run(shutdown.clone()));

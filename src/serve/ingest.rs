@@ -487,10 +487,7 @@ impl<S: CorrelationState> Actor<S> {
 
     /// A batch through parse and the correlation state: the commit it makes, where to answer,
     /// and what became of its lines. `None` (the sender answered) when the state refused it.
-    pub(super) async fn take(
-        &mut self,
-        mut batch: Batch,
-    ) -> Option<(Commit, Option<Answer>, BatchResult)> {
+    async fn take(&mut self, mut batch: Batch) -> Option<(Commit, Option<Answer>, BatchResult)> {
         let now = self.clock.now();
         let mut result = BatchResult::default();
         let input = self.source_index(&batch.source);

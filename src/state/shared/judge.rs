@@ -243,6 +243,16 @@ struct Decision {
     first_dispatches: Vec<String>,
 }
 
+impl Decision {
+    /// Its commit won: its changes are this replica's to return (`carry`), and its first
+    /// dispatches are told to the batch that held them (`first`).
+    fn won(self, carry: &mut Vec<Change>, first: &mut BTreeSet<(SessionId, String)>) {
+        carry.extend(self.changes);
+        let id = self.id;
+        first.extend(self.first_dispatches.into_iter().map(|f| (id.clone(), f)));
+    }
+}
+
 /// When a cycle runs: the sidecar's clock, the low watermark, and what it sweeps.
 #[derive(Debug, Clone, Copy)]
 pub struct At {
@@ -274,10 +284,7 @@ pub async fn cycle(
                 Ok((won, _)) => {
                     for (d, won) in ds.into_iter().zip(won) {
                         if won {
-                            pending.carry.extend(d.changes);
-                            pending
-                                .first_dispatches
-                                .extend(d.first_dispatches.into_iter().map(|f| (d.id.clone(), f)));
+                            d.won(&mut pending.carry, &mut pending.first_dispatches);
                         }
                     }
                 }
@@ -327,10 +334,7 @@ pub async fn cycle(
             for (d, won) in ds.into_iter().zip(won) {
                 if won {
                     judged.fed += usize::from(d.feed.is_some());
-                    pending.carry.extend(d.changes);
-                    judged
-                        .first_dispatches
-                        .extend(d.first_dispatches.into_iter().map(|f| (d.id.clone(), f)));
+                    d.won(&mut pending.carry, &mut judged.first_dispatches);
                 } else {
                     todo.entry(b).or_insert_with(Vec::new).push(d.id);
                 }

@@ -109,6 +109,24 @@ enum Line {
 /// to about 1 MB, and a shared state's script call to a bounded run.
 const DELIVERY_LINES: usize = 1024;
 
+/// A batch of `lines` lines cut into the parts applied one call each: each part's range and
+/// whether its source has more to read after it. At least one part, empty for an empty
+/// batch: it still says whether its source is caught up, which decides when the evidence has
+/// settled. Every part but the last is followed by the rest of its batch, so it says its
+/// source is behind whatever the batch says (a shared state's other replicas would take a
+/// source that said it was caught up for idle once `idle_after` passed, while its last parts
+/// wait their turn); `None` (a replay, which says nothing of the source) stays `None`.
+fn parts(
+    lines: usize,
+    backlog: Option<bool>,
+) -> impl Iterator<Item = (std::ops::Range<usize>, Option<bool>)> {
+    (0..lines.max(1)).step_by(DELIVERY_LINES).map(move |start| {
+        let end = lines.min(start + DELIVERY_LINES);
+        let more = end < lines;
+        (start..end, backlog.map(|b| b || more))
+    })
+}
+
 /// What the emitter and the platform need of an event once the state has taken it.
 struct Meta {
     /// Its line's index in the batch.
@@ -353,11 +371,9 @@ impl<S: CorrelationState> Actor<S> {
     /// was, in order.
     async fn deliver(&mut self, b: Lines<'_>) -> Result<Vec<Line>, StateError> {
         let mut out: Vec<Line> = Vec::with_capacity(b.lines.len());
-        // At least one part, empty for an empty batch: it still says whether its source is
-        // caught up, which decides when the evidence has settled.
-        for start in (0..b.lines.len().max(1)).step_by(DELIVERY_LINES) {
-            let part = &b.lines[start..b.lines.len().min(start + DELIVERY_LINES)];
-            self.deliver_part(&b, part, &mut out).await?;
+        for (range, backlog) in parts(b.lines.len(), b.backlog) {
+            self.deliver_part(&b, &b.lines[range], backlog, &mut out)
+                .await?;
         }
         Ok(out)
     }
@@ -368,6 +384,7 @@ impl<S: CorrelationState> Actor<S> {
         &mut self,
         b: &Lines<'_>,
         part: &[(Origin, &[u8], Option<&str>)],
+        backlog: Option<bool>,
         out: &mut Vec<Line>,
     ) -> Result<(), StateError> {
         let base = out.len();
@@ -398,7 +415,7 @@ impl<S: CorrelationState> Actor<S> {
             .apply_retrying(Delivery {
                 input: b.input,
                 now: b.now,
-                backlog: b.backlog,
+                backlog,
                 events,
             })
             .await?;
@@ -593,5 +610,37 @@ impl<S: CorrelationState> Actor<S> {
         commit.outcomes = self.telemetry.take_outcomes();
         commit.findings = self.telemetry.take_findings();
         Some((commit, batch.done.take(), result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_but_the_last_says_its_source_is_behind() {
+        let n = 2 * DELIVERY_LINES + 5;
+        for (backlog, last) in [(Some(false), Some(false)), (Some(true), Some(true))] {
+            let p: Vec<_> = parts(n, backlog).collect();
+            assert_eq!(
+                p,
+                vec![
+                    (0..DELIVERY_LINES, Some(true)),
+                    (DELIVERY_LINES..2 * DELIVERY_LINES, Some(true)),
+                    (2 * DELIVERY_LINES..n, last),
+                ]
+            );
+        }
+        // a replay says nothing of its source
+        assert!(parts(n, None).all(|(_, b)| b.is_none()));
+        // an empty batch still says where its source is; a whole part is the last
+        assert_eq!(
+            parts(0, Some(false)).collect::<Vec<_>>(),
+            vec![(0..0, Some(false))]
+        );
+        assert_eq!(
+            parts(DELIVERY_LINES, Some(false)).collect::<Vec<_>>(),
+            vec![(0..DELIVERY_LINES, Some(false))]
+        );
     }
 }

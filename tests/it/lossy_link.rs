@@ -9,12 +9,18 @@
 //! in order) and swallows the answers up to the echo. Requests the client wrote after the
 //! cut request are forwarded or not, as the race goes: their answers are lost too, as on a
 //! real cut.
+//!
+//! Or, started with [`LossyLink::holding`], it loses nothing and holds back instead: once
+//! armed, the next call carrying the field it is given, and everything sent after it on that
+//! connection, wait in the link until the test releases them — a replica stopped in the
+//! middle of a call, for as long as the test needs to look at what the others do meanwhile.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 pub struct LossyLink {
     port: u16,
@@ -29,6 +35,19 @@ struct Rule {
     seen: AtomicUsize,
     cuts: AtomicUsize,
     cut: Mutex<HashSet<Vec<u8>>>,
+    /// The field whose first call is held back, if holding.
+    hold: Option<Vec<u8>>,
+    gate: Mutex<Gate>,
+    turned: Condvar,
+}
+
+/// Where a holding link is: whether the next call is to be held, whether it holds one,
+/// whether the test let it go.
+#[derive(Default)]
+struct Gate {
+    armed: bool,
+    holding: bool,
+    released: bool,
 }
 
 impl Rule {
@@ -52,9 +71,42 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Waits, before `request` goes on, while the test holds it back: once armed, the next
+    /// call that carries the held field and everything after it, until released.
+    fn wait_if_held(&self, args: &[&[u8]]) {
+        let Some(field) = &self.hold else { return };
+        let mut gate = self.gate.lock().unwrap();
+        if gate.armed && !gate.holding && args.iter().any(|a| a == field) {
+            gate.holding = true;
+            self.turned.notify_all();
+        }
+        while gate.holding && !gate.released {
+            gate = self.turned.wait(gate).unwrap();
+        }
+    }
+}
+
 impl LossyLink {
     /// A link to the Redis server at `upstream` (`host:port`).
     pub fn start(upstream: &str, fields: &[&str], every: u64, most: usize) -> LossyLink {
+        Self::with(upstream, fields, every, most, None)
+    }
+
+    /// A link to `upstream` that loses nothing and, once armed ([`LossyLink::hold_next`]),
+    /// holds back the next call carrying `field`, and what follows it on its connection,
+    /// until [`LossyLink::release`].
+    pub fn holding(upstream: &str, field: &str) -> LossyLink {
+        Self::with(upstream, &[], 1, 0, Some(field.as_bytes().to_vec()))
+    }
+
+    fn with(
+        upstream: &str,
+        fields: &[&str],
+        every: u64,
+        most: usize,
+        hold: Option<Vec<u8>>,
+    ) -> LossyLink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let rule = Arc::new(Rule {
@@ -64,6 +116,9 @@ impl LossyLink {
             seen: AtomicUsize::new(0),
             cuts: AtomicUsize::new(0),
             cut: Mutex::new(HashSet::new()),
+            hold,
+            gate: Mutex::new(Gate::default()),
+            turned: Condvar::new(),
         });
         let upstream = upstream.to_owned();
         let shared = Arc::clone(&rule);
@@ -86,6 +141,30 @@ impl LossyLink {
     /// How many connections it cut so far, each after the server ran a request.
     pub fn cuts(&self) -> usize {
         self.rule.cuts.load(Ordering::SeqCst)
+    }
+
+    /// Holds back the next call carrying its field.
+    pub fn hold_next(&self) {
+        self.rule.gate.lock().unwrap().armed = true;
+    }
+
+    /// Whether it holds a call back, waiting up to `within` for one to come.
+    pub fn held(&self, within: Duration) -> bool {
+        let gate = self.rule.gate.lock().unwrap();
+        let (gate, _) = self
+            .rule
+            .turned
+            .wait_timeout_while(gate, within, |g| !g.holding)
+            .unwrap();
+        gate.holding
+    }
+
+    /// Lets what it holds go on, and every call after.
+    pub fn release(&self) {
+        let mut gate = self.rule.gate.lock().unwrap();
+        gate.armed = false;
+        gate.released = true;
+        self.rule.turned.notify_all();
     }
 
     /// How many calls carrying a memo field it saw.
@@ -115,6 +194,7 @@ fn link(mut client: TcpStream, mut server: TcpStream, rule: &Rule, n: usize) {
         };
         pending.extend_from_slice(&buf[..n]);
         while let Some((len, args)) = request(&pending) {
+            rule.wait_if_held(&args);
             if server.write_all(&pending[..len]).is_err() {
                 break;
             }

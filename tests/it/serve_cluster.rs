@@ -135,17 +135,25 @@ fn start_with(dir: &Path, r: &Replica, port: u16, redis: &[String], config: &str
     Server(serve.spawn().unwrap())
 }
 
+/// `[cluster] instances`, naming `replicas`: nothing settles before each has started (one
+/// slow to start would find claims judged without its evidence).
+fn instances(replicas: &[Replica]) -> String {
+    let names: Vec<String> = replicas.iter().map(|r| format!("{:?}", r.name)).collect();
+    format!("instances = [{}]\n", names.join(", "))
+}
+
 /// Orphans are judged on settled evidence; the grace plus the maximum hold, on the sidecar's
 /// clock, outlasts reading the files (and the outage). A source goes idle after
 /// `idle_after` without news: through an outage, longer than the outage (a loaded machine
 /// takes its time to see it), or the sidecar that reaches Redis first judges on the other's
 /// sources as idle (README, "Running several sidecars": the known limit).
-fn write_config(dir: &Path, idle_after: &str) {
+fn write_config(dir: &Path, idle_after: &str, replicas: &[Replica]) {
     std::fs::write(
         dir.join("serve.toml"),
         format!(
             "[serve]\norphan_grace = \"30s\"\nsource_idle_after = \"{idle_after}\"\n\
-             [cluster]\nkey_prefix = \"cc-serve-test\"\n"
+             [cluster]\nkey_prefix = \"cc-serve-test\"\n{}",
+            instances(replicas)
         ),
     )
     .unwrap();
@@ -446,7 +454,7 @@ fn two_sidecars_on_one_redis_count_what_verify_counts() {
         .iter()
         .map(|(f, _)| lines_of(&dir.path().join("w").join(f)))
         .sum();
-    write_config(dir.path(), "5s");
+    write_config(dir.path(), "5s", &REPLICAS);
     let redis = RedisServer::start();
     let ports = [free_port(), free_port()];
     let _servers: Vec<Server> = REPLICAS
@@ -505,7 +513,7 @@ fn a_redis_outage_loses_and_doubles_nothing() {
         lines += all.len() as u64;
         first += half as u64;
     }
-    write_config(dir.path(), "5s");
+    write_config(dir.path(), "5s", &REPLICAS);
     let mut redis = RedisServer::start();
     let ports = [free_port(), free_port()];
     let _servers: Vec<Server> = REPLICAS
@@ -638,9 +646,12 @@ fn read_all(ports: &[u16], lines: u64, ctx: &str) {
 fn topology_config(dir: &Path) {
     std::fs::write(
         dir.join("serve.toml"),
-        "[serve]\norphan_grace = \"30s\"\nsource_idle_after = \"15s\"\n\
-         [cluster]\nkey_prefix = \"cc-topology\"\nwait_replicas = 1\nlease = \"3s\"\n\
-         connect_timeout = \"1s\"\nresponse_timeout = \"1s\"\nwait_timeout = \"1s\"\n",
+        format!(
+            "[serve]\norphan_grace = \"30s\"\nsource_idle_after = \"15s\"\n\
+             [cluster]\nkey_prefix = \"cc-topology\"\nwait_replicas = 1\nlease = \"3s\"\n\
+             connect_timeout = \"1s\"\nresponse_timeout = \"1s\"\nwait_timeout = \"1s\"\n{}",
+            instances(&TOPOLOGY)
+        ),
     )
     .unwrap();
 }
@@ -799,7 +810,10 @@ fn throughput_with_one_two_and_three_sidecars() {
         }
         std::fs::write(
             run.join("serve.toml"),
-            "[serve]\norphan_grace = \"30s\"\n[cluster]\nkey_prefix = \"cc-throughput\"\n",
+            format!(
+                "[serve]\norphan_grace = \"30s\"\n[cluster]\nkey_prefix = \"cc-throughput\"\n{}",
+                instances(replicas)
+            ),
         )
         .unwrap();
         let cluster = RedisCluster::start(3, 0);
@@ -875,7 +889,10 @@ fn every_sidecar_answers_the_post_flip_report_of_all_the_files() {
     }
     let common = "[serve]\nclaim_timeout = [\"1s\"]\nreport_window = \"5s\"\n\
                   source_idle_after = \"5s\"\n[platform]\ndrift_grace = \"1s\"\n";
-    let cluster = "[cluster]\nkey_prefix = \"cc-flip\"\n";
+    let cluster = format!(
+        "[cluster]\nkey_prefix = \"cc-flip\"\n{}",
+        instances(&PER_LOG)
+    );
     std::fs::write(dir.path().join("serve.toml"), format!("{common}{cluster}")).unwrap();
     std::fs::write(
         dir.path().join("platform.toml"),

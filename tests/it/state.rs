@@ -731,6 +731,7 @@ pub fn shared(config: LiveConfig, urls: Vec<String>, prefix: &str, instance: &st
     SharedState::new(
         config,
         SharedConfig {
+            instances: Vec::new(),
             urls,
             prefix: prefix.to_owned(),
             instance: instance.to_owned(),

@@ -590,6 +590,7 @@ async fn reports_are_stored_once(backend: Backend) {
     let keys = backend.keys();
     let replica = |instance: &str| {
         let config = SharedConfig {
+            instances: Vec::new(),
             urls: backend.urls(),
             prefix: keys.prefix().to_owned(),
             instance: instance.to_owned(),
@@ -745,6 +746,174 @@ async fn answers_lost_after_the_server_ran_the_call_lose_and_double_nothing() {
     assert_eq!(counts.redelivered, stats.duplicates);
 }
 
+/// A source whose events are on their way is not idle, though its replica said it has read
+/// to the end: replica c's store call for its go log's last batch is held (a starved
+/// sidecar, a slow call) for longer than `idle_after`, and replica d, which sweeps every
+/// bucket meanwhile, must not judge without those events. The held batch holds the go claim
+/// that makes the session matched; c's ts log, still reading, already gave a ts claim of it
+/// stamped later, and a later event that moves its watermark on: judged without the go
+/// claim, the session is mismatched. Each part of a batch cut into several says behind but
+/// the last (`serve/ingest.rs`), so this covers a batch's last parts too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_is_not_idle_while_its_events_are_on_their_way() {
+    use claimcheck::state::Delivery;
+    let p = Prefix::new("held");
+    let link = super::lossy_link::LossyLink::holding("127.0.0.1:6379", "c:a");
+    let mut c = shared(config(), vec![link.url()], &p.0, "c");
+    let mut d = shared(config(), vec![STANDALONE.to_owned()], &p.0, "d");
+    let delivery = |input: u16, now: i64, backlog: bool, events: Vec<Event>| Delivery {
+        input,
+        now: Timestamp(now),
+        backlog: Some(backlog),
+        events: events
+            .into_iter()
+            .zip(1..)
+            .map(|(e, line)| (e, Origin { input, line }))
+            .collect(),
+    };
+    let on = |runner: Runner, e: Event| Event { runner, ..e };
+    let t0 = NOW.millis();
+    // c: the go daemon's log (input 0) and the ts worker's (input 1); d: the dispatcher's.
+    c.announce(&[0, 1], NOW).await.unwrap();
+    d.announce(&[0], NOW).await.unwrap();
+    // d sweeps every bucket (it takes the leases first).
+    let mut changes = d.tick(NOW).await.unwrap();
+    let dispatch = Event {
+        kind: EventKind::Dispatch,
+        worker: None,
+        version: None,
+        ..claim("s-x", t0, "")
+    };
+    let dispatched = d.apply(delivery(0, t0 + SEC, false, vec![dispatch]));
+    changes.extend(dispatched.await.unwrap().changes);
+    let ts = vec![
+        on(Runner::Ts, claim("s-x", t0 + 2 * SEC, "ts-1")),
+        on(Runner::Ts, claim("s-later", t0 + 100 * SEC, "ts-2")),
+    ];
+    changes.extend(
+        c.apply(delivery(1, t0 + SEC, true, ts))
+            .await
+            .unwrap()
+            .changes,
+    );
+    // The go log's last batch: read to the end, its store held.
+    link.hold_next();
+    let go = delivery(0, t0 + 2 * SEC, false, vec![claim("s-x", t0 + SEC, "go-1")]);
+    let held = tokio::spawn(async move {
+        let applied = c.apply(go).await;
+        (c, applied)
+    });
+    assert!(
+        tokio::task::block_in_place(|| link.held(std::time::Duration::from_secs(30))),
+        "c's store call never came"
+    );
+    changes.extend(d.tick(Timestamp(t0 + 10 * SEC)).await.unwrap());
+    let mut said = Said::new();
+    fold(&mut said, &changes);
+    assert_eq!(
+        said.get("s-x").and_then(|s| s.0),
+        None,
+        "judged while c's go claim was on its way"
+    );
+    link.release();
+    let (mut c, applied) = held.await.unwrap();
+    changes.extend(applied.unwrap().changes);
+    // The ts log read to the end too: everything settles.
+    let caught_up = c.apply(delivery(1, t0 + 11 * SEC, false, Vec::new()));
+    changes.extend(caught_up.await.unwrap().changes);
+    changes.extend(d.tick(Timestamp(t0 + 20 * SEC)).await.unwrap());
+    changes.extend(c.tick(Timestamp(t0 + 20 * SEC)).await.unwrap());
+    let mut said = Said::new();
+    fold(&mut said, &changes);
+    assert_eq!(
+        said.get("s-x").and_then(|s| s.0),
+        Some(Outcome::Matched),
+        "{said:?}"
+    );
+}
+
+/// With the replicas named (`[cluster] instances`), one that joins late finds nothing
+/// judged without its evidence: replica a (the dispatcher's log and the go daemon's) has
+/// read everything and gone idle before b (the ts worker's) first starts. b's ts claim
+/// makes the session matched; judged on a's evidence alone, a go claim stamped later makes
+/// it mismatched. Unnamed, a judges it as soon as its sources are idle (the known limit the
+/// setting is for).
+#[tokio::test]
+async fn a_named_replica_that_joins_late_is_waited_for() {
+    use claimcheck::state::Delivery;
+    let p = Prefix::new("late");
+    let replica = |instance: &str| {
+        SharedState::new(
+            config(),
+            SharedConfig {
+                instances: vec!["a".to_owned(), "b".to_owned()],
+                urls: vec![STANDALONE.to_owned()],
+                prefix: p.0.clone(),
+                instance: instance.to_owned(),
+                timeouts: PATIENT,
+                lease: std::time::Duration::from_secs(10),
+                wait: None,
+            },
+        )
+        .unwrap()
+    };
+    let (mut a, mut b) = (replica("a"), replica("b"));
+    let delivery = |input: u16, now: i64, events: Vec<Event>| Delivery {
+        input,
+        now: Timestamp(now),
+        backlog: Some(false),
+        events: events
+            .into_iter()
+            .zip(1..)
+            .map(|(e, line)| (e, Origin { input, line }))
+            .collect(),
+    };
+    let t0 = NOW.millis();
+    a.announce(&[0, 1], NOW).await.unwrap();
+    let mut changes = a.tick(NOW).await.unwrap();
+    let dispatch = Event {
+        kind: EventKind::Dispatch,
+        runner: Runner::Ts,
+        worker: None,
+        version: None,
+        ..claim("s-x", t0, "")
+    };
+    let go = vec![
+        claim("s-x", t0 + 2 * SEC, "go-1"),
+        claim("s-far", t0 + 100 * SEC, "go-2"),
+    ];
+    for d in [
+        delivery(0, t0 + SEC, vec![dispatch]),
+        delivery(1, t0 + SEC, go),
+    ] {
+        changes.extend(a.apply(d).await.unwrap().changes);
+    }
+    changes.extend(a.tick(Timestamp(t0 + 10 * SEC)).await.unwrap());
+    let mut said = Said::new();
+    fold(&mut said, &changes);
+    assert_eq!(
+        said.get("s-x").and_then(|s| s.0),
+        None,
+        "judged before b joined"
+    );
+    b.announce(&[0], Timestamp(t0 + 11 * SEC)).await.unwrap();
+    let ts = Event {
+        runner: Runner::Ts,
+        ..claim("s-x", t0 + SEC, "ts-1")
+    };
+    let joined = b.apply(delivery(0, t0 + 11 * SEC, vec![ts]));
+    changes.extend(joined.await.unwrap().changes);
+    changes.extend(a.tick(Timestamp(t0 + 20 * SEC)).await.unwrap());
+    changes.extend(b.tick(Timestamp(t0 + 20 * SEC)).await.unwrap());
+    let mut said = Said::new();
+    fold(&mut said, &changes);
+    assert_eq!(
+        said.get("s-x").and_then(|s| s.0),
+        Some(Outcome::Matched),
+        "{said:?}"
+    );
+}
+
 mod standalone {
     use super::*;
 
@@ -896,6 +1065,7 @@ mod standalone {
             SharedState::new(
                 config(),
                 SharedConfig {
+                    instances: Vec::new(),
                     urls: vec![STANDALONE.to_owned()],
                     prefix: p.0.clone(),
                     instance: "a".into(),
@@ -1035,6 +1205,7 @@ async fn a_stale_index_waits_only_until_the_lease_renewal() {
     let mut b = SharedState::new(
         config(),
         SharedConfig {
+            instances: Vec::new(),
             urls: vec![STANDALONE.to_owned()],
             prefix: p.0.clone(),
             instance: "b".into(),

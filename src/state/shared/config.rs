@@ -23,6 +23,11 @@ pub struct RawClusterConfig {
     pub instance: String,
     /// Replicas that correlate together share it; others on the same Redis use their own.
     pub key_prefix: String,
+    /// Every replica sharing `key_prefix`, by instance name, when known: until each has
+    /// published its sources once, nothing is judged as settled (a replica that joins late
+    /// would find claims judged without its evidence); the maximum hold still applies.
+    /// Empty: judge on the replicas heard from so far.
+    pub instances: Vec<String>,
     /// Establishing a connection to a Redis node.
     pub connect_timeout: String,
     /// One command's answer.
@@ -43,6 +48,7 @@ impl Default for RawClusterConfig {
             urls: Vec::new(),
             instance: String::new(),
             key_prefix: "claimcheck".into(),
+            instances: Vec::new(),
             connect_timeout: "2s".into(),
             response_timeout: "2s".into(),
             lease: "10s".into(),
@@ -66,6 +72,7 @@ pub struct ClusterConfig {
     pub urls: Vec<String>,
     pub instance: String,
     pub key_prefix: String,
+    pub instances: Vec<String>,
     pub timeouts: Timeouts,
     pub lease: Duration,
     pub wait: Option<Wait>,
@@ -108,6 +115,16 @@ impl ClusterConfig {
                 message: format!("{:?}: no '/', '{{' or '}}'", raw.instance),
             });
         }
+        if let Some(bad) = raw
+            .instances
+            .iter()
+            .find(|i| i.is_empty() || i.contains(['/', '{', '}']))
+        {
+            return Err(ClusterConfigError {
+                key: "instances",
+                message: format!("{bad:?}: a name, with no '/', '{{' or '}}'"),
+            });
+        }
         Keys::new(&raw.key_prefix).map_err(|e| ClusterConfigError {
             key: "key_prefix",
             message: e.to_string(),
@@ -121,6 +138,7 @@ impl ClusterConfig {
             urls: raw.urls.clone(),
             instance: raw.instance.clone(),
             key_prefix: raw.key_prefix.clone(),
+            instances: raw.instances.clone(),
             timeouts,
             lease: duration("lease", &raw.lease)?,
             wait: (raw.wait_replicas > 0).then_some(Wait {
@@ -136,6 +154,7 @@ impl ClusterConfig {
             urls: self.urls.clone(),
             prefix: self.key_prefix.clone(),
             instance,
+            instances: self.instances.clone(),
             timeouts: self.timeouts,
             lease: self.lease,
             wait: self.wait,
@@ -174,7 +193,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let bad: [(RawClusterConfig, &str); 6] = [
+        let bad: [(RawClusterConfig, &str); 8] = [
             (raw(&[]), "cluster.urls"),
             (raw(&["http://127.0.0.1:6379"]), "cluster.urls"),
             (
@@ -204,6 +223,20 @@ mod tests {
                     ..raw(&["redis://h:1"])
                 },
                 "cluster.wait_timeout",
+            ),
+            (
+                RawClusterConfig {
+                    instances: vec!["go".into(), String::new()],
+                    ..raw(&["redis://h:1"])
+                },
+                "cluster.instances",
+            ),
+            (
+                RawClusterConfig {
+                    instances: vec!["go/0".into()],
+                    ..raw(&["redis://h:1"])
+                },
+                "cluster.instances",
             ),
         ];
         for (r, key) in bad {

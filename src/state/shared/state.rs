@@ -49,6 +49,9 @@ pub struct SharedConfig {
     pub prefix: String,
     /// This replica's name among those sharing the prefix (its sources are `instance/input`).
     pub instance: String,
+    /// Every replica sharing the prefix, when known: nothing settles until each has
+    /// published its sources once (`[cluster] instances`).
+    pub instances: Vec<String>,
     pub timeouts: Timeouts,
     /// How long a sweep lease lasts unless renewed (a dead replica's buckets wait this long).
     pub lease: Duration,
@@ -72,6 +75,8 @@ pub struct SharedState {
     redis: Redis,
     keys: Keys,
     instance: String,
+    /// The replicas the evidence waits for until each has published its sources.
+    instances: Vec<String>,
     lease: Duration,
     wait: Option<Wait>,
     names: Names,
@@ -111,6 +116,7 @@ impl SharedState {
             redis: Redis::new(shared.urls, shared.timeouts),
             keys: Keys::new(&shared.prefix)?,
             instance: shared.instance,
+            instances: shared.instances,
             lease: shared.lease,
             wait: shared.wait,
             names: Names::default(),
@@ -157,8 +163,12 @@ impl SharedState {
         }
     }
 
-    /// What the shared evidence has settled through (`Watermarks::settled`).
+    /// What the shared evidence has settled through (`Watermarks::settled`): nothing while
+    /// a replica it waits for has not published its sources yet.
     fn low(&self, shared: &Shared, now: Timestamp) -> Timestamp {
+        if !shared.joined(&self.instances) {
+            return Timestamp::MIN;
+        }
         shared
             .rebuild(self.config.idle_after_ms, self.heard)
             .settled(now)
@@ -329,13 +339,18 @@ impl CorrelationState for SharedState {
         for (_, o) in &mut d.events {
             *o = self.global(*o);
         }
+        // A source with events on their way is behind until they are stored: said caught up
+        // before (the batch's own `backlog`, published only with its events below), another
+        // replica could take it for idle while its store waits — the sidecar starved, the
+        // call slow — and judge without its events.
+        let delivering = !d.events.is_empty();
         let shared = match d.backlog {
             Some(backlog) => {
                 let news = News {
                     source: self.source(d.input),
                     high: None,
                     now: d.now,
-                    backlog: Some(backlog),
+                    backlog: Some(backlog || delivering),
                 };
                 watermarks::merge(&self.redis, &self.keys, &[news]).await?
             }
@@ -367,18 +382,19 @@ impl CorrelationState for SharedState {
             .filter(|(_, f)| **f)
             .map(|((e, _), _)| e.time)
             .max();
-        let low = match high {
-            Some(high) => {
-                let news = News {
-                    source: self.source(d.input),
-                    high: Some(high),
-                    now: d.now,
-                    backlog: None,
-                };
-                let shared = watermarks::merge(&self.redis, &self.keys, &[news]).await?;
-                self.low(&shared, d.now)
-            }
-            None => low,
+        // Its events stored: where the source is now, and whether it is still behind.
+        let caught_up = delivering && d.backlog == Some(false);
+        let low = if high.is_some() || caught_up {
+            let news = News {
+                source: self.source(d.input),
+                high,
+                now: d.now,
+                backlog: caught_up.then_some(false),
+            };
+            let shared = watermarks::merge(&self.redis, &self.keys, &[news]).await?;
+            self.low(&shared, d.now)
+        } else {
+            low
         };
         let mut buckets = self.sweep_due(d.now, low).await?;
         for ((e, _), _) in d.events.iter().zip(&fresh).filter(|(_, f)| **f) {
@@ -542,6 +558,10 @@ impl CorrelationState for SharedState {
     ) -> Result<(Vec<SourceWatermark>, Timestamp), StateError> {
         let shared = watermarks::read(&self.redis, &self.keys).await?;
         let w = shared.rebuild(self.config.idle_after_ms, self.heard);
+        let low = match shared.joined(&self.instances) {
+            true => w.low(now),
+            false => Timestamp::MIN,
+        };
         let own = format!("{}/", self.instance);
         // This replica's sources by their own input numbers; another replica's (issue 13:
         // origins across replicas) numbered down from the top, out of the way.
@@ -563,7 +583,7 @@ impl CorrelationState for SharedState {
                 }
             })
             .collect();
-        Ok((each, w.low(now)))
+        Ok((each, low))
     }
 
     async fn caught_up(&mut self, now: Timestamp) -> Result<(), StateError> {

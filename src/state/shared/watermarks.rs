@@ -61,6 +61,16 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Whether every one of `instances` (replica names) has published a source.
+    pub fn joined(&self, instances: &[String]) -> bool {
+        instances.iter().all(|i| {
+            self.sources.iter().any(|(name, ..)| {
+                name.strip_prefix(i.as_str())
+                    .is_some_and(|input| input.starts_with('/'))
+            })
+        })
+    }
+
     /// The sources as the in-process rules see them, numbered in name order. None was heard
     /// from before `heard_since`: a replica counts a source's silence only from when it could
     /// hear it (after an outage every source's last news is old, because nobody could give

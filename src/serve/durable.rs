@@ -21,6 +21,12 @@ pub const RETIRED_TOTALS: &str = "retired_totals";
 /// state's feed (`serve --cluster`), saved in the commit of what it wrote from them.
 pub const FEED_CURSOR: &str = "cluster_feed";
 
+/// The store's name for how many lines each source has handed out, saved in every batch's
+/// commit with its checkpoint: after a restart lines are numbered on from there, so evidence
+/// cites the line an event is on (the stored lines alone end at the last event line; the
+/// ignored and rejected lines after it are not stored).
+pub const SOURCE_LINES: &str = "source_lines";
+
 /// The store, when there is one, its health, and the token that stops a commit's retries.
 #[derive(Debug, Default)]
 pub struct Durable {

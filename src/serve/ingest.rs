@@ -2,12 +2,14 @@
 //! with the checkpoint that produced them; and recovery, which replays the stored lines the
 //! same way, a page at a time (the pages come from `recovery`).
 
+use std::collections::BTreeMap;
+
 use rustc_hash::FxHashSet;
 
 use tokio::sync::watch;
 
 use super::actor::Actor;
-use super::durable::{FEED_CURSOR, RETIRED_TOTALS};
+use super::durable::{FEED_CURSOR, RETIRED_TOTALS, SOURCE_LINES};
 use super::recovery::{Progress, Recovery, RecoveryState, same_batch};
 use crate::event::{Event, EventKind, Origin, Runner, Timestamp};
 use crate::parse::{LineContext, Parsed};
@@ -46,30 +48,36 @@ impl RecentIds {
 
 /// Source names by index, and lines read from each: a record's origin cites them.
 #[derive(Debug, Default)]
-pub struct Sources(Vec<(String, u32)>);
+pub struct Sources {
+    known: Vec<(String, u32)>,
+    /// Lines the store says were read from sources not named again since the restart.
+    resumed: BTreeMap<String, u32>,
+}
 
 impl Sources {
-    /// The index of a source name, registered on first use.
+    /// The index of a source name, registered on first use (numbering its lines on from
+    /// where the store left it).
     pub fn index(&mut self, name: &str) -> u16 {
-        let i = match self.0.iter().position(|(n, _)| n == name) {
+        let i = match self.known.iter().position(|(n, _)| n == name) {
             Some(i) => i,
             None => {
-                self.0.push((name.to_owned(), 0));
-                self.0.len() - 1
+                let read = self.resumed.remove(name).unwrap_or(0);
+                self.known.push((name.to_owned(), read));
+                self.known.len() - 1
             }
         };
         u16::try_from(i).unwrap_or(u16::MAX)
     }
 
     pub fn name(&self, input: u16) -> &str {
-        self.0
+        self.known
             .get(usize::from(input))
             .map_or("?", |(n, _)| n.as_str())
     }
 
     /// The origin of the next line of source `input`.
     fn next_line(&mut self, input: u16) -> Origin {
-        match self.0.get_mut(usize::from(input)) {
+        match self.known.get_mut(usize::from(input)) {
             Some((_, n)) => {
                 *n = n.saturating_add(1);
                 Origin { input, line: *n }
@@ -80,9 +88,31 @@ impl Sources {
 
     /// Line `line` of `input` was read (recovery): later lines number on from it.
     fn saw_line(&mut self, input: u16, line: u32) {
-        if let Some((_, n)) = self.0.get_mut(usize::from(input)) {
+        if let Some((_, n)) = self.known.get_mut(usize::from(input)) {
             *n = (*n).max(line);
         }
+    }
+
+    /// How many lines each source had handed out when the store last saved it
+    /// ([`SOURCE_LINES`]): later lines number on from there.
+    fn resume(&mut self, read: BTreeMap<String, u32>) {
+        for (name, n) in read {
+            match self.known.iter_mut().find(|(k, _)| *k == name) {
+                Some((_, m)) => *m = (*m).max(n),
+                None => {
+                    let m = self.resumed.entry(name).or_default();
+                    *m = (*m).max(n);
+                }
+            }
+        }
+    }
+
+    /// How many lines each source handed out, for the store ([`SOURCE_LINES`]).
+    fn read_json(&self) -> Option<String> {
+        let mut all: BTreeMap<&str, u32> =
+            self.resumed.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        all.extend(self.known.iter().map(|(k, n)| (k.as_str(), *n)));
+        serde_json::to_string(&all).ok()
     }
 }
 
@@ -166,6 +196,9 @@ impl<S: CorrelationState> Actor<S> {
         }
         if let Some(json) = store.state(FEED_CURSOR).await? {
             self.feed = serde_json::from_str(&json)?;
+        }
+        if let Some(json) = store.state(SOURCE_LINES).await? {
+            self.sources.resume(serde_json::from_str(&json)?);
         }
         self.replaying = true;
         self.durable.attach(store.clone());
@@ -607,6 +640,9 @@ impl<S: CorrelationState> Actor<S> {
             ..Commit::default()
         };
         commit.state = self.retired_state(&commit);
+        commit
+            .state
+            .extend(self.sources.read_json().map(|json| (SOURCE_LINES, json)));
         commit.outcomes = self.telemetry.take_outcomes();
         commit.findings = self.telemetry.take_findings();
         Some((commit, batch.done.take(), result))

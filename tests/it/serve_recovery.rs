@@ -172,3 +172,61 @@ fn a_restart_answers_at_once_and_replays_the_store_in_bounded_memory() {
         "RSS after the restart {rss_after} kB, before {rss_before} kB: more than 20 % over"
     );
 }
+
+/// After a restart, lines are numbered on from where the last run left off, not from the last
+/// stored line: evidence cites the line an event is on, though the lines after the last event
+/// were no events (ignored, never stored). The real binary, SQLite, stopped by SIGTERM.
+#[test]
+fn evidence_cites_the_line_an_event_is_on_after_a_restart() {
+    use crate::support::{append, dispatch, http_get, metric};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dispatch.log");
+    let noise = "{\"msg\":\"cache warmed\"}\n".repeat(5);
+    append(&file, &format!("{}{noise}", dispatch("s-a")));
+    let store = dir.path().join("state.db").display().to_string();
+    let port = free_port();
+    let mut server = start(port, &store, &file, 10);
+    let read = |port: u16| -> Option<f64> {
+        let m = http_get(port, "/metrics")?;
+        let lines = |result: &str| {
+            let series = format!(
+                "claimcheck_ingest_lines_total{{result=\"{result}\",source=\"{}\"}}",
+                file.display()
+            );
+            metric(&m, &series)
+        };
+        Some(lines("event")? + lines("ignored")?)
+    };
+    let all_six = wait_until(Instant::now() + Duration::from_secs(60), || {
+        read(port) == Some(6.0)
+    });
+    assert!(
+        all_six,
+        "6 lines not read: {:?}",
+        http_get(port, "/metrics")
+    );
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let _ = server.0.wait();
+    append(&file, &dispatch("s-b"));
+    let port = free_port();
+    let _server = start(port, &store, &file, 10);
+    let cited = |id: &str| -> Option<String> {
+        let (200, body) = http_get_status(port, &format!("/api/sessions/{id}"))? else {
+            return None;
+        };
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["events"][0]["source"].as_str().map(str::to_owned)
+    };
+    let mut b = None;
+    wait_until(Instant::now() + Duration::from_secs(60), || {
+        b = cited("s-b");
+        b.is_some()
+    });
+    let path = file.display();
+    assert_eq!(b, Some(format!("{path}:7")), "the 7th line of the file");
+    assert_eq!(cited("s-a"), Some(format!("{path}:1")));
+}

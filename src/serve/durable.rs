@@ -1,5 +1,6 @@
 //! What makes `serve` durable: commits that retry with backoff until they land (or shutdown),
-//! and the store's names for the state it keeps beside the lines (the flag book).
+//! and the store's names for the state it keeps beside the lines (the flag book, retired
+//! totals, the feed cursor, each source's line count).
 
 use std::time::Duration;
 

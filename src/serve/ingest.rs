@@ -616,6 +616,14 @@ impl<S: CorrelationState> Actor<S> {
                 Line::Rejected(reason) => {
                     result.rejected += 1;
                     self.telemetry.rejected(source, reason);
+                    // Stored too, as evidence: a report built from the store counts a
+                    // source's rejected lines, by reason, as one built from the files does.
+                    stored.push(NewLine {
+                        at: i,
+                        line: origins.get(i).map_or(0, |o| o.line),
+                        session: None,
+                        entry_id: batch.entry_ids.get_mut(i).and_then(Option::take),
+                    });
                 }
             }
         }

@@ -101,7 +101,7 @@ pub struct StoredLine {
     pub raw: Vec<u8>,
 }
 
-/// One batch's accepted event lines, as a commit writes them: the batch's buffer is moved in
+/// One batch's event lines and rejected lines, as a commit writes them: the batch's buffer is moved in
 /// whole, not copied a line at a time (a `Vec` for the bytes and a `String` for the source name
 /// were two allocations and a copy for every stored line).
 #[derive(Debug, Default)]

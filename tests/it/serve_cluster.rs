@@ -978,6 +978,13 @@ fn every_sidecar_answers_the_post_flip_report_of_all_the_files() {
     }
     session("other-0", "org_b", "go", start - 3000);
     heartbeats(start);
+    // Rejected lines (cut short), counted by reason in each source's health as the files'
+    // report counts them: a store-built report holds them too.
+    line(
+        &dispatch,
+        r#"{"event":"dispatch","sessionId":"cut-0","organizationId":"org_a""#.to_owned(),
+    );
+    line(&go, r#"{"event":"claimed","sessionId":"cut-0","#.to_owned());
     sql_flip(&rt, &mut conn);
     // Every replica knows the flip, the two without a platform too.
     let mut flip_at = String::new();
@@ -1035,6 +1042,11 @@ fn every_sidecar_answers_the_post_flip_report_of_all_the_files() {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(batch["verdict"], "fail", "{batch}");
     assert_eq!(batch["sessions"]["window"], 5, "{batch}");
+    let rejected: Vec<Value> = batch["sources"]
+        .as_array()
+        .map(|s| s.iter().map(|s| s["rejected"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(rejected, [1, 1, 0], "dispatch, go, ts: {batch}");
     let mut lists = Vec::new();
     for port in ports {
         let (_, body) = http_get_status(port, "/api/orgs/org_a/verification").unwrap();

@@ -83,8 +83,15 @@ fn hostile_paths_warn_once_never_spin_and_recover() {
             std::os::unix::net::UnixListener::bind(p).unwrap();
         }),
         ("a file without read permission", &|p| {
-            std::fs::write(p, "").unwrap();
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o000)).unwrap();
+            // Created unreadable (written, then chmodded, it was readable for a moment: a
+            // poll then saw a readable file first; once, under load, a warning more came).
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o000)
+                .open(p)
+                .unwrap();
         }),
         ("a dangling symlink", &|p| {
             std::os::unix::fs::symlink(p.with_file_name("target.log"), p).unwrap();
@@ -110,7 +117,13 @@ fn hostile_paths_warn_once_never_spin_and_recover() {
         assert_eq!(
             warnings(&log),
             warned,
-            "{what}: one warning per change of state"
+            "{what}: one warning per change of state; the log's:\n{}",
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("path_state"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         // A readable regular file back at the path (through the symlink: its target) is read.
         if what == "a dangling symlink" {

@@ -297,8 +297,12 @@ impl<S: CorrelationState> Actor<S> {
                 );
             }
         }
+        // With `--cluster` every replica's overdue sessions are asked about as the feed
+        // brings them (`read_feed`): the finding is then in the store when the answer
+        // comes to annotate it, whichever replica judged the session.
         if let Some(p) = self.platform.as_mut()
             && !self.replaying
+            && !self.telemetry.reports_cluster()
         {
             for c in &changes {
                 if let Change::Overdue { session, .. } = c {

@@ -239,6 +239,10 @@ impl<S: CorrelationState> Actor<S> {
         for (at, changes) in &page.entries {
             for c in changes {
                 self.telemetry.recorded(c, *at);
+                // Who holds its claim key, asked once its finding is written (`emit`).
+                if let (Change::Overdue { session, .. }, Some(p)) = (c, self.platform.as_mut()) {
+                    p.on_overdue(session.as_str());
+                }
             }
         }
         Some(page.cursor)

@@ -1079,6 +1079,125 @@ fn every_sidecar_answers_the_post_flip_report_of_all_the_files() {
     assert_eq!(counted(), 1.0, "the verdict counted once across replicas");
 }
 
+/// The Redis witness of an overdue session across sidecars: the sidecar watching the
+/// platform's Redis (here the go daemon's, which never sees the dispatch) asks who holds the
+/// claim key of every sidecar's overdue sessions as the feed brings them, once their finding
+/// is in its store, so the finding carries the witness whichever sidecar judged the session.
+/// (Asked when its own judgement was emitted, the answer came before the feed wrote the
+/// finding, and the note was lost; another sidecar's judgement was never asked about.)
+#[test]
+fn the_platform_sidecar_witnesses_every_sidecars_overdue_sessions() {
+    use crate::serve_platform::json_when;
+    let prefix = format!("cc_witness_{}:", std::process::id());
+    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut r = client.get_connection().unwrap();
+    redis::cmd("SET")
+        .arg(format!("{prefix}work:claim:held-1"))
+        .arg("go-worker-9")
+        .arg("EX")
+        .arg(600)
+        .exec(&mut r)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    std::fs::create_dir(&w).unwrap();
+    let replicas = [
+        Replica {
+            name: "dispatch",
+            files: &[0],
+        },
+        Replica {
+            name: "go",
+            files: &[2],
+        },
+    ];
+    for &i in replicas.iter().flat_map(|r| r.files) {
+        append(&w.join(SIMULATED[i].0), "");
+    }
+    let common = format!(
+        "[serve]\nclaim_timeout = [\"120s\", \"go=1s\"]\n\
+         [cluster]\nkey_prefix = \"cc-witness\"\n{}",
+        instances(&replicas)
+    );
+    std::fs::write(dir.path().join("serve.toml"), &common).unwrap();
+    std::fs::write(
+        dir.path().join("platform.toml"),
+        format!(
+            "{common}[platform]\nbackoff_min = \"100ms\"\n\
+             [platform.redis]\nkey_prefix = \"{prefix}\"\npoll_interval = \"200ms\"\n"
+        ),
+    )
+    .unwrap();
+    let redis = RedisServer::start();
+    let ports = [free_port(), free_port()];
+    // The dispatch sidecar first, until it holds the sweep leases: it judges the session,
+    // never the sidecar that asks Redis.
+    let first = start_with(
+        dir.path(),
+        &replicas[0],
+        ports[0],
+        &[redis.url()],
+        "serve.toml",
+    );
+    let lease = claimcheck::state::shared::Keys::new("cc-witness")
+        .unwrap()
+        .lease(0);
+    let mut state = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(30), || {
+            redis::cmd("GET")
+                .arg(&lease)
+                .query::<Option<String>>(&mut state)
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some("dispatch")
+        }),
+        "the dispatch sidecar took no lease"
+    );
+    let _servers = [
+        first,
+        start_with(
+            dir.path(),
+            &replicas[1],
+            ports[1],
+            &[redis.url()],
+            "platform.toml",
+        ),
+    ];
+    let now = claimcheck::clock::Clock::system().now().to_rfc3339();
+    append(
+        &w.join(SIMULATED[0].0),
+        &format!(
+            "{{\"event\":\"dispatch\",\"sessionId\":\"held-1\",\"organizationId\":\"org_b\",\
+             \"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"{now}\"}}\n"
+        ),
+    );
+    json_when(ports[1], "/api/findings?kind=unclaimed", "witness", |f| {
+        f["findings"].as_array().is_some_and(|a| {
+            a.iter().any(|x| {
+                x["session_id"] == "held-1"
+                    && x["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("go-worker-9"))
+            })
+        })
+    });
+    let view = json_when(ports[1], "/api/sessions/held-1", "witness", |v| {
+        v["redis_claim_witness"].is_object()
+    });
+    assert_eq!(
+        view["redis_claim_witness"]["holder"], "go-worker-9",
+        "{view}"
+    );
+    let _ = redis::cmd("DEL")
+        .arg(format!("{prefix}work:claim:held-1"))
+        .exec(&mut r);
+}
+
 /// Flips org_a to go in the database (its `updated_at` dates the flip).
 fn sql_flip(rt: &tokio::runtime::Runtime, conn: &mut sqlx::PgConnection) {
     rt.block_on(

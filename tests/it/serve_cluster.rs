@@ -1087,37 +1087,20 @@ fn every_sidecar_answers_the_post_flip_report_of_all_the_files() {
 /// finding, and the note was lost; another sidecar's judgement was never asked about.)
 #[test]
 fn the_platform_sidecar_witnesses_every_sidecars_overdue_sessions() {
-    use crate::serve_platform::json_when;
+    use crate::serve_platform::{claim_key_held, json_when};
     let prefix = format!("cc_witness_{}:", std::process::id());
-    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
-    let mut r = client.get_connection().unwrap();
-    redis::cmd("SET")
-        .arg(format!("{prefix}work:claim:held-1"))
-        .arg("go-worker-9")
-        .arg("EX")
-        .arg(600)
-        .exec(&mut r)
-        .unwrap();
+    let mut r = claim_key_held(&prefix, "held-1", "go-worker-9");
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("w");
     std::fs::create_dir(&w).unwrap();
-    let replicas = [
-        Replica {
-            name: "dispatch",
-            files: &[0],
-        },
-        Replica {
-            name: "go",
-            files: &[2],
-        },
-    ];
+    let replicas = &PER_LOG[..2];
     for &i in replicas.iter().flat_map(|r| r.files) {
         append(&w.join(SIMULATED[i].0), "");
     }
     let common = format!(
         "[serve]\nclaim_timeout = [\"120s\", \"go=1s\"]\n\
          [cluster]\nkey_prefix = \"cc-witness\"\n{}",
-        instances(&replicas)
+        instances(replicas)
     );
     std::fs::write(dir.path().join("serve.toml"), &common).unwrap();
     std::fs::write(

@@ -12,6 +12,21 @@ use sqlx::Connection;
 use crate::scratch_db::ScratchDb;
 use crate::support::{Server, claimcheck, free_port, http_get_status, serve_cmd, wait_until};
 
+/// The platform's Redis (the shared server) says `worker` holds `session`'s claim key under
+/// `prefix` (for ten minutes); the connection, to delete it at the end.
+pub(crate) fn claim_key_held(prefix: &str, session: &str, worker: &str) -> redis::Connection {
+    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut r = client.get_connection().unwrap();
+    redis::cmd("SET")
+        .arg(format!("{prefix}work:claim:{session}"))
+        .arg(worker)
+        .arg("EX")
+        .arg(600)
+        .exec(&mut r)
+        .unwrap();
+    r
+}
+
 /// Polls `path` until `ready` holds on its JSON body; a deadline, not a fixed wait.
 pub(crate) fn json_when(
     port: u16,
@@ -80,15 +95,7 @@ fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
         rt.block_on(sqlx::raw_sql(q).execute(conn)).unwrap();
     };
     let prefix = format!("cc_test_{}:", std::process::id());
-    let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
-    let mut r = redis.get_connection().unwrap();
-    redis::cmd("SET")
-        .arg(format!("{prefix}work:claim:held-1"))
-        .arg("go-worker-9")
-        .arg("EX")
-        .arg(600)
-        .exec(&mut r)
-        .unwrap();
+    let mut r = claim_key_held(&prefix, "held-1", "go-worker-9");
 
     let dir = tempfile::tempdir().unwrap();
     let dispatch = dir.path().join("dispatch.log");

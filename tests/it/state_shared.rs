@@ -19,7 +19,7 @@ use claimcheck::state::shared::leases;
 use claimcheck::state::shared::memo::Memo;
 use claimcheck::state::shared::watermarks::{self, News};
 use claimcheck::state::shared::{BUCKETS, Keys, Redis, SharedConfig, SharedState, Timeouts, Wait};
-use claimcheck::state::{CorrelationState, FeedCursor, FeedPage};
+use claimcheck::state::{CorrelationState, Delivery, FeedCursor, FeedPage};
 
 use super::redis_cluster::{Prefix, RedisCluster, STANDALONE};
 use super::state::{
@@ -114,6 +114,39 @@ fn claim(id: &str, time: i64, worker: &str) -> Event {
         version: Some("v1".into()),
         detail: None,
     }
+}
+
+/// A dispatch of session `id` to `runner`, stamped `time`.
+fn dispatch(id: &str, runner: Runner, time: i64) -> Event {
+    Event {
+        kind: EventKind::Dispatch,
+        runner,
+        worker: None,
+        version: None,
+        ..claim(id, time, "")
+    }
+}
+
+/// `events` delivered by source `input` at `now` (its lines numbered from 1), saying whether
+/// the source has more to read.
+fn delivery(input: u16, now: i64, backlog: bool, events: Vec<Event>) -> Delivery {
+    Delivery {
+        input,
+        now: Timestamp(now),
+        backlog: Some(backlog),
+        events: events
+            .into_iter()
+            .zip(1..)
+            .map(|(e, line)| (e, Origin { input, line }))
+            .collect(),
+    }
+}
+
+/// What `changes` judged `session`, if they judged it.
+fn judged(changes: &[Change], session: &str) -> Option<Outcome> {
+    let mut said = Said::new();
+    fold(&mut said, changes);
+    said.get(session).and_then(|s| s.0)
 }
 
 /// A re-delivery from an earlier origin moves the record's origin there (evidence does not
@@ -682,7 +715,6 @@ async fn reports_are_stored_once(backend: Backend) {
 /// shared counts those of one state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_lost_after_the_server_ran_the_call_lose_and_double_nothing() {
-    use claimcheck::state::Delivery;
     let p = Prefix::new("lossy");
     let link =
         super::lossy_link::LossyLink::start("127.0.0.1:6379", &["cutme:a", "cutme:j"], 100, 60);
@@ -756,21 +788,10 @@ async fn answers_lost_after_the_server_ran_the_call_lose_and_double_nothing() {
 /// the last (`serve/ingest.rs`), so this covers a batch's last parts too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_is_not_idle_while_its_events_are_on_their_way() {
-    use claimcheck::state::Delivery;
     let p = Prefix::new("held");
     let link = super::lossy_link::LossyLink::holding("127.0.0.1:6379", "c:a");
     let mut c = shared(config(), vec![link.url()], &p.0, "c");
     let mut d = shared(config(), vec![STANDALONE.to_owned()], &p.0, "d");
-    let delivery = |input: u16, now: i64, backlog: bool, events: Vec<Event>| Delivery {
-        input,
-        now: Timestamp(now),
-        backlog: Some(backlog),
-        events: events
-            .into_iter()
-            .zip(1..)
-            .map(|(e, line)| (e, Origin { input, line }))
-            .collect(),
-    };
     let on = |runner: Runner, e: Event| Event { runner, ..e };
     let t0 = NOW.millis();
     // c: the go daemon's log (input 0) and the ts worker's (input 1); d: the dispatcher's.
@@ -778,13 +799,12 @@ async fn a_source_is_not_idle_while_its_events_are_on_their_way() {
     d.announce(&[0], NOW).await.unwrap();
     // d sweeps every bucket (it takes the leases first).
     let mut changes = d.tick(NOW).await.unwrap();
-    let dispatch = Event {
-        kind: EventKind::Dispatch,
-        worker: None,
-        version: None,
-        ..claim("s-x", t0, "")
-    };
-    let dispatched = d.apply(delivery(0, t0 + SEC, false, vec![dispatch]));
+    let dispatched = d.apply(delivery(
+        0,
+        t0 + SEC,
+        false,
+        vec![dispatch("s-x", Runner::Go, t0)],
+    ));
     changes.extend(dispatched.await.unwrap().changes);
     let ts = vec![
         on(Runner::Ts, claim("s-x", t0 + 2 * SEC, "ts-1")),
@@ -808,10 +828,8 @@ async fn a_source_is_not_idle_while_its_events_are_on_their_way() {
         "c's store call never came"
     );
     changes.extend(d.tick(Timestamp(t0 + 10 * SEC)).await.unwrap());
-    let mut said = Said::new();
-    fold(&mut said, &changes);
     assert_eq!(
-        said.get("s-x").and_then(|s| s.0),
+        judged(&changes, "s-x"),
         None,
         "judged while c's go claim was on its way"
     );
@@ -823,12 +841,10 @@ async fn a_source_is_not_idle_while_its_events_are_on_their_way() {
     changes.extend(caught_up.await.unwrap().changes);
     changes.extend(d.tick(Timestamp(t0 + 20 * SEC)).await.unwrap());
     changes.extend(c.tick(Timestamp(t0 + 20 * SEC)).await.unwrap());
-    let mut said = Said::new();
-    fold(&mut said, &changes);
     assert_eq!(
-        said.get("s-x").and_then(|s| s.0),
+        judged(&changes, "s-x"),
         Some(Outcome::Matched),
-        "{said:?}"
+        "{changes:#?}"
     );
 }
 
@@ -840,7 +856,6 @@ async fn a_source_is_not_idle_while_its_events_are_on_their_way() {
 /// setting is for).
 #[tokio::test]
 async fn a_named_replica_that_joins_late_is_waited_for() {
-    use claimcheck::state::Delivery;
     let p = Prefix::new("late");
     let replica = |instance: &str| {
         SharedState::new(
@@ -858,59 +873,34 @@ async fn a_named_replica_that_joins_late_is_waited_for() {
         .unwrap()
     };
     let (mut a, mut b) = (replica("a"), replica("b"));
-    let delivery = |input: u16, now: i64, events: Vec<Event>| Delivery {
-        input,
-        now: Timestamp(now),
-        backlog: Some(false),
-        events: events
-            .into_iter()
-            .zip(1..)
-            .map(|(e, line)| (e, Origin { input, line }))
-            .collect(),
-    };
     let t0 = NOW.millis();
     a.announce(&[0, 1], NOW).await.unwrap();
     let mut changes = a.tick(NOW).await.unwrap();
-    let dispatch = Event {
-        kind: EventKind::Dispatch,
-        runner: Runner::Ts,
-        worker: None,
-        version: None,
-        ..claim("s-x", t0, "")
-    };
     let go = vec![
         claim("s-x", t0 + 2 * SEC, "go-1"),
         claim("s-far", t0 + 100 * SEC, "go-2"),
     ];
     for d in [
-        delivery(0, t0 + SEC, vec![dispatch]),
-        delivery(1, t0 + SEC, go),
+        delivery(0, t0 + SEC, false, vec![dispatch("s-x", Runner::Ts, t0)]),
+        delivery(1, t0 + SEC, false, go),
     ] {
         changes.extend(a.apply(d).await.unwrap().changes);
     }
     changes.extend(a.tick(Timestamp(t0 + 10 * SEC)).await.unwrap());
-    let mut said = Said::new();
-    fold(&mut said, &changes);
-    assert_eq!(
-        said.get("s-x").and_then(|s| s.0),
-        None,
-        "judged before b joined"
-    );
+    assert_eq!(judged(&changes, "s-x"), None, "judged before b joined");
     b.announce(&[0], Timestamp(t0 + 11 * SEC)).await.unwrap();
     let ts = Event {
         runner: Runner::Ts,
         ..claim("s-x", t0 + SEC, "ts-1")
     };
-    let joined = b.apply(delivery(0, t0 + 11 * SEC, vec![ts]));
+    let joined = b.apply(delivery(0, t0 + 11 * SEC, false, vec![ts]));
     changes.extend(joined.await.unwrap().changes);
     changes.extend(a.tick(Timestamp(t0 + 20 * SEC)).await.unwrap());
     changes.extend(b.tick(Timestamp(t0 + 20 * SEC)).await.unwrap());
-    let mut said = Said::new();
-    fold(&mut said, &changes);
     assert_eq!(
-        said.get("s-x").and_then(|s| s.0),
+        judged(&changes, "s-x"),
         Some(Outcome::Matched),
-        "{said:?}"
+        "{changes:#?}"
     );
 }
 
@@ -1101,30 +1091,14 @@ mod standalone {
 /// sources published as behind until a has nothing waiting, once the grace has passed.
 #[tokio::test]
 async fn a_long_outage_judges_no_claim_before_the_other_replica_is_back() {
-    use claimcheck::state::Delivery;
     let mut server = super::redis_cluster::RedisServer::start();
     let urls = vec![server.url()];
     let (mut a, mut b) = (
         shared(config(), urls.clone(), "outage", "a"),
         shared(config(), urls, "outage", "b"),
     );
-    let delivery = |input: u16, now: i64, events: Vec<Event>| Delivery {
-        input,
-        now: Timestamp(now),
-        backlog: Some(false),
-        events: events
-            .into_iter()
-            .zip(1..)
-            .map(|(e, line)| (e, Origin { input, line }))
-            .collect(),
-    };
-    let dispatch = |id: &str, time: i64| Event {
-        kind: EventKind::Dispatch,
-        runner: Runner::Go,
-        worker: None,
-        version: None,
-        ..claim(id, time, "")
-    };
+    let delivery = |input: u16, now: i64, events: Vec<Event>| delivery(input, now, false, events);
+    let dispatch = |id: &str, time: i64| dispatch(id, Runner::Go, time);
     let t0 = NOW.millis();
     let far = t0 + 10 * 60 * SEC;
     // a: the dispatcher's log (input 0) and the drain (input 1); b: the go daemon's log.

@@ -237,6 +237,9 @@ impl<S: CorrelationState> Actor<S> {
             let batches = queued(b, &mut rx);
             self.ingest(batches).await;
         }
+        // Platform findings written here and not yet published: once more, for the others
+        // (briefly: they are in this store already).
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.publish_findings()).await;
         let (batches, lines) = self.uncommitted;
         if batches > 0 {
             tracing::error!(
@@ -364,6 +367,7 @@ impl<S: CorrelationState> Actor<S> {
             self.platform_events(events, now).await;
         }
         let changed = self.tick_state(now).await;
+        self.publish_findings().await;
         let fed = self.read_feed().await;
         if !changed && fed.is_none() {
             return;

@@ -245,7 +245,30 @@ impl<S: CorrelationState> Actor<S> {
                 }
             }
         }
+        for f in page.findings {
+            self.telemetry.shared_finding(f);
+        }
         Some(page.cursor)
+    }
+
+    /// The platform's finding writes made here since the last call, published to the shared
+    /// state's feed for every replica's store; kept, in order, and sent again at the next
+    /// tick when the call fails (sent again after a lost answer, they change nothing: keyed).
+    pub(super) async fn publish_findings(&mut self) {
+        let n = self.telemetry.outbox().len();
+        if n == 0 {
+            return;
+        }
+        let start = tokio::time::Instant::now();
+        let result = self.state.publish(self.telemetry.outbox()).await;
+        self.telemetry.state_call(
+            "publish",
+            start.elapsed().as_secs_f64(),
+            result.as_ref().copied(),
+        );
+        if result.is_ok() {
+            self.telemetry.published(n);
+        }
     }
 
     /// Once a second at most: the low watermark this replica judges by, and every replica's

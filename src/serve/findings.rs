@@ -89,6 +89,11 @@ pub struct Found<'a> {
 #[derive(Debug, Default)]
 pub struct Findings {
     log: VecDeque<StoredFinding>,
+    /// The key of each finding in `log`, in its order, and the kinds and keys it holds: a
+    /// finding found again (with `serve --cluster`, the feed brings back the platform
+    /// findings this replica wrote itself) is listed once, as the store keeps it once.
+    keys: VecDeque<String>,
+    listed: rustc_hash::FxHashSet<(FindingKind, String)>,
     /// The id of the last finding kept in memory.
     last_id: i64,
     witnesses: FxHashMap<String, Option<String>>,
@@ -101,22 +106,30 @@ impl Findings {
     /// Witnesses kept; past it the map starts over (they only annotate evidence).
     const WITNESSES: usize = 100_000;
 
-    /// A new finding, found at `now`.
+    /// A new finding, found at `now`. One of a kind and key listed already stays as it is
+    /// (it is written all the same: the store keeps the first).
     pub fn found(&mut self, f: Found<'_>, now: Timestamp) {
-        if self.log.len() == Self::KEEP {
-            self.log.pop_front();
+        let listed = (f.kind, f.key.clone());
+        if !self.listed.contains(&listed) {
+            if self.log.len() == Self::KEEP
+                && let (Some(old), Some(key)) = (self.log.pop_front(), self.keys.pop_front())
+            {
+                self.listed.remove(&(old.kind, key));
+            }
+            self.last_id += 1;
+            self.log.push_back(StoredFinding {
+                id: self.last_id,
+                kind: f.kind,
+                session: f.session.map(str::to_owned),
+                org: f.org.map(str::to_owned),
+                runner: f.runner.to_owned(),
+                found_at: now,
+                resolved_at: None,
+                detail: f.detail.clone(),
+            });
+            self.keys.push_back(listed.1.clone());
+            self.listed.insert(listed);
         }
-        self.last_id += 1;
-        self.log.push_back(StoredFinding {
-            id: self.last_id,
-            kind: f.kind,
-            session: f.session.map(str::to_owned),
-            org: f.org.map(str::to_owned),
-            runner: f.runner.to_owned(),
-            found_at: now,
-            resolved_at: None,
-            detail: f.detail.clone(),
-        });
         self.writes.push(FindingWrite::Found(NewFinding {
             kind: f.kind,
             key: f.key,
@@ -164,6 +177,16 @@ impl Findings {
     /// The finding writes since the last call, for the commit being made.
     pub fn take_writes(&mut self) -> Vec<FindingWrite> {
         std::mem::take(&mut self.writes)
+    }
+
+    /// How many finding writes wait for the next commit (a mark for [`Findings::writes_since`]).
+    pub fn written(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// The writes made since [`Findings::written`] answered `from`.
+    pub fn writes_since(&self, from: usize) -> &[FindingWrite] {
+        self.writes.get(from..).unwrap_or_default()
     }
 
     /// Who holds `session`'s Redis claim key (`None` inside: nobody).
@@ -280,6 +303,42 @@ mod tests {
         let writes = log.take_writes();
         assert_eq!(writes.len(), 4);
         assert!(log.take_writes().is_empty());
+    }
+
+    #[test]
+    fn a_finding_found_again_is_listed_once_as_first_found_and_written_each_time() {
+        let mut log = Findings::default();
+        log.found(found(FindingKind::FlagDrift, "a"), Timestamp(5));
+        log.found(found(FindingKind::Unclaimed, "a"), Timestamp(6));
+        // The feed brings back what this replica wrote, at its own found time or later.
+        log.found(found(FindingKind::FlagDrift, "a"), Timestamp(5));
+        log.found(found(FindingKind::FlagDrift, "a"), Timestamp(9));
+        let listed: Vec<(FindingKind, Timestamp)> = log
+            .page(&FindingFilter::default())
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.found_at))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (FindingKind::FlagDrift, Timestamp(5)),
+                (FindingKind::Unclaimed, Timestamp(6))
+            ]
+        );
+        assert_eq!(log.take_writes().len(), 4, "the store keeps the first");
+        // Once it has left the bounded log, it may be listed again.
+        for i in 0..Findings::KEEP {
+            log.found(found(FindingKind::Late, &format!("s{i}")), Timestamp(10));
+        }
+        log.found(found(FindingKind::FlagDrift, "a"), Timestamp(11));
+        let page = log.page(&FindingFilter {
+            kind: Some(FindingKind::FlagDrift),
+            ..FindingFilter::default()
+        });
+        assert_eq!(page.findings.len(), 1);
+        assert_eq!(page.findings[0].found_at, Timestamp(11));
+        assert_eq!(log.listed.len(), Findings::KEEP);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::parse::Reject;
 use crate::platform::{Flip, PlatformEvent};
 use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
 use crate::sinks::metrics::{LineResult, Metrics};
-use crate::state::StateError;
+use crate::state::{SharedFinding, StateError};
 use crate::store::{FindingWrite, OutcomeRow, OutcomeWrite};
 
 /// Where the sidecar's observations go.
@@ -37,7 +37,14 @@ pub struct Telemetry {
     outcomes: Vec<OutcomeWrite>,
     /// The shared correlation state's health, with `serve --cluster`.
     cluster: Option<super::cluster::ClusterHealth>,
+    /// With `serve --cluster`: the platform's finding writes not yet published to the shared
+    /// state's feed (which carries them to every replica's store), oldest first, bounded.
+    outbox: Vec<SharedFinding>,
 }
+
+/// Platform finding writes held for the shared state at most (a long outage): past it the
+/// oldest are dropped, from the other replicas' stores only (this one wrote them).
+const OUTBOX_MAX: usize = 10_000;
 
 impl Telemetry {
     /// The metrics, for settings made after start (`serve.worker_series_ttl`).
@@ -57,6 +64,7 @@ impl Telemetry {
             flips_out: None,
             outcomes: Vec::new(),
             cluster: None,
+            outbox: Vec::new(),
         };
         (t, rx)
     }
@@ -488,8 +496,71 @@ impl Telemetry {
     }
 
     /// One platform event: its finding, alert and log line. `true` if a flip changed the
-    /// flag book (which the caller then commits).
+    /// flag book (which the caller then commits). With a shared state, its finding writes
+    /// are also held for [`Telemetry::outbox`]: written here at once, in the commit of what
+    /// caused them, and in every other replica's store from the feed, with the same fields
+    /// (written here again from the feed, they change nothing: findings are keyed).
     pub fn platform(&mut self, e: PlatformEvent, now: Timestamp) -> bool {
+        let from = self.findings.written();
+        let flipped = self.platform_finding(e, now);
+        if self.cluster.is_some() {
+            let writes = self.findings.writes_since(from).iter().map(shared);
+            self.outbox.extend(writes);
+            if self.outbox.len() > OUTBOX_MAX {
+                let dropped = self.outbox.len() - OUTBOX_MAX;
+                self.outbox.drain(..dropped);
+                tracing::warn!(
+                    dependency = "cluster",
+                    dropped,
+                    "platform findings not published for too long: the oldest are dropped; the other replicas will not list them"
+                );
+            }
+        }
+        flipped
+    }
+
+    /// The platform's finding writes waiting to be published to the shared state, oldest
+    /// first.
+    pub fn outbox(&self) -> &[SharedFinding] {
+        &self.outbox
+    }
+
+    /// The first `n` of [`Telemetry::outbox`] were published.
+    pub fn published(&mut self, n: usize) {
+        self.outbox.drain(..n.min(self.outbox.len()));
+    }
+
+    /// A platform finding write another replica (or this one) published to the shared
+    /// state's feed, written into this replica's findings as it was made.
+    pub fn shared_finding(&mut self, f: SharedFinding) {
+        match f {
+            SharedFinding::Found {
+                kind,
+                key,
+                session,
+                org,
+                runner,
+                found_at,
+                detail,
+            } => self.findings.found(
+                Found {
+                    kind,
+                    key,
+                    session: session.as_deref(),
+                    org: org.as_deref(),
+                    runner: runner_label(&runner),
+                    detail,
+                },
+                found_at,
+            ),
+            SharedFinding::Resolved { kind, key, at } => self.findings.resolve(kind, &key, at),
+            SharedFinding::Annotated { kind, key, detail } => {
+                self.findings.annotate(kind, &key, detail);
+            }
+        }
+    }
+
+    fn platform_finding(&mut self, e: PlatformEvent, now: Timestamp) -> bool {
         let (kind, key, session, runner, org, detail) = match e {
             PlatformEvent::Flip(f) => {
                 if let Some(out) = &self.flips_out {
@@ -604,6 +675,42 @@ impl Telemetry {
             now,
         );
         false
+    }
+}
+
+/// A finding write as the shared state's feed carries it.
+fn shared(w: &FindingWrite) -> SharedFinding {
+    match w {
+        FindingWrite::Found(f) => SharedFinding::Found {
+            kind: f.kind,
+            key: f.key.clone(),
+            session: f.session.clone(),
+            org: f.org.clone(),
+            runner: f.runner.to_owned(),
+            found_at: f.found_at,
+            detail: f.detail.clone(),
+        },
+        FindingWrite::Resolved { kind, key, at } => SharedFinding::Resolved {
+            kind: *kind,
+            key: key.clone(),
+            at: *at,
+        },
+        FindingWrite::Annotated { kind, key, detail } => SharedFinding::Annotated {
+            kind: *kind,
+            key: key.clone(),
+            detail: detail.clone(),
+        },
+    }
+}
+
+/// The runner label a published finding names, as the one this version writes (a label it
+/// does not know reads as `unknown`).
+fn runner_label(label: &str) -> &'static str {
+    match label {
+        "go" => Runner::Go.as_str(),
+        "ts" => Runner::Ts.as_str(),
+        "other" => Runner::Other.as_str(),
+        _ => "unknown",
     }
 }
 

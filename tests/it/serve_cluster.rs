@@ -867,6 +867,148 @@ const PER_LOG: [Replica; 3] = [
     },
 ];
 
+/// One replica per log (`PER_LOG`) on a 3-master Redis Cluster it starts, configured by
+/// `common` and `[cluster]` under `prefix`; the dispatch side alone watches the platform's
+/// Postgres at `db` (its organizations, and `platform` added to `[platform.postgres]`).
+fn start_per_log(
+    dir: &Path,
+    common: &str,
+    platform: &str,
+    prefix: &str,
+    db: &str,
+) -> (RedisCluster, [u16; 3], Vec<Server>) {
+    let cluster = format!(
+        "[cluster]\nkey_prefix = \"{prefix}\"\n{}",
+        instances(&PER_LOG)
+    );
+    std::fs::write(dir.join("serve.toml"), format!("{common}{cluster}")).unwrap();
+    std::fs::write(
+        dir.join("platform.toml"),
+        format!(
+            "{common}[platform.postgres]\nurl = \"{db}\"\n\
+             [platform.postgres.organizations]\npoll_interval = \"200ms\"\n{platform}{cluster}"
+        ),
+    )
+    .unwrap();
+    let redis = RedisCluster::start(3, 0);
+    let ports = [free_port(), free_port(), free_port()];
+    let servers = PER_LOG
+        .iter()
+        .zip(ports)
+        .map(|(r, port)| {
+            let config = if r.name == "dispatch" {
+                "platform.toml"
+            } else {
+                "serve.toml"
+            };
+            start_with(dir, r, port, &redis.urls(), config)
+        })
+        .collect();
+    (redis, ports, servers)
+}
+
+/// The platform's findings across replicas: only the dispatch side watches the platform's
+/// Postgres, and every replica lists what it found — a malformed flag, a flip, flag drift, a
+/// session missing from the logs and then its resolution — with the same fields (found time
+/// on the finding replica's clock), through the shared state's feed.
+#[test]
+fn every_sidecar_lists_the_platform_findings_of_the_one_that_watches_it() {
+    use crate::serve_platform::{json_when, platform_db};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (db, mut conn) = platform_db(
+        &rt,
+        "('org_a', 'a', '{}', now()), \
+         ('org_b', 'b', '{\"runner_default\":\"go\"}', now()), \
+         ('org_c', 'c', '{\"runner_default\":\"Go\"}', now())",
+    );
+    let sql = |conn: &mut sqlx::PgConnection, q: &str| {
+        rt.block_on(sqlx::raw_sql(q).execute(conn)).unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    std::fs::create_dir(&w).unwrap();
+    let dispatch = w.join(SIMULATED[0].0);
+    for i in [0, 2, 3] {
+        append(&w.join(SIMULATED[i].0), "");
+    }
+    let common = "[serve]\nclaim_timeout = [\"120s\"]\nsource_idle_after = \"5s\"\n\
+                  [platform]\ndrift_grace = \"1s\"\n";
+    let sessions = "[platform.postgres.sessions]\npoll_interval = \"200ms\"\ngrace = \"1s\"\n";
+    let (_redis, ports, _servers) =
+        start_per_log(dir.path(), common, sessions, "cc-platform", &db.url);
+    let dispatch_line = |id: &str, org: &str, runner: &str| {
+        let at = claimcheck::clock::Clock::system().now().to_rfc3339();
+        let line = format!(
+            r#"{{"event":"dispatch","sessionId":"{id}","organizationId":"{org}","resolvedProfile":{{"runner":"{runner}"}},"time":"{at}"}}"#
+        );
+        append(&dispatch, &format!("{line}\n"));
+    };
+    // Every replica lists the findings of `kind` the platform replica lists, field for field,
+    // once that list holds what `ready` wants.
+    let same_everywhere = |kind: &str, ready: &dyn Fn(&[Value]) -> bool| -> Vec<Value> {
+        let path = format!("/api/findings?kind={kind}");
+        let mut lists = Vec::new();
+        for port in ports {
+            let page = json_when(port, &path, kind, |p| {
+                p["findings"].as_array().is_some_and(|a| ready(a))
+            });
+            lists.push(page["findings"].clone());
+        }
+        for (list, port) in lists.iter().zip(ports) {
+            assert_eq!(*list, lists[0], "{kind} on the replica on {port}");
+        }
+        lists[0].as_array().unwrap().clone()
+    };
+
+    // The baseline snapshot: org_c's "Go" is malformed.
+    let malformed = same_everywhere("malformed_flag", &|a| a.len() == 1);
+    assert_eq!(malformed[0]["org"], "org_c", "{malformed:?}");
+    assert!(
+        malformed[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Go"))
+    );
+
+    // A flip of org_a, and a ts dispatch of org_b, whose flag has said go all along: drift.
+    sql(
+        &mut conn,
+        "UPDATE organizations SET features = '{\"runner_default\":\"go\"}', \
+         updated_at = now() WHERE id = 'org_a'",
+    );
+    let flips = same_everywhere("flip", &|a| a.len() == 1);
+    assert_eq!(flips[0]["org"], "org_a", "{flips:?}");
+    dispatch_line("drifted", "org_b", "ts");
+    let drift = same_everywhere("flag_drift", &|a| a.len() == 1);
+    assert_eq!(
+        (
+            &drift[0]["session_id"],
+            &drift[0]["org"],
+            &drift[0]["runner"]
+        ),
+        (
+            &Value::from("drifted"),
+            &Value::from("org_b"),
+            &Value::from("ts")
+        ),
+        "{drift:?}"
+    );
+
+    // A session created in the database and missing from the logs after the grace; then its
+    // dispatch line arrives after all: resolved, on every replica.
+    sql(
+        &mut conn,
+        "INSERT INTO agent_sessions VALUES ('lost-1', 'queued', now(), 'org_a')",
+    );
+    let missing = same_everywhere("missing_from_logs", &|a| a.len() == 1);
+    assert_eq!(missing[0]["session_id"], "lost-1", "{missing:?}");
+    assert!(missing[0]["resolved_at"].is_null(), "{missing:?}");
+    dispatch_line("lost-1", "org_a", "go");
+    let resolved = same_everywhere("missing_from_logs", &|a| {
+        a.len() == 1 && a[0]["resolved_at"].is_string()
+    });
+    assert_eq!(resolved[0]["at"], missing[0]["at"], "found time unchanged");
+}
+
 /// The post-flip report across replicas: one replica per log on a 3-master Redis Cluster,
 /// only the dispatch side watching the platform's Postgres. An org flipped in the database:
 /// every replica says its verification is pending (the flip is shared), then every replica
@@ -889,34 +1031,7 @@ fn every_sidecar_answers_the_post_flip_report_of_all_the_files() {
     }
     let common = "[serve]\nclaim_timeout = [\"1s\"]\nreport_window = \"5s\"\n\
                   source_idle_after = \"5s\"\n[platform]\ndrift_grace = \"1s\"\n";
-    let cluster = format!(
-        "[cluster]\nkey_prefix = \"cc-flip\"\n{}",
-        instances(&PER_LOG)
-    );
-    std::fs::write(dir.path().join("serve.toml"), format!("{common}{cluster}")).unwrap();
-    std::fs::write(
-        dir.path().join("platform.toml"),
-        format!(
-            "{common}[platform.postgres]\nurl = \"{}\"\n\
-             [platform.postgres.organizations]\npoll_interval = \"200ms\"\n{cluster}",
-            db.url
-        ),
-    )
-    .unwrap();
-    let redis = RedisCluster::start(3, 0);
-    let ports = [free_port(), free_port(), free_port()];
-    let _servers: Vec<Server> = PER_LOG
-        .iter()
-        .zip(ports)
-        .map(|(r, port)| {
-            let config = if r.name == "dispatch" {
-                "platform.toml"
-            } else {
-                "serve.toml"
-            };
-            start_with(dir.path(), r, port, &redis.urls(), config)
-        })
-        .collect();
+    let (_redis, ports, _servers) = start_per_log(dir.path(), common, "", "cc-flip", &db.url);
 
     let line = |f: &Path, l: String| append(f, &format!("{l}\n"));
     let stamp = |ms: i64| claimcheck::event::Timestamp(ms).to_rfc3339();

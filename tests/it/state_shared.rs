@@ -520,6 +520,250 @@ async fn feed_of(s: &SharedState, mut cursor: FeedCursor, full: bool) -> Vec<Cha
     out
 }
 
+/// Platform findings published beside the judgements (`feed::publish`): another replica
+/// reads them from the feed, a session's in the session's bucket, numbered after the
+/// judgement entry there by the same counter (no gap, nothing numbered twice). Published
+/// twice — the call sent again after its answer was lost — and again later with other times
+/// (a replica that found them again), they are in the feed each time, and a store that writes
+/// every entry read holds each finding once, with the fields it was first published with.
+async fn platform_findings_published_twice_are_stored_once(backend: Backend) {
+    use claimcheck::event::FindingKind;
+    use claimcheck::state::shared::keys::finding_bucket;
+    use claimcheck::state::{Delivery, SharedFinding};
+    use claimcheck::store::{Commit, FindingFilter, FindingWrite, NewFinding, Store};
+    let prefix = backend.keys().prefix().to_owned();
+    let mut a = shared(config(), backend.urls(), &prefix, "a");
+    let b = shared(config(), backend.urls(), &prefix, "b");
+    a.announce(&[0], NOW).await.unwrap();
+    let t = NOW.millis();
+    let dispatch = Event {
+        kind: EventKind::Dispatch,
+        worker: None,
+        version: None,
+        ..claim("s-drift", t, "")
+    };
+    let applied = a
+        .apply(Delivery {
+            input: 0,
+            now: NOW,
+            backlog: Some(false),
+            events: vec![(dispatch, Origin { input: 0, line: 1 })],
+        })
+        .await
+        .unwrap();
+    assert!(
+        applied
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::Dispatched { .. })),
+        "{applied:?}"
+    );
+    let drift = |at: i64| SharedFinding::Found {
+        kind: FindingKind::FlagDrift,
+        key: "s-drift".into(),
+        session: Some("s-drift".into()),
+        org: Some("org_a".into()),
+        runner: "ts".into(),
+        found_at: Timestamp(at),
+        detail: Some(format!("found at {at}")),
+    };
+    let missing = |at: i64| SharedFinding::Found {
+        kind: FindingKind::MissingFromLogs,
+        key: "lost-1".into(),
+        session: Some("lost-1".into()),
+        org: Some("org_a".into()),
+        runner: "unknown".into(),
+        found_at: Timestamp(at),
+        detail: None,
+    };
+    let resolved = |at: i64| SharedFinding::Resolved {
+        kind: FindingKind::MissingFromLogs,
+        key: "lost-1".into(),
+        at: Timestamp(at),
+    };
+    let malformed = SharedFinding::Found {
+        kind: FindingKind::MalformedFlag,
+        key: format!("org_c\nGo\n{t}"),
+        session: None,
+        org: Some("org_c".into()),
+        runner: "ts".into(),
+        found_at: Timestamp(t),
+        detail: Some("runner_default = Go (read as ts)".into()),
+    };
+    let first = vec![
+        drift(t + 5),
+        missing(t + 1),
+        malformed.clone(),
+        resolved(t + 9),
+    ];
+    a.publish(&first).await.unwrap();
+    a.publish(&first).await.unwrap();
+    let later = vec![drift(t + 500), missing(t + 501), resolved(t + 600)];
+    a.publish(&later).await.unwrap();
+
+    // Read by the other replica as serve reads it, page after page.
+    let mut cursor = FeedCursor::default();
+    let mut read = Vec::new();
+    let mut changes = Vec::new();
+    loop {
+        let page = b.feed(&cursor, true).await.unwrap().unwrap();
+        assert_eq!(page.gaps, 0);
+        read.extend(page.findings);
+        changes.extend(page.entries.into_iter().flat_map(|(_, cs)| cs));
+        cursor = page.cursor;
+        if !page.more {
+            break;
+        }
+    }
+    assert!(
+        changes.iter().any(
+            |c| matches!(c, Change::Dispatched { session, .. } if session.as_str() == "s-drift")
+        ),
+        "{changes:?}"
+    );
+    let of = |key: &str| -> Vec<SharedFinding> {
+        read.iter().filter(|f| f.key() == key).cloned().collect()
+    };
+    assert_eq!(of("s-drift"), [drift(t + 5), drift(t + 5), drift(t + 500)]);
+    assert_eq!(
+        of("lost-1"),
+        [
+            missing(t + 1),
+            resolved(t + 9),
+            missing(t + 1),
+            resolved(t + 9),
+            missing(t + 501),
+            resolved(t + 600)
+        ],
+        "in the order published"
+    );
+    assert_eq!(of(malformed.key()), [malformed.clone(), malformed.clone()]);
+    assert_eq!(read.len(), 11);
+    // The drift is numbered after the dispatch's judgement in the session's bucket.
+    let b_drift = finding_bucket("s-drift");
+    let mut conn = backend.redis().conn().await.unwrap();
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(backend.keys().feed(b_drift))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let numbers: Vec<(String, String)> = entries
+        .iter()
+        .map(|(_, fields)| {
+            let n = fields.iter().find(|(f, _)| f == "n").unwrap().1.clone();
+            let what = if fields.iter().any(|(f, _)| f == "p") {
+                "finding"
+            } else {
+                "judgement"
+            };
+            (n, what.to_owned())
+        })
+        .collect();
+    let want: Vec<(String, String)> = ["judgement", "finding", "finding", "finding"]
+        .iter()
+        .zip(1..)
+        .map(|(w, n)| (n.to_string(), (*w).to_owned()))
+        .collect();
+    assert_eq!(numbers, want, "bucket {b_drift}");
+
+    // Every entry read written to a store, in order: each finding once, as first published.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let runner = |r: &str| -> &'static str {
+        match r {
+            "go" => "go",
+            "ts" => "ts",
+            _ => "unknown",
+        }
+    };
+    let writes = read
+        .iter()
+        .map(|f| match f.clone() {
+            SharedFinding::Found {
+                kind,
+                key,
+                session,
+                org,
+                runner: r,
+                found_at,
+                detail,
+            } => FindingWrite::Found(NewFinding {
+                kind,
+                key,
+                session,
+                org,
+                runner: runner(&r),
+                found_at,
+                detail,
+            }),
+            SharedFinding::Resolved { kind, key, at } => FindingWrite::Resolved { kind, key, at },
+            SharedFinding::Annotated { kind, key, detail } => {
+                FindingWrite::Annotated { kind, key, detail }
+            }
+        })
+        .collect();
+    store
+        .commit(&Commit {
+            findings: writes,
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let stored = store.findings(&FindingFilter::default()).await.unwrap();
+    let got: Vec<_> = stored
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.kind,
+                f.session.clone(),
+                f.org.clone(),
+                f.runner.clone(),
+                f.found_at,
+                f.resolved_at,
+                f.detail.clone(),
+            )
+        })
+        .collect();
+    let o = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        got,
+        [
+            (
+                FindingKind::MalformedFlag,
+                None,
+                o("org_c"),
+                "ts".to_owned(),
+                Timestamp(t),
+                None,
+                o("runner_default = Go (read as ts)")
+            ),
+            (
+                FindingKind::MissingFromLogs,
+                o("lost-1"),
+                o("org_a"),
+                "unknown".to_owned(),
+                Timestamp(t + 1),
+                Some(Timestamp(t + 9)),
+                None
+            ),
+            (
+                FindingKind::FlagDrift,
+                o("s-drift"),
+                o("org_a"),
+                "ts".to_owned(),
+                Timestamp(t + 5),
+                None,
+                Some(format!("found at {}", t + 5))
+            ),
+        ]
+    );
+}
+
 /// A replica killed after storing its batches and before judging them loses nothing: its
 /// records wait as arrivals, and another replica's tick takes them in, each once, with the
 /// receive times they were stored with; the outcomes are `verify`'s.
@@ -913,6 +1157,11 @@ mod standalone {
     }
 
     #[tokio::test]
+    async fn platform_findings_published_twice_are_stored_once() {
+        super::platform_findings_published_twice_are_stored_once(standalone("platform")).await;
+    }
+
+    #[tokio::test]
     async fn origins_read_back_on_every_replica() {
         super::origins_read_back_on_every_replica(standalone("origins")).await;
     }
@@ -1222,6 +1471,11 @@ mod cluster {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reports_are_stored_once() {
         super::reports_are_stored_once(cluster()).await;
+    }
+
+    #[tokio::test]
+    async fn platform_findings_published_twice_are_stored_once() {
+        super::platform_findings_published_twice_are_stored_once(cluster()).await;
     }
 
     #[tokio::test]

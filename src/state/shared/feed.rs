@@ -11,6 +11,21 @@
 //! last one still there (writing an entry twice changes nothing: rows and findings are keyed
 //! by session), and if the next entry it reads is numbered past the next number, entries were
 //! trimmed before it read them, and it says so (`FeedPage::gaps`).
+//!
+//! Findings made beside the judgements — the platform's, by the replica that watches it — go
+//! in too (`publish`, `publish.lua`): each write (found, resolved, annotated) is an entry of
+//! the bucket of its key, numbered by the same counter, so every replica, one without a
+//! platform too, writes it into its store with the fields it was found with (the finding
+//! replica's clock). They ride the feed rather than a path of their own (beside
+//! `reports.rs`) because the feed is already what each replica's findings are written from:
+//! one cursor, committed with what it wrote, one reading, its gaps and its trimming. The
+//! port's local state has nothing to publish to (`CorrelationState::publish` does nothing).
+//! A publish is not remembered (`memo.rs`): sent again after a lost answer, its entries are
+//! appended twice, and the second writes nothing new, since a finding is keyed (kind, key)
+//! and carries its found time — the store keeps the first, a resolution keeps its first time
+//! (`state_shared::platform_findings_published_twice_are_stored_once`). A finding keyed by a
+//! session goes to the session's bucket, after the judgement entries of that session: a
+//! Redis witness's note follows the unclaimed finding it annotates.
 
 use std::sync::LazyLock;
 
@@ -19,13 +34,14 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use super::conn::Redis;
-use super::keys::{BUCKETS, Keys};
+use super::keys::{BUCKETS, Keys, finding_bucket};
 use crate::correlate::Outcome;
 use crate::correlate::live::Change;
-use crate::event::{Runner, SessionId, Timestamp};
-use crate::state::{FeedCursor, FeedPage, StateError};
+use crate::event::{FindingKind, Runner, SessionId, Timestamp};
+use crate::state::{FeedCursor, FeedPage, SharedFinding, StateError};
 
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("feed.lua")));
+static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("publish.lua")));
 
 /// Entries read from one bucket per page at most: a page is at most 256 × this.
 const PAGE: usize = 200;
@@ -250,6 +266,142 @@ fn decode(text: &str) -> Result<(Timestamp, Vec<Change>), StateError> {
     Ok((Timestamp(now), changes))
 }
 
+/// A finding write as an entry carries it (field `p`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "w")]
+enum Written {
+    #[serde(rename = "f")]
+    Found {
+        k: String,
+        key: String,
+        s: Option<String>,
+        o: Option<String>,
+        r: String,
+        at: i64,
+        d: Option<String>,
+    },
+    #[serde(rename = "r")]
+    Resolved { k: String, key: String, at: i64 },
+    #[serde(rename = "a")]
+    Annotated { k: String, key: String, d: String },
+}
+
+fn encode_finding(f: &SharedFinding) -> Option<String> {
+    let k = |kind: &FindingKind| kind.as_str().to_owned();
+    let w = match f.clone() {
+        SharedFinding::Found {
+            kind,
+            key,
+            session,
+            org,
+            runner,
+            found_at,
+            detail,
+        } => Written::Found {
+            k: k(&kind),
+            key,
+            s: session,
+            o: org,
+            r: runner,
+            at: found_at.millis(),
+            d: detail,
+        },
+        SharedFinding::Resolved { kind, key, at } => Written::Resolved {
+            k: k(&kind),
+            key,
+            at: at.millis(),
+        },
+        SharedFinding::Annotated { kind, key, detail } => Written::Annotated {
+            k: k(&kind),
+            key,
+            d: detail,
+        },
+    };
+    serde_json::to_string(&w).ok()
+}
+
+fn decode_finding(text: &str) -> Result<SharedFinding, StateError> {
+    let corrupt = || StateError::Corrupt(format!("feed finding {text:?}"));
+    let kind = |k: &str| {
+        FindingKind::ALL
+            .into_iter()
+            .find(|x| x.as_str() == k)
+            .ok_or_else(corrupt)
+    };
+    Ok(
+        match serde_json::from_str::<Written>(text).map_err(|_| corrupt())? {
+            Written::Found {
+                k,
+                key,
+                s,
+                o,
+                r,
+                at,
+                d,
+            } => SharedFinding::Found {
+                kind: kind(&k)?,
+                key,
+                session: s,
+                org: o,
+                runner: r,
+                found_at: Timestamp(at),
+                detail: d,
+            },
+            Written::Resolved { k, key, at } => SharedFinding::Resolved {
+                kind: kind(&k)?,
+                key,
+                at: Timestamp(at),
+            },
+            Written::Annotated { k, key, d } => SharedFinding::Annotated {
+                kind: kind(&k)?,
+                key,
+                detail: d,
+            },
+        },
+    )
+}
+
+/// Appends `findings` to the feed: each to the bucket of its key, in order, one script call
+/// per bucket, the calls sent together; then counts the feed's version up. Entries are kept
+/// `keep_ms` (the retention), as the judgements' are.
+pub async fn publish(
+    redis: &Redis,
+    keys: &Keys,
+    keep_ms: i64,
+    findings: &[SharedFinding],
+) -> Result<(), StateError> {
+    let mut by_bucket: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+    for f in findings {
+        let text = encode_finding(f)
+            .ok_or_else(|| StateError::Corrupt(format!("finding {f:?} not encodable")))?;
+        by_bucket
+            .entry(finding_bucket(f.key()))
+            .or_default()
+            .push(text);
+    }
+    if by_bucket.is_empty() {
+        return Ok(());
+    }
+    let by_bucket = &by_bucket;
+    redis
+        .call("feed", |conn| {
+            try_join_all(by_bucket.iter().map(move |(&b, entries)| {
+                let mut conn = conn.clone();
+                async move {
+                    PUBLISH
+                        .key(keys.counts(b))
+                        .key(keys.feed(b))
+                        .arg(keep_ms)
+                        .arg(entries)
+                        .invoke_async::<i64>(&mut conn)
+                        .await
+                }
+            }))
+        })
+        .await?;
+    appended(redis, keys).await
+}
+
 /// What `feed.lua` answers for one bucket: how it found the cursor, then (id, fields) entries.
 type Raw = (i64, Vec<(String, Vec<(String, String)>)>);
 
@@ -333,6 +485,9 @@ pub async fn read(
             if let Some(text) = field("e") {
                 page.entries.push(decode(text)?);
             }
+            if let Some(text) = field("p") {
+                page.findings.push(decode_finding(text)?);
+            }
             page.cursor.buckets.insert(b, format!("{id} {n}"));
         }
     }
@@ -411,5 +566,50 @@ mod tests {
             "nothing to write: no entry"
         );
         assert!(decode("[1,[{\"c\":\"j\"}]]").is_err());
+    }
+
+    #[test]
+    fn every_finding_write_reads_back_as_it_was() {
+        let writes = [
+            SharedFinding::Found {
+                kind: FindingKind::MalformedFlag,
+                key: "org-c\nGo\n12".into(),
+                session: None,
+                org: Some("org-c".into()),
+                runner: "ts".into(),
+                found_at: Timestamp(12),
+                detail: Some("runner_default = Go (read as ts)".into()),
+            },
+            SharedFinding::Found {
+                kind: FindingKind::FlagDrift,
+                key: "s-1".into(),
+                session: Some("s-1".into()),
+                org: Some("org-a".into()),
+                runner: "go".into(),
+                found_at: Timestamp(13),
+                detail: None,
+            },
+            SharedFinding::Resolved {
+                kind: FindingKind::MissingFromLogs,
+                key: "s-2".into(),
+                at: Timestamp(14),
+            },
+            SharedFinding::Annotated {
+                kind: FindingKind::Unclaimed,
+                key: "s-3".into(),
+                detail: "held by w".into(),
+            },
+        ];
+        for w in writes {
+            let text = encode_finding(&w).unwrap();
+            assert_eq!(decode_finding(&text).unwrap(), w, "{text}");
+        }
+        assert!(decode_finding("{\"w\":\"r\",\"k\":\"nope\",\"key\":\"s\",\"at\":1}").is_err());
+        // A session's finding goes to the session's bucket, after its judgements.
+        let id = SessionId::new("s-1").unwrap();
+        assert_eq!(
+            finding_bucket("s-1"),
+            super::super::keys::session_bucket(&id)
+        );
     }
 }

@@ -30,6 +30,13 @@ pub fn daemon_bucket(runner: Runner, worker: Option<&str>) -> u16 {
     bucket_of(&key)
 }
 
+/// The bucket of a finding published beside the judgements (`feed::publish`): a hash of its
+/// key, so findings spread over the buckets, and a finding keyed by a session (drift, missing
+/// from the logs, a witness's note) goes to the session's bucket, after its judgements.
+pub fn finding_bucket(key: &str) -> u16 {
+    bucket_of(key.as_bytes())
+}
+
 fn bucket_of(bytes: &[u8]) -> u16 {
     (crc32fast::hash(bytes) % u32::from(BUCKETS)) as u16
 }

@@ -25,8 +25,9 @@
 //! - `judge.rs` with `sweep.lua`, `load.lua` and `judge.lua`: the sessions with work to do
 //!   found, loaded and judged with `correlate::live::rules`, each committed by a
 //!   compare-and-set on its mark, so one replica wins and only the winner emits the change;
-//! - `feed.rs` with `feed.lua`: each judgement's changes appended to its bucket's stream by
-//!   the script that commits it, read by every replica into its own store;
+//! - `feed.rs` with `feed.lua` and `publish.lua`: each judgement's changes appended to its
+//!   bucket's stream by the script that commits it, and the platform's findings published
+//!   by the replica that made them, read by every replica into its own store;
 //! - `inputs.rs` with `input.lua`: every replica's sources numbered once for all, so a stored
 //!   origin reads back on any replica as the source it came from;
 //! - `reports.rs`: post-flip reports made once for every replica — the flips, each

@@ -32,8 +32,8 @@ use crate::correlate::live::{Change, LiveConfig};
 use crate::correlate::{Interner, Record, Session};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::state::{
-    Applied, CorrelationState, Delivery, Fate, FeedCursor, FeedPage, SessionState, SourceWatermark,
-    StateError, StateRecord, StateTotals,
+    Applied, CorrelationState, Delivery, Fate, FeedCursor, FeedPage, SessionState, SharedFinding,
+    SourceWatermark, StateError, StateRecord, StateTotals,
 };
 
 /// How often, at most, a shared state asks to be ticked (see [`CorrelationState::next_due`]):
@@ -625,5 +625,9 @@ impl CorrelationState for SharedState {
         super::feed::read(&self.redis, &self.keys, cursor, full)
             .await
             .map(Some)
+    }
+
+    async fn publish(&self, findings: &[SharedFinding]) -> Result<(), StateError> {
+        super::feed::publish(&self.redis, &self.keys, self.config.retention_ms, findings).await
     }
 }

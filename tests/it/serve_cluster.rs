@@ -1197,7 +1197,8 @@ fn every_sidecar_answers_the_post_flip_report_of_all_the_files() {
 /// The Redis witness of an overdue session across sidecars: the sidecar watching the
 /// platform's Redis (here the go daemon's, which never sees the dispatch) asks who holds the
 /// claim key of every sidecar's overdue sessions as the feed brings them, once their finding
-/// is in its store, so the finding carries the witness whichever sidecar judged the session.
+/// is in its store, so the finding carries the witness whichever sidecar judged the session;
+/// the note then reaches the other sidecar's store through the feed.
 /// (Asked when its own judgement was emitted, the answer came before the feed wrote the
 /// finding, and the note was lost; another sidecar's judgement was never asked about.)
 #[test]
@@ -1274,7 +1275,7 @@ fn the_platform_sidecar_witnesses_every_sidecars_overdue_sessions() {
              \"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"{now}\"}}\n"
         ),
     );
-    json_when(ports[1], "/api/findings?kind=unclaimed", "witness", |f| {
+    let witnessed = |f: &Value| {
         f["findings"].as_array().is_some_and(|a| {
             a.iter().any(|x| {
                 x["session_id"] == "held-1"
@@ -1283,7 +1284,21 @@ fn the_platform_sidecar_witnesses_every_sidecars_overdue_sessions() {
                         .is_some_and(|d| d.contains("go-worker-9"))
             })
         })
-    });
+    };
+    let asked = json_when(
+        ports[1],
+        "/api/findings?kind=unclaimed",
+        "witness",
+        witnessed,
+    );
+    // Its note reaches the other sidecar's store through the feed, after the finding.
+    let elsewhere = json_when(
+        ports[0],
+        "/api/findings?kind=unclaimed",
+        "the witness's note on the other sidecar",
+        witnessed,
+    );
+    assert_eq!(elsewhere["findings"], asked["findings"]);
     let view = json_when(ports[1], "/api/sessions/held-1", "witness", |v| {
         v["redis_claim_witness"].is_object()
     });

@@ -290,10 +290,11 @@ async fn watermarks_agree_with_the_in_process_rules(backend: Backend) {
         if let Some(h) = high {
             local.event(i as u16, h, now);
         }
-        let shared = watermarks::read(&redis, &keys)
-            .await
-            .unwrap()
-            .rebuild(idle, Timestamp::MIN);
+        let shared = watermarks::read(&redis, &keys).await.unwrap().rebuild(
+            idle,
+            Timestamp::MIN,
+            Timestamp::MIN,
+        );
         for probe in [
             now,
             now.saturating_add_ms(idle / 2),
@@ -1143,6 +1144,67 @@ async fn a_named_replica_that_joins_late_is_waited_for() {
     changes.extend(b.tick(Timestamp(t0 + 20 * SEC)).await.unwrap());
     assert_eq!(
         judged(&changes, "s-x"),
+        Some(Outcome::Matched),
+        "{changes:#?}"
+    );
+}
+
+/// A replica that died while its source was behind (in the middle of a batch, or catching
+/// up) holds the others' judgements back only until it has given no sign of life for
+/// `max_hold`: its ticks are signs of life, and a session first seen after it died is then
+/// judged on settled evidence, not held until its own `max_hold` runs out.
+#[tokio::test]
+async fn a_dead_replicas_behind_source_holds_nothing_back_after_max_hold() {
+    let p = Prefix::new("dead");
+    let mut c = shared(config(), vec![STANDALONE.to_owned()], &p.0, "c");
+    let mut d = shared(config(), vec![STANDALONE.to_owned()], &p.0, "d");
+    let t0 = NOW.millis();
+    d.announce(&[0, 1], NOW).await.unwrap();
+    let mut changes = d.tick(NOW).await.unwrap();
+    c.announce(&[0], NOW).await.unwrap();
+    // c's source says it has more to read; c delivers nothing more, ticks once, and dies.
+    let behind = c.apply(delivery(
+        0,
+        t0 + SEC,
+        true,
+        vec![claim("s-c", t0 + SEC, "go-c")],
+    ));
+    changes.extend(behind.await.unwrap().changes);
+    changes.extend(c.tick(Timestamp(t0 + 40 * SEC)).await.unwrap());
+    drop(c);
+    // d: a session dispatched and claimed at 50 s, and both of its sources far on.
+    let dispatches = vec![
+        dispatch("s-y", Runner::Go, t0 + 50 * SEC),
+        dispatch("s-z", Runner::Go, t0 + 200 * SEC),
+    ];
+    let claims = vec![
+        claim("s-y", t0 + 51 * SEC, "go-d"),
+        claim("s-z", t0 + 201 * SEC, "go-d"),
+    ];
+    for d_ in [
+        delivery(0, t0 + 50 * SEC, false, dispatches),
+        delivery(1, t0 + 50 * SEC, false, claims),
+    ] {
+        changes.extend(d.apply(d_).await.unwrap().changes);
+    }
+    // c's last sign of life was 22 s ago: its source still holds the watermark.
+    changes.extend(d.tick(Timestamp(t0 + 62 * SEC)).await.unwrap());
+    assert_eq!(
+        judged(&changes, "s-y"),
+        None,
+        "judged while c could be alive"
+    );
+    // 61 s: c is dead, s-y (seen 51 s ago, within its own hold) is judged as settled.
+    let late = d.tick(Timestamp(t0 + 101 * SEC)).await.unwrap();
+    assert!(
+        !late
+            .iter()
+            .any(|c| matches!(c, Change::JudgedBeforeSettled)),
+        "{late:#?}"
+    );
+    changes.extend(late);
+    assert_eq!(
+        judged(&changes, "s-y"),
         Some(Outcome::Matched),
         "{changes:#?}"
     );

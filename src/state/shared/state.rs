@@ -170,8 +170,14 @@ impl SharedState {
             return Timestamp::MIN;
         }
         shared
-            .rebuild(self.config.idle_after_ms, self.heard)
+            .rebuild(self.config.idle_after_ms, self.heard, self.dead_before(now))
             .settled(now)
+    }
+
+    /// A replica that gave no sign of life since then is dead: its sources said behind hold
+    /// no judgement back (each session waited `max_hold` meanwhile).
+    fn dead_before(&self, now: Timestamp) -> Timestamp {
+        now.saturating_add_ms(-self.config.max_hold_ms)
     }
 
     /// After a connection lost and opened again (the first is no outage), two things, so
@@ -435,7 +441,8 @@ impl CorrelationState for SharedState {
 
     async fn tick(&mut self, now: Timestamp) -> Result<Vec<Change>, StateError> {
         self.clock(now);
-        let shared = watermarks::read(&self.redis, &self.keys).await?;
+        let alive = News::alive(&self.instance, now);
+        let shared = watermarks::merge(&self.redis, &self.keys, &[alive]).await?;
         self.behind_after_outage(now, None).await?;
         let low = self.low(&shared, now);
         let due = self.sweep_due(now, low).await?;
@@ -557,7 +564,7 @@ impl CorrelationState for SharedState {
         now: Timestamp,
     ) -> Result<(Vec<SourceWatermark>, Timestamp), StateError> {
         let shared = watermarks::read(&self.redis, &self.keys).await?;
-        let w = shared.rebuild(self.config.idle_after_ms, self.heard);
+        let w = shared.rebuild(self.config.idle_after_ms, self.heard, self.dead_before(now));
         let low = match shared.joined(&self.instances) {
             true => w.low(now),
             false => Timestamp::MIN,

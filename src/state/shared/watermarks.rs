@@ -5,7 +5,10 @@
 //! process.
 //!
 //! A source is named by its replica's instance and its input there (`instance/input`):
-//! `Origin::input` numbers a replica's own sources only.
+//! `Origin::input` numbers a replica's own sources only. Beside them each replica keeps a
+//! sign of life (`@instance`), renewed at each tick: a source its replica said was behind
+//! stops holding the others back once that replica has given no sign of life for as long as
+//! a session may be held (it died in the middle of a batch, or while catching up).
 
 use std::sync::LazyLock;
 
@@ -27,6 +30,18 @@ pub struct News {
     pub now: Timestamp,
     /// `None`: unknown (leaves the stored flag as it is).
     pub backlog: Option<bool>,
+}
+
+impl News {
+    /// Replica `instance` is alive at `now` (its sign of life, `@instance`).
+    pub fn alive(instance: &str, now: Timestamp) -> News {
+        News {
+            source: format!("@{instance}"),
+            high: None,
+            now,
+            backlog: Some(false),
+        }
+    }
 }
 
 /// Merges `news` into the shared hash, in one script call, and returns every source after it.
@@ -54,10 +69,11 @@ pub async fn merge(redis: &Redis, keys: &Keys, news: &[News]) -> Result<Shared, 
     shared(all)
 }
 
-/// Every source's stored watermark, sorted by name.
+/// Every source's stored watermark, sorted by name, and each replica's last sign of life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shared {
     pub sources: Vec<(String, Option<Timestamp>, Timestamp, bool)>,
+    pub alive: std::collections::BTreeMap<String, Timestamp>,
 }
 
 impl Shared {
@@ -74,12 +90,24 @@ impl Shared {
     /// The sources as the in-process rules see them, numbered in name order. None was heard
     /// from before `heard_since`: a replica counts a source's silence only from when it could
     /// hear it (after an outage every source's last news is old, because nobody could give
-    /// any, not because the sources went quiet).
-    pub fn rebuild(&self, idle_after_ms: i64, heard_since: Timestamp) -> Watermarks {
+    /// any, not because the sources went quiet). A source whose replica gave no sign of life
+    /// since `dead_before` (the source's own news counts) is not behind, whatever it said.
+    pub fn rebuild(
+        &self,
+        idle_after_ms: i64,
+        heard_since: Timestamp,
+        dead_before: Timestamp,
+    ) -> Watermarks {
         let mut w = Watermarks::new(idle_after_ms);
-        for (i, (_, high, seen, backlog)) in self.sources.iter().enumerate() {
+        for (i, (name, high, seen, backlog)) in self.sources.iter().enumerate() {
             let i = u16::try_from(i).unwrap_or(u16::MAX);
-            w.seen(i, (*seen).max(heard_since), *backlog);
+            let instance = name.rsplit_once('/').map_or(name.as_str(), |(i, _)| i);
+            let life = self
+                .alive
+                .get(instance)
+                .map_or(*seen, |a| (*a).max(*seen))
+                .max(heard_since);
+            w.seen(i, (*seen).max(heard_since), *backlog && life >= dead_before);
             if let Some(h) = high {
                 w.event(i, *h, *seen);
             }
@@ -100,12 +128,18 @@ pub async fn read(redis: &Redis, keys: &Keys) -> Result<Shared, StateError> {
 }
 
 fn shared(all: Vec<(String, String)>) -> Result<Shared, StateError> {
-    let mut sources = all
-        .into_iter()
-        .map(|(src, v)| parse(&v).map(|(h, s, b)| (src, h, s, b)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (mut sources, mut alive) = (Vec::new(), std::collections::BTreeMap::new());
+    for (src, v) in all {
+        let (high, seen, backlog) = parse(&v)?;
+        match src.strip_prefix('@') {
+            Some(instance) => {
+                alive.insert(instance.to_owned(), seen);
+            }
+            None => sources.push((src, high, seen, backlog)),
+        }
+    }
     sources.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Shared { sources })
+    Ok(Shared { sources, alive })
 }
 
 fn parse(v: &str) -> Result<(Option<Timestamp>, Timestamp, bool), StateError> {

@@ -14,7 +14,7 @@ use crate::parse::Reject;
 use crate::platform::{Flip, PlatformEvent};
 use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
 use crate::sinks::metrics::{LineResult, Metrics};
-use crate::state::{SharedFinding, StateError};
+use crate::state::StateError;
 use crate::store::{FindingWrite, OutcomeRow, OutcomeWrite};
 
 /// Where the sidecar's observations go.
@@ -39,7 +39,7 @@ pub struct Telemetry {
     cluster: Option<super::cluster::ClusterHealth>,
     /// With `serve --cluster`: the platform's finding writes not yet published to the shared
     /// state's feed (which carries them to every replica's store), oldest first, bounded.
-    outbox: Vec<SharedFinding>,
+    outbox: Vec<FindingWrite>,
 }
 
 /// Platform finding writes held for the shared state at most (a long outage): past it the
@@ -504,7 +504,7 @@ impl Telemetry {
         let from = self.findings.written();
         let flipped = self.platform_finding(e, now);
         if self.cluster.is_some() {
-            let writes = self.findings.writes_since(from).iter().map(shared);
+            let writes = self.findings.writes_since(from).iter().cloned();
             self.outbox.extend(writes);
             if self.outbox.len() > OUTBOX_MAX {
                 let dropped = self.outbox.len() - OUTBOX_MAX;
@@ -521,7 +521,7 @@ impl Telemetry {
 
     /// The platform's finding writes waiting to be published to the shared state, oldest
     /// first.
-    pub fn outbox(&self) -> &[SharedFinding] {
+    pub fn outbox(&self) -> &[FindingWrite] {
         &self.outbox
     }
 
@@ -532,29 +532,21 @@ impl Telemetry {
 
     /// A platform finding write another replica (or this one) published to the shared
     /// state's feed, written into this replica's findings as it was made.
-    pub fn shared_finding(&mut self, f: SharedFinding) {
+    pub fn shared_finding(&mut self, f: FindingWrite) {
         match f {
-            SharedFinding::Found {
-                kind,
-                key,
-                session,
-                org,
-                runner,
-                found_at,
-                detail,
-            } => self.findings.found(
+            FindingWrite::Found(f) => self.findings.found(
                 Found {
-                    kind,
-                    key,
-                    session: session.as_deref(),
-                    org: org.as_deref(),
-                    runner: runner_label(&runner),
-                    detail,
+                    kind: f.kind,
+                    key: f.key,
+                    session: f.session.as_deref(),
+                    org: f.org.as_deref(),
+                    runner: f.runner,
+                    detail: f.detail,
                 },
-                found_at,
+                f.found_at,
             ),
-            SharedFinding::Resolved { kind, key, at } => self.findings.resolve(kind, &key, at),
-            SharedFinding::Annotated { kind, key, detail } => {
+            FindingWrite::Resolved { kind, key, at } => self.findings.resolve(kind, &key, at),
+            FindingWrite::Annotated { kind, key, detail } => {
                 self.findings.annotate(kind, &key, detail);
             }
         }
@@ -675,42 +667,6 @@ impl Telemetry {
             now,
         );
         false
-    }
-}
-
-/// A finding write as the shared state's feed carries it.
-fn shared(w: &FindingWrite) -> SharedFinding {
-    match w {
-        FindingWrite::Found(f) => SharedFinding::Found {
-            kind: f.kind,
-            key: f.key.clone(),
-            session: f.session.clone(),
-            org: f.org.clone(),
-            runner: f.runner.to_owned(),
-            found_at: f.found_at,
-            detail: f.detail.clone(),
-        },
-        FindingWrite::Resolved { kind, key, at } => SharedFinding::Resolved {
-            kind: *kind,
-            key: key.clone(),
-            at: *at,
-        },
-        FindingWrite::Annotated { kind, key, detail } => SharedFinding::Annotated {
-            kind: *kind,
-            key: key.clone(),
-            detail: detail.clone(),
-        },
-    }
-}
-
-/// The runner label a published finding names, as the one this version writes (a label it
-/// does not know reads as `unknown`).
-fn runner_label(label: &str) -> &'static str {
-    match label {
-        "go" => Runner::Go.as_str(),
-        "ts" => Runner::Ts.as_str(),
-        "other" => Runner::Other.as_str(),
-        _ => "unknown",
     }
 }
 

@@ -23,7 +23,8 @@ use std::future::Future;
 
 use crate::correlate::live::Change;
 use crate::correlate::{Judgement, Outcome};
-use crate::event::{Event, EventKind, FindingKind, Origin, Runner, SessionId, Timestamp};
+use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
+use crate::store::FindingWrite;
 
 pub mod local;
 pub mod shared;
@@ -266,50 +267,10 @@ pub trait CorrelationState: Send + Sync {
     /// The local state has no other replica to tell: nothing to do.
     fn publish(
         &self,
-        findings: &[SharedFinding],
+        findings: &[FindingWrite],
     ) -> impl Future<Output = Result<(), StateError>> + Send {
         let _ = findings;
         std::future::ready(Ok(()))
-    }
-}
-
-/// A finding write made beside the correlation state (the platform's), as the shared state's
-/// feed carries it to every replica: keyed like the store's findings, by kind and key, so
-/// writing it twice changes nothing (a `Found` already stored stays as it is, a resolution
-/// keeps its first time, an annotation sets the same sentence).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SharedFinding {
-    Found {
-        kind: FindingKind,
-        key: String,
-        session: Option<String>,
-        org: Option<String>,
-        /// The runner label the finding names (`go`, `ts`, `other`, `unknown`).
-        runner: String,
-        /// The clock of the replica that found it.
-        found_at: Timestamp,
-        detail: Option<String>,
-    },
-    Resolved {
-        kind: FindingKind,
-        key: String,
-        at: Timestamp,
-    },
-    Annotated {
-        kind: FindingKind,
-        key: String,
-        detail: String,
-    },
-}
-
-impl SharedFinding {
-    /// What the finding is told apart by among its kind (the store's key).
-    pub fn key(&self) -> &str {
-        match self {
-            SharedFinding::Found { key, .. }
-            | SharedFinding::Resolved { key, .. }
-            | SharedFinding::Annotated { key, .. } => key,
-        }
     }
 }
 
@@ -330,7 +291,7 @@ pub struct FeedPage {
     /// The finding writes published beside them ([`CorrelationState::publish`]), in each
     /// bucket's order: written after the page's changes (a witness's note after the
     /// unclaimed finding it annotates).
-    pub findings: Vec<SharedFinding>,
+    pub findings: Vec<FindingWrite>,
     pub cursor: FeedCursor,
     /// Runs of entries trimmed before they were read (the replica was away longer than the
     /// feed is kept).

@@ -250,6 +250,16 @@ pub enum FindingWrite {
     },
 }
 
+impl FindingWrite {
+    /// What the finding is told apart by among its kind.
+    pub fn key(&self) -> &str {
+        match self {
+            FindingWrite::Found(f) => &f.key,
+            FindingWrite::Resolved { key, .. } | FindingWrite::Annotated { key, .. } => key,
+        }
+    }
+}
+
 /// One finding as stored (or kept in memory without a store).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFinding {

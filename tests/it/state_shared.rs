@@ -529,8 +529,8 @@ async fn feed_of(s: &SharedState, mut cursor: FeedCursor, full: bool) -> Vec<Cha
 /// every entry read holds each finding once, with the fields it was first published with.
 async fn platform_findings_published_twice_are_stored_once(backend: Backend) {
     use claimcheck::event::FindingKind;
+    use claimcheck::state::Delivery;
     use claimcheck::state::shared::keys::finding_bucket;
-    use claimcheck::state::{Delivery, SharedFinding};
     use claimcheck::store::{Commit, FindingFilter, FindingWrite, NewFinding, Store};
     let prefix = backend.keys().prefix().to_owned();
     let mut a = shared(config(), backend.urls(), &prefix, "a");
@@ -559,38 +559,42 @@ async fn platform_findings_published_twice_are_stored_once(backend: Backend) {
             .any(|c| matches!(c, Change::Dispatched { .. })),
         "{applied:?}"
     );
-    let drift = |at: i64| SharedFinding::Found {
-        kind: FindingKind::FlagDrift,
-        key: "s-drift".into(),
-        session: Some("s-drift".into()),
-        org: Some("org_a".into()),
-        runner: "ts".into(),
-        found_at: Timestamp(at),
-        detail: Some(format!("found at {at}")),
+    let drift = |at: i64| {
+        FindingWrite::Found(NewFinding {
+            kind: FindingKind::FlagDrift,
+            key: "s-drift".into(),
+            session: Some("s-drift".into()),
+            org: Some("org_a".into()),
+            runner: "ts",
+            found_at: Timestamp(at),
+            detail: Some(format!("found at {at}")),
+        })
     };
-    let missing = |at: i64| SharedFinding::Found {
-        kind: FindingKind::MissingFromLogs,
-        key: "lost-1".into(),
-        session: Some("lost-1".into()),
-        org: Some("org_a".into()),
-        runner: "unknown".into(),
-        found_at: Timestamp(at),
-        detail: None,
+    let missing = |at: i64| {
+        FindingWrite::Found(NewFinding {
+            kind: FindingKind::MissingFromLogs,
+            key: "lost-1".into(),
+            session: Some("lost-1".into()),
+            org: Some("org_a".into()),
+            runner: "unknown",
+            found_at: Timestamp(at),
+            detail: None,
+        })
     };
-    let resolved = |at: i64| SharedFinding::Resolved {
+    let resolved = |at: i64| FindingWrite::Resolved {
         kind: FindingKind::MissingFromLogs,
         key: "lost-1".into(),
         at: Timestamp(at),
     };
-    let malformed = SharedFinding::Found {
+    let malformed = FindingWrite::Found(NewFinding {
         kind: FindingKind::MalformedFlag,
         key: format!("org_c\nGo\n{t}"),
         session: None,
         org: Some("org_c".into()),
-        runner: "ts".into(),
+        runner: "ts",
         found_at: Timestamp(t),
         detail: Some("runner_default = Go (read as ts)".into()),
-    };
+    });
     let first = vec![
         drift(t + 5),
         missing(t + 1),
@@ -622,7 +626,7 @@ async fn platform_findings_published_twice_are_stored_once(backend: Backend) {
         ),
         "{changes:?}"
     );
-    let of = |key: &str| -> Vec<SharedFinding> {
+    let of = |key: &str| -> Vec<FindingWrite> {
         read.iter().filter(|f| f.key() == key).cloned().collect()
     };
     assert_eq!(of("s-drift"), [drift(t + 5), drift(t + 5), drift(t + 500)]);
@@ -674,39 +678,7 @@ async fn platform_findings_published_twice_are_stored_once(backend: Backend) {
     let store = Store::open(dir.path().join("s.db").to_str().unwrap())
         .await
         .unwrap();
-    let runner = |r: &str| -> &'static str {
-        match r {
-            "go" => "go",
-            "ts" => "ts",
-            _ => "unknown",
-        }
-    };
-    let writes = read
-        .iter()
-        .map(|f| match f.clone() {
-            SharedFinding::Found {
-                kind,
-                key,
-                session,
-                org,
-                runner: r,
-                found_at,
-                detail,
-            } => FindingWrite::Found(NewFinding {
-                kind,
-                key,
-                session,
-                org,
-                runner: runner(&r),
-                found_at,
-                detail,
-            }),
-            SharedFinding::Resolved { kind, key, at } => FindingWrite::Resolved { kind, key, at },
-            SharedFinding::Annotated { kind, key, detail } => {
-                FindingWrite::Annotated { kind, key, detail }
-            }
-        })
-        .collect();
+    let writes = read.clone();
     store
         .commit(&Commit {
             findings: writes,

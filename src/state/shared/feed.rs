@@ -38,7 +38,8 @@ use super::keys::{BUCKETS, Keys, finding_bucket};
 use crate::correlate::Outcome;
 use crate::correlate::live::Change;
 use crate::event::{FindingKind, Runner, SessionId, Timestamp};
-use crate::state::{FeedCursor, FeedPage, SharedFinding, StateError};
+use crate::state::{FeedCursor, FeedPage, StateError};
+use crate::store::{FindingWrite, NewFinding};
 
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("feed.lua")));
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("publish.lua")));
@@ -286,32 +287,24 @@ enum Written {
     Annotated { k: String, key: String, d: String },
 }
 
-fn encode_finding(f: &SharedFinding) -> Option<String> {
+fn encode_finding(f: &FindingWrite) -> Option<String> {
     let k = |kind: &FindingKind| kind.as_str().to_owned();
     let w = match f.clone() {
-        SharedFinding::Found {
-            kind,
-            key,
-            session,
-            org,
-            runner,
-            found_at,
-            detail,
-        } => Written::Found {
-            k: k(&kind),
-            key,
-            s: session,
-            o: org,
-            r: runner,
-            at: found_at.millis(),
-            d: detail,
+        FindingWrite::Found(f) => Written::Found {
+            k: k(&f.kind),
+            key: f.key,
+            s: f.session,
+            o: f.org,
+            r: f.runner.to_owned(),
+            at: f.found_at.millis(),
+            d: f.detail,
         },
-        SharedFinding::Resolved { kind, key, at } => Written::Resolved {
+        FindingWrite::Resolved { kind, key, at } => Written::Resolved {
             k: k(&kind),
             key,
             at: at.millis(),
         },
-        SharedFinding::Annotated { kind, key, detail } => Written::Annotated {
+        FindingWrite::Annotated { kind, key, detail } => Written::Annotated {
             k: k(&kind),
             key,
             d: detail,
@@ -320,7 +313,7 @@ fn encode_finding(f: &SharedFinding) -> Option<String> {
     serde_json::to_string(&w).ok()
 }
 
-fn decode_finding(text: &str) -> Result<SharedFinding, StateError> {
+fn decode_finding(text: &str) -> Result<FindingWrite, StateError> {
     let corrupt = || StateError::Corrupt(format!("feed finding {text:?}"));
     let kind = |k: &str| {
         FindingKind::ALL
@@ -338,27 +331,38 @@ fn decode_finding(text: &str) -> Result<SharedFinding, StateError> {
                 r,
                 at,
                 d,
-            } => SharedFinding::Found {
+            } => FindingWrite::Found(NewFinding {
                 kind: kind(&k)?,
                 key,
                 session: s,
                 org: o,
-                runner: r,
+                runner: runner_label(&r),
                 found_at: Timestamp(at),
                 detail: d,
-            },
-            Written::Resolved { k, key, at } => SharedFinding::Resolved {
+            }),
+            Written::Resolved { k, key, at } => FindingWrite::Resolved {
                 kind: kind(&k)?,
                 key,
                 at: Timestamp(at),
             },
-            Written::Annotated { k, key, d } => SharedFinding::Annotated {
+            Written::Annotated { k, key, d } => FindingWrite::Annotated {
                 kind: kind(&k)?,
                 key,
                 detail: d,
             },
         },
     )
+}
+
+/// The runner label a published finding names, as this version writes it (a label it does
+/// not know reads as `unknown`).
+fn runner_label(label: &str) -> &'static str {
+    match label {
+        "go" => Runner::Go.as_str(),
+        "ts" => Runner::Ts.as_str(),
+        "other" => Runner::Other.as_str(),
+        _ => "unknown",
+    }
 }
 
 /// Appends `findings` to the feed: each to the bucket of its key, in order, one script call
@@ -368,7 +372,7 @@ pub async fn publish(
     redis: &Redis,
     keys: &Keys,
     keep_ms: i64,
-    findings: &[SharedFinding],
+    findings: &[FindingWrite],
 ) -> Result<(), StateError> {
     let mut by_bucket: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
     for f in findings {
@@ -571,30 +575,30 @@ mod tests {
     #[test]
     fn every_finding_write_reads_back_as_it_was() {
         let writes = [
-            SharedFinding::Found {
+            FindingWrite::Found(NewFinding {
                 kind: FindingKind::MalformedFlag,
                 key: "org-c\nGo\n12".into(),
                 session: None,
                 org: Some("org-c".into()),
-                runner: "ts".into(),
+                runner: "ts",
                 found_at: Timestamp(12),
                 detail: Some("runner_default = Go (read as ts)".into()),
-            },
-            SharedFinding::Found {
+            }),
+            FindingWrite::Found(NewFinding {
                 kind: FindingKind::FlagDrift,
                 key: "s-1".into(),
                 session: Some("s-1".into()),
                 org: Some("org-a".into()),
-                runner: "go".into(),
+                runner: "go",
                 found_at: Timestamp(13),
                 detail: None,
-            },
-            SharedFinding::Resolved {
+            }),
+            FindingWrite::Resolved {
                 kind: FindingKind::MissingFromLogs,
                 key: "s-2".into(),
                 at: Timestamp(14),
             },
-            SharedFinding::Annotated {
+            FindingWrite::Annotated {
                 kind: FindingKind::Unclaimed,
                 key: "s-3".into(),
                 detail: "held by w".into(),

@@ -32,8 +32,8 @@ use crate::correlate::live::{Change, LiveConfig};
 use crate::correlate::{Interner, Record, Session};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
 use crate::state::{
-    Applied, CorrelationState, Delivery, Fate, FeedCursor, FeedPage, SessionState, SharedFinding,
-    SourceWatermark, StateError, StateRecord, StateTotals,
+    Applied, CorrelationState, Delivery, Fate, FeedCursor, FeedPage, SessionState, SourceWatermark,
+    StateError, StateRecord, StateTotals,
 };
 
 /// How often, at most, a shared state asks to be ticked (see [`CorrelationState::next_due`]):
@@ -634,7 +634,7 @@ impl CorrelationState for SharedState {
             .map(Some)
     }
 
-    async fn publish(&self, findings: &[SharedFinding]) -> Result<(), StateError> {
+    async fn publish(&self, findings: &[crate::store::FindingWrite]) -> Result<(), StateError> {
         super::feed::publish(&self.redis, &self.keys, self.config.retention_ms, findings).await
     }
 }

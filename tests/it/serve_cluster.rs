@@ -913,14 +913,9 @@ fn start_per_log(
 /// on the finding replica's clock), through the shared state's feed.
 #[test]
 fn every_sidecar_lists_the_platform_findings_of_the_one_that_watches_it() {
-    use crate::serve_platform::{json_when, platform_db};
+    use crate::serve_platform::{THREE_ORGS, json_when, platform_db};
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (db, mut conn) = platform_db(
-        &rt,
-        "('org_a', 'a', '{}', now()), \
-         ('org_b', 'b', '{\"runner_default\":\"go\"}', now()), \
-         ('org_c', 'c', '{\"runner_default\":\"Go\"}', now())",
-    );
+    let (db, mut conn) = platform_db(&rt, THREE_ORGS);
     let sql = |conn: &mut sqlx::PgConnection, q: &str| {
         rt.block_on(sqlx::raw_sql(q).execute(conn)).unwrap();
     };

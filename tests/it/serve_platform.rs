@@ -82,15 +82,16 @@ pub(crate) fn platform_db(
     (db, conn)
 }
 
+/// The organizations the platform tests start from: org_a on ts by default, org_b flagged
+/// go, org_c with a malformed flag ("Go").
+pub(crate) const THREE_ORGS: &str = "('org_a', 'a', '{}', now()), \
+     ('org_b', 'b', '{\"runner_default\":\"go\"}', now()), \
+     ('org_c', 'c', '{\"runner_default\":\"Go\"}', now())";
+
 #[test]
 fn serve_sees_flips_drift_missing_sessions_and_redis_witnesses() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (db, mut conn) = platform_db(
-        &rt,
-        "('org_a', 'a', '{}', now()), \
-         ('org_b', 'b', '{\"runner_default\":\"go\"}', now()), \
-         ('org_c', 'c', '{\"runner_default\":\"Go\"}', now())",
-    );
+    let (db, mut conn) = platform_db(&rt, THREE_ORGS);
     let sql = |conn: &mut sqlx::PgConnection, q: &str| {
         rt.block_on(sqlx::raw_sql(q).execute(conn)).unwrap();
     };

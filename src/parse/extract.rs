@@ -64,6 +64,16 @@ impl Default for Node {
 pub struct Extractor {
     nodes: Vec<Node>,
     slots: usize,
+    /// The slot whose first value decides the document's fate ([`Extractor::decide_on`]).
+    decisive: Option<Decisive>,
+}
+
+/// A slot and the strings at it that keep a document of interest: the first value at the
+/// slot that is a string outside `names` makes every other value of the document moot.
+#[derive(Debug)]
+struct Decisive {
+    slot: usize,
+    names: Vec<Box<[u8]>>,
 }
 
 /// The values found in one document, by slot. A line holds a handful of the configured
@@ -79,6 +89,7 @@ pub struct Slots<'a> {
 }
 
 impl<'a> Slots<'a> {
+    #[inline(always)]
     pub fn get(&self, slot: usize) -> Option<&Scalar<'a>> {
         if slot < 64 && self.held & (1 << slot) == 0 {
             return None;
@@ -118,14 +129,19 @@ impl<'a> Slots<'a> {
         }
     }
 
-    /// The first occurrence of a path wins.
-    fn set(&mut self, slot: usize, v: Scalar<'a>) {
-        if self.get(slot).is_none() {
-            if slot < 64 {
-                self.held |= 1 << slot;
+    /// The first occurrence of a path wins: `false` when `slot` already had a value.
+    #[inline(always)]
+    fn set(&mut self, slot: usize, v: Scalar<'a>) -> bool {
+        if slot < 64 {
+            if self.held & (1 << slot) != 0 {
+                return false;
             }
-            self.items.push((slot, v));
+            self.held |= 1 << slot;
+        } else if self.items.iter().any(|(s, _)| *s == slot) {
+            return false;
         }
+        self.items.push((slot, v));
+        true
     }
 
     fn clear(&mut self) {
@@ -139,7 +155,19 @@ impl Extractor {
         Extractor {
             nodes: vec![Node::default()],
             slots: 0,
+            decisive: None,
         }
+    }
+
+    /// Declares that the caller ignores every document whose first value at `slot` is a
+    /// string other than `names` (parse: the first event path holding no event name of
+    /// ours), whatever else it holds, once it is known to be well-formed. The fast path then
+    /// keeps no values after such a string, and only checks the rest of the document: most
+    /// candidate lines are the services' own events, which hold one of our names as
+    /// another key's value. The slots it returns then hold that string, and perhaps some
+    /// values before it.
+    pub fn decide_on(&mut self, slot: usize, names: Vec<Box<[u8]>>) {
+        self.decisive = Some(Decisive { slot, names });
     }
 
     /// Registers a path and returns its slot; the same path twice gets the same slot.

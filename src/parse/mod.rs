@@ -162,6 +162,16 @@ impl Parser {
             .map(|k| memmem::Finder::new(k.as_bytes()).into_owned())
             .collect();
         let prefilter = Prefilter::new(config.event_names.keys().map(String::as_str));
+        // A line whose first event path holds another name is ignored, whatever else it holds
+        // (`first` below takes that value): past it, the fast path only checks the line.
+        if let Some(&slot) = groups.event.first() {
+            let names = config
+                .event_names
+                .keys()
+                .map(|n| n.as_bytes().into())
+                .collect();
+            ex.decide_on(slot, names);
+        }
         let limit = LineLimit::new(config.max_line_bytes, &event_keys, &relevance);
         let event_names = config
             .event_names

@@ -292,6 +292,34 @@ fn broken_relevant_lines_are_rejected_with_a_reason() {
     );
 }
 
+/// A decoy (another event holding one of our names as some other value) is ignored only
+/// once it is proven well-formed, however early its own event name decides it: cut short or
+/// broken anywhere after that name, it is `malformed_json` while it still holds our name.
+#[test]
+fn a_decoy_is_checked_to_its_end() {
+    let parser = Parser::new(ParseConfig::default());
+    for line in [
+        r#"{"time":"2026-11-23T08:00:45.298Z","service":"dispatcher","event":"lease_renewed","sessionId":"s1","state":"claimed","tags":[1,{"a":null}],"attempt":1}"#,
+        r#"{"id":"1","message":"{\"event\":\"lease_renewed\",\"state\":\"claimed\",\"n\":[true]}","timestamp":1795428000000,"source":"lambda"}"#,
+    ] {
+        assert_eq!(parser.parse_line(line.as_bytes(), &GO), Parsed::Ignored);
+        let decided = line.find("lease_renewed").unwrap_or(0) + "lease_renewed".len();
+        for cut in decided..line.len() {
+            let (head, tail) = line.split_at(cut);
+            // cut short there, and a byte no JSON may hold put in there
+            for broken in [head.to_owned(), format!("{head}\u{1}{tail}")] {
+                let want = if parser.looks_relevant(broken.as_bytes()) {
+                    Parsed::Rejected(Reject::MalformedJson)
+                } else {
+                    Parsed::Ignored
+                };
+                assert_eq!(parser.parse_line(broken.as_bytes(), &GO), want, "{broken}");
+            }
+        }
+        assert!(parser.looks_relevant(&line.as_bytes()[..line.len() - 1]));
+    }
+}
+
 #[test]
 fn live_mode_takes_the_receive_time() {
     let ctx = LineContext {

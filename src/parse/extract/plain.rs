@@ -158,8 +158,9 @@ impl<'a> Walk<'a, '_> {
                 b'"' => {
                     let (start, end, escaped) = self.string(i)?;
                     i = end + 1;
-                    if node != OUTSIDE {
-                        self.keep_str(node, start, end, escaped, out)?;
+                    if node != OUTSIDE && self.keep_str(node, start, end, escaped, out)? {
+                        // The document is ignored if well-formed: nothing more is kept.
+                        open[..depth].fill(OUTSIDE);
                     }
                 }
                 b'{' => {
@@ -288,18 +289,22 @@ impl<'a> Walk<'a, '_> {
     #[inline(always)]
     fn child(&self, parent: u32, key: &[u8]) -> u32 {
         let node = &self.ex.nodes[parent as usize];
-        let found = match node.by_shape[shape(key)] {
-            0 => None,
-            SHARED => node.children.iter().find(|(k, _)| same(k.as_bytes(), key)),
-            n => node
+        match node.by_shape[shape(key)] {
+            0 => OUTSIDE,
+            SHARED => node
                 .children
-                .get(usize::from(n) - 1)
-                .filter(|(k, _)| same(k.as_bytes(), key)),
-        };
-        found.map_or(OUTSIDE, |&(_, c)| c as u32)
+                .iter()
+                .find(|(k, _)| same(k.as_bytes(), key))
+                .map_or(OUTSIDE, |&(_, c)| c as u32),
+            n => match node.children.get(usize::from(n) - 1) {
+                Some((k, c)) if same(k.as_bytes(), key) => *c as u32,
+                _ => OUTSIDE,
+            },
+        }
     }
 
     /// Keeps the string `b[start..end]` at `node`'s slot, unescaped if it has escapes.
+    /// `Some(true)` when it decides the document (`Extractor::decide_on`).
     fn keep_str(
         &mut self,
         node: u32,
@@ -307,17 +312,23 @@ impl<'a> Walk<'a, '_> {
         end: usize,
         escaped: bool,
         out: &mut Slots<'a>,
-    ) -> Option<()> {
+    ) -> Option<bool> {
         let Some(slot) = self.ex.nodes[node as usize].slot else {
-            return Some(());
+            return Some(false);
         };
-        let v = if escaped {
-            Scalar::Str(Cow::Owned(unescape(&self.b[start..end])?))
-        } else {
-            Scalar::Ascii { start, end }
-        };
-        out.set(slot, v);
-        Some(())
+        if escaped {
+            out.set(
+                slot,
+                Scalar::Str(Cow::Owned(unescape(&self.b[start..end])?)),
+            );
+            return Some(false);
+        }
+        let kept = out.set(slot, Scalar::Ascii { start, end });
+        Some(
+            kept && self.ex.decisive.as_ref().is_some_and(|d| {
+                d.slot == slot && !d.names.iter().any(|n| **n == self.b[start..end])
+            }),
+        )
     }
 
     fn literal(
@@ -414,7 +425,7 @@ fn number(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::{Extractor, Slots};
+    use super::super::{Extractor, Scalar, Slots};
     use crate::parse::config::FieldPath;
 
     fn extractor() -> Extractor {
@@ -571,6 +582,63 @@ mod tests {
         fn accepts_only_what_serde_json_accepts_alike(doc in document()) {
             agree(&extractor(), &doc)?;
         }
+    }
+
+    /// An extractor that decides on `event`, with `claimed` the one name of interest.
+    fn decisive() -> (Extractor, usize) {
+        let mut ex = extractor();
+        let slot = ex.slot(&FieldPath(vec!["event".to_owned()]));
+        ex.decide_on(slot, vec![b"claimed".as_slice().into()]);
+        (ex, slot)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// Deciding on a slot stops only the keeping: whatever the fast path accepts,
+        /// serde_json accepts, with the same value at the decisive slot, and with every
+        /// value alike when that value is one of the names.
+        #[test]
+        fn a_decided_document_is_still_checked_to_its_end(doc in document()) {
+            let (ex, slot) = decisive();
+            let mut fast = Slots::default();
+            let accepted = super::extract(&ex, &doc, &mut fast).is_some();
+            fast.resolve();
+            let mut slow = Slots::default();
+            let serde = ex.extract_serde(&doc, &mut slow);
+            if accepted {
+                prop_assert!(serde.is_ok(), "{}: {serde:?}", String::from_utf8_lossy(&doc));
+                prop_assert_eq!(fast.get(slot), slow.get(slot), "{}", String::from_utf8_lossy(&doc));
+                let decided = matches!(fast.get(slot), Some(Scalar::Str(s)) if s != "claimed");
+                if !decided {
+                    prop_assert_eq!(&fast.items, &slow.items, "{}", String::from_utf8_lossy(&doc));
+                }
+            }
+        }
+    }
+
+    /// A decided document keeps nothing after the deciding value, and a document whose
+    /// value is a name keeps everything.
+    #[test]
+    fn a_decided_document_keeps_nothing_after_its_value() {
+        let (ex, slot) = decisive();
+        let session = ex.nodes[0]
+            .children
+            .iter()
+            .find(|(k, _)| &**k == "sessionId")
+            .and_then(|&(_, n)| ex.nodes[n].slot)
+            .unwrap_or_else(|| panic!("no sessionId slot"));
+        let mut out = Slots::default();
+        let doc = br#"{"event":"lease_renewed","sessionId":"s1","state":"claimed"}"#;
+        assert!(super::extract(&ex, doc, &mut out).is_some());
+        assert_eq!(
+            out.bytes(out.get(slot).unwrap()),
+            Some(&b"lease_renewed"[..])
+        );
+        assert_eq!(out.get(session), None);
+        let doc = br#"{"event":"claimed","sessionId":"s1"}"#;
+        assert!(super::extract(&ex, doc, &mut out).is_some());
+        assert!(out.get(session).is_some());
     }
 
     /// The lines it exists for are taken by the fast path (the property above cannot fail by

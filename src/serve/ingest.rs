@@ -597,16 +597,19 @@ impl<S: CorrelationState> Actor<S> {
                 None => result.ignored += 1,
             }
         }
+        let mut store_line = |i: usize, session: Option<String>| {
+            stored.push(NewLine {
+                at: i,
+                line: origins.get(i).map_or(0, |o| o.line),
+                session,
+                entry_id: batch.entry_ids.get_mut(i).and_then(Option::take),
+            });
+        };
         for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
                 Line::Event { session } => {
                     result.events += 1;
-                    stored.push(NewLine {
-                        at: i,
-                        line: origins.get(i).map_or(0, |o| o.line),
-                        session,
-                        entry_id: batch.entry_ids.get_mut(i).and_then(Option::take),
-                    });
+                    store_line(i, session);
                 }
                 Line::Duplicate { session } => {
                     result.duplicates += 1;
@@ -618,12 +621,7 @@ impl<S: CorrelationState> Actor<S> {
                     self.telemetry.rejected(source, reason);
                     // Stored too, as evidence: a report built from the store counts a
                     // source's rejected lines, by reason, as one built from the files does.
-                    stored.push(NewLine {
-                        at: i,
-                        line: origins.get(i).map_or(0, |o| o.line),
-                        session: None,
-                        entry_id: batch.entry_ids.get_mut(i).and_then(Option::take),
-                    });
+                    store_line(i, None);
                 }
             }
         }

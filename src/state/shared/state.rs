@@ -28,6 +28,7 @@ use super::leases;
 use super::memo::Step;
 use super::record::Canonical;
 use super::watermarks::{self, News, Shared};
+use crate::correlate::live::watermark::Watermarks;
 use crate::correlate::live::{Change, LiveConfig};
 use crate::correlate::{Interner, Record, Session};
 use crate::event::{EventKind, Origin, Runner, SessionId, Timestamp};
@@ -163,21 +164,24 @@ impl SharedState {
         }
     }
 
-    /// What the shared evidence has settled through (`Watermarks::settled`): nothing while
-    /// a replica it waits for has not published its sources yet.
-    fn low(&self, shared: &Shared, now: Timestamp) -> Timestamp {
-        if !shared.joined(&self.instances) {
-            return Timestamp::MIN;
-        }
-        shared
-            .rebuild(self.config.idle_after_ms, self.heard, self.dead_before(now))
-            .settled(now)
+    /// The shared watermarks as this replica judges by them at `now` (a replica that gave no
+    /// sign of life for `max_hold` is dead: its sources said behind hold no judgement back,
+    /// each session having waited its own `max_hold` meanwhile), and whether every replica
+    /// it waits for has published its sources (until then nothing settles).
+    fn rebuilt(&self, shared: &Shared, now: Timestamp) -> (Watermarks, bool) {
+        let dead_before = now.saturating_add_ms(-self.config.max_hold_ms);
+        (
+            shared.rebuild(self.config.idle_after_ms, self.heard, dead_before),
+            shared.joined(&self.instances),
+        )
     }
 
-    /// A replica that gave no sign of life since then is dead: its sources said behind hold
-    /// no judgement back (each session waited `max_hold` meanwhile).
-    fn dead_before(&self, now: Timestamp) -> Timestamp {
-        now.saturating_add_ms(-self.config.max_hold_ms)
+    /// What the shared evidence has settled through (`Watermarks::settled`).
+    fn low(&self, shared: &Shared, now: Timestamp) -> Timestamp {
+        match self.rebuilt(shared, now) {
+            (w, true) => w.settled(now),
+            (_, false) => Timestamp::MIN,
+        }
     }
 
     /// After a connection lost and opened again (the first is no outage), two things, so
@@ -564,11 +568,8 @@ impl CorrelationState for SharedState {
         now: Timestamp,
     ) -> Result<(Vec<SourceWatermark>, Timestamp), StateError> {
         let shared = watermarks::read(&self.redis, &self.keys).await?;
-        let w = shared.rebuild(self.config.idle_after_ms, self.heard, self.dead_before(now));
-        let low = match shared.joined(&self.instances) {
-            true => w.low(now),
-            false => Timestamp::MIN,
-        };
+        let (w, joined) = self.rebuilt(&shared, now);
+        let low = if joined { w.low(now) } else { Timestamp::MIN };
         let own = format!("{}/", self.instance);
         // This replica's sources by their own input numbers; another replica's (issue 13:
         // origins across replicas) numbered down from the top, out of the way.

@@ -16,6 +16,7 @@ pub mod event;
 pub mod flip;
 pub mod html;
 pub mod http;
+pub mod newlines;
 pub mod overlong;
 pub mod parse;
 pub mod pipeline;

@@ -22,7 +22,7 @@ use crossbeam_channel::bounded;
 use crate::correlate::{Correlator, Evicted};
 use crate::event::{Event, Origin, Timestamp};
 use crate::parse::{LineContext, Parsed, Parser, Reject};
-use crate::sources::{Chunk, ChunkReader, Input, SourceError};
+use crate::sources::{Chunk, ChunkReader, Input, SourceError, Spent};
 
 /// Rejected lines kept as examples per reason.
 const SAMPLES_PER_REASON: usize = 5;
@@ -250,7 +250,7 @@ pub fn run(
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
     let (chunk_tx, chunk_rx) = bounded::<(u64, Chunk)>(workers * 2);
     let (parsed_tx, parsed_rx) = bounded::<ParsedChunk>(workers * 2);
-    let (recycle_tx, recycle_rx) = bounded::<Vec<u8>>(workers * 4 + 2);
+    let (recycle_tx, recycle_rx) = bounded::<Spent>(workers * 4 + 2);
     // The correlator hands each chunk's emptied event list back to the parsers: a fresh one
     // per chunk (about half a MiB) was mapped, faulted in and returned to the OS every time.
     let (spent_tx, spent_rx) = bounded::<Vec<(Event, Origin)>>(workers * 4 + 2);
@@ -315,7 +315,7 @@ pub fn run(
                     let events = spent.try_recv().unwrap_or_default();
                     let parsed = parse_chunk(parser, &chunk, seq, &ctx, events);
                     // A full pool just drops the buffer.
-                    let _ = recycle.try_send(chunk.data);
+                    let _ = recycle.try_send((chunk.data, chunk.newlines));
                     if tx.send(parsed).is_err() {
                         return;
                     }
@@ -394,18 +394,23 @@ fn parse_chunk(
     // unseen (`parse::scan` says why that is exact).
     let mut relevant = 0;
     let mut latest = Timestamp::MIN;
-    let lines = parser.candidates(&chunk.data, chunk.first_line, |line_no, line| {
-        relevant += 1;
-        match parser.parse_line(line, ctx) {
-            Parsed::Event(ev) => {
-                stats.events[ev.kind as usize] += 1;
-                latest = latest.max(ev.time);
-                events.push((ev, origin(chunk.input, line_no)));
+    let lines = parser.candidates(
+        &chunk.data,
+        &chunk.newlines,
+        chunk.first_line,
+        |line_no, line| {
+            relevant += 1;
+            match parser.parse_line(line, ctx) {
+                Parsed::Event(ev) => {
+                    stats.events[ev.kind as usize] += 1;
+                    latest = latest.max(ev.time);
+                    events.push((ev, origin(chunk.input, line_no)));
+                }
+                Parsed::Ignored => stats.ignored += 1,
+                Parsed::Rejected(r) => reject(&mut stats, r, line_no),
             }
-            Parsed::Ignored => stats.ignored += 1,
-            Parsed::Rejected(r) => reject(&mut stats, r, line_no),
-        }
-    });
+        },
+    );
     stats.lines += lines;
     stats.ignored += lines - relevant;
     stats.bytes = chunk.data.len() as u64;

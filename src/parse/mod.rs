@@ -18,6 +18,7 @@ use memchr::memmem;
 
 pub use self::config::{FieldPath, ParseConfig, ParseConfigError, RawEventNames, RawParseConfig};
 use crate::event::{Event, EventKind, Name, Runner, SessionId, Timestamp};
+use crate::newlines::Newlines;
 use extract::{Extractor, Scalar, Slots};
 use scan::Prefilter;
 
@@ -200,10 +201,17 @@ impl Parser {
     }
 
     /// Calls `each(line_number, line)` for every line of `data` (whole lines numbered from
-    /// `first_line`) that may parse as something other than [`Parsed::Ignored`], and returns
-    /// the number of lines in `data`. Every line it skips, `parse_line` would ignore.
-    pub fn candidates(&self, data: &[u8], first_line: u64, each: impl FnMut(u64, &[u8])) -> u64 {
-        self.prefilter.candidates(data, first_line, each)
+    /// `first_line`; `newlines` their index) that may parse as something other than
+    /// [`Parsed::Ignored`], and returns the number of lines in `data`. Every line it skips,
+    /// `parse_line` would ignore.
+    pub fn candidates(
+        &self,
+        data: &[u8],
+        newlines: &Newlines,
+        first_line: u64,
+        each: impl FnMut(u64, &[u8]),
+    ) -> u64 {
+        self.prefilter.candidates(data, newlines, first_line, each)
     }
 
     /// Whether `line` is one [`Parser::candidates`] would hand out.

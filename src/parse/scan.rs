@@ -15,10 +15,10 @@
 //! A line that is not a candidate is exactly a line `Parser::parse_line` would ignore: a
 //! proptest holds the two to that on arbitrary and adversarial lines.
 
+use crate::newlines::Newlines;
 use aho_corasick::packed;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use memchr::memmem;
-use wide::u8x16;
 
 /// The candidate test, compiled from the configured event names.
 #[derive(Debug, Clone)]
@@ -67,20 +67,25 @@ impl Prefilter {
 
     /// Calls `each(line_number, line)` for every candidate line of `data` (whole lines, the
     /// last one possibly without its `\n`; lines numbered from `first_line`) in order, and
-    /// returns the number of lines in `data`.
+    /// returns the number of lines in `data`. `bits` is the index of `data`'s newlines
+    /// (its reader built it): lines are numbered, started and ended by bit counts instead
+    /// of a `memchr`, a `memrchr` and a count per candidate (those calls on short spans were
+    /// 9 % of verify's cycles).
     pub fn candidates(
         &self,
         data: &[u8],
+        bits: &Newlines,
         first_line: u64,
         mut each: impl FnMut(u64, &[u8]),
     ) -> u64 {
-        if self.empty {
-            return count_lines(data);
+        if !bits.covers(data.len()) {
+            // Not this chunk's index (never, from a reader): one of its own.
+            return self.candidates(data, &Newlines::of(data), first_line, each);
         }
-        // One pass over the chunk finds every newline (`Bits`): lines are then numbered,
-        // started and ended by bit counts instead of a `memchr`, a `memrchr` and a count per
-        // candidate (those calls on short spans were 9 % of verify's cycles).
-        let bits = Bits::new(data);
+        if self.empty {
+            return bits.newlines_in(0, data.len())
+                + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
+        }
         let mut line_no = first_line;
         // `data[..counted]` has been counted into `line_no`.
         let mut counted = 0;
@@ -119,106 +124,6 @@ impl Prefilter {
     }
 }
 
-/// Where a chunk's newlines are, one bit per byte (bit `j` of word `k` is byte `64 k + j`),
-/// found by one pass of vector compares (`wide`: SSE2 on x86-64).
-#[derive(Debug)]
-struct Bits {
-    newlines: Vec<u64>,
-}
-
-impl Bits {
-    fn new(data: &[u8]) -> Bits {
-        let mut newlines = vec![0u64; data.len().div_ceil(64)];
-        let mut blocks = data.chunks_exact(64);
-        for (block, word) in (&mut blocks).zip(newlines.iter_mut()) {
-            *word = newline_bits(block);
-        }
-        let rest = blocks.remainder();
-        if let Some(last) = newlines.last_mut()
-            && !rest.is_empty()
-        {
-            let mut padded = [0u8; 64];
-            padded[..rest.len()].copy_from_slice(rest);
-            *last = newline_bits(&padded);
-        }
-        Bits { newlines }
-    }
-
-    /// Newlines in `data[from..to]`.
-    fn newlines_in(&self, from: usize, to: usize) -> u64 {
-        if from >= to {
-            return 0;
-        }
-        let (a, b) = (from / 64, (to - 1) / 64);
-        let low = u64::MAX << (from % 64);
-        let high = u64::MAX >> (63 - (to - 1) % 64);
-        let w = &self.newlines;
-        let n = if a == b {
-            (w[a] & low & high).count_ones()
-        } else {
-            (w[a] & low).count_ones()
-                + w[a + 1..b].iter().map(|x| x.count_ones()).sum::<u32>()
-                + (w[b] & high).count_ones()
-        };
-        u64::from(n)
-    }
-
-    /// The first newline at or after `from`.
-    fn next_newline(&self, from: usize) -> Option<usize> {
-        next_bit(&self.newlines, from)
-    }
-
-    /// The last newline in `data[from..to]`.
-    fn last_newline(&self, from: usize, to: usize) -> Option<usize> {
-        if from >= to {
-            return None;
-        }
-        let w = &self.newlines;
-        let a = from / 64;
-        let mut k = (to - 1) / 64;
-        let mut word = w[k] & (u64::MAX >> (63 - (to - 1) % 64));
-        loop {
-            if k == a {
-                word &= u64::MAX << (from % 64);
-            }
-            if word != 0 {
-                return Some(k * 64 + 63 - word.leading_zeros() as usize);
-            }
-            if k == a {
-                return None;
-            }
-            k -= 1;
-            word = w[k];
-        }
-    }
-}
-
-/// The first set bit at or after `from`.
-fn next_bit(words: &[u64], from: usize) -> Option<usize> {
-    let mut k = from / 64;
-    let mut word = words.get(k)? & (u64::MAX << (from % 64));
-    loop {
-        if word != 0 {
-            return Some(k * 64 + word.trailing_zeros() as usize);
-        }
-        k += 1;
-        word = *words.get(k)?;
-    }
-}
-
-/// The newlines of a 64-byte block.
-#[inline(always)]
-fn newline_bits(block: &[u8]) -> u64 {
-    let mut n = 0u64;
-    for (k, lanes) in block.chunks_exact(16).enumerate() {
-        let mut v = [0u8; 16];
-        v.copy_from_slice(lanes);
-        let eq = u8x16::new(v).cmp_eq(u8x16::splat(b'\n'));
-        n |= u64::from(eq.move_mask() as u16) << (16 * k);
-    }
-    n
-}
-
 /// The needles: Teddy (SIMD over the first bytes of every needle) when the CPU has it. Every
 /// needle starts with `"`, so an automaton's own prefilter would stop at every quote.
 #[derive(Debug, Clone)]
@@ -254,17 +159,12 @@ impl Needles {
     }
 }
 
-/// Lines in `data`: its newlines, plus one for a last line without one.
-fn count_lines(data: &[u8]) -> u64 {
-    let newlines = memchr::memchr_iter(b'\n', data).count() as u64;
-    newlines + u64::from(!data.is_empty() && !data.ends_with(b"\n"))
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use crate::event::Runner;
+    use crate::newlines::Newlines;
     use crate::parse::{LineContext, Parsed, Parser};
     use crate::parse::{ParseConfig, RawParseConfig};
 
@@ -369,7 +269,9 @@ mod tests {
         let p = Parser::new(ParseConfig::default());
         let data = b"noise\n{\"event\":\"claimed\"}\r\nmore\n\nx \"nack\" y\nlast \"dispatch\\";
         let mut seen = Vec::new();
-        let n = p.candidates(data, 10, |no, l| seen.push((no, l.to_vec())));
+        let n = p.candidates(data, &Newlines::of(data), 10, |no, l| {
+            seen.push((no, l.to_vec()))
+        });
         assert_eq!(n, 6);
         assert_eq!(
             seen,
@@ -379,28 +281,19 @@ mod tests {
                 (15, b"last \"dispatch\\".to_vec()),
             ]
         );
-        assert_eq!(p.candidates(b"", 1, |_, _| panic!("no line")), 0);
-        assert_eq!(p.candidates(b"a\nb\n", 1, |_, _| panic!("no candidate")), 2);
-    }
-
-    proptest! {
-        /// The bit counts agree with a walk over the bytes, across word boundaries.
-        #[test]
-        fn newline_bits_agree_with_the_bytes(
-            data in proptest::collection::vec(
-                prop_oneof![3 => Just(b'x'), 1 => Just(b'\n'), 1 => any::<u8>()], 0..400),
-            spans in proptest::collection::vec((0usize..420, 0usize..420), 1..12),
-        ) {
-            let bits = super::Bits::new(&data);
-            let is_nl = |i: &usize| data[*i] == b'\n';
-            for (a, b) in spans {
-                let (a, b) = (a.min(data.len()), b.min(data.len()));
-                let naive = (a..b).filter(is_nl).count() as u64;
-                prop_assert_eq!(bits.newlines_in(a, b), naive, "{}..{}", a, b);
-                prop_assert_eq!(bits.last_newline(a, b), (a..b).rev().find(is_nl));
-                prop_assert_eq!(bits.next_newline(a), (a..data.len()).find(is_nl));
-            }
-        }
+        let none = Newlines::default();
+        assert_eq!(p.candidates(b"", &none, 1, |_, _| panic!("no line")), 0);
+        let data = b"a\nb\n";
+        let bits = Newlines::of(data);
+        assert_eq!(
+            p.candidates(data, &bits, 1, |_, _| panic!("no candidate")),
+            2
+        );
+        // An index of other bytes is not used: the scan makes its own.
+        assert_eq!(
+            p.candidates(data, &none, 1, |_, _| panic!("no candidate")),
+            2
+        );
     }
 
     proptest! {
@@ -427,7 +320,7 @@ mod tests {
             }
             for p in parsers() {
                 let mut got = Vec::new();
-                let n = p.candidates(&data, 1, |no, l| {
+                let n = p.candidates(&data, &Newlines::of(&data), 1, |no, l| {
                     let parsed = p.parse_line(l, &CTX);
                     if parsed != Parsed::Ignored {
                         got.push((no, parsed));

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read};
 
+use crate::newlines::Newlines;
 use crate::overlong::{LineLimit, LongLine};
 
 /// Target chunk size: large enough that per-chunk overhead vanishes, small enough that the
@@ -25,9 +26,15 @@ pub struct Chunk {
     /// 1-based number of the first line in `data`.
     pub first_line: u64,
     pub data: Vec<u8>,
+    /// Where `data`'s newlines are: found once, here, to number the lines of the chunks
+    /// after it, and read again by the scan of this one.
+    pub newlines: Newlines,
     /// Lines too long to buffer, which sit before `data`'s first line.
     pub overlong: Vec<Overlong>,
 }
+
+/// What a consumed chunk hands back for reuse: its buffer and its newline index.
+pub type Spent = (Vec<u8>, Newlines);
 
 #[derive(Debug)]
 pub struct ChunkReader<R> {
@@ -44,7 +51,9 @@ pub struct ChunkReader<R> {
     eof: bool,
     /// Buffers of consumed chunks, handed back for reuse: a fresh 4 MiB buffer per chunk
     /// made the kernel zero a new mapping every time (a fifth of verify's CPU time).
-    recycled: Option<crossbeam_channel::Receiver<Vec<u8>>>,
+    recycled: Option<crossbeam_channel::Receiver<Spent>>,
+    /// A consumed chunk's newline index, for the next chunk (filled again, not zeroed).
+    spare: Option<Newlines>,
 }
 
 impl<R: Read> ChunkReader<R> {
@@ -61,11 +70,12 @@ impl<R: Read> ChunkReader<R> {
             overlong: Vec::new(),
             eof: false,
             recycled: None,
+            spare: None,
         }
     }
 
-    /// Takes buffers for new chunks from `pool` when it has one.
-    pub fn with_recycled(mut self, pool: crossbeam_channel::Receiver<Vec<u8>>) -> Self {
+    /// Takes buffers (and newline indexes) for new chunks from `pool` when it has one.
+    pub fn with_recycled(mut self, pool: crossbeam_channel::Receiver<Spent>) -> Self {
         self.recycled = Some(pool);
         self
     }
@@ -76,7 +86,10 @@ impl<R: Read> ChunkReader<R> {
     /// of every byte read, 4 % of verify's instructions).
     fn buffer(&mut self) -> (Vec<u8>, usize) {
         let mut buf = match self.recycled.as_ref().and_then(|p| p.try_recv().ok()) {
-            Some(b) => b,
+            Some((b, newlines)) => {
+                self.spare.get_or_insert(newlines);
+                b
+            }
             None => Vec::with_capacity(self.capacity),
         };
         let filled = self.carry.len();
@@ -153,12 +166,13 @@ impl<R: Read> ChunkReader<R> {
     }
 
     fn emit(&mut self, data: Vec<u8>) -> Chunk {
-        let lines = memchr::memchr_iter(b'\n', &data).count() as u64
-            + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
+        let mut newlines = self.spare.take().unwrap_or_default();
+        let lines = newlines.index(&data) + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
         let chunk = Chunk {
             input: self.input,
             first_line: self.next_line,
             data,
+            newlines,
             overlong: std::mem::take(&mut self.overlong),
         };
         self.next_line += lines;
@@ -242,18 +256,23 @@ mod tests {
             let mut r = ChunkReader::new(&text[..], 0, &limit);
             if recycle {
                 for n in [200, 20, 8] {
-                    tx.send(vec![b'#'; n]).unwrap();
+                    let junk = vec![b'#'; n];
+                    let newlines = Newlines::of(b"\n\n\n\n");
+                    tx.send((junk, newlines)).unwrap();
                 }
                 r = r.with_recycled(rx);
             }
             r.capacity = cap;
             let mut got = Vec::new();
             while let Some(c) = r.next_chunk().unwrap() {
+                assert_eq!(c.newlines, Newlines::of(&c.data));
                 got.push((c.first_line, c.data.clone(), c.overlong.clone()));
-                // The buffer comes back with junk after its data, as a longer chunk leaves.
+                // The buffer comes back with junk after its data, as a longer chunk leaves,
+                // and its index with the newlines of that data.
                 let mut back = c.data;
                 back.extend_from_slice(b"JUNK\nJUNK");
-                let _ = tx.try_send(back);
+                let newlines = Newlines::of(&back);
+                let _ = tx.try_send((back, newlines));
             }
             got
         };

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use chunks::{Chunk, ChunkReader, Overlong};
+pub use chunks::{Chunk, ChunkReader, Overlong, Spent};
 
 use crate::event::Runner;
 

@@ -27,6 +27,9 @@ use crate::report::Totals;
 use crate::sources::batch::LineBuf;
 use crate::sources::file::Checkpoint;
 
+mod checkpointer;
+pub use checkpointer::WalCheckpoints;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
@@ -426,6 +429,8 @@ pub struct Store {
     healing: Arc<tokio::sync::Mutex<()>>,
     /// The row count each multi-row write had last time: see [`Chunking`].
     last_rows: Arc<[std::sync::atomic::AtomicUsize; Write::COUNT]>,
+    /// A SQLite store's WAL checkpoints, run on a task of their own (`checkpointer.rs`).
+    checkpointer: Option<Arc<checkpointer::Checkpointer>>,
 }
 
 /// The multi-row writes of a commit, each with its own statements.
@@ -707,7 +712,10 @@ impl Store {
         // the threshold, so memory stays bounded; once committed, the pages past `cache_size`
         // are freed. Not 4,096: SQLite also reads the number as a boolean, modulo 256, and a
         // multiple of 256 turns spilling off altogether.
-        .pragma("cache_spill", "4095");
+        .pragma("cache_spill", "4095")
+        // No checkpoint inside a commit: the checkpointer runs them on a connection of its own,
+        // while the next commits go on (`checkpointer.rs`).
+        .pragma("wal_autocheckpoint", "0");
         // Created (if need be) by one connection, then opened never creating it again.
         {
             use sqlx::{ConnectOptions, Connection};
@@ -719,12 +727,17 @@ impl Store {
         let identity = identity_of(&path).map_err(sqlx::Error::Io)?;
         let pool = sqlite_pool(opts.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        let file = SqliteFile {
+        let mut store = Store::with(Pool::Sqlite(pool), None);
+        store.checkpointer = Some(Arc::new(checkpointer::Checkpointer::start(
+            store.pool.clone(),
+            path.clone(),
+        )));
+        store.sqlite = Some(Arc::new(SqliteFile {
             path,
             opts,
             identity: std::sync::Mutex::new(identity),
-        };
-        Ok(Store::with(Pool::Sqlite(pool), Some(Arc::new(file))))
+        }));
+        Ok(store)
     }
 
     fn with(pool: Pool, sqlite: Option<Arc<SqliteFile>>) -> Store {
@@ -733,7 +746,16 @@ impl Store {
             sqlite,
             healing: Arc::new(tokio::sync::Mutex::new(())),
             last_rows: Arc::new(Default::default()),
+            checkpointer: None,
         }
+    }
+
+    /// How many WAL checkpoints a SQLite store's checkpointer ran (none for Postgres).
+    pub fn wal_checkpoints(&self) -> WalCheckpoints {
+        self.checkpointer
+            .as_ref()
+            .map(|c| c.counts())
+            .unwrap_or_default()
     }
 
     fn pool(&self) -> Pool {
@@ -851,6 +873,9 @@ impl Store {
     /// other, but all or none lands, for one transaction's fixed cost.
     pub async fn commit_all(&self, cs: &[Commit]) -> Result<(), StoreError> {
         self.check_file()?;
+        if let Some(c) = &self.checkpointer {
+            c.bound().await;
+        }
         let postgres = matches!(self.pool(), Pool::Postgres(_));
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -1017,6 +1042,9 @@ impl Store {
             }
             tx.commit().await?;
         });
+        if let Some(c) = &self.checkpointer {
+            c.nudge();
+        }
         Ok(())
     }
 
@@ -1565,6 +1593,75 @@ mod tests {
                 (temp, cache, sync, journal.as_str(), spill),
                 (2, -2000, 1, "wal", 4095)
             );
+        }
+    }
+
+    /// The committing connections run no WAL checkpoint (`wal_autocheckpoint = 0`); the
+    /// checkpointer does, after commits, and the WAL file stays bounded however many commits
+    /// land, even when they come faster than passive checkpoints copy pages (as here): without
+    /// the bound, this test's writes grow the WAL to several times it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpointer_keeps_the_wal_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let store = Store::open(&db.display().to_string()).await.unwrap();
+        let Pool::Sqlite(pool) = store.pool() else {
+            panic!("not SQLite");
+        };
+        let auto: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(auto, 0);
+        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let frame = u64::try_from(page).unwrap() + 24;
+        // The bound, plus a commit's pages.
+        let bound = 32 + u64::from(checkpointer::RESTART_FRAMES + 1_000) * frame;
+        let wal = dir.path().join("s.db-wal");
+        // Each commit: 100 lines of 4,000 bytes, about a page each. 400 commits write some
+        // 46,000 pages, 5 times the bound.
+        let raw = vec![b'x'; 4_000];
+        let mut largest = 0;
+        for c in 0..400u32 {
+            let lines = (0..100u32)
+                .map(|i| {
+                    NewLines::from(StoredLine {
+                        received_at: Timestamp(1_795_428_000_000),
+                        source: "dispatch.log".into(),
+                        line: c * 100 + i,
+                        session: Some(format!("s{c}-{i}")),
+                        entry_id: None,
+                        default_runtime: None,
+                        raw: raw.clone(),
+                    })
+                })
+                .collect();
+            store
+                .commit(&Commit {
+                    lines,
+                    ..Commit::default()
+                })
+                .await
+                .unwrap();
+            largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+            assert!(
+                largest <= bound,
+                "commit {c}: the WAL is {largest} bytes, past {bound}"
+            );
+        }
+        assert_eq!(store.line_count().await.unwrap(), 40_000);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        // The passive checkpoints ran on the checkpointer's task, not only the commits' last
+        // resort.
+        while store.wal_checkpoints().passive == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no passive checkpoint ran"
+            );
+            tokio::task::yield_now().await;
         }
     }
 }

@@ -31,16 +31,28 @@ fn lane_stops(lanes: &[u8]) -> u64 {
 
 /// The stops of the block of `b` at `at`; bytes past the end of `b` count as stops, so a
 /// walk that runs off the end stops there.
+#[inline(always)]
 fn block_stops(b: &[u8], at: usize) -> u64 {
+    if let Some(full) = b.get(at..at + BLOCK) {
+        return classify(full);
+    }
+    let rest = b.len().saturating_sub(at);
+    if rest > 0 && b.len() >= BLOCK {
+        // The last block of a line: the document's last 64 bytes, classified in place and
+        // shifted so that bit 0 is byte `at` (no copy into a zeroed block: every line ends
+        // in one, and the copy was a call to `memcpy`).
+        let last = classify(&b[b.len() - BLOCK..]);
+        return last >> (BLOCK - rest) | u64::MAX << rest;
+    }
     let mut padded = [0u8; BLOCK];
-    let block = match b.get(at..at + BLOCK) {
-        Some(full) => full,
-        None => {
-            let rest = b.get(at..).unwrap_or_default();
-            padded[..rest.len()].copy_from_slice(rest);
-            &padded[..]
-        }
-    };
+    let rest = b.get(at..).unwrap_or_default();
+    padded[..rest.len()].copy_from_slice(rest);
+    classify(&padded)
+}
+
+/// The stops of 64 bytes.
+#[inline(always)]
+fn classify(block: &[u8]) -> u64 {
     let mut stops = 0;
     for (k, lanes) in block.chunks_exact(16).enumerate() {
         stops |= lane_stops(lanes) << (16 * k);

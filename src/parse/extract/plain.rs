@@ -134,6 +134,7 @@ struct Walk<'a, 's> {
 }
 
 impl<'a> Walk<'a, '_> {
+    #[inline(always)]
     fn keep(&self, node: u32, out: &mut Slots<'a>, v: Scalar<'a>) {
         if node != OUTSIDE {
             if let Some(slot) = self.ex.nodes[node as usize].slot {
@@ -326,7 +327,7 @@ impl<'a> Walk<'a, '_> {
         let kept = out.set(slot, Scalar::Ascii { start, end });
         Some(
             kept && self.ex.decisive.as_ref().is_some_and(|d| {
-                d.slot == slot && !d.names.iter().any(|n| **n == self.b[start..end])
+                d.slot == slot && !d.names.iter().any(|n| same(n, &self.b[start..end]))
             }),
         )
     }
@@ -652,6 +653,10 @@ mod tests {
             out.bytes(out.get(slot).unwrap()),
             Some(&b"lease_renewed"[..])
         );
+        assert_eq!(out.get(session), None);
+        // a name's length is not a name
+        let doc = br#"{"event":"claimex","sessionId":"s1"}"#;
+        assert!(super::extract(&ex, doc, &mut out).is_some());
         assert_eq!(out.get(session), None);
         let doc = br#"{"event":"claimed","sessionId":"s1"}"#;
         assert!(super::extract(&ex, doc, &mut out).is_some());

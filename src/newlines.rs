@@ -13,6 +13,11 @@ use wide::u8x16;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Newlines {
     words: Vec<u64>,
+    /// Newlines before word `k` (counted once, as the words are summed for the total), so
+    /// a line's number is one lookup and one popcount, not a popcount of every word since
+    /// the previous candidate (the target has no `popcnt` instruction: each is a dozen).
+    before: Vec<u64>,
+    total: u64,
 }
 
 impl Newlines {
@@ -35,7 +40,15 @@ impl Newlines {
             padded[..rest.len()].copy_from_slice(rest);
             self.words.push(newline_bits(&padded));
         }
-        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+        let mut total = 0;
+        self.before.clear();
+        self.before.extend(self.words.iter().map(|w| {
+            let before = total;
+            total += u64::from(w.count_ones());
+            before
+        }));
+        self.total = total;
+        total
     }
 
     /// Whether this is the index of `len` bytes.
@@ -48,18 +61,18 @@ impl Newlines {
         if from >= to {
             return 0;
         }
-        let (a, b) = (from / 64, (to - 1) / 64);
-        let low = u64::MAX << (from % 64);
-        let high = u64::MAX >> (63 - (to - 1) % 64);
-        let w = &self.words;
-        let n = if a == b {
-            (w[a] & low & high).count_ones()
-        } else {
-            (w[a] & low).count_ones()
-                + w[a + 1..b].iter().map(|x| x.count_ones()).sum::<u32>()
-                + (w[b] & high).count_ones()
-        };
-        u64::from(n)
+        self.upto(to) - self.upto(from)
+    }
+
+    /// Newlines in `data[..at]`.
+    fn upto(&self, at: usize) -> u64 {
+        let k = at / 64;
+        match (self.words.get(k), self.before.get(k)) {
+            (Some(w), Some(before)) => {
+                before + u64::from((w & ((1u64 << (at % 64)) - 1)).count_ones())
+            }
+            _ => self.total,
+        }
     }
 
     /// The first newline at or after `from`.

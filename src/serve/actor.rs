@@ -8,6 +8,7 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::committer::{Committer, GROUP_BATCHES, GROUP_BYTES, GROUP_LINES};
 use super::durable::{Durable, FEED_CURSOR, RETIRED_TOTALS};
 use super::ingest::{RecentIds, Sources};
 use super::recovery::{Feed, Recovery};
@@ -62,6 +63,10 @@ pub struct Actor<S = LocalState> {
     pub(super) feed_read: Option<tokio::time::Instant>,
     /// When every bucket of the feed was last read, whatever its version said.
     pub(super) feed_full: Option<tokio::time::Instant>,
+    /// Commits ingested batches on a task of its own, from `run` on (`committer.rs`).
+    pub(super) committer: Option<Committer>,
+    /// What of `uncommitted` the committer reported, as last read.
+    landed_uncommitted: (u64, u64),
 }
 
 impl<S> std::fmt::Debug for Actor<S> {
@@ -123,6 +128,8 @@ impl<S: CorrelationState> Actor<S> {
             feed: crate::state::FeedCursor::default(),
             feed_read: None,
             feed_full: None,
+            committer: None,
+            landed_uncommitted: (0, 0),
         };
         Ok((actor, summary_rx))
     }
@@ -176,6 +183,12 @@ impl<S: CorrelationState> Actor<S> {
     ) {
         self.durable.stop_on(shutdown.clone());
         self.stop = shutdown.clone();
+        let (committer, committing) = Committer::start(
+            self.durable.clone(),
+            self.telemetry.ingest_counters(),
+            self.telemetry.publisher(),
+        );
+        self.committer = Some(committer);
         let mut updates = self.platform_updates.take();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -213,9 +226,19 @@ impl<S: CorrelationState> Actor<S> {
                     }
                     None => break,
                 },
-                Some(q) = queries.recv() => self.answer(q).await,
-                Some(u) = next_update(&mut updates), if !recovering => self.on_platform_update(u).await,
+                Some(q) = queries.recv() => {
+                    // What is shown is stored (the kill loops rely on a session shown being
+                    // stored with its file's checkpoint).
+                    self.landed().await;
+                    self.answer(q).await;
+                }
+                Some(u) = next_update(&mut updates), if !recovering => {
+                    self.landed().await;
+                    self.on_platform_update(u).await;
+                }
                 _ = tick.tick(), if !recovering => {
+                    // Its commit, and the totals it publishes, come after every batch's.
+                    self.landed().await;
                     // Between groups of batches: nothing in hand, and nothing queued unless
                     // the channel holds some.
                     if rx.is_empty() {
@@ -227,6 +250,7 @@ impl<S: CorrelationState> Actor<S> {
         }
         rx.close();
         if self.recovery.is_some() {
+            self.committer = None;
             // Stopped mid-replay: what waits was never taken, so none of it was acknowledged.
             tracing::warn!(
                 "stopped before recovery was complete: the next start replays the store again"
@@ -237,6 +261,10 @@ impl<S: CorrelationState> Actor<S> {
             let batches = queued(b, &mut rx);
             self.ingest(batches).await;
         }
+        self.landed().await;
+        // Ends the committer, all sent having landed.
+        self.committer = None;
+        let _ = committing.await;
         // Platform findings written here and not yet published: once more, for the others
         // (briefly: they are in this store already).
         let _ = tokio::time::timeout(Duration::from_secs(2), self.publish_findings()).await;
@@ -247,6 +275,17 @@ impl<S: CorrelationState> Actor<S> {
                 event_lines = lines,
                 "stopped with batches not committed to the store: none was acknowledged; senders retry them and followed files are read again from their last committed checkpoint"
             );
+        }
+    }
+
+    /// Waits until every batch taken has landed in the store (or was given up at shutdown),
+    /// its senders answered and its totals published.
+    pub(super) async fn landed(&mut self) {
+        if let Some(c) = self.committer.as_mut() {
+            let landed = c.landed().await;
+            self.uncommitted.0 += landed.uncommitted.0 - self.landed_uncommitted.0;
+            self.uncommitted.1 += landed.uncommitted.1 - self.landed_uncommitted.1;
+            self.landed_uncommitted = landed.uncommitted;
         }
     }
 
@@ -419,14 +458,6 @@ impl<S: CorrelationState> Actor<S> {
         }
     }
 }
-
-/// Most batches committed together: what queued while the last commit ran, up to a bound,
-/// so one commit (and the answers waiting for it) stays short. Everything a group makes —
-/// stored copies of its lines, outcome rows, findings — is held until its commit lands, so
-/// the bounds are memory bounds too (a group of 65,536 lines held ≈ 40 MB).
-const GROUP_BATCHES: usize = 64;
-const GROUP_LINES: usize = 16_384;
-const GROUP_BYTES: usize = 4 << 20;
 
 /// `first` and the batches queued behind it, up to the bounds, without waiting for more.
 fn queued(first: Batch, rx: &mut mpsc::Receiver<Batch>) -> Vec<Batch> {

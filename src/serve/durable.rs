@@ -29,7 +29,8 @@ pub const FEED_CURSOR: &str = "cluster_feed";
 pub const SOURCE_LINES: &str = "source_lines";
 
 /// The store, when there is one, its health, and the token that stops a commit's retries.
-#[derive(Debug, Default)]
+/// Clones share all of it (the committer's commits and the actor's give up together).
+#[derive(Debug, Default, Clone)]
 pub struct Durable {
     store: Option<Store>,
     /// Cancelled at shutdown: from then on commits are tried only until the grace runs out.
@@ -38,7 +39,7 @@ pub struct Durable {
     /// before it runs out.
     grace: Duration,
     /// When shutdown began, commits give up at this instant.
-    give_up_at: std::sync::OnceLock<tokio::time::Instant>,
+    give_up_at: std::sync::Arc<std::sync::OnceLock<tokio::time::Instant>>,
     /// The one emitter of the store's state (up, reason, commit failures).
     health: Option<StoreHealth>,
 }

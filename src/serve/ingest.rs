@@ -9,11 +9,12 @@ use rustc_hash::FxHashSet;
 use tokio::sync::watch;
 
 use super::actor::Actor;
+use super::committer::{Answer, Job, land};
 use super::durable::{FEED_CURSOR, RETIRED_TOTALS, SOURCE_LINES};
 use super::recovery::{Progress, Recovery, RecoveryState, same_batch};
 use crate::event::{Event, EventKind, Origin, Runner, Timestamp};
 use crate::parse::{LineContext, Parsed};
-use crate::sinks::metrics::LineResult;
+use crate::sinks::metrics::{LineCounts, LineResult};
 use crate::sinks::self_metrics::RecoveryMetrics;
 use crate::sources::batch::{Batch, BatchResult};
 use crate::state::{CorrelationState, Delivery, Fate, StateError};
@@ -115,9 +116,6 @@ impl Sources {
         serde_json::to_string(&all).ok()
     }
 }
-
-/// Where a batch's sender waits for what became of it.
-type Answer = tokio::sync::oneshot::Sender<Result<BatchResult, String>>;
 
 /// What one line turned out to be.
 enum Line {
@@ -499,45 +497,51 @@ impl<S: CorrelationState> Actor<S> {
     }
 
     /// Batches taken together, in order: each through parse and the correlation state, then
-    /// all their lines, checkpoints and changes committed in one transaction (one round of
-    /// the store's fixed cost for what queued while the last commit ran, not one each), and
-    /// only then each sender answered.
+    /// handed to the committer (`committer.rs`), which commits all their lines, checkpoints
+    /// and changes in one transaction (with the batches taken after them while it waited),
+    /// and only then answers each sender, counts their lines and publishes the totals. The
+    /// actor goes on with the next batches meanwhile.
     pub(super) async fn ingest(&mut self, batches: Vec<Batch>) {
-        let mut commits = Vec::with_capacity(batches.len());
-        let mut answers = Vec::with_capacity(batches.len());
+        let mut job = Job::default();
         for b in batches {
-            if let Some((commit, done, result)) = self.take(b).await {
-                commits.push(commit);
-                answers.push((done, result));
+            let (lines, bytes) = (b.lines.len(), b.lines.bytes_len());
+            if let Some((commit, done, result)) = self.take(b, &mut job.counts).await {
+                job.commits.push(commit);
+                job.answers.push((done, result));
+                job.lines += lines;
+                job.bytes += bytes;
             }
         }
-        if commits.is_empty() {
+        if job.commits.is_empty() {
+            // Refused batches' counts move at once: nothing of them waits for a commit.
+            self.telemetry.ingest_counters().count(&job.counts);
             return;
         }
-        let stored = self.durable.commit_all(&commits).await;
-        if stored.is_err() {
-            self.uncommitted.0 += commits.len() as u64;
-            self.uncommitted.1 += commits
-                .iter()
-                .flat_map(|c| &c.lines)
-                .map(|l| l.len() as u64)
-                .sum::<u64>();
-        }
-        self.telemetry.publish();
-        for (done, result) in answers {
-            if let Some(done) = done {
-                // The sender may have given up waiting; the lines are recorded all the same.
-                let _ = done.send(match &stored {
-                    Ok(()) => Ok(result),
-                    Err(e) => Err(e.to_string()),
-                });
+        job.summary = self.telemetry.snapshot();
+        match self.committer.as_mut() {
+            Some(c) => c.send(job).await,
+            // Not running (a test driving the actor by hand): committed here.
+            None => {
+                let (batches, lines) = land(
+                    &self.durable,
+                    &self.telemetry.ingest_counters(),
+                    &self.telemetry.publisher(),
+                    vec![(job, None)],
+                )
+                .await;
+                self.uncommitted.0 += batches;
+                self.uncommitted.1 += lines;
             }
         }
     }
 
     /// A batch through parse and the correlation state: the commit it makes, where to answer,
     /// and what became of its lines. `None` (the sender answered) when the state refused it.
-    async fn take(&mut self, mut batch: Batch) -> Option<(Commit, Option<Answer>, BatchResult)> {
+    async fn take(
+        &mut self,
+        mut batch: Batch,
+        counts: &mut LineCounts,
+    ) -> Option<(Commit, Option<Answer>, BatchResult)> {
         let now = self.clock.now();
         let mut result = BatchResult::default();
         let input = self.source_index(&batch.source);
@@ -592,7 +596,7 @@ impl<S: CorrelationState> Actor<S> {
             match crate::overlong::verdict(s.relevant) {
                 Some(reason) => {
                     result.rejected += 1;
-                    self.telemetry.rejected(source, reason);
+                    self.telemetry.rejected(counts, source, reason);
                 }
                 None => result.ignored += 1,
             }
@@ -613,12 +617,12 @@ impl<S: CorrelationState> Actor<S> {
                 }
                 Line::Duplicate { session } => {
                     result.duplicates += 1;
-                    self.telemetry.duplicate(source, session.as_deref());
+                    self.telemetry.duplicate(counts, source, session.as_deref());
                 }
                 Line::Ignored => result.ignored += 1,
                 Line::Rejected(reason) => {
                     result.rejected += 1;
-                    self.telemetry.rejected(source, reason);
+                    self.telemetry.rejected(counts, source, reason);
                     // Stored too, as evidence: a report built from the store counts a
                     // source's rejected lines, by reason, as one built from the files does.
                     store_line(i, None);
@@ -627,9 +631,9 @@ impl<S: CorrelationState> Actor<S> {
         }
         // Counted once a batch: a label lookup per line cost more than the line's parse.
         self.telemetry
-            .lines(source, LineResult::Event, result.events);
+            .lines(counts, source, LineResult::Event, result.events);
         self.telemetry
-            .lines(source, LineResult::Ignored, result.ignored);
+            .lines(counts, source, LineResult::Ignored, result.ignored);
         let lines = (!stored.is_empty()).then(|| NewLines {
             received_at: now,
             source: std::mem::take(&mut batch.source),

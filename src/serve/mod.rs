@@ -19,6 +19,7 @@
 
 mod actor;
 pub mod cluster;
+mod committer;
 mod durable;
 mod findings;
 mod ingest;

@@ -13,7 +13,7 @@ use crate::event::{Runner, Timestamp};
 use crate::parse::Reject;
 use crate::platform::{Flip, PlatformEvent};
 use crate::sinks::alertmanager::{AlertHandle, AlertKind, FindingAlert};
-use crate::sinks::metrics::{LineResult, Metrics};
+use crate::sinks::metrics::{IngestCounters, LineCounts, LineResult, Metrics};
 use crate::state::StateError;
 use crate::store::{FindingWrite, OutcomeRow, OutcomeWrite};
 
@@ -168,24 +168,39 @@ impl Telemetry {
         self.published.send_replace(totals);
     }
 
-    /// `n` lines of `source` were `result`.
-    pub fn lines(&self, source: &str, result: LineResult, n: u64) {
-        if n > 0 {
-            self.metrics.lines(source, result, n);
-        }
+    /// `n` lines of `source` were `result`: counted in `counts`, which move the counters once
+    /// the lines are committed (`committer.rs`).
+    pub fn lines(&self, counts: &mut LineCounts, source: &str, result: LineResult, n: u64) {
+        counts.lines(source, result, n);
     }
 
     /// A line delivered again (an exact re-delivery, or a drain entry seen before): not
     /// counted twice. A followed file never hands out a line twice, so from a file source
     /// this is a tailing defect (the kill-loop test reads these lines).
-    pub fn duplicate(&self, source: &str, session: Option<&str>) {
+    pub fn duplicate(&self, counts: &mut LineCounts, source: &str, session: Option<&str>) {
         tracing::debug!(source, session, "line delivered again: deduplicated");
-        self.metrics.line(source, LineResult::Duplicate);
+        counts.lines(source, LineResult::Duplicate, 1);
     }
 
-    pub fn rejected(&self, source: &str, reason: Reject) {
+    pub fn rejected(&self, counts: &mut LineCounts, source: &str, reason: Reject) {
         tracing::trace!(source, reason = reason.as_str(), "line rejected");
-        self.metrics.rejected(source, reason);
+        counts.rejected(source, reason);
+    }
+
+    /// The ingest counters, for the committer.
+    pub fn ingest_counters(&self) -> IngestCounters {
+        self.metrics.ingest_counters()
+    }
+
+    /// The totals as they stand, to publish once what made them is committed; `None` with a
+    /// shared state (see [`Telemetry::publish`]).
+    pub fn snapshot(&self) -> Option<Summary> {
+        self.cluster.is_none().then(|| self.summary.clone())
+    }
+
+    /// Where totals are published, for the committer.
+    pub fn publisher(&self) -> watch::Sender<Summary> {
+        self.published.clone()
     }
 
     /// Events accepted from `source`, the latest of them stamped `latest`.

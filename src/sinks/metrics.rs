@@ -59,6 +59,66 @@ impl Capped {
     }
 }
 
+/// Ingest counts held until their lines are committed: how many lines of each source were
+/// each result, and rejected lines by reason.
+#[derive(Debug, Default)]
+pub struct LineCounts {
+    lines: Vec<(String, LineResult, u64)>,
+    rejected: Vec<(String, Reject, u64)>,
+}
+
+impl LineCounts {
+    /// `n` lines of `source` were `result`.
+    pub fn lines(&mut self, source: &str, result: LineResult, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self
+            .lines
+            .iter_mut()
+            .find(|(s, r, _)| *r == result && s == source)
+        {
+            Some((_, _, m)) => *m += n,
+            None => self.lines.push((source.to_owned(), result, n)),
+        }
+    }
+
+    /// A line of `source` rejected for `reason`.
+    pub fn rejected(&mut self, source: &str, reason: Reject) {
+        self.lines(source, LineResult::Rejected, 1);
+        match self
+            .rejected
+            .iter_mut()
+            .find(|(s, r, _)| *r == reason && s == source)
+        {
+            Some((_, _, m)) => *m += 1,
+            None => self.rejected.push((source.to_owned(), reason, 1)),
+        }
+    }
+}
+
+/// The ingest counters of [`Metrics`] (the same series), moved by [`LineCounts`].
+#[derive(Debug, Clone)]
+pub struct IngestCounters {
+    lines: IntCounterVec,
+    rejected: IntCounterVec,
+}
+
+impl IngestCounters {
+    pub fn count(&self, c: &LineCounts) {
+        for (source, result, n) in &c.lines {
+            self.lines
+                .with_label_values(&[source.as_str(), result.as_str()])
+                .inc_by(*n);
+        }
+        for (source, reason, n) in &c.rejected {
+            self.rejected
+                .with_label_values(&[source.as_str(), reason.as_str()])
+                .inc_by(*n);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     dispatches: IntCounterVec,
@@ -358,6 +418,14 @@ impl Metrics {
         self.rejected
             .with_label_values(&[source, reason.as_str()])
             .inc();
+    }
+
+    /// The ingest counters alone, for whoever moves them once the lines are committed.
+    pub fn ingest_counters(&self) -> IngestCounters {
+        IngestCounters {
+            lines: self.lines.clone(),
+            rejected: self.rejected.clone(),
+        }
     }
 
     /// An event from `source` stamped `time`; the gauge only moves forward.

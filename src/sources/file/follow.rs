@@ -947,16 +947,25 @@ impl Follower {
                 let at = size - k as u64;
                 let theirs = t.bytes_at(at, k).ok();
                 self.meanwhile.run(Window::JudgingACopy);
-                match t.check() {
+                let (copy, why) = match t.check() {
                     Ok(Ok(())) => {
                         let mine = tail::read_at(file, at, k).ok();
-                        mine.is_some() && mine == theirs
+                        (mine.is_some() && mine == theirs, "its end differs from the file's")
                     }
                     // Truncated since: a copy holds what was read.
                     // Or one made at a line end it read, shorter than what was read.
-                    Ok(Err(_)) => is_copy(file, size, &t.checkpoint("")) || t.was_at(file, size),
-                    Err(_) => false,
+                    Ok(Err(_)) => (
+                        is_copy(file, size, &t.checkpoint("")) || t.was_at(file, size),
+                        "the file was truncated and it does not hold what was read of it",
+                    ),
+                    Err(_) => (false, "the file cannot be checked"),
+                };
+                if !copy {
+                    // A new file with a followed file's head read from its start repeats what
+                    // was read of that file if it was a copy after all: say why it was not.
+                    tracing::debug!(size, of = %t.path().display(), committed = t.committed(), why, "a new file with a followed file's head is not a copy of it");
                 }
+                copy
             })
             .map(Tailer::id)
     }

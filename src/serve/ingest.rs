@@ -629,11 +629,10 @@ impl<S: CorrelationState> Actor<S> {
                 }
             }
         }
-        // Counted once a batch: a label lookup per line cost more than the line's parse.
-        self.telemetry
-            .lines(counts, source, LineResult::Event, result.events);
-        self.telemetry
-            .lines(counts, source, LineResult::Ignored, result.ignored);
+        // Counted once a batch: a label lookup per line cost more than the line's parse. The
+        // counters move once the lines are committed (`committer.rs`).
+        counts.lines(source, LineResult::Event, result.events);
+        counts.lines(source, LineResult::Ignored, result.ignored);
         let lines = (!stored.is_empty()).then(|| NewLines {
             received_at: now,
             source: std::mem::take(&mut batch.source),

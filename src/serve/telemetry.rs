@@ -168,12 +168,6 @@ impl Telemetry {
         self.published.send_replace(totals);
     }
 
-    /// `n` lines of `source` were `result`: counted in `counts`, which move the counters once
-    /// the lines are committed (`committer.rs`).
-    pub fn lines(&self, counts: &mut LineCounts, source: &str, result: LineResult, n: u64) {
-        counts.lines(source, result, n);
-    }
-
     /// A line delivered again (an exact re-delivery, or a drain entry seen before): not
     /// counted twice. A followed file never hands out a line twice, so from a file source
     /// this is a tailing defect (the kill-loop test reads these lines).

@@ -70,30 +70,27 @@ pub struct LineCounts {
 impl LineCounts {
     /// `n` lines of `source` were `result`.
     pub fn lines(&mut self, source: &str, result: LineResult, n: u64) {
-        if n == 0 {
-            return;
-        }
-        match self
-            .lines
-            .iter_mut()
-            .find(|(s, r, _)| *r == result && s == source)
-        {
-            Some((_, _, m)) => *m += n,
-            None => self.lines.push((source.to_owned(), result, n)),
+        if n > 0 {
+            add(&mut self.lines, source, result, n);
         }
     }
 
     /// A line of `source` rejected for `reason`.
     pub fn rejected(&mut self, source: &str, reason: Reject) {
         self.lines(source, LineResult::Rejected, 1);
-        match self
-            .rejected
-            .iter_mut()
-            .find(|(s, r, _)| *r == reason && s == source)
-        {
-            Some((_, _, m)) => *m += 1,
-            None => self.rejected.push((source.to_owned(), reason, 1)),
-        }
+        add(&mut self.rejected, source, reason, 1);
+    }
+}
+
+/// Adds `n` to the count of (`source`, `label`) in `counts` (a batch names few of each: a
+/// scan beats a map).
+fn add<L: PartialEq>(counts: &mut Vec<(String, L, u64)>, source: &str, label: L, n: u64) {
+    match counts
+        .iter_mut()
+        .find(|(s, l, _)| *l == label && s == source)
+    {
+        Some((_, _, m)) => *m += n,
+        None => counts.push((source.to_owned(), label, n)),
     }
 }
 
@@ -401,26 +398,8 @@ impl Metrics {
         }
     }
 
-    /// One line read from `source`.
-    pub fn line(&self, source: &str, result: LineResult) {
-        self.lines(source, result, 1);
-    }
-
-    /// `n` lines of `source` were `result`.
-    pub fn lines(&self, source: &str, result: LineResult, n: u64) {
-        self.lines
-            .with_label_values(&[source, result.as_str()])
-            .inc_by(n);
-    }
-
-    pub fn rejected(&self, source: &str, reason: Reject) {
-        self.line(source, LineResult::Rejected);
-        self.rejected
-            .with_label_values(&[source, reason.as_str()])
-            .inc();
-    }
-
-    /// The ingest counters alone, for whoever moves them once the lines are committed.
+    /// The ingest counters alone, moved once the lines they count are committed (the one way
+    /// they move).
     pub fn ingest_counters(&self) -> IngestCounters {
         IngestCounters {
             lines: self.lines.clone(),
@@ -667,8 +646,10 @@ mod tests {
     fn ingest_and_daemon_series() {
         let reg = Registry::new();
         let mut m = Metrics::register(&reg, 10, 1).unwrap();
-        m.line("drain", LineResult::Event);
-        m.rejected("drain", Reject::MalformedJson);
+        let mut counts = LineCounts::default();
+        counts.lines("drain", LineResult::Event, 1);
+        counts.rejected("drain", Reject::MalformedJson);
+        m.ingest_counters().count(&counts);
         m.event_time("drain", Timestamp(1_795_428_000_500));
         m.event_time("drain", Timestamp(1_795_427_000_000));
         m.daemon(

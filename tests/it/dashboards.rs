@@ -12,7 +12,7 @@ use claimcheck::correlate::live::Change;
 use claimcheck::event::{Runner, SessionId, Timestamp};
 use claimcheck::parse::Reject;
 use claimcheck::sinks::alertmanager::{AlertPusher, AlertmanagerConfig};
-use claimcheck::sinks::metrics::{LineResult, Metrics};
+use claimcheck::sinks::metrics::{LineCounts, LineResult, Metrics};
 use serde_json::Value;
 
 fn repo() -> &'static Path {
@@ -100,8 +100,10 @@ fn exported_by_the_code() -> BTreeSet<String> {
     ] {
         m.apply(&c);
     }
-    m.line("dispatch.log", LineResult::Event);
-    m.rejected("dispatch.log", Reject::BadTime);
+    let mut counts = LineCounts::default();
+    counts.lines("dispatch.log", LineResult::Event, 1);
+    counts.rejected("dispatch.log", Reject::BadTime);
+    m.ingest_counters().count(&counts);
     m.event_time("dispatch.log", Timestamp(1_795_428_000_000));
     m.daemon(
         Runner::Go,

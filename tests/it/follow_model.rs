@@ -609,12 +609,20 @@ impl World {
     /// checkpoint of another file that had its inode (deleted while the follower was down:
     /// another birth time, another head), then restarts the follower, which loads it. Not
     /// where the filesystem keeps no birth times (a reused inode is told by content there).
+    /// Nor where the store holds a checkpoint of that inode already (of a file of this run
+    /// deleted since): the store keeps one per inode, and a stored one was the last of the
+    /// files that had it; replacing it would make the follower forget a file it read, which no
+    /// sequence of writes can do.
     fn reuse_inode_of_a_gone_file(&mut self, hidden: &Path) -> bool {
         use std::os::unix::fs::MetadataExt;
         std::fs::write(hidden, "").unwrap();
         let m = std::fs::metadata(hidden).unwrap();
         let born = claimcheck::sources::file::tail::born(&m);
-        if born == 0 {
+        let held = self.store.contains_key(&FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        });
+        if born == 0 || held {
             std::fs::remove_file(hidden).unwrap();
             return false;
         }
@@ -919,6 +927,61 @@ fn sequences_that_failed_once() {
             1,
             1 << 20,
             vec![Op::Append(3), Op::CopyTruncateWhileResumed(2)],
+        ),
+        // found by the random test (session 12): a copytruncate while a poll read, a rename,
+        // a crash, then two copytruncates with no poll between them: a line read before the
+        // crash delivered again from a copy after the restart
+        (
+            1,
+            1000,
+            vec![
+                Op::Append(1),
+                Op::CopyTruncateWhileRead(0),
+                Op::RenameCreate(0),
+                Op::Crash(1),
+                Op::CopyTruncateTwice(0),
+            ],
+        ),
+        // a copytruncate while a restarted follower judged its files (the copy made after
+        // the scan): the truncated file took a line-end match among the scanned files for
+        // its copy, and the real copy, found by the next scan, was read from its start
+        (
+            1,
+            1000,
+            vec![
+                Op::Append(1),
+                Op::RenameCreate(2),
+                Op::RenameCreate(0),
+                Op::RewriteSameHead,
+                Op::CopyTruncateWhileResumed(0),
+            ],
+        ),
+        (
+            1,
+            1000,
+            vec![
+                Op::Append(1),
+                Op::RenameCreate(1),
+                Op::CopyTruncateInPoll(false),
+                Op::RenameCreate(2),
+                Op::Partial,
+                Op::CopyTruncateWhileResumed(0),
+            ],
+        ),
+        // a literal path: the file renamed away (still read through its descriptor) and a
+        // new one created, nothing read of it yet, then truncated: the older file, which
+        // starts alike, was taken for its unfollowed copy and all its bytes counted lost
+        (
+            0,
+            64,
+            vec![
+                Op::Append(3),
+                Op::Partial,
+                Op::RenameCreate(0),
+                Op::Append(1),
+                Op::Partial,
+                Op::Truncate,
+            ],
         ),
     ];
     for (patterns, read_limit, ops) in cases {

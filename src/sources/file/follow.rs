@@ -728,13 +728,16 @@ impl Follower {
             self.finish_unnamed(&named, now);
         }
         // Files with a checkpoint first: one truncated while down may have its copy among
-        // the new ones.
+        // the new ones. The furthest read of them first: files that start alike (a header
+        // every file of the application writes) hold each other's shorter checkpoints, so a
+        // copy of the one read furthest also holds what was read of a shorter one, and taken
+        // for the shorter one's it would be read on from there, repeating what was read.
         // Another file on a checkpointed file's (reused) inode last: its own checkpoint would
         // replace the one a copy among the new files may go on from.
         fresh.sort_by_key(|f| match self.known.get(&f.3) {
-            Some(cp) if tail::same_file(&f.1, cp) => 0,
-            None => 1,
-            Some(_) => 2,
+            Some(cp) if tail::same_file(&f.1, cp) => (0, std::cmp::Reverse(cp.offset)),
+            None => (1, std::cmp::Reverse(0)),
+            Some(_) => (2, std::cmp::Reverse(0)),
         });
         let mut taken: rustc_hash::FxHashSet<FileId> = rustc_hash::FxHashSet::default();
         let mut i = 0;
@@ -787,13 +790,29 @@ impl Follower {
                 };
                 // One that holds all that was read; else the longest made at a line end read
                 // before (a shorter one that matches too is an older copy of the same bytes).
-                let found = others()
-                    .find(|(_, f, s, _, _)| is_copy(f, *s, cp))
-                    .or_else(|| {
-                        others()
-                            .filter(|(_, f, s, _, _)| tail::was_at_mark(f, *s, cp))
-                            .max_by_key(|(_, _, s, _, _)| *s)
-                    });
+                let whole = others().find(|(_, f, s, _, _)| is_copy(f, *s, cp));
+                // None scanned, but one a pattern follows is beside it now: copytruncate ran
+                // during this scan. The next scan names the copy and judges this file again;
+                // judged now, a line-end match among the scanned files would be taken for
+                // its copy, and the real one read from its start.
+                if whole.is_none()
+                    && let Some((cpath, _)) = find_copy_in_dir(&path, cp)
+                    && self.matching(&cpath).is_some()
+                    && std::fs::metadata(&cpath).is_ok_and(|m| {
+                        !fresh
+                            .iter()
+                            .any(|f| f.3.dev == m.dev() && f.3.ino == m.ino())
+                    })
+                {
+                    taken.insert(id);
+                    i += 1;
+                    continue;
+                }
+                let found = whole.or_else(|| {
+                    others()
+                        .filter(|(_, f, s, _, _)| tail::was_at_mark(f, *s, cp))
+                        .max_by_key(|(_, _, s, _, _)| *s)
+                });
                 match found {
                     Some((cpath, cfile, csize, cid, csource)) => {
                         // A copy made at a line end before the last read holds nothing new:
@@ -1191,9 +1210,16 @@ fn probe(path: &Path) -> (PathState, Option<(File, u64, FileId)>) {
 }
 
 /// Whether `file` (of `size` bytes, some) holds a copy of what `cp` says was read: the same
-/// (non-empty) head as far as it goes, and the same bytes before `cp.offset`.
+/// (non-empty) head as far as it goes, and the same bytes before `cp.offset`; and it was not
+/// born before `cp`'s file (where the filesystem keeps birth times). An older file that starts
+/// alike (every file of the application may begin with the same header) is another file, even
+/// when little or nothing was read: taken for the copy, its bytes were counted lost.
 fn is_copy(file: &File, size: u64, cp: &Checkpoint) -> bool {
-    !cp.head.is_empty() && size > 0 && tail::holds(file, size, cp).unwrap_or(false)
+    let born = file.metadata().map(|m| tail::born(&m)).unwrap_or(0);
+    !cp.head.is_empty()
+        && size > 0
+        && (born == 0 || cp.born == 0 || born >= cp.born)
+        && tail::holds(file, size, cp).unwrap_or(false)
 }
 
 /// Opens the copy `cid` at `path` (found a copy while its original was intact): the file,

@@ -57,7 +57,7 @@ impl Observer for Judge<'_> {
     }
 
     fn stop(&self, c: &Correlator) -> bool {
-        c.late_evidence()
+        c.late_evidence_so_far()
     }
 }
 

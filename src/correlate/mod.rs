@@ -9,6 +9,7 @@
 //!
 //! correlate never does I/O and never reads a clock.
 
+mod fingerprints;
 mod intern;
 pub mod live;
 mod session;

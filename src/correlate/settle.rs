@@ -13,15 +13,17 @@
 //! deadline, so it is `unclaimed` under either. What is *not* guaranteed is that no more
 //! evidence for it comes: an input may hold one line far out of order. So every settled
 //! session leaves an 8-byte fingerprint behind, and an event that would start a session
-//! whose fingerprint is known raises [`Correlator::late_evidence`]: the caller must then
+//! whose fingerprint is known raises [`Correlator::late_evidence`] (`fingerprints.rs`, which
+//! answers that for a batch of creations at once): the caller must then
 //! judge the inputs again without settling (a fingerprint collision only costs that re-run,
 //! never a wrong count; two sessions are never merged).
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 
 use super::ClaimTimeouts;
+use super::fingerprints::Fingerprints;
 use super::{Correlator, Session};
 use crate::event::{EventKind, SessionId, Timestamp};
 
@@ -78,18 +80,15 @@ impl Queue {
 pub(super) struct Settling {
     /// Sessions by the earliest moment they may settle (re-checked when taken).
     queue: Queue,
-    /// Fingerprints of the sessions already settled.
-    settled: HashSet<u64, BuildHasherDefault<Identity>>,
-    late: bool,
+    /// Fingerprints of the sessions already settled, and of those created since.
+    fingerprints: Fingerprints,
     held_max: usize,
 }
 
 impl Settling {
     /// A session was just created from `time`'s event: queue it, and notice late evidence.
     pub(super) fn created(&mut self, id: &SessionId, time: Timestamp) {
-        if self.settled.contains(&fingerprint(id)) {
-            self.late = true;
-        }
+        self.fingerprints.created(fingerprint(id));
         self.queue
             .push(time.saturating_add_ms(SLACK_MS), id.clone());
     }
@@ -126,26 +125,6 @@ fn fingerprint(id: &SessionId) -> u64 {
     h.finish()
 }
 
-/// The fingerprints are hashes already.
-#[derive(Debug, Default)]
-struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 impl Correlator {
     /// Starts settling (batch mode): from now on [`Correlator::settle`] may hand sessions back
     /// before the end of the input.
@@ -180,7 +159,7 @@ impl Correlator {
                     continue;
                 }
                 let (id, session) = session.remove_entry();
-                st.settled.insert(fingerprint(&id));
+                st.fingerprints.settled(fingerprint(&id));
                 out.push(Settled { id, session });
             }
             // Whatever is in the watermark's bucket now was pushed back: not due.
@@ -193,8 +172,19 @@ impl Correlator {
 
     /// An event arrived for a session that had already settled: the settled judgements may
     /// be wrong, and the input must be judged again without settling.
-    pub fn late_evidence(&self) -> bool {
-        self.settling.as_ref().is_some_and(|s| s.late)
+    pub fn late_evidence(&mut self) -> bool {
+        self.settling
+            .as_mut()
+            .is_some_and(|s| s.fingerprints.late())
+    }
+
+    /// [`Correlator::late_evidence`] as far as it is known without answering the creations
+    /// not yet answered (they are answered in batches): cheap enough to ask after every
+    /// chunk, to stop reading early.
+    pub fn late_evidence_so_far(&self) -> bool {
+        self.settling
+            .as_ref()
+            .is_some_and(|s| s.fingerprints.late_so_far())
     }
 
     /// The most sessions held at once, seen at the calls of [`Correlator::settle`].

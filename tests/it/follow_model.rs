@@ -756,7 +756,7 @@ proptest! {
 /// Sequences the property test once found failing, replayed every run.
 #[test]
 fn sequences_that_failed_once() {
-    let cases: Vec<(u8, u64, Vec<Op>)> = vec![
+    let mut cases: Vec<(u8, u64, Vec<Op>)> = vec![
         // found by the random test in a clean-clone CI run: a partial line, copytruncate,
         // the copy deleted, the file renamed and created again, a restart
         (
@@ -984,7 +984,26 @@ fn sequences_that_failed_once() {
             ],
         ),
     ];
-    for (patterns, read_limit, ops) in cases {
+    // A new file taken for a deleted one's continuation (its header read), then copied twice
+    // and deleted after a crash: the copy held both checkpoints, the deleted one's and its
+    // own, and went on from the shorter one when the follower met that one first, its line
+    // read again. Which it meets first depends on the inode numbers: replayed eight times,
+    // each on others (before each case as many files are made elsewhere as cases ran before).
+    let many_checkpoints = (
+        1,
+        1000,
+        vec![
+            Op::Partial,
+            Op::Delete,
+            Op::Append(1),
+            Op::Restart,
+            Op::Crash(2),
+            Op::CopyTruncateTwice(1),
+            Op::Delete,
+        ],
+    );
+    cases.extend(std::iter::repeat_n(many_checkpoints, 8));
+    for (n, (patterns, read_limit, ops)) in cases.into_iter().enumerate() {
         #[allow(clippy::print_stderr)]
         if std::env::var_os("MODEL_DEBUG").is_some() {
             let _ = tracing_subscriber::fmt()
@@ -992,6 +1011,10 @@ fn sequences_that_failed_once() {
                 .with_test_writer()
                 .try_init();
             eprintln!("======== patterns {patterns} limit {read_limit}");
+        }
+        let pad = tempfile::tempdir().unwrap();
+        for k in 0..n {
+            std::fs::write(pad.path().join(k.to_string()), "").unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
         let mut w = World::new(dir.path(), patterns, read_limit);
@@ -1073,4 +1096,68 @@ fn checkpoints_of_a_removed_pattern_are_dropped_after_the_retention() {
         forgotten(third.poll(Duration::from_secs(60))),
         [a.display().to_string()]
     );
+}
+
+/// Commits what a poll handed out: its lines (headers left out) and its checkpoints.
+fn commit(
+    polled: claimcheck::sources::file::Polled,
+    store: &mut BTreeMap<FileId, Checkpoint>,
+    delivered: &mut Vec<String>,
+) {
+    for f in polled.files {
+        delivered.extend(
+            f.lines
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .filter(|l| !l.starts_with('#')),
+        );
+        if f.checkpoint.forget {
+            store.remove(&f.checkpoint.id());
+        } else {
+            store.insert(f.checkpoint.id(), f.checkpoint);
+        }
+    }
+}
+
+/// Two followed files that start alike (the same header), one read further than the other,
+/// both copytruncated while the follower is down: the copy of the one read further holds what
+/// was read of the other too, and goes on from its own original's checkpoint, not from the
+/// shorter one's (which would read its line again). Both copies are made after both files,
+/// so their birth times cannot tell them apart.
+#[test]
+fn copies_made_while_down_go_on_from_the_file_read_furthest() {
+    let dir = tempfile::tempdir().unwrap();
+    // Scanned in this order: the shorter first.
+    let (short, long) = (dir.path().join("app.log"), dir.path().join("app.log.1"));
+    write(&long, &header());
+    write(&long, &line(0));
+    write(&short, &header());
+    let parse = claimcheck::config::ParseConfig::default();
+    let limit = claimcheck::parse::Parser::new(parse).line_limit().clone();
+    let cfg = FollowConfig::new(&format!("{}*", short.display()), limit);
+    let mut store: BTreeMap<FileId, Checkpoint> = BTreeMap::new();
+    let mut delivered: Vec<String> = Vec::new();
+    let mut first = Follower::new(cfg.clone(), &[]);
+    commit(first.poll(Duration::ZERO), &mut store, &mut delivered);
+    drop(first);
+    // Copied (the longer one's copy scanned first) and truncated while down.
+    for (from, to) in [(&long, "app.log.2"), (&short, "app.log.3")] {
+        std::fs::copy(from, dir.path().join(to)).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(from)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+    let cps: Vec<Checkpoint> = store.values().cloned().collect();
+    let mut second = Follower::new(cfg, &cps);
+    for s in 0..4 {
+        commit(
+            second.poll(Duration::from_secs(s * 31)),
+            &mut store,
+            &mut delivered,
+        );
+    }
+    assert_eq!(delivered, [line(0)], "its line once");
 }

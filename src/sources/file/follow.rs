@@ -1040,20 +1040,26 @@ impl Follower {
     /// The checkpoint of a file not open now that `file` holds a copy of: its head and the
     /// bytes before its offset, or exactly what it held at a line end it kept (a copy made
     /// before its last read).
+    /// Of several it holds, the one read furthest: files that start alike hold each other's
+    /// shorter checkpoints (and a file taken for another's continuation leaves that one's in
+    /// the store too), and read on from a shorter one it would repeat what was read since.
     fn copy_of_checkpoint(&self, file: &File, size: u64) -> Option<Checkpoint> {
         let head = tail::read_at(file, 0, tail::HEAD).ok()?;
-        self.known
-            .values()
-            .filter(|cp| {
+        let candidates = || {
+            self.known.values().filter(|cp| {
                 cp.offset > 0
                     && !cp.head.is_empty()
                     && (head.starts_with(&cp.head) || cp.head.starts_with(&head))
                     && !self.used.contains(&cp.id())
                     && !self.tailers.iter().any(|t| t.is(cp))
             })
-            .find(|cp| {
-                tail::holds(file, size, cp).unwrap_or(false)
-                    || (tail::was_at_mark(file, size, cp) && !held_elsewhere(file, cp))
+        };
+        candidates()
+            .filter(|cp| tail::holds(file, size, cp).unwrap_or(false))
+            .max_by_key(|cp| (cp.offset, cp.id()))
+            .or_else(|| {
+                candidates()
+                    .find(|cp| tail::was_at_mark(file, size, cp) && !held_elsewhere(file, cp))
             })
             .cloned()
     }

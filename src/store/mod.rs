@@ -10,6 +10,7 @@
 //! Both backends run the same SQL (`$N` placeholders, which SQLite reads as numbered
 //! parameters); each has its own migrations because column types differ.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
@@ -431,6 +432,9 @@ pub struct Store {
     last_rows: Arc<[std::sync::atomic::AtomicUsize; Write::COUNT]>,
     /// A SQLite store's WAL checkpoints, run on a task of their own (`checkpointer.rs`).
     checkpointer: Option<Arc<checkpointer::Checkpointer>>,
+    /// Each source name's id in `sources`, as committed: a name is looked up (or added) in
+    /// the commit of its first line since the store opened, then taken from here.
+    source_ids: Arc<std::sync::Mutex<rustc_hash::FxHashMap<String, i64>>>,
 }
 
 /// The multi-row writes of a commit, each with its own statements.
@@ -565,7 +569,10 @@ fn to_u64(v: i64) -> u64 {
 }
 
 const INSERT_EVENTS: &str =
-    "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) ";
+    "INSERT INTO events (received_at, source_id, line, session, entry_id, default_runtime, raw) ";
+/// A source name's id, the name added if new (both backends return the row's id either way).
+const UPSERT_SOURCE: &str = "INSERT INTO sources (name) VALUES ($1) \
+     ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id";
 /// The most rows one multi-row statement writes (or one `IN` list names): at 11 parameters a
 /// row, well under SQLite's 32766 and Postgres' 65535 per statement.
 const MAX_ROWS: usize = 512;
@@ -583,7 +590,7 @@ const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints \
 const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino = $2";
 const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_len, tail_crc, \
      skipping, source, path, marks, written_at FROM checkpoints";
-const DELETE_LINES: &str = "DELETE FROM events WHERE source = ";
+const DELETE_LINES: &str = "DELETE FROM events WHERE source_id = ";
 const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
 const INSERT_OUTCOMES: &str = "INSERT INTO outcomes (session, org, runner, dispatched_at, \
      seen_at, outcome, latency_ms, skew_clamped, duplicate, duplicate_cross, reclaims) ";
@@ -606,10 +613,14 @@ const ANNOTATE_FINDING: &str = "UPDATE findings SET detail = $1 WHERE kind = $2 
 const PRUNE_FINDINGS: &str = "DELETE FROM findings WHERE found_at < $1";
 const SELECT_FINDINGS: &str = "SELECT id, kind, session, org, runner, found_at, resolved_at, \
      detail FROM findings WHERE 1 = 1";
-const SELECT_LINES: &str = "SELECT received_at, source, line, session, entry_id, default_runtime, raw \
-     FROM events ORDER BY seq";
-const SELECT_LINES_AFTER: &str = "SELECT received_at, source, line, session, entry_id, \
-     default_runtime, raw, seq FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+/// A line whose source id names no source (damage) is read with an empty source, not dropped.
+const SELECT_LINES: &str = "SELECT e.received_at, COALESCE(s.name, ''), e.line, e.session, \
+     e.entry_id, e.default_runtime, e.raw \
+     FROM events e LEFT JOIN sources s ON s.id = e.source_id ORDER BY e.seq";
+const SELECT_LINES_AFTER: &str = "SELECT e.received_at, COALESCE(s.name, ''), e.line, e.session, \
+     e.entry_id, e.default_runtime, e.raw, e.seq \
+     FROM events e LEFT JOIN sources s ON s.id = e.source_id \
+     WHERE e.seq > $1 ORDER BY e.seq LIMIT $2";
 const COUNT_LINES: &str = "SELECT COUNT(*) FROM events";
 const UPSERT_STATE: &str = "INSERT INTO state (name, json) VALUES ($1, $2) \
      ON CONFLICT (name) DO UPDATE SET json = excluded.json";
@@ -747,6 +758,7 @@ impl Store {
             healing: Arc::new(tokio::sync::Mutex::new(())),
             last_rows: Arc::new(Default::default()),
             checkpointer: None,
+            source_ids: Arc::default(),
         }
     }
 
@@ -877,6 +889,7 @@ impl Store {
             c.bound().await;
         }
         let postgres = matches!(self.pool(), Pool::Postgres(_));
+        let (mut ids, unknown) = self.source_ids_of(cs);
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             if postgres {
@@ -886,18 +899,29 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            for name in &unknown {
+                let id: i64 = sqlx::query_scalar(UPSERT_SOURCE)
+                    .bind(name.as_ref())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                ids.insert(name.clone(), id);
+            }
+            let id_of = |name: &str| ids.get(&*text(name)).copied().unwrap_or_default();
             for c in cs {
                 // Many rows per statement: one round trip per few hundred lines, not per line.
-                let lines: Vec<(&NewLines, &NewLine)> = c
+                let lines: Vec<(i64, &NewLines, &NewLine)> = c
                     .lines
                     .iter()
-                    .flat_map(|b| b.rows.iter().map(move |r| (b, r)))
+                    .flat_map(|b| {
+                        let id = id_of(&b.source);
+                        b.rows.iter().map(move |r| (id, b, r))
+                    })
                     .collect();
                 for rows in chunks(&lines, Write::Events, &self.last_rows) {
                     let mut insert = sqlx::QueryBuilder::new(INSERT_EVENTS);
-                    insert.push_values(rows, |mut b, (batch, l)| {
+                    insert.push_values(rows, |mut b, (source, batch, l)| {
                         b.push_bind(batch.received_at.millis())
-                            .push_bind(text(&batch.source))
+                            .push_bind(*source)
                             .push_bind(i64::from(l.line))
                             .push_bind(l.session.as_deref().map(text))
                             .push_bind(l.entry_id.as_deref().map(text))
@@ -934,7 +958,7 @@ impl Store {
                 for (source, lines) in by_source(&c.delete_lines) {
                     for chunk in chunks(&lines, Write::DeleteLines, &self.last_rows) {
                         let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
-                        delete.push_bind(text(source)).push(" AND line IN (");
+                        delete.push_bind(id_of(source)).push(" AND line IN (");
                         let mut list = delete.separated(", ");
                         for l in chunk {
                             list.push_bind(i64::from(*l));
@@ -1042,10 +1066,43 @@ impl Store {
             }
             tx.commit().await?;
         });
+        if !unknown.is_empty() {
+            let mut known = self.source_ids.lock().unwrap_or_else(|p| p.into_inner());
+            for name in unknown {
+                if let Some(&id) = ids.get(name.as_ref()) {
+                    known.insert(name.into_owned(), id);
+                }
+            }
+        }
         if let Some(c) = &self.checkpointer {
             c.nudge();
         }
         Ok(())
+    }
+
+    /// The ids of the source names `cs` stores or deletes lines of (as stored: see [`text`])
+    /// that this store already knows, and the names it does not know yet.
+    fn source_ids_of<'c>(&self, cs: &'c [Commit]) -> (SourceIds<'c>, Vec<Cow<'c, str>>) {
+        let names = cs.iter().flat_map(|c| {
+            let stored = c.lines.iter().map(|b| b.source.as_str());
+            stored.chain(c.delete_lines.iter().map(|(s, _)| s.as_str()))
+        });
+        let known = self.source_ids.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids = rustc_hash::FxHashMap::default();
+        let mut unknown = Vec::new();
+        for name in names {
+            let name = text(name);
+            if ids.contains_key(&name) || unknown.contains(&name) {
+                continue;
+            }
+            match known.get(name.as_ref()) {
+                Some(&id) => {
+                    ids.insert(name, id);
+                }
+                None => unknown.push(name),
+            }
+        }
+        (ids, unknown)
     }
 
     /// Every stored line, oldest first.
@@ -1322,6 +1379,9 @@ impl Store {
         })
     }
 }
+
+/// Source names as stored, and their ids in `sources`.
+type SourceIds<'c> = rustc_hash::FxHashMap<Cow<'c, str>, i64>;
 
 /// A session's key as stored, and its outcome row.
 type Keyed<'a> = (std::borrow::Cow<'a, str>, &'a OutcomeRow);

@@ -827,8 +827,8 @@ async fn a_start_waits_for_the_commit_a_killed_serve_left_in_flight() {
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO events (received_at, source, line, session, entry_id, default_runtime, raw) \
-         VALUES (0, 'dispatch.log', 1, NULL, NULL, NULL, '\\x7b7d'::bytea)",
+        "INSERT INTO events (received_at, source_id, line, session, entry_id, default_runtime, raw) \
+         VALUES (0, 1, 1, NULL, NULL, NULL, '\\x7b7d'::bytea)",
     )
     .execute(&mut *tx)
     .await
@@ -860,4 +860,157 @@ async fn a_start_waits_for_the_commit_a_killed_serve_left_in_flight() {
         1,
         "the commit's line is read"
     );
+}
+
+/// The lines a store made by the schema before `sources` (migration 0013) holds: source, line,
+/// session.
+const OLD_LINES: [(&str, u32, &str); 4] = [
+    ("dispatch.log", 1, "s1"),
+    ("claims.log", 1, "s1"),
+    ("dispatch.log", 2, "s2"),
+    ("claims.log", 2, "s9"),
+];
+
+/// A migrator of every migration of `backend` before 0013, from a copy of those files in `dir`.
+async fn migrator_before_sources(backend: &str, dir: &std::path::Path) -> sqlx::migrate::Migrator {
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if name.as_str() < "0013" {
+            std::fs::copy(e.path(), dir.join(&name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(dir).await.unwrap()
+}
+
+/// Writes [`OLD_LINES`] and the outcome rows of s1 (matched) and s2 (pending) into `$pool`, a
+/// store of the schema before 0013, as that schema's code wrote them.
+macro_rules! fill_old_store {
+    ($pool:expr) => {{
+        let pool = $pool;
+        for (i, (source, line, session)) in OLD_LINES.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO events (received_at, source, line, session, entry_id, \
+                 default_runtime, raw) VALUES ($1, $2, $3, $4, NULL, 'go', $5)",
+            )
+            .bind(1_795_428_000_000 + i as i64)
+            .bind(*source)
+            .bind(i64::from(*line))
+            .bind(*session)
+            .bind(format!("{{\"n\":{i}}}").into_bytes())
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        for (session, outcome) in [("s1", "matched"), ("s2", "pending")] {
+            sqlx::query(
+                "INSERT INTO outcomes (session, org, runner, dispatched_at, seen_at, outcome, \
+                 latency_ms, skew_clamped, duplicate, duplicate_cross, reclaims) \
+                 VALUES ($1, 'org_a', 'go', 10000, 1795428000000, $2, NULL, 0, 0, 0, 0)",
+            )
+            .bind(session)
+            .bind(outcome)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }};
+}
+
+/// A store made by the old schema opens: its lines keep their sources, order and bytes, its
+/// totals stay, lines are deleted by origin and added under old and new sources alike, and a
+/// second open (which knows no source ids yet) reads and writes the same.
+async fn old_store_migrates(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let old = |i: usize| {
+        let (source, line, session) = OLD_LINES[i];
+        StoredLine {
+            received_at: Timestamp(1_795_428_000_000 + i as i64),
+            source: source.into(),
+            line,
+            session: Some(session.into()),
+            entry_id: None,
+            default_runtime: Some(Runner::Go),
+            raw: format!("{{\"n\":{i}}}").into_bytes(),
+        }
+    };
+    assert_eq!(
+        store.lines().await.unwrap(),
+        (0..4).map(old).collect::<Vec<_>>()
+    );
+    let totals = store.summary(&OutcomeFilter::default()).await.unwrap();
+    assert_eq!(
+        (totals.dispatched.go, totals.matched, totals.pending),
+        (2, 1, 1)
+    );
+    let new = |source: &str, n: u32| StoredLine {
+        source: source.into(),
+        ..line("s3", n, b"{}")
+    };
+    store
+        .commit(&Commit {
+            lines: vec![new("claims.log", 3).into(), new("ts.log", 1).into()],
+            delete_lines: vec![("dispatch.log".into(), 1), ("claims.log".into(), 2)],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let expected = vec![old(1), old(2), new("claims.log", 3), new("ts.log", 1)];
+    assert_eq!(store.lines().await.unwrap(), expected);
+    drop(store);
+    let again = Store::open(url).await.unwrap();
+    assert_eq!(again.lines().await.unwrap(), expected);
+    again
+        .commit(&Commit {
+            lines: vec![new("ts.log", 2).into()],
+            delete_lines: vec![("claims.log".into(), 1)],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        again.lines().await.unwrap(),
+        [
+            old(2),
+            new("claims.log", 3),
+            new("ts.log", 1),
+            new("ts.log", 2)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_sqlite_store_of_the_old_schema_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    migrator_before_sources("sqlite", migrations.path())
+        .await
+        .run(&pool)
+        .await
+        .unwrap();
+    fill_old_store!(pool);
+    old_store_migrates(&path.display().to_string()).await;
+}
+
+#[tokio::test]
+async fn a_postgres_store_of_the_old_schema_migrates() {
+    let db = ScratchDb::new().await;
+    let migrations = tempfile::tempdir().unwrap();
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    migrator_before_sources("postgres", migrations.path())
+        .await
+        .run(&pool)
+        .await
+        .unwrap();
+    fill_old_store!(pool);
+    old_store_migrates(&db.url).await;
 }

@@ -1656,6 +1656,27 @@ mod tests {
         }
     }
 
+    /// The bundled SQLite is built with `.cargo/config.toml`'s options: no memory statistics,
+    /// a global mutex taken on every allocation.
+    #[tokio::test]
+    async fn sqlite_is_compiled_without_memory_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db").display().to_string())
+            .await
+            .unwrap();
+        let Pool::Sqlite(pool) = store.pool() else {
+            panic!("not SQLite");
+        };
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     /// The committing connections run no WAL checkpoint (`wal_autocheckpoint = 0`); the
     /// checkpointer does, after commits, and the WAL file stays bounded however many commits
     /// land, even when they come faster than passive checkpoints copy pages (as here): without

@@ -595,9 +595,19 @@ const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
 const INSERT_OUTCOMES: &str = "INSERT INTO outcomes (session, org, runner, dispatched_at, \
      seen_at, outcome, latency_ms, skew_clamped, duplicate, duplicate_cross, reclaims) ";
 const OUTCOME_KEEP: &str = " ON CONFLICT (session) DO NOTHING";
-const OUTCOME_REPLACE: &str = " ON CONFLICT (session) DO UPDATE SET org = excluded.org, \
-     runner = excluded.runner, dispatched_at = excluded.dispatched_at, outcome = excluded.outcome, \
+/// A judgement replaces the outcome columns; the dispatch's (org, runner, dispatch time), which
+/// the indexes hold, are set by [`REFILE_OUTCOMES`] only where they differ: set here, SQLite
+/// rewrites both indexes' entries of every judged row, changed or not (half of the upsert's
+/// cost).
+const OUTCOME_JUDGE: &str = " ON CONFLICT (session) DO UPDATE SET outcome = excluded.outcome, \
      latency_ms = excluded.latency_ms, skew_clamped = excluded.skew_clamped";
+/// Then `VALUES` of (session, org, runner, dispatched at), then [`REFILE_OUTCOMES_SET`]: the
+/// judged rows whose dispatch columns differ from their judgement's get the judgement's.
+const REFILE_OUTCOMES: &str = "WITH v (session, org, runner, dispatched_at) AS (";
+const REFILE_OUTCOMES_SET: &str = ") UPDATE outcomes SET org = v.org, runner = v.runner, \
+     dispatched_at = v.dispatched_at FROM v WHERE outcomes.session = v.session \
+     AND NOT (outcomes.org IS NOT DISTINCT FROM v.org AND outcomes.runner = v.runner \
+     AND outcomes.dispatched_at = v.dispatched_at)";
 const MARK_DUPLICATE: &str = "UPDATE outcomes SET duplicate = 1 WHERE session = $1";
 const MARK_DUPLICATE_CROSS: &str =
     "UPDATE outcomes SET duplicate = 1, duplicate_cross = 1 WHERE session = $1";
@@ -977,7 +987,7 @@ impl Store {
                 let (dispatched, judged) = outcome_groups(&c.outcomes);
                 for (rows, write, on_conflict) in [
                     (dispatched, Write::Dispatched, OUTCOME_KEEP),
-                    (judged, Write::Judged, OUTCOME_REPLACE),
+                    (judged, Write::Judged, OUTCOME_JUDGE),
                 ] {
                     for rows in chunks(&rows, write, &self.last_rows) {
                         let mut insert = sqlx::QueryBuilder::new(INSERT_OUTCOMES);
@@ -996,6 +1006,19 @@ impl Store {
                         });
                         insert.push(on_conflict);
                         insert.build().execute(&mut *tx).await?;
+                        if matches!(write, Write::Judged) {
+                            let mut refile = sqlx::QueryBuilder::new(REFILE_OUTCOMES);
+                            refile.push_values(rows, |mut b, (session, r)| {
+                                b.push_bind(session.as_ref())
+                                    .push_bind(r.org.as_deref().map(text))
+                                    .push_bind(r.runner.as_str())
+                                    .push("CAST(")
+                                    .push_bind_unseparated(r.dispatched_at.millis())
+                                    .push_unseparated(" AS BIGINT)");
+                            });
+                            refile.push(REFILE_OUTCOMES_SET);
+                            refile.build().execute(&mut *tx).await?;
+                        }
                     }
                 }
                 for w in &c.outcomes {

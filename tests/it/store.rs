@@ -1014,3 +1014,70 @@ async fn a_postgres_store_of_the_old_schema_migrates() {
     fill_old_store!(pool);
     old_store_migrates(&db.url).await;
 }
+
+/// A judgement's dispatch columns (org, runner, dispatch time) replace the row's where they
+/// differ, in a later commit or the same one as the dispatch, and filtered summaries follow
+/// them; a judgement that agrees changes only the outcome.
+async fn judgements_refile_their_rows(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let judged = |id: &str, org: &str, runner: Runner, n: i64| OutcomeRow {
+        runner,
+        ..row(id, org, n, Outcome::Matched)
+    };
+    store
+        .commit(&Commit {
+            outcomes: vec![
+                OutcomeWrite::Dispatched(row("moved", "o1", 1, Outcome::Pending)),
+                OutcomeWrite::Dispatched(row("kept", "o1", 2, Outcome::Pending)),
+            ],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    store
+        .commit(&Commit {
+            outcomes: vec![
+                OutcomeWrite::Judged(judged("moved", "o2", Runner::Ts, 50)),
+                OutcomeWrite::Judged(judged("kept", "o1", Runner::Go, 2)),
+                OutcomeWrite::Dispatched(row("same", "o1", 3, Outcome::Pending)),
+                OutcomeWrite::Judged(judged("same", "o3", Runner::Go, 3)),
+            ],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let of = |org: &str, since: i64, until: i64| OutcomeFilter {
+        org: Some(org.into()),
+        since: Some(Timestamp(10_000 + since)),
+        until: Some(Timestamp(10_000 + until)),
+    };
+    let totals = |t: Totals| (t.dispatched.go, t.dispatched.ts, t.matched, t.pending);
+    assert_eq!(
+        totals(store.summary(&of("o1", 0, 100)).await.unwrap()),
+        (1, 0, 1, 0)
+    );
+    assert_eq!(
+        totals(store.summary(&of("o2", 50, 51)).await.unwrap()),
+        (0, 1, 1, 0)
+    );
+    assert_eq!(
+        totals(store.summary(&of("o2", 0, 50)).await.unwrap()),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(
+        totals(store.summary(&of("o3", 3, 4)).await.unwrap()),
+        (1, 0, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn sqlite_judgements_refile_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    judgements_refile_their_rows(&dir.path().join("state.db").display().to_string()).await;
+}
+
+#[tokio::test]
+async fn postgres_judgements_refile_their_rows() {
+    let db = ScratchDb::new().await;
+    judgements_refile_their_rows(&db.url).await;
+}

@@ -6,7 +6,6 @@
 //! (truncated or invalid JSON is still an error) while borrowing the few strings we need and
 //! skipping everything else with `IgnoredAny`.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -16,10 +15,18 @@ use super::config::FieldPath;
 mod plain;
 mod stops;
 
-/// A leaf value found at a configured path.
-#[derive(Debug, Clone, PartialEq)]
+/// A leaf value found at a configured path. `Copy`, owning nothing: a line's slots are
+/// dropped without a look at each value (the drop of `Cow` strings was 64 instructions a
+/// candidate line).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scalar<'a> {
-    Str(Cow<'a, str>),
+    /// A string as the document spells it (no escapes).
+    Str(&'a str),
+    /// A string unescaped into the slots' own text ([`Slots::text`]), at `start..end`.
+    Owned {
+        start: usize,
+        end: usize,
+    },
     /// A string the fast path proved to be printable ASCII without escapes, left as where
     /// it lies in the document until [`Slots::resolve`] makes it a `Str`: most lines that
     /// reach the parser are ignored on their event name alone, which is compared as bytes
@@ -86,6 +93,9 @@ pub struct Slots<'a> {
     /// Bit `s` set: slot `s` (below 64) is in `items`. A line sets a handful of slots and
     /// parse asks for about twenty, most of them absent: the bit answers without a search.
     held: u64,
+    /// The bytes of the `Owned` strings, one after another: what the fast path unescapes
+    /// (checked to be UTF-8 when read, by [`Slots::text`]) and what serde_json made text.
+    owned: Vec<u8>,
 }
 
 impl<'a> Slots<'a> {
@@ -97,13 +107,49 @@ impl<'a> Slots<'a> {
         self.items.iter().find(|(s, _)| *s == slot).map(|(_, v)| v)
     }
 
-    /// The contents of a string value (`Str` or `Ascii`).
-    pub fn bytes<'s>(&'s self, v: &'s Scalar<'a>) -> Option<&'s [u8]> {
-        match v {
+    /// The contents of a string value (`Str`, `Owned` or `Ascii`).
+    pub fn bytes<'s>(&'s self, v: &Scalar<'a>) -> Option<&'s [u8]> {
+        match *v {
             Scalar::Str(s) => Some(s.as_bytes()),
-            Scalar::Ascii { start, end } => self.doc.get(*start..*end),
+            Scalar::Owned { start, end } => self.owned.get(start..end),
+            Scalar::Ascii { start, end } => self.doc.get(start..end),
             _ => None,
         }
+    }
+
+    /// The text of a string value (`Str` or `Owned`; an `Ascii` one once resolved).
+    pub fn text<'s>(&'s self, v: &Scalar<'a>) -> Option<&'s str> {
+        match *v {
+            Scalar::Str(s) => Some(s),
+            Scalar::Owned { start, end } => std::str::from_utf8(self.owned.get(start..end)?).ok(),
+            _ => None,
+        }
+    }
+
+    /// What `write` appends to the slots' text, as an `Owned` string (`None`, and nothing
+    /// kept, if `write` fails).
+    fn own(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Option<()>) -> Option<Scalar<'a>> {
+        let start = self.owned.len();
+        if write(&mut self.owned).is_none() {
+            self.owned.truncate(start);
+            return None;
+        }
+        Some(Scalar::Owned {
+            start,
+            end: self.owned.len(),
+        })
+    }
+
+    /// Every value by slot, strings as their text: the slots' contents, however held.
+    #[cfg(test)]
+    fn view(&self) -> Vec<(usize, String)> {
+        self.items
+            .iter()
+            .map(|(s, v)| match self.bytes(v) {
+                Some(b) => (*s, format!("str {}", String::from_utf8_lossy(b))),
+                None => (*s, format!("{v:?}")),
+            })
+            .collect()
     }
 
     /// Makes every `Ascii` value a `Str`, borrowed from the document: one UTF-8 check of
@@ -121,10 +167,12 @@ impl<'a> Slots<'a> {
         let whole = std::str::from_utf8(doc).ok();
         for (_, v) in &mut self.items {
             if let Scalar::Ascii { start, end } = *v {
-                *v = Scalar::Str(match whole.and_then(|t| t.get(start..end)) {
-                    Some(s) => Cow::Borrowed(s),
-                    None => String::from_utf8_lossy(doc.get(start..end).unwrap_or_default()),
-                });
+                let text = whole
+                    .and_then(|t| t.get(start..end))
+                    .or_else(|| std::str::from_utf8(doc.get(start..end)?).ok());
+                if let Some(s) = text {
+                    *v = Scalar::Str(s);
+                }
             }
         }
     }
@@ -147,6 +195,7 @@ impl<'a> Slots<'a> {
     fn clear(&mut self) {
         self.items.clear();
         self.held = 0;
+        self.owned.clear();
     }
 }
 
@@ -287,6 +336,20 @@ impl<'de> ValueSeed<'_, 'de> {
             self.out.set(slot, v);
         }
     }
+
+    fn set_owned(&mut self, text: &str) {
+        if let Some(slot) = self.ex.nodes[self.node].slot {
+            if self.out.get(slot).is_none() {
+                let v = self.out.own(|t| {
+                    t.extend_from_slice(text.as_bytes());
+                    Some(())
+                });
+                if let Some(v) = v {
+                    self.out.set(slot, v);
+                }
+            }
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_, 'de> {
@@ -327,15 +390,15 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
         f.write_str("any JSON value")
     }
     fn visit_borrowed_str<E: de::Error>(mut self, v: &'de str) -> Result<(), E> {
-        self.set(Scalar::Str(Cow::Borrowed(v)));
+        self.set(Scalar::Str(v));
         Ok(())
     }
     fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
-        self.set(Scalar::Str(Cow::Owned(v.to_owned())));
+        self.set_owned(v);
         Ok(())
     }
     fn visit_string<E: de::Error>(mut self, v: String) -> Result<(), E> {
-        self.set(Scalar::Str(Cow::Owned(v)));
+        self.set_owned(&v);
         Ok(())
     }
     fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
@@ -408,8 +471,8 @@ mod tests {
         let mut out = Slots::default();
         ex.extract(json, &mut out).unwrap();
         assert_eq!(out.get(a), None);
-        assert_eq!(out.get(b), Some(&Scalar::Str("s\"1".into())));
-        assert_eq!(out.get(c), Some(&Scalar::Str("go".into())));
+        assert_eq!(out.get(b).and_then(|v| out.text(v)), Some("s\"1"));
+        assert_eq!(out.get(c).and_then(|v| out.text(v)), Some("go"));
         assert_eq!(out.get(d), Some(&Scalar::Num(12.5)));
     }
 

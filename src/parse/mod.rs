@@ -283,7 +283,7 @@ impl Parser {
         let kind = match first(&slots, &g.event) {
             // Most lines are ignored here, on their event name: their strings are never
             // made text.
-            Some(name @ (Scalar::Str(_) | Scalar::Ascii { .. })) => {
+            Some(name @ (Scalar::Str(_) | Scalar::Owned { .. } | Scalar::Ascii { .. })) => {
                 match slots.bytes(name).and_then(|n| self.event_kind(n)) {
                     Some(kind) => kind,
                     None => return Parsed::Ignored,
@@ -293,12 +293,13 @@ impl Parser {
             None => {
                 slots.resolve();
                 // Not an event itself: maybe a drain envelope around one.
-                return match (slots.get(g.message), outer) {
-                    (Some(Scalar::Str(msg)), true) => {
+                let message = slots.get(g.message).and_then(|v| slots.text(v));
+                return match (message, outer) {
+                    (Some(msg), true) => {
                         let env_time = match slots.get(g.envelope_time) {
                             Some(Scalar::Num(n)) => time::from_epoch_number(*n),
-                            Some(Scalar::Str(s)) => time::parse_rfc3339(s),
-                            _ => None,
+                            Some(v) => slots.text(v).and_then(time::parse_rfc3339),
+                            None => None,
                         };
                         self.parse_shape(trim_eol(msg.as_bytes()), ctx, env_time, false)
                     }
@@ -335,9 +336,11 @@ impl Parser {
             ),
         };
         let time = match first(slots, &g.time) {
-            Some(Scalar::Str(s)) => time::parse_rfc3339(s).ok_or(Reject::BadTime)?,
             Some(Scalar::Num(n)) => time::from_epoch_number(*n).ok_or(Reject::BadTime)?,
-            Some(_) => return Err(Reject::BadTime),
+            Some(v) => slots
+                .text(v)
+                .and_then(time::parse_rfc3339)
+                .ok_or(Reject::BadTime)?,
             None => envelope
                 .or_else(|| time::leading_rfc3339(prefix))
                 .or(ctx.received_at)
@@ -347,11 +350,10 @@ impl Parser {
             // No `runner` (or null): the legacy dispatchWork route, which is ts.
             EventKind::Dispatch => match first(slots, &g.runner) {
                 None => Runner::Ts,
-                Some(Scalar::Str(s)) => Runner::from_value(s),
-                Some(_) => Runner::Other,
+                Some(v) => slots.text(v).map_or(Runner::Other, Runner::from_value),
             },
-            _ => match first(slots, &g.runtime) {
-                Some(Scalar::Str(s)) if !s.is_empty() => Runner::from_value(s),
+            _ => match first(slots, &g.runtime).and_then(|v| slots.text(v)) {
+                Some(s) if !s.is_empty() => Runner::from_value(s),
                 _ => ctx.default_runtime.ok_or(Reject::MissingRuntime)?,
             },
         };
@@ -403,18 +405,14 @@ fn first<'s, 'a>(slots: &'s Slots<'a>, group: &[usize]) -> Option<&'s Scalar<'a>
 }
 
 fn first_str<'s>(slots: &'s Slots, group: &[usize]) -> Option<&'s str> {
-    match first(slots, group)? {
-        Scalar::Str(s) => Some(s),
-        _ => None,
-    }
+    slots.text(first(slots, group)?)
 }
 
 /// A label-like field: a non-empty string, or a number written as JSON wrote it.
 fn text(slots: &Slots, group: &[usize]) -> Option<Name> {
     match first(slots, group)? {
-        Scalar::Str(s) if !s.is_empty() => Some(Name::new(s)),
         Scalar::Num(n) => Some(compact_str::format_compact!("{n}")),
-        _ => None,
+        v => slots.text(v).filter(|s| !s.is_empty()).map(Name::new),
     }
 }
 

@@ -76,6 +76,15 @@ impl Sidecar {
             .count()
     }
 
+    /// Waits until `pat` was logged `n` times (the log is read from the process's stderr by a
+    /// thread of its own, so a line can arrive after what the test saw over HTTP), then holds
+    /// the count to exactly `n`.
+    fn logged(&self, pat: &str, n: usize) {
+        let what = format!("{n} log lines with {pat:?}");
+        self.until(&what, Duration::from_secs(30), |sc| sc.log_lines(pat) >= n);
+        assert_eq!(self.log_lines(pat), n, "{what}; log:\n{}", self.log_text());
+    }
+
     fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -277,7 +286,7 @@ async fn a_full_disk_holds_ingestion_then_commits_resume() {
             .is_some_and(|n| n >= 3.0)
     });
     assert_eq!(sc.metric("claimcheck_store_up"), Some(0.0));
-    assert_eq!(sc.log_lines("store down"), 1, "{}", sc.log_text());
+    sc.logged("store down", 1);
     let failures = sc.metric("claimcheck_store_commit_failures_total");
 
     std::fs::remove_file(fs.0.join("filler")).unwrap();
@@ -286,7 +295,7 @@ async fn a_full_disk_holds_ingestion_then_commits_resume() {
         "disk full: ready again {took:?} after space came back ({failures:?} failed attempts)"
     );
     assert_eq!(sc.metric("claimcheck_store_up"), Some(1.0));
-    assert_eq!(sc.log_lines("store up"), 1, "{}", sc.log_text());
+    sc.logged("store up", 1);
     assert!(
         sc.post(200, 400, Duration::from_secs(30)),
         "{}",
@@ -331,12 +340,7 @@ async fn a_deleted_store_file_is_written_back_and_a_replaced_one_holds_commits()
     });
     sc.until("readyz 200", Duration::from_secs(30), Sidecar::ready);
     eprintln!("deleted: written back {took:?} after the deletion");
-    assert_eq!(
-        sc.log_lines("store down"),
-        1,
-        "one line when it went down; log:\n{}",
-        sc.log_text()
-    );
+    sc.logged("store down", 1);
     assert!(sc.log_text().contains("file_deleted"), "{}", sc.log_text());
     assert!(
         sc.post(100, 0, Duration::from_secs(30)),
@@ -360,7 +364,7 @@ async fn a_deleted_store_file_is_written_back_and_a_replaced_one_holds_commits()
         !sc.post(100, 0, Duration::from_secs(2)),
         "acknowledged into a replaced file"
     );
-    assert_eq!(sc.log_lines("store down"), 2, "{}", sc.log_text());
+    sc.logged("store down", 2);
     std::fs::rename(&keep, &path).unwrap();
     let took = sc.until("readyz 200", Duration::from_secs(30), Sidecar::ready);
     eprintln!("replaced: ready again {took:?} after the file came back");
@@ -369,7 +373,7 @@ async fn a_deleted_store_file_is_written_back_and_a_replaced_one_holds_commits()
         "{}",
         sc.log_text()
     );
-    assert_eq!(sc.log_lines("store up"), 2, "{}", sc.log_text());
+    sc.logged("store up", 2);
     let took = sc.terminate();
     assert!(
         took < Duration::from_secs(GRACE_S + 3),
@@ -406,7 +410,7 @@ async fn postgres_stopped_and_restarted() {
         sc.metric("claimcheck_store_commit_failures_total")
             .is_some_and(|n| n >= 2.0)
     });
-    assert_eq!(sc.log_lines("store down"), 1, "{}", sc.log_text());
+    sc.logged("store down", 1);
 
     pg.restart();
     let took = sc.until("readyz 200", Duration::from_secs(30), Sidecar::ready);

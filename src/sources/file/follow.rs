@@ -591,7 +591,7 @@ impl Follower {
         // Otherwise the loss is what is known to have existed past what was read; an
         // unfollowed copy tells exactly.
         let found = find_copy_in_dir(path, old);
-        if let Some((cpath, _)) = &found
+        if let Some((cpath, _, _)) = &found
             && let Some(csource) = self.matching(cpath)
             && let Ok(file) = File::open(cpath)
             && let Ok(m) = file.metadata()
@@ -631,7 +631,7 @@ impl Follower {
             }
         }
         let (lost_to, copy) = match found {
-            Some((p, len)) => (len, Some(p)),
+            Some((p, len, _)) => (len, Some(p)),
             None => (seen, None),
         };
         let lost = lost_to.saturating_sub(old.offset);
@@ -796,13 +796,9 @@ impl Follower {
                 // judged now, a line-end match among the scanned files would be taken for
                 // its copy, and the real one read from its start.
                 if whole.is_none()
-                    && let Some((cpath, _)) = find_copy_in_dir(&path, cp)
+                    && let Some((cpath, _, cid)) = find_copy_in_dir(&path, cp)
                     && self.matching(&cpath).is_some()
-                    && std::fs::metadata(&cpath).is_ok_and(|m| {
-                        !fresh
-                            .iter()
-                            .any(|f| f.3.dev == m.dev() && f.3.ino == m.ino())
-                    })
+                    && !fresh.iter().any(|f| f.3 == cid)
                 {
                     taken.insert(id);
                     i += 1;
@@ -1240,8 +1236,8 @@ fn open_copy(path: &Path, cid: FileId, old: &Checkpoint) -> Option<(File, u64, b
     Some((file, m.len(), holds))
 }
 
-/// A copy of the truncated file `old` beside `path` that no pattern follows, and its size.
-fn find_copy_in_dir(path: &Path, old: &Checkpoint) -> Option<(PathBuf, u64)> {
+/// A copy of the truncated file `old` beside `path`: its name, size and identity.
+fn find_copy_in_dir(path: &Path, old: &Checkpoint) -> Option<(PathBuf, u64, FileId)> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -1255,7 +1251,11 @@ fn find_copy_in_dir(path: &Path, old: &Checkpoint) -> Option<(PathBuf, u64)> {
             continue;
         };
         if meta.len() >= old.offset && is_copy(&file, meta.len(), old) {
-            return Some((entry.path(), meta.len()));
+            let id = FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            return Some((entry.path(), meta.len(), id));
         }
     }
     None

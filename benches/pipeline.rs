@@ -5,6 +5,7 @@
 use std::hint::black_box;
 
 use claimcheck::config::ParseConfig;
+use claimcheck::correlate::live::{Live, LiveConfig};
 use claimcheck::correlate::{CorrelateConfig, Correlator};
 use claimcheck::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 use claimcheck::newlines::Newlines;
@@ -200,6 +201,35 @@ fn correlate(c: &mut Criterion) {
                 }
             }
             judged + c.session_count()
+        })
+    });
+    // `serve`'s live correlator catching up a backlog in time order, as the tail bench of
+    // `scripts/bench/live.py` does: the same sessions, one source, the sidecar's clock
+    // moving a millisecond per hundred events while event time runs far ahead, so every
+    // session stays held (retention is an hour of the sidecar's clock) and each event moves
+    // its session in the schedule sets.
+    let config = LiveConfig {
+        allowed_lateness_ms: 5_000,
+        ..LiveConfig::default()
+    };
+    let start = Timestamp(1_795_428_000_000);
+    let mut timed = spread.clone();
+    timed.sort_by_key(|e| e.time);
+    g.bench_function("live_on_event_100k_sessions", |b| {
+        b.iter(|| {
+            let mut live = Live::new(config.clone());
+            let mut changes = 0;
+            for (n, e) in timed.iter().enumerate() {
+                let now = start.saturating_add_ms(n as i64 / 100);
+                if n % 4000 == 0 {
+                    live.source_seen(0, now, true);
+                    changes += live.on_tick(now).len();
+                }
+                changes += live
+                    .on_event(e.clone(), Origin::default(), now)
+                    .map_or(0, |c| c.len());
+            }
+            changes
         })
     });
     g.finish();

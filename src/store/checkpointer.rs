@@ -2,14 +2,14 @@
 //! (`wal_autocheckpoint = 0`): SQLite's own runs inside the `COMMIT` that crosses 1,000 pages,
 //! with an `fsync`, and the committer waited for it (7 % of a tail run, README). Instead each
 //! commit nudges this task, which reads how far the WAL has grown from the WAL index (the
-//! `-shm` file) and, past [`CHECKPOINT_FRAMES`] not yet copied into the database, runs a
+//! `-shm` file) and, past [`CHECKPOINT_BYTES`] of frames not yet copied into the database, runs a
 //! `PASSIVE` checkpoint on a connection of its own while the next commits go on.
 //!
 //! A passive checkpoint never blocks a writer, so under sustained writes it may never catch up
 //! with the WAL's end: SQLite only starts the WAL over from its beginning when a write begins
 //! with every frame copied, and commits that follow each other faster than a checkpoint copies
 //! pages outrun it. So the WAL is bounded on the commit path, as a last resort: a commit that
-//! finds [`RESTART_FRAMES`] in the WAL first waits for the checkpoint under way, then runs a
+//! finds [`RESTART_BYTES`] of frames in the WAL first waits for the checkpoint under way, then runs a
 //! `RESTART` checkpoint itself (everything copied, and no reader left in the WAL, so the next
 //! write starts it over). The WAL file then never holds much more than that bound (by one
 //! commit's pages); in the tail benchmark the passive checkpoints keep it under.
@@ -22,12 +22,31 @@ use tokio::sync::mpsc;
 
 use super::Pool;
 
-/// Frames (pages) in the WAL not yet copied into the database past which a passive checkpoint
-/// runs: SQLite's own default for `wal_autocheckpoint`.
-pub(super) const CHECKPOINT_FRAMES: u32 = 1_000;
-/// Frames in the WAL past which a commit first makes the WAL start over (32 MiB of 4 KiB
-/// pages: a few of the tail's commit groups).
-pub(super) const RESTART_FRAMES: u32 = 8_192;
+/// Bytes of WAL frames not yet copied into the database past which a passive checkpoint runs:
+/// about SQLite's own default for `wal_autocheckpoint` (1,000 pages of 4 KiB).
+pub(super) const CHECKPOINT_BYTES: u32 = 4 << 20;
+/// Bytes of WAL frames past which a commit first makes the WAL start over (32 MiB: a few of
+/// the tail's commit groups).
+pub(super) const RESTART_BYTES: u32 = 32 << 20;
+
+/// The WAL's bounds in frames (pages) of a database's page size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Frames {
+    /// Past this many frames not yet copied, a passive checkpoint runs.
+    pub(super) checkpoint: u32,
+    /// Past this many frames, a commit first makes the WAL start over.
+    pub(super) restart: u32,
+}
+
+impl Frames {
+    pub(super) fn of_page(page: u32) -> Frames {
+        let page = page.max(512);
+        Frames {
+            checkpoint: CHECKPOINT_BYTES / page,
+            restart: RESTART_BYTES / page,
+        }
+    }
+}
 
 /// How many checkpoints the checkpointer ran, of each kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +72,7 @@ pub(super) struct Checkpointer {
     running: Arc<tokio::sync::Mutex<()>>,
     pool: Arc<RwLock<Pool>>,
     counts: Arc<Counts>,
+    frames: Frames,
     task: tokio::task::AbortHandle,
 }
 
@@ -63,9 +83,11 @@ impl Drop for Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the task for the database at `db` (its WAL index is `db` + `-shm`), checkpointing
-    /// through whichever pool the store holds at the time (`heal` swaps it).
-    pub(super) fn start(pool: Arc<RwLock<Pool>>, db: PathBuf) -> Checkpointer {
+    /// Starts the task for the database at `db` (its WAL index is `db` + `-shm`), of pages of
+    /// `page` bytes, checkpointing through whichever pool the store holds at the time (`heal`
+    /// swaps it).
+    pub(super) fn start(pool: Arc<RwLock<Pool>>, db: PathBuf, page: u32) -> Checkpointer {
+        let frames = Frames::of_page(page);
         // One nudge pending is enough: the task reads the WAL's state when it wakes.
         let (nudge, mut rx) = mpsc::channel(1);
         let counts = Arc::new(Counts::default());
@@ -83,7 +105,7 @@ impl Checkpointer {
             async move {
                 while rx.recv().await.is_some() {
                     let due = WalIndex::read(&shm)
-                        .is_some_and(|w| w.frames.saturating_sub(w.copied) >= CHECKPOINT_FRAMES);
+                        .is_some_and(|w| w.frames.saturating_sub(w.copied) >= frames.checkpoint);
                     if !due {
                         continue;
                     }
@@ -101,14 +123,15 @@ impl Checkpointer {
             running,
             pool,
             counts,
+            frames,
             task,
         }
     }
 
-    /// Before a commit: past [`RESTART_FRAMES`], the WAL is made to start over before the
+    /// Before a commit: past [`RESTART_BYTES`] of frames, the WAL is made to start over before the
     /// commit goes on (the bound on its size when passive checkpoints fall behind).
     pub(super) async fn bound(&self) {
-        let over = || WalIndex::read(&self.shm).is_some_and(|w| w.frames >= RESTART_FRAMES);
+        let over = || WalIndex::read(&self.shm).is_some_and(|w| w.frames >= self.frames.restart);
         if !over() {
             return;
         }
@@ -123,6 +146,11 @@ impl Checkpointer {
     pub(super) fn nudge(&self) {
         // Full: a nudge is already pending.
         let _ = self.nudge.try_send(());
+    }
+
+    #[cfg(test)]
+    pub(super) fn frames(&self) -> Frames {
+        self.frames
     }
 
     pub(super) fn counts(&self) -> WalCheckpoints {

@@ -459,6 +459,18 @@ fn identity_of(path: &Path) -> std::io::Result<(u64, u64)> {
 
 async fn sqlite_pool(opts: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
     SqlitePoolOptions::new()
+        // The spill threshold is counted in pages, and the page size is the file's own.
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                sqlx::query(&format!("PRAGMA cache_spill = {}", spill_pages(page)))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
         .max_connections(4)
         // At least one connection stays open for good: it keeps the opened file reachable
         // after a deletion, so its content can be written back to the path.
@@ -467,6 +479,29 @@ async fn sqlite_pool(opts: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Err
         .max_lifetime(None)
         .connect_with(opts)
         .await
+}
+
+/// The page size of a SQLite store created from now on, SQLite's largest but two (the default
+/// is 4 KiB). A tail's commit appends thousands of lines of about 200 bytes to `events` and
+/// its indexes: on larger pages its B-trees split and rebalance a quarter as often, a WAL
+/// frame's header and checksum cover four times the bytes, and there are fewer pages to look
+/// up, write and copy back at a checkpoint. SQLite's thread used 15–20 % less CPU in the tail
+/// benchmark (README, speed); 64 KiB pages were no better than 4 KiB ones.
+const PAGE_SIZE: u32 = 16_384;
+
+/// A transaction's dirty pages stay in memory until it commits, up to 16 MiB of them (groups
+/// of batches stayed under it in the tail benchmark), instead of being written to the WAL as
+/// soon as the 2 MiB cache is full and read back when the transaction touches them again:
+/// that spilling was 5 % of a tail run's CPU in `perf` (README, speed). A larger transaction
+/// (a prune after a long stop) still spills past the threshold, so memory stays bounded;
+/// once committed, the pages past `cache_size` are freed.
+const SPILL_BYTES: i64 = 16 << 20;
+
+/// `cache_spill` for a file of `page`-byte pages: [`SPILL_BYTES`] of them, less one. Not a
+/// multiple of 256: SQLite also reads the number as a boolean, modulo 256, and such a number
+/// turns spilling off altogether (4,095 for 4 KiB pages, 1,023 for 16 KiB).
+fn spill_pages(page: i64) -> i64 {
+    SPILL_BYTES / page.clamp(512, 65_536) - 1
 }
 
 /// Text from outside (session and entry ids, source names) may hold NUL, which Postgres text
@@ -725,15 +760,10 @@ impl Store {
         // connections added up to 50 MB of RSS, past `--max-sessions`' memory bound in
         // `serve_bounded`, for a few per cent of commit time.)
         .pragma("temp_store", "memory")
-        // A transaction's dirty pages stay in memory until it commits, up to 4,095 pages
-        // (16 MiB; groups of batches stayed under it in the tail benchmark), instead of being
-        // written to the WAL as soon as the 2 MiB cache is full and read back when the
-        // transaction touches them again: that spilling was 5 % of a tail run's CPU in `perf`
-        // (README, speed). A larger transaction (a prune after a long stop) still spills past
-        // the threshold, so memory stays bounded; once committed, the pages past `cache_size`
-        // are freed. Not 4,096: SQLite also reads the number as a boolean, modulo 256, and a
-        // multiple of 256 turns spilling off altogether.
-        .pragma("cache_spill", "4095")
+        // A store created from now on has pages of 16 KiB: see [`PAGE_SIZE`]. (Set before the
+        // journal mode: in WAL mode the page size of a database with content no longer
+        // changes, so a store created with SQLite's 4 KiB keeps them.)
+        .page_size(PAGE_SIZE)
         // No checkpoint inside a commit: the checkpointer runs them on a connection of its own,
         // while the next commits go on (`checkpointer.rs`).
         .pragma("wal_autocheckpoint", "0");
@@ -748,10 +778,14 @@ impl Store {
         let identity = identity_of(&path).map_err(sqlx::Error::Io)?;
         let pool = sqlite_pool(opts.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&pool)
+            .await?;
         let mut store = Store::with(Pool::Sqlite(pool), None);
         store.checkpointer = Some(Arc::new(checkpointer::Checkpointer::start(
             store.pool.clone(),
             path.clone(),
+            u32::try_from(page).unwrap_or(PAGE_SIZE),
         )));
         store.sqlite = Some(Arc::new(SqliteFile {
             path,
@@ -1637,8 +1671,9 @@ mod tests {
 
     /// Every SQLite connection keeps its statement journal in memory and SQLite's default
     /// page cache (2 MiB: a larger one, on every connection, broke the memory bound), spills
-    /// a transaction's dirty pages only past 4,095 of them (spilling on, not off), and still
-    /// commits through the WAL with `synchronous=NORMAL`.
+    /// a transaction's dirty pages only past 1,023 of them (16 MiB of a new store's 16 KiB
+    /// pages; spilling on, not off), and still commits through the WAL with
+    /// `synchronous=NORMAL`.
     #[tokio::test]
     async fn sqlite_connections_are_tuned_for_batches_and_stay_durable() {
         let dir = tempfile::tempdir().unwrap();
@@ -1671,12 +1706,69 @@ mod tests {
                 .fetch_one(&mut *conn)
                 .await
                 .unwrap();
-            // 2: memory; 1: NORMAL.
+            let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            // 2: memory; 1: NORMAL; 16 MiB of 16 KiB pages, less one.
             assert_eq!(
-                (temp, cache, sync, journal.as_str(), spill),
-                (2, -2000, 1, "wal", 4095)
+                (temp, cache, sync, journal.as_str(), spill, page),
+                (2, -2000, 1, "wal", 1023, 16_384)
             );
         }
+        // The WAL's bounds, 4 MiB and 32 MiB, in those pages.
+        assert_eq!(
+            store.checkpointer.as_ref().unwrap().frames(),
+            checkpointer::Frames {
+                checkpoint: 256,
+                restart: 2_048
+            }
+        );
+    }
+
+    /// A store created with SQLite's default 4 KiB pages (before [`PAGE_SIZE`]) keeps them: its
+    /// connections spill past 16 MiB of them, and its checkpointer counts the WAL's bounds in
+    /// them.
+    #[tokio::test]
+    async fn a_store_of_4_kib_pages_keeps_them_and_its_byte_bounds() {
+        use sqlx::{ConnectOptions, Connection};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut old = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE made_before (x INTEGER)")
+            .execute(&mut old)
+            .await
+            .unwrap();
+        old.close().await.unwrap();
+        let store = Store::open(&path.display().to_string()).await.unwrap();
+        let Pool::Sqlite(pool) = store.pool() else {
+            panic!("not SQLite");
+        };
+        for _ in 0..3 {
+            let mut conn = pool.acquire().await.unwrap();
+            let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            let spill: i64 = sqlx::query_scalar("PRAGMA cache_spill")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!((page, spill), (4_096, 4_095));
+        }
+        assert_eq!(
+            store.checkpointer.as_ref().unwrap().frames(),
+            checkpointer::Frames {
+                checkpoint: 1_024,
+                restart: 8_192
+            }
+        );
     }
 
     /// The bundled SQLite is built with `.cargo/config.toml`'s options: no memory statistics,
@@ -1721,9 +1813,10 @@ mod tests {
             .fetch_one(&pool)
             .await
             .unwrap();
+        let frames = checkpointer::Frames::of_page(u32::try_from(page).unwrap());
         let frame = u64::try_from(page).unwrap() + 24;
-        // The bound, plus a commit's pages.
-        let bound = 32 + u64::from(checkpointer::RESTART_FRAMES + 1_000) * frame;
+        // The bound, plus a commit's pages (4 MiB is ten commits).
+        let bound = 32 + (u64::from(frames.restart) + (4 << 20) / frame) * frame;
         let wal = dir.path().join("s.db-wal");
         // Each commit: 100 lines of 4,000 bytes, about a page each. 400 commits write some
         // 46,000 pages, 5 times the bound.

@@ -96,6 +96,9 @@ pub struct Slots<'a> {
     /// The bytes of the `Owned` strings, one after another: what the fast path unescapes
     /// (checked to be UTF-8 when read, by [`Slots::text`]) and what serde_json made text.
     owned: Vec<u8>,
+    /// The fast path met the decisive slot's first value and it is none of the names
+    /// ([`Extractor::decide_on`]): the document, once accepted, is of no interest.
+    decided: bool,
 }
 
 impl<'a> Slots<'a> {
@@ -115,6 +118,13 @@ impl<'a> Slots<'a> {
             Scalar::Ascii { start, end } => self.doc.get(start..end),
             _ => None,
         }
+    }
+
+    /// Whether the fast path found the decisive slot's first value to be a string outside
+    /// its names ([`Extractor::decide_on`]): the caller ignores such a document, and the
+    /// slots then hold little of it.
+    pub fn decided(&self) -> bool {
+        self.decided
     }
 
     /// The text of a string value (`Str` or `Owned`; an `Ascii` one once resolved).
@@ -196,6 +206,7 @@ impl<'a> Slots<'a> {
         self.items.clear();
         self.held = 0;
         self.owned.clear();
+        self.decided = false;
     }
 }
 

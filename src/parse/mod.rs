@@ -266,6 +266,11 @@ impl Parser {
         let g = &self.groups;
         let mut slots = Slots::default();
         let plain = self.extractor.extract_plain(json, &mut slots);
+        if plain && slots.decided() {
+            // Well-formed, and its first event path holds another name (a decoy: most
+            // candidate lines): ignored without a look at its slots.
+            return Parsed::Ignored;
+        }
         // A line without an event key is noise, whatever it holds. The fast path found a
         // value at an event path only if the key is written plainly in the line, so the
         // search is needed only when it did not.

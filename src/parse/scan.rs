@@ -101,18 +101,24 @@ impl Prefilter {
         // `data[..counted]` has been counted into `line_no`.
         let mut counted = 0;
         let mut pos = 0;
-        let mut next_escape = self.next_escape(data, 0);
+        // The first name at or after `pos` (`None`: none up to the end).
+        let mut next_name = self.names.as_ref().and_then(|n| n.find(data, 0));
         while pos < data.len() {
             let hit = match &self.names {
                 Some(n) => {
-                    let name = n.find(data, pos);
-                    if next_escape.is_some_and(|e| e < pos) {
-                        next_escape = self.next_escape(data, pos);
+                    if next_name.is_some_and(|h| h < pos) {
+                        next_name = n.find(data, pos);
                     }
-                    match (name, next_escape) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    }
+                    // `\u` is looked for only in the whole lines before the name's line,
+                    // which hold no name: a line with a name is a candidate anyway. Most
+                    // lines are candidates, so this searches a third of the bytes that a
+                    // search of the whole chunk did (that search was 4 % of verify's CPU
+                    // samples; the lines in between are a call each, most of them none).
+                    let gap_end = match next_name {
+                        Some(h) => bits.last_newline(pos, h).map_or(pos, |i| i + 1),
+                        None => data.len(),
+                    };
+                    self.escape_in(data, pos, gap_end).or(next_name)
                 }
                 None => Some(pos),
             };
@@ -130,8 +136,12 @@ impl Prefilter {
             + u64::from(!rest.is_empty() && !rest.ends_with(b"\n"))
     }
 
-    fn next_escape(&self, data: &[u8], from: usize) -> Option<usize> {
-        self.escape.find(&data[from..]).map(|i| from + i)
+    /// The first `\u` in `data[from..to]`.
+    fn escape_in(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
+        if from >= to {
+            return None;
+        }
+        self.escape.find(&data[from..to]).map(|i| from + i)
     }
 }
 
@@ -330,6 +340,21 @@ mod tests {
             p.candidates(data, &none, 1, |_, _| panic!("no candidate")),
             2
         );
+        // A name spelled with `\u`: before a name's line, in it, and after the last one.
+        let data = b"a\n{\"event\":\"claim\\u0065d\"}\nb\n\\u \"nack\"\nc\nd \\u\ne";
+        let mut seen = Vec::new();
+        let n = p.candidates(data, &Newlines::of(data), 1, |no, l| {
+            seen.push((no, l.to_vec()))
+        });
+        assert_eq!(n, 7);
+        assert_eq!(
+            seen,
+            vec![
+                (2, b"{\"event\":\"claim\\u0065d\"}\n".to_vec()),
+                (4, b"\\u \"nack\"\n".to_vec()),
+                (6, b"d \\u\n".to_vec()),
+            ]
+        );
     }
 
     proptest! {
@@ -343,6 +368,30 @@ mod tests {
                     prop_assert_eq!(p.parse_line(&line, &CTX), Parsed::Ignored,
                         "{}", String::from_utf8_lossy(&line));
                 }
+            }
+        }
+
+        /// Over a chunk: the scan hands out exactly the lines `is_candidate` takes, numbered.
+        /// (A name spelled with `\u` seldom makes a line that parses, so the property
+        /// below would not see such a line left out.)
+        #[test]
+        fn candidates_are_the_lines_is_candidate_takes(
+            lines in proptest::collection::vec(line(), 0..12),
+            newline_at_end in any::<bool>(),
+        ) {
+            let mut data = lines.join(&b'\n');
+            if newline_at_end && !lines.is_empty() {
+                data.push(b'\n');
+            }
+            for p in parsers() {
+                let mut got = Vec::new();
+                p.candidates(&data, &Newlines::of(&data), 1, |no, l| got.push((no, l.to_vec())));
+                let want: Vec<(u64, Vec<u8>)> = (1..)
+                    .zip(data.split_inclusive(|&b| b == b'\n'))
+                    .filter(|(_, l)| p.is_candidate(l))
+                    .map(|(no, l)| (no, l.to_vec()))
+                    .collect();
+                prop_assert_eq!(got, want, "{}", String::from_utf8_lossy(&data));
             }
         }
 

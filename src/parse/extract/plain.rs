@@ -99,6 +99,9 @@ pub(super) fn extract<'a>(ex: &Extractor, json: &'a [u8], out: &mut Slots<'a>) -
 /// does, appended to `out` (printable ASCII and the escapes' control bytes: UTF-8). `None`
 /// only if it was not such a string.
 fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    // One allocation for the whole string (a drain entry's message grew the empty buffer
+    // several times, a `realloc` and a copy each).
+    out.reserve(raw.len());
     let mut i = 0;
     while let Some(at) = memchr::memchr(b'\\', &raw[i..]) {
         out.extend_from_slice(&raw[i..i + at]);
@@ -160,6 +163,7 @@ impl<'a> Walk<'a, '_> {
                     if node != OUTSIDE && self.keep_str(node, start, end, escaped, out)? {
                         // The document is ignored if well-formed: nothing more is kept.
                         open[..depth].fill(OUTSIDE);
+                        out.decided = true;
                     }
                 }
                 b'{' => {
@@ -648,6 +652,8 @@ mod tests {
                 let at = |s: &Slots| s.view().into_iter().find(|(k, _)| *k == slot);
                 prop_assert_eq!(at(&fast), at(&slow), "{}", String::from_utf8_lossy(&doc));
                 let decided = fast.get(slot).and_then(|v| fast.text(v)).is_some_and(|s| s != "claimed");
+                // the flag parse ignores a document by says no more than its value
+                prop_assert!(decided || !fast.decided(), "{}", String::from_utf8_lossy(&doc));
                 if !decided {
                     prop_assert_eq!(fast.view(), slow.view(), "{}", String::from_utf8_lossy(&doc));
                 }
@@ -674,13 +680,28 @@ mod tests {
             Some(&b"lease_renewed"[..])
         );
         assert_eq!(out.get(session), None);
+        assert!(out.decided());
         // a name's length is not a name
         let doc = br#"{"event":"claimex","sessionId":"s1"}"#;
         assert!(super::extract(&ex, doc, &mut out).is_some());
         assert_eq!(out.get(session), None);
+        assert!(out.decided());
         let doc = br#"{"event":"claimed","sessionId":"s1"}"#;
         assert!(super::extract(&ex, doc, &mut out).is_some());
         assert!(out.get(session).is_some());
+        assert!(!out.decided());
+        // only the first value at the slot decides, and only a string
+        for doc in [
+            &br#"{"event":"claimed","event":"x","sessionId":"s1"}"#[..],
+            br#"{"event":null,"sessionId":"s1"}"#,
+            br#"{"event":1,"sessionId":"s1"}"#,
+        ] {
+            assert!(super::extract(&ex, doc, &mut out).is_some());
+            assert!(!out.decided(), "{}", String::from_utf8_lossy(doc));
+        }
+        let doc = br#"{"event":"x","event":"claimed"}"#;
+        assert!(super::extract(&ex, doc, &mut out).is_some());
+        assert!(out.decided());
     }
 
     /// The lines it exists for are taken by the fast path (the property above cannot fail by

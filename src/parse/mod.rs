@@ -259,8 +259,14 @@ impl Parser {
         envelope: Option<Timestamp>,
         outer: bool,
     ) -> Parsed {
-        let Some(start) = memchr::memchr(b'{', line) else {
-            return Parsed::Ignored;
+        // Most lines are bare objects: no search for them.
+        let start = if line.first() == Some(&b'{') {
+            0
+        } else {
+            match memchr::memchr(b'{', line) {
+                Some(start) => start,
+                None => return Parsed::Ignored,
+            }
         };
         let (prefix, json) = line.split_at(start);
         let g = &self.groups;

@@ -118,12 +118,15 @@ impl Prefilter {
                         Some(h) => bits.last_newline(pos, h).map_or(pos, |i| i + 1),
                         None => data.len(),
                     };
-                    self.escape_in(data, pos, gap_end).or(next_name)
+                    match self.escape_in(data, pos, gap_end) {
+                        Some(e) => Some((e, bits.last_newline(pos, e).map_or(pos, |i| i + 1))),
+                        // the name's line starts where the gap ends
+                        None => next_name.map(|h| (h, gap_end)),
+                    }
                 }
-                None => Some(pos),
+                None => Some((pos, pos)),
             };
-            let Some(hit) = hit else { break };
-            let start = bits.last_newline(pos, hit).map_or(pos, |i| i + 1);
+            let Some((hit, start)) = hit else { break };
             let end = bits.next_newline(hit).map_or(data.len(), |i| i + 1);
             line_no += bits.newlines_in(counted, start);
             counted = start;

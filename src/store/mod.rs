@@ -432,6 +432,12 @@ pub struct Store {
     last_rows: Arc<[std::sync::atomic::AtomicUsize; Write::COUNT]>,
     /// A SQLite store's WAL checkpoints, run on a task of their own (`checkpointer.rs`).
     checkpointer: Option<Arc<checkpointer::Checkpointer>>,
+    /// A SQLite store's connection for commits, held between them. In WAL mode a connection
+    /// keeps its page cache from one transaction to the next unless another connection wrote
+    /// in between; taken from the pool each time, commits went round its connections (it
+    /// hands out the one idle longest), each finding its cache stale and reading back the
+    /// pages of `events`' and `outcomes`' B-trees that the last commit had just written.
+    writer: Arc<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>>>,
     /// Each source name's id in `sources`, as committed: a name is looked up (or added) in
     /// the commit of its first line since the store opened, then taken from here.
     source_ids: Arc<std::sync::Mutex<rustc_hash::FxHashMap<String, i64>>>,
@@ -802,6 +808,7 @@ impl Store {
             healing: Arc::new(tokio::sync::Mutex::new(())),
             last_rows: Arc::new(Default::default()),
             checkpointer: None,
+            writer: Arc::default(),
             source_ids: Arc::default(),
         }
     }
@@ -866,6 +873,8 @@ impl Store {
             return Ok(());
         };
         let _one = self.healing.lock().await;
+        // The held connection belongs to the pool closed below, whose `close` waits for it.
+        *self.writer.lock().await = None;
         match self.check_file() {
             Ok(()) => {}
             Err(StoreError::File {
@@ -934,195 +943,246 @@ impl Store {
         }
         let postgres = matches!(self.pool(), Pool::Postgres(_));
         let (mut ids, unknown) = self.source_ids_of(cs);
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            if postgres {
-                // Held until this transaction ends: see `open`.
-                sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-                    .bind(COMMITS_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for name in &unknown {
-                let id: i64 = sqlx::query_scalar(UPSERT_SOURCE)
-                    .bind(name.as_ref())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                ids.insert(name.clone(), id);
-            }
-            let id_of = |name: &str| ids.get(&*text(name)).copied().unwrap_or_default();
-            for c in cs {
-                // Many rows per statement: one round trip per few hundred lines, not per line.
-                let lines: Vec<(i64, &NewLines, &NewLine)> = c
-                    .lines
-                    .iter()
-                    .flat_map(|b| {
-                        let id = id_of(&b.source);
-                        b.rows.iter().map(move |r| (id, b, r))
-                    })
-                    .collect();
-                for rows in chunks(&lines, Write::Events, &self.last_rows) {
-                    let mut insert = sqlx::QueryBuilder::new(INSERT_EVENTS);
-                    insert.push_values(rows, |mut b, (source, batch, l)| {
-                        b.push_bind(batch.received_at.millis())
-                            .push_bind(*source)
-                            .push_bind(i64::from(l.line))
-                            .push_bind(l.session.as_deref().map(text))
-                            .push_bind(l.entry_id.as_deref().map(text))
-                            .push_bind(runtime_str(batch.default_runtime))
-                            .push_bind(batch.buf.get(l.at).unwrap_or_default());
-                    });
-                    insert.build().execute(&mut *tx).await?;
+        // The statements of every commit, in `$tx`: a transaction of either backend.
+        macro_rules! write_commits {
+            ($tx:ident) => {{
+                if postgres {
+                    // Held until this transaction ends: see `open`.
+                    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                        .bind(COMMITS_LOCK)
+                        .execute(&mut *$tx)
+                        .await?;
                 }
-                if let Some(cp) = &c.position {
-                    if cp.forget {
-                        sqlx::query(DELETE_CHECKPOINT)
-                            .bind(to_i64(cp.dev))
-                            .bind(to_i64(cp.ino))
-                            .execute(&mut *tx)
-                            .await?;
-                    } else {
-                        sqlx::query(UPSERT_CHECKPOINT)
-                            .bind(to_i64(cp.dev))
-                            .bind(to_i64(cp.ino))
-                            .bind(to_i64(cp.born))
-                            .bind(&cp.head)
-                            .bind(to_i64(cp.offset))
-                            .bind(i64::from(cp.tail_len))
-                            .bind(i64::from(cp.tail_crc))
-                            .bind(cp.skipping)
-                            .bind(text(&cp.source).into_owned())
-                            .bind(text(&cp.path).into_owned())
-                            .bind(marks_bytes(&cp.marks))
-                            .bind(cp.written_at)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                for name in &unknown {
+                    let id: i64 = sqlx::query_scalar(UPSERT_SOURCE)
+                        .bind(name.as_ref())
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                    ids.insert(name.clone(), id);
                 }
-                for (source, lines) in by_source(&c.delete_lines) {
-                    for chunk in chunks(&lines, Write::DeleteLines, &self.last_rows) {
-                        let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
-                        delete.push_bind(id_of(source)).push(" AND line IN (");
-                        let mut list = delete.separated(", ");
-                        for l in chunk {
-                            list.push_bind(i64::from(*l));
-                        }
-                        delete.push(")");
-                        delete.build().execute(&mut *tx).await?;
-                    }
-                }
-                if let Some(t) = c.prune_before {
-                    sqlx::query(PRUNE).bind(t.millis()).execute(&mut *tx).await?;
-                    sqlx::query(PRUNE_OUTCOMES).bind(t.millis()).execute(&mut *tx).await?;
-                    sqlx::query(PRUNE_FINDINGS).bind(t.millis()).execute(&mut *tx).await?;
-                }
-                // Dispatches first (never overwriting), then judgements (the last per session
-                // wins), then duplicate marks: the order the changes came in, grouped.
-                let (dispatched, judged) = outcome_groups(&c.outcomes);
-                for (rows, write, on_conflict) in [
-                    (dispatched, Write::Dispatched, OUTCOME_KEEP),
-                    (judged, Write::Judged, OUTCOME_JUDGE),
-                ] {
-                    for rows in chunks(&rows, write, &self.last_rows) {
-                        let mut insert = sqlx::QueryBuilder::new(INSERT_OUTCOMES);
-                        insert.push_values(rows, |mut b, (session, r)| {
-                            b.push_bind(session.as_ref())
-                                .push_bind(r.org.as_deref().map(text))
-                                .push_bind(r.runner.as_str())
-                                .push_bind(r.dispatched_at.millis())
-                                .push_bind(r.seen_at.millis())
-                                .push_bind(r.outcome.as_str())
-                                .push_bind(r.latency_ms)
-                                .push_bind(i32::from(r.skew_clamped))
-                                .push_bind(0i32)
-                                .push_bind(0i32)
-                                .push_bind(0i32);
+                let id_of = |name: &str| ids.get(&*text(name)).copied().unwrap_or_default();
+                for c in cs {
+                    // Many rows per statement: one round trip per few hundred lines, not per line.
+                    let lines: Vec<(i64, &NewLines, &NewLine)> = c
+                        .lines
+                        .iter()
+                        .flat_map(|b| {
+                            let id = id_of(&b.source);
+                            b.rows.iter().map(move |r| (id, b, r))
+                        })
+                        .collect();
+                    for rows in chunks(&lines, Write::Events, &self.last_rows) {
+                        let mut insert = sqlx::QueryBuilder::new(INSERT_EVENTS);
+                        insert.push_values(rows, |mut b, (source, batch, l)| {
+                            b.push_bind(batch.received_at.millis())
+                                .push_bind(*source)
+                                .push_bind(i64::from(l.line))
+                                .push_bind(l.session.as_deref().map(text))
+                                .push_bind(l.entry_id.as_deref().map(text))
+                                .push_bind(runtime_str(batch.default_runtime))
+                                .push_bind(batch.buf.get(l.at).unwrap_or_default());
                         });
-                        insert.push(on_conflict);
-                        insert.build().execute(&mut *tx).await?;
-                        if matches!(write, Write::Judged) {
-                            let mut refile = sqlx::QueryBuilder::new(REFILE_OUTCOMES);
-                            refile.push_values(rows, |mut b, (session, r)| {
+                        insert.build().execute(&mut *$tx).await?;
+                    }
+                    if let Some(cp) = &c.position {
+                        if cp.forget {
+                            sqlx::query(DELETE_CHECKPOINT)
+                                .bind(to_i64(cp.dev))
+                                .bind(to_i64(cp.ino))
+                                .execute(&mut *$tx)
+                                .await?;
+                        } else {
+                            sqlx::query(UPSERT_CHECKPOINT)
+                                .bind(to_i64(cp.dev))
+                                .bind(to_i64(cp.ino))
+                                .bind(to_i64(cp.born))
+                                .bind(&cp.head)
+                                .bind(to_i64(cp.offset))
+                                .bind(i64::from(cp.tail_len))
+                                .bind(i64::from(cp.tail_crc))
+                                .bind(cp.skipping)
+                                .bind(text(&cp.source).into_owned())
+                                .bind(text(&cp.path).into_owned())
+                                .bind(marks_bytes(&cp.marks))
+                                .bind(cp.written_at)
+                                .execute(&mut *$tx)
+                                .await?;
+                        }
+                    }
+                    for (source, lines) in by_source(&c.delete_lines) {
+                        for chunk in chunks(&lines, Write::DeleteLines, &self.last_rows) {
+                            let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
+                            delete.push_bind(id_of(source)).push(" AND line IN (");
+                            let mut list = delete.separated(", ");
+                            for l in chunk {
+                                list.push_bind(i64::from(*l));
+                            }
+                            delete.push(")");
+                            delete.build().execute(&mut *$tx).await?;
+                        }
+                    }
+                    if let Some(t) = c.prune_before {
+                        sqlx::query(PRUNE)
+                            .bind(t.millis())
+                            .execute(&mut *$tx)
+                            .await?;
+                        sqlx::query(PRUNE_OUTCOMES)
+                            .bind(t.millis())
+                            .execute(&mut *$tx)
+                            .await?;
+                        sqlx::query(PRUNE_FINDINGS)
+                            .bind(t.millis())
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
+                    // Dispatches first (never overwriting), then judgements (the last per session
+                    // wins), then duplicate marks: the order the changes came in, grouped.
+                    let (dispatched, judged) = outcome_groups(&c.outcomes);
+                    for (rows, write, on_conflict) in [
+                        (dispatched, Write::Dispatched, OUTCOME_KEEP),
+                        (judged, Write::Judged, OUTCOME_JUDGE),
+                    ] {
+                        for rows in chunks(&rows, write, &self.last_rows) {
+                            let mut insert = sqlx::QueryBuilder::new(INSERT_OUTCOMES);
+                            insert.push_values(rows, |mut b, (session, r)| {
                                 b.push_bind(session.as_ref())
                                     .push_bind(r.org.as_deref().map(text))
                                     .push_bind(r.runner.as_str())
-                                    .push("CAST(")
-                                    .push_bind_unseparated(r.dispatched_at.millis())
-                                    .push_unseparated(" AS BIGINT)");
+                                    .push_bind(r.dispatched_at.millis())
+                                    .push_bind(r.seen_at.millis())
+                                    .push_bind(r.outcome.as_str())
+                                    .push_bind(r.latency_ms)
+                                    .push_bind(i32::from(r.skew_clamped))
+                                    .push_bind(0i32)
+                                    .push_bind(0i32)
+                                    .push_bind(0i32);
                             });
-                            refile.push(REFILE_OUTCOMES_SET);
-                            refile.build().execute(&mut *tx).await?;
+                            insert.push(on_conflict);
+                            insert.build().execute(&mut *$tx).await?;
+                            if matches!(write, Write::Judged) {
+                                let mut refile = sqlx::QueryBuilder::new(REFILE_OUTCOMES);
+                                refile.push_values(rows, |mut b, (session, r)| {
+                                    b.push_bind(session.as_ref())
+                                        .push_bind(r.org.as_deref().map(text))
+                                        .push_bind(r.runner.as_str())
+                                        .push("CAST(")
+                                        .push_bind_unseparated(r.dispatched_at.millis())
+                                        .push_unseparated(" AS BIGINT)");
+                                });
+                                refile.push(REFILE_OUTCOMES_SET);
+                                refile.build().execute(&mut *$tx).await?;
+                            }
                         }
                     }
-                }
-                for w in &c.outcomes {
-                    match w {
-                        OutcomeWrite::Duplicate { session, cross_runtime } => {
-                            let sql =
-                                if *cross_runtime { MARK_DUPLICATE_CROSS } else { MARK_DUPLICATE };
-                            sqlx::query(sql).bind(text(session)).execute(&mut *tx).await?;
-                        }
-                        OutcomeWrite::Reclaimed { session, total } => {
-                            sqlx::query(SET_RECLAIMS)
-                                .bind(text(session))
-                                .bind(i32::try_from(*total).unwrap_or(i32::MAX))
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        _ => {}
-                    }
-                }
-                // New findings first (a replay's are already there), then resolutions and
-                // evidence, which only ever concern a finding written before them.
-                let found: Vec<&NewFinding> = c
-                    .findings
-                    .iter()
-                    .filter_map(|w| match w {
-                        FindingWrite::Found(f) => Some(f),
-                        _ => None,
-                    })
-                    .collect();
-                for rows in chunks(&found, Write::Findings, &self.last_rows) {
-                    let mut insert = sqlx::QueryBuilder::new(INSERT_FINDINGS);
-                    insert.push_values(rows, |mut b, f| {
-                        b.push_bind(f.kind.as_str())
-                            .push_bind(text(&f.key))
-                            .push_bind(f.session.as_deref().map(text))
-                            .push_bind(f.org.as_deref().map(text))
-                            .push_bind(f.runner)
-                            .push_bind(f.found_at.millis())
-                            .push_bind(f.detail.as_deref().map(text));
-                    });
-                    insert.push(FINDING_KEEP);
-                    insert.build().execute(&mut *tx).await?;
-                }
-                for w in &c.findings {
-                    match w {
-                        FindingWrite::Found(_) => {}
-                        FindingWrite::Resolved { kind, key, at } => {
-                            sqlx::query(RESOLVE_FINDING)
-                                .bind(at.millis())
-                                .bind(kind.as_str())
-                                .bind(text(key).into_owned())
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        FindingWrite::Annotated { kind, key, detail } => {
-                            sqlx::query(ANNOTATE_FINDING)
-                                .bind(text(detail).into_owned())
-                                .bind(kind.as_str())
-                                .bind(text(key).into_owned())
-                                .execute(&mut *tx)
-                                .await?;
+                    for w in &c.outcomes {
+                        match w {
+                            OutcomeWrite::Duplicate {
+                                session,
+                                cross_runtime,
+                            } => {
+                                let sql = if *cross_runtime {
+                                    MARK_DUPLICATE_CROSS
+                                } else {
+                                    MARK_DUPLICATE
+                                };
+                                sqlx::query(sql)
+                                    .bind(text(session))
+                                    .execute(&mut *$tx)
+                                    .await?;
+                            }
+                            OutcomeWrite::Reclaimed { session, total } => {
+                                sqlx::query(SET_RECLAIMS)
+                                    .bind(text(session))
+                                    .bind(i32::try_from(*total).unwrap_or(i32::MAX))
+                                    .execute(&mut *$tx)
+                                    .await?;
+                            }
+                            _ => {}
                         }
                     }
+                    // New findings first (a replay's are already there), then resolutions and
+                    // evidence, which only ever concern a finding written before them.
+                    let found: Vec<&NewFinding> = c
+                        .findings
+                        .iter()
+                        .filter_map(|w| match w {
+                            FindingWrite::Found(f) => Some(f),
+                            _ => None,
+                        })
+                        .collect();
+                    for rows in chunks(&found, Write::Findings, &self.last_rows) {
+                        let mut insert = sqlx::QueryBuilder::new(INSERT_FINDINGS);
+                        insert.push_values(rows, |mut b, f| {
+                            b.push_bind(f.kind.as_str())
+                                .push_bind(text(&f.key))
+                                .push_bind(f.session.as_deref().map(text))
+                                .push_bind(f.org.as_deref().map(text))
+                                .push_bind(f.runner)
+                                .push_bind(f.found_at.millis())
+                                .push_bind(f.detail.as_deref().map(text));
+                        });
+                        insert.push(FINDING_KEEP);
+                        insert.build().execute(&mut *$tx).await?;
+                    }
+                    for w in &c.findings {
+                        match w {
+                            FindingWrite::Found(_) => {}
+                            FindingWrite::Resolved { kind, key, at } => {
+                                sqlx::query(RESOLVE_FINDING)
+                                    .bind(at.millis())
+                                    .bind(kind.as_str())
+                                    .bind(text(key).into_owned())
+                                    .execute(&mut *$tx)
+                                    .await?;
+                            }
+                            FindingWrite::Annotated { kind, key, detail } => {
+                                sqlx::query(ANNOTATE_FINDING)
+                                    .bind(text(detail).into_owned())
+                                    .bind(kind.as_str())
+                                    .bind(text(key).into_owned())
+                                    .execute(&mut *$tx)
+                                    .await?;
+                            }
+                        }
+                    }
+                    for (name, json) in &c.state {
+                        sqlx::query(UPSERT_STATE)
+                            .bind(*name)
+                            .bind(json)
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
                 }
-                for (name, json) in &c.state {
-                    sqlx::query(UPSERT_STATE).bind(*name).bind(json).execute(&mut *tx).await?;
-                }
+            }};
+        }
+        match &self.pool() {
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                write_commits!(tx);
+                tx.commit().await?;
             }
-            tx.commit().await?;
-        });
+            Pool::Sqlite(pool) => {
+                // Every commit on the same connection, whose page cache still holds the pages
+                // the last commit wrote (see `writer`).
+                let mut writer = self.writer.lock().await;
+                let mut conn = match writer.take() {
+                    Some(conn) => conn,
+                    None => pool.acquire().await?,
+                };
+                let landed: Result<(), StoreError> = async {
+                    use sqlx::Connection;
+                    let mut tx = conn.begin().await?;
+                    write_commits!(tx);
+                    tx.commit().await?;
+                    Ok(())
+                }
+                .await;
+                // A connection whose commit failed goes back to the pool (and `heal` may
+                // close it): the next commit takes another.
+                landed?;
+                *writer = Some(conn);
+            }
+        }
         if !unknown.is_empty() {
             let mut known = self.source_ids.lock().unwrap_or_else(|p| p.into_inner());
             for name in unknown {
@@ -1662,7 +1722,13 @@ mod tests {
         for _ in 0..pool.size() {
             held.push(pool.acquire().await.unwrap());
         }
-        let cached: Vec<usize> = held.iter().map(|c| c.cached_statements_size()).collect();
+        // The commits ran on the connection the store holds for them.
+        let writer = store.writer.lock().await;
+        let cached: Vec<usize> = held
+            .iter()
+            .chain(writer.as_ref())
+            .map(|c| c.cached_statements_size())
+            .collect();
         // 9 row counts (1 to 256) for each of the three inserts, and a few of the store's own
         // (the migrations' bookkeeping, the count): not one per batch size, up to the cap of 100.
         assert!(cached.iter().all(|&n| n <= 40), "{cached:?}");
@@ -1769,6 +1835,51 @@ mod tests {
                 restart: 8_192
             }
         );
+    }
+
+    /// A SQLite store's commits run on one connection, held between them (its page cache
+    /// stays warm): `total_changes()` counts the rows its connection changed, so it counts
+    /// every commit's after the first.
+    #[tokio::test]
+    async fn sqlite_commits_run_on_one_held_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db").display().to_string())
+            .await
+            .unwrap();
+        let mut after_first = 0;
+        for c in 0..3u32 {
+            let lines = (0..10u32)
+                .map(|i| {
+                    NewLines::from(StoredLine {
+                        received_at: Timestamp(1_795_428_000_000),
+                        source: "dispatch.log".into(),
+                        line: c * 10 + i,
+                        session: Some(format!("s{c}-{i}")),
+                        entry_id: None,
+                        default_runtime: None,
+                        raw: b"{}".to_vec(),
+                    })
+                })
+                .collect();
+            store
+                .commit(&Commit {
+                    lines,
+                    ..Commit::default()
+                })
+                .await
+                .unwrap();
+            let mut writer = store.writer.lock().await;
+            let conn = writer.as_mut().expect("no connection held");
+            let changed: i64 = sqlx::query_scalar("SELECT total_changes()")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            if c == 0 {
+                after_first = changed;
+            }
+            // The later commits' 10 lines each, on the same connection.
+            assert_eq!(changed - after_first, i64::from(c) * 10);
+        }
     }
 
     /// The bundled SQLite is built with `.cargo/config.toml`'s options: no memory statistics,

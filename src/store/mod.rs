@@ -1837,6 +1837,28 @@ mod tests {
         );
     }
 
+    /// The `c`-th commit of `n` lines of `raw` from `dispatch.log`: lines `c * n` on, each
+    /// of a session of its own.
+    fn lines_commit(c: u32, n: u32, raw: &[u8]) -> Commit {
+        let lines = (0..n)
+            .map(|i| {
+                NewLines::from(StoredLine {
+                    received_at: Timestamp(1_795_428_000_000),
+                    source: "dispatch.log".into(),
+                    line: c * n + i,
+                    session: Some(format!("s{c}-{i}")),
+                    entry_id: None,
+                    default_runtime: None,
+                    raw: raw.to_vec(),
+                })
+            })
+            .collect();
+        Commit {
+            lines,
+            ..Commit::default()
+        }
+    }
+
     /// A SQLite store's commits run on one connection, held between them (its page cache
     /// stays warm): `total_changes()` counts the rows its connection changed, so it counts
     /// every commit's after the first.
@@ -1848,26 +1870,7 @@ mod tests {
             .unwrap();
         let mut after_first = 0;
         for c in 0..3u32 {
-            let lines = (0..10u32)
-                .map(|i| {
-                    NewLines::from(StoredLine {
-                        received_at: Timestamp(1_795_428_000_000),
-                        source: "dispatch.log".into(),
-                        line: c * 10 + i,
-                        session: Some(format!("s{c}-{i}")),
-                        entry_id: None,
-                        default_runtime: None,
-                        raw: b"{}".to_vec(),
-                    })
-                })
-                .collect();
-            store
-                .commit(&Commit {
-                    lines,
-                    ..Commit::default()
-                })
-                .await
-                .unwrap();
+            store.commit(&lines_commit(c, 10, b"{}")).await.unwrap();
             let mut writer = store.writer.lock().await;
             let conn = writer.as_mut().expect("no connection held");
             let changed: i64 = sqlx::query_scalar("SELECT total_changes()")
@@ -1934,26 +1937,7 @@ mod tests {
         let raw = vec![b'x'; 4_000];
         let mut largest = 0;
         for c in 0..400u32 {
-            let lines = (0..100u32)
-                .map(|i| {
-                    NewLines::from(StoredLine {
-                        received_at: Timestamp(1_795_428_000_000),
-                        source: "dispatch.log".into(),
-                        line: c * 100 + i,
-                        session: Some(format!("s{c}-{i}")),
-                        entry_id: None,
-                        default_runtime: None,
-                        raw: raw.clone(),
-                    })
-                })
-                .collect();
-            store
-                .commit(&Commit {
-                    lines,
-                    ..Commit::default()
-                })
-                .await
-                .unwrap();
+            store.commit(&lines_commit(c, 100, &raw)).await.unwrap();
             largest = largest.max(std::fs::metadata(&wal).unwrap().len());
             assert!(
                 largest <= bound,

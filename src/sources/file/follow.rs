@@ -879,7 +879,7 @@ impl Follower {
                     }
                     started => started,
                 }
-            } else if let Some(of) = self.copy_of(&file, size) {
+            } else if let Some((of, size)) = self.copy_of(&file, size) {
                 // A copy of a followed file (copytruncate's first step) waits for it to be
                 // truncated.
                 tracing::debug!(path = %path.display(), "a copy of a followed file: read once that file is truncated");
@@ -945,10 +945,11 @@ impl Follower {
         }
     }
 
-    /// The followed file `file` (of `size` bytes) is a copy of, if any: it starts with that
-    /// file's head and ends with the bytes that file holds at the same place; or, when that
-    /// file was just truncated, it holds what was read of it.
-    fn copy_of(&self, file: &File, size: u64) -> Option<FileId> {
+    /// The followed file `file` (of `size` bytes) is a copy of, if any, and the copy's size it
+    /// was judged on: it starts with that file's head and ends with the bytes that file holds
+    /// at the same place; or, when that file was just truncated, it holds what was read of it.
+    fn copy_of(&self, file: &File, size: u64) -> Option<(FileId, u64)> {
+        let mut judged = size;
         self.tailers
             .iter()
             .find(|t| {
@@ -969,10 +970,15 @@ impl Follower {
                     }
                     // Truncated since: a copy holds what was read.
                     // Or one made at a line end it read, shorter than what was read.
-                    Ok(Err(_)) => (
-                        is_copy(file, size, &t.checkpoint("")) || t.was_at(file, size),
-                        "the file was truncated and it does not hold what was read of it",
-                    ),
+                    // Judged on its size now: copytruncate truncates once the copy is whole,
+                    // and the size probed before the check may be of a copy part written.
+                    Ok(Err(_)) => {
+                        judged = file.metadata().map_or(size, |m| m.len());
+                        (
+                            is_copy(file, judged, &t.checkpoint("")) || t.was_at(file, judged),
+                            "the file was truncated and it does not hold what was read of it",
+                        )
+                    }
                     Err(_) => (false, "the file cannot be checked"),
                 };
                 if !copy {
@@ -982,7 +988,7 @@ impl Follower {
                 }
                 copy
             })
-            .map(Tailer::id)
+            .map(|t| (t.id(), judged))
     }
 
     /// Whether `file` (of `size` bytes) is shorter than the head of a followed file (or of a

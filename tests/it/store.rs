@@ -617,6 +617,67 @@ async fn a_batch_stores_only_the_lines_its_rows_name() {
     assert_eq!(all, [d, e]);
 }
 
+/// A commit whose multi-row write fails partway leaves none of its rows. SQLite's multi-row
+/// writes are `OR FAIL` (no statement journal): the rows a failing statement wrote before the
+/// row that failed are undone only with the whole transaction, which the failed commit must
+/// roll back; the next commit, on another connection or the same, lands only its own rows.
+/// (Here triggers refuse one line, then one outcome row, each the third of its statement.)
+#[tokio::test]
+async fn a_sqlite_write_that_fails_partway_leaves_none_of_its_rows() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db").display().to_string();
+    let store = Store::open(&path).await.unwrap();
+    let commit = |lines: std::ops::RangeInclusive<u32>| Commit {
+        lines: lines.clone().map(|n| line("s", n, b"{}").into()).collect(),
+        outcomes: lines
+            .map(|n| {
+                OutcomeWrite::Dispatched(row(
+                    &format!("s{n}"),
+                    "o1",
+                    i64::from(n),
+                    Outcome::Pending,
+                ))
+            })
+            .collect(),
+        ..Commit::default()
+    };
+    store.commit(&commit(1..=1)).await.unwrap();
+    let mut admin = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    for (table, refused, trigger) in [
+        ("events", 4, "NEW.line = 4"),
+        ("outcomes", 8, "NEW.session = 's8'"),
+    ] {
+        sqlx::query(&format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON {table} WHEN {trigger} \
+             BEGIN SELECT RAISE(FAIL, 'refused'); END"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let failed = store.commit(&commit(refused - 2..=refused + 1)).await;
+        assert!(failed.is_err(), "{table}: {failed:?}");
+        sqlx::query("DROP TRIGGER refuse")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    store.commit(&commit(10..=11)).await.unwrap();
+    let lines: Vec<u32> = store
+        .lines()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(lines, [1, 10, 11]);
+    let totals = store.summary(&OutcomeFilter::default()).await.unwrap();
+    assert_eq!(totals.dispatched.go, 3, "{totals:?}");
+}
+
 #[tokio::test]
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();

@@ -593,7 +593,7 @@ impl Follower {
         let found = find_copy_in_dir(path, old);
         if let Some((cpath, _, _)) = &found
             && let Some(csource) = self.matching(cpath)
-            && let Ok(file) = File::open(cpath)
+            && let Ok(file) = tail::open(cpath)
             && let Ok(m) = file.metadata()
         {
             let cid = FileId {
@@ -1115,7 +1115,7 @@ impl Follower {
                 continue;
             };
             let path = entry.path();
-            let Ok(file) = File::open(&path) else {
+            let Ok(file) = tail::open(&path) else {
                 continue;
             };
             let cp = cp.clone();
@@ -1171,36 +1171,28 @@ impl Follower {
 /// What `path` is, and the open file if it is a readable regular file (symlinks followed:
 /// the file is its target's).
 fn probe(path: &Path) -> (PathState, Option<(File, u64, FileId)>) {
+    probe_with(path, tail::open)
+}
+
+/// [`probe`], opening a regular file with `open` (tests put a change of the path between the
+/// look at it and the open).
+fn probe_with(
+    path: &Path,
+    open: impl FnOnce(&Path) -> io::Result<File>,
+) -> (PathState, Option<(File, u64, FileId)>) {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let dangling = std::fs::symlink_metadata(path).is_ok();
-            let state = if dangling {
-                PathState::DanglingSymlink
-            } else {
-                PathState::Missing
-            };
-            return (state, None);
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (gone(path), None),
         Err(e) => return (PathState::Unreadable(e.kind().to_string()), None),
     };
-    let ft = meta.file_type();
-    let state = if ft.is_dir() {
-        PathState::Directory
-    } else if ft.is_fifo() {
-        PathState::Fifo
-    } else if ft.is_socket() {
-        PathState::Socket
-    } else if ft.is_char_device() || ft.is_block_device() {
-        PathState::Device
-    } else {
-        PathState::Regular
-    };
+    let state = kind(&meta);
     if state != PathState::Regular {
         return (state, None);
     }
-    let file = match File::open(path) {
+    let file = match open(path) {
         Ok(f) => f,
+        // Gone since the look at it (deleted, or a symlink's target): not unreadable.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (gone(path), None),
         Err(e) => return (PathState::Unreadable(e.kind().to_string()), None),
     };
     // The file opened is the one to follow (the path may have changed since the stat).
@@ -1212,8 +1204,33 @@ fn probe(path: &Path) -> (PathState, Option<(File, u64, FileId)>) {
             };
             (PathState::Regular, Some((file, m.len(), id)))
         }
-        Ok(_) => (PathState::Missing, None),
+        Ok(m) => (kind(&m), None),
         Err(e) => (PathState::Unreadable(e.kind().to_string()), None),
+    }
+}
+
+/// What a path that names nothing is: a dangling symlink, or missing.
+fn gone(path: &Path) -> PathState {
+    if std::fs::symlink_metadata(path).is_ok() {
+        PathState::DanglingSymlink
+    } else {
+        PathState::Missing
+    }
+}
+
+/// What kind of file `meta` is about.
+fn kind(meta: &std::fs::Metadata) -> PathState {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        PathState::Directory
+    } else if ft.is_fifo() {
+        PathState::Fifo
+    } else if ft.is_socket() {
+        PathState::Socket
+    } else if ft.is_char_device() || ft.is_block_device() {
+        PathState::Device
+    } else {
+        PathState::Regular
     }
 }
 
@@ -1233,7 +1250,7 @@ fn is_copy(file: &File, size: u64, cp: &Checkpoint) -> bool {
 /// Opens the copy `cid` at `path` (found a copy while its original was intact): the file,
 /// its size, and whether it holds what `old` says was read of the original.
 fn open_copy(path: &Path, cid: FileId, old: &Checkpoint) -> Option<(File, u64, bool)> {
-    let file = File::open(path).ok()?;
+    let file = tail::open(path).ok()?;
     let m = file.metadata().ok()?;
     if (m.dev(), m.ino()) != (cid.dev, cid.ino) {
         return None;
@@ -1253,7 +1270,7 @@ fn find_copy_in_dir(path: &Path, old: &Checkpoint) -> Option<(PathBuf, u64, File
         if !meta.is_file() || (meta.dev(), meta.ino()) == (old.dev, old.ino) {
             continue;
         }
-        let Ok(file) = File::open(entry.path()) else {
+        let Ok(file) = tail::open(&entry.path()) else {
             continue;
         };
         if meta.len() >= old.offset && is_copy(&file, meta.len(), old) {
@@ -1289,7 +1306,7 @@ fn held_elsewhere(file: &File, cp: &Checkpoint) -> bool {
         if !meta.is_file() || (meta.dev(), meta.ino()) == (me.dev(), me.ino()) {
             return false;
         }
-        File::open(entry.path())
+        tail::open(&entry.path())
             .and_then(|f| tail::holds(&f, meta.len(), cp))
             .unwrap_or(false)
     })
@@ -1412,4 +1429,55 @@ fn watch_dir(dir: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWa
     .ok()?;
     w.watch(dir, notify::RecursiveMode::NonRecursive).ok()?;
     Some(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_gone_between_the_look_and_the_open_is_missing_not_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "a line\n").unwrap();
+        let (state, file) = probe_with(&path, |p| {
+            std::fs::remove_file(p)?;
+            tail::open(p)
+        });
+        assert_eq!(state, PathState::Missing);
+        assert!(file.is_none());
+        // Through a symlink whose target goes: a dangling symlink.
+        let target = dir.path().join("target.log");
+        std::fs::write(&target, "a line\n").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let (state, _) = probe_with(&path, |p| {
+            std::fs::remove_file(&target)?;
+            tail::open(p)
+        });
+        assert_eq!(state, PathState::DanglingSymlink);
+    }
+
+    #[test]
+    fn a_fifo_put_in_a_files_place_before_the_open_neither_blocks_nor_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "a line\n").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let probed = path.clone();
+        // A thread of its own: a blocking open would wait for a writer that never comes.
+        std::thread::spawn(move || {
+            let (state, file) = probe_with(&probed, |p| {
+                std::fs::remove_file(p)?;
+                let made = std::process::Command::new("mkfifo").arg(p).status()?;
+                assert!(made.success(), "mkfifo");
+                tail::open(p)
+            });
+            let _ = tx.send((state, file.is_some()));
+        });
+        let (state, followed) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the probe returns (a blocking open of the FIFO never does)");
+        assert_eq!(state, PathState::Fifo);
+        assert!(!followed);
+    }
 }

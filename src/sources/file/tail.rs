@@ -467,6 +467,18 @@ fn mark(marks: &mut std::collections::VecDeque<(u64, u32)>, at: u64, h: &crc32fa
 }
 
 /// A file's birth time in ns since the epoch, 0 where unknown.
+/// Opens `path` for reading without waiting: a FIFO put in a file's place between a look at
+/// it and this open would otherwise block the follower until something writes to it.
+/// `O_NONBLOCK` changes nothing for a regular file's reads.
+pub fn open(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let nonblock = i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0);
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblock)
+        .open(path)
+}
+
 pub fn born(meta: &std::fs::Metadata) -> u64 {
     meta.created()
         .ok()

@@ -25,10 +25,8 @@
 
 use std::collections::BTreeSet;
 
-use rustc_hash::FxHashMap;
-
 use super::session::Session;
-use super::{CorrelateConfig, Correlator, Outcome};
+use super::{Accepted, CorrelateConfig, Correlator, Outcome};
 use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 
 pub mod rules;
@@ -228,8 +226,8 @@ impl Sets {
 #[derive(Debug)]
 pub struct Live {
     config: LiveConfig,
-    core: Correlator,
-    marks: FxHashMap<SessionId, Mark>,
+    /// Every session's records, with its mark in the same table entry.
+    core: Correlator<Mark>,
     /// Every session's schedule (see [`Slot`]): settle and orphan settle on event time, woken
     /// by the low watermark; holds, orphan holds, deadlines and expiries on the sidecar's
     /// clock.
@@ -243,8 +241,7 @@ pub struct Live {
 impl Live {
     pub fn new(config: LiveConfig) -> Live {
         Live {
-            core: Correlator::new(config.correlate.clone()),
-            marks: FxHashMap::default(),
+            core: Correlator::with_extras(config.correlate.clone()),
             sets: Sets::default(),
             watermarks: Watermarks::new(config.idle_after_ms),
             holding: false,
@@ -292,7 +289,7 @@ impl Live {
     }
 
     /// The batch correlator underneath: records, daemons, stats, watermark.
-    pub fn core(&self) -> &Correlator {
+    pub fn core(&self) -> &Correlator<Mark> {
         &self.core
     }
 
@@ -306,7 +303,7 @@ impl Live {
         out: &mut Vec<Change>,
         rule: impl FnOnce(&Rules<'_>, &mut Mark, &SessionId, &Session, &mut Vec<Change>),
     ) {
-        let (Some(mark), Some(session)) = (self.marks.get_mut(id), self.core.session(id)) else {
+        let Some((session, mark, orgs)) = self.core.held_mut(id) else {
             return;
         };
         if let Some(slot) = popped {
@@ -314,7 +311,7 @@ impl Live {
         }
         let rules = Rules {
             config: &self.config,
-            orgs: self.core.orgs(),
+            orgs,
         };
         let before = rules.schedule(mark);
         rule(&rules, mark, id, session, out);
@@ -329,34 +326,40 @@ impl Live {
             (Some(id), k) if k != EventKind::Heartbeat => Some(id.clone()),
             _ => None,
         };
-        if !self.core.on_event(ev, origin) {
-            return None;
-        }
+        let filed = match self.core.accept(ev, origin) {
+            Accepted::Redelivered => return None,
+            Accepted::Unfiled => None,
+            Accepted::Filed(f) => Some(f),
+        };
         self.watermarks.event(origin.input, time, now);
         let mut out = Vec::new();
-        let Some(id) = id else {
+        let (Some(id), Some(filed)) = (id, filed) else {
             self.settle(now, &mut out);
             return Some(out);
         };
-        if !self.marks.contains_key(&id) {
+        // A session evicted as soon as it was made has no mark yet: it is judged on a fresh
+        // one with the rest of the evicted (the expiry a mark made now would have scheduled
+        // is dropped with it).
+        if let Some((session, mark)) = filed.held {
             let rules = Rules {
                 config: &self.config,
-                orgs: self.core.orgs(),
+                orgs: filed.orgs,
             };
-            let mark = rules.new_mark(now);
-            self.sets
-                .sync(&id, Schedule::default(), rules.schedule(&mark));
-            self.marks.insert(id.clone(), mark);
+            if filed.created {
+                *mark = rules.new_mark(now);
+                self.sets
+                    .sync(&id, Schedule::default(), rules.schedule(mark));
+            }
+            let arrival = Arrival {
+                kind,
+                runner,
+                time,
+                org: org.as_deref(),
+            };
+            let before = rules.schedule(mark);
+            rules.on_record(mark, &id, session, arrival, now, &mut out);
+            self.sets.sync(&id, before, rules.schedule(mark));
         }
-        let arrival = Arrival {
-            kind,
-            runner,
-            time,
-            org: org.as_deref(),
-        };
-        self.run(&id, None, &mut out, |r, m, id, s, out| {
-            r.on_record(m, id, s, arrival, now, out)
-        });
         self.settle(now, &mut out);
         self.evict(&mut out);
         Some(out)
@@ -368,7 +371,7 @@ impl Live {
         for e in self.core.take_evicted() {
             let lines = e.session.records().iter().map(|r| r.origin()).collect();
             // Judged as the core held it (one over the cap for this instant), then dropped.
-            self.core.restore(e.id.clone(), e.session);
+            self.core.restore(e.id.clone(), e.session, e.extra);
             self.run(&e.id, None, out, |r, m, id, s, out| {
                 r.evaluate(m, id, s, END_OF_TIME, false, out)
             });
@@ -382,7 +385,7 @@ impl Live {
 
     /// Forgets `id`: its share of the totals handed over, its gauges released.
     fn drop_session(&mut self, id: SessionId, out: &mut Vec<Change>) {
-        if let Some(mut mark) = self.marks.remove(&id) {
+        if let Some(mut mark) = self.core.forget(&id) {
             let rules = Rules {
                 config: &self.config,
                 orgs: self.core.orgs(),
@@ -392,7 +395,6 @@ impl Live {
             // Gone from every set, the expiry (which the mark cannot drop) included.
             self.sets.sync(&id, before, Schedule::default());
         }
-        self.core.forget(&id);
         out.push(Change::Forgotten { session: id });
     }
 

@@ -70,29 +70,65 @@ pub struct CorrelateStats {
 
 /// A session removed by eviction, with the watermark it was judged against.
 #[derive(Debug)]
-pub struct Evicted {
+pub struct Evicted<X = ()> {
     pub id: SessionId,
     pub session: Session,
+    /// What its holder kept beside it (see [`Correlator`]).
+    pub extra: X,
     pub watermark: Timestamp,
 }
 
+/// What [`Correlator::accept`] did with an event.
 #[derive(Debug)]
-pub struct Correlator {
+pub enum Accepted<'a, X> {
+    /// An exact re-delivery: nothing changed.
+    Redelivered,
+    /// A fresh heartbeat, or an event with no session.
+    Unfiled,
+    /// A fresh event of a session, filed in it.
+    Filed(Filed<'a, X>),
+}
+
+/// The session a fresh event was filed in, as it is now, so its holder reads it without
+/// looking it up again.
+#[derive(Debug)]
+pub struct Filed<'a, X> {
+    /// The session and its extra; `None` when it was evicted at once (a new session over
+    /// the cap, whose evidence is the oldest): it is among [`Correlator::take_evicted`]'s.
+    pub held: Option<(&'a Session, &'a mut X)>,
+    /// The event made the session.
+    pub created: bool,
+    /// The org names its dispatch ids stand for.
+    pub orgs: &'a Interner,
+}
+
+/// Every session's evidence, keyed by sessionId, with an `X` kept beside each in the same
+/// table entry (live correlation keeps its per-session mark there: one lookup per event
+/// finds both; batch keeps nothing).
+#[derive(Debug)]
+pub struct Correlator<X = ()> {
     config: CorrelateConfig,
-    sessions: FxHashMap<SessionId, Session>,
+    sessions: FxHashMap<SessionId, (Session, X)>,
     orgs: Interner,
     workers: Interner,
     details: Interner,
     daemons: BTreeMap<(Runner, u32), Daemon>,
     watermark: Timestamp,
     stats: CorrelateStats,
-    evicted: Vec<Evicted>,
+    evicted: Vec<Evicted<X>>,
     /// Batch mode only: sessions judged before the end of the input (`settle.rs`).
     settling: Option<settle::Settling>,
 }
 
 impl Correlator {
     pub fn new(config: CorrelateConfig) -> Correlator {
+        Correlator::with_extras(config)
+    }
+}
+
+impl<X: Default> Correlator<X> {
+    /// A correlator keeping an `X` beside each session.
+    pub fn with_extras(config: CorrelateConfig) -> Correlator<X> {
         let capacity = config.expected_sessions.min(config.max_sessions);
         Correlator {
             config,
@@ -114,6 +150,12 @@ impl Correlator {
 
     /// Takes one event. Returns `false` if it was an exact re-delivery (and changed nothing).
     pub fn on_event(&mut self, ev: Event, origin: Origin) -> bool {
+        !matches!(self.accept(ev, origin), Accepted::Redelivered)
+    }
+
+    /// Takes one event, as [`Correlator::on_event`], and hands back the session it was
+    /// filed in (a new session's extra is `X::default()`).
+    pub fn accept(&mut self, ev: Event, origin: Origin) -> Accepted<'_, X> {
         let worker = self.workers.intern(ev.worker.as_deref());
         let extra = match ev.kind {
             EventKind::Dispatch => self.orgs.intern(ev.org.as_deref()),
@@ -121,35 +163,55 @@ impl Correlator {
             _ => self.details.intern(ev.detail.as_deref()),
         };
         let rec = Record::new(ev.kind, ev.runner, ev.time, worker, extra, origin);
-        let fresh = match ev.session {
-            Some(id) if ev.kind != EventKind::Heartbeat => {
-                let session = match self.sessions.entry(id) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => {
-                        if let Some(st) = self.settling.as_mut() {
-                            st.created(e.key(), ev.time);
-                        }
-                        e.insert(Session::default())
-                    }
-                };
-                let fresh = session.insert(rec);
-                if self.sessions.len() > self.config.max_sessions {
-                    self.evict();
-                }
-                fresh
+        let (kind, time, version) = (ev.kind, ev.time, ev.version);
+        let Some(id) = ev.session.filter(|_| kind != EventKind::Heartbeat) else {
+            if !self.fresh_heartbeat(&rec) {
+                self.stats.duplicates += 1;
+                return Accepted::Redelivered;
             }
-            _ => self.fresh_heartbeat(&rec),
+            self.counted(&rec, version);
+            return Accepted::Unfiled;
         };
-        if !fresh {
-            self.stats.duplicates += 1;
-            return false;
+        let (held, created) = if self.sessions.len() < self.config.max_sessions {
+            let (held, created) = file(&mut self.sessions, self.settling.as_mut(), id, time);
+            if !held.0.insert(rec) {
+                self.stats.duplicates += 1;
+                return Accepted::Redelivered;
+            }
+            (Some(held), created)
+        } else {
+            // A new session takes the table over the cap: filed, then looked up again after
+            // the eviction (rare: only with the table full).
+            let key = id.clone();
+            let (held, created) = file(&mut self.sessions, self.settling.as_mut(), id, time);
+            if !held.0.insert(rec) {
+                self.stats.duplicates += 1;
+                return Accepted::Redelivered;
+            }
+            if self.sessions.len() > self.config.max_sessions {
+                self.evict();
+            }
+            (self.sessions.get_mut(&key), created)
+        };
+        self.stats.events[kind as usize] += 1;
+        self.watermark = self.watermark.max(time);
+        if kind == EventKind::Claim {
+            note_daemon(&mut self.daemons, &rec, version);
         }
-        self.stats.events[ev.kind as usize] += 1;
-        self.watermark = self.watermark.max(ev.time);
-        if matches!(ev.kind, EventKind::Heartbeat | EventKind::Claim) {
-            self.note_daemon(&rec, ev.version);
+        Accepted::Filed(Filed {
+            held: held.map(|(s, x)| (&*s, x)),
+            created,
+            orgs: &self.orgs,
+        })
+    }
+
+    /// A fresh heartbeat or unfiled event counted.
+    fn counted(&mut self, rec: &Record, version: Option<Name>) {
+        self.stats.events[rec.kind as usize] += 1;
+        self.watermark = self.watermark.max(rec.time);
+        if matches!(rec.kind, EventKind::Heartbeat | EventKind::Claim) {
+            note_daemon(&mut self.daemons, rec, version);
         }
-        true
     }
 
     /// Heartbeats have no session to dedupe them against; each daemon remembers its recent
@@ -167,22 +229,6 @@ impl Correlator {
         true
     }
 
-    fn note_daemon(&mut self, rec: &Record, version: Option<Name>) {
-        let d = self.daemons.entry((rec.runner, rec.worker)).or_default();
-        if rec.time >= d.last_seen {
-            d.last_seen = rec.time;
-            if version.is_some() {
-                d.version = version;
-            }
-        }
-        if rec.kind == EventKind::Heartbeat {
-            d.heartbeats += 1;
-            d.last_heartbeat = d.last_heartbeat.max(Some(rec.time));
-        } else {
-            d.claims += 1;
-        }
-    }
-
     /// Evicts the tenth of sessions whose latest evidence is oldest. O(n), but it runs once
     /// per n/10 new sessions, so the amortised cost per event is constant.
     fn evict(&mut self) {
@@ -190,14 +236,15 @@ impl Correlator {
         let mut by_age: Vec<(Timestamp, SessionId)> = self
             .sessions
             .iter()
-            .map(|(k, s)| (s.last_time(), k.clone()))
+            .map(|(k, (s, _))| (s.last_time(), k.clone()))
             .collect();
         by_age.select_nth_unstable(n - 1);
         for (_, id) in by_age.into_iter().take(n) {
-            if let Some(session) = self.sessions.remove(&id) {
+            if let Some((session, extra)) = self.sessions.remove(&id) {
                 self.evicted.push(Evicted {
                     id,
                     session,
+                    extra,
                     watermark: self.watermark,
                 });
             }
@@ -205,19 +252,19 @@ impl Correlator {
         self.stats.evicted += n as u64;
     }
 
-    /// Drops a session's evidence (live mode, past retention).
-    pub fn forget(&mut self, id: &SessionId) {
-        self.sessions.remove(id);
+    /// Drops a session's evidence (live mode, past retention), handing back its extra.
+    pub fn forget(&mut self, id: &SessionId) -> Option<X> {
+        self.sessions.remove(id).map(|(_, x)| x)
     }
 
     /// Puts an evicted session back for its caller to judge (live mode judges it with the
     /// same code as any other, then forgets it); the cap is not checked.
-    pub fn restore(&mut self, id: SessionId, session: Session) {
-        self.sessions.insert(id, session);
+    pub fn restore(&mut self, id: SessionId, session: Session, extra: X) {
+        self.sessions.insert(id, (session, extra));
     }
 
     /// Sessions evicted since the last call; the caller judges and tallies them.
-    pub fn take_evicted(&mut self) -> Vec<Evicted> {
+    pub fn take_evicted(&mut self) -> Vec<Evicted<X>> {
         std::mem::take(&mut self.evicted)
     }
 
@@ -230,7 +277,7 @@ impl Correlator {
     }
 
     pub fn sessions(&self) -> impl Iterator<Item = (&SessionId, &Session)> {
-        self.sessions.iter()
+        self.sessions.iter().map(|(k, (s, _))| (k, s))
     }
 
     /// Sessions held now.
@@ -239,7 +286,13 @@ impl Correlator {
     }
 
     pub fn session(&self, id: &SessionId) -> Option<&Session> {
-        self.sessions.get(id)
+        self.sessions.get(id).map(|(s, _)| s)
+    }
+
+    /// A session with its extra, and the org names (one lookup).
+    pub fn held_mut(&mut self, id: &SessionId) -> Option<(&Session, &mut X, &Interner)> {
+        let (s, x) = self.sessions.get_mut(id)?;
+        Some((&*s, x, &self.orgs))
     }
 
     pub fn daemons(&self) -> impl Iterator<Item = (Runner, &str, &Daemon)> {
@@ -263,6 +316,41 @@ impl Correlator {
 
     pub fn detail_name(&self, id: u32) -> Option<&str> {
         self.details.name(id)
+    }
+}
+
+/// The session `id` names in `sessions`, made if new (`true`).
+fn file<'a, X: Default>(
+    sessions: &'a mut FxHashMap<SessionId, (Session, X)>,
+    settling: Option<&mut settle::Settling>,
+    id: SessionId,
+    time: Timestamp,
+) -> (&'a mut (Session, X), bool) {
+    match sessions.entry(id) {
+        Entry::Occupied(e) => (e.into_mut(), false),
+        Entry::Vacant(e) => {
+            if let Some(st) = settling {
+                st.created(e.key(), time);
+            }
+            (e.insert((Session::default(), X::default())), true)
+        }
+    }
+}
+
+/// What a heartbeat or claim says of its daemon.
+fn note_daemon(daemons: &mut BTreeMap<(Runner, u32), Daemon>, rec: &Record, version: Option<Name>) {
+    let d = daemons.entry((rec.runner, rec.worker)).or_default();
+    if rec.time >= d.last_seen {
+        d.last_seen = rec.time;
+        if version.is_some() {
+            d.version = version;
+        }
+    }
+    if rec.kind == EventKind::Heartbeat {
+        d.heartbeats += 1;
+        d.last_heartbeat = d.last_heartbeat.max(Some(rec.time));
+    } else {
+        d.claims += 1;
     }
 }
 

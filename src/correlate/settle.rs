@@ -153,12 +153,12 @@ impl Correlator {
                 let Entry::Occupied(session) = self.sessions.entry(id) else {
                     continue;
                 };
-                let at = horizon(session.get(), &self.config.timeouts);
+                let at = horizon(&session.get().0, &self.config.timeouts);
                 if at > low {
                     st.queue.push(at, session.key().clone());
                     continue;
                 }
-                let (id, session) = session.remove_entry();
+                let (id, (session, ())) = session.remove_entry();
                 st.fingerprints.settled(fingerprint(&id));
                 out.push(Settled { id, session });
             }

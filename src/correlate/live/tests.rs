@@ -344,6 +344,48 @@ fn retention_forgets_and_releases_gauges() {
     assert_eq!(l.next_due(), None);
 }
 
+#[test]
+fn a_session_evicted_as_it_is_made_is_dropped_unjudged_and_nothing_of_it_stays_scheduled() {
+    let mut l = Live::new(LiveConfig {
+        correlate: CorrelateConfig {
+            max_sessions: 2,
+            ..CorrelateConfig::default()
+        },
+        ..LiveConfig::default()
+    });
+    feed(&mut l, ev(Dispatch, "a", Go, 10, "-"), at(0));
+    feed(&mut l, ev(Dispatch, "b", Go, 20, "-"), at(0));
+    let due = l.next_due();
+    // Over the cap, and its evidence is the oldest: evicted before its record is read.
+    let c = feed(&mut l, ev(Dispatch, "c", Go, 0, "-"), at(1));
+    assert_eq!(
+        c,
+        vec![
+            Change::Evicted {
+                session: sid("c"),
+                lines: vec![Origin::default()],
+            },
+            Change::Retired(Counted::default()),
+            Change::Forgotten { session: sid("c") },
+        ]
+    );
+    assert!(l.core().session(&sid("c")).is_none());
+    assert_eq!(l.next_due(), due);
+    let forgotten: Vec<Change> = l
+        .on_tick(at(3601))
+        .into_iter()
+        .filter(|c| matches!(c, Change::Forgotten { .. }))
+        .collect();
+    assert_eq!(
+        forgotten,
+        vec![
+            Change::Forgotten { session: sid("a") },
+            Change::Forgotten { session: sid("b") },
+        ]
+    );
+    assert_eq!(l.next_due(), None);
+}
+
 fn outcomes(changes: &[Change]) -> Vec<Outcome> {
     changes
         .iter()

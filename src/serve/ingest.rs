@@ -3,6 +3,7 @@
 //! same way, a page at a time (the pages come from `recovery`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 
@@ -21,28 +22,43 @@ use crate::state::{CorrelationState, Delivery, Fate, StateError};
 use crate::store::{Commit, NewLine, NewLines, Store, StoreError, StoredLine};
 
 /// Ids seen lately, bounded: the oldest are forgotten first. A drain retries within minutes,
-/// not days.
-#[derive(Debug, Default)]
+/// not days. Each id is kept once, shared by the set and the order.
+#[derive(Debug)]
 pub struct RecentIds {
-    set: FxHashSet<String>,
-    order: std::collections::VecDeque<String>,
+    set: FxHashSet<Arc<str>>,
+    order: std::collections::VecDeque<Arc<str>>,
+    cap: usize,
+}
+
+impl Default for RecentIds {
+    fn default() -> RecentIds {
+        RecentIds::with_cap(1_000_000)
+    }
 }
 
 impl RecentIds {
-    const CAP: usize = 1_000_000;
+    fn with_cap(cap: usize) -> RecentIds {
+        RecentIds {
+            set: FxHashSet::default(),
+            order: std::collections::VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
 
-    /// `false` if `id` was seen already.
+    /// `false` if `id` was seen already (among the latest `cap`).
     fn insert(&mut self, id: &str) -> bool {
-        if self.set.contains(id) {
+        // One hash and one allocation for a new id; a repeated one costs the allocation too,
+        // but repeats are a drain's rare retries.
+        let id: Arc<str> = Arc::from(id);
+        if !self.set.insert(Arc::clone(&id)) {
             return false;
         }
-        if self.order.len() == Self::CAP
+        self.order.push_back(id);
+        if self.order.len() > self.cap
             && let Some(old) = self.order.pop_front()
         {
             self.set.remove(&old);
         }
-        self.set.insert(id.to_owned());
-        self.order.push_back(id.to_owned());
         true
     }
 }
@@ -661,6 +677,21 @@ impl<S: CorrelationState> Actor<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_ids_answer_a_repeat_until_it_is_among_the_oldest_past_the_cap() {
+        let mut ids = RecentIds::with_cap(3);
+        assert!(ids.insert("a") && ids.insert("b") && ids.insert("c"));
+        // repeats, the oldest included, are told while held
+        assert!(!ids.insert("a") && !ids.insert("c"));
+        // a fourth id forgets the oldest, and only it
+        assert!(ids.insert("d"));
+        assert!(!ids.insert("b") && !ids.insert("c") && !ids.insert("d"));
+        assert!(ids.insert("a"));
+        // memory: as many ids as the cap, each once
+        assert_eq!((ids.set.len(), ids.order.len()), (3, 3));
+        assert!(!ids.insert("d") && ids.insert("b"));
+    }
 
     #[test]
     fn every_part_but_the_last_says_its_source_is_behind() {

@@ -8,7 +8,7 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::committer::{Committer, GROUP_BATCHES, GROUP_BYTES, GROUP_LINES};
+use super::committer::{Committer, GROUP_BATCHES, GROUP_BYTES, GROUP_LINES, Job};
 use super::durable::{Durable, FEED_CURSOR, RETIRED_TOTALS};
 use super::ingest::{RecentIds, Sources};
 use super::recovery::{Feed, Recovery};
@@ -237,8 +237,12 @@ impl<S: CorrelationState> Actor<S> {
                     self.on_platform_update(u).await;
                 }
                 _ = tick.tick(), if !recovering => {
-                    // Its commit, and the totals it publishes, come after every batch's.
-                    self.landed().await;
+                    // Its commit, and the totals it publishes, come after every batch's: in
+                    // the committer's queue behind them, or (platform events and the shared
+                    // state's feed, which commit and show at once) once they have landed.
+                    if !self.tick_queues() {
+                        self.landed().await;
+                    }
                     // Between groups of batches: nothing in hand, and nothing queued unless
                     // the channel holds some.
                     if rx.is_empty() {
@@ -399,6 +403,14 @@ impl<S: CorrelationState> Actor<S> {
         }
     }
 
+    /// Whether the tick's commit goes to the committer, behind the batches taken before it,
+    /// instead of waiting for them to land (which drains the pipeline four times a second
+    /// while a backlog is read): without a platform (whose events commit at once) and
+    /// without the shared state (whose feed cursor moves only once its commit is stored).
+    fn tick_queues(&self) -> bool {
+        self.committer.is_some() && self.platform.is_none() && !self.telemetry.reports_cluster()
+    }
+
     async fn tick(&mut self) {
         let now = self.clock.now();
         if let Some(p) = self.platform.as_mut() {
@@ -426,6 +438,18 @@ impl<S: CorrelationState> Actor<S> {
         // Only fails at shutdown; forgotten lines that stay stored are replayed and forgotten
         // again after a restart, and feed entries read again. Published once durable:
         // nothing shown is lost by a crash.
+        if cursor.is_none()
+            && self.tick_queues()
+            && let Some(c) = self.committer.as_mut()
+        {
+            let job = Job {
+                commits: vec![commit],
+                summary: self.telemetry.snapshot(),
+                ..Job::default()
+            };
+            c.send(job).await;
+            return;
+        }
         if self.durable.commit(&commit).await.is_ok()
             && let Some((_, c)) = cursor
         {

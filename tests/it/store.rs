@@ -748,6 +748,100 @@ async fn recovered_actor(
     (actor, summary)
 }
 
+/// A tick that judges a session overdue while the batch that brought its dispatch is still
+/// being committed (here: failing, the table gone for a while) shows nothing of it before
+/// that batch lands: the tick's commit and the totals it publishes queue behind the batch's
+/// (committed at once on a store pool, they would show the dispatch unstored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_shows_nothing_before_the_batches_taken_before_it_land() {
+    use claimcheck::correlate::ClaimTimeouts;
+    use claimcheck::sources::batch::Batch;
+    use sqlx::Connection;
+
+    let db = ScratchDb::new().await;
+    let store = Store::open(&db.url).await.unwrap();
+    let registry = prometheus::Registry::new();
+    let mut config = claimcheck::correlate::live::LiveConfig::default();
+    config.correlate.timeouts = ClaimTimeouts::uniform(std::time::Duration::from_millis(200));
+    let (mut actor, summary) = claimcheck::serve::Actor::new(
+        claimcheck::parse::Parser::new(Default::default()),
+        config,
+        &registry,
+        claimcheck::clock::Clock::system(),
+        200,
+    )
+    .unwrap();
+    actor.recover(store.clone(), None).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (_qtx, qrx) = tokio::sync::mpsc::channel(4);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let actor = tokio::spawn(actor.run(rx, qrx, stop.clone()));
+    let missed = || {
+        let mut text = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&registry.gather(), &mut text)
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("claimcheck_claim_deadline_missed_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+
+    let send = |id: &str| {
+        let line = format!(
+            r#"{{"event":"dispatch","sessionId":"{id}","time":"2026-11-23T10:00:00Z","resolvedProfile":{{"runner":"go"}}}}"#
+        );
+        let mut b = Batch::new("dispatch.log", None, [line].into_iter().collect());
+        let (done, answer) = tokio::sync::oneshot::channel();
+        b.done = Some(done);
+        (b, answer)
+    };
+    // Answered once recovered and stored; then overdue, and that shown once stored.
+    let (b, answer) = send("before");
+    tx.send(b).await.unwrap();
+    assert_eq!(answer.await.unwrap().unwrap().events, 1);
+    crate::support::until_some(20, "the first session shown overdue", || async {
+        (summary.borrow().unclaimed == 1).then_some(())
+    })
+    .await;
+
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("ALTER TABLE events RENAME TO events_away")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (b, answer) = send("late");
+    tx.send(b).await.unwrap();
+    // A tick finds it overdue (200 ms after it arrived) while its batch cannot be stored.
+    crate::support::until_some(20, "the second session judged overdue", || async {
+        (missed() >= 2.0).then_some(())
+    })
+    .await;
+    // Published by the tick, its totals would come a moment after its judging (its own
+    // commit needs no table that is gone): none come while the batch is not stored.
+    let mut watch = summary.clone();
+    watch.borrow_and_update();
+    let early = tokio::time::timeout(std::time::Duration::from_millis(1500), watch.changed()).await;
+    let published = summary.borrow().clone();
+    assert!(
+        early.is_err() && (published.dispatched.go, published.unclaimed) == (1, 1),
+        "shown before stored: {published:?}"
+    );
+    sqlx::query("ALTER TABLE events_away RENAME TO events")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(answer.await.unwrap().unwrap().events, 1);
+    crate::support::until_some(20, "the totals once stored", || async {
+        let s = summary.borrow();
+        (s.dispatched.go == 2 && s.unclaimed == 2).then_some(())
+    })
+    .await;
+    assert_eq!(stored_sessions(&store).await, ["before", "late"]);
+    stop.cancel();
+    actor.await.unwrap();
+}
+
 /// A commit that fails (here: the table is gone for a while) is retried until it lands, and
 /// the batch is answered only then: memory and store never disagree, and nothing is lost or
 /// recorded twice.

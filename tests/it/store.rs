@@ -736,16 +736,50 @@ async fn recovered_actor(
     claimcheck::serve::Actor,
     tokio::sync::watch::Receiver<claimcheck::serve::Summary>,
 ) {
-    let (mut actor, summary) = claimcheck::serve::Actor::new(
-        claimcheck::parse::Parser::new(Default::default()),
+    recovered_actor_with(
+        store,
         claimcheck::correlate::live::LiveConfig::default(),
         &prometheus::Registry::new(),
+    )
+    .await
+}
+
+/// [`recovered_actor`] with its live configuration, its metrics in `registry`.
+async fn recovered_actor_with(
+    store: &Store,
+    config: claimcheck::correlate::live::LiveConfig,
+    registry: &prometheus::Registry,
+) -> (
+    claimcheck::serve::Actor,
+    tokio::sync::watch::Receiver<claimcheck::serve::Summary>,
+) {
+    let (mut actor, summary) = claimcheck::serve::Actor::new(
+        claimcheck::parse::Parser::new(Default::default()),
+        config,
+        registry,
         claimcheck::clock::Clock::system(),
         200,
     )
     .unwrap();
     actor.recover(store.clone(), None).await.unwrap();
     (actor, summary)
+}
+
+/// A batch of one Go dispatch of session `id` from `dispatch.log`, and where its answer comes.
+fn dispatch_batch(
+    id: &str,
+) -> (
+    claimcheck::sources::batch::Batch,
+    tokio::sync::oneshot::Receiver<Result<claimcheck::sources::batch::BatchResult, String>>,
+) {
+    let line = format!(
+        r#"{{"event":"dispatch","sessionId":"{id}","time":"2026-11-23T10:00:00Z","resolvedProfile":{{"runner":"go"}}}}"#
+    );
+    let mut b =
+        claimcheck::sources::batch::Batch::new("dispatch.log", None, [line].into_iter().collect());
+    let (done, answer) = tokio::sync::oneshot::channel();
+    b.done = Some(done);
+    (b, answer)
 }
 
 /// A tick that judges a session overdue while the batch that brought its dispatch is still
@@ -755,7 +789,6 @@ async fn recovered_actor(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_shows_nothing_before_the_batches_taken_before_it_land() {
     use claimcheck::correlate::ClaimTimeouts;
-    use claimcheck::sources::batch::Batch;
     use sqlx::Connection;
 
     let db = ScratchDb::new().await;
@@ -763,15 +796,7 @@ async fn a_tick_shows_nothing_before_the_batches_taken_before_it_land() {
     let registry = prometheus::Registry::new();
     let mut config = claimcheck::correlate::live::LiveConfig::default();
     config.correlate.timeouts = ClaimTimeouts::uniform(std::time::Duration::from_millis(200));
-    let (mut actor, summary) = claimcheck::serve::Actor::new(
-        claimcheck::parse::Parser::new(Default::default()),
-        config,
-        &registry,
-        claimcheck::clock::Clock::system(),
-        200,
-    )
-    .unwrap();
-    actor.recover(store.clone(), None).await.unwrap();
+    let (actor, summary) = recovered_actor_with(&store, config, &registry).await;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let (_qtx, qrx) = tokio::sync::mpsc::channel(4);
     let stop = tokio_util::sync::CancellationToken::new();
@@ -787,17 +812,8 @@ async fn a_tick_shows_nothing_before_the_batches_taken_before_it_land() {
             .sum::<f64>()
     };
 
-    let send = |id: &str| {
-        let line = format!(
-            r#"{{"event":"dispatch","sessionId":"{id}","time":"2026-11-23T10:00:00Z","resolvedProfile":{{"runner":"go"}}}}"#
-        );
-        let mut b = Batch::new("dispatch.log", None, [line].into_iter().collect());
-        let (done, answer) = tokio::sync::oneshot::channel();
-        b.done = Some(done);
-        (b, answer)
-    };
     // Answered once recovered and stored; then overdue, and that shown once stored.
-    let (b, answer) = send("before");
+    let (b, answer) = dispatch_batch("before");
     tx.send(b).await.unwrap();
     assert_eq!(answer.await.unwrap().unwrap().events, 1);
     crate::support::until_some(20, "the first session shown overdue", || async {
@@ -810,7 +826,7 @@ async fn a_tick_shows_nothing_before_the_batches_taken_before_it_land() {
         .execute(&mut admin)
         .await
         .unwrap();
-    let (b, answer) = send("late");
+    let (b, answer) = dispatch_batch("late");
     tx.send(b).await.unwrap();
     // A tick finds it overdue (200 ms after it arrived) while its batch cannot be stored.
     crate::support::until_some(20, "the second session judged overdue", || async {
@@ -847,7 +863,6 @@ async fn a_tick_shows_nothing_before_the_batches_taken_before_it_land() {
 /// recorded twice.
 #[tokio::test]
 async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
-    use claimcheck::sources::batch::Batch;
     use sqlx::Connection;
 
     let db = ScratchDb::new().await;
@@ -858,16 +873,7 @@ async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
     let stop = tokio_util::sync::CancellationToken::new();
     let actor = tokio::spawn(actor.run(rx, qrx, stop.clone()));
 
-    let send = |id: &str| {
-        let line = format!(
-            r#"{{"event":"dispatch","sessionId":"{id}","time":"2026-11-23T10:00:00Z","resolvedProfile":{{"runner":"go"}}}}"#
-        );
-        let mut b = Batch::new("dispatch.log", None, [line].into_iter().collect());
-        let (done, answer) = tokio::sync::oneshot::channel();
-        b.done = Some(done);
-        (b, answer)
-    };
-    let (b, answer) = send("before");
+    let (b, answer) = dispatch_batch("before");
     tx.send(b).await.unwrap();
     assert_eq!(answer.await.unwrap().unwrap().events, 1);
 
@@ -876,7 +882,7 @@ async fn a_failing_commit_holds_the_batch_until_the_store_is_back() {
         .execute(&mut admin)
         .await
         .unwrap();
-    let (b, mut answer) = send("during");
+    let (b, mut answer) = dispatch_batch("during");
     tx.send(b).await.unwrap();
     // Still unanswered while the store refuses it: not acknowledged, not dropped.
     let early = tokio::time::timeout(std::time::Duration::from_millis(400), &mut answer).await;

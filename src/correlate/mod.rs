@@ -181,7 +181,9 @@ impl<X: Default> Correlator<X> {
             (Some(held), created)
         } else {
             // A new session takes the table over the cap: filed, then looked up again after
-            // the eviction (rare: only with the table full).
+            // the eviction (rare: only with the table full). The filing repeats the branch
+            // above: one filing for both, its borrow returned from one arm, is refused by
+            // today's borrow checker (the conditional-return case NLL does not accept).
             let key = id.clone();
             let (held, created) = file(&mut self.sessions, self.settling.as_mut(), id, time);
             if !held.0.insert(rec) {

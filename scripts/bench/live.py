@@ -10,6 +10,10 @@ binary, each on its own fresh store, printed as a Markdown table.
 3. latency: one line appended to a followed file at a time, then /metrics polled until its
    dispatch counter moves -> p50/p90/p99/max append->metric delay.
 
+For 1 and 2 it also prints where serve's CPU went, thread by thread (the runtime's workers,
+SQLite's writer, ...), and for 2 the CPU this script's own clients used while sending: what
+bounds a figure is read off these, not guessed.
+
 usage: scripts/bench/live.py BINARY WORKDIR [--sessions N] [--drain-entries N] [--clients K]
 """
 import argparse, hashlib, hmac, http.client, json, os, re, shutil, signal, socket, subprocess
@@ -53,8 +57,32 @@ class Serve:
         with open(f"/proc/{self.p.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def threads(self):
+        """CPU seconds so far of each of the server's threads, by thread name, largest first."""
+        tck = os.sysconf("SC_CLK_TCK")
+        by_name = {}
+        for t in os.listdir(f"/proc/{self.p.pid}/task"):
+            try:
+                with open(f"/proc/{self.p.pid}/task/{t}/stat") as f:
+                    s = f.read()
+            except OSError:
+                continue  # the thread ended meanwhile
+            name = s[s.index("(") + 1:s.rindex(")")]
+            fields = s.rsplit(")", 1)[1].split()
+            by_name.setdefault(name, []).append((int(fields[11]) + int(fields[12])) / tck)
+        return sorted(((n, sorted(c, reverse=True)) for n, c in by_name.items()),
+                      key=lambda nc: -sum(nc[1]))
     def stop(self):
         self.p.send_signal(signal.SIGTERM); self.p.wait(30)
+
+def threads_text(threads):
+    """`name a · b; name c` for threads that used at least 0.05 CPU s."""
+    parts = []
+    for name, cpus in threads:
+        kept = [c for c in cpus if c >= 0.05]
+        if kept:
+            parts.append(f"{name} {' · '.join(f'{c:.2f}' for c in kept)}")
+    return "; ".join(parts)
 
 def lines_in(path):
     with open(path, "rb") as f:
@@ -81,9 +109,9 @@ def bench_tail(binary, work, sessions):
         if read >= total: break
         time.sleep(0.05)
     dt = time.time() - t0
-    cpu = s.cpu()
+    cpu, threads = s.cpu(), s.threads()
     s.stop()
-    return total, nbytes, dt, cpu
+    return total, nbytes, dt, cpu, threads
 
 def drain_bodies(n_entries, per_body, secret):
     bodies = []
@@ -116,14 +144,17 @@ def bench_drain(binary, work, n_entries, clients):
             r = c.getresponse(); r.read()
             if 200 <= r.status < 300: accepted[k] += n
         c.close()
-    t0 = time.time()
+    t0, c0 = time.time(), os.times()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for th in threads: th.start()
     for th in threads: th.join()
-    dt = time.time() - t0
-    cpu = s.cpu()
+    dt, c1 = time.time() - t0, os.times()
+    # This process's CPU while it sent (its threads are the clients; the bodies were built
+    # and signed before): on two shared cores, what the sender takes from serve.
+    client_cpu = (c1.user - c0.user) + (c1.system - c0.system)
+    cpu, serve_threads = s.cpu(), s.threads()
     s.stop()
-    return sum(accepted), dt, cpu
+    return sum(accepted), dt, cpu, serve_threads, client_cpu
 
 def bench_latency(binary, work, samples):
     d = os.path.join(work, "latency"); shutil.rmtree(d, ignore_errors=True); os.makedirs(d)
@@ -154,8 +185,8 @@ def main():
     ap.add_argument("--samples", type=int, default=200)
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
-    total, nbytes, dt, tcpu = bench_tail(a.binary, a.work, a.sessions)
-    n, ddt, dcpu = bench_drain(a.binary, a.work, a.drain_entries, a.clients)
+    total, nbytes, dt, tcpu, tthreads = bench_tail(a.binary, a.work, a.sessions)
+    n, ddt, dcpu, dthreads, client_cpu = bench_drain(a.binary, a.work, a.drain_entries, a.clients)
     p50, p90, p99, mx = bench_latency(a.binary, a.work, a.samples)
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; store: SQLite (WAL, synchronous=NORMAL)\n")
@@ -164,6 +195,9 @@ def main():
     print(f"| tail → parse → correlate → store → metrics | {total/dt:,.0f} lines/s ({total:,} lines, {nbytes/1e6:,.0f} MB in {dt:.2f} s; serve used {tcpu:.1f} CPU s, {total/tcpu:,.0f} lines per CPU s) | ≥ 500,000 lines/s |")
     print(f"| signed Vercel drain over loopback | {n/ddt:,.0f} entries/s ({n:,} entries, {a.clients} clients, 500/body, {ddt:.2f} s; serve used {dcpu:.1f} CPU s, {n/dcpu:,.0f} entries per CPU s) | ≥ 250,000 entries/s |")
     print(f"| append → metric (one line at a time, {a.samples} samples) | p50 {p50:.1f} ms · p90 {p90:.1f} ms · p99 {p99:.1f} ms · max {mx:.1f} ms | p99 ≤ 5 ms |")
+    print(f"\nserve's CPU s by thread, tail ({dt:.2f} s): {threads_text(tthreads)}")
+    print(f"serve's CPU s by thread, drain ({ddt:.2f} s): {threads_text(dthreads)}; "
+          f"the {a.clients} clients used {client_cpu:.2f} CPU s")
 
 if __name__ == "__main__":
     main()

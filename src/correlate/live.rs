@@ -29,8 +29,10 @@ use super::session::Session;
 use super::{Accepted, CorrelateConfig, Correlator, Outcome};
 use crate::event::{Event, EventKind, Origin, Runner, SessionId, Timestamp};
 
+mod queue;
 pub mod rules;
 pub mod watermark;
+use queue::Queue;
 pub use rules::{Arrival, Mark, Rules, Schedule, Slot};
 use watermark::{END_OF_TIME, Watermarks};
 
@@ -186,41 +188,102 @@ pub struct Counted {
 }
 
 /// The time-ordered sets of every session's schedule, one per [`Slot`], as
-/// `(key, session)`.
-#[derive(Debug, Default)]
-struct Sets([BTreeSet<(Timestamp, SessionId)>; 6]);
+/// `(key, session)`: a `BTreeSet` for the keys on event time and the holds (which move on
+/// most events), a lazily pruned [`Queue`] for the expiries and deadlines (the sidecar's
+/// clock plus a constant, every session held in each, rarely taken out before they are due).
+#[derive(Debug)]
+struct Sets([Due; 6]);
+
+#[derive(Debug)]
+enum Due {
+    Tree(BTreeSet<(Timestamp, SessionId)>),
+    Queue(Queue),
+}
+
+impl Default for Sets {
+    fn default() -> Self {
+        Sets(Slot::ALL.map(|slot| match slot {
+            Slot::Deadline | Slot::Expiry => Due::Queue(Queue::default()),
+            _ => Due::Tree(BTreeSet::new()),
+        }))
+    }
+}
 
 impl Sets {
-    fn get(&self, slot: Slot) -> &BTreeSet<(Timestamp, SessionId)> {
-        &self.0[slot as usize]
-    }
-
-    fn get_mut(&mut self, slot: Slot) -> &mut BTreeSet<(Timestamp, SessionId)> {
-        &mut self.0[slot as usize]
-    }
-
-    /// Moves `id`'s entries from where `before` had them to where `after` has them.
-    fn sync(&mut self, id: &SessionId, before: Schedule, after: Schedule) {
+    /// Moves `id`'s entries from where `before` had them to where `after` has them; `live`
+    /// says whether a session is scheduled at a key in a slot (its mark, `after` for `id`).
+    fn sync(
+        &mut self,
+        id: &SessionId,
+        before: Schedule,
+        after: Schedule,
+        live: &impl Fn(Slot, Timestamp, &SessionId) -> bool,
+    ) {
         for (slot, old, new) in before.moves(after) {
-            let set = self.get_mut(slot);
-            if let Some(k) = old {
-                set.remove(&(k, id.clone()));
-            }
-            if let Some(k) = new {
-                set.insert((k, id.clone()));
+            match &mut self.0[slot as usize] {
+                Due::Tree(set) => {
+                    if let Some(k) = old {
+                        set.remove(&(k, id.clone()));
+                    }
+                    if let Some(k) = new {
+                        set.insert((k, id.clone()));
+                    }
+                }
+                Due::Queue(q) => {
+                    if let Some(k) = new {
+                        q.push(k, id.clone());
+                    }
+                    if let Some(k) = old {
+                        q.remove(k, id, &|k, id| live(slot, k, id));
+                    }
+                }
             }
         }
     }
 
     /// The first entry of `slot` due by `at`, taken out.
-    fn pop_due(&mut self, slot: Slot, at: Timestamp) -> Option<SessionId> {
-        let set = self.get_mut(slot);
-        if set.first().is_some_and(|(t, _)| *t <= at) {
-            set.pop_first().map(|(_, id)| id)
-        } else {
-            None
+    fn pop_due(
+        &mut self,
+        slot: Slot,
+        at: Timestamp,
+        live: &impl Fn(Slot, Timestamp, &SessionId) -> bool,
+    ) -> Option<SessionId> {
+        match &mut self.0[slot as usize] {
+            Due::Tree(set) => {
+                if set.first().is_some_and(|(t, _)| *t <= at) {
+                    set.pop_first().map(|(_, id)| id)
+                } else {
+                    None
+                }
+            }
+            Due::Queue(q) => q.pop_due(at, &|k, id| live(slot, k, id)),
         }
     }
+
+    /// The earliest key in `slot`.
+    fn first_key(&self, slot: Slot) -> Option<Timestamp> {
+        match &self.0[slot as usize] {
+            Due::Tree(set) => set.first().map(|(t, _)| *t),
+            Due::Queue(q) => q.first_key(),
+        }
+    }
+}
+
+/// Whether `id` is scheduled at `key` in `slot`: its mark says so.
+fn scheduled(
+    core: &Correlator<Mark>,
+    config: &LiveConfig,
+    slot: Slot,
+    key: Timestamp,
+    id: &SessionId,
+) -> bool {
+    core.extra(id).is_some_and(|mark| {
+        let rules = Rules {
+            config,
+            orgs: core.orgs(),
+        };
+        rules.schedule(mark).0[slot as usize] == Some(key)
+    })
 }
 
 #[derive(Debug)]
@@ -258,7 +321,7 @@ impl Live {
     /// Judges every session waiting to settle on all the evidence now known.
     pub fn release(&mut self) -> Vec<Change> {
         let mut out = Vec::new();
-        while let Some(id) = self.sets.pop_due(Slot::Settle, END_OF_TIME) {
+        while let Some(id) = self.pop_due(Slot::Settle, END_OF_TIME) {
             self.run(&id, Some(Slot::Settle), &mut out, |r, m, id, s, out| {
                 r.evaluate(m, id, s, END_OF_TIME, false, out)
             });
@@ -315,7 +378,23 @@ impl Live {
         };
         let before = rules.schedule(mark);
         rule(&rules, mark, id, session, out);
-        self.sets.sync(id, before, rules.schedule(mark));
+        let after = rules.schedule(mark);
+        self.sync(id, before, after);
+    }
+
+    /// Moves `id`'s entries in the sets from `before` to `after` (its mark's schedule now).
+    fn sync(&mut self, id: &SessionId, before: Schedule, after: Schedule) {
+        let (core, config) = (&self.core, &self.config);
+        self.sets.sync(id, before, after, &|s, k, id| {
+            scheduled(core, config, s, k, id)
+        });
+    }
+
+    /// The first live entry of `slot` due by `at`, taken out.
+    fn pop_due(&mut self, slot: Slot, at: Timestamp) -> Option<SessionId> {
+        let (core, config) = (&self.core, &self.config);
+        self.sets
+            .pop_due(slot, at, &|s, k, id| scheduled(core, config, s, k, id))
     }
 
     /// Takes one event received at `now`. Returns `None` for an exact re-delivery.
@@ -345,20 +424,24 @@ impl Live {
                 config: &self.config,
                 orgs: filed.orgs,
             };
+            // A new session is scheduled in one move, from nowhere to where its first
+            // record puts it.
             if filed.created {
                 *mark = rules.new_mark(now);
-                self.sets
-                    .sync(&id, Schedule::default(), rules.schedule(mark));
             }
+            let before = match filed.created {
+                true => Schedule::default(),
+                false => rules.schedule(mark),
+            };
             let arrival = Arrival {
                 kind,
                 runner,
                 time,
                 org: org.as_deref(),
             };
-            let before = rules.schedule(mark);
             rules.on_record(mark, &id, session, arrival, now, &mut out);
-            self.sets.sync(&id, before, rules.schedule(mark));
+            let after = rules.schedule(mark);
+            self.sync(&id, before, after);
         }
         self.settle(now, &mut out);
         self.evict(&mut out);
@@ -379,21 +462,25 @@ impl Live {
                 session: e.id.clone(),
                 lines,
             });
-            self.drop_session(e.id, out);
+            self.drop_session(e.id, false, out);
         }
     }
 
-    /// Forgets `id`: its share of the totals handed over, its gauges released.
-    fn drop_session(&mut self, id: SessionId, out: &mut Vec<Change>) {
+    /// Forgets `id` (`expired`: its expiry entry was just popped): its share of the totals
+    /// handed over, its gauges released.
+    fn drop_session(&mut self, id: SessionId, expired: bool, out: &mut Vec<Change>) {
         if let Some(mut mark) = self.core.forget(&id) {
             let rules = Rules {
                 config: &self.config,
                 orgs: self.core.orgs(),
             };
-            let before = rules.schedule(&mark);
+            let mut before = rules.schedule(&mark);
+            if expired {
+                before.0[Slot::Expiry as usize] = None;
+            }
             rules.forget(&mut mark, &id, out);
             // Gone from every set, the expiry (which the mark cannot drop) included.
-            self.sets.sync(&id, before, Schedule::default());
+            self.sync(&id, before, Schedule::default());
         }
         out.push(Change::Forgotten { session: id });
     }
@@ -406,22 +493,22 @@ impl Live {
         }
         let low = self.watermarks.settled(now);
         let through = low.saturating_add_ms(-self.config.allowed_lateness_ms);
-        while let Some(id) = self.sets.pop_due(Slot::Settle, low) {
+        while let Some(id) = self.pop_due(Slot::Settle, low) {
             self.run(&id, Some(Slot::Settle), out, |r, m, id, s, out| {
                 r.evaluate(m, id, s, through, false, out)
             });
         }
-        while let Some(id) = self.sets.pop_due(Slot::Hold, now) {
+        while let Some(id) = self.pop_due(Slot::Hold, now) {
             self.run(&id, Some(Slot::Hold), out, |r, m, id, s, out| {
                 r.evaluate(m, id, s, END_OF_TIME, true, out)
             });
         }
-        while let Some(id) = self.sets.pop_due(Slot::OrphanSettle, low) {
+        while let Some(id) = self.pop_due(Slot::OrphanSettle, low) {
             self.run(&id, Some(Slot::OrphanSettle), out, |r, m, id, s, out| {
                 r.orphan(m, id, s, false, out)
             });
         }
-        while let Some(id) = self.sets.pop_due(Slot::OrphanHold, now) {
+        while let Some(id) = self.pop_due(Slot::OrphanHold, now) {
             self.run(&id, Some(Slot::OrphanHold), out, |r, m, id, s, out| {
                 r.orphan(m, id, s, true, out)
             });
@@ -434,13 +521,13 @@ impl Live {
         let mut out = Vec::new();
         // Sources go idle and holds expire with the sidecar's clock alone.
         self.settle(now, &mut out);
-        while let Some(id) = self.sets.pop_due(Slot::Deadline, now) {
+        while let Some(id) = self.pop_due(Slot::Deadline, now) {
             self.run(&id, Some(Slot::Deadline), &mut out, |r, m, id, s, out| {
                 r.deadline(m, id, s, out)
             });
         }
-        while let Some(id) = self.sets.pop_due(Slot::Expiry, now) {
-            self.drop_session(id, &mut out);
+        while let Some(id) = self.pop_due(Slot::Expiry, now) {
+            self.drop_session(id, true, &mut out);
         }
         out
     }
@@ -449,7 +536,7 @@ impl Live {
     pub fn next_due(&self) -> Option<Timestamp> {
         [Slot::Deadline, Slot::OrphanHold, Slot::Expiry, Slot::Hold]
             .iter()
-            .filter_map(|&s| self.sets.get(s).first().map(|(t, _)| *t))
+            .filter_map(|&s| self.sets.first_key(s))
             .min()
     }
 }

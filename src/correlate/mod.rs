@@ -291,6 +291,11 @@ impl<X: Default> Correlator<X> {
         self.sessions.get(id).map(|(s, _)| s)
     }
 
+    /// A session's extra.
+    pub fn extra(&self, id: &SessionId) -> Option<&X> {
+        self.sessions.get(id).map(|(_, x)| x)
+    }
+
     /// A session with its extra, and the org names (one lookup).
     pub fn held_mut(&mut self, id: &SessionId) -> Option<(&Session, &mut X, &Interner)> {
         let (s, x) = self.sessions.get_mut(id)?;

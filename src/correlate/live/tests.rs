@@ -386,6 +386,96 @@ fn a_session_evicted_as_it_is_made_is_dropped_unjudged_and_nothing_of_it_stays_s
     assert_eq!(l.next_due(), None);
 }
 
+/// The sessions of `changes` that went overdue, and those forgotten, in order.
+fn overdue_and_forgotten(changes: &[Change]) -> (Vec<String>, Vec<String>) {
+    let overdue = changes.iter().filter_map(|c| match c {
+        Change::Overdue { session, .. } => Some(session.to_string()),
+        _ => None,
+    });
+    let forgotten = changes.iter().filter_map(|c| match c {
+        Change::Forgotten { session } => Some(session.to_string()),
+        _ => None,
+    });
+    (overdue.collect(), forgotten.collect())
+}
+
+fn names(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+/// One batch's sessions (the same receive time) dispatched in reverse id order, two claim
+/// timeouts interleaved, the last few received a second earlier (the clock stepped back):
+/// they go overdue and are forgotten in (due time, id) order, as the shared state's sorted
+/// sets order them; `next_due` is each next time exactly, and the deadlines of sessions
+/// forgotten before them (retention shorter than the timeout) arm nothing.
+#[test]
+fn deadlines_and_expiries_fall_due_in_id_order_and_forgotten_ones_arm_nothing() {
+    let mut config = LiveConfig {
+        retention_ms: 200 * SEC,
+        ..LiveConfig::default()
+    };
+    config.correlate.timeouts.go = std::time::Duration::from_secs(90);
+    config.correlate.timeouts.ts = std::time::Duration::from_secs(300);
+    let mut l = Live::new(config);
+    for n in (0..12).rev() {
+        let runner = if n % 2 == 0 { Go } else { Ts };
+        let now = if n < 3 { at(-1) } else { at(0) };
+        feed(
+            &mut l,
+            ev(Dispatch, &format!("s{n:02}"), runner, 0, "-"),
+            now,
+        );
+    }
+    // Settled: nothing held.
+    pass(&mut l, 1, at(0));
+    assert_eq!(l.next_due(), Some(at(89)));
+    let (overdue, _) = overdue_and_forgotten(&l.on_tick(at(89)));
+    assert_eq!(overdue, names(&["s00", "s02"]));
+    assert_eq!(l.next_due(), Some(at(90)));
+    let (overdue, _) = overdue_and_forgotten(&l.on_tick(at(90)));
+    assert_eq!(overdue, names(&["s04", "s06", "s08", "s10"]));
+    assert_eq!(l.next_due(), Some(at(199)));
+    let (_, forgotten) = overdue_and_forgotten(&l.on_tick(at(199)));
+    assert_eq!(forgotten, names(&["s00", "s01", "s02"]));
+    assert_eq!(l.next_due(), Some(at(200)));
+    let (_, forgotten) = overdue_and_forgotten(&l.on_tick(at(200)));
+    let rest: Vec<String> = (3..12).map(|n| format!("s{n:02}")).collect();
+    assert_eq!(forgotten, rest);
+    // The Ts deadlines (299 s, 300 s) went with their sessions.
+    assert_eq!(l.next_due(), None);
+}
+
+/// A session evicted and dispatched again leaves its first deadline behind, stale, among
+/// live ones due at the same time: that one is passed over (the session goes overdue at its
+/// new deadline, not at the old one), and so is the deadline of a session evicted for good.
+#[test]
+fn a_deadline_left_by_an_evicted_session_is_passed_over() {
+    let mut config = LiveConfig::default();
+    config.correlate.max_sessions = 3;
+    config.correlate.timeouts =
+        crate::correlate::ClaimTimeouts::uniform(std::time::Duration::from_secs(90));
+    let mut l = Live::new(config);
+    // Latest evidence: b newest, then d; a oldest (evicted first), then c.
+    feed(&mut l, ev(Dispatch, "b", Go, 60, "-"), at(0));
+    feed(&mut l, ev(Dispatch, "a", Go, 10, "-"), at(0));
+    feed(&mut l, ev(Dispatch, "d", Go, 50, "-"), at(0));
+    let c = feed(&mut l, ev(Dispatch, "c", Go, 30, "-"), at(0));
+    assert!(
+        c.contains(&Change::Forgotten { session: sid("a") }),
+        "{c:?}"
+    );
+    let c = feed(&mut l, ev(Dispatch, "a", Go, 40, "-"), at(1));
+    assert!(
+        c.contains(&Change::Forgotten { session: sid("c") }),
+        "{c:?}"
+    );
+    let (overdue, _) = overdue_and_forgotten(&l.on_tick(at(90)));
+    assert_eq!(overdue, names(&["b", "d"]));
+    assert_eq!(l.next_due(), Some(at(91)));
+    let (overdue, _) = overdue_and_forgotten(&l.on_tick(at(91)));
+    assert_eq!(overdue, names(&["a"]));
+}
+
 fn outcomes(changes: &[Change]) -> Vec<Outcome> {
     changes
         .iter()

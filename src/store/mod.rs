@@ -984,205 +984,227 @@ impl Store {
                         .await?;
                     ids.insert(name.clone(), id);
                 }
-                let id_of = |name: &str| ids.get(&*text(name)).copied().unwrap_or_default();
-                for c in cs {
-                    // Many rows per statement: one round trip per few hundred lines, not per line.
-                    let lines: Vec<(i64, &NewLines, &NewLine)> = c
-                        .lines
-                        .iter()
-                        .flat_map(|b| {
-                            let id = id_of(&b.source);
-                            b.rows.iter().map(move |r| (id, b, r))
-                        })
-                        .collect();
-                    for rows in chunks(&lines, Write::Events, &self.last_rows) {
-                        let mut insert = sqlx::QueryBuilder::new(insert_verb);
-                        insert.push(INSERT_EVENTS);
-                        insert.push_values(rows, |mut b, (source, batch, l)| {
-                            b.push_bind(batch.received_at.millis())
-                                .push_bind(*source)
-                                .push_bind(i64::from(l.line))
-                                .push_bind(l.session.as_deref().map(text))
-                                .push_bind(l.entry_id.as_deref().map(text))
-                                .push_bind(runtime_str(batch.default_runtime))
-                                .push_bind(batch.buf.get(l.at).unwrap_or_default());
-                        });
-                        insert.build().execute(&mut *$tx).await?;
-                    }
-                    if let Some(cp) = &c.position {
-                        if cp.forget {
-                            sqlx::query(DELETE_CHECKPOINT)
-                                .bind(to_i64(cp.dev))
-                                .bind(to_i64(cp.ino))
-                                .execute(&mut *$tx)
-                                .await?;
-                        } else {
-                            sqlx::query(UPSERT_CHECKPOINT)
-                                .bind(to_i64(cp.dev))
-                                .bind(to_i64(cp.ino))
-                                .bind(to_i64(cp.born))
-                                .bind(&cp.head)
-                                .bind(to_i64(cp.offset))
-                                .bind(i64::from(cp.tail_len))
-                                .bind(i64::from(cp.tail_crc))
-                                .bind(cp.skipping)
-                                .bind(text(&cp.source).into_owned())
-                                .bind(text(&cp.path).into_owned())
-                                .bind(marks_bytes(&cp.marks))
-                                .bind(cp.written_at)
-                                .execute(&mut *$tx)
-                                .await?;
-                        }
-                    }
-                    for (source, lines) in by_source(&c.delete_lines) {
-                        for chunk in chunks(&lines, Write::DeleteLines, &self.last_rows) {
-                            let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
-                            delete.push_bind(id_of(source)).push(" AND line IN (");
-                            let mut list = delete.separated(", ");
-                            for l in chunk {
-                                list.push_bind(i64::from(*l));
+                let ids = &ids;
+                let id_of = move |name: &str| ids.get(&*text(name)).copied().unwrap_or_default();
+                // Statements are built a few ahead of the one the database runs: while SQLite's
+                // thread (or Postgres) runs one, this task binds the rows of the next ones
+                // instead of waiting (see `BUILT_AHEAD`). They run in the order built.
+                let (ahead, mut built) = tokio::sync::mpsc::channel(BUILT_AHEAD);
+                let build = async move {
+                    // Hands a statement to the runner; stops building once it stopped.
+                    macro_rules! run {
+                        ($stmt:expr) => {
+                            if ahead.send($stmt).await.is_err() {
+                                return;
                             }
-                            delete.push(")");
-                            delete.build().execute(&mut *$tx).await?;
-                        }
+                        };
                     }
-                    if let Some(t) = c.prune_before {
-                        sqlx::query(PRUNE)
-                            .bind(t.millis())
-                            .execute(&mut *$tx)
-                            .await?;
-                        sqlx::query(PRUNE_OUTCOMES)
-                            .bind(t.millis())
-                            .execute(&mut *$tx)
-                            .await?;
-                        sqlx::query(PRUNE_FINDINGS)
-                            .bind(t.millis())
-                            .execute(&mut *$tx)
-                            .await?;
-                    }
-                    // Dispatches first (never overwriting), then judgements (the last per session
-                    // wins), then duplicate marks: the order the changes came in, grouped.
-                    let (dispatched, judged) = outcome_groups(&c.outcomes);
-                    for (rows, write, on_conflict) in [
-                        (dispatched, Write::Dispatched, OUTCOME_KEEP),
-                        (judged, Write::Judged, OUTCOME_JUDGE),
-                    ] {
-                        for rows in chunks(&rows, write, &self.last_rows) {
+                    for c in cs {
+                        // Many rows per statement: one round trip per few hundred lines, not per line.
+                        let lines: Vec<(i64, &NewLines, &NewLine)> = c
+                            .lines
+                            .iter()
+                            .flat_map(|b| {
+                                let id = id_of(&b.source);
+                                b.rows.iter().map(move |r| (id, b, r))
+                            })
+                            .collect();
+                        for rows in chunks(&lines, Write::Events, &self.last_rows) {
                             let mut insert = sqlx::QueryBuilder::new(insert_verb);
-                            insert.push(INSERT_OUTCOMES);
-                            insert.push_values(rows, |mut b, (session, r)| {
-                                b.push_bind(session.as_ref())
-                                    .push_bind(r.org.as_deref().map(text))
-                                    .push_bind(r.runner.as_str())
-                                    .push_bind(r.dispatched_at.millis())
-                                    .push_bind(r.seen_at.millis())
-                                    .push_bind(r.outcome.as_str())
-                                    .push_bind(r.latency_ms)
-                                    .push_bind(i32::from(r.skew_clamped))
-                                    .push_bind(0i32)
-                                    .push_bind(0i32)
-                                    .push_bind(0i32);
+                            insert.push(INSERT_EVENTS);
+                            insert.push_values(rows, |mut b, &(source, batch, l)| {
+                                b.push_bind(batch.received_at.millis())
+                                    .push_bind(source)
+                                    .push_bind(i64::from(l.line))
+                                    .push_bind(l.session.as_deref().map(text))
+                                    .push_bind(l.entry_id.as_deref().map(text))
+                                    .push_bind(runtime_str(batch.default_runtime))
+                                    .push_bind(batch.buf.get(l.at).unwrap_or_default());
                             });
-                            insert.push(on_conflict);
-                            insert.build().execute(&mut *$tx).await?;
-                            if matches!(write, Write::Judged) {
-                                let mut refile = sqlx::QueryBuilder::new(REFILE_OUTCOMES);
-                                refile.push_values(rows, |mut b, (session, r)| {
-                                    b.push_bind(session.as_ref())
+                            run!(Stmt::Built(insert));
+                        }
+                        if let Some(cp) = &c.position {
+                            if cp.forget {
+                                run!(Stmt::Plain(sqlx::query(DELETE_CHECKPOINT)
+                                    .bind(to_i64(cp.dev))
+                                    .bind(to_i64(cp.ino))
+                                    ));
+                            } else {
+                                run!(Stmt::Plain(sqlx::query(UPSERT_CHECKPOINT)
+                                    .bind(to_i64(cp.dev))
+                                    .bind(to_i64(cp.ino))
+                                    .bind(to_i64(cp.born))
+                                    .bind(&cp.head)
+                                    .bind(to_i64(cp.offset))
+                                    .bind(i64::from(cp.tail_len))
+                                    .bind(i64::from(cp.tail_crc))
+                                    .bind(cp.skipping)
+                                    .bind(text(&cp.source).into_owned())
+                                    .bind(text(&cp.path).into_owned())
+                                    .bind(marks_bytes(&cp.marks))
+                                    .bind(cp.written_at)
+                                    ));
+                            }
+                        }
+                        for (source, lines) in by_source(&c.delete_lines) {
+                            for chunk in chunks(&lines, Write::DeleteLines, &self.last_rows) {
+                                let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
+                                delete.push_bind(id_of(source)).push(" AND line IN (");
+                                let mut list = delete.separated(", ");
+                                for l in chunk {
+                                    list.push_bind(i64::from(*l));
+                                }
+                                delete.push(")");
+                                run!(Stmt::Built(delete));
+                            }
+                        }
+                        if let Some(t) = c.prune_before {
+                            run!(Stmt::Plain(sqlx::query(PRUNE)
+                                .bind(t.millis())
+                                ));
+                            run!(Stmt::Plain(sqlx::query(PRUNE_OUTCOMES)
+                                .bind(t.millis())
+                                ));
+                            run!(Stmt::Plain(sqlx::query(PRUNE_FINDINGS)
+                                .bind(t.millis())
+                                ));
+                        }
+                        // Dispatches first (never overwriting), then judgements (the last per session
+                        // wins), then duplicate marks: the order the changes came in, grouped.
+                        let (dispatched, judged) = outcome_groups(&c.outcomes);
+                        for (rows, write, on_conflict) in [
+                            (dispatched, Write::Dispatched, OUTCOME_KEEP),
+                            (judged, Write::Judged, OUTCOME_JUDGE),
+                        ] {
+                            for rows in chunks(&rows, write, &self.last_rows) {
+                                let mut insert = sqlx::QueryBuilder::new(insert_verb);
+                                insert.push(INSERT_OUTCOMES);
+                                insert.push_values(rows, |mut b, (session, r)| {
+                                    b.push_bind(session.clone())
                                         .push_bind(r.org.as_deref().map(text))
                                         .push_bind(r.runner.as_str())
-                                        .push("CAST(")
-                                        .push_bind_unseparated(r.dispatched_at.millis())
-                                        .push_unseparated(" AS BIGINT)");
+                                        .push_bind(r.dispatched_at.millis())
+                                        .push_bind(r.seen_at.millis())
+                                        .push_bind(r.outcome.as_str())
+                                        .push_bind(r.latency_ms)
+                                        .push_bind(i32::from(r.skew_clamped))
+                                        .push_bind(0i32)
+                                        .push_bind(0i32)
+                                        .push_bind(0i32);
                                 });
-                                refile
-                                    .push(") ")
-                                    .push(update_verb)
-                                    .push(REFILE_OUTCOMES_SET);
-                                refile.build().execute(&mut *$tx).await?;
+                                insert.push(on_conflict);
+                                run!(Stmt::Built(insert));
+                                if matches!(write, Write::Judged) {
+                                    let mut refile = sqlx::QueryBuilder::new(REFILE_OUTCOMES);
+                                    refile.push_values(rows, |mut b, (session, r)| {
+                                        b.push_bind(session.clone())
+                                            .push_bind(r.org.as_deref().map(text))
+                                            .push_bind(r.runner.as_str())
+                                            .push("CAST(")
+                                            .push_bind_unseparated(r.dispatched_at.millis())
+                                            .push_unseparated(" AS BIGINT)");
+                                    });
+                                    refile
+                                        .push(") ")
+                                        .push(update_verb)
+                                        .push(REFILE_OUTCOMES_SET);
+                                    run!(Stmt::Built(refile));
+                                }
                             }
                         }
-                    }
-                    for w in &c.outcomes {
-                        match w {
-                            OutcomeWrite::Duplicate {
-                                session,
-                                cross_runtime,
-                            } => {
-                                let sql = if *cross_runtime {
-                                    MARK_DUPLICATE_CROSS
-                                } else {
-                                    MARK_DUPLICATE
-                                };
-                                sqlx::query(sql)
-                                    .bind(text(session))
-                                    .execute(&mut *$tx)
-                                    .await?;
-                            }
-                            OutcomeWrite::Reclaimed { session, total } => {
-                                sqlx::query(SET_RECLAIMS)
-                                    .bind(text(session))
-                                    .bind(i32::try_from(*total).unwrap_or(i32::MAX))
-                                    .execute(&mut *$tx)
-                                    .await?;
-                            }
-                            _ => {}
-                        }
-                    }
-                    // New findings first (a replay's are already there), then resolutions and
-                    // evidence, which only ever concern a finding written before them.
-                    let found: Vec<&NewFinding> = c
-                        .findings
-                        .iter()
-                        .filter_map(|w| match w {
-                            FindingWrite::Found(f) => Some(f),
-                            _ => None,
-                        })
-                        .collect();
-                    for rows in chunks(&found, Write::Findings, &self.last_rows) {
-                        let mut insert = sqlx::QueryBuilder::new(insert_verb);
-                        insert.push(INSERT_FINDINGS);
-                        insert.push_values(rows, |mut b, f| {
-                            b.push_bind(f.kind.as_str())
-                                .push_bind(text(&f.key))
-                                .push_bind(f.session.as_deref().map(text))
-                                .push_bind(f.org.as_deref().map(text))
-                                .push_bind(f.runner)
-                                .push_bind(f.found_at.millis())
-                                .push_bind(f.detail.as_deref().map(text));
-                        });
-                        insert.push(FINDING_KEEP);
-                        insert.build().execute(&mut *$tx).await?;
-                    }
-                    for w in &c.findings {
-                        match w {
-                            FindingWrite::Found(_) => {}
-                            FindingWrite::Resolved { kind, key, at } => {
-                                sqlx::query(RESOLVE_FINDING)
-                                    .bind(at.millis())
-                                    .bind(kind.as_str())
-                                    .bind(text(key).into_owned())
-                                    .execute(&mut *$tx)
-                                    .await?;
-                            }
-                            FindingWrite::Annotated { kind, key, detail } => {
-                                sqlx::query(ANNOTATE_FINDING)
-                                    .bind(text(detail).into_owned())
-                                    .bind(kind.as_str())
-                                    .bind(text(key).into_owned())
-                                    .execute(&mut *$tx)
-                                    .await?;
+                        for w in &c.outcomes {
+                            match w {
+                                OutcomeWrite::Duplicate {
+                                    session,
+                                    cross_runtime,
+                                } => {
+                                    let sql = if *cross_runtime {
+                                        MARK_DUPLICATE_CROSS
+                                    } else {
+                                        MARK_DUPLICATE
+                                    };
+                                    run!(Stmt::Plain(sqlx::query(sql)
+                                        .bind(text(session))
+                                        ));
+                                }
+                                OutcomeWrite::Reclaimed { session, total } => {
+                                    run!(Stmt::Plain(sqlx::query(SET_RECLAIMS)
+                                        .bind(text(session))
+                                        .bind(i32::try_from(*total).unwrap_or(i32::MAX))
+                                        ));
+                                }
+                                _ => {}
                             }
                         }
+                        // New findings first (a replay's are already there), then resolutions and
+                        // evidence, which only ever concern a finding written before them.
+                        let found: Vec<&NewFinding> = c
+                            .findings
+                            .iter()
+                            .filter_map(|w| match w {
+                                FindingWrite::Found(f) => Some(f),
+                                _ => None,
+                            })
+                            .collect();
+                        for rows in chunks(&found, Write::Findings, &self.last_rows) {
+                            let mut insert = sqlx::QueryBuilder::new(insert_verb);
+                            insert.push(INSERT_FINDINGS);
+                            insert.push_values(rows, |mut b, &f| {
+                                b.push_bind(f.kind.as_str())
+                                    .push_bind(text(&f.key))
+                                    .push_bind(f.session.as_deref().map(text))
+                                    .push_bind(f.org.as_deref().map(text))
+                                    .push_bind(f.runner)
+                                    .push_bind(f.found_at.millis())
+                                    .push_bind(f.detail.as_deref().map(text));
+                            });
+                            insert.push(FINDING_KEEP);
+                            run!(Stmt::Built(insert));
+                        }
+                        for w in &c.findings {
+                            match w {
+                                FindingWrite::Found(_) => {}
+                                FindingWrite::Resolved { kind, key, at } => {
+                                    run!(Stmt::Plain(sqlx::query(RESOLVE_FINDING)
+                                        .bind(at.millis())
+                                        .bind(kind.as_str())
+                                        .bind(text(key).into_owned())
+                                        ));
+                                }
+                                FindingWrite::Annotated { kind, key, detail } => {
+                                    run!(Stmt::Plain(sqlx::query(ANNOTATE_FINDING)
+                                        .bind(text(detail).into_owned())
+                                        .bind(kind.as_str())
+                                        .bind(text(key).into_owned())
+                                        ));
+                                }
+                            }
+                        }
+                        for (name, json) in &c.state {
+                            run!(Stmt::Plain(sqlx::query(UPSERT_STATE)
+                                .bind(*name)
+                                .bind(json)
+                                ));
+                        }
                     }
-                    for (name, json) in &c.state {
-                        sqlx::query(UPSERT_STATE)
-                            .bind(*name)
-                            .bind(json)
-                            .execute(&mut *$tx)
-                            .await?;
+                };
+                let tx = &mut $tx;
+                let run = async move {
+                    while let Some(stmt) = built.recv().await {
+                        let ran = match stmt {
+                            Stmt::Built(mut q) => q.build().execute(&mut **tx).await,
+                            Stmt::Plain(q) => q.execute(&mut **tx).await,
+                        };
+                        if let Err(e) = ran {
+                            // The statements built after it are never run.
+                            built.close();
+                            return Err(StoreError::from(e));
+                        }
                     }
-                }
+                    Ok(())
+                };
+                let ((), ran) = tokio::join!(build, run);
+                ran?;
             }};
         }
         match &self.pool() {
@@ -1525,6 +1547,19 @@ impl Store {
             row.as_ref().map(report_of).transpose()
         })
     }
+}
+
+/// How many statements of a commit are built ahead of the one running (bounded: each holds its
+/// rows' bound values, up to [`MAX_ROWS`] rows). Built one at a time, each after the last one
+/// ran, a commit's statements took turns with SQLite's thread: the database waited while this
+/// task bound the next statement's rows (a quarter of the transaction's time in the tail
+/// benchmark), and this task waited while the database ran it.
+const BUILT_AHEAD: usize = 4;
+
+/// One statement of a commit, built and waiting for its turn to run.
+enum Stmt<'q, DB: sqlx::Database> {
+    Built(sqlx::QueryBuilder<'q, DB>),
+    Plain(sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>),
 }
 
 /// Source names as stored, and their ids in `sources`.

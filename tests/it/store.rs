@@ -1242,3 +1242,78 @@ async fn postgres_judgements_refile_their_rows() {
     let db = ScratchDb::new().await;
     judgements_refile_their_rows(&db.url).await;
 }
+
+/// The commits of one `commit_all`, each making statements of its own (lines, checkpoint,
+/// named state) and far more of them than are built ahead of the one running: they run in
+/// the order their commits came in, so the last checkpoint of the file and the last value of
+/// a name win and the lines keep their order.
+fn numbered_commits(n: u32) -> Vec<Commit> {
+    (1..=n)
+        .map(|i| Commit {
+            lines: vec![line("s", i, b"{}").into()],
+            position: Some(checkpoint(7, u64::from(i))),
+            state: vec![("probe", i.to_string())],
+            ..Commit::default()
+        })
+        .collect()
+}
+
+async fn statements_run_in_their_commits_order(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    store.commit_all(&numbered_commits(40)).await.unwrap();
+    let lines: Vec<u32> = store
+        .lines()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(lines, (1..=40).collect::<Vec<_>>());
+    assert_eq!(store.state("probe").await.unwrap().as_deref(), Some("40"));
+    assert_eq!(checkpoints(&store).await, [stored(checkpoint(7, 40))]);
+}
+
+#[tokio::test]
+async fn sqlite_statements_run_in_their_commits_order() {
+    let dir = tempfile::tempdir().unwrap();
+    statements_run_in_their_commits_order(&dir.path().join("state.db").display().to_string()).await;
+}
+
+#[tokio::test]
+async fn postgres_statements_run_in_their_commits_order() {
+    let db = ScratchDb::new().await;
+    statements_run_in_their_commits_order(&db.url).await;
+}
+
+/// A statement that fails after many have run, and while the next ones are built, ends the
+/// commit with its error: none of its commits lands, and the store takes the next commit.
+#[tokio::test]
+async fn a_statement_failing_among_many_leaves_none_of_them() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db").display().to_string();
+    let store = Store::open(&path).await.unwrap();
+    let mut admin = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.line = 30 \
+         BEGIN SELECT RAISE(FAIL, 'refused'); END",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let failed = store.commit_all(&numbered_commits(40)).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(store.line_count().await.unwrap(), 0);
+    assert_eq!(store.state("probe").await.unwrap(), None);
+    assert_eq!(checkpoints(&store).await, []);
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    store.commit_all(&numbered_commits(2)).await.unwrap();
+    assert_eq!(store.line_count().await.unwrap(), 2);
+    assert_eq!(store.state("probe").await.unwrap().as_deref(), Some("2"));
+}

@@ -34,6 +34,13 @@ def metric_sum(text, name, flt=""):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
+def stat_cpu(path):
+    """A process's or thread's name and CPU seconds (user + system), from its `stat` file."""
+    with open(path) as f:
+        s = f.read()
+    fields = s.rsplit(")", 1)[1].split()
+    return s[s.index("(") + 1:s.rindex(")")], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 class Serve:
     def __init__(self, binary, args, store):
         self.port = free_port()
@@ -54,22 +61,16 @@ class Serve:
     def cpu(self):
         """CPU seconds (user + system) the server has used so far: on a loaded machine the
         wall time says more about the neighbours than about serve."""
-        with open(f"/proc/{self.p.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return stat_cpu(f"/proc/{self.p.pid}/stat")[1]
     def threads(self):
         """CPU seconds so far of each of the server's threads, by thread name, largest first."""
-        tck = os.sysconf("SC_CLK_TCK")
         by_name = {}
         for t in os.listdir(f"/proc/{self.p.pid}/task"):
             try:
-                with open(f"/proc/{self.p.pid}/task/{t}/stat") as f:
-                    s = f.read()
+                name, cpu = stat_cpu(f"/proc/{self.p.pid}/task/{t}/stat")
             except OSError:
                 continue  # the thread ended meanwhile
-            name = s[s.index("(") + 1:s.rindex(")")]
-            fields = s.rsplit(")", 1)[1].split()
-            by_name.setdefault(name, []).append((int(fields[11]) + int(fields[12])) / tck)
+            by_name.setdefault(name, []).append(cpu)
         return sorted(((n, sorted(c, reverse=True)) for n, c in by_name.items()),
                       key=lambda nc: -sum(nc[1]))
     def stop(self):

@@ -678,6 +678,24 @@ async fn a_sqlite_write_that_fails_partway_leaves_none_of_its_rows() {
     assert_eq!(totals.dispatched.go, 3, "{totals:?}");
 }
 
+/// A check run against each backend as two tests: `$sqlite` on a SQLite file in a fresh
+/// directory, `$postgres` on a fresh Postgres database.
+macro_rules! on_both_stores {
+    ($sqlite:ident, $postgres:ident, $check:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            $check(&dir.path().join("state.db").display().to_string()).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let db = ScratchDb::new().await;
+            $check(&db.url).await;
+        }
+    };
+}
+
 #[tokio::test]
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
@@ -702,17 +720,11 @@ async fn postgres_store_conforms() {
     conformance(&db.url).await;
 }
 
-#[tokio::test]
-async fn sqlite_store_keeps_findings() {
-    let dir = tempfile::tempdir().unwrap();
-    findings_conform(&dir.path().join("state.db").display().to_string()).await;
-}
-
-#[tokio::test]
-async fn postgres_store_keeps_findings() {
-    let db = ScratchDb::new().await;
-    findings_conform(&db.url).await;
-}
+on_both_stores!(
+    sqlite_store_keeps_findings,
+    postgres_store_keeps_findings,
+    findings_conform
+);
 
 #[tokio::test]
 async fn unreachable_postgres_is_an_error_not_a_hang() {
@@ -1231,17 +1243,11 @@ async fn judgements_refile_their_rows(url: &str) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_judgements_refile_their_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    judgements_refile_their_rows(&dir.path().join("state.db").display().to_string()).await;
-}
-
-#[tokio::test]
-async fn postgres_judgements_refile_their_rows() {
-    let db = ScratchDb::new().await;
-    judgements_refile_their_rows(&db.url).await;
-}
+on_both_stores!(
+    sqlite_judgements_refile_their_rows,
+    postgres_judgements_refile_their_rows,
+    judgements_refile_their_rows
+);
 
 /// The commits of one `commit_all`, each making statements of its own (lines, checkpoint,
 /// named state) and far more of them than are built ahead of the one running: they run in
@@ -1273,17 +1279,11 @@ async fn statements_run_in_their_commits_order(url: &str) {
     assert_eq!(checkpoints(&store).await, [stored(checkpoint(7, 40))]);
 }
 
-#[tokio::test]
-async fn sqlite_statements_run_in_their_commits_order() {
-    let dir = tempfile::tempdir().unwrap();
-    statements_run_in_their_commits_order(&dir.path().join("state.db").display().to_string()).await;
-}
-
-#[tokio::test]
-async fn postgres_statements_run_in_their_commits_order() {
-    let db = ScratchDb::new().await;
-    statements_run_in_their_commits_order(&db.url).await;
-}
+on_both_stores!(
+    sqlite_statements_run_in_their_commits_order,
+    postgres_statements_run_in_their_commits_order,
+    statements_run_in_their_commits_order
+);
 
 /// A statement that fails after many have run, and while the next ones are built, ends the
 /// commit with its error: none of its commits lands, and the store takes the next commit.

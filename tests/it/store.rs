@@ -666,13 +666,7 @@ async fn a_sqlite_write_that_fails_partway_leaves_none_of_its_rows() {
             .unwrap();
     }
     store.commit(&commit(10..=11)).await.unwrap();
-    let lines: Vec<u32> = store
-        .lines()
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| l.line)
-        .collect();
+    let lines = stored_lines(&store).await;
     assert_eq!(lines, [1, 10, 11]);
     let totals = store.summary(&OutcomeFilter::default()).await.unwrap();
     assert_eq!(totals.dispatched.go, 3, "{totals:?}");
@@ -733,6 +727,12 @@ async fn unreachable_postgres_is_an_error_not_a_hang() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("store"), "{err}");
+}
+
+/// The line numbers of the stored lines, in the order they were stored.
+async fn stored_lines(store: &Store) -> Vec<u32> {
+    let lines = store.lines().await.unwrap();
+    lines.iter().map(|l| l.line).collect()
 }
 
 /// The sessions of the stored lines, in the order they were stored.
@@ -1267,13 +1267,7 @@ fn numbered_commits(n: u32) -> Vec<Commit> {
 async fn statements_run_in_their_commits_order(url: &str) {
     let store = Store::open(url).await.unwrap();
     store.commit_all(&numbered_commits(40)).await.unwrap();
-    let lines: Vec<u32> = store
-        .lines()
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| l.line)
-        .collect();
+    let lines = stored_lines(&store).await;
     assert_eq!(lines, (1..=40).collect::<Vec<_>>());
     assert_eq!(store.state("probe").await.unwrap().as_deref(), Some("40"));
     assert_eq!(checkpoints(&store).await, [stored(checkpoint(7, 40))]);

@@ -76,6 +76,10 @@ pub enum Change {
     /// A session's first dispatch arrived.
     Dispatched {
         session: SessionId,
+        /// When the session was first seen (the receive time of its first line, on the
+        /// sidecar's clock): with the session, what names its outcome row (a session id that
+        /// lives again after it was forgotten is another row).
+        first_seen: Timestamp,
         runner: Runner,
         org: Option<String>,
         /// The dispatch's event time.
@@ -94,6 +98,8 @@ pub enum Change {
     /// Dispatch and first claim are both known and settled: the outcome, on event times.
     Judged {
         session: SessionId,
+        /// As in [`Change::Dispatched`].
+        first_seen: Timestamp,
         runner: Runner,
         /// The dispatch's org, so no consumer reaches back into the correlator for it.
         org: Option<String>,
@@ -106,6 +112,8 @@ pub enum Change {
     /// No claim by receive time + T (unclaimed gauge up, deadline-missed counter up, alert).
     Overdue {
         session: SessionId,
+        /// As in [`Change::Dispatched`].
+        first_seen: Timestamp,
         runner: Runner,
         org: Option<String>,
         /// The dispatch's event time.
@@ -134,6 +142,8 @@ pub enum Change {
     /// Two claims with no release between them, reported once per session.
     Duplicate {
         session: SessionId,
+        /// As in [`Change::Dispatched`].
+        first_seen: Timestamp,
         runtime: Runner,
         cross_runtime: bool,
         /// The dispatch's org, when the session was dispatched.
@@ -143,11 +153,15 @@ pub enum Change {
     /// too (a later-settled claim from the other runtime).
     DuplicateCrossRuntime {
         session: SessionId,
+        /// As in [`Change::Dispatched`].
+        first_seen: Timestamp,
         org: Option<String>,
     },
     /// A claim after a release: the session's `total`-th.
     Reclaimed {
         session: SessionId,
+        /// As in [`Change::Dispatched`].
+        first_seen: Timestamp,
         runtime: Runner,
         total: u32,
     },

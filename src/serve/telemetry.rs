@@ -320,10 +320,11 @@ impl Telemetry {
     }
 
     /// The outcome row and the finding a change writes, found at `now` (the clock of the
-    /// replica that judged it). Writing one twice changes nothing: rows and findings are
-    /// keyed by session.
+    /// replica that judged it). Writing one twice changes nothing: rows are keyed by when
+    /// their session was first seen and its id, findings by session.
     pub fn recorded(&mut self, c: &Change, now: Timestamp) {
         let row = |session: &crate::event::SessionId,
+                   first_seen: Timestamp,
                    org: &Option<String>,
                    runner: Runner,
                    dispatched_at: Timestamp,
@@ -332,7 +333,7 @@ impl Telemetry {
             org: org.clone(),
             runner,
             dispatched_at,
-            seen_at: now,
+            first_seen,
             outcome,
             latency_ms: None,
             skew_clamped: false,
@@ -340,16 +341,18 @@ impl Telemetry {
         let found = match c {
             Change::Dispatched {
                 session,
+                first_seen,
                 runner,
                 org,
                 at,
             } => {
-                let r = row(session, org, *runner, *at, Outcome::Pending);
+                let r = row(session, *first_seen, org, *runner, *at, Outcome::Pending);
                 self.outcomes.push(OutcomeWrite::Dispatched(r));
                 None
             }
             Change::Judged {
                 session,
+                first_seen,
                 runner,
                 org,
                 dispatched_at,
@@ -360,7 +363,7 @@ impl Telemetry {
                 self.outcomes.push(OutcomeWrite::Judged(OutcomeRow {
                     latency_ms: *latency_ms,
                     skew_clamped: *skew_clamped,
-                    ..row(session, org, *runner, *dispatched_at, *outcome)
+                    ..row(session, *first_seen, org, *runner, *dispatched_at, *outcome)
                 }));
                 let kind = match outcome {
                     Outcome::Matched => None,
@@ -395,11 +398,19 @@ impl Telemetry {
             }
             Change::Overdue {
                 session,
+                first_seen,
                 runner,
                 org,
                 dispatched_at,
             } => {
-                let r = row(session, org, *runner, *dispatched_at, Outcome::Unclaimed);
+                let r = row(
+                    session,
+                    *first_seen,
+                    org,
+                    *runner,
+                    *dispatched_at,
+                    Outcome::Unclaimed,
+                );
                 self.outcomes.push(OutcomeWrite::Judged(r));
                 let detail = format!(
                     "dispatched to {} at {}; no claim within the claim timeout",
@@ -422,12 +433,14 @@ impl Telemetry {
             }
             Change::Duplicate {
                 session,
+                first_seen,
                 runtime,
                 cross_runtime,
                 org,
             } => {
                 self.outcomes.push(OutcomeWrite::Duplicate {
                     session: session.to_string(),
+                    first_seen: *first_seen,
                     cross_runtime: *cross_runtime,
                 });
                 let kind = if *cross_runtime {
@@ -448,9 +461,14 @@ impl Telemetry {
                     detail,
                 ))
             }
-            Change::DuplicateCrossRuntime { session, org } => {
+            Change::DuplicateCrossRuntime {
+                session,
+                first_seen,
+                org,
+            } => {
                 self.outcomes.push(OutcomeWrite::Duplicate {
                     session: session.to_string(),
+                    first_seen: *first_seen,
                     cross_runtime: true,
                 });
                 Some((
@@ -480,9 +498,15 @@ impl Telemetry {
                     detail,
                 ))
             }
-            Change::Reclaimed { session, total, .. } => {
+            Change::Reclaimed {
+                session,
+                first_seen,
+                total,
+                ..
+            } => {
                 self.outcomes.push(OutcomeWrite::Reclaimed {
                     session: session.to_string(),
+                    first_seen: *first_seen,
                     total: *total,
                 });
                 None

@@ -515,12 +515,14 @@ mod tests {
         let s = SessionId::new("s").unwrap();
         for c in [
             Change::Dispatched {
+                first_seen: crate::event::Timestamp(0),
                 runner: Runner::Go,
                 session: s.clone(),
                 at: crate::event::Timestamp(0),
                 org: Some("org_a".into()),
             },
             Change::Dispatched {
+                first_seen: crate::event::Timestamp(0),
                 runner: Runner::Go,
                 session: s.clone(),
                 at: crate::event::Timestamp(0),
@@ -529,12 +531,14 @@ mod tests {
             Change::PendingStarted { runner: Runner::Go },
             Change::PendingEnded { runner: Runner::Go },
             Change::Overdue {
+                first_seen: crate::event::Timestamp(0),
                 org: None,
                 dispatched_at: crate::event::Timestamp(0),
                 session: s.clone(),
                 runner: Runner::Go,
             },
             Change::Judged {
+                first_seen: crate::event::Timestamp(0),
                 org: None,
                 dispatched_at: crate::event::Timestamp(0),
                 session: s.clone(),
@@ -549,6 +553,7 @@ mod tests {
                 runner: Runner::Go,
             },
             Change::Duplicate {
+                first_seen: crate::event::Timestamp(0),
                 org: None,
                 session: s.clone(),
                 runtime: Runner::Ts,

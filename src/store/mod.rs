@@ -187,8 +187,10 @@ pub struct OutcomeRow {
     pub runner: Runner,
     /// The dispatch's event time (what `since`/`until` select on).
     pub dispatched_at: Timestamp,
-    /// The dispatch's receive time (what retention prunes on).
-    pub seen_at: Timestamp,
+    /// When the session was first seen (its first line's receive time, the sidecar's clock):
+    /// with `session`, the row's key, and what retention prunes on. Sessions come in this
+    /// order, so a commit's rows land on the table's last pages, not a random page each.
+    pub first_seen: Timestamp,
     pub outcome: Outcome,
     pub latency_ms: Option<i64>,
     pub skew_clamped: bool,
@@ -204,10 +206,15 @@ pub enum OutcomeWrite {
     /// The session was claimed twice (`cross_runtime`: by different runtimes).
     Duplicate {
         session: String,
+        first_seen: Timestamp,
         cross_runtime: bool,
     },
     /// The session's `total`-th claim after a release (a replay writes the same total).
-    Reclaimed { session: String, total: u32 },
+    Reclaimed {
+        session: String,
+        first_seen: Timestamp,
+        total: u32,
+    },
 }
 
 /// What a filtered summary selects (dispatch time: `since` inclusive, `until` exclusive).
@@ -650,29 +657,37 @@ const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_
 const DELETE_LINES: &str = "DELETE FROM events WHERE source_id = ";
 const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
 /// After [`INSERT_SQLITE`] or [`INSERT_POSTGRES`].
-const INSERT_OUTCOMES: &str = "INTO outcomes (session, org, runner, dispatched_at, \
-     seen_at, outcome, latency_ms, skew_clamped, duplicate, duplicate_cross, reclaims) ";
-const OUTCOME_KEEP: &str = " ON CONFLICT (session) DO NOTHING";
+const INSERT_OUTCOMES: &str = "INTO outcomes (first_seen, session, org, runner, dispatched_at, \
+     outcome, latency_ms, skew_clamped, duplicate, duplicate_cross, reclaims) ";
+const OUTCOME_KEEP: &str = " ON CONFLICT (first_seen, session) DO NOTHING";
 /// A judgement replaces the outcome columns; the dispatch's (org, runner, dispatch time), which
 /// the indexes hold, are set by [`REFILE_OUTCOMES`] only where they differ: set here, SQLite
 /// rewrites both indexes' entries of every judged row, changed or not (half of the upsert's
 /// cost).
-const OUTCOME_JUDGE: &str = " ON CONFLICT (session) DO UPDATE SET outcome = excluded.outcome, \
-     latency_ms = excluded.latency_ms, skew_clamped = excluded.skew_clamped";
-/// Then `VALUES` of (session, org, runner, dispatched at), `) `, [`UPDATE_SQLITE`] or
-/// [`UPDATE_POSTGRES`], then [`REFILE_OUTCOMES_SET`]: the judged rows whose dispatch columns
-/// differ from their judgement's get the judgement's.
-const REFILE_OUTCOMES: &str = "WITH v (session, org, runner, dispatched_at) AS (";
+const OUTCOME_JUDGE: &str = " ON CONFLICT (first_seen, session) DO UPDATE SET \
+     outcome = excluded.outcome, latency_ms = excluded.latency_ms, \
+     skew_clamped = excluded.skew_clamped";
+/// Then `VALUES` of (first seen, session, org, runner, dispatched at), `) `, [`UPDATE_SQLITE`]
+/// or [`UPDATE_POSTGRES`], then [`REFILE_OUTCOMES_SET`]: the judged rows whose dispatch
+/// columns differ from their judgement's get the judgement's. Each judgement's row is sought
+/// by its key: the unary `+` keeps SQLite from indexing the list on its first-seen times
+/// instead — from 256 judgements on, it would build a Bloom filter and an automatic index of
+/// the list and scan the whole table against them, every commit (the tail benchmark took
+/// 169 s instead of 7; `outcome_writes_seek_their_rows_by_key`).
+const REFILE_OUTCOMES: &str = "WITH v (first_seen, session, org, runner, dispatched_at) AS (";
 const REFILE_OUTCOMES_SET: &str = "outcomes SET org = v.org, runner = v.runner, \
-     dispatched_at = v.dispatched_at FROM v WHERE outcomes.session = v.session \
+     dispatched_at = v.dispatched_at FROM v \
+     WHERE outcomes.first_seen = +v.first_seen AND outcomes.session = v.session \
      AND NOT (outcomes.org IS NOT DISTINCT FROM v.org AND outcomes.runner = v.runner \
      AND outcomes.dispatched_at = v.dispatched_at)";
-const MARK_DUPLICATE: &str = "UPDATE outcomes SET duplicate = 1 WHERE session = $1";
-const MARK_DUPLICATE_CROSS: &str =
-    "UPDATE outcomes SET duplicate = 1, duplicate_cross = 1 WHERE session = $1";
-const SET_RECLAIMS: &str = "UPDATE outcomes SET reclaims = $2 WHERE session = $1 AND reclaims < $2";
+const MARK_DUPLICATE: &str =
+    "UPDATE outcomes SET duplicate = 1 WHERE first_seen = $1 AND session = $2";
+const MARK_DUPLICATE_CROSS: &str = "UPDATE outcomes SET duplicate = 1, duplicate_cross = 1 \
+     WHERE first_seen = $1 AND session = $2";
+const SET_RECLAIMS: &str = "UPDATE outcomes SET reclaims = $3 \
+     WHERE first_seen = $1 AND session = $2 AND reclaims < $3";
 const SELECT_SESSIONS_OF_ORG: &str = "SELECT session FROM outcomes WHERE org = $1";
-const PRUNE_OUTCOMES: &str = "DELETE FROM outcomes WHERE seen_at < $1";
+const PRUNE_OUTCOMES: &str = "DELETE FROM outcomes WHERE first_seen < $1";
 /// After [`INSERT_SQLITE`] or [`INSERT_POSTGRES`].
 const INSERT_FINDINGS: &str =
     "INTO findings (kind, \"key\", session, org, runner, found_at, detail) ";
@@ -1079,12 +1094,12 @@ impl Store {
                             for rows in chunks(&rows, write, &self.last_rows) {
                                 let mut insert = sqlx::QueryBuilder::new(insert_verb);
                                 insert.push(INSERT_OUTCOMES);
-                                insert.push_values(rows, |mut b, (session, r)| {
-                                    b.push_bind(session.clone())
+                                insert.push_values(rows, |mut b, ((_, session), r)| {
+                                    b.push_bind(r.first_seen.millis())
+                                        .push_bind(session.clone())
                                         .push_bind(r.org.as_deref().map(text))
                                         .push_bind(r.runner.as_str())
                                         .push_bind(r.dispatched_at.millis())
-                                        .push_bind(r.seen_at.millis())
                                         .push_bind(r.outcome.as_str())
                                         .push_bind(r.latency_ms)
                                         .push_bind(i32::from(r.skew_clamped))
@@ -1096,8 +1111,11 @@ impl Store {
                                 run!(Stmt::Built(insert));
                                 if matches!(write, Write::Judged) {
                                     let mut refile = sqlx::QueryBuilder::new(REFILE_OUTCOMES);
-                                    refile.push_values(rows, |mut b, (session, r)| {
-                                        b.push_bind(session.clone())
+                                    refile.push_values(rows, |mut b, ((_, session), r)| {
+                                        b.push("CAST(")
+                                            .push_bind_unseparated(r.first_seen.millis())
+                                            .push_unseparated(" AS BIGINT)")
+                                            .push_bind(session.clone())
                                             .push_bind(r.org.as_deref().map(text))
                                             .push_bind(r.runner.as_str())
                                             .push("CAST(")
@@ -1116,6 +1134,7 @@ impl Store {
                             match w {
                                 OutcomeWrite::Duplicate {
                                     session,
+                                    first_seen,
                                     cross_runtime,
                                 } => {
                                     let sql = if *cross_runtime {
@@ -1124,11 +1143,17 @@ impl Store {
                                         MARK_DUPLICATE
                                     };
                                     run!(Stmt::Plain(sqlx::query(sql)
+                                        .bind(first_seen.millis())
                                         .bind(text(session))
                                         ));
                                 }
-                                OutcomeWrite::Reclaimed { session, total } => {
+                                OutcomeWrite::Reclaimed {
+                                    session,
+                                    first_seen,
+                                    total,
+                                } => {
                                     run!(Stmt::Plain(sqlx::query(SET_RECLAIMS)
+                                        .bind(first_seen.millis())
                                         .bind(text(session))
                                         .bind(i32::try_from(*total).unwrap_or(i32::MAX))
                                         ));
@@ -1565,13 +1590,13 @@ enum Stmt<'q, DB: sqlx::Database> {
 /// Source names as stored, and their ids in `sources`.
 type SourceIds<'c> = rustc_hash::FxHashMap<Cow<'c, str>, i64>;
 
-/// A session's key as stored, and its outcome row.
-type Keyed<'a> = (std::borrow::Cow<'a, str>, &'a OutcomeRow);
+/// A row's key as stored (first seen, session), and the row.
+type Keyed<'a> = ((Timestamp, std::borrow::Cow<'a, str>), &'a OutcomeRow);
 
-/// The dispatch rows (first per session) and judgement rows (last per session) of `writes`,
-/// by the session's key as stored (two ids that differ only where one has NUL are one row),
-/// each group in key order: a batch's sessions are random ids, and written in key order they
-/// reach each page of the session index once, in order, instead of one random page a row.
+/// The dispatch rows (first per key) and judgement rows (last per key) of `writes`, by the
+/// row's key as stored (two ids that differ only where one has NUL are one session), each group
+/// in key order: written in key order, a group reaches each page of the key's index once, in
+/// order — and since sessions are first seen in time order, those are the index's last pages.
 fn outcome_groups(writes: &[OutcomeWrite]) -> (Vec<Keyed<'_>>, Vec<Keyed<'_>>) {
     let mut dispatched: Vec<Keyed<'_>> = Vec::new();
     let mut judged: Vec<Keyed<'_>> = Vec::new();
@@ -1580,13 +1605,13 @@ fn outcome_groups(writes: &[OutcomeWrite]) -> (Vec<Keyed<'_>>, Vec<Keyed<'_>>) {
     for w in writes {
         match w {
             OutcomeWrite::Dispatched(r) => {
-                let key = text(&r.session);
+                let key = (r.first_seen, text(&r.session));
                 if seen_d.insert(key.clone()) {
                     dispatched.push((key, r));
                 }
             }
             OutcomeWrite::Judged(r) => {
-                let key = text(&r.session);
+                let key = (r.first_seen, text(&r.session));
                 match last_j.get(&key) {
                     Some(&i) => judged[i] = (key, r),
                     None => {
@@ -1651,39 +1676,57 @@ mod tests {
         }
     }
 
-    /// Per stored key, the first dispatch and the last judgement, each group in key order.
+    /// Per stored key (first seen, session), the first dispatch and the last judgement, each
+    /// group in key order: first seen, then session.
     #[test]
     fn outcome_groups_keep_first_dispatch_last_judgement_in_key_order() {
-        let row = |session: &str, ms: i64| OutcomeRow {
+        let row = |session: &str, first_seen: i64, ms: i64| OutcomeRow {
             session: session.into(),
             org: None,
             runner: Runner::Go,
             dispatched_at: Timestamp(ms),
-            seen_at: Timestamp(ms),
+            first_seen: Timestamp(first_seen),
             outcome: Outcome::Pending,
             latency_ms: None,
             skew_clamped: false,
         };
         let writes = [
-            OutcomeWrite::Dispatched(row("s9", 1)),
-            OutcomeWrite::Judged(row("s5", 2)),
-            OutcomeWrite::Dispatched(row("s1", 3)),
-            OutcomeWrite::Dispatched(row("s9", 4)),
-            OutcomeWrite::Judged(row("s5", 5)),
-            OutcomeWrite::Judged(row("s\u{0}", 6)),
-            OutcomeWrite::Judged(row("s\u{FFFD}", 7)),
-            OutcomeWrite::Judged(row("s0", 8)),
+            OutcomeWrite::Dispatched(row("s9", 1, 1)),
+            OutcomeWrite::Judged(row("s5", 1, 2)),
+            OutcomeWrite::Dispatched(row("s1", 1, 3)),
+            OutcomeWrite::Dispatched(row("s9", 1, 4)),
+            OutcomeWrite::Dispatched(row("s0", 2, 5)),
+            OutcomeWrite::Judged(row("s5", 1, 5)),
+            OutcomeWrite::Judged(row("s\u{0}", 1, 6)),
+            OutcomeWrite::Judged(row("s\u{FFFD}", 1, 7)),
+            OutcomeWrite::Judged(row("s0", 1, 8)),
+            // The same id in another life (first seen again later): another row.
+            OutcomeWrite::Judged(row("s5", 3, 9)),
+            OutcomeWrite::Judged(row("a", 2, 10)),
         ];
         let (d, j) = outcome_groups(&writes);
-        let keyed = |g: &[Keyed<'_>]| -> Vec<(String, i64)> {
+        let keyed = |g: &[Keyed<'_>]| -> Vec<(i64, String, i64)> {
             g.iter()
-                .map(|(k, r)| (k.to_string(), r.seen_at.millis()))
+                .map(|((seen, k), r)| (seen.millis(), k.to_string(), r.dispatched_at.millis()))
                 .collect()
         };
-        assert_eq!(keyed(&d), [("s1".into(), 3), ("s9".into(), 1)]);
+        assert_eq!(
+            keyed(&d),
+            [
+                (1, "s1".into(), 3),
+                (1, "s9".into(), 1),
+                (2, "s0".into(), 5)
+            ]
+        );
         assert_eq!(
             keyed(&j),
-            [("s0".into(), 8), ("s5".into(), 5), ("s\u{FFFD}".into(), 7)]
+            [
+                (1, "s0".into(), 8),
+                (1, "s5".into(), 5),
+                (1, "s\u{FFFD}".into(), 7),
+                (2, "a".into(), 10),
+                (3, "s5".into(), 9)
+            ]
         );
     }
 
@@ -1714,6 +1757,55 @@ mod tests {
         );
         assert_eq!(lens(0, Write::Events), Vec::<usize>::new());
         assert_eq!(lens(0, Write::Events), Vec::<usize>::new());
+    }
+
+    /// Each statement that writes a row of `outcomes` by its key finds the row by the key's
+    /// index, on a store from the current migrations: none scans the table. (SQLite may plan
+    /// the refile's join of a full list of judgements as a scan of `outcomes` against an
+    /// automatic index of the list — a full scan per commit.)
+    #[tokio::test]
+    async fn outcome_writes_seek_their_rows_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db").display().to_string())
+            .await
+            .unwrap();
+        // As many judgements as one statement refiles: the plan SQLite picks depends on it.
+        let judgements = vec!["(CAST(? AS BIGINT), ?, ?, ?, CAST(? AS BIGINT))"; MAX_ROWS];
+        let refile = format!(
+            "{REFILE_OUTCOMES}VALUES {}) {UPDATE_SQLITE}{REFILE_OUTCOMES_SET}",
+            judgements.join(", ")
+        );
+        let upsert = format!(
+            "{INSERT_SQLITE}{INSERT_OUTCOMES}VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){OUTCOME_JUDGE}"
+        );
+        let Pool::Sqlite(pool) = store.pool() else {
+            unreachable!("a path opens SQLite")
+        };
+        for sql in [
+            refile.as_str(),
+            &upsert,
+            MARK_DUPLICATE,
+            MARK_DUPLICATE_CROSS,
+            SET_RECLAIMS,
+            PRUNE_OUTCOMES,
+        ] {
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(3)).collect();
+            assert!(
+                !plan.iter().any(|step| step.starts_with("SCAN outcomes")),
+                "{sql}: {plan:?}"
+            );
+            if sql != upsert {
+                assert!(
+                    plan.iter()
+                        .any(|step| step.starts_with("SEARCH outcomes USING INDEX")),
+                    "{sql}: {plan:?}"
+                );
+            }
+        }
     }
 
     /// Batches of every size from 1 to 300 lines, each with as many outcome rows and findings,
@@ -1754,7 +1846,7 @@ mod tests {
                             org: None,
                             runner: Runner::Go,
                             dispatched_at: *at,
-                            seen_at: *at,
+                            first_seen: *at,
                             outcome: Outcome::Pending,
                             latency_ms: None,
                             skew_clamped: false,

@@ -57,6 +57,7 @@ fn exported_by_the_code() -> BTreeSet<String> {
     let s = SessionId::new("s1").unwrap();
     for c in [
         Change::Dispatched {
+            first_seen: claimcheck::event::Timestamp(0),
             session: s.clone(),
             runner: Runner::Go,
             org: Some("org_a".into()),
@@ -67,6 +68,7 @@ fn exported_by_the_code() -> BTreeSet<String> {
         },
         Change::PendingStarted { runner: Runner::Go },
         Change::Judged {
+            first_seen: claimcheck::event::Timestamp(0),
             org: None,
             session: s.clone(),
             runner: Runner::Go,
@@ -76,18 +78,21 @@ fn exported_by_the_code() -> BTreeSet<String> {
             skew_clamped: false,
         },
         Change::Overdue {
+            first_seen: claimcheck::event::Timestamp(0),
             org: None,
             session: s.clone(),
             runner: Runner::Go,
             dispatched_at: claimcheck::event::Timestamp(0),
         },
         Change::Duplicate {
+            first_seen: claimcheck::event::Timestamp(0),
             org: None,
             session: s.clone(),
             runtime: Runner::Go,
             cross_runtime: false,
         },
         Change::Reclaimed {
+            first_seen: claimcheck::event::Timestamp(0),
             session: s.clone(),
             runtime: Runner::Go,
             total: 1,

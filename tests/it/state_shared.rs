@@ -1254,6 +1254,7 @@ mod standalone {
         // Entry `total` (its change's), numbered `n` in the bucket as judge.lua numbers them.
         let mut add = async |total: u32, n: u32| -> String {
             let c = Change::Reclaimed {
+                first_seen: Timestamp(0),
                 session: SessionId::new("s").unwrap(),
                 runtime: Runner::Go,
                 total,

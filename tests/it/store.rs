@@ -63,7 +63,7 @@ fn row(id: &str, org: &str, n: i64, outcome: Outcome) -> OutcomeRow {
         org: Some(org.into()),
         runner: Runner::Go,
         dispatched_at: Timestamp(10_000 + n),
-        seen_at: Timestamp(1_795_428_000_000 + n),
+        first_seen: Timestamp(1_795_428_000_000 + n),
         outcome,
         latency_ms: None,
         skew_clamped: false,
@@ -106,6 +106,7 @@ async fn conformance(url: &str) {
             OutcomeWrite::Judged(row("b", "o1", 2, Outcome::Late)),
             OutcomeWrite::Duplicate {
                 session: "b".into(),
+                first_seen: Timestamp(1_795_428_000_000 + 2),
                 cross_runtime: true,
             },
             // a replayed dispatch never resets a judged row
@@ -1120,6 +1121,23 @@ async fn old_store_migrates(url: &str) {
         (totals.dispatched.go, totals.matched, totals.pending),
         (2, 1, 1)
     );
+    // Each old row is keyed by its session's earliest stored line (s2's is line 2's), as a
+    // replay finds it: a judgement written then lands on the row rather than beside it.
+    store
+        .commit(&Commit {
+            outcomes: vec![OutcomeWrite::Judged(OutcomeRow {
+                first_seen: Timestamp(1_795_428_000_000 + 2),
+                ..row("s2", "org_a", 0, Outcome::Matched)
+            })],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let totals = store.summary(&OutcomeFilter::default()).await.unwrap();
+    assert_eq!(
+        (totals.dispatched.go, totals.matched, totals.pending),
+        (2, 2, 0)
+    );
     let new = |source: &str, n: u32| StoredLine {
         source: source.into(),
         ..line("s3", n, b"{}")
@@ -1193,8 +1211,11 @@ async fn a_postgres_store_of_the_old_schema_migrates() {
 /// them; a judgement that agrees changes only the outcome.
 async fn judgements_refile_their_rows(url: &str) {
     let store = Store::open(url).await.unwrap();
-    let judged = |id: &str, org: &str, runner: Runner, n: i64| OutcomeRow {
+    // Judged as dispatched at 10,000 + `n` ms, the row keyed as its dispatch's, received with
+    // line `seen`.
+    let judged = |id: &str, org: &str, runner: Runner, n: i64, seen: i64| OutcomeRow {
         runner,
+        first_seen: row(id, org, seen, Outcome::Matched).first_seen,
         ..row(id, org, n, Outcome::Matched)
     };
     store
@@ -1210,10 +1231,10 @@ async fn judgements_refile_their_rows(url: &str) {
     store
         .commit(&Commit {
             outcomes: vec![
-                OutcomeWrite::Judged(judged("moved", "o2", Runner::Ts, 50)),
-                OutcomeWrite::Judged(judged("kept", "o1", Runner::Go, 2)),
+                OutcomeWrite::Judged(judged("moved", "o2", Runner::Ts, 50, 1)),
+                OutcomeWrite::Judged(judged("kept", "o1", Runner::Go, 2, 2)),
                 OutcomeWrite::Dispatched(row("same", "o1", 3, Outcome::Pending)),
-                OutcomeWrite::Judged(judged("same", "o3", Runner::Go, 3)),
+                OutcomeWrite::Judged(judged("same", "o3", Runner::Go, 3, 3)),
             ],
             ..Commit::default()
         })
@@ -1247,6 +1268,96 @@ on_both_stores!(
     sqlite_judgements_refile_their_rows,
     postgres_judgements_refile_their_rows,
     judgements_refile_their_rows
+);
+
+/// An outcome row is keyed by when its session was first seen and its id: a session id that
+/// lives again after it was forgotten (first seen again, later) is a row of its own, each
+/// write reaches only the row of its own life, a write for a life with no row changes
+/// nothing, and retention prunes a life's row by when it was first seen.
+async fn outcome_rows_are_one_per_life(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let life = |seen: i64, outcome: Outcome| OutcomeRow {
+        first_seen: Timestamp(seen),
+        ..row("s", "o1", 1, outcome)
+    };
+    let (first, second, none) = (1_000, 7_000, 5_000);
+    store
+        .commit(&Commit {
+            outcomes: vec![
+                OutcomeWrite::Dispatched(life(first, Outcome::Pending)),
+                OutcomeWrite::Judged(life(first, Outcome::Late)),
+                OutcomeWrite::Duplicate {
+                    session: "s".into(),
+                    first_seen: Timestamp(first),
+                    cross_runtime: false,
+                },
+                OutcomeWrite::Reclaimed {
+                    session: "s".into(),
+                    first_seen: Timestamp(first),
+                    total: 2,
+                },
+            ],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    store
+        .commit(&Commit {
+            outcomes: vec![
+                OutcomeWrite::Dispatched(life(second, Outcome::Pending)),
+                // a replay of the first life's dispatch and judgement changes nothing
+                OutcomeWrite::Dispatched(life(first, Outcome::Pending)),
+                OutcomeWrite::Duplicate {
+                    session: "s".into(),
+                    first_seen: Timestamp(second),
+                    cross_runtime: true,
+                },
+                OutcomeWrite::Duplicate {
+                    session: "s".into(),
+                    first_seen: Timestamp(none),
+                    cross_runtime: true,
+                },
+                OutcomeWrite::Reclaimed {
+                    session: "s".into(),
+                    first_seen: Timestamp(none),
+                    total: 9,
+                },
+            ],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let totals = |t: Totals| {
+        (
+            t.dispatched.go,
+            t.late,
+            t.pending,
+            t.duplicate_claims,
+            t.duplicate_claims_cross_runtime,
+            t.reclaims,
+        )
+    };
+    let everything = OutcomeFilter::default();
+    let all = || store.summary(&everything);
+    assert_eq!(totals(all().await.unwrap()), (2, 1, 1, 2, 1, 2));
+    store
+        .commit(&Commit {
+            prune_before: Some(Timestamp(none)),
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        totals(all().await.unwrap()),
+        (1, 0, 1, 1, 1, 0),
+        "the first life's row is past retention"
+    );
+}
+
+on_both_stores!(
+    sqlite_outcome_rows_are_one_per_life,
+    postgres_outcome_rows_are_one_per_life,
+    outcome_rows_are_one_per_life
 );
 
 /// The commits of one `commit_all`, each making statements of its own (lines, checkpoint,

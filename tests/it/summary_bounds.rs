@@ -38,7 +38,7 @@ async fn filtered_summaries_stay_bounded_on_a_large_store() {
                     org: Some(format!("org{}", i % ORGS)),
                     runner: if i % 3 == 0 { Runner::Ts } else { Runner::Go },
                     dispatched_at: Timestamp(now + i * 1000),
-                    seen_at: Timestamp(now),
+                    first_seen: Timestamp(now),
                     outcome: if i % 10 == 0 {
                         Outcome::Late
                     } else {

@@ -192,6 +192,7 @@ impl Rules<'_> {
             mark.counted.dispatched = Some(runner);
             out.push(Change::Dispatched {
                 session: id.clone(),
+                first_seen: mark.first_seen,
                 runner,
                 org: org.map(str::to_owned),
                 at: j.dispatch.map_or(Timestamp::MIN, |d| d.time),
@@ -299,6 +300,7 @@ impl Rules<'_> {
             mark.counted.duplicate_cross_runtime = j.duplicate_cross_runtime;
             out.push(Change::Duplicate {
                 session: id.clone(),
+                first_seen: mark.first_seen,
                 runtime: first_duplicate_runtime(settled),
                 cross_runtime: j.duplicate_cross_runtime,
                 org: org.map(str::to_owned),
@@ -308,6 +310,7 @@ impl Rules<'_> {
             mark.counted.duplicate_cross_runtime = true;
             out.push(Change::DuplicateCrossRuntime {
                 session: id.clone(),
+                first_seen: mark.first_seen,
                 org: org.map(str::to_owned),
             });
         }
@@ -319,6 +322,7 @@ impl Rules<'_> {
         for n in mark.reclaims..j.reclaims {
             out.push(Change::Reclaimed {
                 session: id.clone(),
+                first_seen: mark.first_seen,
                 runtime,
                 total: n + 1,
             });
@@ -360,6 +364,7 @@ impl Rules<'_> {
         out.push(Change::PendingEnded { runner });
         out.push(Change::Overdue {
             session: id.clone(),
+            first_seen: mark.first_seen,
             runner,
             org: dispatch
                 .and_then(|d| self.orgs.name(d.extra))
@@ -416,6 +421,7 @@ fn judged(
     }
     out.push(Change::Judged {
         session: id.clone(),
+        first_seen: mark.first_seen,
         runner: d.runner,
         org: org.map(str::to_owned),
         dispatched_at: d.time,

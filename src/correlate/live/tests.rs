@@ -61,6 +61,7 @@ fn matched_claim_is_judged_and_ends_pending() {
         c,
         vec![
             Change::Dispatched {
+                first_seen: at(0),
                 session: sid("s"),
                 runner: Go,
                 org: Some("org_a".into()),
@@ -79,6 +80,7 @@ fn matched_claim_is_judged_and_ends_pending() {
         vec![
             Change::PendingEnded { runner: Go },
             Change::Judged {
+                first_seen: at(0),
                 org: Some("org_a".into()),
                 session: sid("s"),
                 runner: Go,
@@ -105,6 +107,7 @@ fn overdue_on_the_sidecar_clock_then_resolved_by_a_late_claim() {
         vec![
             Change::PendingEnded { runner: Go },
             Change::Overdue {
+                first_seen: at(0),
                 org: Some("org_a".into()),
                 session: sid("s"),
                 runner: Go,
@@ -147,6 +150,7 @@ fn claim_before_dispatch_is_judged_when_the_dispatch_arrives() {
     assert_eq!(
         c,
         vec![Change::Dispatched {
+            first_seen: at(0),
             session: sid("s"),
             runner: Go,
             org: Some("org_a".into()),
@@ -158,6 +162,7 @@ fn claim_before_dispatch_is_judged_when_the_dispatch_arrives() {
     assert_eq!(
         c,
         vec![Change::Judged {
+            first_seen: at(0),
             org: Some("org_a".into()),
             session: sid("s"),
             runner: Go,
@@ -190,6 +195,7 @@ fn duplicates_once_and_reclaims_after_release() {
         vec![
             Change::Claimed { runtime: Ts },
             Change::Reclaimed {
+                first_seen: at(0),
                 session: sid("s"),
                 runtime: Go,
                 total: 1
@@ -202,6 +208,7 @@ fn duplicates_once_and_reclaims_after_release() {
         vec![
             Change::Claimed { runtime: Go },
             Change::Duplicate {
+                first_seen: at(0),
                 org: Some("org_a".into()),
                 session: sid("s"),
                 runtime: Ts,

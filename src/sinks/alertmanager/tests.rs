@@ -117,6 +117,7 @@ async fn changes_become_alerts() {
     let t = crate::event::SessionId::new("t1").unwrap();
     for ch in [
         Change::Overdue {
+            first_seen: crate::event::Timestamp(0),
             org: None,
             dispatched_at: crate::event::Timestamp(0),
             session: s.clone(),
@@ -124,12 +125,14 @@ async fn changes_become_alerts() {
         },
         // ts sessions overdue are not the go alert
         Change::Overdue {
+            first_seen: crate::event::Timestamp(0),
             org: None,
             dispatched_at: crate::event::Timestamp(0),
             session: t.clone(),
             runner: Runner::Ts,
         },
         Change::Judged {
+            first_seen: crate::event::Timestamp(0),
             org: None,
             dispatched_at: crate::event::Timestamp(0),
             session: t.clone(),
@@ -139,6 +142,7 @@ async fn changes_become_alerts() {
             skew_clamped: false,
         },
         Change::Duplicate {
+            first_seen: crate::event::Timestamp(0),
             org: None,
             session: t.clone(),
             runtime: Runner::Go,

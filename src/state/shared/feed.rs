@@ -8,9 +8,10 @@
 //! carries the clock of the replica that judged (a finding's time) and its number in the
 //! bucket. Streams are trimmed to the retention. A reader keeps, per bucket, the id and number
 //! of the last entry it read: if a failover took that entry back, it reads again from the
-//! last one still there (writing an entry twice changes nothing: rows and findings are keyed
-//! by session), and if the next entry it reads is numbered past the next number, entries were
-//! trimmed before it read them, and it says so (`FeedPage::gaps`).
+//! last one still there (writing an entry twice changes nothing: a row is keyed by its
+//! session and when the session was first seen, which each change carries, and a finding by
+//! its kind and key), and if the next entry it reads is numbered past the next number,
+//! entries were trimmed before it read them, and it says so (`FeedPage::gaps`).
 //!
 //! Findings made beside the judgements — the platform's, by the replica that watches it — go
 //! in too (`publish`, `publish.lua`): each write (found, resolved, annotated) is an entry of
@@ -54,6 +55,10 @@ enum Entry {
     #[serde(rename = "d")]
     Dispatched {
         s: String,
+        /// The session's first-seen time ([`Change::Dispatched`]); absent in an entry of a
+        /// replica from before it was carried, read as the entry's clock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        f: Option<i64>,
         r: String,
         o: Option<String>,
         at: i64,
@@ -61,6 +66,8 @@ enum Entry {
     #[serde(rename = "j")]
     Judged {
         s: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        f: Option<i64>,
         r: String,
         o: Option<String>,
         at: i64,
@@ -71,6 +78,8 @@ enum Entry {
     #[serde(rename = "u")]
     Overdue {
         s: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        f: Option<i64>,
         r: String,
         o: Option<String>,
         at: i64,
@@ -84,14 +93,27 @@ enum Entry {
     #[serde(rename = "2")]
     Duplicate {
         s: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        f: Option<i64>,
         r: String,
         x: bool,
         o: Option<String>,
     },
     #[serde(rename = "2x")]
-    DuplicateCrossRuntime { s: String, o: Option<String> },
+    DuplicateCrossRuntime {
+        s: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        f: Option<i64>,
+        o: Option<String>,
+    },
     #[serde(rename = "rc")]
-    Reclaimed { s: String, r: String, n: u32 },
+    Reclaimed {
+        s: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        f: Option<i64>,
+        r: String,
+        n: u32,
+    },
     #[serde(rename = "or")]
     Orphan { s: String, r: String, n: u32 },
 }
@@ -102,17 +124,20 @@ fn entry(c: &Change) -> Option<Entry> {
     Some(match c {
         Change::Dispatched {
             session,
+            first_seen,
             runner,
             org,
             at,
         } => Entry::Dispatched {
             s: s(session),
+            f: Some(first_seen.millis()),
             r: r(runner),
             o: org.clone(),
             at: at.millis(),
         },
         Change::Judged {
             session,
+            first_seen,
             runner,
             org,
             dispatched_at,
@@ -121,6 +146,7 @@ fn entry(c: &Change) -> Option<Entry> {
             skew_clamped,
         } => Entry::Judged {
             s: s(session),
+            f: Some(first_seen.millis()),
             r: r(runner),
             o: org.clone(),
             at: dispatched_at.millis(),
@@ -130,11 +156,13 @@ fn entry(c: &Change) -> Option<Entry> {
         },
         Change::Overdue {
             session,
+            first_seen,
             runner,
             org,
             dispatched_at,
         } => Entry::Overdue {
             s: s(session),
+            f: Some(first_seen.millis()),
             r: r(runner),
             o: org.clone(),
             at: dispatched_at.millis(),
@@ -150,25 +178,34 @@ fn entry(c: &Change) -> Option<Entry> {
         },
         Change::Duplicate {
             session,
+            first_seen,
             runtime,
             cross_runtime,
             org,
         } => Entry::Duplicate {
             s: s(session),
+            f: Some(first_seen.millis()),
             r: r(runtime),
             x: *cross_runtime,
             o: org.clone(),
         },
-        Change::DuplicateCrossRuntime { session, org } => Entry::DuplicateCrossRuntime {
+        Change::DuplicateCrossRuntime {
+            session,
+            first_seen,
+            org,
+        } => Entry::DuplicateCrossRuntime {
             s: s(session),
+            f: Some(first_seen.millis()),
             o: org.clone(),
         },
         Change::Reclaimed {
             session,
+            first_seen,
             runtime,
             total,
         } => Entry::Reclaimed {
             s: s(session),
+            f: Some(first_seen.millis()),
             r: r(runtime),
             n: *total,
         },
@@ -185,18 +222,23 @@ fn entry(c: &Change) -> Option<Entry> {
     })
 }
 
-fn change(e: Entry) -> Option<Change> {
+/// The change an entry carries; `now` is the entry's clock (an older replica's entry has no
+/// first-seen time: its dispatch's receive time is the nearest the entry knows).
+fn change(e: Entry, now: i64) -> Option<Change> {
     let id = |s: &str| SessionId::new(s);
+    let seen = |f: Option<i64>| Timestamp(f.unwrap_or(now));
     let runner = |r: &str| Runner::from_value(r);
     Some(match e {
-        Entry::Dispatched { s, r, o, at } => Change::Dispatched {
+        Entry::Dispatched { s, f, r, o, at } => Change::Dispatched {
             session: id(&s)?,
+            first_seen: seen(f),
             runner: runner(&r),
             org: o,
             at: Timestamp(at),
         },
         Entry::Judged {
             s,
+            f,
             r,
             o,
             at,
@@ -205,6 +247,7 @@ fn change(e: Entry) -> Option<Change> {
             skew,
         } => Change::Judged {
             session: id(&s)?,
+            first_seen: seen(f),
             runner: runner(&r),
             org: o,
             dispatched_at: Timestamp(at),
@@ -212,8 +255,9 @@ fn change(e: Entry) -> Option<Change> {
             latency_ms: lat,
             skew_clamped: skew,
         },
-        Entry::Overdue { s, r, o, at } => Change::Overdue {
+        Entry::Overdue { s, f, r, o, at } => Change::Overdue {
             session: id(&s)?,
+            first_seen: seen(f),
             runner: runner(&r),
             org: o,
             dispatched_at: Timestamp(at),
@@ -223,18 +267,21 @@ fn change(e: Entry) -> Option<Change> {
             runner: runner(&r),
             org: o,
         },
-        Entry::Duplicate { s, r, x, o } => Change::Duplicate {
+        Entry::Duplicate { s, f, r, x, o } => Change::Duplicate {
             session: id(&s)?,
+            first_seen: seen(f),
             runtime: runner(&r),
             cross_runtime: x,
             org: o,
         },
-        Entry::DuplicateCrossRuntime { s, o } => Change::DuplicateCrossRuntime {
+        Entry::DuplicateCrossRuntime { s, f, o } => Change::DuplicateCrossRuntime {
             session: id(&s)?,
+            first_seen: seen(f),
             org: o,
         },
-        Entry::Reclaimed { s, r, n } => Change::Reclaimed {
+        Entry::Reclaimed { s, f, r, n } => Change::Reclaimed {
             session: id(&s)?,
+            first_seen: seen(f),
             runtime: runner(&r),
             total: n,
         },
@@ -262,7 +309,7 @@ fn decode(text: &str) -> Result<(Timestamp, Vec<Change>), StateError> {
     let (now, entries): (i64, Vec<Entry>) = serde_json::from_str(text).map_err(|_| corrupt())?;
     let changes = entries
         .into_iter()
-        .map(|e| change(e).ok_or_else(corrupt))
+        .map(|e| change(e, now).ok_or_else(corrupt))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((Timestamp(now), changes))
 }
@@ -509,12 +556,14 @@ mod tests {
         let changes = vec![
             Change::Dispatched {
                 session: id.clone(),
+                first_seen: Timestamp(100),
                 runner: Runner::Go,
                 org: org.clone(),
                 at: Timestamp(5),
             },
             Change::Judged {
                 session: id.clone(),
+                first_seen: Timestamp(200),
                 runner: Runner::Ts,
                 org: None,
                 dispatched_at: Timestamp(6),
@@ -524,6 +573,7 @@ mod tests {
             },
             Change::Overdue {
                 session: id.clone(),
+                first_seen: Timestamp(300),
                 runner: Runner::Other,
                 org: org.clone(),
                 dispatched_at: Timestamp(7),
@@ -535,16 +585,19 @@ mod tests {
             },
             Change::Duplicate {
                 session: id.clone(),
+                first_seen: Timestamp(400),
                 runtime: Runner::Ts,
                 cross_runtime: true,
                 org: org.clone(),
             },
             Change::DuplicateCrossRuntime {
                 session: id.clone(),
+                first_seen: Timestamp(500),
                 org: None,
             },
             Change::Reclaimed {
                 session: id.clone(),
+                first_seen: Timestamp(600),
                 runtime: Runner::Go,
                 total: 3,
             },
@@ -570,6 +623,26 @@ mod tests {
             "nothing to write: no entry"
         );
         assert!(decode("[1,[{\"c\":\"j\"}]]").is_err());
+    }
+
+    /// An entry written by a replica from before changes carried the session's first-seen
+    /// time reads with the entry's clock in its place.
+    #[test]
+    fn an_entry_without_a_first_seen_time_reads_as_the_entry_clock() {
+        let text = r#"[42,[{"c":"d","s":"s-1","r":"go","o":null,"at":5},
+            {"c":"rc","s":"s-1","r":"ts","n":2}]]"#;
+        let (now, changes) = decode(text).unwrap();
+        assert_eq!(now, Timestamp(42));
+        let seen: Vec<Timestamp> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Dispatched { first_seen, .. } | Change::Reclaimed { first_seen, .. } => {
+                    Some(*first_seen)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seen, [Timestamp(42), Timestamp(42)]);
     }
 
     #[test]

@@ -1281,21 +1281,23 @@ async fn outcome_rows_are_one_per_life(url: &str) {
         ..row("s", "o1", 1, outcome)
     };
     let (first, second, none) = (1_000, 7_000, 5_000);
+    let duplicate = |seen: i64, cross_runtime: bool| OutcomeWrite::Duplicate {
+        session: "s".into(),
+        first_seen: Timestamp(seen),
+        cross_runtime,
+    };
+    let reclaimed = |seen: i64, total: u32| OutcomeWrite::Reclaimed {
+        session: "s".into(),
+        first_seen: Timestamp(seen),
+        total,
+    };
     store
         .commit(&Commit {
             outcomes: vec![
                 OutcomeWrite::Dispatched(life(first, Outcome::Pending)),
                 OutcomeWrite::Judged(life(first, Outcome::Late)),
-                OutcomeWrite::Duplicate {
-                    session: "s".into(),
-                    first_seen: Timestamp(first),
-                    cross_runtime: false,
-                },
-                OutcomeWrite::Reclaimed {
-                    session: "s".into(),
-                    first_seen: Timestamp(first),
-                    total: 2,
-                },
+                duplicate(first, false),
+                reclaimed(first, 2),
             ],
             ..Commit::default()
         })
@@ -1305,23 +1307,11 @@ async fn outcome_rows_are_one_per_life(url: &str) {
         .commit(&Commit {
             outcomes: vec![
                 OutcomeWrite::Dispatched(life(second, Outcome::Pending)),
-                // a replay of the first life's dispatch and judgement changes nothing
+                // a replay of the first life's dispatch changes nothing
                 OutcomeWrite::Dispatched(life(first, Outcome::Pending)),
-                OutcomeWrite::Duplicate {
-                    session: "s".into(),
-                    first_seen: Timestamp(second),
-                    cross_runtime: true,
-                },
-                OutcomeWrite::Duplicate {
-                    session: "s".into(),
-                    first_seen: Timestamp(none),
-                    cross_runtime: true,
-                },
-                OutcomeWrite::Reclaimed {
-                    session: "s".into(),
-                    first_seen: Timestamp(none),
-                    total: 9,
-                },
+                duplicate(second, true),
+                duplicate(none, true),
+                reclaimed(none, 9),
             ],
             ..Commit::default()
         })

@@ -33,7 +33,7 @@ mod queue;
 pub mod rules;
 pub mod watermark;
 use queue::Queue;
-pub use rules::{Arrival, Mark, Rules, Schedule, Slot};
+pub use rules::{Arrival, Mark, MaybeTime, Rules, Schedule, Slot};
 use watermark::{END_OF_TIME, Watermarks};
 
 #[derive(Debug, Clone)]

@@ -31,18 +31,64 @@ pub struct Mark {
     /// Claims already reported as orphans; once set, further claims are orphans at once.
     pub orphan_claims: Option<u32>,
     /// Records stamped up to here have been judged.
-    pub settled_through: Option<Timestamp>,
+    pub settled_through: MaybeTime,
     /// Its key in the settle set (event time: judged when the low watermark reaches it).
-    pub settle_key: Option<Timestamp>,
+    pub settle_key: MaybeTime,
     /// Its key in the hold set (sidecar clock: judged then, settled or not).
-    pub hold_until: Option<Timestamp>,
+    pub hold_until: MaybeTime,
     /// Its keys in the orphan settle (event time) and orphan hold (sidecar clock) sets while
     /// it has claims, no dispatch, and is not yet judged an orphan.
-    pub orphan_key: Option<Timestamp>,
-    pub orphan_hold: Option<Timestamp>,
+    pub orphan_key: MaybeTime,
+    pub orphan_hold: MaybeTime,
     /// Its key in the deadline set (sidecar clock: receive time of the dispatch + T), from
     /// its first dispatch with no claim until the deadline is swept.
-    pub deadline: Option<Timestamp>,
+    pub deadline: MaybeTime,
+}
+
+/// An optional time in the 8 bytes of a [`Timestamp`], where `Option<Timestamp>` takes 16: a
+/// [`Mark`] holds six, and every live session holds a mark in the correlator's table (a
+/// 256-byte entry with them as options, 208 without; 300,000 sessions in flight want a table
+/// of 2^19 entries). `Timestamp::MIN` stands for none: no time is ever that, since parsed
+/// times stay within chrono's years and the sidecar clock is wall time, and these are such
+/// times plus a bounded delay.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct MaybeTime(Timestamp);
+
+impl MaybeTime {
+    pub const NONE: MaybeTime = MaybeTime(Timestamp::MIN);
+
+    pub fn get(self) -> Option<Timestamp> {
+        (self != MaybeTime::NONE).then_some(self.0)
+    }
+
+    pub fn is_none(self) -> bool {
+        self == MaybeTime::NONE
+    }
+}
+
+impl Default for MaybeTime {
+    fn default() -> MaybeTime {
+        MaybeTime::NONE
+    }
+}
+
+impl From<Timestamp> for MaybeTime {
+    fn from(t: Timestamp) -> MaybeTime {
+        debug_assert!(t != Timestamp::MIN, "a time is never Timestamp::MIN");
+        MaybeTime(t)
+    }
+}
+
+impl From<Option<Timestamp>> for MaybeTime {
+    fn from(t: Option<Timestamp>) -> MaybeTime {
+        t.map_or(MaybeTime::NONE, MaybeTime::from)
+    }
+}
+
+impl std::fmt::Debug for MaybeTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 /// The time-ordered sets a session can be scheduled in.
@@ -82,11 +128,11 @@ impl Slot {
     /// follows from `first_seen`; it is popped only to forget the session.)
     pub fn clear(self, mark: &mut Mark) {
         match self {
-            Slot::Settle => mark.settle_key = None,
-            Slot::OrphanSettle => mark.orphan_key = None,
-            Slot::Hold => mark.hold_until = None,
-            Slot::OrphanHold => mark.orphan_hold = None,
-            Slot::Deadline => mark.deadline = None,
+            Slot::Settle => mark.settle_key = MaybeTime::NONE,
+            Slot::OrphanSettle => mark.orphan_key = MaybeTime::NONE,
+            Slot::Hold => mark.hold_until = MaybeTime::NONE,
+            Slot::OrphanHold => mark.orphan_hold = MaybeTime::NONE,
+            Slot::Deadline => mark.deadline = MaybeTime::NONE,
             Slot::Expiry => {}
         }
     }
@@ -144,11 +190,11 @@ impl Rules<'_> {
     /// Where `mark` is scheduled.
     pub fn schedule(&self, mark: &Mark) -> Schedule {
         Schedule([
-            mark.settle_key,
-            mark.orphan_key,
-            mark.hold_until,
-            mark.orphan_hold,
-            mark.deadline,
+            mark.settle_key.get(),
+            mark.orphan_key.get(),
+            mark.hold_until.get(),
+            mark.orphan_hold.get(),
+            mark.deadline.get(),
             Some(mark.first_seen.saturating_add_ms(self.config.retention_ms)),
         ])
     }
@@ -186,8 +232,8 @@ impl Rules<'_> {
         if kind == EventKind::Dispatch && !mark.dispatched {
             mark.dispatched = true;
             // Dispatched: none of its claims is an orphan (unless already judged so).
-            mark.orphan_key = None;
-            mark.orphan_hold = None;
+            mark.orphan_key = MaybeTime::NONE;
+            mark.orphan_hold = MaybeTime::NONE;
             let runner = j.dispatch.map_or(runner, |d| d.runner);
             mark.counted.dispatched = Some(runner);
             out.push(Change::Dispatched {
@@ -199,7 +245,8 @@ impl Rules<'_> {
             });
             if j.first_claim.is_none() {
                 mark.pending = Some(runner);
-                mark.deadline = Some(now.saturating_add_ms(self.timeouts().millis(runner)));
+                mark.deadline =
+                    MaybeTime::from(now.saturating_add_ms(self.timeouts().millis(runner)));
                 out.push(Change::PendingStarted { runner });
             }
         }
@@ -207,11 +254,11 @@ impl Rules<'_> {
             let key = time
                 .saturating_add_ms(self.config.orphan_grace_ms)
                 .saturating_add_ms(self.config.allowed_lateness_ms);
-            if mark.orphan_key.is_none_or(|k| key < k) {
-                mark.orphan_key = Some(key);
+            if mark.orphan_key.get().is_none_or(|k| key < k) {
+                mark.orphan_key = MaybeTime::from(key);
             }
             if mark.orphan_hold.is_none() {
-                mark.orphan_hold = Some(
+                mark.orphan_hold = MaybeTime::from(
                     now.saturating_add_ms(self.config.orphan_grace_ms)
                         .saturating_add_ms(self.config.max_hold_ms),
                 );
@@ -222,11 +269,11 @@ impl Rules<'_> {
             EventKind::Dispatch | EventKind::Claim | EventKind::Release
         ) {
             let key = time.saturating_add_ms(self.config.allowed_lateness_ms);
-            if mark.settle_key.is_none_or(|k| key < k) {
-                mark.settle_key = Some(key);
+            if mark.settle_key.get().is_none_or(|k| key < k) {
+                mark.settle_key = MaybeTime::from(key);
             }
             if mark.hold_until.is_none() {
-                mark.hold_until = Some(now.saturating_add_ms(self.config.max_hold_ms));
+                mark.hold_until = MaybeTime::from(now.saturating_add_ms(self.config.max_hold_ms));
             }
         }
     }
@@ -241,8 +288,8 @@ impl Rules<'_> {
         early: bool,
         out: &mut Vec<Change>,
     ) {
-        mark.orphan_key = None;
-        mark.orphan_hold = None;
+        mark.orphan_key = MaybeTime::NONE;
+        mark.orphan_hold = MaybeTime::NONE;
         if mark.dispatched || mark.orphan_claims.is_some() {
             return;
         }
@@ -277,7 +324,10 @@ impl Rules<'_> {
         out: &mut Vec<Change>,
     ) {
         let records = session.records();
-        let through = mark.settled_through.map_or(through, |t| t.max(through));
+        let through = mark
+            .settled_through
+            .get()
+            .map_or(through, |t| t.max(through));
         let last = records.last().map_or(Timestamp::MIN, |r| r.time);
         let j = if last <= through {
             session.judge(self.timeouts(), Timestamp::MIN)
@@ -332,13 +382,16 @@ impl Rules<'_> {
         // What was judged is settled for good; a record stamped before it that arrives later
         // still is late evidence, judged as it comes.
         let through = through.min(last);
-        mark.settled_through = Some(through);
+        mark.settled_through = MaybeTime::from(through);
         // The next record to settle, if one is stamped later.
         match records.iter().find(|r| r.time > through).map(|r| r.time) {
-            Some(t) => mark.settle_key = Some(t.saturating_add_ms(self.config.allowed_lateness_ms)),
+            Some(t) => {
+                mark.settle_key =
+                    MaybeTime::from(t.saturating_add_ms(self.config.allowed_lateness_ms))
+            }
             None => {
-                mark.settle_key = None;
-                mark.hold_until = None;
+                mark.settle_key = MaybeTime::NONE;
+                mark.hold_until = MaybeTime::NONE;
             }
         }
     }

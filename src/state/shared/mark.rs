@@ -5,7 +5,7 @@
 //! Absent values are `-`; runners and outcomes by their names; flags `0`/`1`.
 
 use crate::correlate::Outcome;
-use crate::correlate::live::{Counted, Mark};
+use crate::correlate::live::{Counted, Mark, MaybeTime};
 use crate::event::{Runner, Timestamp};
 
 /// A stored mark that could not be read back (written by another version, or damaged).
@@ -36,12 +36,12 @@ pub fn encode(version: u64, m: &Mark) -> String {
         flag(m.duplicate),
         m.reclaims.to_string(),
         m.orphan_claims.map_or("-".to_owned(), |n| n.to_string()),
-        time(m.settled_through),
-        time(m.settle_key),
-        time(m.hold_until),
-        time(m.orphan_key),
-        time(m.orphan_hold),
-        time(m.deadline),
+        time(m.settled_through.get()),
+        time(m.settle_key.get()),
+        time(m.hold_until.get()),
+        time(m.orphan_key.get()),
+        time(m.orphan_hold.get()),
+        time(m.deadline.get()),
         // Room for a field a later version adds without a new layout.
         String::new(),
     ];
@@ -69,9 +69,13 @@ pub fn decode(s: &str) -> Result<(u64, Mark), BadMark> {
             .map(Some)
             .ok_or_else(bad),
     };
+    // `Timestamp::MIN` is no time (it stands for none in a mark): a field saying it is damage.
     let time = |i: usize| match f[i] {
-        "-" => Ok(None),
-        t => t.parse().map(|t| Some(Timestamp(t))).map_err(|_| bad()),
+        "-" => Ok(MaybeTime::NONE),
+        t => match t.parse::<i64>() {
+            Ok(t) if t != i64::MIN => Ok(MaybeTime::from(Timestamp(t))),
+            _ => Err(bad()),
+        },
     };
     let version = f[0].parse().map_err(|_| bad())?;
     let mark = Mark {
@@ -135,8 +139,9 @@ mod tests {
         proptest::option::of(proptest::sample::select(Runner::ALL.to_vec()))
     }
 
-    fn time() -> impl Strategy<Value = Option<Timestamp>> {
-        proptest::option::of(any::<i64>().prop_map(Timestamp))
+    fn time() -> impl Strategy<Value = MaybeTime> {
+        proptest::option::of((i64::MIN + 1..=i64::MAX).prop_map(Timestamp))
+            .prop_map(MaybeTime::from)
     }
 
     prop_compose! {
@@ -207,6 +212,13 @@ mod tests {
             format!("{good}|"),
             good.replacen("|-|", "|x|", 1),
             good.replacen('3', "x", 1),
+            // The deadline (field 21) at `Timestamp::MIN`, which is no time.
+            {
+                let min = i64::MIN.to_string();
+                let mut f: Vec<&str> = good.split('|').collect();
+                f[21] = &min;
+                f.join("|")
+            },
         ] {
             assert!(decode(&bad).is_err(), "{bad:?}");
         }

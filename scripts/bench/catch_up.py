@@ -10,18 +10,10 @@ the allocator gives back once every thread idles).
 usage: scripts/bench/catch_up.py BINARY WORKDIR [--sessions N]
 (WORKDIR/sim is simulate's output, made if missing: the same files `live.py` tails.)
 """
-import argparse, os, socket, subprocess, sys, time, http.client
+import argparse, os, sys, time
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-def get(port, path):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", path); r = c.getresponse(); body = r.read(); c.close()
-    return body.decode()
-
-def metric_sum(text, name):
-    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + "{"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from live import Serve, get, metric_sum, tail_workload  # noqa: E402
 
 def memory(pid):
     """VmRSS and VmHWM of `pid`, in MB."""
@@ -33,51 +25,31 @@ def memory(pid):
                 d[k] = int(v.split()[0]) // 1024
     return d
 
-def cpu_and_faults(pid):
+def minor_faults(pid):
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7])
-
-def lines_in(path):
-    with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        return int(f.read().rsplit(")", 1)[1].split()[7])
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary"); ap.add_argument("work")
     ap.add_argument("--sessions", type=int, default=300_000)
     a = ap.parse_args()
-    sim = os.path.join(a.work, "sim")
-    if not os.path.exists(os.path.join(sim, "truth.json")):
-        subprocess.run([a.binary, "simulate", "--out", sim, "--sessions", str(a.sessions), "--seed", "3"],
-                       check=True, stdout=subprocess.DEVNULL)
-    files = [("dispatch.log", ""), ("vercel-drain.ndjson", ""), ("go-daemon.log", "go="), ("ts-worker.log", "ts=")]
-    total = sum(lines_in(os.path.join(sim, f)) for f, _ in files)
-    store = os.path.join(a.work, "catch_up.db")
-    for ext in ("", "-wal", "-shm"):
-        if os.path.exists(store + ext): os.remove(store + ext)
-    port = free_port()
-    cmd = [a.binary, "serve", "--listen", f"127.0.0.1:{port}", "--store", store]
-    for f, rt in files:
-        cmd += ["--file", rt + os.path.join(sim, f)]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    total, _, store, args = tail_workload(a.binary, a.work, a.sessions, "catch_up.db")
+    t0 = time.time()
+    serve = Serve(a.binary, args, store)
     try:
-        t0 = time.time()
         deadline = t0 + 300
-        while True:
-            try:
-                if metric_sum(get(port, "/metrics"), "claimcheck_ingest_lines_total") >= total: break
-            except OSError:
-                pass
+        while metric_sum(get(serve.port, "/metrics"), "claimcheck_ingest_lines_total") < total:
             if time.time() > deadline: sys.exit("serve did not count every line within 300 s")
             time.sleep(0.05)
         dt = time.time() - t0
-        cpu, faults = cpu_and_faults(p.pid)
-        end = memory(p.pid)
-        time.sleep(3); idle3 = memory(p.pid)
-        time.sleep(3); idle6 = memory(p.pid)
+        cpu = serve.cpu()
+        faults = minor_faults(serve.p.pid)
+        end = memory(serve.p.pid)
+        time.sleep(3); idle3 = memory(serve.p.pid)
+        time.sleep(3); idle6 = memory(serve.p.pid)
     finally:
-        p.terminate(); p.wait()
+        serve.stop()
     print(f"{total / dt:,.0f} lines/s, {cpu:.2f} CPU s ({total / cpu:,.0f} lines per CPU s), {faults:,} page faults; "
           f"RSS {end['VmRSS']} MB when every line is counted (peak {end['VmHWM']} MB), "
           f"{idle3['VmRSS']} MB after 3 s idle, {idle6['VmRSS']} MB after 6 s")

@@ -89,7 +89,9 @@ def lines_in(path):
     with open(path, "rb") as f:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
-def bench_tail(binary, work, sessions):
+def tail_workload(binary, work, sessions, store_name):
+    """The tail benchmark's files (simulate's, made once in WORKDIR/sim) and a fresh SQLite
+    store: (lines, bytes, the store's path, serve's `--file` arguments)."""
     sim = os.path.join(work, "sim")
     if not os.path.exists(os.path.join(sim, "truth.json")):
         subprocess.run([binary, "simulate", "--out", sim, "--sessions", str(sessions), "--seed", "3"],
@@ -97,12 +99,16 @@ def bench_tail(binary, work, sessions):
     files = [("dispatch.log", ""), ("vercel-drain.ndjson", ""), ("go-daemon.log", "go="), ("ts-worker.log", "ts=")]
     total = sum(lines_in(os.path.join(sim, f)) for f, _ in files)
     nbytes = sum(os.path.getsize(os.path.join(sim, f)) for f, _ in files)
-    store = os.path.join(work, "tail.db")
+    store = os.path.join(work, store_name)
     for ext in ("", "-wal", "-shm"):
         if os.path.exists(store + ext): os.remove(store + ext)
     args = []
     for f, rt in files:
         args += ["--file", rt + os.path.join(sim, f)]
+    return total, nbytes, store, args
+
+def bench_tail(binary, work, sessions):
+    total, nbytes, store, args = tail_workload(binary, work, sessions, "tail.db")
     t0 = time.time()
     s = Serve(binary, args, store)
     while True:

@@ -48,9 +48,11 @@ pub struct Mark {
 /// An optional time in the 8 bytes of a [`Timestamp`], where `Option<Timestamp>` takes 16: a
 /// [`Mark`] holds six, and every live session holds a mark in the correlator's table (a
 /// 256-byte entry with them as options, 208 without; 300,000 sessions in flight want a table
-/// of 2^19 entries). `Timestamp::MIN` stands for none: no time is ever that, since parsed
-/// times stay within chrono's years and the sidecar clock is wall time, and these are such
-/// times plus a bounded delay.
+/// of 2^19 entries). `Timestamp::MIN` stands for none. No key is ever that time: parsed times
+/// stay within chrono's years, the sidecar clock is wall time, and keys are such times plus a
+/// bounded delay. `settled_through` can be (a session evaluated while the watermark is still
+/// `Timestamp::MIN`, before any source delivered), where it means what none means: it is
+/// only ever the lower bound of a `max`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct MaybeTime(Timestamp);
 
@@ -73,8 +75,8 @@ impl Default for MaybeTime {
 }
 
 impl From<Timestamp> for MaybeTime {
+    /// `Timestamp::MIN` reads back as none.
     fn from(t: Timestamp) -> MaybeTime {
-        debug_assert!(t != Timestamp::MIN, "a time is never Timestamp::MIN");
         MaybeTime(t)
     }
 }

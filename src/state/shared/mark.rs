@@ -69,13 +69,14 @@ pub fn decode(s: &str) -> Result<(u64, Mark), BadMark> {
             .map(Some)
             .ok_or_else(bad),
     };
-    // `Timestamp::MIN` is no time (it stands for none in a mark): a field saying it is damage.
+    // `Timestamp::MIN` reads as none, as in a mark (an older replica wrote a settled time of
+    // `Timestamp::MIN`, which means the same).
     let time = |i: usize| match f[i] {
         "-" => Ok(MaybeTime::NONE),
-        t => match t.parse::<i64>() {
-            Ok(t) if t != i64::MIN => Ok(MaybeTime::from(Timestamp(t))),
-            _ => Err(bad()),
-        },
+        t => t
+            .parse()
+            .map(|t| MaybeTime::from(Timestamp(t)))
+            .map_err(|_| bad()),
     };
     let version = f[0].parse().map_err(|_| bad())?;
     let mark = Mark {
@@ -212,15 +213,19 @@ mod tests {
             format!("{good}|"),
             good.replacen("|-|", "|x|", 1),
             good.replacen('3', "x", 1),
-            // The deadline (field 21) at `Timestamp::MIN`, which is no time.
-            {
-                let min = i64::MIN.to_string();
-                let mut f: Vec<&str> = good.split('|').collect();
-                f[21] = &min;
-                f.join("|")
-            },
         ] {
             assert!(decode(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// A time of `Timestamp::MIN` (an older replica's settled time, written before any
+    /// source delivered) reads as none, which it means.
+    #[test]
+    fn a_time_of_timestamp_min_reads_as_none() {
+        let good = encode(3, &Mark::default());
+        let min = i64::MIN.to_string();
+        let mut f: Vec<&str> = good.split('|').collect();
+        f[16] = &min;
+        assert_eq!(decode(&f.join("|")), Ok((3, Mark::default())));
     }
 }

@@ -50,9 +50,9 @@ pub struct Mark {
 /// 256-byte entry with them as options, 208 without; 300,000 sessions in flight want a table
 /// of 2^19 entries). `Timestamp::MIN` stands for none. No key is ever that time: parsed times
 /// stay within chrono's years, the sidecar clock is wall time, and keys are such times plus a
-/// bounded delay. `settled_through` can be (a session evaluated while the watermark is still
-/// `Timestamp::MIN`, before any source delivered), where it means what none means: it is
-/// only ever the lower bound of a `max`.
+/// bounded delay. Were `settled_through` ever that time (a judgement through the watermark
+/// before any source delivered), it would mean what none means there: it is only ever the
+/// lower bound of a `max`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct MaybeTime(Timestamp);
 

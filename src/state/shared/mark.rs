@@ -69,8 +69,8 @@ pub fn decode(s: &str) -> Result<(u64, Mark), BadMark> {
             .map(Some)
             .ok_or_else(bad),
     };
-    // `Timestamp::MIN` reads as none, as in a mark (an older replica wrote a settled time of
-    // `Timestamp::MIN`, which means the same).
+    // `Timestamp::MIN` reads as none, as in a mark (an older replica could have written it as
+    // a settled time, where it means the same).
     let time = |i: usize| match f[i] {
         "-" => Ok(MaybeTime::NONE),
         t => t
@@ -218,8 +218,8 @@ mod tests {
         }
     }
 
-    /// A time of `Timestamp::MIN` (an older replica's settled time, written before any
-    /// source delivered) reads as none, which it means.
+    /// A time of `Timestamp::MIN` (which an older replica could have written as a settled
+    /// time) reads as none, which it means.
     #[test]
     fn a_time_of_timestamp_min_reads_as_none() {
         let good = encode(3, &Mark::default());

@@ -1110,23 +1110,7 @@ impl Store {
                                 insert.push(on_conflict);
                                 run!(Stmt::Built(insert));
                                 if matches!(write, Write::Judged) {
-                                    let mut refile = sqlx::QueryBuilder::new(REFILE_OUTCOMES);
-                                    refile.push_values(rows, |mut b, ((_, session), r)| {
-                                        b.push("CAST(")
-                                            .push_bind_unseparated(r.first_seen.millis())
-                                            .push_unseparated(" AS BIGINT)")
-                                            .push_bind(session.clone())
-                                            .push_bind(r.org.as_deref().map(text))
-                                            .push_bind(r.runner.as_str())
-                                            .push("CAST(")
-                                            .push_bind_unseparated(r.dispatched_at.millis())
-                                            .push_unseparated(" AS BIGINT)");
-                                    });
-                                    refile
-                                        .push(") ")
-                                        .push(update_verb)
-                                        .push(REFILE_OUTCOMES_SET);
-                                    run!(Stmt::Built(refile));
+                                    run!(Stmt::Built(refile(rows, update_verb)));
                                 }
                             }
                         }
@@ -1590,6 +1574,37 @@ enum Stmt<'q, DB: sqlx::Database> {
 /// Source names as stored, and their ids in `sources`.
 type SourceIds<'c> = rustc_hash::FxHashMap<Cow<'c, str>, i64>;
 
+/// The statement that refiles the judged `rows` (see [`REFILE_OUTCOMES`]), `update_verb`
+/// being [`UPDATE_SQLITE`] or [`UPDATE_POSTGRES`].
+fn refile<'q, DB: sqlx::Database>(
+    rows: &[Keyed<'q>],
+    update_verb: &str,
+) -> sqlx::QueryBuilder<'q, DB>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Cow<'q, str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Cow<'q, str>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut refile = sqlx::QueryBuilder::new(REFILE_OUTCOMES);
+    refile.push_values(rows, |mut b, ((_, session), r)| {
+        b.push("CAST(")
+            .push_bind_unseparated(r.first_seen.millis())
+            .push_unseparated(" AS BIGINT)")
+            .push_bind(session.clone())
+            .push_bind(r.org.as_deref().map(text))
+            .push_bind(r.runner.as_str())
+            .push("CAST(")
+            .push_bind_unseparated(r.dispatched_at.millis())
+            .push_unseparated(" AS BIGINT)");
+    });
+    refile
+        .push(") ")
+        .push(update_verb)
+        .push(REFILE_OUTCOMES_SET);
+    refile
+}
+
 /// A row's key as stored (first seen, session), and the row.
 type Keyed<'a> = ((Timestamp, std::borrow::Cow<'a, str>), &'a OutcomeRow);
 
@@ -1770,11 +1785,23 @@ mod tests {
             .await
             .unwrap();
         // As many judgements as one statement refiles: the plan SQLite picks depends on it.
-        let judgements = vec!["(CAST(? AS BIGINT), ?, ?, ?, CAST(? AS BIGINT))"; MAX_ROWS];
-        let refile = format!(
-            "{REFILE_OUTCOMES}VALUES {}) {UPDATE_SQLITE}{REFILE_OUTCOMES_SET}",
-            judgements.join(", ")
-        );
+        let judged: Vec<OutcomeRow> = (0..MAX_ROWS)
+            .map(|i| OutcomeRow {
+                session: format!("s{i}"),
+                org: None,
+                runner: Runner::Go,
+                dispatched_at: Timestamp(1),
+                first_seen: Timestamp(1),
+                outcome: Outcome::Matched,
+                latency_ms: None,
+                skew_clamped: false,
+            })
+            .collect();
+        let rows: Vec<Keyed<'_>> = judged
+            .iter()
+            .map(|r| ((r.first_seen, text(&r.session)), r))
+            .collect();
+        let refile = refile::<sqlx::Sqlite>(&rows, UPDATE_SQLITE).into_sql();
         let upsert = format!(
             "{INSERT_SQLITE}{INSERT_OUTCOMES}VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){OUTCOME_JUDGE}"
         );

@@ -458,11 +458,13 @@ enum Write {
     DeleteLines,
     Dispatched,
     Judged,
+    Duplicates,
+    Reclaims,
     Findings,
 }
 
 impl Write {
-    const COUNT: usize = 5;
+    const COUNT: usize = 7;
 }
 
 fn identity_of(path: &Path) -> std::io::Result<(u64, u64)> {
@@ -680,12 +682,21 @@ const REFILE_OUTCOMES_SET: &str = "outcomes SET org = v.org, runner = v.runner, 
      WHERE outcomes.first_seen = +v.first_seen AND outcomes.session = v.session \
      AND NOT (outcomes.org IS NOT DISTINCT FROM v.org AND outcomes.runner = v.runner \
      AND outcomes.dispatched_at = v.dispatched_at)";
-const MARK_DUPLICATE: &str =
-    "UPDATE outcomes SET duplicate = 1 WHERE first_seen = $1 AND session = $2";
-const MARK_DUPLICATE_CROSS: &str = "UPDATE outcomes SET duplicate = 1, duplicate_cross = 1 \
-     WHERE first_seen = $1 AND session = $2";
-const SET_RECLAIMS: &str = "UPDATE outcomes SET reclaims = $3 \
-     WHERE first_seen = $1 AND session = $2 AND reclaims < $3";
+/// Then `VALUES` of (first seen, session, 1 if across runtimes), `) `, an update verb, then
+/// [`MARK_DUPLICATES_SET`]: every session of a commit claimed twice is marked by one statement,
+/// not one each (a statement per mark was two fifths of a tail run's statements, each a round
+/// trip to SQLite's thread). The list holds a key once (`outcome_groups`): a row the join
+/// reached twice would take one of its list rows, either one.
+const MARK_DUPLICATES: &str = "WITH v (first_seen, session, crossed) AS (";
+const MARK_DUPLICATES_SET: &str = "outcomes SET duplicate = 1, duplicate_cross = \
+     CASE WHEN v.crossed = 1 THEN 1 ELSE outcomes.duplicate_cross END FROM v \
+     WHERE outcomes.first_seen = +v.first_seen AND outcomes.session = v.session";
+/// Then `VALUES` of (first seen, session, claims after a release), `) `, an update verb, then
+/// [`SET_RECLAIMS_SET`]: a total only ever grows (a replay writes the same totals again).
+const SET_RECLAIMS: &str = "WITH v (first_seen, session, total) AS (";
+const SET_RECLAIMS_SET: &str = "outcomes SET reclaims = v.total FROM v \
+     WHERE outcomes.first_seen = +v.first_seen AND outcomes.session = v.session \
+     AND outcomes.reclaims < v.total";
 const SELECT_SESSIONS_OF_ORG: &str = "SELECT session FROM outcomes WHERE org = $1";
 const PRUNE_OUTCOMES: &str = "DELETE FROM outcomes WHERE first_seen < $1";
 /// After [`INSERT_SQLITE`] or [`INSERT_POSTGRES`].
@@ -1086,12 +1097,12 @@ impl Store {
                         }
                         // Dispatches first (never overwriting), then judgements (the last per session
                         // wins), then duplicate marks: the order the changes came in, grouped.
-                        let (dispatched, judged) = outcome_groups(&c.outcomes);
+                        let groups = outcome_groups(&c.outcomes);
                         for (rows, write, on_conflict) in [
-                            (dispatched, Write::Dispatched, OUTCOME_KEEP),
-                            (judged, Write::Judged, OUTCOME_JUDGE),
+                            (&groups.dispatched, Write::Dispatched, OUTCOME_KEEP),
+                            (&groups.judged, Write::Judged, OUTCOME_JUDGE),
                         ] {
-                            for rows in chunks(&rows, write, &self.last_rows) {
+                            for rows in chunks(rows, write, &self.last_rows) {
                                 let mut insert = sqlx::QueryBuilder::new(insert_verb);
                                 insert.push(INSERT_OUTCOMES);
                                 insert.push_values(rows, |mut b, ((_, session), r)| {
@@ -1114,35 +1125,12 @@ impl Store {
                                 }
                             }
                         }
-                        for w in &c.outcomes {
-                            match w {
-                                OutcomeWrite::Duplicate {
-                                    session,
-                                    first_seen,
-                                    cross_runtime,
-                                } => {
-                                    let sql = if *cross_runtime {
-                                        MARK_DUPLICATE_CROSS
-                                    } else {
-                                        MARK_DUPLICATE
-                                    };
-                                    run!(Stmt::Plain(sqlx::query(sql)
-                                        .bind(first_seen.millis())
-                                        .bind(text(session))
-                                        ));
-                                }
-                                OutcomeWrite::Reclaimed {
-                                    session,
-                                    first_seen,
-                                    total,
-                                } => {
-                                    run!(Stmt::Plain(sqlx::query(SET_RECLAIMS)
-                                        .bind(first_seen.millis())
-                                        .bind(text(session))
-                                        .bind(i32::try_from(*total).unwrap_or(i32::MAX))
-                                        ));
-                                }
-                                _ => {}
+                        for (rows, write, head, set) in [
+                            (&groups.duplicates, Write::Duplicates, MARK_DUPLICATES, MARK_DUPLICATES_SET),
+                            (&groups.reclaims, Write::Reclaims, SET_RECLAIMS, SET_RECLAIMS_SET),
+                        ] {
+                            for rows in chunks(rows, write, &self.last_rows) {
+                                run!(Stmt::Built(update_by_key(rows, head, update_verb, set)));
                             }
                         }
                         // New findings first (a replay's are already there), then resolutions and
@@ -1605,43 +1593,105 @@ where
     refile
 }
 
+/// The statement that sets one value of each of the `rows` keyed by (first seen, session):
+/// `head` ([`MARK_DUPLICATES`] or [`SET_RECLAIMS`]), their `VALUES`, `update_verb` and `set`.
+fn update_by_key<'q, DB: sqlx::Database>(
+    rows: &[KeyedValue<'q>],
+    head: &str,
+    update_verb: &str,
+    set: &str,
+) -> sqlx::QueryBuilder<'q, DB>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Cow<'q, str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut update = sqlx::QueryBuilder::new(head);
+    update.push_values(rows, |mut b, ((first_seen, session), value)| {
+        b.push("CAST(")
+            .push_bind_unseparated(first_seen.millis())
+            .push_unseparated(" AS BIGINT)")
+            .push_bind(session.clone())
+            .push("CAST(")
+            .push_bind_unseparated(*value)
+            .push_unseparated(" AS INTEGER)");
+    });
+    update.push(") ").push(update_verb).push(set);
+    update
+}
+
 /// A row's key as stored (first seen, session), and the row.
 type Keyed<'a> = ((Timestamp, std::borrow::Cow<'a, str>), &'a OutcomeRow);
 
-/// The dispatch rows (first per key) and judgement rows (last per key) of `writes`, by the
-/// row's key as stored (two ids that differ only where one has NUL are one session), each group
-/// in key order: written in key order, a group reaches each page of the key's index once, in
-/// order — and since sessions are first seen in time order, those are the index's last pages.
-fn outcome_groups(writes: &[OutcomeWrite]) -> (Vec<Keyed<'_>>, Vec<Keyed<'_>>) {
-    let mut dispatched: Vec<Keyed<'_>> = Vec::new();
-    let mut judged: Vec<Keyed<'_>> = Vec::new();
+/// A row's key as stored, and a value to set on it.
+type KeyedValue<'a> = ((Timestamp, std::borrow::Cow<'a, str>), i32);
+
+/// One commit's outcome writes, by the statement that writes them.
+#[derive(Debug, Default)]
+struct OutcomeGroups<'a> {
+    /// The first dispatch per key.
+    dispatched: Vec<Keyed<'a>>,
+    /// The last judgement per key.
+    judged: Vec<Keyed<'a>>,
+    /// Sessions claimed twice: 1 if by two runtimes once at least, else 0.
+    duplicates: Vec<KeyedValue<'a>>,
+    /// The largest total of claims after a release per key.
+    reclaims: Vec<KeyedValue<'a>>,
+}
+
+/// The outcome writes of a commit grouped by statement, by the row's key as stored (two ids
+/// that differ only where one has NUL are one session), each group in key order and holding a
+/// key once: written in key order, a group reaches each page of the key's index once, in order
+/// — and since sessions are first seen in time order, those are the index's last pages.
+fn outcome_groups(writes: &[OutcomeWrite]) -> OutcomeGroups<'_> {
+    let mut g = OutcomeGroups::default();
     let mut seen_d = rustc_hash::FxHashSet::default();
     let mut last_j = rustc_hash::FxHashMap::default();
+    let mut duplicates = std::collections::BTreeMap::new();
+    let mut reclaims = std::collections::BTreeMap::new();
     for w in writes {
         match w {
             OutcomeWrite::Dispatched(r) => {
                 let key = (r.first_seen, text(&r.session));
                 if seen_d.insert(key.clone()) {
-                    dispatched.push((key, r));
+                    g.dispatched.push((key, r));
                 }
             }
             OutcomeWrite::Judged(r) => {
                 let key = (r.first_seen, text(&r.session));
                 match last_j.get(&key) {
-                    Some(&i) => judged[i] = (key, r),
+                    Some(&i) => g.judged[i] = (key, r),
                     None => {
-                        last_j.insert(key.clone(), judged.len());
-                        judged.push((key, r));
+                        last_j.insert(key.clone(), g.judged.len());
+                        g.judged.push((key, r));
                     }
                 }
             }
-            OutcomeWrite::Duplicate { .. } | OutcomeWrite::Reclaimed { .. } => {}
+            // Marks and totals only ever grow: the largest of a key's wins, in any order.
+            OutcomeWrite::Duplicate {
+                session,
+                first_seen,
+                cross_runtime,
+            } => {
+                let crossed = duplicates.entry((*first_seen, text(session))).or_insert(0);
+                *crossed = (*crossed).max(i32::from(*cross_runtime));
+            }
+            OutcomeWrite::Reclaimed {
+                session,
+                first_seen,
+                total,
+            } => {
+                let most = reclaims.entry((*first_seen, text(session))).or_insert(0);
+                *most = (*most).max(i32::try_from(*total).unwrap_or(i32::MAX));
+            }
         }
     }
     // Keys are unique in each group: no order among equals to keep.
-    dispatched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    judged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    (dispatched, judged)
+    g.dispatched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    g.judged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    g.duplicates = duplicates.into_iter().collect();
+    g.reclaims = reclaims.into_iter().collect();
+    g
 }
 
 fn report_of<R: Row>(r: &R) -> Result<StoredReport, StoreError>
@@ -1719,7 +1769,11 @@ mod tests {
             OutcomeWrite::Judged(row("s5", 3, 9)),
             OutcomeWrite::Judged(row("a", 2, 10)),
         ];
-        let (d, j) = outcome_groups(&writes);
+        let OutcomeGroups {
+            dispatched: d,
+            judged: j,
+            ..
+        } = outcome_groups(&writes);
         let keyed = |g: &[Keyed<'_>]| -> Vec<(i64, String, i64)> {
             g.iter()
                 .map(|((seen, k), r)| (seen.millis(), k.to_string(), r.dispatched_at.millis()))
@@ -1802,6 +1856,14 @@ mod tests {
             .map(|r| ((r.first_seen, text(&r.session)), r))
             .collect();
         let refile = refile::<sqlx::Sqlite>(&rows, UPDATE_SQLITE).into_sql();
+        let marks: Vec<KeyedValue<'_>> = rows.iter().map(|(key, _)| (key.clone(), 1)).collect();
+        let [duplicates, reclaims] = [
+            (MARK_DUPLICATES, MARK_DUPLICATES_SET),
+            (SET_RECLAIMS, SET_RECLAIMS_SET),
+        ]
+        .map(|(head, set)| {
+            update_by_key::<sqlx::Sqlite>(&marks, head, UPDATE_SQLITE, set).into_sql()
+        });
         let upsert = format!(
             "{INSERT_SQLITE}{INSERT_OUTCOMES}VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){OUTCOME_JUDGE}"
         );
@@ -1811,9 +1873,8 @@ mod tests {
         for sql in [
             refile.as_str(),
             &upsert,
-            MARK_DUPLICATE,
-            MARK_DUPLICATE_CROSS,
-            SET_RECLAIMS,
+            duplicates.as_str(),
+            reclaims.as_str(),
             PRUNE_OUTCOMES,
         ] {
             let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))

@@ -1350,6 +1350,71 @@ on_both_stores!(
     outcome_rows_are_one_per_life
 );
 
+/// A commit's duplicate marks and reclaim totals are written a statement per kind, however
+/// many there are and in whatever order they came: a session marked twice, once across
+/// runtimes, is a duplicate across runtimes; a session's totals keep the largest, within a
+/// commit and across commits (a replay writes smaller ones again); a mark for a session
+/// without a row changes nothing; and more sessions than one statement writes are all marked.
+async fn duplicate_marks_and_reclaims_keep_the_most(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let n = 600; // above the rows one statement writes (512)
+    let id = |i: i64| format!("s{i:04}");
+    let duplicate = |i: i64, cross_runtime: bool| OutcomeWrite::Duplicate {
+        session: id(i),
+        first_seen: row(&id(i), "o1", i, Outcome::Pending).first_seen,
+        cross_runtime,
+    };
+    let reclaimed = |i: i64, total: u32| OutcomeWrite::Reclaimed {
+        session: id(i),
+        first_seen: row(&id(i), "o1", i, Outcome::Pending).first_seen,
+        total,
+    };
+    let mut outcomes: Vec<OutcomeWrite> = (0..n)
+        .map(|i| OutcomeWrite::Dispatched(row(&id(i), "o1", i, Outcome::Pending)))
+        .collect();
+    // every session claimed twice; session 0 across runtimes between two marks that are not
+    outcomes.extend((0..n).map(|i| duplicate(i, false)));
+    outcomes.extend([duplicate(0, true), duplicate(0, false)]);
+    // across runtimes first, then not
+    outcomes.extend([duplicate(1, true), duplicate(1, false)]);
+    // session 2: 3, then a smaller total
+    outcomes.extend([reclaimed(2, 3), reclaimed(2, 2)]);
+    // no row of its own
+    outcomes.extend([duplicate(n + 1, true), reclaimed(n + 1, 7)]);
+    store
+        .commit(&Commit {
+            outcomes,
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let totals = |t: Totals| {
+        (
+            t.duplicate_claims,
+            t.duplicate_claims_cross_runtime,
+            t.reclaims,
+        )
+    };
+    let everything = OutcomeFilter::default();
+    let all = || store.summary(&everything);
+    assert_eq!(totals(all().await.unwrap()), (600, 2, 3));
+    // A replay's smaller total, then a larger one for another session.
+    store
+        .commit(&Commit {
+            outcomes: vec![reclaimed(2, 1), reclaimed(3, 4), duplicate(3, false)],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(totals(all().await.unwrap()), (600, 2, 7));
+}
+
+on_both_stores!(
+    sqlite_duplicate_marks_and_reclaims_keep_the_most,
+    postgres_duplicate_marks_and_reclaims_keep_the_most,
+    duplicate_marks_and_reclaims_keep_the_most
+);
+
 /// The commits of one `commit_all`, each making statements of its own (lines, checkpoint,
 /// named state) and far more of them than are built ahead of the one running: they run in
 /// the order their commits came in, so the last checkpoint of the file and the last value of

@@ -15,6 +15,7 @@ SQLite's writer, ...), and for 2 the CPU this script's own clients used while se
 bounds a figure is read off these, not guessed.
 
 usage: scripts/bench/live.py BINARY WORKDIR [--sessions N] [--drain-entries N] [--clients K]
+       [--only tail|drain]
 """
 import argparse, hashlib, hmac, http.client, json, os, re, shutil, signal, socket, subprocess
 import sys, threading, time
@@ -190,8 +191,18 @@ def main():
     ap.add_argument("--drain-entries", type=int, default=200000)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--only", choices=["tail", "drain"],
+                    help="run one measurement alone (several quick rounds of it, alternating binaries)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
+    if a.only == "tail":
+        total, nbytes, dt, tcpu, tthreads = bench_tail(a.binary, a.work, a.sessions)
+        print(f"tail: {total/dt:,.0f} lines/s ({total:,} lines in {dt:.2f} s; serve used {tcpu:.2f} CPU s; {threads_text(tthreads)})")
+        return
+    if a.only == "drain":
+        n, ddt, dcpu, dthreads, client_cpu = bench_drain(a.binary, a.work, a.drain_entries, a.clients)
+        print(f"drain: {n/ddt:,.0f} entries/s ({n:,} entries, {a.clients} clients, {ddt:.2f} s; serve used {dcpu:.2f} CPU s, {n/dcpu:,.0f} entries per CPU s)")
+        return
     total, nbytes, dt, tcpu, tthreads = bench_tail(a.binary, a.work, a.sessions)
     n, ddt, dcpu, dthreads, client_cpu = bench_drain(a.binary, a.work, a.drain_entries, a.clients)
     p50, p90, p99, mx = bench_latency(a.binary, a.work, a.samples)

@@ -684,8 +684,8 @@ const REFILE_OUTCOMES_SET: &str = "outcomes SET org = v.org, runner = v.runner, 
      AND outcomes.dispatched_at = v.dispatched_at)";
 /// Then `VALUES` of (first seen, session, 1 if across runtimes), `) `, an update verb, then
 /// [`MARK_DUPLICATES_SET`]: every session of a commit claimed twice is marked by one statement,
-/// not one each (a statement per mark was two fifths of a tail run's statements, each a round
-/// trip to SQLite's thread). The list holds a key once (`outcome_groups`): a row the join
+/// not one each (a statement per mark or total was two fifths of a tail run's statements, each
+/// a round trip to SQLite's thread). The list holds a key once (`outcome_groups`): a row the join
 /// reached twice would take one of its list rows, either one.
 const MARK_DUPLICATES: &str = "WITH v (first_seen, session, crossed) AS (";
 const MARK_DUPLICATES_SET: &str = "outcomes SET duplicate = 1, duplicate_cross = \

@@ -1130,7 +1130,7 @@ impl Store {
                             (&groups.reclaims, Write::Reclaims, SET_RECLAIMS, SET_RECLAIMS_SET),
                         ] {
                             for rows in chunks(rows, write, &self.last_rows) {
-                                run!(Stmt::Built(update_by_key(rows, head, update_verb, set)));
+                                run!(Stmt::Built(update_values(rows, head, update_verb, set)));
                             }
                         }
                         // New findings first (a replay's are already there), then resolutions and
@@ -1574,28 +1574,24 @@ where
     Option<Cow<'q, str>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let mut refile = sqlx::QueryBuilder::new(REFILE_OUTCOMES);
-    refile.push_values(rows, |mut b, ((_, session), r)| {
-        b.push("CAST(")
-            .push_bind_unseparated(r.first_seen.millis())
-            .push_unseparated(" AS BIGINT)")
-            .push_bind(session.clone())
-            .push_bind(r.org.as_deref().map(text))
-            .push_bind(r.runner.as_str())
-            .push("CAST(")
-            .push_bind_unseparated(r.dispatched_at.millis())
-            .push_unseparated(" AS BIGINT)");
-    });
-    refile
-        .push(") ")
-        .push(update_verb)
-        .push(REFILE_OUTCOMES_SET);
-    refile
+    update_by_key(
+        REFILE_OUTCOMES,
+        rows,
+        update_verb,
+        REFILE_OUTCOMES_SET,
+        |b, r: &&'q OutcomeRow| {
+            b.push_bind(r.org.as_deref().map(text))
+                .push_bind(r.runner.as_str())
+                .push("CAST(")
+                .push_bind_unseparated(r.dispatched_at.millis())
+                .push_unseparated(" AS BIGINT)");
+        },
+    )
 }
 
 /// The statement that sets one value of each of the `rows` keyed by (first seen, session):
 /// `head` ([`MARK_DUPLICATES`] or [`SET_RECLAIMS`]), their `VALUES`, `update_verb` and `set`.
-fn update_by_key<'q, DB: sqlx::Database>(
+fn update_values<'q, DB: sqlx::Database>(
     rows: &[KeyedValue<'q>],
     head: &str,
     update_verb: &str,
@@ -1606,15 +1602,34 @@ where
     i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Cow<'q, str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
+    update_by_key(head, rows, update_verb, set, |b, value: &i32| {
+        b.push("CAST(")
+            .push_bind_unseparated(*value)
+            .push_unseparated(" AS INTEGER)");
+    })
+}
+
+/// `head` (a `WITH v (first_seen, session, …) AS (`), the `VALUES` of the `rows` — each its
+/// key, then what `rest` binds of its value —, `) `, `update_verb` and `set`: an update of
+/// `outcomes` joined to the list by key (the refile, the duplicate marks, the reclaim totals).
+fn update_by_key<'q, DB: sqlx::Database, T>(
+    head: &str,
+    rows: &[((Timestamp, Cow<'q, str>), T)],
+    update_verb: &str,
+    set: &str,
+    mut rest: impl FnMut(&mut sqlx::query_builder::Separated<'_, 'q, DB, &'static str>, &T),
+) -> sqlx::QueryBuilder<'q, DB>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Cow<'q, str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
     let mut update = sqlx::QueryBuilder::new(head);
     update.push_values(rows, |mut b, ((first_seen, session), value)| {
         b.push("CAST(")
             .push_bind_unseparated(first_seen.millis())
             .push_unseparated(" AS BIGINT)")
-            .push_bind(session.clone())
-            .push("CAST(")
-            .push_bind_unseparated(*value)
-            .push_unseparated(" AS INTEGER)");
+            .push_bind(session.clone());
+        rest(&mut b, value);
     });
     update.push(") ").push(update_verb).push(set);
     update
@@ -1862,7 +1877,7 @@ mod tests {
             (SET_RECLAIMS, SET_RECLAIMS_SET),
         ]
         .map(|(head, set)| {
-            update_by_key::<sqlx::Sqlite>(&marks, head, UPDATE_SQLITE, set).into_sql()
+            update_values::<sqlx::Sqlite>(&marks, head, UPDATE_SQLITE, set).into_sql()
         });
         let upsert = format!(
             "{INSERT_SQLITE}{INSERT_OUTCOMES}VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){OUTCOME_JUDGE}"

@@ -108,6 +108,10 @@ pub enum Change {
         outcome: Outcome,
         latency_ms: Option<i64>,
         skew_clamped: bool,
+        /// The session's outcome row may hold other dispatch columns than these (see
+        /// [`Mark::refile`]): its write sets them again. Otherwise every write of the row
+        /// carried these.
+        refile: bool,
     },
     /// No claim by receive time + T (unclaimed gauge up, deadline-missed counter up, alert).
     Overdue {
@@ -118,6 +122,8 @@ pub enum Change {
         org: Option<String>,
         /// The dispatch's event time.
         dispatched_at: Timestamp,
+        /// As in [`Change::Judged`].
+        refile: bool,
     },
     /// An overdue session was claimed after all (unclaimed gauge down, alert resolved).
     OverdueResolved {
@@ -411,6 +417,15 @@ impl Live {
             .pop_due(slot, at, &|s, k, id| scheduled(core, config, s, k, id))
     }
 
+    /// `id`'s line was replayed from a store an earlier run wrote: its outcome row may hold
+    /// what that run judged, so its judgements set the dispatch columns again
+    /// ([`Mark::refile`]).
+    pub fn replayed(&mut self, id: &SessionId) {
+        if let Some((_, mark, _)) = self.core.held_mut(id) {
+            mark.refile = true;
+        }
+    }
+
     /// Takes one event received at `now`. Returns `None` for an exact re-delivery.
     pub fn on_event(&mut self, ev: Event, origin: Origin, now: Timestamp) -> Option<Vec<Change>> {
         let (kind, runner, time) = (ev.kind, ev.runner, ev.time);
@@ -421,6 +436,12 @@ impl Live {
         };
         let filed = match self.core.accept(ev, origin) {
             Accepted::Redelivered => return None,
+            Accepted::OtherOrg => {
+                if let Some((_, mark, _)) = id.as_ref().and_then(|id| self.core.held_mut(id)) {
+                    mark.refile = true;
+                }
+                return None;
+            }
             Accepted::Unfiled => None,
             Accepted::Filed(f) => Some(f),
         };

@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 
 use crate::event::{Event, EventKind, Name, Origin, Runner, SessionId, Timestamp};
 pub use intern::Interner;
-pub use session::{Judgement, Outcome, Record, Session};
+pub use session::{Added, Judgement, Outcome, Record, Session};
 pub use settle::Settled;
 pub use timeouts::{ClaimTimeoutError, ClaimTimeouts};
 
@@ -83,6 +83,9 @@ pub struct Evicted<X = ()> {
 pub enum Accepted<'a, X> {
     /// An exact re-delivery: nothing changed.
     Redelivered,
+    /// An exact re-delivery of a dispatch from an earlier origin naming another org: nothing
+    /// changed but the org of the session's dispatch (see [`Added::OtherOrg`]).
+    OtherOrg,
     /// A fresh heartbeat, or an event with no session.
     Unfiled,
     /// A fresh event of a session, filed in it.
@@ -150,7 +153,10 @@ impl<X: Default> Correlator<X> {
 
     /// Takes one event. Returns `false` if it was an exact re-delivery (and changed nothing).
     pub fn on_event(&mut self, ev: Event, origin: Origin) -> bool {
-        !matches!(self.accept(ev, origin), Accepted::Redelivered)
+        !matches!(
+            self.accept(ev, origin),
+            Accepted::Redelivered | Accepted::OtherOrg
+        )
     }
 
     /// Takes one event, as [`Correlator::on_event`], and hands back the session it was
@@ -174,9 +180,9 @@ impl<X: Default> Correlator<X> {
         };
         let (held, created) = if self.sessions.len() < self.config.max_sessions {
             let (held, created) = file(&mut self.sessions, self.settling.as_mut(), id, time);
-            if !held.0.insert(rec) {
-                self.stats.duplicates += 1;
-                return Accepted::Redelivered;
+            match held.0.add(rec) {
+                Added::Fresh => {}
+                again => return redelivered(&mut self.stats, again),
             }
             (Some(held), created)
         } else {
@@ -186,9 +192,9 @@ impl<X: Default> Correlator<X> {
             // today's borrow checker (the conditional-return case NLL does not accept).
             let key = id.clone();
             let (held, created) = file(&mut self.sessions, self.settling.as_mut(), id, time);
-            if !held.0.insert(rec) {
-                self.stats.duplicates += 1;
-                return Accepted::Redelivered;
+            match held.0.add(rec) {
+                Added::Fresh => {}
+                again => return redelivered(&mut self.stats, again),
             }
             if self.sessions.len() > self.config.max_sessions {
                 self.evict();
@@ -341,6 +347,15 @@ fn file<'a, X: Default>(
             }
             (e.insert((Session::default(), X::default())), true)
         }
+    }
+}
+
+/// An exact re-delivery counted: what [`Correlator::accept`] says of it.
+fn redelivered<'a, X>(stats: &mut CorrelateStats, added: Added) -> Accepted<'a, X> {
+    stats.duplicates += 1;
+    match added {
+        Added::OtherOrg => Accepted::OtherOrg,
+        Added::Fresh | Added::Again => Accepted::Redelivered,
     }
 }
 

@@ -119,6 +119,19 @@ pub struct Judgement {
     pub deadline: Option<Timestamp>,
 }
 
+/// What [`Session::add`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// New evidence.
+    Fresh,
+    /// An exact re-delivery: nothing the rules read changed (an earlier copy's origin may
+    /// have replaced the held one's).
+    Again,
+    /// An exact re-delivery of a dispatch from an earlier origin, naming another org: the
+    /// session's dispatch is that copy's now, org and all.
+    OtherOrg,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Session {
     records: SmallVec<[Record; 3]>,
@@ -128,18 +141,28 @@ impl Session {
     /// Adds a record; returns `false` if it is an exact re-delivery of one already held (the
     /// earlier origin is kept, so evidence does not depend on arrival order).
     pub fn insert(&mut self, rec: Record) -> bool {
+        self.add(rec) == Added::Fresh
+    }
+
+    /// Adds a record, as [`Session::insert`], saying what changed.
+    pub fn add(&mut self, rec: Record) -> Added {
         let id = rec.identity();
         let at = self.records.partition_point(|r| r.identity() < id);
         if let Some(existing) = self.records.get_mut(at)
             && existing.identity() == id
         {
-            if rec.origin() < existing.origin() {
-                (existing.input, existing.line, existing.extra) = (rec.input, rec.line, rec.extra);
+            if rec.origin() >= existing.origin() {
+                return Added::Again;
             }
-            return false;
+            let extra = std::mem::replace(&mut existing.extra, rec.extra);
+            (existing.input, existing.line) = (rec.input, rec.line);
+            return match rec.kind == EventKind::Dispatch && extra != rec.extra {
+                true => Added::OtherOrg,
+                false => Added::Again,
+            };
         }
         self.records.insert(at, rec);
-        true
+        Added::Fresh
     }
 
     pub fn records(&self) -> &[Record] {

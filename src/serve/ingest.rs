@@ -19,7 +19,7 @@ use crate::sinks::metrics::{LineCounts, LineResult};
 use crate::sinks::self_metrics::RecoveryMetrics;
 use crate::sources::batch::{Batch, BatchResult};
 use crate::state::{CorrelationState, Delivery, Fate, StateError};
-use crate::store::{Commit, NewLine, NewLines, Store, StoreError, StoredLine};
+use crate::store::{Commit, NewLine, NewLines, OutcomeWrite, Store, StoreError, StoredLine};
 
 /// Ids seen lately, bounded: the oldest are forgotten first. A drain retries within minutes,
 /// not days. Each id is kept once, shared by the set and the order.
@@ -262,7 +262,14 @@ impl<S: CorrelationState> Actor<S> {
             };
             self.deliver(lines).await?;
         }
-        let outcomes = self.telemetry.take_outcomes();
+        // An earlier run wrote these sessions' rows: whatever a replayed session's mark says,
+        // its judgements set the dispatch columns again.
+        let outcomes: Vec<OutcomeWrite> = self
+            .telemetry
+            .take_outcomes()
+            .into_iter()
+            .map(OutcomeWrite::refiled)
+            .collect();
         let findings = self.telemetry.take_findings();
         if !outcomes.is_empty() || !findings.is_empty() {
             let commit = Commit {

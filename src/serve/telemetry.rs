@@ -359,12 +359,14 @@ impl Telemetry {
                 outcome,
                 latency_ms,
                 skew_clamped,
+                refile,
             } => {
-                self.outcomes.push(OutcomeWrite::Judged(OutcomeRow {
+                let r = OutcomeRow {
                     latency_ms: *latency_ms,
                     skew_clamped: *skew_clamped,
                     ..row(session, *first_seen, org, *runner, *dispatched_at, *outcome)
-                }));
+                };
+                self.outcomes.push(OutcomeWrite::judged(r, *refile));
                 let kind = match outcome {
                     Outcome::Matched => None,
                     Outcome::Late => Some(FindingKind::Late),
@@ -402,6 +404,7 @@ impl Telemetry {
                 runner,
                 org,
                 dispatched_at,
+                refile,
             } => {
                 let r = row(
                     session,
@@ -411,7 +414,7 @@ impl Telemetry {
                     *dispatched_at,
                     Outcome::Unclaimed,
                 );
-                self.outcomes.push(OutcomeWrite::Judged(r));
+                self.outcomes.push(OutcomeWrite::judged(r, *refile));
                 let detail = format!(
                     "dispatched to {} at {}; no claim within the claim timeout",
                     runner.as_str(),

@@ -536,6 +536,7 @@ mod tests {
                 dispatched_at: crate::event::Timestamp(0),
                 session: s.clone(),
                 runner: Runner::Go,
+                refile: false,
             },
             Change::Judged {
                 first_seen: crate::event::Timestamp(0),
@@ -546,6 +547,7 @@ mod tests {
                 outcome: Outcome::Late,
                 latency_ms: Some(130_000),
                 skew_clamped: false,
+                refile: false,
             },
             Change::OverdueResolved {
                 org: None,

@@ -56,7 +56,9 @@ impl LocalState {
         }
         let mut changes = self.live.on_tick(d.now);
         let mut fates = Vec::with_capacity(d.events.len());
+        let replayed = d.backlog.is_none();
         for (ev, origin) in d.events {
+            let id = replayed.then(|| ev.session.clone()).flatten();
             match self.live.on_event(ev, origin, d.now) {
                 None => fates.push(Fate::Redelivered),
                 Some(c) => {
@@ -64,6 +66,9 @@ impl LocalState {
                     fates.push(Fate::Accepted { first_dispatch });
                     changes.extend(c);
                 }
+            }
+            if let Some(id) = id {
+                self.live.replayed(&id);
             }
         }
         self.count(&changes);
@@ -167,5 +172,55 @@ impl CorrelationState for LocalState {
 
     fn retention_ms(&self) -> i64 {
         self.live.retention_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Origin, Runner};
+
+    fn event(kind: EventKind, runner: Runner, s: i64) -> Event {
+        Event {
+            kind,
+            session: SessionId::new("s"),
+            runner,
+            time: Timestamp(1_795_428_000_000 + s * 1000),
+            org: (kind == EventKind::Dispatch).then(|| "org_a".into()),
+            worker: Some("w".into()),
+            version: None,
+            detail: None,
+        }
+    }
+
+    /// Whether the judgement of a session whose dispatch came `replayed` (a delivery of
+    /// stored lines: no backlog) or live, and whose claim came live after it, refiles.
+    fn refiles(replayed: bool) -> Option<bool> {
+        let mut state = LocalState::new(LiveConfig::default());
+        let now = Timestamp(1_795_428_000_000);
+        let delivery = |backlog, e, line| Delivery {
+            input: 0,
+            now,
+            backlog,
+            events: vec![(e, Origin { input: 0, line })],
+        };
+        let d = event(EventKind::Dispatch, Runner::Go, 0);
+        state.apply_now(delivery((!replayed).then_some(false), d, 1));
+        let c = event(EventKind::Claim, Runner::Go, 1);
+        state.apply_now(delivery(Some(false), c, 2));
+        let later = Timestamp(now.0 + 30_000);
+        state.tick_now(later).into_iter().find_map(|c| match c {
+            Change::Judged { refile, .. } => Some(refile),
+            _ => None,
+        })
+    }
+
+    /// A session whose lines were replayed from the store had its outcome row written by an
+    /// earlier run, which may have judged it on other evidence: its judgement sets the row's
+    /// dispatch columns again, even one made after the replay. One that came live does not.
+    #[test]
+    fn a_replayed_session_s_judgement_refiles() {
+        assert_eq!(refiles(true), Some(true));
+        assert_eq!(refiles(false), Some(false));
     }
 }

@@ -201,8 +201,14 @@ pub struct OutcomeRow {
 pub enum OutcomeWrite {
     /// A first dispatch: the row, `pending`; never overwrites a row already there (replay).
     Dispatched(OutcomeRow),
-    /// A judgement (or overdue: `unclaimed`): the row's outcome, replacing the last one.
+    /// A judgement (or overdue: `unclaimed`): the row's outcome, replacing the last one, and
+    /// its dispatch columns (org, runner, dispatch time), set again where they differ.
     Judged(OutcomeRow),
+    /// A judgement whose dispatch columns every earlier write of its row carried (its session
+    /// had one dispatch, one org, and no earlier run: `Mark::refile` unset): as
+    /// [`OutcomeWrite::Judged`], but a row already there keeps its dispatch columns, which
+    /// are these — setting them again was a fifth of a tail's commit time, for nothing.
+    JudgedAsDispatched(OutcomeRow),
     /// The session was claimed twice (`cross_runtime`: by different runtimes).
     Duplicate {
         session: String,
@@ -215,6 +221,24 @@ pub enum OutcomeWrite {
         first_seen: Timestamp,
         total: u32,
     },
+}
+
+impl OutcomeWrite {
+    /// A judgement's write: `refile` when its row may hold other dispatch columns.
+    pub fn judged(row: OutcomeRow, refile: bool) -> OutcomeWrite {
+        match refile {
+            true => OutcomeWrite::Judged(row),
+            false => OutcomeWrite::JudgedAsDispatched(row),
+        }
+    }
+
+    /// The same write, setting a judgement's dispatch columns again whatever it knew.
+    pub fn refiled(self) -> OutcomeWrite {
+        match self {
+            OutcomeWrite::JudgedAsDispatched(row) => OutcomeWrite::Judged(row),
+            w => w,
+        }
+    }
 }
 
 /// What a filtered summary selects (dispatch time: `since` inclusive, `until` exclusive).
@@ -458,13 +482,14 @@ enum Write {
     DeleteLines,
     Dispatched,
     Judged,
+    Refiled,
     Duplicates,
     Reclaims,
     Findings,
 }
 
 impl Write {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 }
 
 fn identity_of(path: &Path) -> std::io::Result<(u64, u64)> {
@@ -1096,7 +1121,8 @@ impl Store {
                                 ));
                         }
                         // Dispatches first (never overwriting), then judgements (the last per session
-                        // wins), then duplicate marks: the order the changes came in, grouped.
+                        // wins) and the refiles of those that may move their rows' dispatch columns,
+                        // then duplicate marks: the order the changes came in, grouped.
                         let groups = outcome_groups(&c.outcomes);
                         for (rows, write, on_conflict) in [
                             (&groups.dispatched, Write::Dispatched, OUTCOME_KEEP),
@@ -1120,10 +1146,10 @@ impl Store {
                                 });
                                 insert.push(on_conflict);
                                 run!(Stmt::Built(insert));
-                                if matches!(write, Write::Judged) {
-                                    run!(Stmt::Built(refile(rows, update_verb)));
-                                }
                             }
+                        }
+                        for rows in chunks(&groups.refiled, Write::Refiled, &self.last_rows) {
+                            run!(Stmt::Built(refile(rows, update_verb)));
                         }
                         for (rows, write, head, set) in [
                             (&groups.duplicates, Write::Duplicates, MARK_DUPLICATES, MARK_DUPLICATES_SET),
@@ -1648,6 +1674,8 @@ struct OutcomeGroups<'a> {
     dispatched: Vec<Keyed<'a>>,
     /// The last judgement per key.
     judged: Vec<Keyed<'a>>,
+    /// Of those, the ones whose keys a refiling judgement wrote ([`OutcomeWrite::Judged`]).
+    refiled: Vec<Keyed<'a>>,
     /// Sessions claimed twice: 1 if by two runtimes once at least, else 0.
     duplicates: Vec<KeyedValue<'a>>,
     /// The largest total of claims after a release per key.
@@ -1672,12 +1700,16 @@ fn outcome_groups(writes: &[OutcomeWrite]) -> OutcomeGroups<'_> {
                     g.dispatched.push((key, r));
                 }
             }
-            OutcomeWrite::Judged(r) => {
+            OutcomeWrite::Judged(r) | OutcomeWrite::JudgedAsDispatched(r) => {
                 let key = (r.first_seen, text(&r.session));
-                match last_j.get(&key) {
-                    Some(&i) => g.judged[i] = (key, r),
+                let refile = matches!(w, OutcomeWrite::Judged(_));
+                match last_j.get_mut(&key) {
+                    Some((i, refiled)) => {
+                        g.judged[*i] = (key, r);
+                        *refiled |= refile;
+                    }
                     None => {
-                        last_j.insert(key.clone(), g.judged.len());
+                        last_j.insert(key.clone(), (g.judged.len(), refile));
                         g.judged.push((key, r));
                     }
                 }
@@ -1704,6 +1736,12 @@ fn outcome_groups(writes: &[OutcomeWrite]) -> OutcomeGroups<'_> {
     // Keys are unique in each group: no order among equals to keep.
     g.dispatched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     g.judged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    g.refiled = g
+        .judged
+        .iter()
+        .filter(|(key, _)| last_j.get(key).is_some_and(|&(_, refile)| refile))
+        .cloned()
+        .collect();
     g.duplicates = duplicates.into_iter().collect();
     g.reclaims = reclaims.into_iter().collect();
     g

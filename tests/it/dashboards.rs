@@ -76,6 +76,7 @@ fn exported_by_the_code() -> BTreeSet<String> {
             outcome: Outcome::Mismatched,
             latency_ms: Some(1000),
             skew_clamped: false,
+            refile: false,
         },
         Change::Overdue {
             first_seen: claimcheck::event::Timestamp(0),
@@ -83,6 +84,7 @@ fn exported_by_the_code() -> BTreeSet<String> {
             session: s.clone(),
             runner: Runner::Go,
             dispatched_at: claimcheck::event::Timestamp(0),
+            refile: false,
         },
         Change::Duplicate {
             first_seen: claimcheck::event::Timestamp(0),

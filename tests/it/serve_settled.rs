@@ -211,3 +211,105 @@ fn four_files_appended_one_after_another_are_judged_as_verify_judges_them() {
 fn claims_before_dispatches_are_judged_as_verify_judges_them() {
     appended_one_after_another([2, 3, 1, 0]);
 }
+
+/// A session's outcome row holds the dispatch it was judged on (org, runner, dispatch time),
+/// however its dispatches arrived: a second, earlier dispatch moves it there; so does the same
+/// dispatch again from an earlier origin (the source listed first) naming another org; a
+/// session with one dispatch keeps what that dispatch wrote. Read from the store itself.
+#[test]
+fn outcome_rows_hold_the_dispatch_each_session_was_judged_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f);
+    for f in ["a.log", "b.log", "c.log"] {
+        std::fs::write(path(f), b"").unwrap();
+    }
+    let config = path("serve.toml");
+    std::fs::write(&config, "[serve]\nsource_idle_after = \"1s\"\n").unwrap();
+    let port = free_port();
+    let store = path("state.db");
+    let mut serve = serve_cmd(port, &config, &store);
+    serve.arg("--file").arg(path("a.log"));
+    serve.arg("--file").arg(path("b.log"));
+    serve
+        .arg("--file")
+        .arg(format!("go={}", path("c.log").display()));
+    let _server = Server(serve.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dispatch = |id: &str, org: &str, s: u32| {
+        format!(
+            "{{\"event\":\"dispatch\",\"sessionId\":\"{id}\",\"organizationId\":\"{org}\",\"resolvedProfile\":{{\"runner\":\"go\"}},\"time\":\"2026-11-23T10:00:0{s}Z\"}}\n"
+        )
+    };
+    let claim = |id: &str| {
+        format!(
+            "{{\"event\":\"claimed\",\"sessionId\":\"{id}\",\"workerId\":\"g1\",\"time\":\"2026-11-23T10:00:02Z\"}}\n"
+        )
+    };
+    // Appends `lines` to `f`, then waits until serve has read `total` lines of it.
+    let append = |f: &str, lines: &[String], total: f64| {
+        crate::support::append(&path(f), &lines.concat());
+        let filter = format!("/{f}\"");
+        let read = wait_until(deadline, || {
+            http_get(port, "/metrics")
+                .is_some_and(|m| metric_sum(&m, "claimcheck_ingest_lines_total", &filter) == total)
+        });
+        assert!(read, "serve did not read {f}");
+    };
+    append("a.log", &[dispatch("one", "org_a", 0)], 1.0);
+    append(
+        "b.log",
+        &[dispatch("moved", "org_a", 0), dispatch("twice", "org_a", 5)],
+        2.0,
+    );
+    // An earlier origin: a.log is listed (and read) first.
+    append(
+        "a.log",
+        &[dispatch("moved", "org_b", 0), dispatch("twice", "org_b", 0)],
+        3.0,
+    );
+    append(
+        "c.log",
+        &[claim("one"), claim("moved"), claim("twice")],
+        3.0,
+    );
+
+    type Row = (String, Option<String>, String, i64, String);
+    let mut rows: Vec<Row> = Vec::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let judged = wait_until(deadline, || {
+        rows = runtime.block_on(async {
+            use sqlx::Connection;
+            let url = format!("sqlite://{}", store.display());
+            let Ok(mut conn) = sqlx::SqliteConnection::connect(&url).await else {
+                return Vec::new();
+            };
+            sqlx::query_as(
+                "SELECT session, org, runner, dispatched_at, outcome FROM outcomes \
+                 ORDER BY session",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default()
+        });
+        rows.len() == 3 && rows.iter().all(|r| r.4 == "matched")
+    });
+    assert!(judged, "three sessions matched in the store: {rows:?}");
+    let at = rows[1].3;
+    let want = |id: &str, org: &str| {
+        (
+            id.to_owned(),
+            Some(org.to_owned()),
+            "go".to_owned(),
+            at,
+            "matched".to_owned(),
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![
+            want("moved", "org_b"),
+            want("one", "org_a"),
+            want("twice", "org_b")
+        ]
+    );
+}

@@ -1264,6 +1264,75 @@ async fn judgements_refile_their_rows(url: &str) {
     );
 }
 
+/// A judgement that knows its row's dispatch columns are its own (`JudgedAsDispatched`)
+/// writes only the outcome over a row already there — whatever dispatch columns it carries
+/// — and a whole row where there is none; within one commit, a key any refiling judgement
+/// wrote is refiled, whichever of its judgements came last.
+async fn judgements_as_dispatched_write_the_outcome_only(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let judged = |id: &str, org: &str, runner: Runner, n: i64, seen: i64| OutcomeRow {
+        runner,
+        first_seen: row(id, org, seen, Outcome::Matched).first_seen,
+        ..row(id, org, n, Outcome::Matched)
+    };
+    store
+        .commit(&Commit {
+            outcomes: vec![
+                OutcomeWrite::Dispatched(row("kept", "o1", 1, Outcome::Pending)),
+                OutcomeWrite::Dispatched(row("last", "o1", 2, Outcome::Pending)),
+                OutcomeWrite::Dispatched(row("first", "o1", 3, Outcome::Pending)),
+            ],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    store
+        .commit(&Commit {
+            outcomes: vec![
+                OutcomeWrite::JudgedAsDispatched(judged("kept", "o2", Runner::Ts, 50, 1)),
+                OutcomeWrite::JudgedAsDispatched(judged("new", "o3", Runner::Ts, 60, 4)),
+                OutcomeWrite::JudgedAsDispatched(judged("last", "o2", Runner::Ts, 70, 2)),
+                OutcomeWrite::Judged(judged("last", "o2", Runner::Ts, 70, 2)),
+                OutcomeWrite::Judged(judged("first", "o2", Runner::Ts, 80, 3)),
+                OutcomeWrite::JudgedAsDispatched(judged("first", "o2", Runner::Ts, 80, 3)),
+            ],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let of = |org: &str, since: i64, until: i64| OutcomeFilter {
+        org: Some(org.into()),
+        since: Some(Timestamp(10_000 + since)),
+        until: Some(Timestamp(10_000 + until)),
+    };
+    let totals = |t: Totals| (t.dispatched.go, t.dispatched.ts, t.matched, t.pending);
+    // "kept": judged, still o1's go dispatch at 1.
+    assert_eq!(
+        totals(store.summary(&of("o1", 0, 100)).await.unwrap()),
+        (1, 0, 1, 0)
+    );
+    // "new": inserted whole.
+    assert_eq!(
+        totals(store.summary(&of("o3", 60, 61)).await.unwrap()),
+        (0, 1, 1, 0)
+    );
+    // "last" and "first": refiled, whichever judgement of theirs came last.
+    assert_eq!(
+        totals(store.summary(&of("o2", 70, 81)).await.unwrap()),
+        (0, 2, 2, 0)
+    );
+    assert_eq!(
+        totals(store.summary(&of("o2", 0, 70)).await.unwrap()),
+        (0, 0, 0, 0)
+    );
+}
+
+on_both_stores!(
+    sqlite_judgements_as_dispatched_write_the_outcome_only,
+    postgres_judgements_as_dispatched_write_the_outcome_only,
+    judgements_as_dispatched_write_the_outcome_only
+);
+
 on_both_stores!(
     sqlite_judgements_refile_their_rows,
     postgres_judgements_refile_their_rows,

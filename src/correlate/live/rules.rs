@@ -27,6 +27,11 @@ pub struct Mark {
     pub pending: Option<Runner>,
     pub overdue: Option<Runner>,
     pub duplicate: bool,
+    /// Its outcome row may hold other dispatch columns (org, runner, dispatch time) than its
+    /// next judgement's, which must then set them again: a second dispatch arrived, an
+    /// earlier copy of its dispatch named another org, or its lines were replayed (an earlier
+    /// run wrote the row). Until then every write of the row carried its one dispatch's.
+    pub refile: bool,
     pub reclaims: u32,
     /// Claims already reported as orphans; once set, further claims are orphans at once.
     pub orphan_claims: Option<u32>,
@@ -231,6 +236,9 @@ impl Rules<'_> {
                 });
             }
         }
+        if kind == EventKind::Dispatch && mark.dispatched {
+            mark.refile = true;
+        }
         if kind == EventKind::Dispatch && !mark.dispatched {
             mark.dispatched = true;
             // Dispatched: none of its claims is an orphan (unless already judged so).
@@ -425,6 +433,7 @@ impl Rules<'_> {
                 .and_then(|d| self.orgs.name(d.extra))
                 .map(str::to_owned),
             dispatched_at: dispatch.map_or(Timestamp::MIN, |d| d.time),
+            refile: mark.refile,
         });
     }
 
@@ -483,6 +492,7 @@ fn judged(
         outcome,
         latency_ms: j.latency_ms,
         skew_clamped: j.skew_clamped,
+        refile: mark.refile,
     });
 }
 

@@ -87,7 +87,8 @@ fn matched_claim_is_judged_and_ends_pending() {
                 dispatched_at: Timestamp(T0),
                 outcome: Outcome::Matched,
                 latency_ms: Some(3 * SEC),
-                skew_clamped: false
+                skew_clamped: false,
+                refile: false,
             },
         ]
     );
@@ -112,6 +113,7 @@ fn overdue_on_the_sidecar_clock_then_resolved_by_a_late_claim() {
                 session: sid("s"),
                 runner: Go,
                 dispatched_at: Timestamp(T0),
+                refile: false,
             }
         ]
     );
@@ -169,7 +171,8 @@ fn claim_before_dispatch_is_judged_when_the_dispatch_arrives() {
             dispatched_at: Timestamp(T0),
             outcome: Outcome::Mismatched,
             latency_ms: None,
-            skew_clamped: false
+            skew_clamped: false,
+            refile: false,
         },]
     );
     // dispatched within the grace: not an orphan
@@ -695,4 +698,112 @@ fn a_live_session_s_table_entry_stays_at_208_bytes() {
     assert_eq!(MaybeTime::from(Some(t)).get(), Some(t));
     assert_eq!(MaybeTime::from(None).get(), None);
     assert!(MaybeTime::default().is_none() && !MaybeTime::from(t).is_none());
+}
+
+/// The judgement of session "s" after `events` (each with its origin), once everything has
+/// settled: its dispatch columns and whether its write sets them again (`refile`).
+fn judged_dispatch(
+    events: Vec<(Event, Origin)>,
+) -> Option<(Option<String>, Runner, Timestamp, bool)> {
+    let mut l = live();
+    for (e, o) in events {
+        l.on_event(e, o, at(0));
+    }
+    // Every source idle: all the evidence settles; no deadline has passed yet.
+    l.on_tick(at(30)).into_iter().find_map(|c| match c {
+        Change::Judged {
+            org,
+            runner,
+            dispatched_at,
+            refile,
+            ..
+        } => Some((org, runner, dispatched_at, refile)),
+        _ => None,
+    })
+}
+
+/// A judgement's write sets the row's dispatch columns again (`refile`) only when they may
+/// differ from what earlier writes of the row carried: a second dispatch arrived, or an
+/// earlier copy of the dispatch (a re-delivery from an earlier origin) named another org.
+/// Otherwise every write of the row carried the one dispatch's columns.
+#[test]
+fn a_judgement_refiles_only_when_its_dispatch_may_have_changed() {
+    let o = |input, line| Origin { input, line };
+    let org_b = |e: Event| Event {
+        org: Some("org_b".into()),
+        ..e
+    };
+    let claim = (ev(Claim, "s", Go, 3, "g1"), o(0, 9));
+    let t = |s: i64| Timestamp(T0 + s * SEC);
+    // One dispatch: the columns it was written with.
+    assert_eq!(
+        judged_dispatch(vec![
+            (ev(Dispatch, "s", Go, 0, "-"), o(0, 1)),
+            claim.clone()
+        ]),
+        Some((Some("org_a".into()), Go, t(0), false))
+    );
+    // A second, earlier dispatch: judged on it, so the row's columns move.
+    assert_eq!(
+        judged_dispatch(vec![
+            (ev(Dispatch, "s", Go, 1, "-"), o(0, 1)),
+            (org_b(ev(Dispatch, "s", Ts, 0, "-")), o(0, 2)),
+            (ev(Claim, "s", Ts, 3, "t1"), o(0, 9)),
+        ]),
+        Some((Some("org_b".into()), Ts, t(0), true))
+    );
+    // A second, later dispatch: judged on the first, but the dispatch was not alone.
+    assert_eq!(
+        judged_dispatch(vec![
+            (ev(Dispatch, "s", Go, 0, "-"), o(0, 1)),
+            (ev(Dispatch, "s", Go, 1, "-"), o(0, 2)),
+            claim.clone(),
+        ]),
+        Some((Some("org_a".into()), Go, t(0), true))
+    );
+    // The same dispatch again from an earlier origin naming another org: its org now.
+    assert_eq!(
+        judged_dispatch(vec![
+            (ev(Dispatch, "s", Go, 0, "-"), o(1, 1)),
+            (org_b(ev(Dispatch, "s", Go, 0, "-")), o(0, 1)),
+            claim.clone(),
+        ]),
+        Some((Some("org_b".into()), Go, t(0), true))
+    );
+    // ... from an earlier origin naming the same org, or from a later one naming another:
+    // nothing the row holds changed.
+    assert_eq!(
+        judged_dispatch(vec![
+            (ev(Dispatch, "s", Go, 0, "-"), o(1, 1)),
+            (ev(Dispatch, "s", Go, 0, "-"), o(0, 1)),
+            claim.clone(),
+        ]),
+        Some((Some("org_a".into()), Go, t(0), false))
+    );
+    assert_eq!(
+        judged_dispatch(vec![
+            (ev(Dispatch, "s", Go, 0, "-"), o(0, 1)),
+            (org_b(ev(Dispatch, "s", Go, 0, "-")), o(1, 1)),
+            claim,
+        ]),
+        Some((Some("org_a".into()), Go, t(0), false))
+    );
+}
+
+/// An overdue session's write says the same: `refile` once a second dispatch came.
+#[test]
+fn an_overdue_write_refiles_only_when_its_dispatch_may_have_changed() {
+    let overdue = |dispatches: &[i64]| {
+        let mut l = live();
+        for (line, s) in (1..).zip(dispatches) {
+            let o = Origin { input: 0, line };
+            l.on_event(ev(Dispatch, "s", Go, *s, "-"), o, at(0));
+        }
+        l.on_tick(at(200)).into_iter().find_map(|c| match c {
+            Change::Overdue { refile, .. } => Some(refile),
+            _ => None,
+        })
+    };
+    assert_eq!(overdue(&[0]), Some(false));
+    assert_eq!(overdue(&[0, 1]), Some(true));
 }

@@ -122,6 +122,7 @@ async fn changes_become_alerts() {
             dispatched_at: crate::event::Timestamp(0),
             session: s.clone(),
             runner: Runner::Go,
+            refile: false,
         },
         // ts sessions overdue are not the go alert
         Change::Overdue {
@@ -130,6 +131,7 @@ async fn changes_become_alerts() {
             dispatched_at: crate::event::Timestamp(0),
             session: t.clone(),
             runner: Runner::Ts,
+            refile: false,
         },
         Change::Judged {
             first_seen: crate::event::Timestamp(0),
@@ -140,6 +142,7 @@ async fn changes_become_alerts() {
             outcome: Outcome::Mismatched,
             latency_ms: Some(10),
             skew_clamped: false,
+            refile: false,
         },
         Change::Duplicate {
             first_seen: crate::event::Timestamp(0),

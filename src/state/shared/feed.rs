@@ -144,6 +144,7 @@ fn entry(c: &Change) -> Option<Entry> {
             outcome,
             latency_ms,
             skew_clamped,
+            refile: _,
         } => Entry::Judged {
             s: s(session),
             f: Some(first_seen.millis()),
@@ -160,6 +161,7 @@ fn entry(c: &Change) -> Option<Entry> {
             runner,
             org,
             dispatched_at,
+            refile: _,
         } => Entry::Overdue {
             s: s(session),
             f: Some(first_seen.millis()),
@@ -254,6 +256,9 @@ fn change(e: Entry, now: i64) -> Option<Change> {
             outcome: Outcome::ALL.into_iter().find(|x| x.as_str() == out)?,
             latency_ms: lat,
             skew_clamped: skew,
+            // The feed does not say which rows another replica's store wrote: every
+            // replica's store sets a judgement's dispatch columns again.
+            refile: true,
         },
         Entry::Overdue { s, f, r, o, at } => Change::Overdue {
             session: id(&s)?,
@@ -261,6 +266,7 @@ fn change(e: Entry, now: i64) -> Option<Change> {
             runner: runner(&r),
             org: o,
             dispatched_at: Timestamp(at),
+            refile: true,
         },
         Entry::OverdueResolved { s, r, o } => Change::OverdueResolved {
             session: id(&s)?,
@@ -570,6 +576,8 @@ mod tests {
                 outcome: Outcome::Late,
                 latency_ms: Some(70),
                 skew_clamped: true,
+                // What the feed's judgements always say (see `change`).
+                refile: true,
             },
             Change::Overdue {
                 session: id.clone(),
@@ -577,6 +585,7 @@ mod tests {
                 runner: Runner::Other,
                 org: org.clone(),
                 dispatched_at: Timestamp(7),
+                refile: true,
             },
             Change::OverdueResolved {
                 session: id.clone(),

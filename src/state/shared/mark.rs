@@ -103,6 +103,8 @@ pub fn decode(s: &str) -> Result<(u64, Mark), BadMark> {
         pending: runner(11)?,
         overdue: runner(12)?,
         duplicate: flag(13)?,
+        // Not kept: the feed's judgements always set the dispatch columns again.
+        refile: false,
         reclaims: num(14)?,
         orphan_claims: match f[15] {
             "-" => None,
@@ -184,6 +186,7 @@ mod tests {
                 pending,
                 overdue,
                 duplicate: flags[2],
+                refile: false,
                 reclaims,
                 orphan_claims,
                 settled_through: times[0],

@@ -508,7 +508,9 @@ fn decide(
         session.insert(r);
     }
     let version = l.mark.as_ref().map(|(v, _)| *v);
-    let mut mark = l.mark.map(|(_, m)| m);
+    // The shared marks do not keep which dispatch the rows were written with: every
+    // judgement made here sets a row's dispatch columns again, as the feed's do.
+    let mut mark = l.mark.map(|(_, m)| Mark { refile: true, ..m });
     let mut out = Vec::new();
     let mut first_dispatches = Vec::new();
     let mut taken = Vec::with_capacity(arrivals.len());
@@ -516,7 +518,10 @@ fn decide(
         taken.push(field.clone());
         let Some((rec, c)) = r else { continue };
         session.insert(rec);
-        let m = mark.get_or_insert_with(|| rules.new_mark(at));
+        let m = mark.get_or_insert_with(|| Mark {
+            refile: true,
+            ..rules.new_mark(at)
+        });
         let before = out.len();
         let org = (c.kind == EventKind::Dispatch)
             .then_some(c.name.as_deref())

@@ -1206,18 +1206,35 @@ async fn a_postgres_store_of_the_old_schema_migrates() {
     old_store_migrates(&db.url).await;
 }
 
+/// A judgement of `id` matched, as dispatched by `org` to `runner` at 10,000 + `n` ms, its row
+/// keyed as the dispatch's of [`row`]`(…, seen, …)`.
+fn judged(id: &str, org: &str, runner: Runner, n: i64, seen: i64) -> OutcomeRow {
+    OutcomeRow {
+        runner,
+        first_seen: row(id, org, seen, Outcome::Matched).first_seen,
+        ..row(id, org, n, Outcome::Matched)
+    }
+}
+
+/// The rows of `org` dispatched from 10,000 + `since` ms until 10,000 + `until`.
+fn of(org: &str, since: i64, until: i64) -> OutcomeFilter {
+    OutcomeFilter {
+        org: Some(org.into()),
+        since: Some(Timestamp(10_000 + since)),
+        until: Some(Timestamp(10_000 + until)),
+    }
+}
+
+/// A summary's go and ts dispatches, matched and pending.
+fn totals(t: Totals) -> (u64, u64, u64, u64) {
+    (t.dispatched.go, t.dispatched.ts, t.matched, t.pending)
+}
+
 /// A judgement's dispatch columns (org, runner, dispatch time) replace the row's where they
 /// differ, in a later commit or the same one as the dispatch, and filtered summaries follow
 /// them; a judgement that agrees changes only the outcome.
 async fn judgements_refile_their_rows(url: &str) {
     let store = Store::open(url).await.unwrap();
-    // Judged as dispatched at 10,000 + `n` ms, the row keyed as its dispatch's, received with
-    // line `seen`.
-    let judged = |id: &str, org: &str, runner: Runner, n: i64, seen: i64| OutcomeRow {
-        runner,
-        first_seen: row(id, org, seen, Outcome::Matched).first_seen,
-        ..row(id, org, n, Outcome::Matched)
-    };
     store
         .commit(&Commit {
             outcomes: vec![
@@ -1240,12 +1257,6 @@ async fn judgements_refile_their_rows(url: &str) {
         })
         .await
         .unwrap();
-    let of = |org: &str, since: i64, until: i64| OutcomeFilter {
-        org: Some(org.into()),
-        since: Some(Timestamp(10_000 + since)),
-        until: Some(Timestamp(10_000 + until)),
-    };
-    let totals = |t: Totals| (t.dispatched.go, t.dispatched.ts, t.matched, t.pending);
     assert_eq!(
         totals(store.summary(&of("o1", 0, 100)).await.unwrap()),
         (1, 0, 1, 0)
@@ -1270,11 +1281,6 @@ async fn judgements_refile_their_rows(url: &str) {
 /// wrote is refiled, whichever of its judgements came last.
 async fn judgements_as_dispatched_write_the_outcome_only(url: &str) {
     let store = Store::open(url).await.unwrap();
-    let judged = |id: &str, org: &str, runner: Runner, n: i64, seen: i64| OutcomeRow {
-        runner,
-        first_seen: row(id, org, seen, Outcome::Matched).first_seen,
-        ..row(id, org, n, Outcome::Matched)
-    };
     store
         .commit(&Commit {
             outcomes: vec![
@@ -1300,12 +1306,6 @@ async fn judgements_as_dispatched_write_the_outcome_only(url: &str) {
         })
         .await
         .unwrap();
-    let of = |org: &str, since: i64, until: i64| OutcomeFilter {
-        org: Some(org.into()),
-        since: Some(Timestamp(10_000 + since)),
-        until: Some(Timestamp(10_000 + until)),
-    };
-    let totals = |t: Totals| (t.dispatched.go, t.dispatched.ts, t.matched, t.pending);
     // "kept": judged, still o1's go dispatch at 1.
     assert_eq!(
         totals(store.summary(&of("o1", 0, 100)).await.unwrap()),

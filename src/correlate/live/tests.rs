@@ -733,61 +733,49 @@ fn a_judgement_refiles_only_when_its_dispatch_may_have_changed() {
         org: Some("org_b".into()),
         ..e
     };
-    let claim = (ev(Claim, "s", Go, 3, "g1"), o(0, 9));
+    let go = |s| ev(Dispatch, "s", Go, s, "-");
+    let claim = || (ev(Claim, "s", Go, 3, "g1"), o(0, 9));
     let t = |s: i64| Timestamp(T0 + s * SEC);
-    // One dispatch: the columns it was written with.
-    assert_eq!(
-        judged_dispatch(vec![
-            (ev(Dispatch, "s", Go, 0, "-"), o(0, 1)),
-            claim.clone()
-        ]),
-        Some((Some("org_a".into()), Go, t(0), false))
-    );
-    // A second, earlier dispatch: judged on it, so the row's columns move.
-    assert_eq!(
-        judged_dispatch(vec![
-            (ev(Dispatch, "s", Go, 1, "-"), o(0, 1)),
-            (org_b(ev(Dispatch, "s", Ts, 0, "-")), o(0, 2)),
-            (ev(Claim, "s", Ts, 3, "t1"), o(0, 9)),
-        ]),
-        Some((Some("org_b".into()), Ts, t(0), true))
-    );
-    // A second, later dispatch: judged on the first, but the dispatch was not alone.
-    assert_eq!(
-        judged_dispatch(vec![
-            (ev(Dispatch, "s", Go, 0, "-"), o(0, 1)),
-            (ev(Dispatch, "s", Go, 1, "-"), o(0, 2)),
-            claim.clone(),
-        ]),
-        Some((Some("org_a".into()), Go, t(0), true))
-    );
-    // The same dispatch again from an earlier origin naming another org: its org now.
-    assert_eq!(
-        judged_dispatch(vec![
-            (ev(Dispatch, "s", Go, 0, "-"), o(1, 1)),
-            (org_b(ev(Dispatch, "s", Go, 0, "-")), o(0, 1)),
-            claim.clone(),
-        ]),
-        Some((Some("org_b".into()), Go, t(0), true))
-    );
-    // ... from an earlier origin naming the same org, or from a later one naming another:
-    // nothing the row holds changed.
-    assert_eq!(
-        judged_dispatch(vec![
-            (ev(Dispatch, "s", Go, 0, "-"), o(1, 1)),
-            (ev(Dispatch, "s", Go, 0, "-"), o(0, 1)),
-            claim.clone(),
-        ]),
-        Some((Some("org_a".into()), Go, t(0), false))
-    );
-    assert_eq!(
-        judged_dispatch(vec![
-            (ev(Dispatch, "s", Go, 0, "-"), o(0, 1)),
-            (org_b(ev(Dispatch, "s", Go, 0, "-")), o(1, 1)),
-            claim,
-        ]),
-        Some((Some("org_a".into()), Go, t(0), false))
-    );
+    let (org_a, org_b_) = (Some("org_a".to_owned()), Some("org_b".to_owned()));
+    let cases = [
+        // One dispatch: the columns it was written with.
+        (
+            vec![(go(0), o(0, 1)), claim()],
+            (org_a.clone(), Go, t(0), false),
+        ),
+        // A second, earlier dispatch: judged on it, so the row's columns move.
+        (
+            vec![
+                (go(1), o(0, 1)),
+                (org_b(ev(Dispatch, "s", Ts, 0, "-")), o(0, 2)),
+                (ev(Claim, "s", Ts, 3, "t1"), o(0, 9)),
+            ],
+            (org_b_.clone(), Ts, t(0), true),
+        ),
+        // A second, later dispatch: judged on the first, but the dispatch was not alone.
+        (
+            vec![(go(0), o(0, 1)), (go(1), o(0, 2)), claim()],
+            (org_a.clone(), Go, t(0), true),
+        ),
+        // The same dispatch again from an earlier origin naming another org: its org now.
+        (
+            vec![(go(0), o(1, 1)), (org_b(go(0)), o(0, 1)), claim()],
+            (org_b_, Go, t(0), true),
+        ),
+        // ... from an earlier origin naming the same org, or from a later one naming another:
+        // nothing the row holds changed.
+        (
+            vec![(go(0), o(1, 1)), (go(0), o(0, 1)), claim()],
+            (org_a.clone(), Go, t(0), false),
+        ),
+        (
+            vec![(go(0), o(0, 1)), (org_b(go(0)), o(1, 1)), claim()],
+            (org_a, Go, t(0), false),
+        ),
+    ];
+    for (i, (events, want)) in cases.into_iter().enumerate() {
+        assert_eq!(judged_dispatch(events), Some(want), "case {i}");
+    }
 }
 
 /// An overdue session's write says the same: `refile` once a second dispatch came.

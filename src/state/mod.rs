@@ -58,7 +58,7 @@ pub struct Delivery {
     pub now: Timestamp,
     /// Whether the source has more to read right away (a source catching up is never idle);
     /// `None` when unknown: a replay of stored lines, and only then (the local state then
-    /// knows an earlier run wrote the sessions' outcome rows: `LiveCorrelator::replayed`).
+    /// knows an earlier run wrote the sessions' outcome rows: `Live::replayed`).
     pub backlog: Option<bool>,
     /// The batch's events in the order the source delivered them, each with its origin.
     pub events: Vec<(Event, Origin)>,

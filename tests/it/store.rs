@@ -285,16 +285,14 @@ async fn conformance(url: &str) {
 
     // Two session ids that differ only where one has NUL are one stored row: judged in one
     // commit, the later judgement wins (Postgres refuses a statement that updates a row twice).
-    store
-        .commit(&Commit {
-            outcomes: vec![
-                OutcomeWrite::Judged(row("nul\u{0}x", "o_nul", 9, Outcome::Matched)),
-                OutcomeWrite::Judged(row("nul\u{FFFD}x", "o_nul", 9, Outcome::Late)),
-            ],
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
+    commit_outcomes(
+        &store,
+        vec![
+            OutcomeWrite::Judged(row("nul\u{0}x", "o_nul", 9, Outcome::Matched)),
+            OutcomeWrite::Judged(row("nul\u{FFFD}x", "o_nul", 9, Outcome::Late)),
+        ],
+    )
+    .await;
     let nul = OutcomeFilter {
         org: Some("o_nul".into()),
         ..OutcomeFilter::default()
@@ -1216,17 +1214,28 @@ fn judged(id: &str, org: &str, runner: Runner, n: i64, seen: i64) -> OutcomeRow 
     }
 }
 
-/// The rows of `org` dispatched from 10,000 + `since` ms until 10,000 + `until`.
-fn of(org: &str, since: i64, until: i64) -> OutcomeFilter {
-    OutcomeFilter {
-        org: Some(org.into()),
-        since: Some(Timestamp(10_000 + since)),
-        until: Some(Timestamp(10_000 + until)),
-    }
+/// Commits `outcomes` alone.
+async fn commit_outcomes(store: &Store, outcomes: Vec<OutcomeWrite>) {
+    store
+        .commit(&Commit {
+            outcomes,
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
 }
 
-/// A summary's go and ts dispatches, matched and pending.
-fn totals(t: Totals) -> (u64, u64, u64, u64) {
+/// The go and ts dispatches, matched and pending of `org`'s rows dispatched from 10,000 +
+/// `since` ms until 10,000 + `until`.
+async fn org_totals(store: &Store, org: &str, since: i64, until: i64) -> (u64, u64, u64, u64) {
+    let t = store
+        .summary(&OutcomeFilter {
+            org: Some(org.into()),
+            since: Some(Timestamp(10_000 + since)),
+            until: Some(Timestamp(10_000 + until)),
+        })
+        .await
+        .unwrap();
     (t.dispatched.go, t.dispatched.ts, t.matched, t.pending)
 }
 
@@ -1235,44 +1244,28 @@ fn totals(t: Totals) -> (u64, u64, u64, u64) {
 /// them; a judgement that agrees changes only the outcome.
 async fn judgements_refile_their_rows(url: &str) {
     let store = Store::open(url).await.unwrap();
-    store
-        .commit(&Commit {
-            outcomes: vec![
-                OutcomeWrite::Dispatched(row("moved", "o1", 1, Outcome::Pending)),
-                OutcomeWrite::Dispatched(row("kept", "o1", 2, Outcome::Pending)),
-            ],
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
-    store
-        .commit(&Commit {
-            outcomes: vec![
-                OutcomeWrite::Judged(judged("moved", "o2", Runner::Ts, 50, 1)),
-                OutcomeWrite::Judged(judged("kept", "o1", Runner::Go, 2, 2)),
-                OutcomeWrite::Dispatched(row("same", "o1", 3, Outcome::Pending)),
-                OutcomeWrite::Judged(judged("same", "o3", Runner::Go, 3, 3)),
-            ],
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        totals(store.summary(&of("o1", 0, 100)).await.unwrap()),
-        (1, 0, 1, 0)
-    );
-    assert_eq!(
-        totals(store.summary(&of("o2", 50, 51)).await.unwrap()),
-        (0, 1, 1, 0)
-    );
-    assert_eq!(
-        totals(store.summary(&of("o2", 0, 50)).await.unwrap()),
-        (0, 0, 0, 0)
-    );
-    assert_eq!(
-        totals(store.summary(&of("o3", 3, 4)).await.unwrap()),
-        (1, 0, 1, 0)
-    );
+    commit_outcomes(
+        &store,
+        vec![
+            OutcomeWrite::Dispatched(row("moved", "o1", 1, Outcome::Pending)),
+            OutcomeWrite::Dispatched(row("kept", "o1", 2, Outcome::Pending)),
+        ],
+    )
+    .await;
+    commit_outcomes(
+        &store,
+        vec![
+            OutcomeWrite::Judged(judged("moved", "o2", Runner::Ts, 50, 1)),
+            OutcomeWrite::Judged(judged("kept", "o1", Runner::Go, 2, 2)),
+            OutcomeWrite::Dispatched(row("same", "o1", 3, Outcome::Pending)),
+            OutcomeWrite::Judged(judged("same", "o3", Runner::Go, 3, 3)),
+        ],
+    )
+    .await;
+    assert_eq!(org_totals(&store, "o1", 0, 100).await, (1, 0, 1, 0));
+    assert_eq!(org_totals(&store, "o2", 50, 51).await, (0, 1, 1, 0));
+    assert_eq!(org_totals(&store, "o2", 0, 50).await, (0, 0, 0, 0));
+    assert_eq!(org_totals(&store, "o3", 3, 4).await, (1, 0, 1, 0));
 }
 
 /// A judgement that knows its row's dispatch columns are its own (`JudgedAsDispatched`)
@@ -1281,50 +1274,34 @@ async fn judgements_refile_their_rows(url: &str) {
 /// wrote is refiled, whichever of its judgements came last.
 async fn judgements_as_dispatched_write_the_outcome_only(url: &str) {
     let store = Store::open(url).await.unwrap();
-    store
-        .commit(&Commit {
-            outcomes: vec![
-                OutcomeWrite::Dispatched(row("kept", "o1", 1, Outcome::Pending)),
-                OutcomeWrite::Dispatched(row("last", "o1", 2, Outcome::Pending)),
-                OutcomeWrite::Dispatched(row("first", "o1", 3, Outcome::Pending)),
-            ],
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
-    store
-        .commit(&Commit {
-            outcomes: vec![
-                OutcomeWrite::JudgedAsDispatched(judged("kept", "o2", Runner::Ts, 50, 1)),
-                OutcomeWrite::JudgedAsDispatched(judged("new", "o3", Runner::Ts, 60, 4)),
-                OutcomeWrite::JudgedAsDispatched(judged("last", "o2", Runner::Ts, 70, 2)),
-                OutcomeWrite::Judged(judged("last", "o2", Runner::Ts, 70, 2)),
-                OutcomeWrite::Judged(judged("first", "o2", Runner::Ts, 80, 3)),
-                OutcomeWrite::JudgedAsDispatched(judged("first", "o2", Runner::Ts, 80, 3)),
-            ],
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
+    commit_outcomes(
+        &store,
+        vec![
+            OutcomeWrite::Dispatched(row("kept", "o1", 1, Outcome::Pending)),
+            OutcomeWrite::Dispatched(row("last", "o1", 2, Outcome::Pending)),
+            OutcomeWrite::Dispatched(row("first", "o1", 3, Outcome::Pending)),
+        ],
+    )
+    .await;
+    commit_outcomes(
+        &store,
+        vec![
+            OutcomeWrite::JudgedAsDispatched(judged("kept", "o2", Runner::Ts, 50, 1)),
+            OutcomeWrite::JudgedAsDispatched(judged("new", "o3", Runner::Ts, 60, 4)),
+            OutcomeWrite::JudgedAsDispatched(judged("last", "o2", Runner::Ts, 70, 2)),
+            OutcomeWrite::Judged(judged("last", "o2", Runner::Ts, 70, 2)),
+            OutcomeWrite::Judged(judged("first", "o2", Runner::Ts, 80, 3)),
+            OutcomeWrite::JudgedAsDispatched(judged("first", "o2", Runner::Ts, 80, 3)),
+        ],
+    )
+    .await;
     // "kept": judged, still o1's go dispatch at 1.
-    assert_eq!(
-        totals(store.summary(&of("o1", 0, 100)).await.unwrap()),
-        (1, 0, 1, 0)
-    );
+    assert_eq!(org_totals(&store, "o1", 0, 100).await, (1, 0, 1, 0));
     // "new": inserted whole.
-    assert_eq!(
-        totals(store.summary(&of("o3", 60, 61)).await.unwrap()),
-        (0, 1, 1, 0)
-    );
+    assert_eq!(org_totals(&store, "o3", 60, 61).await, (0, 1, 1, 0));
     // "last" and "first": refiled, whichever judgement of theirs came last.
-    assert_eq!(
-        totals(store.summary(&of("o2", 70, 81)).await.unwrap()),
-        (0, 2, 2, 0)
-    );
-    assert_eq!(
-        totals(store.summary(&of("o2", 0, 70)).await.unwrap()),
-        (0, 0, 0, 0)
-    );
+    assert_eq!(org_totals(&store, "o2", 70, 81).await, (0, 2, 2, 0));
+    assert_eq!(org_totals(&store, "o2", 0, 70).await, (0, 0, 0, 0));
 }
 
 on_both_stores!(
@@ -1360,32 +1337,28 @@ async fn outcome_rows_are_one_per_life(url: &str) {
         first_seen: Timestamp(seen),
         total,
     };
-    store
-        .commit(&Commit {
-            outcomes: vec![
-                OutcomeWrite::Dispatched(life(first, Outcome::Pending)),
-                OutcomeWrite::Judged(life(first, Outcome::Late)),
-                duplicate(first, false),
-                reclaimed(first, 2),
-            ],
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
-    store
-        .commit(&Commit {
-            outcomes: vec![
-                OutcomeWrite::Dispatched(life(second, Outcome::Pending)),
-                // a replay of the first life's dispatch changes nothing
-                OutcomeWrite::Dispatched(life(first, Outcome::Pending)),
-                duplicate(second, true),
-                duplicate(none, true),
-                reclaimed(none, 9),
-            ],
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
+    commit_outcomes(
+        &store,
+        vec![
+            OutcomeWrite::Dispatched(life(first, Outcome::Pending)),
+            OutcomeWrite::Judged(life(first, Outcome::Late)),
+            duplicate(first, false),
+            reclaimed(first, 2),
+        ],
+    )
+    .await;
+    commit_outcomes(
+        &store,
+        vec![
+            OutcomeWrite::Dispatched(life(second, Outcome::Pending)),
+            // a replay of the first life's dispatch changes nothing
+            OutcomeWrite::Dispatched(life(first, Outcome::Pending)),
+            duplicate(second, true),
+            duplicate(none, true),
+            reclaimed(none, 9),
+        ],
+    )
+    .await;
     let totals = |t: Totals| {
         (
             t.dispatched.go,

@@ -1733,15 +1733,16 @@ fn outcome_groups(writes: &[OutcomeWrite]) -> OutcomeGroups<'_> {
             }
         }
     }
+    // The keys a refiling judgement wrote, by their index among the judgements (rarely any).
+    g.refiled = last_j
+        .into_values()
+        .filter(|&(_, refile)| refile)
+        .map(|(i, _)| g.judged[i].clone())
+        .collect();
     // Keys are unique in each group: no order among equals to keep.
     g.dispatched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     g.judged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    g.refiled = g
-        .judged
-        .iter()
-        .filter(|(key, _)| last_j.get(key).is_some_and(|&(_, refile)| refile))
-        .cloned()
-        .collect();
+    g.refiled.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     g.duplicates = duplicates.into_iter().collect();
     g.reclaims = reclaims.into_iter().collect();
     g

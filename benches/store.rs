@@ -26,7 +26,7 @@ fn batch(n: usize, first: u32, offset: u64) -> Commit {
                 NewLine {
                     at: i,
                     line,
-                    session: Some(format!("ses_{line:016x}")),
+                    session: Some(format!("ses_{line:016x}").into()),
                     entry_id: None,
                 }
             })

@@ -156,6 +156,11 @@ impl SessionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id's text, without a copy.
+    pub fn into_name(self) -> Name {
+        self.0
+    }
 }
 
 impl fmt::Display for SessionId {

@@ -24,7 +24,7 @@ use sqlx::sqlite::{
 };
 
 use crate::correlate::Outcome;
-use crate::event::{FindingKind, Runner, Timestamp};
+use crate::event::{FindingKind, Name, Runner, Timestamp};
 use crate::report::Totals;
 use crate::sources::batch::LineBuf;
 use crate::sources::file::Checkpoint;
@@ -125,7 +125,8 @@ pub struct NewLine {
     /// Its index in the batch's buffer.
     pub at: usize,
     pub line: u32,
-    pub session: Option<String>,
+    /// Inline up to 24 bytes: a `String` was an allocation for every stored line.
+    pub session: Option<Name>,
     pub entry_id: Option<String>,
 }
 
@@ -140,7 +141,7 @@ impl From<StoredLine> for NewLines {
             rows: vec![NewLine {
                 at: 0,
                 line: l.line,
-                session: l.session,
+                session: l.session.map(Name::from),
                 entry_id: l.entry_id,
             }],
         }
@@ -1140,9 +1141,12 @@ impl Store {
                                         .push_bind(r.outcome.as_str())
                                         .push_bind(r.latency_ms)
                                         .push_bind(i32::from(r.skew_clamped))
-                                        .push_bind(0i32)
-                                        .push_bind(0i32)
-                                        .push_bind(0i32);
+                                        // duplicate, duplicate_cross, reclaims: no row is
+                                        // inserted marked (the marks and totals are updates),
+                                        // so literals, not three binds per row.
+                                        .push("0")
+                                        .push("0")
+                                        .push("0");
                                 });
                                 insert.push(on_conflict);
                                 run!(Stmt::Built(insert));

@@ -463,6 +463,8 @@ pub struct Store {
     healing: Arc<tokio::sync::Mutex<()>>,
     /// The row count each multi-row write had last time: see [`Chunking`].
     last_rows: Arc<[std::sync::atomic::AtomicUsize; Write::COUNT]>,
+    /// The texts of the largest multi-row statements, built once.
+    texts: Arc<Texts>,
     /// A SQLite store's WAL checkpoints, run on a task of their own (`checkpointer.rs`).
     checkpointer: Option<Arc<checkpointer::Checkpointer>>,
     /// A SQLite store's connection for commits, held between them. In WAL mode a connection
@@ -878,6 +880,7 @@ impl Store {
             sqlite,
             healing: Arc::new(tokio::sync::Mutex::new(())),
             last_rows: Arc::new(Default::default()),
+            texts: Arc::default(),
             checkpointer: None,
             writer: Arc::default(),
             source_ids: Arc::default(),
@@ -1021,7 +1024,7 @@ impl Store {
         let (mut ids, unknown) = self.source_ids_of(cs);
         // The statements of every commit, in `$tx`: a transaction of either backend.
         macro_rules! write_commits {
-            ($tx:ident) => {{
+            ($tx:ident, $db:ty) => {{
                 if postgres {
                     // Held until this transaction ends: see `open`.
                     sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
@@ -1062,18 +1065,24 @@ impl Store {
                             })
                             .collect();
                         for rows in chunks(&lines, Write::Events, &self.last_rows) {
-                            let mut insert = sqlx::QueryBuilder::new(insert_verb);
-                            insert.push(INSERT_EVENTS);
-                            insert.push_values(rows, |mut b, &(source, batch, l)| {
-                                b.push_bind(batch.received_at.millis())
-                                    .push_bind(source)
-                                    .push_bind(i64::from(l.line))
-                                    .push_bind(l.session.as_deref().map(text))
-                                    .push_bind(l.entry_id.as_deref().map(text))
-                                    .push_bind(runtime_str(batch.default_runtime))
-                                    .push_bind(batch.buf.get(l.at).unwrap_or_default());
+                            let sql = self.texts.get(Write::Events, rows.len(), postgres, || {
+                                values_text(insert_verb, INSERT_EVENTS, &EVENT_ROW, rows.len(), "", postgres)
                             });
-                            run!(Stmt::Built(insert));
+                            let values = (|| {
+                                let mut args = <$db as sqlx::Database>::Arguments::default();
+                                sqlx::Arguments::reserve(&mut args, rows.len() * EVENT_ROW.len(), 0);
+                                for &(source, batch, l) in rows {
+                                    sqlx::Arguments::add(&mut args, batch.received_at.millis())?;
+                                    sqlx::Arguments::add(&mut args, source)?;
+                                    sqlx::Arguments::add(&mut args, i64::from(l.line))?;
+                                    sqlx::Arguments::add(&mut args, l.session.as_deref().map(text))?;
+                                    sqlx::Arguments::add(&mut args, l.entry_id.as_deref().map(text))?;
+                                    sqlx::Arguments::add(&mut args, runtime_str(batch.default_runtime))?;
+                                    sqlx::Arguments::add(&mut args, batch.buf.get(l.at).unwrap_or_default())?;
+                                }
+                                Ok(args)
+                            })();
+                            run!(Stmt::Texted(sql, values));
                         }
                         if let Some(cp) = &c.position {
                             if cp.forget {
@@ -1130,26 +1139,25 @@ impl Store {
                             (&groups.judged, Write::Judged, OUTCOME_JUDGE),
                         ] {
                             for rows in chunks(rows, write, &self.last_rows) {
-                                let mut insert = sqlx::QueryBuilder::new(insert_verb);
-                                insert.push(INSERT_OUTCOMES);
-                                insert.push_values(rows, |mut b, ((_, session), r)| {
-                                    b.push_bind(r.first_seen.millis())
-                                        .push_bind(session.clone())
-                                        .push_bind(r.org.as_deref().map(text))
-                                        .push_bind(r.runner.as_str())
-                                        .push_bind(r.dispatched_at.millis())
-                                        .push_bind(r.outcome.as_str())
-                                        .push_bind(r.latency_ms)
-                                        .push_bind(i32::from(r.skew_clamped))
-                                        // duplicate, duplicate_cross, reclaims: no row is
-                                        // inserted marked (the marks and totals are updates),
-                                        // so literals, not three binds per row.
-                                        .push("0")
-                                        .push("0")
-                                        .push("0");
+                                let sql = self.texts.get(write, rows.len(), postgres, || {
+                                    values_text(insert_verb, INSERT_OUTCOMES, &OUTCOME_ROW, rows.len(), on_conflict, postgres)
                                 });
-                                insert.push(on_conflict);
-                                run!(Stmt::Built(insert));
+                                let values = (|| {
+                                    let mut args = <$db as sqlx::Database>::Arguments::default();
+                                    sqlx::Arguments::reserve(&mut args, rows.len() * OUTCOME_ROW.len(), 0);
+                                    for ((_, session), r) in rows {
+                                        sqlx::Arguments::add(&mut args, r.first_seen.millis())?;
+                                        sqlx::Arguments::add(&mut args, session.clone())?;
+                                        sqlx::Arguments::add(&mut args, r.org.as_deref().map(text))?;
+                                        sqlx::Arguments::add(&mut args, r.runner.as_str())?;
+                                        sqlx::Arguments::add(&mut args, r.dispatched_at.millis())?;
+                                        sqlx::Arguments::add(&mut args, r.outcome.as_str())?;
+                                        sqlx::Arguments::add(&mut args, r.latency_ms)?;
+                                        sqlx::Arguments::add(&mut args, i32::from(r.skew_clamped))?;
+                                    }
+                                    Ok(args)
+                                })();
+                                run!(Stmt::Texted(sql, values));
                             }
                         }
                         for rows in chunks(&groups.refiled, Write::Refiled, &self.last_rows) {
@@ -1221,6 +1229,10 @@ impl Store {
                         let ran = match stmt {
                             Stmt::Built(mut q) => q.build().execute(&mut **tx).await,
                             Stmt::Plain(q) => q.execute(&mut **tx).await,
+                            Stmt::Texted(sql, Ok(args)) => {
+                                sqlx::query_with(&sql, args).execute(&mut **tx).await
+                            }
+                            Stmt::Texted(_, Err(e)) => Err(sqlx::Error::Encode(e)),
                         };
                         if let Err(e) = ran {
                             // The statements built after it are never run.
@@ -1237,7 +1249,7 @@ impl Store {
         match &self.pool() {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                write_commits!(tx);
+                write_commits!(tx, sqlx::Postgres);
                 tx.commit().await?;
             }
             Pool::Sqlite(pool) => {
@@ -1251,7 +1263,7 @@ impl Store {
                 let landed: Result<(), StoreError> = async {
                     use sqlx::Connection;
                     let mut tx = conn.begin().await?;
-                    write_commits!(tx);
+                    write_commits!(tx, sqlx::Sqlite);
                     tx.commit().await?;
                     Ok(())
                 }
@@ -1587,6 +1599,95 @@ const BUILT_AHEAD: usize = 4;
 enum Stmt<'q, DB: sqlx::Database> {
     Built(sqlx::QueryBuilder<'q, DB>),
     Plain(sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>),
+    /// A text from [`Texts`] and its rows' values (or the error binding one of them gave).
+    Texted(
+        Arc<str>,
+        Result<<DB as sqlx::Database>::Arguments<'q>, sqlx::error::BoxDynError>,
+    ),
+}
+
+/// The texts of a commit's largest multi-row writes (events, outcome inserts), by write, row
+/// count and backend, each built once. Built through `QueryBuilder` for every statement, each
+/// of a 512-row insert's thousands of placeholders and separators went through `write!`
+/// (`core::fmt::write` was 2 % of a tail run's samples), for a text the connection's statement
+/// cache then looked up to find the statement it had prepared for the same text before.
+#[derive(Debug, Default)]
+struct Texts(std::sync::Mutex<rustc_hash::FxHashMap<(usize, usize, bool), Arc<str>>>);
+
+impl Texts {
+    /// Texts kept at most (each a few to 25 kB): past it, all are dropped and built again.
+    /// The chunking makes a few row counts per write (`chunks`), so this is never reached
+    /// in a steady run.
+    const CAP: usize = 64;
+
+    /// The text of `write` for `rows` rows, made by `make` if it is not kept yet.
+    fn get(
+        &self,
+        write: Write,
+        rows: usize,
+        postgres: bool,
+        make: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        let key = (write as usize, rows, postgres);
+        let mut texts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = texts.get(&key) {
+            return Arc::clone(t);
+        }
+        if texts.len() >= Self::CAP {
+            texts.clear();
+        }
+        let t: Arc<str> = make().into();
+        texts.insert(key, Arc::clone(&t));
+        t
+    }
+}
+
+/// The values of one `events` row (see [`values_text`]).
+const EVENT_ROW: [&str; 7] = ["?"; 7];
+
+/// The values of one `outcomes` row: duplicate, duplicate_cross and reclaims are `0` as
+/// literals (no row is inserted marked: marks and totals are updates), not three binds a row.
+const OUTCOME_ROW: [&str; 11] = ["?", "?", "?", "?", "?", "?", "?", "?", "0", "0", "0"];
+
+/// `verb`, `into`, then `VALUES` and `rows` tuples of `row`, then `tail` — the text
+/// `QueryBuilder::push_values` writes: in `row`, `?` is a bind (`$1`, `$2`… on Postgres),
+/// anything else is written as it is.
+fn values_text(
+    verb: &str,
+    into: &str,
+    row: &[&str],
+    rows: usize,
+    tail: &str,
+    postgres: bool,
+) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(
+        verb.len() + into.len() + tail.len() + 8 + rows * (row.len() * 8 + 4),
+    );
+    sql.push_str(verb);
+    sql.push_str(into);
+    sql.push_str("VALUES ");
+    let mut bound = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for (i, col) in row.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            if *col == "?" && postgres {
+                bound += 1;
+                let _ = write!(sql, "${bound}");
+            } else {
+                sql.push_str(col);
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
 }
 
 /// Source names as stored, and their ids in `sources`.
@@ -1884,6 +1985,60 @@ mod tests {
         );
         assert_eq!(lens(0, Write::Events), Vec::<usize>::new());
         assert_eq!(lens(0, Write::Events), Vec::<usize>::new());
+    }
+
+    /// A kept text is the one `QueryBuilder::push_values` writes for the same rows, on either
+    /// backend (Postgres numbers its binds on across rows; literals take no number).
+    #[test]
+    fn values_texts_are_what_the_query_builder_writes() {
+        fn built<DB: sqlx::Database>(row: &[&str], rows: usize, tail: &str) -> String
+        where
+            i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        {
+            let mut q = sqlx::QueryBuilder::<DB>::new(INSERT_SQLITE);
+            q.push(INSERT_OUTCOMES);
+            q.push_values(0..rows, |mut b, _| {
+                for col in row {
+                    match *col {
+                        "?" => b.push_bind(7i64),
+                        literal => b.push(literal),
+                    };
+                }
+            });
+            q.push(tail);
+            q.sql().to_owned()
+        }
+        for (row, tail) in [
+            (&EVENT_ROW[..], ""),
+            (&OUTCOME_ROW[..], OUTCOME_KEEP),
+            (&OUTCOME_ROW[..], OUTCOME_JUDGE),
+        ] {
+            for rows in [1, 2, 3, 512] {
+                let text = |pg| values_text(INSERT_SQLITE, INSERT_OUTCOMES, row, rows, tail, pg);
+                assert_eq!(text(false), built::<sqlx::Sqlite>(row, rows, tail));
+                assert_eq!(text(true), built::<sqlx::Postgres>(row, rows, tail));
+            }
+        }
+        assert!(values_text("", "", &OUTCOME_ROW, 2, "", true).ends_with("$15, $16, 0, 0, 0)"));
+    }
+
+    /// The kept texts stay few: past [`Texts::CAP`] they are dropped, and each is still the
+    /// text of its write, row count and backend.
+    #[test]
+    fn kept_texts_are_bounded_and_keyed() {
+        let texts = Texts::default();
+        let make = |rows: usize, pg: bool| move || values_text("", "", &EVENT_ROW, rows, "", pg);
+        let first = texts.get(Write::Events, 3, false, make(3, false));
+        let again = texts.get(Write::Events, 3, false, || unreachable!("kept"));
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_ne!(texts.get(Write::Events, 3, true, make(3, true)), first);
+        assert_ne!(texts.get(Write::Judged, 3, false, || String::new()), first);
+        for rows in 0..200 {
+            let t = texts.get(Write::Dispatched, rows, false, make(rows, false));
+            assert_eq!(*t, *values_text("", "", &EVENT_ROW, rows, "", false));
+        }
+        let kept = texts.0.lock().map(|t| t.len()).unwrap_or(usize::MAX);
+        assert!(kept <= Texts::CAP, "{kept} texts kept");
     }
 
     /// Each statement that writes a row of `outcomes` by its key finds the row by the key's

@@ -2032,7 +2032,7 @@ mod tests {
         let again = texts.get(Write::Events, 3, false, || unreachable!("kept"));
         assert!(Arc::ptr_eq(&first, &again));
         assert_ne!(texts.get(Write::Events, 3, true, make(3, true)), first);
-        assert_ne!(texts.get(Write::Judged, 3, false, || String::new()), first);
+        assert_ne!(texts.get(Write::Judged, 3, false, String::new), first);
         for rows in 0..200 {
             let t = texts.get(Write::Dispatched, rows, false, make(rows, false));
             assert_eq!(*t, *values_text("", "", &EVENT_ROW, rows, "", false));

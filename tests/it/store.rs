@@ -12,6 +12,7 @@ use claimcheck::store::{
 };
 
 use crate::scratch_db::ScratchDb;
+use crate::support::commit_outcomes;
 
 fn line(session: &str, n: u32, raw: &[u8]) -> StoredLine {
     StoredLine {
@@ -1212,17 +1213,6 @@ fn judged(id: &str, org: &str, runner: Runner, n: i64, seen: i64) -> OutcomeRow 
         first_seen: row(id, org, seen, Outcome::Matched).first_seen,
         ..row(id, org, n, Outcome::Matched)
     }
-}
-
-/// Commits `outcomes` alone.
-async fn commit_outcomes(store: &Store, outcomes: Vec<OutcomeWrite>) {
-    store
-        .commit(&Commit {
-            outcomes,
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
 }
 
 /// The go and ts dispatches, matched and pending of `org`'s rows dispatched from 10,000 +

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use claimcheck::correlate::Outcome;
 use claimcheck::event::{Runner, Timestamp};
-use claimcheck::store::{Commit, OutcomeRow, OutcomeWrite, Store};
+use claimcheck::store::{OutcomeRow, OutcomeWrite, Store};
 
-use crate::support::{Server, claimcheck, free_port, http_get_status};
+use crate::support::{Server, claimcheck, commit_outcomes, free_port, http_get_status};
 
 const SESSIONS: i64 = 150_000;
 const ORGS: i64 = 50;
@@ -49,13 +49,7 @@ async fn filtered_summaries_stay_bounded_on_a_large_store() {
                 })
             })
             .collect();
-        store
-            .commit(&Commit {
-                outcomes,
-                ..Commit::default()
-            })
-            .await
-            .unwrap();
+        commit_outcomes(&store, outcomes).await;
     }
     drop(store);
 

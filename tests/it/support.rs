@@ -305,3 +305,17 @@ pub const SETTLED_KEYS: [&str; 9] = [
     "reclaims",
     "skew_clamped",
 ];
+
+/// Commits `outcomes` alone to `store`.
+pub async fn commit_outcomes(
+    store: &claimcheck::store::Store,
+    outcomes: Vec<claimcheck::store::OutcomeWrite>,
+) {
+    store
+        .commit(&claimcheck::store::Commit {
+            outcomes,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}

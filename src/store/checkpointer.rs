@@ -13,10 +13,19 @@
 //! `RESTART` checkpoint itself (everything copied, and no reader left in the WAL, so the next
 //! write starts it over). The WAL file then never holds much more than that bound (by one
 //! commit's pages); in the tail benchmark the passive checkpoints keep it under.
+//!
+//! The WAL index is read through a file opened once and never closed ([`Shm`]): a process's
+//! POSIX locks on a file all go with *any* close of it (<https://sqlite.org/howtocorrupt.html>,
+//! 2.2), and SQLite's connections hold theirs on this one. Opened and closed at each read,
+//! it left `serve` holding none, so the next process to open the store (an operator's
+//! `sqlite3`, a report) took it for unused and reset the index under `serve`, which died of
+//! `SIGBUS` touching it.
 
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc;
 
@@ -66,7 +75,7 @@ struct Counts {
 #[derive(Debug)]
 pub(super) struct Checkpointer {
     nudge: mpsc::Sender<()>,
-    shm: PathBuf,
+    shm: Arc<Shm>,
     /// Held by whoever runs a checkpoint: one at a time (a second would find SQLite's
     /// checkpoint lock taken, and do nothing).
     running: Arc<tokio::sync::Mutex<()>>,
@@ -92,11 +101,7 @@ impl Checkpointer {
         let (nudge, mut rx) = mpsc::channel(1);
         let counts = Arc::new(Counts::default());
         let running = Arc::new(tokio::sync::Mutex::new(()));
-        let shm = {
-            let mut p = db.into_os_string();
-            p.push("-shm");
-            PathBuf::from(p)
-        };
+        let shm = Arc::new(Shm::of(db));
         let task = tokio::spawn({
             let counts = counts.clone();
             let running = running.clone();
@@ -104,7 +109,8 @@ impl Checkpointer {
             let shm = shm.clone();
             async move {
                 while rx.recv().await.is_some() {
-                    let due = WalIndex::read(&shm)
+                    let due = shm
+                        .read()
                         .is_some_and(|w| w.frames.saturating_sub(w.copied) >= frames.checkpoint);
                     if !due {
                         continue;
@@ -131,7 +137,11 @@ impl Checkpointer {
     /// Before a commit: past [`RESTART_BYTES`] of frames, the WAL is made to start over before the
     /// commit goes on (the bound on its size when passive checkpoints fall behind).
     pub(super) async fn bound(&self) {
-        let over = || WalIndex::read(&self.shm).is_some_and(|w| w.frames >= self.frames.restart);
+        let over = || {
+            self.shm
+                .read()
+                .is_some_and(|w| w.frames >= self.frames.restart)
+        };
         if !over() {
             return;
         }
@@ -203,17 +213,62 @@ struct WalIndex {
     copied: u32,
 }
 
-impl WalIndex {
-    /// Read without SQLite's locks, so it may be torn mid-update: SQLite writes the header
-    /// twice for that, and a read whose two copies differ is skipped (the next nudge reads it
-    /// again). `None` too when there is no index (not WAL mode, or the file is gone).
-    fn read(shm: &std::path::Path) -> Option<WalIndex> {
-        use std::io::Read;
-        let mut head = [0u8; 100];
-        std::fs::File::open(shm).ok()?.read_exact(&mut head).ok()?;
-        WalIndex::parse(&head)
+/// A database's WAL index file (its path + `-shm`), read through files that stay open as long
+/// as the process runs: closing one would drop every lock this process's SQLite connections
+/// hold on the index (see the module's head). A store written back after its deletion has an
+/// index of its own, another file: each file is opened once, by identity.
+#[derive(Debug)]
+struct Shm {
+    path: PathBuf,
+    /// Each index file opened, with its device and inode.
+    files: Mutex<Vec<((u64, u64), File)>>,
+}
+
+impl Shm {
+    fn of(db: PathBuf) -> Shm {
+        let mut path = db.into_os_string();
+        path.push("-shm");
+        Shm {
+            path: PathBuf::from(path),
+            files: Mutex::new(Vec::new()),
+        }
     }
 
+    /// The index's header, read without SQLite's locks, so it may be torn mid-update: SQLite
+    /// writes the header twice for that, and a read whose two copies differ is skipped (the
+    /// next nudge reads it again). `None` too when there is no index (not WAL mode, or the
+    /// file is gone).
+    fn read(&self) -> Option<WalIndex> {
+        // A look at the path (no file opened) says which file it names now.
+        let meta = std::fs::metadata(&self.path).ok()?;
+        let id = (meta.dev(), meta.ino());
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if !files.iter().any(|(i, _)| *i == id) {
+            let file = File::open(&self.path).ok()?;
+            let m = file.metadata().ok()?;
+            // Kept even if the path changed in between: it is never closed either way.
+            files.push(((m.dev(), m.ino()), file));
+        }
+        let (_, file) = files.iter().find(|(i, _)| *i == id)?;
+        let mut head = [0u8; 100];
+        file.read_exact_at(&mut head, 0).ok()?;
+        WalIndex::parse(&head)
+    }
+}
+
+impl Drop for Shm {
+    /// The files stay open: the store's connections may outlive this (a pool closes them in
+    /// the background), and a close now would drop their locks while they still use the index.
+    /// One descriptor per index file a store opened, until the process exits.
+    fn drop(&mut self) {
+        let files = self.files.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (_, file) in files.drain(..) {
+            std::mem::forget(file);
+        }
+    }
+}
+
+impl WalIndex {
     /// The header is two identical 48-byte copies (native byte order): `isInit` at 12,
     /// `mxFrame` (the frames in the WAL) at 16; then the checkpoint information, whose
     /// `nBackfill` (the frames copied) is at 96.

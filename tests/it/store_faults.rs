@@ -436,3 +436,74 @@ async fn postgres_stopped_and_restarted() {
     pg.restart();
     assert_no_loss(&url, &sc.acked).await;
 }
+
+/// The POSIX locks process `pid` holds on the file whose inode is `ino` (`/proc/locks`).
+fn locks_on(pid: u32, ino: u64) -> usize {
+    let pid = pid.to_string();
+    let ino = ino.to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // `1: POSIX ADVISORY READ <pid> <major>:<minor>:<inode> <start> <end>`; a
+            // waiter's line has a `->` more, before the kind.
+            let f = if f.get(1) == Some(&"->") {
+                &f[1..]
+            } else {
+                &f[..]
+            };
+            f.get(1) == Some(&"POSIX")
+                && f.get(4) == Some(&pid.as_str())
+                && f.get(5).and_then(|id| id.rsplit(':').next()) == Some(ino.as_str())
+        })
+        .count()
+}
+
+/// Another process reading the store while serve writes it (an operator's `sqlite3`, a report):
+/// serve keeps its SQLite locks on the WAL index throughout, so the reader never takes the
+/// store for unused and resets the index under serve (which then died of SIGBUS touching it,
+/// or went on with an index that was not its own). A process's POSIX locks on a file go with
+/// any close of that file (<https://sqlite.org/howtocorrupt.html>, 2.2): serve held none once
+/// it had read the index's header itself, through a file it opened and closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_reading_the_store_never_resets_it_under_serve() {
+    use sqlx::Connection;
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let db = path.display().to_string();
+    let mut sc = Sidecar::start(dir.path(), &db);
+    let pid = sc.server.0.id();
+    let shm = dir.path().join("state.db-shm");
+    for round in 0..20 {
+        assert!(
+            sc.post(50, 0, Duration::from_secs(30)),
+            "round {round}: {}",
+            sc.log_text()
+        );
+        let ino = std::fs::metadata(&shm).unwrap().ino();
+        assert!(
+            locks_on(pid, ino) > 0,
+            "round {round}: serve holds no lock on its WAL index ({}); /proc/locks:\n{}",
+            shm.display(),
+            std::fs::read_to_string("/proc/locks").unwrap()
+        );
+        let mut reader = sqlx::SqliteConnection::connect(&format!("sqlite://{db}"))
+            .await
+            .unwrap();
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&mut reader)
+            .await
+            .unwrap();
+        reader.close().await.unwrap();
+        assert_eq!(stored as usize, sc.acked.len(), "round {round}");
+    }
+    assert!(
+        sc.server.0.try_wait().unwrap().is_none(),
+        "serve exited: {}",
+        sc.log_text()
+    );
+    sc.terminate();
+    assert_no_loss(&db, &sc.acked).await;
+}

@@ -1209,12 +1209,18 @@ fn probe_with(
     }
 }
 
-/// What a path that names nothing is: a dangling symlink, or missing.
+/// What a path found naming nothing is: a dangling symlink if a symlink is there whose
+/// target is still missing, else missing — also when something was put there since the look
+/// (a file created at once after a deletion, as a rotation does), which the next poll sees.
 fn gone(path: &Path) -> PathState {
-    if std::fs::symlink_metadata(path).is_ok() {
-        PathState::DanglingSymlink
-    } else {
-        PathState::Missing
+    match std::fs::symlink_metadata(path) {
+        Ok(m)
+            if m.file_type().is_symlink()
+                && std::fs::metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+        {
+            PathState::DanglingSymlink
+        }
+        _ => PathState::Missing,
     }
 }
 
@@ -1455,6 +1461,33 @@ mod tests {
             tail::open(p)
         });
         assert_eq!(state, PathState::DanglingSymlink);
+    }
+
+    /// A regular file made again at the path between the failed open and the look at what
+    /// is there (the test in `hostile_paths` once saw this): missing for that poll, never a
+    /// dangling symlink, which would warn of a state the path was never in.
+    #[test]
+    fn a_file_made_again_right_after_it_went_is_missing_not_a_dangling_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "a line\n").unwrap();
+        let (state, file) = probe_with(&path, |p| {
+            std::fs::remove_file(p)?;
+            let opened = tail::open(p);
+            std::fs::write(p, "a line\n")?;
+            opened
+        });
+        assert_eq!(state, PathState::Missing);
+        assert!(file.is_none());
+        assert_eq!(gone(&path), PathState::Missing);
+        // A symlink made in its place whose target exists is no dangling symlink either.
+        std::fs::remove_file(&path).unwrap();
+        let target = dir.path().join("target.log");
+        std::fs::write(&target, "a line\n").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert_eq!(gone(&path), PathState::Missing);
+        std::fs::remove_file(&target).unwrap();
+        assert_eq!(gone(&path), PathState::DanglingSymlink);
     }
 
     #[test]

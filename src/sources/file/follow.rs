@@ -688,11 +688,18 @@ impl Follower {
             fresh.push((path, file, size, id, source));
         }
         // A copy whose original was not truncated soon, or that went away unread, is a file
-        // of its own: read from its start (through its descriptor if it has no name).
+        // of its own: read from its start (through its descriptor if it has no name). One
+        // whose original was truncated since the last poll (no poll for a while: ingestion
+        // held back) waits for this poll's read of that file, which finds the truncation and
+        // reads the copy on from where the file was read; read from its start, it would
+        // repeat all that was.
         let released: Vec<FileId> = self
             .copies
             .iter()
-            .filter(|(id, p)| !named.contains(id) || now.saturating_sub(p.since) >= COPY_WAIT)
+            .filter(|(id, p)| {
+                !named.contains(id)
+                    || (now.saturating_sub(p.since) >= COPY_WAIT && !self.original_truncated(p))
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in released {
@@ -945,6 +952,13 @@ impl Follower {
         }
     }
 
+    /// Whether the followed file the pending copy `p` was found to be a copy of is truncated
+    /// now (no longer holds what was read of it).
+    fn original_truncated(&self, p: &Pending) -> bool {
+        p.of.and_then(|of| self.tailers.iter().find(|t| t.id() == of))
+            .is_some_and(|t| matches!(t.check(), Ok(Err(_))))
+    }
+
     /// The followed file `file` (of `size` bytes) is a copy of, if any, and the copy's size it
     /// was judged on: it starts with that file's head and ends with the bytes that file holds
     /// at the same place; or, when that file was just truncated, it holds what was read of it.
@@ -953,7 +967,7 @@ impl Follower {
         self.tailers
             .iter()
             .find(|t| {
-                if !tail::starts_with(file, t.head()).unwrap_or(false) {
+                if !tail::starts_with(file, &t.head_now()).unwrap_or(false) {
                     return false;
                 }
                 // Its bytes where the copy ends are read before it is checked: read after,
@@ -1004,7 +1018,7 @@ impl Follower {
             return false;
         };
         let prefix = |head: &[u8]| head.len() > start.len() && head.starts_with(&start);
-        self.tailers.iter().any(|t| prefix(t.head()))
+        self.tailers.iter().any(|t| prefix(&t.head_now()))
             || self
                 .known
                 .values()

@@ -227,6 +227,19 @@ impl Tailer {
         &self.head
     }
 
+    /// The file's first bytes as far as telling a copy of it goes: the head read, or, while
+    /// nothing is read yet (opened empty, or emptied and written again since), what the file
+    /// holds now, which its first read will hand out (a copy made before that read starts with
+    /// them, and read from its start as a new file would repeat every line of it).
+    pub fn head_now(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.read > 0 {
+            return std::borrow::Cow::Borrowed(&self.head);
+        }
+        read_at(&self.file, 0, HEAD).map_or(std::borrow::Cow::Borrowed(&self.head[..]), |h| {
+            std::borrow::Cow::Owned(h)
+        })
+    }
+
     /// Lines before this were handed out.
     pub fn committed(&self) -> u64 {
         self.committed

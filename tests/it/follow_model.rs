@@ -39,8 +39,7 @@ enum Op {
     /// Two copytruncates with `n` lines written between them, no poll in between.
     CopyTruncateTwice(u8),
     /// copy to a rotated name, a poll (which finds the copy beside its original), then the
-    /// truncate: a slow copytruncate. Replayed in `sequences_that_failed_once` only: drawn at
-    /// random it also finds a race left open (see `sequences_that_failed_once`).
+    /// truncate: a slow copytruncate.
     CopyPollTruncate,
     /// A copy shorter than what is read of its original by the time it is truncated, seen
     /// only after that (made just before a poll's read, truncated just after it): copied
@@ -83,6 +82,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..4).prop_map(Op::RenameCreate),
         2 => (0u8..3).prop_map(Op::CopyTruncate),
         1 => (0u8..3).prop_map(Op::CopyTruncateTwice),
+        1 => Just(Op::CopyPollTruncate),
         1 => (1u8..3, any::<bool>()).prop_map(|(n, restart)| Op::ShortCopy(n, restart)),
         1 => any::<bool>().prop_map(Op::CopyTruncateInPoll),
         1 => any::<bool>().prop_map(Op::CopyTruncateWhileJudged),
@@ -799,6 +799,18 @@ fn sequences_that_failed_once() {
                 Op::CopyPollTruncate,
             ],
         ),
+        // the same after the file was emptied and written again with the same header: the
+        // copy starts with the head that was read, but holds none of what was read
+        (
+            1,
+            1000,
+            vec![
+                Op::Append(1),
+                Op::Partial,
+                Op::RewriteSameHead,
+                Op::CopyPollTruncate,
+            ],
+        ),
         // the same at the first poll: the file and its copy found by one scan, and no poll
         // again before the copy's wait ran out (the truncate unnoticed by then: it was read
         // from its start as a file of its own)
@@ -807,12 +819,20 @@ fn sequences_that_failed_once() {
             1000,
             vec![Op::Append(1), Op::CopyPollTruncate, Op::Advance(2)],
         ),
-        // Left open: a second copytruncate within one poll interval of the first (Partial,
-        // CopyTruncate(0), Append(1), CopyPollTruncate with a read limit of 64 bytes). The
-        // second copy is judged while the followed file's first truncation is not noticed
-        // yet, against what was read before it, and read from its start as a new file; the
-        // file, read again from its start once the truncation is noticed, repeats its lines.
-
+        // a second copytruncate within one poll's interval of the first: the second copy
+        // was judged while the first truncation was not noticed yet, against what was read
+        // before it, and read from its start as a new file; the file, read again from its
+        // start once the truncation was noticed, repeated its lines
+        (
+            1,
+            64,
+            vec![
+                Op::Partial,
+                Op::CopyTruncate(0),
+                Op::Append(1),
+                Op::CopyPollTruncate,
+            ],
+        ),
         // found by the random test in a clean-clone CI run: a partial line, copytruncate,
         // the copy deleted, the file renamed and created again, a restart
         (

@@ -138,6 +138,9 @@ struct Pending {
     /// The followed file it is a copy of; `None` while it is too short to tell (empty, or a
     /// prefix of a followed file's head: maybe a copy seen while it is being written).
     of: Option<FileId>,
+    /// A copy of what that file holds since a truncation its tailer had not noticed when
+    /// the copy was found: that truncation is not the copy's, the next one is.
+    of_the_rest: bool,
     size: u64,
     file: File,
     since: Duration,
@@ -543,12 +546,20 @@ impl Follower {
             .copies
             .iter()
             .filter(|(c, p)| {
-                p.of == Some(id)
+                (p.of == Some(id) && !p.of_the_rest)
                     || short.contains(c)
                     || (p.of.is_none() && is_copy(&p.file, p.size, old))
             })
             .map(|(c, p)| (*c, p.path.clone(), p.source))
             .collect();
+        // Copies of what it held since this truncation are now copies of it as it is: theirs
+        // is its next truncation, and their wait for it starts now.
+        for p in self.copies.values_mut() {
+            if p.of == Some(id) && p.of_the_rest {
+                p.of_the_rest = false;
+                p.since = now;
+            }
+        }
         let mut continued = false;
         for (cid, cpath, csource) in pending {
             self.copies.remove(&cid);
@@ -886,16 +897,17 @@ impl Follower {
                     }
                     started => started,
                 }
-            } else if let Some((of, size)) = self.copy_of(&file, size) {
+            } else if let Some((of, size, of_the_rest)) = self.copy_of(&file, size) {
                 // A copy of a followed file (copytruncate's first step) waits for it to be
                 // truncated.
-                tracing::debug!(path = %path.display(), "a copy of a followed file: read once that file is truncated");
+                tracing::debug!(path = %path.display(), of_the_rest, "a copy of a followed file: read once that file is truncated");
                 self.copies.insert(
                     id,
                     Pending {
                         path: path.clone(),
                         source,
                         of: Some(of),
+                        of_the_rest,
                         size,
                         file,
                         since: now,
@@ -915,6 +927,7 @@ impl Follower {
                         path: path.clone(),
                         source,
                         of: None,
+                        of_the_rest: false,
                         size,
                         file,
                         since: now,
@@ -959,50 +972,78 @@ impl Follower {
             .is_some_and(|t| matches!(t.check(), Ok(Err(_))))
     }
 
-    /// The followed file `file` (of `size` bytes) is a copy of, if any, and the copy's size it
-    /// was judged on: it starts with that file's head and ends with the bytes that file holds
-    /// at the same place; or, when that file was just truncated, it holds what was read of it.
-    fn copy_of(&self, file: &File, size: u64) -> Option<(FileId, u64)> {
-        let mut judged = size;
-        self.tailers
-            .iter()
-            .find(|t| {
-                if !tail::starts_with(file, &t.head_now()).unwrap_or(false) {
-                    return false;
+    /// The followed file `file` (of `size` bytes) is a copy of, if any, the copy's size it
+    /// was judged on, and whether it is a copy of what that file holds since a truncation
+    /// not noticed yet: it starts with that file's head and ends with the bytes that file
+    /// holds at the same place; or, when that file was just truncated, it holds what was read
+    /// of it, or what the file holds now ([`Follower::copy_of_the_rest`]).
+    fn copy_of(&self, file: &File, size: u64) -> Option<(FileId, u64, bool)> {
+        self.tailers.iter().find_map(|t| {
+            if !tail::starts_with(file, &t.head_now()).unwrap_or(false) {
+                return self
+                    .copy_of_the_rest(t, file, size)
+                    .then_some((t.id(), size, true));
+            }
+            let mut judged = size;
+            // Its bytes where the copy ends are read before it is checked: read after,
+            // they could be of the file truncated since the check (none, or new ones),
+            // and the copy taken for a new file, read from its start.
+            let k = tail::TAIL.min(usize::try_from(size).unwrap_or(tail::TAIL));
+            let at = size - k as u64;
+            let theirs = t.bytes_at(at, k).ok();
+            self.meanwhile.run(Window::JudgingACopy);
+            let (copy, why) = match t.check() {
+                Ok(Ok(())) => {
+                    let mine = tail::read_at(file, at, k).ok();
+                    (mine.is_some() && mine == theirs, "its end differs from the file's")
                 }
-                // Its bytes where the copy ends are read before it is checked: read after,
-                // they could be of the file truncated since the check (none, or new ones),
-                // and the copy taken for a new file, read from its start.
-                let k = tail::TAIL.min(usize::try_from(size).unwrap_or(tail::TAIL));
-                let at = size - k as u64;
-                let theirs = t.bytes_at(at, k).ok();
-                self.meanwhile.run(Window::JudgingACopy);
-                let (copy, why) = match t.check() {
-                    Ok(Ok(())) => {
-                        let mine = tail::read_at(file, at, k).ok();
-                        (mine.is_some() && mine == theirs, "its end differs from the file's")
-                    }
-                    // Truncated since: a copy holds what was read.
-                    // Or one made at a line end it read, shorter than what was read.
-                    // Judged on its size now: copytruncate truncates once the copy is whole,
-                    // and the size probed before the check may be of a copy part written.
-                    Ok(Err(_)) => {
-                        judged = file.metadata().map_or(size, |m| m.len());
-                        (
-                            is_copy(file, judged, &t.checkpoint("")) || t.was_at(file, judged),
-                            "the file was truncated and it does not hold what was read of it",
-                        )
-                    }
-                    Err(_) => (false, "the file cannot be checked"),
-                };
-                if !copy {
-                    // A new file with a followed file's head read from its start repeats what
-                    // was read of that file if it was a copy after all: say why it was not.
-                    tracing::debug!(size, of = %t.path().display(), committed = t.committed(), why, "a new file with a followed file's head is not a copy of it");
+                // Truncated since: a copy holds what was read.
+                // Or one made at a line end it read, shorter than what was read.
+                // Judged on its size now: copytruncate truncates once the copy is whole,
+                // and the size probed before the check may be of a copy part written.
+                Ok(Err(_)) => {
+                    judged = file.metadata().map_or(size, |m| m.len());
+                    (
+                        is_copy(file, judged, &t.checkpoint("")) || t.was_at(file, judged),
+                        "the file was truncated and it does not hold what was read of it",
+                    )
                 }
-                copy
-            })
-            .map(|t| (t.id(), judged))
+                Err(_) => (false, "the file cannot be checked"),
+            };
+            if copy {
+                return Some((t.id(), judged, false));
+            }
+            // Truncated and written again with the same head since it was read.
+            if self.copy_of_the_rest(t, file, size) {
+                return Some((t.id(), size, true));
+            }
+            // A new file with a followed file's head read from its start repeats what was
+            // read of that file if it was a copy after all: say why it was not.
+            tracing::debug!(size, of = %t.path().display(), committed = t.committed(), why, "a new file with a followed file's head is not a copy of it");
+            None
+        })
+    }
+
+    /// Whether `file` (of `size` bytes) is a copy of what followed file `t` holds since a
+    /// truncation its tailer has not noticed yet (two copytruncates within one poll's
+    /// interval): it starts as that file does now and ends with the bytes it holds at the
+    /// same place. The tailer reads that file again from its start once it notices: read
+    /// from its start too, the copy would repeat its lines.
+    fn copy_of_the_rest(&self, t: &Tailer, file: &File, size: u64) -> bool {
+        if !matches!(t.check(), Ok(Err(_))) {
+            return false;
+        }
+        let Ok(head) = t.bytes_at(0, tail::HEAD) else {
+            return false;
+        };
+        if !tail::starts_with(file, &head).unwrap_or(false) {
+            return false;
+        }
+        let k = tail::TAIL.min(usize::try_from(size).unwrap_or(tail::TAIL));
+        let at = size - k as u64;
+        let theirs = t.bytes_at(at, k).ok();
+        let mine = tail::read_at(file, at, k).ok();
+        mine.is_some() && mine == theirs
     }
 
     /// Whether `file` (of `size` bytes) is shorter than the head of a followed file (or of a

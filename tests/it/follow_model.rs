@@ -140,6 +140,16 @@ fn line(seq: u64) -> String {
     format!("L{seq:08} {}\n", "x".repeat((seq * 7 % 23) as usize))
 }
 
+/// Truncates the file at `path` to nothing, as a writer's `truncate` does.
+fn empty(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn write(path: &Path, s: &str) {
     std::fs::OpenOptions::new()
         .create(true)
@@ -446,12 +456,7 @@ impl World {
                 }
                 // Their order is now the copy's.
                 self.truncated_into(i, to);
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&self.files[i].path)
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
+                empty(&self.files[i].path);
             }
             Op::CopyPollTruncate => {
                 let Some(i) = self.current else { return };
@@ -459,12 +464,7 @@ impl World {
                 std::fs::copy(&self.files[i].path, &to).unwrap();
                 self.poll(None);
                 self.truncated_into(i, to);
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&self.files[i].path)
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
+                empty(&self.files[i].path);
             }
             Op::CopyTruncateTwice(n) => {
                 self.apply(&Op::CopyTruncate(0));
@@ -488,12 +488,7 @@ impl World {
                 let done: BTreeSet<u64> = self.delivered.iter().copied().collect();
                 self.lose_undelivered(&after, &done);
                 self.files[i].seqs.clear();
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&self.files[i].path)
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
+                empty(&self.files[i].path);
                 std::fs::rename(&hidden, &to).unwrap();
                 self.copied_to(to, copied);
                 // The next poll sees it, or a restarted follower's first.
@@ -517,12 +512,7 @@ impl World {
                     // Into the file at `hidden` (its inode) when there is one.
                     std::fs::write(&hidden, std::fs::read(&live).unwrap()).unwrap();
                     std::fs::rename(&hidden, &to).unwrap();
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&live)
-                        .unwrap()
-                        .set_len(0)
-                        .unwrap();
+                    empty(&live);
                 });
             }
             Op::CopyTruncateWhileJudged(part) => {
@@ -543,12 +533,7 @@ impl World {
                 self.truncated_into(i, to.clone());
                 self.poll_with(None, Window::JudgingACopy, move || {
                     write(&to, std::str::from_utf8(&bytes[found..]).unwrap());
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&live)
-                        .unwrap()
-                        .set_len(0)
-                        .unwrap();
+                    empty(&live);
                 });
             }
             Op::CopyTruncateWhileRead(n) | Op::CopyTruncateWhileResumed(n) => {
@@ -578,12 +563,7 @@ impl World {
                 }
                 let act = std::sync::Arc::new(std::sync::Mutex::new(Some(move || {
                     std::fs::copy(&live, &to).unwrap();
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&live)
-                        .unwrap()
-                        .set_len(0)
-                        .unwrap();
+                    empty(&live);
                     write(&live, &again);
                 })));
                 let during = act.clone();
@@ -601,12 +581,7 @@ impl World {
                 let Some(i) = self.current else { return };
                 self.may_lose(i);
                 self.files[i].seqs.clear();
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&self.files[i].path)
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
+                empty(&self.files[i].path);
                 if matches!(op, Op::RewriteSameHead) {
                     write(&self.files[i].path.clone(), &header());
                     self.append(2);
@@ -1232,12 +1207,7 @@ fn copies_made_while_down_go_on_from_the_file_read_furthest() {
     // Copied (the longer one's copy scanned first) and truncated while down.
     for (from, to) in [(&long, "app.log.2"), (&short, "app.log.3")] {
         std::fs::copy(from, dir.path().join(to)).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(from)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        empty(from);
     }
     let cps: Vec<Checkpoint> = store.values().cloned().collect();
     let mut second = Follower::new(cfg, &cps);

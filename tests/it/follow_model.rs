@@ -16,6 +16,8 @@ use std::time::Duration;
 use claimcheck::sources::file::{Checkpoint, FileId, FollowConfig, Follower, Window};
 use proptest::prelude::*;
 
+use crate::support::empty;
+
 /// Every file starts with the same header, longer than the head that identifies a file: a
 /// new file at the path looks like the old one until its lines differ.
 fn header() -> String {
@@ -138,16 +140,6 @@ struct World {
 fn line(seq: u64) -> String {
     // Lengths vary, so reads end at every kind of boundary.
     format!("L{seq:08} {}\n", "x".repeat((seq * 7 % 23) as usize))
-}
-
-/// Truncates the file at `path` to nothing, as a writer's `truncate` does.
-fn empty(path: &Path) {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
 }
 
 fn write(path: &Path, s: &str) {

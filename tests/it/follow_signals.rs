@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::support::{
-    Server, append, claimcheck, dispatch, dispatched, free_port, http_get, until,
+    Server, append, claimcheck, dispatch, dispatched, empty, free_port, http_get, until,
 };
 
 /// The value of `name{labels}` in serve's metrics (0 when absent).
@@ -193,12 +193,7 @@ fn an_unfollowed_copytruncate_counts_the_bytes_it_lost_once() {
 
 fn copytruncate(path: &Path, to: &PathBuf) {
     std::fs::copy(path, to).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    empty(path);
 }
 
 /// Date-stamped files rolling over a glob, and a literal path rotated by rename: every series

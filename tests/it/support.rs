@@ -29,6 +29,17 @@ pub fn append(path: &Path, s: &str) {
         .unwrap();
 }
 
+/// Truncates the file at `path` to nothing in place, as a writer's `truncate` (or
+/// copytruncate's second step) does.
+pub fn empty(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 /// Polls `cond` until it holds (`true`) or `deadline` passes (`false`). Between polls it
 /// pauses 20 ms, which leaves a loaded machine's cores to the process under test: the pause is
 /// a poll interval, never what an outcome depends on.

@@ -243,13 +243,17 @@ impl Shm {
         let meta = std::fs::metadata(&self.path).ok()?;
         let id = (meta.dev(), meta.ino());
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if !files.iter().any(|(i, _)| *i == id) {
-            let file = File::open(&self.path).ok()?;
-            let m = file.metadata().ok()?;
-            // Kept even if the path changed in between: it is never closed either way.
-            files.push(((m.dev(), m.ino()), file));
-        }
-        let (_, file) = files.iter().find(|(i, _)| *i == id)?;
+        let at = match files.iter().position(|(i, _)| *i == id) {
+            Some(at) => at,
+            None => {
+                let file = File::open(&self.path).ok()?;
+                let m = file.metadata().ok()?;
+                // Kept even if the path changed in between: it is never closed either way.
+                files.push(((m.dev(), m.ino()), file));
+                files.iter().position(|(i, _)| *i == id)?
+            }
+        };
+        let (_, file) = &files[at];
         let mut head = [0u8; 100];
         file.read_exact_at(&mut head, 0).ok()?;
         WalIndex::parse(&head)

@@ -976,20 +976,22 @@ impl Follower {
     /// was judged on, and whether it is a copy of what that file holds since a truncation
     /// not noticed yet: it starts with that file's head and ends with the bytes that file
     /// holds at the same place; or, when that file was just truncated, it holds what was read
-    /// of it, or what the file holds now ([`Follower::copy_of_the_rest`]).
+    /// of it, or what the file holds now ([`holds_the_rest`]).
     fn copy_of(&self, file: &File, size: u64) -> Option<(FileId, u64, bool)> {
+        // The copy's last bytes are what is compared with the followed file's.
+        let k = tail::TAIL.min(usize::try_from(size).unwrap_or(tail::TAIL));
+        let at = size - k as u64;
         self.tailers.iter().find_map(|t| {
             if !tail::starts_with(file, &t.head_now()).unwrap_or(false) {
-                return self
-                    .copy_of_the_rest(t, file, size)
-                    .then_some((t.id(), size, true));
+                let theirs = t.bytes_at(at, k).ok();
+                let rest = matches!(t.check(), Ok(Err(_)))
+                    && holds_the_rest(t, file, at, k, theirs.as_deref());
+                return rest.then_some((t.id(), size, true));
             }
             let mut judged = size;
             // Its bytes where the copy ends are read before it is checked: read after,
             // they could be of the file truncated since the check (none, or new ones),
             // and the copy taken for a new file, read from its start.
-            let k = tail::TAIL.min(usize::try_from(size).unwrap_or(tail::TAIL));
-            let at = size - k as u64;
             let theirs = t.bytes_at(at, k).ok();
             self.meanwhile.run(Window::JudgingACopy);
             let (copy, why) = match t.check() {
@@ -1003,47 +1005,25 @@ impl Follower {
                 // and the size probed before the check may be of a copy part written.
                 Ok(Err(_)) => {
                     judged = file.metadata().map_or(size, |m| m.len());
+                    let held = is_copy(file, judged, &t.checkpoint("")) || t.was_at(file, judged);
+                    // Truncated and written again with the same head since it was read.
+                    if !held && holds_the_rest(t, file, at, k, theirs.as_deref()) {
+                        return Some((t.id(), size, true));
+                    }
                     (
-                        is_copy(file, judged, &t.checkpoint("")) || t.was_at(file, judged),
+                        held,
                         "the file was truncated and it does not hold what was read of it",
                     )
                 }
                 Err(_) => (false, "the file cannot be checked"),
             };
-            if copy {
-                return Some((t.id(), judged, false));
+            if !copy {
+                // A new file with a followed file's head read from its start repeats what
+                // was read of that file if it was a copy after all: say why it was not.
+                tracing::debug!(size, of = %t.path().display(), committed = t.committed(), why, "a new file with a followed file's head is not a copy of it");
             }
-            // Truncated and written again with the same head since it was read.
-            if self.copy_of_the_rest(t, file, size) {
-                return Some((t.id(), size, true));
-            }
-            // A new file with a followed file's head read from its start repeats what was
-            // read of that file if it was a copy after all: say why it was not.
-            tracing::debug!(size, of = %t.path().display(), committed = t.committed(), why, "a new file with a followed file's head is not a copy of it");
-            None
+            copy.then_some((t.id(), judged, false))
         })
-    }
-
-    /// Whether `file` (of `size` bytes) is a copy of what followed file `t` holds since a
-    /// truncation its tailer has not noticed yet (two copytruncates within one poll's
-    /// interval): it starts as that file does now and ends with the bytes it holds at the
-    /// same place. The tailer reads that file again from its start once it notices: read
-    /// from its start too, the copy would repeat its lines.
-    fn copy_of_the_rest(&self, t: &Tailer, file: &File, size: u64) -> bool {
-        if !matches!(t.check(), Ok(Err(_))) {
-            return false;
-        }
-        let Ok(head) = t.bytes_at(0, tail::HEAD) else {
-            return false;
-        };
-        if !tail::starts_with(file, &head).unwrap_or(false) {
-            return false;
-        }
-        let k = tail::TAIL.min(usize::try_from(size).unwrap_or(tail::TAIL));
-        let at = size - k as u64;
-        let theirs = t.bytes_at(at, k).ok();
-        let mine = tail::read_at(file, at, k).ok();
-        mine.is_some() && mine == theirs
     }
 
     /// Whether `file` (of `size` bytes) is shorter than the head of a followed file (or of a
@@ -1221,6 +1201,20 @@ impl Follower {
             other => log::path_hostile(label, path, other.as_str(), None),
         }
     }
+}
+
+/// Whether `file` is a copy of what followed file `t` holds since a truncation its tailer has
+/// not noticed yet (two copytruncates within one poll's interval): it starts as that file does
+/// now, and holds at `at` the `k` bytes that file holds there (`theirs`). The tailer reads that
+/// file again from its start once it notices: read from its start too, the copy would repeat
+/// its lines.
+fn holds_the_rest(t: &Tailer, file: &File, at: u64, k: usize, theirs: Option<&[u8]>) -> bool {
+    let Ok(head) = t.bytes_at(0, tail::HEAD) else {
+        return false;
+    };
+    tail::starts_with(file, &head).unwrap_or(false)
+        && theirs.is_some()
+        && tail::read_at(file, at, k).ok().as_deref() == theirs
 }
 
 /// What `path` is, and the open file if it is a readable regular file (symlinks followed:

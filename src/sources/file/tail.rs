@@ -235,9 +235,10 @@ impl Tailer {
         if self.read > 0 {
             return std::borrow::Cow::Borrowed(&self.head);
         }
-        read_at(&self.file, 0, HEAD).map_or(std::borrow::Cow::Borrowed(&self.head[..]), |h| {
-            std::borrow::Cow::Owned(h)
-        })
+        read_at(&self.file, 0, HEAD).map_or(
+            std::borrow::Cow::Borrowed(&self.head[..]),
+            std::borrow::Cow::Owned,
+        )
     }
 
     /// Lines before this were handed out.

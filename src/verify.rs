@@ -136,6 +136,12 @@ fn pass(
     )?;
     let mut tally = judge.tally;
     let watermark = correlator.watermark();
+    tracing::debug!(
+        held_max = correlator.held_max(),
+        left = correlator.session_count(),
+        settle,
+        "sessions held at most while reading"
+    );
     for (id, session) in correlator.sessions() {
         tally.add(&correlator, id, session, watermark);
     }

@@ -201,7 +201,7 @@ def main():
         return
     if a.only == "drain":
         n, ddt, dcpu, dthreads, client_cpu = bench_drain(a.binary, a.work, a.drain_entries, a.clients)
-        print(f"drain: {n/ddt:,.0f} entries/s ({n:,} entries, {a.clients} clients, {ddt:.2f} s; serve used {dcpu:.2f} CPU s, {n/dcpu:,.0f} entries per CPU s)")
+        print(f"drain: {n/ddt:,.0f} entries/s ({n:,} entries, {a.clients} clients, {ddt:.2f} s; serve used {dcpu:.2f} CPU s, {n/dcpu:,.0f} entries per CPU s; the clients used {client_cpu:.2f} CPU s; {threads_text(dthreads)})")
         return
     total, nbytes, dt, tcpu, tthreads = bench_tail(a.binary, a.work, a.sessions)
     n, ddt, dcpu, dthreads, client_cpu = bench_drain(a.binary, a.work, a.drain_entries, a.clients)

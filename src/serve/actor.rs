@@ -425,7 +425,7 @@ impl<S: CorrelationState> Actor<S> {
         }
         let mut commit = Commit {
             prune_before: self.prune_due.take(),
-            delete_lines: std::mem::take(&mut self.evicted_lines),
+            evicted_lines: std::mem::take(&mut self.evicted_lines),
             outcomes: self.telemetry.take_outcomes(),
             findings: self.telemetry.take_findings(),
             ..Commit::default()
@@ -458,10 +458,10 @@ impl<S: CorrelationState> Actor<S> {
         self.telemetry.publish();
     }
 
-    /// The retired totals to save with a commit that prunes or deletes the lines of retired
+    /// The retired totals to save with a commit that prunes or lists (evicts) the lines of retired
     /// sessions (the two go together or not at all).
     pub(super) fn retired_state(&self, c: &Commit) -> Vec<(&'static str, String)> {
-        (c.prune_before.is_some() || !c.delete_lines.is_empty())
+        (c.prune_before.is_some() || !c.evicted_lines.is_empty())
             .then(|| self.telemetry.retired_json())
             .flatten()
             .map(|json| vec![(RETIRED_TOTALS, json)])

@@ -330,7 +330,7 @@ impl<S: CorrelationState> Actor<S> {
         self.tick_state(now).await;
         let mut commit = Commit {
             prune_before: self.prune_due.take(),
-            delete_lines: std::mem::take(&mut self.evicted_lines),
+            evicted_lines: std::mem::take(&mut self.evicted_lines),
             outcomes: self.telemetry.take_outcomes(),
             findings: self.telemetry.take_findings(),
             ..Commit::default()
@@ -674,7 +674,7 @@ impl<S: CorrelationState> Actor<S> {
             lines: lines.into_iter().collect(),
             position: batch.position.take(),
             prune_before: self.prune_due.take(),
-            delete_lines: std::mem::take(&mut self.evicted_lines),
+            evicted_lines: std::mem::take(&mut self.evicted_lines),
             ..Commit::default()
         };
         commit.state = self.retired_state(&commit);

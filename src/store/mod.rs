@@ -419,9 +419,10 @@ pub struct Commit {
     pub outcomes: Vec<OutcomeWrite>,
     /// Findings the batch's changes found or resolved, in order.
     pub findings: Vec<FindingWrite>,
-    /// Lines to delete by origin (source, line): those of sessions evicted at the session
-    /// cap, whose share of the totals this commit's retired totals hold.
-    pub delete_lines: Vec<(String, u32)>,
+    /// Lines of sessions evicted at the session cap, by origin (source, line), whose share of
+    /// the totals this commit's retired totals hold: never read back from this commit on
+    /// (a replay would count them again), and pruned with the lines received when they were.
+    pub evicted_lines: Vec<(String, u32)>,
     /// Named JSON state to upsert (e.g. `platform_book`).
     pub state: Vec<(&'static str, String)>,
 }
@@ -482,7 +483,7 @@ pub struct Store {
 #[derive(Debug, Clone, Copy)]
 enum Write {
     Events,
-    DeleteLines,
+    EvictedLines,
     Dispatched,
     Judged,
     Refiled,
@@ -560,17 +561,6 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Origins grouped by source, each group's lines sorted.
-fn by_source(lines: &[(String, u32)]) -> std::collections::BTreeMap<&str, Vec<u32>> {
-    let mut out: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
-    for (source, line) in lines {
-        out.entry(source.as_str()).or_default().push(*line);
-    }
-    for v in out.values_mut() {
-        v.sort_unstable();
-    }
-    out
-}
-
 fn runtime_str(r: Option<Runner>) -> Option<&'static str> {
     r.map(Runner::as_str)
 }
@@ -684,8 +674,28 @@ const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints \
 const DELETE_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE dev = $1 AND ino = $2";
 const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_len, tail_crc, \
      skipping, source, path, marks, written_at FROM checkpoints";
-const DELETE_LINES: &str = "DELETE FROM events WHERE source_id = ";
+/// Then `VALUES` of (source id, line), `) `, an insert verb, then [`EVICT_LINES_INSERT`]: the
+/// lines of sessions evicted at the session cap are listed, not deleted, so no index of the
+/// events by origin is kept for them (its inserts, four sources' line numbers growing side by
+/// side in one B-tree, split pages in its middle: a sixth of SQLite's writer in the tail
+/// benchmark). Each listing carries the latest receive time stored when it was made, which is
+/// no earlier than any of its lines': [`PRUNE_EVICTED`] drops it only with them.
+const EVICT_LINES: &str = "WITH v (source_id, line) AS (";
+const EVICT_LINES_INSERT: &str = "INTO evicted_lines (source_id, line, evicted_at) \
+     SELECT v.source_id, v.line, (SELECT COALESCE(MAX(received_at), 0) FROM events) FROM v \
+     WHERE true ON CONFLICT (source_id, line) DO NOTHING";
 const PRUNE: &str = "DELETE FROM events WHERE received_at < $1";
+/// After [`PRUNE`], with the same time: every line a listing names was received no later than
+/// its `evicted_at`, so it is gone too.
+const PRUNE_EVICTED: &str = "DELETE FROM evicted_lines WHERE evicted_at < $1";
+/// A stored line (`e`) is read back unless a session eviction listed it. A macro, so that the
+/// statements reading lines are each one literal.
+macro_rules! not_evicted {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM evicted_lines v \
+         WHERE v.source_id = e.source_id AND v.line = e.line)"
+    };
+}
 /// After [`INSERT_SQLITE`] or [`INSERT_POSTGRES`].
 const INSERT_OUTCOMES: &str = "INTO outcomes (first_seen, session, org, runner, dispatched_at, \
      outcome, latency_ms, skew_clamped, duplicate, duplicate_cross, reclaims) ";
@@ -738,14 +748,22 @@ const PRUNE_FINDINGS: &str = "DELETE FROM findings WHERE found_at < $1";
 const SELECT_FINDINGS: &str = "SELECT id, kind, session, org, runner, found_at, resolved_at, \
      detail FROM findings WHERE 1 = 1";
 /// A line whose source id names no source (damage) is read with an empty source, not dropped.
-const SELECT_LINES: &str = "SELECT e.received_at, COALESCE(s.name, ''), e.line, e.session, \
+const SELECT_LINES: &str = concat!(
+    "SELECT e.received_at, COALESCE(s.name, ''), e.line, e.session, \
      e.entry_id, e.default_runtime, e.raw \
-     FROM events e LEFT JOIN sources s ON s.id = e.source_id ORDER BY e.seq";
-const SELECT_LINES_AFTER: &str = "SELECT e.received_at, COALESCE(s.name, ''), e.line, e.session, \
+     FROM events e LEFT JOIN sources s ON s.id = e.source_id WHERE ",
+    not_evicted!(),
+    " ORDER BY e.seq"
+);
+const SELECT_LINES_AFTER: &str = concat!(
+    "SELECT e.received_at, COALESCE(s.name, ''), e.line, e.session, \
      e.entry_id, e.default_runtime, e.raw, e.seq \
      FROM events e LEFT JOIN sources s ON s.id = e.source_id \
-     WHERE e.seq > $1 ORDER BY e.seq LIMIT $2";
-const COUNT_LINES: &str = "SELECT COUNT(*) FROM events";
+     WHERE e.seq > $1 AND ",
+    not_evicted!(),
+    " ORDER BY e.seq LIMIT $2"
+);
+const COUNT_LINES: &str = concat!("SELECT COUNT(*) FROM events e WHERE ", not_evicted!());
 const UPSERT_STATE: &str = "INSERT INTO state (name, json) VALUES ($1, $2) \
      ON CONFLICT (name) DO UPDATE SET json = excluded.json";
 const INSERT_REPORT: &str = "INSERT INTO reports (id, org, flip_at, verdict, created_at, json) \
@@ -1107,20 +1125,29 @@ impl Store {
                                     ));
                             }
                         }
-                        for (source, lines) in by_source(&c.delete_lines) {
-                            for chunk in chunks(&lines, Write::DeleteLines, &self.last_rows) {
-                                let mut delete = sqlx::QueryBuilder::new(DELETE_LINES);
-                                delete.push_bind(id_of(source)).push(" AND line IN (");
-                                let mut list = delete.separated(", ");
-                                for l in chunk {
-                                    list.push_bind(i64::from(*l));
-                                }
-                                delete.push(")");
-                                run!(Stmt::Built(delete));
-                            }
+                        let evicted: Vec<(i64, u32)> = c
+                            .evicted_lines
+                            .iter()
+                            .map(|(source, line)| (id_of(source), *line))
+                            .collect();
+                        for chunk in chunks(&evicted, Write::EvictedLines, &self.last_rows) {
+                            let mut insert = sqlx::QueryBuilder::new(EVICT_LINES);
+                            insert.push_values(chunk, |mut b, &(source, line)| {
+                                b.push("CAST(")
+                                    .push_bind_unseparated(source)
+                                    .push_unseparated(" AS BIGINT)")
+                                    .push("CAST(")
+                                    .push_bind_unseparated(i64::from(line))
+                                    .push_unseparated(" AS BIGINT)");
+                            });
+                            insert.push(") ").push(insert_verb).push(EVICT_LINES_INSERT);
+                            run!(Stmt::Built(insert));
                         }
                         if let Some(t) = c.prune_before {
                             run!(Stmt::Plain(sqlx::query(PRUNE)
+                                .bind(t.millis())
+                                ));
+                            run!(Stmt::Plain(sqlx::query(PRUNE_EVICTED)
                                 .bind(t.millis())
                                 ));
                             run!(Stmt::Plain(sqlx::query(PRUNE_OUTCOMES)
@@ -1293,7 +1320,7 @@ impl Store {
     fn source_ids_of<'c>(&self, cs: &'c [Commit]) -> (SourceIds<'c>, Vec<Cow<'c, str>>) {
         let names = cs.iter().flat_map(|c| {
             let stored = c.lines.iter().map(|b| b.source.as_str());
-            stored.chain(c.delete_lines.iter().map(|(s, _)| s.as_str()))
+            stored.chain(c.evicted_lines.iter().map(|(s, _)| s.as_str()))
         });
         let known = self.source_ids.lock().unwrap_or_else(|p| p.into_inner());
         let mut ids = rustc_hash::FxHashMap::default();
@@ -1313,7 +1340,7 @@ impl Store {
         (ids, unknown)
     }
 
-    /// Every stored line, oldest first.
+    /// Every stored line an eviction did not list, oldest first.
     pub async fn lines(&self) -> Result<Vec<StoredLine>, StoreError> {
         on_pool!(self, pool => {
             let rows = sqlx::query(SELECT_LINES).fetch_all(pool).await?;
@@ -1365,7 +1392,7 @@ impl Store {
         })
     }
 
-    /// How many lines the store holds.
+    /// How many lines the store holds that an eviction did not list (those read back).
     pub async fn line_count(&self) -> Result<u64, StoreError> {
         on_pool!(self, pool => {
             let row = sqlx::query(COUNT_LINES).fetch_one(pool).await?;

@@ -115,7 +115,7 @@ async fn conformance(url: &str) {
             OutcomeWrite::Dispatched(row("sess\u{0}nul", "o2", 3, Outcome::Pending)),
         ],
         findings: Vec::new(),
-        delete_lines: Vec::new(),
+        evicted_lines: Vec::new(),
         state: vec![("book", "[0]".into())],
     };
     store.commit(&first).await.unwrap();
@@ -131,7 +131,7 @@ async fn conformance(url: &str) {
             ],
             // An evicted session's line goes by its origin; other sources' line 5 stay.
             findings: Vec::new(),
-            delete_lines: vec![("dispatch.log".into(), 5), ("drain".into(), 5)],
+            evicted_lines: vec![("dispatch.log".into(), 5), ("drain".into(), 5)],
             state: vec![("book", "[1]".into()), ("book", "[2]".into())],
         })
         .await
@@ -1144,7 +1144,7 @@ async fn old_store_migrates(url: &str) {
     store
         .commit(&Commit {
             lines: vec![new("claims.log", 3).into(), new("ts.log", 1).into()],
-            delete_lines: vec![("dispatch.log".into(), 1), ("claims.log".into(), 2)],
+            evicted_lines: vec![("dispatch.log".into(), 1), ("claims.log".into(), 2)],
             ..Commit::default()
         })
         .await
@@ -1157,7 +1157,7 @@ async fn old_store_migrates(url: &str) {
     again
         .commit(&Commit {
             lines: vec![new("ts.log", 2).into()],
-            delete_lines: vec![("claims.log".into(), 1)],
+            evicted_lines: vec![("claims.log".into(), 1)],
             ..Commit::default()
         })
         .await

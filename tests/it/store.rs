@@ -690,6 +690,96 @@ macro_rules! on_both_stores {
     };
 }
 
+on_both_stores!(
+    sqlite_evicted_lines_are_never_read_back_and_go_with_retention,
+    postgres_evicted_lines_are_never_read_back_and_go_with_retention,
+    evicted_lines_go_with_retention
+);
+
+/// Rows of `table` in the store at `url` (a SQLite path or a Postgres URL), read directly.
+async fn rows_in(url: &str, table: &str) -> i64 {
+    use sqlx::Connection;
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{url}"))
+            .await
+            .unwrap();
+        sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap()
+    }
+}
+
+/// An evicted session's lines are listed, not deleted: no read (the lines, their count, a
+/// reopened store) shows them again, whichever source they came from; and the listing is
+/// pruned with them, not before (a line received at the retention's edge stays listed while it
+/// stays stored) and not never (the store does not grow by what was evicted).
+async fn evicted_lines_go_with_retention(url: &str) {
+    let at = |n: u32, source: &str| StoredLine {
+        source: source.into(),
+        ..line(&format!("s{n}"), n, b"{}")
+    };
+    let store = Store::open(url).await.unwrap();
+    let commit = |lines: Vec<StoredLine>, evicted: Vec<(&str, u32)>, prune: Option<i64>| Commit {
+        lines: lines.into_iter().map(Into::into).collect(),
+        evicted_lines: evicted
+            .into_iter()
+            .map(|(s, l)| (s.to_owned(), l))
+            .collect(),
+        prune_before: prune.map(|ms| Timestamp(1_795_428_000_000 + ms)),
+        ..Commit::default()
+    };
+    store
+        .commit(&commit(
+            vec![
+                at(1, "dispatch.log"),
+                at(2, "dispatch.log"),
+                at(3, "claims.log"),
+            ],
+            vec![],
+            None,
+        ))
+        .await
+        .unwrap();
+    // Line 1 of each source is listed; dispatch.log's line 3 names no stored line.
+    store
+        .commit(&commit(
+            vec![],
+            vec![("dispatch.log", 1), ("claims.log", 3), ("dispatch.log", 3)],
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.lines().await.unwrap(), [at(2, "dispatch.log")]);
+    assert_eq!(store.line_count().await.unwrap(), 1);
+    drop(store);
+    let store = Store::open(url).await.unwrap();
+    assert_eq!(store.lines().await.unwrap(), [at(2, "dispatch.log")]);
+    assert_eq!(
+        store.lines_after(0, 10).await.unwrap().len(),
+        1,
+        "recovery's pages leave the listed lines out too"
+    );
+    // Retention up to line 3's receive time: lines 1 and 2 go; line 3 (received at the
+    // edge) stays stored, so its listing stays too.
+    store
+        .commit(&commit(vec![at(10, "claims.log")], vec![], Some(3)))
+        .await
+        .unwrap();
+    assert_eq!(store.lines().await.unwrap(), [at(10, "claims.log")]);
+    assert_eq!(store.line_count().await.unwrap(), 1);
+    assert_eq!(rows_in(url, "evicted_lines").await, 3);
+    // Past it: line 3 goes, and every listing with it.
+    store
+        .commit(&commit(vec![], vec![], Some(4)))
+        .await
+        .unwrap();
+    assert_eq!(store.lines().await.unwrap(), [at(10, "claims.log")]);
+    assert_eq!(rows_in(url, "evicted_lines").await, 0);
+    assert_eq!(rows_in(url, "events").await, 1);
+}
+
 #[tokio::test]
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();

@@ -560,7 +560,6 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Origins grouped by source, each group's lines sorted.
 fn runtime_str(r: Option<Runner>) -> Option<&'static str> {
     r.map(Runner::as_str)
 }
@@ -677,7 +676,7 @@ const SELECT_CHECKPOINTS: &str = "SELECT dev, ino, born, head, \"offset\", tail_
 /// Then `VALUES` of (source id, line), `) `, an insert verb, then [`EVICT_LINES_INSERT`]: the
 /// lines of sessions evicted at the session cap are listed, not deleted, so no index of the
 /// events by origin is kept for them (its inserts, four sources' line numbers growing side by
-/// side in one B-tree, split pages in its middle: a sixth of SQLite's writer in the tail
+/// side in one B-tree, split pages in its middle: a tenth of SQLite's writer in the tail
 /// benchmark). Each listing carries the latest receive time stored when it was made, which is
 /// no earlier than any of its lines': [`PRUNE_EVICTED`] drops it only with them.
 const EVICT_LINES: &str = "WITH v (source_id, line) AS (";

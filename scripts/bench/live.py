@@ -15,7 +15,10 @@ SQLite's writer, ...), and for 2 the CPU this script's own clients used while se
 bounds a figure is read off these, not guessed.
 
 usage: scripts/bench/live.py BINARY WORKDIR [--sessions N] [--drain-entries N] [--clients K]
-       [--only tail|drain]
+       [--only tail|drain|recovery]
+
+`--only recovery`: the tail's run, then serve started again on the store it left, timed until
+ready (every stored line replayed).
 """
 import argparse, hashlib, hmac, http.client, json, os, re, shutil, signal, socket, subprocess
 import sys, threading, time
@@ -90,9 +93,10 @@ def lines_in(path):
     with open(path, "rb") as f:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
-def tail_workload(binary, work, sessions, store_name):
+def tail_workload(binary, work, sessions, store_name, fresh=True):
     """The tail benchmark's files (simulate's, made once in WORKDIR/sim) and a fresh SQLite
-    store: (lines, bytes, the store's path, serve's `--file` arguments)."""
+    store (or the one there, `fresh=False`): (lines, bytes, the store's path, serve's `--file`
+    arguments)."""
     sim = os.path.join(work, "sim")
     if not os.path.exists(os.path.join(sim, "truth.json")):
         subprocess.run([binary, "simulate", "--out", sim, "--sessions", str(sessions), "--seed", "3"],
@@ -102,7 +106,7 @@ def tail_workload(binary, work, sessions, store_name):
     nbytes = sum(os.path.getsize(os.path.join(sim, f)) for f, _ in files)
     store = os.path.join(work, store_name)
     for ext in ("", "-wal", "-shm"):
-        if os.path.exists(store + ext): os.remove(store + ext)
+        if fresh and os.path.exists(store + ext): os.remove(store + ext)
     args = []
     for f, rt in files:
         args += ["--file", rt + os.path.join(sim, f)]
@@ -120,6 +124,18 @@ def bench_tail(binary, work, sessions):
     cpu, threads = s.cpu(), s.threads()
     s.stop()
     return total, nbytes, dt, cpu, threads
+
+def bench_recovery(binary, work, sessions):
+    """A tail run's store (every line followed and committed), then serve started again on
+    it: seconds and serve's CPU s until ready (`/readyz` 200: every stored line replayed)."""
+    total, _, dt, _, _ = bench_tail(binary, work, sessions)
+    _, _, store, args = tail_workload(binary, work, sessions, "tail.db", fresh=False)
+    t0 = time.time()
+    s = Serve(binary, args, store)
+    ready = time.time() - t0
+    cpu = s.cpu()
+    s.stop()
+    return total, ready, cpu
 
 def drain_bodies(n_entries, per_body, secret):
     bodies = []
@@ -191,13 +207,17 @@ def main():
     ap.add_argument("--drain-entries", type=int, default=200000)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--samples", type=int, default=200)
-    ap.add_argument("--only", choices=["tail", "drain"],
+    ap.add_argument("--only", choices=["tail", "drain", "recovery"],
                     help="run one measurement alone (several quick rounds of it, alternating binaries)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     if a.only == "tail":
         total, nbytes, dt, tcpu, tthreads = bench_tail(a.binary, a.work, a.sessions)
         print(f"tail: {total/dt:,.0f} lines/s ({total:,} lines in {dt:.2f} s; serve used {tcpu:.2f} CPU s; {threads_text(tthreads)})")
+        return
+    if a.only == "recovery":
+        total, ready, cpu = bench_recovery(a.binary, a.work, a.sessions)
+        print(f"recovery: ready {ready:.2f} s after a restart on the tail's store ({total:,} lines followed; serve used {cpu:.2f} CPU s)")
         return
     if a.only == "drain":
         n, ddt, dcpu, dthreads, client_cpu = bench_drain(a.binary, a.work, a.drain_entries, a.clients)

@@ -93,10 +93,9 @@ def lines_in(path):
     with open(path, "rb") as f:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
-def tail_workload(binary, work, sessions, store_name, fresh=True):
+def tail_workload(binary, work, sessions, store_name):
     """The tail benchmark's files (simulate's, made once in WORKDIR/sim) and a fresh SQLite
-    store (or the one there, `fresh=False`): (lines, bytes, the store's path, serve's `--file`
-    arguments)."""
+    store: (lines, bytes, the store's path, serve's `--file` arguments)."""
     sim = os.path.join(work, "sim")
     if not os.path.exists(os.path.join(sim, "truth.json")):
         subprocess.run([binary, "simulate", "--out", sim, "--sessions", str(sessions), "--seed", "3"],
@@ -106,7 +105,7 @@ def tail_workload(binary, work, sessions, store_name, fresh=True):
     nbytes = sum(os.path.getsize(os.path.join(sim, f)) for f, _ in files)
     store = os.path.join(work, store_name)
     for ext in ("", "-wal", "-shm"):
-        if fresh and os.path.exists(store + ext): os.remove(store + ext)
+        if os.path.exists(store + ext): os.remove(store + ext)
     args = []
     for f, rt in files:
         args += ["--file", rt + os.path.join(sim, f)]
@@ -114,6 +113,12 @@ def tail_workload(binary, work, sessions, store_name, fresh=True):
 
 def bench_tail(binary, work, sessions):
     total, nbytes, store, args = tail_workload(binary, work, sessions, "tail.db")
+    dt, cpu, threads = follow_all(binary, total, store, args)
+    return total, nbytes, dt, cpu, threads
+
+def follow_all(binary, total, store, args):
+    """serve on `args`' files and `store` until it has read all `total` lines: seconds, serve's
+    CPU s, and its CPU s by thread."""
     t0 = time.time()
     s = Serve(binary, args, store)
     while True:
@@ -123,13 +128,13 @@ def bench_tail(binary, work, sessions):
     dt = time.time() - t0
     cpu, threads = s.cpu(), s.threads()
     s.stop()
-    return total, nbytes, dt, cpu, threads
+    return dt, cpu, threads
 
 def bench_recovery(binary, work, sessions):
     """A tail run's store (every line followed and committed), then serve started again on
     it: seconds and serve's CPU s until ready (`/readyz` 200: every stored line replayed)."""
-    total, _, dt, _, _ = bench_tail(binary, work, sessions)
-    _, _, store, args = tail_workload(binary, work, sessions, "tail.db", fresh=False)
+    total, _, store, args = tail_workload(binary, work, sessions, "tail.db")
+    follow_all(binary, total, store, args)
     t0 = time.time()
     s = Serve(binary, args, store)
     ready = time.time() - t0

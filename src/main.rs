@@ -28,7 +28,7 @@ const PURGE_EVERY: Duration = Duration::from_millis(250);
 /// second, and each one given back at once was faulted in and zeroed by the kernel again
 /// for the next batch — 400,000 page faults in the tail benchmark, a quarter of the
 /// runtime's CPU samples. With 100 ms: 250,000 faults, 9 % less CPU and 7 % more lines a
-/// second, for 9 % more peak RSS (README, Speed).
+/// second, for 9 % more peak RSS (docs/speed-history.md).
 ///
 /// Not only by mimalloc itself: it purges what is due only when some thread allocates a
 /// fresh page, so after a burst (serve catching up a backlog) the idle threads kept the

@@ -205,7 +205,7 @@ pub fn run(mut args: ServeArgs, reload: super::signals::Reload) -> anyhow::Resul
 /// Turns transparent huge pages off for this process. mimalloc advises its memory for huge
 /// pages, and `main.rs` has it give freed pages back soon, so a batch buffer allocated
 /// again was faulted in as a 2 MiB page the kernel zeroed whole: 13 % of the CPU a tailed
-/// line (README, Speed). `verify` keeps them. `prctl` rather than mimalloc's `allow_thp`
+/// line (docs/speed-history.md). `verify` keeps them. `prctl` rather than mimalloc's `allow_thp`
 /// option: mimalloc makes this same call for it only when the option is read as the
 /// allocator starts, before `main` (`MIMALLOC_ALLOW_THP=0` in the environment); set later, it
 /// only stops advising memory reserved from then on.

@@ -1,9 +1,10 @@
 //! A SQLite store's WAL checkpoints, off the commit path. The connections that commit run none
 //! (`wal_autocheckpoint = 0`): SQLite's own runs inside the `COMMIT` that crosses 1,000 pages,
-//! with an `fsync`, and the committer waited for it (7 % of a tail run, README). Instead each
-//! commit nudges this task, which reads how far the WAL has grown from the WAL index (the
-//! `-shm` file) and, past [`CHECKPOINT_BYTES`] of frames not yet copied into the database, runs a
-//! `PASSIVE` checkpoint on a connection of its own while the next commits go on.
+//! with an `fsync`, and the committer waited for it (7 % of a tail run,
+//! `docs/speed-history.md`). Instead each commit nudges this task, which reads how far the WAL
+//! has grown from the WAL index (the `-shm` file) and, past [`CHECKPOINT_BYTES`] of frames not
+//! yet copied into the database, runs a `PASSIVE` checkpoint on a connection of its own while
+//! the next commits go on.
 //!
 //! A passive checkpoint never blocks a writer, so under sustained writes it may never catch up
 //! with the WAL's end: SQLite only starts the WAL over from its beginning when a write begins

@@ -531,15 +531,15 @@ async fn sqlite_pool(opts: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Err
 /// its indexes: on larger pages its B-trees split and rebalance a quarter as often, a WAL
 /// frame's header and checksum cover four times the bytes, and there are fewer pages to look
 /// up, write and copy back at a checkpoint. SQLite's thread used 15–20 % less CPU in the tail
-/// benchmark (README, speed); 64 KiB pages were no better than 4 KiB ones.
+/// benchmark (docs/speed-history.md); 64 KiB pages were no better than 4 KiB ones.
 const PAGE_SIZE: u32 = 16_384;
 
 /// A transaction's dirty pages stay in memory until it commits, up to 16 MiB of them (groups
 /// of batches stayed under it in the tail benchmark), instead of being written to the WAL as
 /// soon as the 2 MiB cache is full and read back when the transaction touches them again:
-/// that spilling was 5 % of a tail run's CPU in `perf` (README, speed). A larger transaction
-/// (a prune after a long stop) still spills past the threshold, so memory stays bounded;
-/// once committed, the pages past `cache_size` are freed.
+/// that spilling was 5 % of a tail run's CPU in `perf` (docs/speed-history.md). A larger
+/// transaction (a prune after a long stop) still spills past the threshold, so memory stays
+/// bounded; once committed, the pages past `cache_size` are freed.
 const SPILL_BYTES: i64 = 16 << 20;
 
 /// `cache_spill` for a file of `page`-byte pages: [`SPILL_BYTES`] of them, less one. Not a
@@ -641,7 +641,7 @@ fn to_u64(v: i64) -> u64 {
 /// that may undo its own rows (`ABORT`, the default) keeps a statement journal: a copy of
 /// every page it is the first to change — the last pages of `events`' B-trees, most of the
 /// `outcomes` pages a group of judgements reaches — for each of a commit's statements (2.4 %
-/// of a tail run's samples; +5 % lines per CPU second without, README "Live throughput").
+/// of a tail run's samples; +5 % lines per CPU second without, docs/speed-history.md).
 /// What is kept is never committed: a failed statement's error ends `commit_all`, and with it
 /// the whole transaction, rolled back (no statement's error is ignored inside a commit).
 /// Postgres has no such clause, nor statement journal.

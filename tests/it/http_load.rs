@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Server, claimcheck, free_port};
+use crate::support::{Server, claimcheck, free_port, rss_kb};
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The defaults of `[serve.http]`.
@@ -27,15 +27,6 @@ struct Watch {
     failed: usize,
     max_rss_kb: u64,
     max_fds: usize,
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn fds(pid: u32) -> usize {

@@ -9,19 +9,10 @@ use claimcheck::correlate::Outcome;
 use claimcheck::event::{Runner, Timestamp};
 use claimcheck::store::{OutcomeRow, OutcomeWrite, Store};
 
-use crate::support::{Server, claimcheck, commit_outcomes, free_port, http_get_status};
+use crate::support::{Server, claimcheck, commit_outcomes, free_port, http_get_status, rss_kb};
 
 const SESSIONS: i64 = 150_000;
 const ORGS: i64 = 50;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_summaries_stay_bounded_on_a_large_store() {
@@ -85,7 +76,8 @@ async fn filtered_summaries_stay_bounded_on_a_large_store() {
             .count() as u64
     );
 
-    let before = rss_kib(pid);
+    let before = rss_kb(pid);
+    assert!(before > 0, "serve (pid {pid}) is gone");
     let mut slowest = Duration::ZERO;
     let mut busy = 0;
     for round in 0..5 {
@@ -117,7 +109,8 @@ async fn filtered_summaries_stay_bounded_on_a_large_store() {
     let (status, _) = http_get_status(port, &format!("/api/summary?since={since}")).unwrap();
     assert_eq!(status, 200);
     let window = t.elapsed();
-    let after = rss_kib(pid);
+    let after = rss_kb(pid);
+    assert!(after > 0, "serve (pid {pid}) is gone");
     #[allow(clippy::print_stderr)]
     {
         eprintln!(

@@ -691,8 +691,9 @@ const PRUNE_EVICTED: &str = "DELETE FROM evicted_lines WHERE evicted_at < $1";
 /// up line by line only if it holds anything: the first test runs once a statement (both
 /// backends evaluate a subquery that names no outer column once), and with it the lookup of
 /// an empty listing per line went (in `serve` that lookup read the listing's page from the file
-/// again for every line: a replay of the tail benchmark's store took 8 s instead of 6). A
-/// macro, so that each statement reading lines is one literal.
+/// again for every line: a replay of the tail benchmark's store took 8 s instead of 6; the
+/// connections then shared one page cache, see `.cargo/config.toml`). A macro, so that each
+/// statement reading lines is one literal.
 macro_rules! not_evicted {
     () => {
         "(NOT EXISTS (SELECT 1 FROM evicted_lines) OR NOT EXISTS (SELECT 1 FROM evicted_lines v \
@@ -862,9 +863,9 @@ impl Store {
         .synchronous(SqliteSynchronous::Normal)
         // A multi-row insert keeps a statement journal: in memory, not a temporary file
         // written for every batch. It only undoes a failed statement; durability is the WAL's.
-        // (The page cache stays SQLite's 2 MiB a connection: 8 MiB on each of the pool's
-        // connections added up to 50 MB of RSS, past `--max-sessions`' memory bound in
-        // `serve_bounded`, for a few per cent of commit time.)
+        // (The page cache stays SQLite's 2 MiB, each connection's own (`.cargo/config.toml`):
+        // 8 MiB on each of the pool's connections added up to 50 MB of RSS, past
+        // `--max-sessions`' memory bound in `serve_bounded`, for a few per cent of commit time.)
         .pragma("temp_store", "memory")
         // A store created from now on has pages of 16 KiB: see [`PAGE_SIZE`]. (Set before the
         // journal mode: in WAL mode the page size of a database with content no longer
@@ -2381,10 +2382,10 @@ mod tests {
         }
     }
 
-    /// The bundled SQLite is built with `.cargo/config.toml`'s options: no memory statistics,
-    /// a global mutex taken on every allocation.
+    /// The bundled SQLite is built with `.cargo/config.toml`'s options: no memory statistics
+    /// (a global mutex taken on every allocation), and a page cache per connection.
     #[tokio::test]
-    async fn sqlite_is_compiled_without_memory_statistics() {
+    async fn sqlite_is_compiled_with_the_configured_options() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db").display().to_string())
             .await
@@ -2398,6 +2399,11 @@ mod tests {
             .unwrap();
         assert!(
             options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        // And a page cache per connection (`.cargo/config.toml`).
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
             "{options:?}"
         );
     }

@@ -798,6 +798,69 @@ async fn sqlite_store_conforms() {
     );
 }
 
+/// Read syscalls this process has made so far (every thread's, SQLite's included).
+fn reads_so_far() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("syscr: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// A connection that reads keeps the pages it reads again and again (a B-tree's root and
+/// interior pages) while the committing connection holds many: each connection has a page
+/// cache of its own. With one cache shared by all (SQLite's `ENABLE_MEMORY_MANAGEMENT`), a big
+/// commit left the committer holding the whole budget and every other connection freed each
+/// page as it let go of it, so a replay after evictions read the listing's root and interior
+/// pages from the file again for every stored line it passed: a capped `serve` restart made
+/// 1.9 million reads for 17,000 lines (docs/speed-history.md, session 26).
+#[tokio::test]
+async fn a_reader_keeps_its_pages_while_the_committer_holds_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db").display().to_string())
+        .await
+        .unwrap();
+    // 12 MB of lines in one commit: more pages than all the connections' caches hold.
+    const LINES: u32 = 40_000;
+    let raw = |n: u32| {
+        format!(
+            "{{\"event\":\"dispatch\",\"sessionId\":\"s{n}\",\"pad\":\"{}\"}}",
+            "x".repeat(250)
+        )
+    };
+    let lines: Vec<NewLines> = (1..=LINES)
+        .map(|n| line(&format!("s{n}"), n, raw(n).as_bytes()).into())
+        .collect();
+    store
+        .commit(&Commit {
+            lines,
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    // Every line but the last 100 listed as evicted: a replay looks each line up in the list.
+    store
+        .commit(&Commit {
+            evicted_lines: (1..=LINES - 100)
+                .map(|n| ("dispatch.log".to_owned(), n))
+                .collect(),
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let before = reads_so_far();
+    let read = store.lines_after(0, 1_000).await.unwrap();
+    let reads = reads_so_far() - before;
+    assert_eq!(read.len(), 100);
+    // The lines' and the listing's pages once each: about a thousand reads, not one or two
+    // per line passed.
+    assert!(
+        reads < u64::from(LINES) / 8,
+        "{reads} reads to pass {LINES} lines"
+    );
+}
+
 #[tokio::test]
 async fn postgres_store_conforms() {
     let db = ScratchDb::new().await;
